@@ -1,0 +1,132 @@
+"""The decorators flow authors use: ``@trigger`` (more kinds arrive with their issues).
+
+A decorator validates its arguments at once, records a :class:`TriggerSpec` on
+the function, and returns the function unchanged, so a flow still runs as
+plain Python. :func:`flow_spec` turns a decorated function into the
+:class:`FlowSpec` the engine deploys.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from triggers.errors import DeclarationError
+from triggers.params import ParamSpec
+from triggers.spec import (
+    DEFAULT_WINDOW,
+    Entrypoint,
+    FlowSpec,
+    TriggerSpec,
+    normalize_dependencies,
+    parse_duration,
+)
+
+__all__ = ["flow_spec", "is_flow", "trigger"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ATTR = "__tripwire_flow__"
+
+
+@dataclass
+class _Declaration:
+    parameters: tuple[ParamSpec, ...]
+    triggers: list[TriggerSpec] = field(default_factory=list)
+
+
+def trigger(
+    event: str | dict[str, Any] | None = None,
+    *,
+    events: list[str | dict[str, Any]] | None = None,
+    within: str | float | timedelta | None = None,
+    name: str | None = None,
+) -> Callable[[F], F]:
+    """Launch the decorated flow when an event (or all of several events) arrives.
+
+    Args:
+        event: one event: its name, or ``{"name": ..., "parameters": {...}}``.
+        events: several events, each a name or a dict; all must arrive within ``within``.
+        within: the window for several events ("90s", "15m", "1h", "2d" or a timedelta);
+            default one hour.
+        name: trigger name, unique within the flow (default "trigger", "trigger_2", ...).
+
+    Payload fields whose names equal parameter names fill them, unless an event gives
+    an explicit ``parameters`` mapping of ``param -> field`` (a value starting with ``$``
+    is a JSONPath over the payload).
+
+    Raises:
+        DeclarationError: when the declaration is invalid; the message says what to write.
+    """
+    if callable(event) and not isinstance(event, str | dict):
+        raise DeclarationError(
+            f"@trigger on {getattr(event, '__qualname__', event)!r} needs an event: write "
+            "@trigger(event='data_updated') or @trigger(events=[...], within='1h')."
+        )
+    window = parse_duration(within) if within is not None else DEFAULT_WINDOW
+
+    def decorate(func: F) -> F:
+        where = f"@trigger on {getattr(func, '__qualname__', func)!r}"
+        decl = _declaration_of(func, where)
+        deps = normalize_dependencies(
+            event, events, parameter_names=[p.name for p in decl.parameters], where=where
+        )
+        trigger_name = name or _next_trigger_name(decl)
+        if any(t.name == trigger_name for t in decl.triggers):
+            raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+        # Decorators apply bottom-up; insert first so specs follow source order.
+        decl.triggers.insert(0, TriggerSpec(name=trigger_name, dependencies=deps, within=window))
+        return func
+
+    return decorate
+
+
+def _declaration_of(func: Any, where: str) -> _Declaration:
+    if not inspect.isfunction(func):
+        raise DeclarationError(f"{where}: only plain functions can be flows, not {func!r}.")
+    decl = getattr(func, _ATTR, None)
+    if decl is None:
+        decl = _Declaration(parameters=ParamSpec.of(func))
+        setattr(func, _ATTR, decl)
+    return decl
+
+
+def _next_trigger_name(decl: _Declaration) -> str:
+    taken = {t.name for t in decl.triggers}
+    candidate, n = "trigger", 1
+    while candidate in taken:
+        n += 1
+        candidate = f"trigger_{n}"
+    return candidate
+
+
+def is_flow(obj: object) -> bool:
+    """True for a function that carries tripwire declarations."""
+    return inspect.isfunction(obj) and isinstance(getattr(obj, _ATTR, None), _Declaration)
+
+
+def flow_spec(func: Callable[..., Any], *, path: str | Path | None = None) -> FlowSpec:
+    """The deployable spec of a decorated function.
+
+    ``path`` is the file the function was loaded from; the run process loads it
+    from there. Without it, the function's module must be importable by name.
+    """
+    decl = getattr(func, _ATTR, None)
+    if not isinstance(decl, _Declaration):
+        raise DeclarationError(f"{func!r} is not a flow: decorate it with @trigger first.")
+    if path is not None:
+        entrypoint = Entrypoint(function=func.__name__, path=str(Path(path).resolve()))
+    elif func.__module__ != "__main__":
+        entrypoint = Entrypoint(function=func.__name__, module=func.__module__)
+    else:
+        source = inspect.getsourcefile(func)
+        entrypoint = Entrypoint(function=func.__name__, path=str(Path(source or "").resolve()))
+    return FlowSpec(
+        name=func.__name__,
+        entrypoint=entrypoint,
+        parameters=decl.parameters,
+        triggers=tuple(decl.triggers),
+    )

@@ -1,0 +1,56 @@
+"""The one exception tree of tripwire.
+
+Every error a user can meet derives from :class:`TripwireError`, so
+``except TripwireError`` catches all of them. Messages say what happened,
+to what, and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BrokerError",
+    "ConfigurationError",
+    "DeclarationError",
+    "EventDecodeError",
+    "PublishError",
+    "RunNotFoundError",
+    "StoreError",
+    "TriggerError",
+    "TripwireError",
+]
+
+
+class TripwireError(Exception):
+    """Raised for any tripwire failure; the base of all the others."""
+
+
+class ConfigurationError(TripwireError):
+    """Raised when settings or the environment are invalid or incomplete."""
+
+
+class DeclarationError(TripwireError):
+    """Raised when a decorator, a flow or a trigger is declared wrongly."""
+
+
+class PublishError(TripwireError):
+    """Raised when an event cannot be published: bad payload, broker down or timed out."""
+
+
+class EventDecodeError(TripwireError):
+    """Raised when a Kafka record is not a valid tripwire CloudEvent."""
+
+
+class TriggerError(TripwireError):
+    """Raised when an event matched a trigger but could not become a run (e.g. bad types)."""
+
+
+class BrokerError(TripwireError):
+    """Raised when the embedded broker cannot be found, started or reached."""
+
+
+class StoreError(TripwireError):
+    """Raised when the run store cannot be reached or rejects an operation."""
+
+
+class RunNotFoundError(StoreError):
+    """Raised when a run name is not in the run store."""

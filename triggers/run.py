@@ -1,0 +1,100 @@
+"""The process a run executes in: ``python -m triggers.run --context FILE --result FILE``.
+
+It loads the flow function, binds ``triggers.current``, validates the run's
+parameters against the function's annotations, and calls it. The outcome is
+written to the result file as JSON, so the launcher can tell a flow's own
+exception (kind USER, with message and traceback) from a broken run
+environment (kind SYSTEM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import inspect
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from triggers.current import RunContext, current
+from triggers.loader import load_entrypoint
+from triggers.params import ParamSpec
+from triggers.spec import Entrypoint
+
+EXIT_OK, EXIT_USER, EXIT_SYSTEM = 0, 1, 3
+
+
+def _write(result_path: Path, outcome: dict[str, Any]) -> None:
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(outcome))
+    tmp.replace(result_path)
+
+
+def _call_arguments(func: Any, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Turn the run's JSON parameters into Python values for ``func``.
+
+    A parameter still equal to its (JSON) default is left out, so the function
+    gets its own Python default object rather than a JSON copy of it.
+    """
+    hints = inspect.get_annotations(func, eval_str=True)
+    specs = {spec.name: spec for spec in ParamSpec.of(func)}
+    arguments: dict[str, Any] = {}
+    for name, value in parameters.items():
+        spec = specs.get(name)
+        if spec is None:
+            continue
+        if not spec.required and value == spec.default:
+            continue
+        annotation = hints.get(name, Any)
+        arguments[name] = TypeAdapter(annotation).validate_python(value)
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m triggers.run")
+    parser.add_argument("--context", type=Path, required=True)
+    parser.add_argument("--result", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    try:
+        raw = json.loads(args.context.read_text())
+        context = RunContext.load(args.context)
+        entrypoint = Entrypoint.model_validate(raw["entrypoint"])
+    except Exception as exc:
+        _write(args.result, {"ok": False, "kind": "SYSTEM", "message": f"bad run context: {exc}"})
+        return EXIT_SYSTEM
+
+    current._bind(context)
+    try:
+        func = load_entrypoint(entrypoint)
+        arguments = _call_arguments(func, context.parameters)
+        result = func(**arguments)
+        if inspect.isawaitable(result):
+            asyncio.run(_await(result))
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            _write(args.result, {"ok": True})
+            return EXIT_OK
+        message = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, ValidationError):
+            message = f"parameters do not fit the flow's annotations: {exc}"
+        _write(
+            args.result,
+            {"ok": False, "kind": "USER", "message": message, "traceback": traceback.format_exc()},
+        )
+        traceback.print_exc()
+        return EXIT_USER
+    _write(args.result, {"ok": True})
+    return EXIT_OK
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable
+
+
+if __name__ == "__main__":
+    sys.exit(main())

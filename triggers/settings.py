@@ -1,0 +1,149 @@
+"""All of tripwire's configuration, in one pydantic-settings class.
+
+Every field reads the environment variable ``TRIPWIRE_<FIELD>``. When
+``TRIPWIRE_KAFKA_BOOTSTRAP`` is unset and ``$TRIPWIRE_HOME/dev.json`` exists
+(written by ``tripwire dev``), the broker address, database and API token come
+from that file, so a second terminal reaches the dev engine with no setup.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from triggers.errors import ConfigurationError
+
+__all__ = ["DEV_FILE_NAME", "Settings", "get_settings"]
+
+DEV_FILE_NAME = "dev.json"
+
+
+class Settings(BaseSettings):
+    """tripwire configuration; each field is ``TRIPWIRE_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TRIPWIRE_", extra="ignore")
+
+    home: Path = Field(
+        Path(".tripwire"),
+        description="State directory: SQLite store, run logs, and dev.json of a running `tripwire dev`.",
+    )
+    kafka_bootstrap: str | None = Field(
+        None,
+        description=(
+            "Kafka bootstrap servers, `host:port[,host:port]`. Unset: use the broker of the "
+            "`tripwire dev` recorded in $TRIPWIRE_HOME/dev.json, if any."
+        ),
+    )
+    database_url: str | None = Field(
+        None,
+        description=(
+            "SQLAlchemy async URL of the run store, e.g. "
+            "`postgresql+asyncpg://user@host/db`. Unset: SQLite at $TRIPWIRE_HOME/tripwire.db."
+        ),
+    )
+    project: str = Field("default", description="Project that deployed flows and runs belong to.")
+    domain: str = Field("development", description="Domain (environment) within the project.")
+    api_url: str | None = Field(None, description="Base URL of the tripwire HTTP API.")
+    api_token: SecretStr | None = Field(None, description="Bearer token for the HTTP API.")
+
+    topic_events: str = Field("tripwire.events", description="Topic that published events go to.")
+    topic_run_requests: str = Field(
+        "tripwire.run-requests", description="Topic from sensors to the launcher, keyed by run name."
+    )
+    topic_run_events: str = Field(
+        "tripwire.run-events", description="Topic of run lifecycle CloudEvents."
+    )
+    topic_partitions: int = Field(
+        4, ge=1, description="Partitions for topics that tripwire creates itself."
+    )
+
+    publish_timeout: float = Field(
+        10.0, gt=0, description="Seconds `publish()` waits for the broker's acknowledgement."
+    )
+    max_payload_bytes: int = Field(
+        1024 * 1024, gt=0, description="Largest accepted event payload, in bytes of JSON."
+    )
+    source: str = Field(
+        "tripwire://publish", description="Default CloudEvent `source` of published events."
+    )
+
+    kafka_session_timeout: float = Field(
+        6.0,
+        gt=0,
+        description=(
+            "Consumer group session timeout, seconds. Kept low on purpose: the embedded Tansu "
+            "broker holds a JoinGroup for half of it, and 6 s is real Kafka's minimum."
+        ),
+    )
+    kafka_fetch_max_wait_ms: int = Field(
+        100,
+        ge=1,
+        description=(
+            "Longest a fetch waits for data, ms. Tansu answers after about half of it even "
+            "when data arrives sooner, so this bounds the latency of every hop."
+        ),
+    )
+    run_context: Path | None = Field(
+        None,
+        description="Set by the engine in a run's process: the JSON file describing the run.",
+    )
+
+    @model_validator(mode="after")
+    def _fill_from_dev_file(self) -> Settings:
+        if self.kafka_bootstrap is not None:
+            return self
+        info = read_dev_file(self.home)
+        if info is None:
+            return self
+        self.kafka_bootstrap = info.get("kafka_bootstrap")
+        if self.database_url is None:
+            self.database_url = info.get("database_url")
+        if self.api_url is None:
+            self.api_url = info.get("api_url")
+        if self.api_token is None and info.get("api_token"):
+            self.api_token = SecretStr(info["api_token"])
+        return self
+
+    @property
+    def dev_file(self) -> Path:
+        """Where `tripwire dev` records its broker, store and API."""
+        return self.home / DEV_FILE_NAME
+
+    @property
+    def store_url(self) -> str:
+        """The run store URL, defaulting to SQLite under the home directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.home / 'tripwire.db').resolve()}"
+
+    def require_bootstrap(self) -> str:
+        """Return the Kafka bootstrap address or explain how to provide one."""
+        if not self.kafka_bootstrap:
+            raise ConfigurationError(
+                "No Kafka broker is configured: set TRIPWIRE_KAFKA_BOOTSTRAP=host:port, "
+                f"or start `tripwire dev` so that {self.dev_file} exists."
+            )
+        return self.kafka_bootstrap
+
+
+def read_dev_file(home: Path) -> dict[str, Any] | None:
+    """Return the contents of ``home/dev.json``, or None when no dev engine recorded one."""
+    path = home / DEV_FILE_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"{path} is unreadable ({exc}); delete it if no `tripwire dev` is running."
+        ) from exc
+    return data if isinstance(data, dict) else None
+
+
+def get_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment (and dev.json), with explicit overrides on top."""
+    return Settings(**overrides)

@@ -1,0 +1,216 @@
+"""Declarations as data: what a decorated flow asks the engine to do.
+
+These pydantic models are the spec vocabulary (after Argo Events): a
+:class:`FlowSpec` has :class:`TriggerSpec` s, each made of
+:class:`EventDependency` s. They are validated when the decorator runs, and
+they are what travels to engine workers, which never import user code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
+from jsonpath_ng.ext import parse as parse_jsonpath
+from pydantic import BaseModel, ConfigDict, Field
+
+from triggers.envelope import validate_event_name
+from triggers.errors import DeclarationError
+from triggers.params import ParamSpec
+
+__all__ = [
+    "DEFAULT_WINDOW",
+    "Entrypoint",
+    "EventDependency",
+    "FlowSpec",
+    "TriggerSpec",
+    "compile_jsonpath",
+    "parse_duration",
+]
+
+DEFAULT_WINDOW = timedelta(hours=1)
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# Special references that read the CloudEvent attributes rather than the payload.
+EVENT_ATTRIBUTES = ("$event.id", "$event.name", "$event.time", "$event.source")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EventDependency(_Frozen):
+    """One event a trigger waits for.
+
+    ``parameters`` maps flow parameter names to a payload field name or a
+    JSONPath (a value starting with ``$``). When it is None, default matching
+    applies: payload fields named like parameters fill them.
+    """
+
+    name: str = Field(description="Event name to match.")
+    dep: str = Field(description="Dependency name used in conditions and `current.events`.")
+    parameters: dict[str, str] | None = Field(
+        None, description="param -> field or JSONPath; None means default matching."
+    )
+
+
+class TriggerSpec(_Frozen):
+    """A set of dependencies that, when satisfied within ``within``, launches one run."""
+
+    name: str = Field(description="Trigger name, unique within its flow.")
+    dependencies: tuple[EventDependency, ...]
+    within: timedelta = Field(
+        DEFAULT_WINDOW, description="All contributing events must fall inside one such window."
+    )
+
+
+class Entrypoint(_Frozen):
+    """Where a run process finds the flow: a file path or a module, and a function name."""
+
+    function: str
+    path: str | None = None
+    module: str | None = None
+
+
+class FlowSpec(_Frozen):
+    """A flow: its name, how to call it, its parameters and its triggers."""
+
+    name: str
+    entrypoint: Entrypoint
+    parameters: tuple[ParamSpec, ...]
+    triggers: tuple[TriggerSpec, ...] = ()
+    target: str = "local://"
+
+
+def parse_duration(value: object, *, what: str = "within") -> timedelta:
+    """Parse "90s", "15m", "1h", "2d", "1w", a number of seconds, or a timedelta."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+    else:
+        raise DeclarationError(
+            f"{what}={value!r} is not a duration; write e.g. '90s', '15m', '1h', '2d' "
+            "or a datetime.timedelta."
+        )
+    if seconds <= 0:
+        raise DeclarationError(f"{what}={value!r} must be a positive duration.")
+    return timedelta(seconds=seconds)
+
+
+@lru_cache(maxsize=4096)
+def compile_jsonpath(expression: str) -> Any:
+    """Parse a JSONPath once; raise DeclarationError saying what is wrong with it."""
+    try:
+        return parse_jsonpath(expression)
+    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
+        raise DeclarationError(f"invalid JSONPath {expression!r}: {exc}") from None
+
+
+def normalize_dependencies(
+    event: Any, events: Any, *, parameter_names: Iterable[str], where: str
+) -> tuple[EventDependency, ...]:
+    """Accept every Metaflow argument form and return validated dependencies."""
+    if (event is None) == (events is None):
+        raise DeclarationError(
+            f"{where}: pass exactly one of event=... (one event) or events=[...] (several)."
+        )
+    if event is not None:
+        items = [event]
+    elif isinstance(events, list | tuple) and events:
+        items = list(events)
+    else:
+        raise DeclarationError(f"{where}: events= must be a non-empty list of names or dicts.")
+    names = list(parameter_names)
+    deps = tuple(_dependency(item, names, where) for item in items)
+    seen: set[str] = set()
+    for dep in deps:
+        if dep.dep in seen:
+            raise DeclarationError(
+                f"{where}: dependency name {dep.dep!r} is used twice; give one of them "
+                "another name with {'name': ..., 'dep': 'other_name'}."
+            )
+        seen.add(dep.dep)
+    return deps
+
+
+def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDependency:
+    if isinstance(item, str):
+        validate_event_name(item, error=DeclarationError)
+        return EventDependency(name=item, dep=item)
+    if not isinstance(item, dict):
+        raise DeclarationError(
+            f"{where}: an event must be a name or a dict like "
+            f"{{'name': 'data_updated', 'parameters': {{...}}}}, not {type(item).__name__}."
+        )
+    unknown = set(item) - {"name", "parameters", "dep"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise DeclarationError(
+            f"{where}: unknown key {key!r} in event declaration{_did_you_mean(key, ['name', 'parameters', 'dep'])}."
+        )
+    if "name" not in item:
+        raise DeclarationError(f"{where}: event dict {item!r} has no 'name'.")
+    name = validate_event_name(item["name"], error=DeclarationError)
+    dep = item.get("dep", name)
+    if "dep" in item and (not isinstance(dep, str) or not _IDENTIFIER.match(dep)):
+        raise DeclarationError(
+            f"{where}: dep={dep!r} must be an identifier (letters, digits and _, not "
+            "starting with a digit), because conditions refer to it."
+        )
+    mapping = _mapping(item.get("parameters"), parameter_names, f"{where}, event {name!r}")
+    return EventDependency(name=name, dep=dep, parameters=mapping)
+
+
+def _mapping(raw: Any, parameter_names: list[str], where: str) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    pairs: list[tuple[Any, Any]]
+    if isinstance(raw, dict):
+        pairs = list(raw.items())
+    elif isinstance(raw, list | tuple):
+        pairs = []
+        for entry in raw:
+            if isinstance(entry, str):
+                pairs.append((entry, entry))
+            elif isinstance(entry, list | tuple) and len(entry) == 2:
+                pairs.append((entry[0], entry[1]))
+            else:
+                raise DeclarationError(
+                    f"{where}: parameters list entries must be a name or a "
+                    f"(flow_param, event_field) pair, not {entry!r}."
+                )
+    else:
+        raise DeclarationError(
+            f"{where}: parameters must be a dict {{param: field}} or a list of names and "
+            f"(param, field) pairs, not {type(raw).__name__}."
+        )
+    mapping: dict[str, str] = {}
+    for param, source in pairs:
+        if not isinstance(param, str) or param not in parameter_names:
+            raise DeclarationError(
+                f"{where}: {param!r} is not a parameter of the flow"
+                f"{_did_you_mean(str(param), parameter_names)}; parameters are {parameter_names}."
+            )
+        if not isinstance(source, str) or not source:
+            raise DeclarationError(
+                f"{where}: the source of parameter {param!r} must be a field name or a "
+                f"JSONPath string, not {source!r}."
+            )
+        if source.startswith("$") and source not in EVENT_ATTRIBUTES:
+            compile_jsonpath(source)
+        mapping[param] = source
+    return mapping
+
+
+def _did_you_mean(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
