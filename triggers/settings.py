@@ -87,6 +87,9 @@ class Settings(BaseSettings):
             "when data arrives sooner, so this bounds the latency of every hop."
         ),
     )
+    max_parallel_runs: int = Field(
+        8, ge=1, description="Runs a worker's local launcher executes at once; more wait their turn."
+    )
     run_context: Path | None = Field(
         None,
         description="Set by the engine in a run's process: the JSON file describing the run.",

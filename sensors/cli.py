@@ -1,0 +1,245 @@
+"""The ``tripwire`` command line. Commands only translate; the work is elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from triggers.errors import TripwireError
+from triggers.publish import publish as publish_event
+from triggers.settings import Settings
+
+from sensors import views
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="tripwire",
+    help="Event-driven workflow triggers: publish events, correlate them, launch runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+sensors_app = typer.Typer(help="Inspect deployed sensors.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(sensors_app, name="sensors")
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+FlowPaths = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Flow files or folders to load (folders are searched recursively)."),
+]
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except TripwireError:
+        raise
+    except Exception as exc:  # pydantic names the bad TRIPWIRE_* variable
+        raise typer.BadParameter(f"invalid TRIPWIRE_* settings: {exc}") from exc
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine, turning tripwire errors into a one-line message and exit code 1."""
+    try:
+        return asyncio.run(coro)
+    except TripwireError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("aiokafka", "kafka", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def dev(
+    paths: FlowPaths = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run everything on this machine: embedded broker, one worker, SQLite store."""
+    from sensors.dev import run_dev
+
+    _logging(verbose)
+    _run(run_dev(paths or [Path(".")], _settings(), on_ready=views.print_dev_banner))
+
+
+@app.command()
+def worker(
+    paths: FlowPaths = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run one engine worker against TRIPWIRE_KAFKA_BOOTSTRAP and TRIPWIRE_DATABASE_URL."""
+    from sensors.dev import serve
+    from sensors.engine import Engine
+    from sensors.registry import discover_flows
+
+    _logging(verbose)
+    settings = _settings()
+    settings.require_bootstrap()
+
+    async def main() -> None:
+        flows = discover_flows(paths or [Path(".")])
+        async with Engine(settings, flows) as engine:
+            await engine.wait_ready()
+            err.print(f"[green]worker ready[/green]: {len(flows)} flows, broker "
+                      f"{settings.kafka_bootstrap}")
+            await serve(engine)
+
+    _run(main())
+
+
+@app.command()
+def broker(
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 9092,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Run the embedded Kafka-compatible broker (Tansu, in memory) in the foreground."""
+    from sensors.broker import run_broker
+
+    def ready(bootstrap: str) -> None:
+        err.print(f"[green]broker ready[/green] at {bootstrap} (in memory; Ctrl-C stops it)")
+
+    try:
+        code = run_broker(host=host, port=port, ready=ready)
+    except TripwireError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs into a payload; values are JSON when they parse, else strings."""
+    payload: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not key=value, e.g. -p rows=42", param_hint="-p")
+        try:
+            payload[key] = json.loads(raw)
+        except ValueError:
+            payload[key] = raw
+    return payload
+
+
+@app.command()
+def publish(
+    name: Annotated[str, typer.Argument(help="Event name, e.g. data_updated.")],
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="Payload as a JSON object.")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Payload field key=value (JSON or string); repeatable."),
+    ] = None,
+    event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a uuid).")] = None,
+    time: Annotated[
+        str | None, typer.Option("--time", help="Event time, ISO 8601 (default: now).")
+    ] = None,
+    source: Annotated[str | None, typer.Option("--source", help="CloudEvent source.")] = None,
+) -> None:
+    """Publish an event and print its id."""
+    body: dict[str, Any] = {}
+    if payload is not None:
+        try:
+            body = json.loads(payload)
+        except ValueError as exc:
+            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+        if not isinstance(body, dict):
+            raise typer.BadParameter(
+                "the payload must be a JSON object, e.g. '{\"rows\": 42}'", param_hint="--payload"
+            )
+    body.update(parse_pairs(param or []))
+    try:
+        event = publish_event(name, body, id=event_id, time=time, source=source)
+    except TripwireError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    out.print(event)
+
+
+async def _with_store(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from sensors.runs.store import RunStore
+
+    settings = _settings()
+    async with await RunStore.open(settings.store_url) as store:
+        return await action(store)
+
+
+@runs_app.command("list")
+def runs_list(
+    flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    phase: Annotated[str | None, typer.Option(help="Only runs in this phase, e.g. FAILED.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    settings = _settings()
+    phases = views.parse_phase(phase) if phase else None
+    runs = _run(_with_store(lambda store: store.list_runs(
+        project=settings.project, domain=settings.domain, flow=flow, phase=phases, limit=limit
+    )))
+    views.print_runs(out, runs, as_json=as_json)
+
+
+@runs_app.command("get")
+def runs_get(
+    name: Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show one run: phase, parameters, triggering events, timestamps and error."""
+    settings = _settings()
+    run = _run(_with_store(
+        lambda store: store.get_run(name, project=settings.project, domain=settings.domain)
+    ))
+    views.print_run(out, run, as_json=as_json)
+
+
+@sensors_app.command("list")
+def sensors_list(as_json: JsonOption = False) -> None:
+    """List deployed sensors and the events they wait for."""
+    settings = _settings()
+    sensors = _run(_with_store(
+        lambda store: store.list_sensors(project=settings.project, domain=settings.domain)
+    ))
+    views.print_sensors(out, sensors, as_json=as_json)
+
+
+@sensors_app.command("status")
+def sensors_status(
+    sensor: Annotated[str | None, typer.Argument(help="One sensor id (flow.trigger).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show each sensor's last run and its recent trigger failures, with reasons."""
+    settings = _settings()
+
+    async def gather(store: Any) -> list[views.SensorStatus]:
+        return await views.sensor_statuses(
+            store, project=settings.project, domain=settings.domain, only=sensor
+        )
+
+    statuses = _run(_with_store(gather))
+    views.print_statuses(out, statuses, as_json=as_json)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,132 @@
+"""``tripwire dev``: the whole engine on one machine, with nothing to install.
+
+It starts the embedded broker, one worker (sensor and launcher stages) and a
+SQLite store under ``$TRIPWIRE_HOME``, and records the broker's address in
+``$TRIPWIRE_HOME/dev.json`` so that ``publish()`` and the CLI in another
+terminal find it. The file is removed on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from triggers.errors import ConfigurationError
+from triggers.settings import Settings, read_dev_file
+from triggers.spec import FlowSpec
+
+from sensors.broker import EmbeddedBroker
+from sensors.engine import Engine
+from sensors.registry import discover_flows
+
+__all__ = ["DevInfo", "run_dev", "serve"]
+
+
+@dataclass(frozen=True)
+class DevInfo:
+    """What a started dev engine tells its user."""
+
+    bootstrap: str
+    store_url: str
+    home: Path
+    flows: tuple[FlowSpec, ...]
+    startup_seconds: float
+
+
+async def serve(engine: Engine) -> None:
+    """Run ``engine`` until SIGINT or SIGTERM (Ctrl-C stops cleanly, not with a traceback)."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, engine.request_stop)
+    try:
+        await engine.run_forever()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def run_dev(
+    paths: Sequence[str | Path],
+    settings: Settings,
+    *,
+    on_ready: Callable[[DevInfo], None] | None = None,
+) -> None:
+    """Load the flows under ``paths``, start broker, engine and store, and serve until stopped.
+
+    Raises:
+        DeclarationError: a flow is declared wrongly (before anything starts).
+        ConfigurationError: another ``tripwire dev`` uses the same home.
+        BrokerError: the embedded broker did not start.
+    """
+    started = asyncio.get_running_loop().time()
+    flows = discover_flows(paths)
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    _refuse_second_dev(home)
+    broker = EmbeddedBroker(log_path=home / "broker.log")
+    await asyncio.to_thread(broker.start)
+    try:
+        dev_settings = settings.model_copy(
+            update={"kafka_bootstrap": broker.bootstrap, "home": home}
+        )
+        async with Engine(dev_settings, flows) as engine:
+            await engine.wait_ready()
+            _write_dev_file(dev_settings, broker)
+            try:
+                if on_ready is not None:
+                    on_ready(
+                        DevInfo(
+                            bootstrap=broker.bootstrap,
+                            store_url=dev_settings.store_url,
+                            home=home,
+                            flows=tuple(flows),
+                            startup_seconds=asyncio.get_running_loop().time() - started,
+                        )
+                    )
+                await serve(engine)
+            finally:
+                dev_settings.dev_file.unlink(missing_ok=True)
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+def _refuse_second_dev(home: Path) -> None:
+    info = read_dev_file(home)
+    if not info:
+        return
+    pid = info.get("pid")
+    if isinstance(pid, int) and _alive(pid):
+        raise ConfigurationError(
+            f"another `tripwire dev` (pid {pid}) is using {home}; stop it, or set "
+            "TRIPWIRE_HOME to another folder to run a second one."
+        )
+    (home / "dev.json").unlink(missing_ok=True)  # left behind by a killed dev
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_dev_file(settings: Settings, broker: EmbeddedBroker) -> None:
+    info = {
+        "kafka_bootstrap": broker.bootstrap,
+        "database_url": settings.store_url,
+        "pid": os.getpid(),
+        "broker_pid": broker.pid,
+        "started_at": datetime.now(UTC).isoformat(),
+    }
+    tmp = settings.dev_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(settings.dev_file)

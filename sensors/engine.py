@@ -1,0 +1,173 @@
+"""The engine: one worker's sensor stage and launcher stage, wired to Kafka and the store.
+
+``tripwire worker`` and ``tripwire dev`` both run an :class:`Engine`. Several
+workers share the work through Kafka consumer groups: the events topic's
+partitions spread across the sensor stages, the run-requests topic's across
+the launchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from triggers.errors import TripwireError
+from triggers.settings import Settings
+from triggers.spec import FlowSpec
+
+from sensors.correlate import Correlator
+from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
+from sensors.launchers import Launcher, by_url, scheme_of
+from sensors.launching import LaunchStage
+from sensors.runs.store import RunStore
+from sensors.sensing import SensorStage
+from sensors.sensor import build_sensors
+
+__all__ = ["Engine"]
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """Runs the stages of one worker until stopped.
+
+    Use as ``async with Engine(settings, flows) as engine: await engine.wait_ready()``.
+    """
+
+    def __init__(self, settings: Settings, flows: Sequence[FlowSpec]) -> None:
+        self.settings = settings
+        self.flows = list(flows)
+        self.store: RunStore | None = None
+        self.sensor_stage: SensorStage | None = None
+        self.launch_stage: LaunchStage | None = None
+        self._launchers: dict[str, Launcher] = {}
+        self._producer: AIOKafkaProducer | None = None
+        self._consumers: list[AIOKafkaConsumer] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Connect to the store and the broker, deploy the sensors and start consuming."""
+        s = self.settings
+        try:
+            self.store = await RunStore.open(s.store_url)
+            deployed = await self.store.register_sensors(
+                build_sensors(self.flows, project=s.project, domain=s.domain,
+                              deployed_at=datetime.now(UTC))
+            )
+            await ensure_topics(s, [s.topic_events, s.topic_run_requests, s.topic_run_events])
+            self._producer = new_producer(s)
+            await self._producer.start()
+            self.sensor_stage = SensorStage(s, Correlator(deployed), self.store, self._producer)
+            self.launch_stage = LaunchStage(self.store, self._launcher_for)
+            group = f"tripwire.{s.project}.{s.domain}"
+            self._run_stage("sensors", s.topic_events, f"{group}.sensors", self.sensor_stage.handle)
+            self._run_stage(
+                "launcher", s.topic_run_requests, f"{group}.launcher", self.launch_stage.handle
+            )
+            for consumer in self._consumers:
+                await consumer.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info(
+            "engine started: %d flows, %d sensors, broker %s, store %s",
+            len(self.flows), len(deployed), s.kafka_bootstrap, s.store_url,
+        )
+
+    def _run_stage(self, name: str, topic: str, group: str, handle: object) -> None:
+        consumer = new_consumer(self.settings, topic, group_id=group)
+        self._consumers.append(consumer)
+
+        async def loop() -> None:
+            await consume_batches(consumer, handle, stop=self._stop, name=name)  # type: ignore[arg-type]
+
+        self._tasks.append(asyncio.create_task(loop(), name=f"tripwire {name}"))
+
+    def _launcher_for(self, target: str) -> Launcher:
+        scheme = scheme_of(target)
+        launcher = self._launchers.get(scheme)
+        if launcher is None:
+            assert self.store is not None
+            launcher = self._launchers[scheme] = by_url(
+                target, settings=self.settings, store=self.store
+            )
+        return launcher
+
+    async def wait_ready(self, timeout: float = 30.0) -> None:
+        """Return once every stage owns its partitions, so published events will be read.
+
+        Raises:
+            TripwireError: the consumer groups did not settle within ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while not all(c.assignment() for c in self._consumers):
+            failed = [t for t in self._tasks if t.done()]
+            if failed:
+                failed[0].result()
+            if time.monotonic() > deadline:
+                raise TripwireError(
+                    f"the engine's consumers got no partitions within {timeout:g}s from "
+                    f"{self.settings.kafka_bootstrap}; check the broker and its logs."
+                )
+            await asyncio.sleep(0.05)
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run_forever` to return; safe from a signal handler."""
+        self._stop.set()
+
+    async def run_forever(self) -> None:
+        """Wait until :meth:`stop` is called or a stage fails."""
+        stop = asyncio.create_task(self._stop.wait())
+        try:
+            done, _ = await asyncio.wait(
+                [stop, *self._tasks], return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in done:
+                task.result()
+        finally:
+            stop.cancel()
+
+    async def stop(self) -> None:
+        """Stop consuming, end local runs, and close every connection. Idempotent."""
+        self._stop.set()
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._tasks = []
+        for launcher in self._launchers.values():
+            await launcher.close()
+        self._launchers = {}
+        for consumer in self._consumers:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        self._consumers = []
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
