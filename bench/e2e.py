@@ -1,0 +1,208 @@
+"""End-to-end benchmark: publish -> run latency and sensor-stage throughput.
+
+Prints, from one run on one broker:
+  * raw aiokafka produce and consume throughput (the baseline);
+  * sensor-stage throughput: decode + correlate + map + coerce + produce run requests;
+  * publish -> QUEUED and publish -> SUCCEEDED latency, p50 and p99, at a steady rate.
+
+    python bench/e2e.py [--events 20000] [--runs 60] [--rate 5] [--bootstrap host:port]
+
+Without --bootstrap (or TRIPWIRE_TEST_KAFKA) it starts the embedded broker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sensors.broker import EmbeddedBroker  # noqa: E402
+from sensors.correlate import Correlator  # noqa: E402
+from sensors.engine import Engine  # noqa: E402
+from sensors.kafka import consume_batches, new_consumer, new_producer  # noqa: E402
+from sensors.registry import discover_flows  # noqa: E402
+from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase  # noqa: E402
+from sensors.runs.store import RunStore  # noqa: E402
+from sensors.sensing import SensorStage  # noqa: E402
+from sensors.sensor import build_sensors  # noqa: E402
+from triggers.envelope import encode, make_envelope  # noqa: E402
+from triggers.settings import Settings  # noqa: E402
+
+FLOWS = Path(__file__).parent / "flows"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list]]) -> float:
+    """Produce records as fast as aiokafka allows; return messages per second."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value, key=key, headers=headers)
+                   for key, value, headers in records]
+        await asyncio.gather(*futures)
+        return len(records) / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def drain_raw(bootstrap: str, topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                fetch_max_wait_ms=100, max_poll_records=5000)
+    await consumer.start()
+    try:
+        seen = 0
+        batch = await consumer.getmany(timeout_ms=10000, max_records=5000)
+        started = time.perf_counter()
+        while True:
+            seen += sum(len(r) for r in batch.values())
+            if seen >= count:
+                break
+            batch = await consumer.getmany(timeout_ms=2000, max_records=5000)
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def bench_events(count: int) -> list[tuple[bytes, bytes, list]]:
+    records = []
+    for n in range(count):
+        envelope, _ = make_envelope("bench_tick", {"n": n, "label": "x" * 40, "extra": [1, 2, 3]})
+        record = encode(envelope)
+        records.append((record.key, record.value, record.headers))
+    return records
+
+
+async def sensor_throughput(settings: Settings, count: int) -> float:
+    """Drain ``count`` pre-produced events through the sensor stage alone."""
+    flows = discover_flows([FLOWS])
+    sensors = build_sensors(flows, project="bench", domain="bench",
+                            deployed_at=datetime(2000, 1, 1, tzinfo=UTC))
+    stage_settings = settings.model_copy(update={"topic_run_requests": f"bench-rr-{uuid.uuid4()}"})
+    async with await RunStore.open(settings.store_url) as store:
+        producer = new_producer(stage_settings)
+        await producer.start()
+        consumer = new_consumer(stage_settings, settings.topic_events,
+                                group_id=f"bench-sensors-{uuid.uuid4()}")
+        await consumer.start()
+        stage = SensorStage(stage_settings, Correlator(sensors), store, producer)
+        stop = asyncio.Event()
+        started: list[float] = []
+        original = stage.handle
+
+        async def timed(batch):  # type: ignore[no-untyped-def]
+            if not started:
+                started.append(time.perf_counter())
+            await original(batch)
+            if stage.stats.fires >= count:
+                stop.set()
+
+        try:
+            await asyncio.wait_for(
+                consume_batches(consumer, timed, stop=stop, name="bench"), timeout=300
+            )
+            return count / (time.perf_counter() - started[0])
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+
+async def latency(settings: Settings, runs: int, rate: float) -> tuple[list[float], list[float]]:
+    """Publish at ``rate``/s through a full engine; return (to QUEUED, to SUCCEEDED) in ms."""
+    from triggers.publish import publish
+
+    async with Engine(settings, discover_flows([FLOWS])) as engine:
+        await engine.wait_ready()
+        sent: dict[str, float] = {}
+        for n in range(runs):
+            started = time.time()
+            event_id = await publish.aio("bench_tick", {"n": n})
+            sent[event_id] = started
+            await asyncio.sleep(max(0.0, 1 / rate - (time.time() - started)))
+        assert engine.store is not None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            done = [r for r in await engine.store.list_runs(limit=runs * 2)
+                    if r.phase in TERMINAL_PHASES]
+            if len(done) >= runs:
+                break
+            await asyncio.sleep(0.5)
+        queued, succeeded = [], []
+        for run in done:
+            t0 = sent.get(run.events[0]["id"])
+            if t0 is None or run.phase != WorkflowPhase.SUCCEEDED or run.finished_at is None:
+                continue
+            queued.append((run.created_at.timestamp() - t0) * 1000)
+            succeeded.append((run.finished_at.timestamp() - t0) * 1000)
+        return queued, succeeded
+
+
+async def main(args: argparse.Namespace) -> None:
+    broker = None
+    bootstrap = args.bootstrap or os.environ.get("TRIPWIRE_TEST_KAFKA")
+    if not bootstrap:
+        broker = EmbeddedBroker()
+        broker.start()
+        bootstrap = broker.bootstrap
+    home = Path(tempfile.mkdtemp(prefix="tripwire-bench-"))
+    tag = uuid.uuid4().hex[:8]
+    os.environ.update({
+        "TRIPWIRE_KAFKA_BOOTSTRAP": bootstrap, "TRIPWIRE_HOME": str(home),
+        "TRIPWIRE_TOPIC_EVENTS": f"bench-events-{tag}",
+        "TRIPWIRE_TOPIC_RUN_REQUESTS": f"bench-run-requests-{tag}",
+        "TRIPWIRE_TOPIC_RUN_EVENTS": f"bench-run-events-{tag}",
+        "TRIPWIRE_TOPIC_PARTITIONS": "1",
+    })
+    os.environ.pop("TRIPWIRE_DATABASE_URL", None)
+    settings = Settings()
+    try:
+        print(f"broker {bootstrap}, {os.cpu_count()} cpus, python {sys.version.split()[0]}")
+        records = bench_events(args.events)
+        produce_rate = await fill(bootstrap, settings.topic_events, records)
+        consume_rate = await drain_raw(bootstrap, settings.topic_events, args.events)
+        stage_rate = await sensor_throughput(settings, args.events)
+        print(f"baseline  raw aiokafka produce        {produce_rate:>10,.0f} msg/s")
+        print(f"baseline  raw aiokafka consume        {consume_rate:>10,.0f} msg/s")
+        print(f"tripwire  sensor stage (single-event) {stage_rate:>10,.0f} events/s "
+              f"({stage_rate / consume_rate:.0%} of raw consume; includes producing run requests)")
+        e2e = settings.model_copy(update={
+            "topic_events": f"bench-lat-events-{tag}",
+            "topic_run_requests": f"bench-lat-rr-{tag}",
+        })
+        os.environ["TRIPWIRE_TOPIC_EVENTS"] = e2e.topic_events
+        queued, succeeded = await latency(e2e, args.runs, args.rate)
+        print(f"latency over {len(succeeded)} runs at {args.rate:g} events/s:")
+        for label, values in (("publish -> QUEUED", queued), ("publish -> SUCCEEDED", succeeded)):
+            if values:
+                print(f"  {label:<22} p50 {percentile(values, 0.5):7.0f} ms   "
+                      f"p99 {percentile(values, 0.99):7.0f} ms   "
+                      f"mean {statistics.fmean(values):7.0f} ms")
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--bootstrap")
+    asyncio.run(main(parser.parse_args()))

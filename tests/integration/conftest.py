@@ -1,0 +1,87 @@
+"""Fixtures for tests that run the whole engine against the real broker and store."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensors.engine import Engine
+from sensors.registry import discover_flows
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import TERMINAL_PHASES
+from sensors.runs.store import RunStore
+from triggers.settings import Settings
+
+FLOWS = Path(__file__).parent / "flows"
+
+
+@pytest.fixture
+def engine_env(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, str]:
+    """TRIPWIRE_* settings for one test: its own topics, project, home and SQLite store.
+
+    They go into the environment because that is how publish(), the CLI and run
+    processes are configured for real.
+    """
+    env = {
+        "TRIPWIRE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TRIPWIRE_HOME": str(tmp_path / "home"),
+        "TRIPWIRE_PROJECT": unique_name,
+        "TRIPWIRE_TOPIC_EVENTS": f"{unique_name}.events",
+        "TRIPWIRE_TOPIC_RUN_REQUESTS": f"{unique_name}.run-requests",
+        "TRIPWIRE_TOPIC_RUN_EVENTS": f"{unique_name}.run-events",
+        "TRIPWIRE_TOPIC_PARTITIONS": "2",
+    }
+    monkeypatch.delenv("TRIPWIRE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("TRIPWIRE_RUN_CONTEXT", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+@pytest.fixture
+async def engine(engine_env: dict[str, str]) -> AsyncIterator[Engine]:
+    """A started worker with the flows of tests/integration/flows deployed."""
+    async with Engine(Settings(), discover_flows([FLOWS])) as running:
+        await running.wait_ready(timeout=30)
+        yield running
+
+
+@pytest.fixture
+def store(engine: Engine) -> RunStore:
+    assert engine.store is not None
+    return engine.store
+
+
+async def eventually(
+    probe: Callable[[], Any], what: str, *, timeout: float = 30.0, interval: float = 0.1
+) -> Any:
+    """Await ``probe()`` until it returns something truthy, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def finished_run(store: RunStore, event_id: str, *, timeout: float = 30.0) -> RunRecord:
+    """The run that the event ``event_id`` triggered, once it reached a terminal phase."""
+
+    async def probe() -> RunRecord | None:
+        for run in await store.list_runs(limit=1000):
+            if run.phase in TERMINAL_PHASES and any(e["id"] == event_id for e in run.events):
+                return run
+        return None
+
+    return await eventually(probe, f"a finished run triggered by event {event_id}", timeout=timeout)
