@@ -27,17 +27,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sensors.broker import EmbeddedBroker  # noqa: E402
-from sensors.correlate import Correlator  # noqa: E402
-from sensors.engine import Engine  # noqa: E402
-from sensors.kafka import consume_batches, new_consumer, new_producer  # noqa: E402
-from sensors.registry import discover_flows  # noqa: E402
-from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase  # noqa: E402
-from sensors.runs.store import RunStore  # noqa: E402
-from sensors.sensing import SensorStage  # noqa: E402
-from sensors.sensor import build_sensors  # noqa: E402
-from triggers.envelope import encode, make_envelope  # noqa: E402
-from triggers.settings import Settings  # noqa: E402
+from sensors.broker import EmbeddedBroker
+from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase
+from sensors.runs.store import RunStore
+
+from sensors.correlate import Correlator
+from sensors.engine import Engine
+from sensors.kafka import consume_batches, new_consumer, new_producer
+from sensors.registry import discover_flows
+from sensors.sensing import SensorStage
+from sensors.sensor import build_sensors
+from triggers.envelope import encode, make_envelope
+from triggers.settings import Settings
 
 FLOWS = Path(__file__).parent / "flows"
 
@@ -49,13 +50,16 @@ def percentile(values: list[float], q: float) -> float:
 
 async def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list]]) -> float:
     """Produce records as fast as aiokafka allows; return messages per second."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_batch_size=256 * 1024
+    )
     await producer.start()
     try:
         started = time.perf_counter()
-        futures = [await producer.send(topic, value, key=key, headers=headers)
-                   for key, value, headers in records]
+        futures = [
+            await producer.send(topic, value, key=key, headers=headers)
+            for key, value, headers in records
+        ]
         await asyncio.gather(*futures)
         return len(records) / (time.perf_counter() - started)
     finally:
@@ -63,9 +67,15 @@ async def fill(bootstrap: str, topic: str, records: list[tuple[bytes, bytes, lis
 
 
 async def drain_raw(bootstrap: str, topic: str, count: int) -> float:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"raw-{uuid.uuid4()}",
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                fetch_max_wait_ms=100, max_poll_records=5000)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"raw-{uuid.uuid4()}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
+        max_poll_records=5000,
+    )
     await consumer.start()
     try:
         seen = 0
@@ -93,14 +103,16 @@ def bench_events(count: int) -> list[tuple[bytes, bytes, list]]:
 async def sensor_throughput(settings: Settings, count: int) -> float:
     """Drain ``count`` pre-produced events through the sensor stage alone."""
     flows = discover_flows([FLOWS])
-    sensors = build_sensors(flows, project="bench", domain="bench",
-                            deployed_at=datetime(2000, 1, 1, tzinfo=UTC))
+    sensors = build_sensors(
+        flows, project="bench", domain="bench", deployed_at=datetime(2000, 1, 1, tzinfo=UTC)
+    )
     stage_settings = settings.model_copy(update={"topic_run_requests": f"bench-rr-{uuid.uuid4()}"})
     async with await RunStore.open(settings.store_url) as store:
         producer = new_producer(stage_settings)
         await producer.start()
-        consumer = new_consumer(stage_settings, settings.topic_events,
-                                group_id=f"bench-sensors-{uuid.uuid4()}")
+        consumer = new_consumer(
+            stage_settings, settings.topic_events, group_id=f"bench-sensors-{uuid.uuid4()}"
+        )
         await consumer.start()
         stage = SensorStage(stage_settings, Correlator(sensors), store, producer)
         stop = asyncio.Event()
@@ -139,8 +151,11 @@ async def latency(settings: Settings, runs: int, rate: float) -> tuple[list[floa
         assert engine.store is not None
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            done = [r for r in await engine.store.list_runs(limit=runs * 2)
-                    if r.phase in TERMINAL_PHASES]
+            done = [
+                r
+                for r in await engine.store.list_runs(limit=runs * 2)
+                if r.phase in TERMINAL_PHASES
+            ]
             if len(done) >= runs:
                 break
             await asyncio.sleep(0.5)
@@ -163,13 +178,16 @@ async def main(args: argparse.Namespace) -> None:
         bootstrap = broker.bootstrap
     home = Path(tempfile.mkdtemp(prefix="tripwire-bench-"))
     tag = uuid.uuid4().hex[:8]
-    os.environ.update({
-        "TRIPWIRE_KAFKA_BOOTSTRAP": bootstrap, "TRIPWIRE_HOME": str(home),
-        "TRIPWIRE_TOPIC_EVENTS": f"bench-events-{tag}",
-        "TRIPWIRE_TOPIC_RUN_REQUESTS": f"bench-run-requests-{tag}",
-        "TRIPWIRE_TOPIC_RUN_EVENTS": f"bench-run-events-{tag}",
-        "TRIPWIRE_TOPIC_PARTITIONS": "1",
-    })
+    os.environ.update(
+        {
+            "TRIPWIRE_KAFKA_BOOTSTRAP": bootstrap,
+            "TRIPWIRE_HOME": str(home),
+            "TRIPWIRE_TOPIC_EVENTS": f"bench-events-{tag}",
+            "TRIPWIRE_TOPIC_RUN_REQUESTS": f"bench-run-requests-{tag}",
+            "TRIPWIRE_TOPIC_RUN_EVENTS": f"bench-run-events-{tag}",
+            "TRIPWIRE_TOPIC_PARTITIONS": "1",
+        }
+    )
     os.environ.pop("TRIPWIRE_DATABASE_URL", None)
     settings = Settings()
     try:
@@ -180,27 +198,35 @@ async def main(args: argparse.Namespace) -> None:
         stage_rate = await sensor_throughput(settings, args.events)
         print(f"baseline  raw aiokafka produce        {produce_rate:>10,.0f} msg/s")
         print(f"baseline  raw aiokafka consume        {consume_rate:>10,.0f} msg/s")
-        print(f"tripwire  sensor stage (single-event) {stage_rate:>10,.0f} events/s "
-              f"({stage_rate / consume_rate:.0%} of raw consume; includes producing run requests)")
-        e2e = settings.model_copy(update={
-            "topic_events": f"bench-lat-events-{tag}",
-            "topic_run_requests": f"bench-lat-rr-{tag}",
-        })
+        print(
+            f"tripwire  sensor stage (single-event) {stage_rate:>10,.0f} events/s "
+            f"({stage_rate / consume_rate:.0%} of raw consume; includes producing run requests)"
+        )
+        e2e = settings.model_copy(
+            update={
+                "topic_events": f"bench-lat-events-{tag}",
+                "topic_run_requests": f"bench-lat-rr-{tag}",
+            }
+        )
         os.environ["TRIPWIRE_TOPIC_EVENTS"] = e2e.topic_events
         queued, succeeded = await latency(e2e, args.runs, args.rate)
         print(f"latency over {len(succeeded)} runs at {args.rate:g} events/s:")
         for label, values in (("publish -> QUEUED", queued), ("publish -> SUCCEEDED", succeeded)):
             if values:
-                print(f"  {label:<22} p50 {percentile(values, 0.5):7.0f} ms   "
-                      f"p99 {percentile(values, 0.99):7.0f} ms   "
-                      f"mean {statistics.fmean(values):7.0f} ms")
+                print(
+                    f"  {label:<22} p50 {percentile(values, 0.5):7.0f} ms   "
+                    f"p99 {percentile(values, 0.99):7.0f} ms   "
+                    f"mean {statistics.fmean(values):7.0f} ms"
+                )
     finally:
         if broker is not None:
             broker.stop()
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--rate", type=float, default=5.0)

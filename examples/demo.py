@@ -55,16 +55,21 @@ def main() -> None:
     engine = subprocess.Popen([*TRIPWIRE, "dev", str(EXAMPLES)], env=env, stdout=log, stderr=log)
     try:
         started = time.monotonic()
-        wait_for("the dev engine", lambda: (home / "dev.json").exists() or engine.poll() is not None)
+        wait_for(
+            "the dev engine", lambda: (home / "dev.json").exists() or engine.poll() is not None
+        )
         if engine.poll() is not None:
             sys.exit(f"tripwire dev exited early:\n{(home / 'dev.log').read_text()}")
         print(f"engine ready in {time.monotonic() - started:.1f}s")
 
         step("publishing data_updated")
         event_id = tripwire(
-            "publish", "data_updated",
-            "--payload", json.dumps({"table": "sales", "rows": 1234}),
-            "-p", "day=2026-11-23",
+            "publish",
+            "data_updated",
+            "--payload",
+            json.dumps({"table": "sales", "rows": 1234}),
+            "-p",
+            "day=2026-11-23",
             env=env,
         ).strip()
         print(f"event id {event_id}")

@@ -3,7 +3,8 @@
 An explicit mapping turns default matching off. A value starting with `$` is
 a JSONPath into the payload; otherwise it names a top-level field.
 
-    tripwire publish features_ready --payload '{"how_many_days": 7, "meta": {"timestamp": "2026-11-23T06:00:00Z"}}'
+    tripwire publish features_ready -p how_many_days=7 \
+        -p 'meta={"timestamp": "2026-11-23T06:00:00Z"}'
 """
 
 from triggers import current, trigger

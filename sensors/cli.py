@@ -13,11 +13,10 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from sensors import views
 from triggers.errors import TripwireError
 from triggers.publish import publish as publish_event
 from triggers.settings import Settings
-
-from sensors import views
 
 T = TypeVar("T")
 
@@ -101,8 +100,10 @@ def worker(
         flows = discover_flows(paths or [Path(".")])
         async with Engine(settings, flows) as engine:
             await engine.wait_ready()
-            err.print(f"[green]worker ready[/green]: {len(flows)} flows, broker "
-                      f"{settings.kafka_bootstrap}")
+            err.print(
+                f"[green]worker ready[/green]: {len(flows)} flows, broker "
+                f"{settings.kafka_bootstrap}"
+            )
             await serve(engine)
 
     _run(main())
@@ -151,7 +152,9 @@ def publish(
         list[str] | None,
         typer.Option("--param", "-p", help="Payload field key=value (JSON or string); repeatable."),
     ] = None,
-    event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a uuid).")] = None,
+    event_id: Annotated[
+        str | None, typer.Option("--id", help="Event id (default: a uuid).")
+    ] = None,
     time: Annotated[
         str | None, typer.Option("--time", help="Event time, ISO 8601 (default: now).")
     ] = None,
@@ -195,9 +198,17 @@ def runs_list(
     """List runs, newest first."""
     settings = _settings()
     phases = views.parse_phase(phase) if phase else None
-    runs = _run(_with_store(lambda store: store.list_runs(
-        project=settings.project, domain=settings.domain, flow=flow, phase=phases, limit=limit
-    )))
+    runs = _run(
+        _with_store(
+            lambda store: store.list_runs(
+                project=settings.project,
+                domain=settings.domain,
+                flow=flow,
+                phase=phases,
+                limit=limit,
+            )
+        )
+    )
     views.print_runs(out, runs, as_json=as_json)
 
 
@@ -208,9 +219,11 @@ def runs_get(
 ) -> None:
     """Show one run: phase, parameters, triggering events, timestamps and error."""
     settings = _settings()
-    run = _run(_with_store(
-        lambda store: store.get_run(name, project=settings.project, domain=settings.domain)
-    ))
+    run = _run(
+        _with_store(
+            lambda store: store.get_run(name, project=settings.project, domain=settings.domain)
+        )
+    )
     views.print_run(out, run, as_json=as_json)
 
 
@@ -218,9 +231,11 @@ def runs_get(
 def sensors_list(as_json: JsonOption = False) -> None:
     """List deployed sensors and the events they wait for."""
     settings = _settings()
-    sensors = _run(_with_store(
-        lambda store: store.list_sensors(project=settings.project, domain=settings.domain)
-    ))
+    sensors = _run(
+        _with_store(
+            lambda store: store.list_sensors(project=settings.project, domain=settings.domain)
+        )
+    )
     views.print_sensors(out, sensors, as_json=as_json)
 
 

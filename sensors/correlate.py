@@ -22,12 +22,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sensors.mapping import extract_parameters
+from sensors.sensor import Sensor
 from triggers.envelope import Envelope
 from triggers.errors import TriggerError
 from triggers.spec import EventDependency
-
-from sensors.mapping import extract_parameters
-from sensors.sensor import Sensor
 
 __all__ = ["Arrival", "Correlator", "Decisions", "Failure", "Fire"]
 
@@ -160,13 +159,15 @@ class Correlator:
         latest = events[-1]
         try:
             parameters = sensor.schema.coerce(
-                raw, context=f"event {latest['name']!r} (id {latest['id']}) for flow "
-                f"{sensor.flow.name!r}"
+                raw,
+                context=f"event {latest['name']!r} (id {latest['id']}) for flow "
+                f"{sensor.flow.name!r}",
             )
         except TriggerError as exc:
             decisions.failures.append(
-                Failure(sensor=sensor, event_name=latest["name"], event_id=latest["id"],
-                        reason=str(exc))
+                Failure(
+                    sensor=sensor, event_name=latest["name"], event_id=latest["id"], reason=str(exc)
+                )
             )
             return
         decisions.fires.append(

@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triggers.errors import ConfigurationError
-from triggers.settings import Settings, read_dev_file
-from triggers.spec import FlowSpec
-
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.registry import discover_flows
+from triggers.errors import ConfigurationError
+from triggers.settings import Settings, read_dev_file
+from triggers.spec import FlowSpec
 
 __all__ = ["DevInfo", "run_dev", "serve"]
 

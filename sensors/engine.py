@@ -18,10 +18,6 @@ from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from triggers.errors import TripwireError
-from triggers.settings import Settings
-from triggers.spec import FlowSpec
-
 from sensors.correlate import Correlator
 from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
@@ -29,6 +25,9 @@ from sensors.launching import LaunchStage
 from sensors.runs.store import RunStore
 from sensors.sensing import SensorStage
 from sensors.sensor import build_sensors
+from triggers.errors import TripwireError
+from triggers.settings import Settings
+from triggers.spec import FlowSpec
 
 __all__ = ["Engine"]
 
@@ -59,8 +58,9 @@ class Engine:
         try:
             self.store = await RunStore.open(s.store_url)
             deployed = await self.store.register_sensors(
-                build_sensors(self.flows, project=s.project, domain=s.domain,
-                              deployed_at=datetime.now(UTC))
+                build_sensors(
+                    self.flows, project=s.project, domain=s.domain, deployed_at=datetime.now(UTC)
+                )
             )
             await ensure_topics(s, [s.topic_events, s.topic_run_requests, s.topic_run_events])
             self._producer = new_producer(s)
@@ -79,7 +79,10 @@ class Engine:
             raise
         log.info(
             "engine started: %d flows, %d sensors, broker %s, store %s",
-            len(self.flows), len(deployed), s.kafka_bootstrap, s.store_url,
+            len(self.flows),
+            len(deployed),
+            s.kafka_bootstrap,
+            s.store_url,
         )
 
     def _run_stage(self, name: str, topic: str, group: str, handle: object) -> None:
@@ -127,9 +130,7 @@ class Engine:
         """Wait until :meth:`stop` is called or a stage fails."""
         stop = asyncio.create_task(self._stop.wait())
         try:
-            done, _ = await asyncio.wait(
-                [stop, *self._tasks], return_when=asyncio.FIRST_COMPLETED
-            )
+            done, _ = await asyncio.wait([stop, *self._tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 task.result()
         finally:

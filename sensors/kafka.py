@@ -20,6 +20,7 @@ waiting. Both come from :class:`~triggers.settings.Settings`, low by default.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -37,7 +38,9 @@ log = logging.getLogger(__name__)
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
 
-def new_consumer(settings: Settings, *topics: str, group_id: str, **overrides: Any) -> AIOKafkaConsumer:
+def new_consumer(
+    settings: Settings, *topics: str, group_id: str, **overrides: Any
+) -> AIOKafkaConsumer:
     """A consumer group member tuned for low latency on Tansu and on Kafka."""
     session_ms = int(settings.kafka_session_timeout * 1000)
     options: dict[str, Any] = {
@@ -80,10 +83,8 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
             if name not in existing
         ]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another worker created it first
     finally:
         await admin.close()
 

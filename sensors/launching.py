@@ -44,7 +44,10 @@ class LaunchStage:
                 except ValidationError as exc:
                     log.error(
                         "skipped malformed run request %s[%d]@%d: %s",
-                        tp.topic, tp.partition, record.offset, exc,
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        exc,
                     )
                     continue
                 requests[request.name] = request
@@ -62,7 +65,10 @@ class LaunchStage:
             return  # already started, by us before a crash or by another worker
         try:
             claimed = await self._store.transition(
-                run.project, run.domain, run.name, WorkflowPhase.RUNNING,
+                run.project,
+                run.domain,
+                run.name,
+                WorkflowPhase.RUNNING,
                 expected=WorkflowPhase.QUEUED,
             )
         except IllegalTransitionError:

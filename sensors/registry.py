@@ -36,7 +36,9 @@ def flow_files(paths: Iterable[str | Path]) -> list[Path]:
         elif path.exists():
             raise DeclarationError(f"{path} is not a Python file; give .py files or folders.")
         else:
-            raise DeclarationError(f"{path} does not exist; give the files or folders of your flows.")
+            raise DeclarationError(
+                f"{path} does not exist; give the files or folders of your flows."
+            )
     return files
 
 

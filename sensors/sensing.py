@@ -17,14 +17,13 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
-from triggers.envelope import decode
-from triggers.errors import EventDecodeError
-from triggers.settings import Settings
-
 from sensors.correlate import Arrival, Correlator, Decisions, Fire
 from sensors.kafka import Batch
 from sensors.runs.models import NewRun, TriggerFailure
 from sensors.runs.store import RunStore
+from triggers.envelope import decode
+from triggers.errors import EventDecodeError
+from triggers.settings import Settings
 
 __all__ = ["SensorStage", "SensorStats", "run_request"]
 

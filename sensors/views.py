@@ -93,7 +93,10 @@ def print_runs(console: Console, runs: Sequence[RunRecord], *, as_json: bool) ->
     table = Table("NAME", "FLOW", "PHASE", "CREATED", "PARAMETERS", box=None)
     for run in runs:
         table.add_row(
-            run.name, run.flow, _phase(run.phase), _when(run.created_at),
+            run.name,
+            run.flow,
+            _phase(run.phase),
+            _when(run.created_at),
             json.dumps(run.parameters, default=str),
         )
     console.print(table if runs else "no runs yet")
@@ -105,9 +108,12 @@ def print_run(console: Console, run: RunRecord, *, as_json: bool) -> None:
         return
     console.print(f"[bold]{run.name}[/bold]  {_phase(run.phase)}")
     rows = [
-        ("flow", run.flow), ("project", f"{run.project}/{run.domain}"),
-        ("sensor", run.sensor_id or "-"), ("target", run.target),
-        ("created", _when(run.created_at)), ("started", _when(run.started_at)),
+        ("flow", run.flow),
+        ("project", f"{run.project}/{run.domain}"),
+        ("sensor", run.sensor_id or "-"),
+        ("target", run.target),
+        ("created", _when(run.created_at)),
+        ("started", _when(run.started_at)),
         ("finished", _when(run.finished_at)),
     ]
     for key, value in rows:

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigurationError",
     "DeclarationError",
     "EventDecodeError",
+    "IllegalTransitionError",
     "PublishError",
     "RunNotFoundError",
     "StoreError",
@@ -54,3 +55,7 @@ class StoreError(TripwireError):
 
 class RunNotFoundError(StoreError):
     """Raised when a run name is not in the run store."""
+
+
+class IllegalTransitionError(StoreError):
+    """Raised when a run is asked to move to a phase its current phase does not allow."""

@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from triggers.errors import ConfigurationError
-from triggers.settings import Settings
-
 from sensors.runs.models import RunRecord
 from sensors.runs.store import RunStore
+from triggers.errors import ConfigurationError
+from triggers.settings import Settings
 
 __all__ = ["Launcher", "by_url", "scheme_of"]
 
@@ -44,6 +43,4 @@ def by_url(url: str, *, settings: Settings, store: RunStore) -> Launcher:
         from sensors.launchers.local import LocalLauncher
 
         return LocalLauncher(settings=settings, store=store)
-    raise ConfigurationError(
-        f"no launcher for target {url!r}; this version supports 'local://'."
-    )
+    raise ConfigurationError(f"no launcher for target {url!r}; this version supports 'local://'.")

@@ -19,11 +19,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from triggers.settings import Settings
-
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.settings import Settings
 
 __all__ = ["LocalLauncher", "run_dir"]
 
@@ -58,9 +57,11 @@ class LocalLauncher:
             self._slots.release()
             log.exception("run %s: could not start its process", run.name)
             await self._finish(
-                run, WorkflowPhase.FAILED, RunError(
+                run,
+                WorkflowPhase.FAILED,
+                RunError(
                     kind=ErrorKind.SYSTEM, message=f"could not start the run's process: {exc}"
-                )
+                ),
             )
             return
         self._running[run.name] = process
@@ -72,11 +73,7 @@ class LocalLauncher:
         task.add_done_callback(self._watchers.discard)
 
     async def _spawn(self, run: RunRecord, folder: Path) -> asyncio.subprocess.Process:
-        folder.mkdir(parents=True, exist_ok=True)
-        context = folder / "context.json"
-        result = folder / "result.json"
-        result.unlink(missing_ok=True)
-        context.write_text(json.dumps(_context(run)))
+        context, result = _prepare(run, folder)
         env = {
             **os.environ,
             "TRIPWIRE_RUN_CONTEXT": str(context),
@@ -90,13 +87,22 @@ class LocalLauncher:
             env["TRIPWIRE_KAFKA_BOOTSTRAP"] = self._settings.kafka_bootstrap
         with (folder / "run.log").open("ab") as out:
             return await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "triggers.run",
-                "--context", str(context), "--result", str(result),
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
+                sys.executable,
+                "-m",
+                "triggers.run",
+                "--context",
+                str(context),
+                "--result",
+                str(result),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
                 env=env,
             )
 
-    async def _watch(self, run: RunRecord, process: asyncio.subprocess.Process, folder: Path) -> None:
+    async def _watch(
+        self, run: RunRecord, process: asyncio.subprocess.Process, folder: Path
+    ) -> None:
         try:
             code = await process.wait()
         finally:
@@ -147,6 +153,19 @@ class LocalLauncher:
                     process.kill()
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
+
+
+def _prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:
+    """Write the run's context file; return it and the result file's path.
+
+    Blocking, but a few kilobytes on local disk: cheaper than a thread hop.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    context = folder / "context.json"
+    result = folder / "result.json"
+    result.unlink(missing_ok=True)
+    context.write_text(json.dumps(_context(run)))
+    return context, result
 
 
 def _context(run: RunRecord) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Runs: phases, records and the store that keeps them."""

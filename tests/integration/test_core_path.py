@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-
-from sensors.engine import Engine
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+
+from sensors.engine import Engine
 from tests.integration.conftest import eventually, finished_run
 from triggers import PublishError, publish, safe_publish
 
@@ -141,7 +141,9 @@ async def test_a_malformed_record_is_skipped_and_the_worker_keeps_running(
         topic = engine_env["TRIPWIRE_TOPIC_EVENTS"]
         await producer.send_and_wait(topic, b"not a cloudevent", key=b"data_updated")
         await producer.send_and_wait(
-            topic, b"[1, 2]", key=b"data_updated",
+            topic,
+            b"[1, 2]",
+            key=b"data_updated",
             headers=[("ce_type", b"data_updated"), ("ce_id", b"x1"), ("ce_specversion", b"1.0")],
         )
     finally:

@@ -34,7 +34,9 @@ def refresh(table: str = "sales", rows: int = 0, day: date | None = None, out: s
         "parameters": {"window": "how_many_days", "latest": "$.meta.timestamp", "out": "out"},
     }
 )
-def retrain(latest: str = "2023-05-01", window: int = 3, table: str = "unmapped", out: str = "") -> None:
+def retrain(
+    latest: str = "2023-05-01", window: int = 3, table: str = "unmapped", out: str = ""
+) -> None:
     _record(out)
 
 

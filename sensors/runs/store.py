@@ -1,0 +1,330 @@
+"""The run store: SQLite (embedded default) or PostgreSQL, through SQLAlchemy 2 async.
+
+Three guarantees the engine builds on:
+
+- ``create_run`` accepts a run name once per project and domain (a unique key),
+  so replays, redeliveries and racing workers never create a second run;
+- ``transition`` is a compare-and-set on the phase, so two writers can never
+  both move a run out of the same phase;
+- the schema is migrated with alembic on open, inside a PostgreSQL advisory
+  lock so that workers starting together do not race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
+
+from sensors.runs.models import DeployedSensor, NewRun, RunError, RunRecord, TriggerFailure
+from sensors.runs.phases import WorkflowPhase, check_transition, is_terminal
+from sensors.runs.tables import runs, sensors, trigger_failures
+from sensors.sensor import Sensor
+
+__all__ = ["RunStore"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x7472_6970  # PostgreSQL advisory lock id ("trip")
+_CAS_ATTEMPTS = 20
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    # SQLite gives naive datetimes back; everything the store writes is UTC.
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+class RunStore:
+    """Runs, trigger failures and deployed sensors in one SQL database."""
+
+    def __init__(self, engine: AsyncEngine, url: str) -> None:
+        self._engine = engine
+        self.url = url
+
+    @classmethod
+    async def open(cls, url: str, *, migrate: bool = True) -> RunStore:
+        """Connect to ``url`` and bring its schema up to date.
+
+        Raises:
+            StoreError: the database cannot be reached or migrated; the message names
+                the URL (password hidden) and what to check.
+        """
+        parsed = make_url(url)
+        shown = parsed.render_as_string(hide_password=True)
+        options: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": 30}
+        else:
+            options["pool_pre_ping"] = True
+        engine = create_async_engine(url, **options)
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        store = cls(engine, shown)
+        if migrate:
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(_upgrade)
+            except (SQLAlchemyError, OSError) as exc:
+                await engine.dispose()
+                raise StoreError(
+                    f"cannot open the run store at {shown}: {_reason(exc)}. Check that the "
+                    "database is running and TRIPWIRE_DATABASE_URL is right."
+                ) from exc
+        return store
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> RunStore:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # runs
+
+    async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
+        """Create ``new`` as QUEUED; return the run and whether this call created it."""
+        now = _now()
+        row = {**new.model_dump(), "phase": WorkflowPhase.QUEUED.value,
+               "created_at": now, "updated_at": now}
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(runs.insert().values(**row))
+        except IntegrityError:
+            return await self.get_run(new.name, project=new.project, domain=new.domain), False
+        return _run(row), True
+
+    async def get_run(
+        self, name: str, *, project: str | None = None, domain: str | None = None
+    ) -> RunRecord:
+        """The run named ``name``.
+
+        Raises:
+            RunNotFoundError: no such run.
+            StoreError: without project and domain, the name exists in several.
+        """
+        query = sa.select(runs).where(runs.c.name == name)
+        if project is not None:
+            query = query.where(runs.c.project == project)
+        if domain is not None:
+            query = query.where(runs.c.domain == domain)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        if not rows:
+            where = f" in {project or '*'}/{domain or '*'}" if project or domain else ""
+            raise RunNotFoundError(
+                f"no run named {name!r}{where}; list runs with `tripwire runs list`."
+            )
+        if len(rows) > 1:
+            places = ", ".join(f"{r['project']}/{r['domain']}" for r in rows)
+            raise StoreError(f"run {name!r} exists in {places}; give the project and domain.")
+        return _run(rows[0])
+
+    async def list_runs(
+        self,
+        *,
+        project: str | None = None,
+        domain: str | None = None,
+        flow: str | None = None,
+        phase: WorkflowPhase | Sequence[WorkflowPhase] | None = None,
+        sensor_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given, newest first."""
+        query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
+        for column, value in (
+            (runs.c.project, project), (runs.c.domain, domain),
+            (runs.c.flow, flow), (runs.c.sensor_id, sensor_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if phase is not None:
+            phases = [phase] if isinstance(phase, WorkflowPhase) else list(phase)
+            query = query.where(runs.c.phase.in_([p.value for p in phases]))
+        async with self._engine.connect() as conn:
+            return [_run(r) for r in (await conn.execute(query)).mappings()]
+
+    async def transition(
+        self,
+        project: str,
+        domain: str,
+        name: str,
+        phase: WorkflowPhase,
+        *,
+        expected: WorkflowPhase | None = None,
+        error: RunError | None = None,
+        pid: int | None = None,
+    ) -> RunRecord:
+        """Move a run to ``phase`` (compare-and-set) and return it as updated.
+
+        ``expected`` makes the move conditional on the current phase: a claim.
+
+        Raises:
+            IllegalTransitionError: the move is not allowed from the run's phase, or the
+                run is not in ``expected``.
+            RunNotFoundError: no such run.
+        """
+        for _ in range(_CAS_ATTEMPTS):
+            current = await self.get_run(name, project=project, domain=domain)
+            if expected is not None and current.phase != expected:
+                raise IllegalTransitionError(
+                    f"run {name!r} is {current.phase}, not {expected}; another worker moved it."
+                )
+            check_transition(current.phase, phase)
+            now = _now()
+            values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
+            if phase == WorkflowPhase.RUNNING and current.started_at is None:
+                values["started_at"] = now
+            if is_terminal(phase):
+                values["finished_at"] = now
+                values["pid"] = None
+            if pid is not None:
+                values["pid"] = pid
+            if error is not None:
+                values["error"] = error.model_dump(mode="json")
+            update = runs.update().where(
+                runs.c.project == project, runs.c.domain == domain, runs.c.name == name,
+                runs.c.phase == current.phase.value, runs.c.updated_at == current.updated_at,
+            ).values(**values)
+            async with self._engine.begin() as conn:
+                if (await conn.execute(update)).rowcount == 1:
+                    return current.model_copy(update={**values, "phase": phase, "error": error
+                                                      or current.error})
+            await asyncio.sleep(0)  # someone else wrote in between: read again
+        raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+    # trigger failures
+
+    async def record_trigger_failure(self, failure: TriggerFailure) -> None:
+        """Record why an event did not become a run; once per sensor and event id."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(trigger_failures.insert().values(**failure.model_dump()))
+        except IntegrityError:
+            pass  # a redelivered event: already recorded
+
+    async def list_trigger_failures(
+        self, *, sensor_id: str | None = None, limit: int = 100
+    ) -> list[TriggerFailure]:
+        query = sa.select(trigger_failures).order_by(
+            trigger_failures.c.created_at.desc(), trigger_failures.c.id.desc()
+        ).limit(limit)
+        if sensor_id is not None:
+            query = query.where(trigger_failures.c.sensor_id == sensor_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [TriggerFailure.model_validate({**r, "created_at": _utc(r["created_at"])})
+                for r in rows]
+
+    # sensors
+
+    async def register_sensors(self, deployed: Iterable[Sensor]) -> list[Sensor]:
+        """Record deployed sensors; return them with their first deployment time.
+
+        A sensor deployed before keeps its original ``deployed_at``, so a restarted or
+        added worker counts exactly the events the first one did.
+        """
+        result = []
+        async with self._engine.begin() as conn:
+            for sensor in deployed:
+                key = (sensors.c.project == sensor.project, sensors.c.domain == sensor.domain,
+                       sensors.c.sensor_id == sensor.id)
+                values = {
+                    "flow": sensor.flow.name, "trigger": sensor.trigger.name,
+                    "dependencies": [{"dep": d.dep, "name": d.name} for d in sensor.dependencies],
+                    "within_seconds": sensor.trigger.within.total_seconds(),
+                    "updated_at": _now(),
+                }
+                first = (await conn.execute(sa.select(sensors.c.deployed_at).where(*key))).scalar()
+                if first is None:
+                    await conn.execute(sensors.insert().values(
+                        project=sensor.project, domain=sensor.domain, sensor_id=sensor.id,
+                        deployed_at=sensor.deployed_at, **values,
+                    ))
+                    result.append(sensor)
+                else:
+                    await conn.execute(sensors.update().where(*key).values(**values))
+                    result.append(dataclasses.replace(sensor, deployed_at=_utc(first)))
+        return result
+
+    async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
+        query = sa.select(sensors).where(
+            sensors.c.project == project, sensors.c.domain == domain
+        ).order_by(sensors.c.sensor_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [
+            DeployedSensor.model_validate(
+                {**r, "deployed_at": _utc(r["deployed_at"]), "updated_at": _utc(r["updated_at"])}
+            )
+            for r in rows
+        ]
+
+    async def last_runs_by_sensor(self) -> dict[str, RunRecord]:
+        """The newest run of each sensor that has one."""
+        newest = (
+            sa.select(runs.c.sensor_id, sa.func.max(runs.c.id).label("id"))
+            .where(runs.c.sensor_id.is_not(None))
+            .group_by(runs.c.sensor_id)
+            .subquery()
+        )
+        query = sa.select(runs).join(newest, runs.c.id == newest.c.id)
+        async with self._engine.connect() as conn:
+            return {r["sensor_id"]: _run(r) for r in (await conn.execute(query)).mappings()}
+
+
+def _run(row: Any) -> RunRecord:
+    data = dict(row)
+    data.pop("id", None)
+    for key in ("created_at", "updated_at", "started_at", "finished_at"):
+        data[key] = _utc(data.get(key))
+    return RunRecord.model_validate(data)
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        # Held until this transaction ends: workers starting together migrate one at a time.
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, "head")
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets the CLI read while the engine writes; busy_timeout waits out brief locks.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}".strip()
+    return f"{type(exc).__name__}: {exc}"

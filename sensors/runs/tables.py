@@ -1,0 +1,66 @@
+"""The run store's schema, shared by the store and its migrations."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+__all__ = ["metadata", "runs", "sensors", "trigger_failures"]
+
+metadata = sa.MetaData()
+_TS = sa.DateTime(timezone=True)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("domain", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(253), nullable=False),
+    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("sensor_id", sa.String(400)),
+    sa.Column("trigger", sa.String(200)),
+    sa.Column("target", sa.String(500), nullable=False),
+    sa.Column("entrypoint", sa.JSON, nullable=False),
+    sa.Column("parameters", sa.JSON, nullable=False),
+    sa.Column("events", sa.JSON, nullable=False),
+    sa.Column("phase", sa.String(20), nullable=False),
+    sa.Column("error", sa.JSON),
+    sa.Column("pid", sa.Integer),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("started_at", _TS),
+    sa.Column("finished_at", _TS),
+    # The exactly-once guarantee: one run per deterministic name.
+    sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
+    sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),
+    sa.Index("ix_runs_phase", "phase"),
+    sa.Index("ix_runs_created", "created_at"),
+)
+
+trigger_failures = sa.Table(
+    "trigger_failures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("sensor_id", sa.String(400), nullable=False),
+    sa.Column("event_name", sa.String(255), nullable=False),
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    # A redelivered event records its failure once.
+    sa.UniqueConstraint("sensor_id", "event_id", name="uq_trigger_failures_event"),
+    sa.Index("ix_trigger_failures_created", "created_at"),
+)
+
+sensors = sa.Table(
+    "sensors",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("trigger", sa.String(200), nullable=False),
+    sa.Column("dependencies", sa.JSON, nullable=False),
+    sa.Column("within_seconds", sa.Float, nullable=False),
+    sa.Column("deployed_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
