@@ -183,8 +183,12 @@ class EmbeddedBroker:
             return "(no log; pass log_path to keep one)"
         return self.log_path.read_bytes()[-_LOG_TAIL:].decode(errors="replace")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the broker (SIGTERM, then SIGKILL). Idempotent."""
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the broker (SIGTERM, then SIGKILL). Idempotent.
+
+        Tansu waits for connected clients before it exits on SIGTERM; its data is in
+        memory, so there is nothing to lose by killing it after a short grace period.
+        """
         atexit.unregister(self.stop)
         process, self._process = self._process, None
         if process is not None and process.poll() is None:

@@ -19,7 +19,7 @@ from types import TracebackType
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sensors.correlate import Correlator
-from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
+from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launching import LaunchStage
 from sensors.runs.store import RunStore
@@ -68,12 +68,23 @@ class Engine:
             self.sensor_stage = SensorStage(s, Correlator(deployed), self.store, self._producer)
             self.launch_stage = LaunchStage(self.store, self._launcher_for)
             group = f"tripwire.{s.project}.{s.domain}"
-            self._run_stage("sensors", s.topic_events, f"{group}.sensors", self.sensor_stage.handle)
-            self._run_stage(
-                "launcher", s.topic_run_requests, f"{group}.launcher", self.launch_stage.handle
-            )
-            for consumer in self._consumers:
-                await consumer.start()
+            stages: list[tuple[str, str, Handler]] = [
+                ("sensors", s.topic_events, self.sensor_stage.handle),
+                ("launcher", s.topic_run_requests, self.launch_stage.handle),
+            ]
+            self._consumers = [
+                new_consumer(s, topic, group_id=f"{group}.{name}") for name, topic, _ in stages
+            ]
+            # start() returns after the group join, which Tansu holds for half the session
+            # timeout: join both groups at once.
+            await asyncio.gather(*(c.start() for c in self._consumers))
+            for consumer, (name, _, handle) in zip(self._consumers, stages, strict=True):
+                self._tasks.append(
+                    asyncio.create_task(
+                        consume_batches(consumer, handle, stop=self._stop, name=name),
+                        name=f"tripwire {name}",
+                    )
+                )
         except BaseException:
             await self.stop()
             raise
@@ -84,15 +95,6 @@ class Engine:
             s.kafka_bootstrap,
             s.store_url,
         )
-
-    def _run_stage(self, name: str, topic: str, group: str, handle: object) -> None:
-        consumer = new_consumer(self.settings, topic, group_id=group)
-        self._consumers.append(consumer)
-
-        async def loop() -> None:
-            await consume_batches(consumer, handle, stop=self._stop, name=name)  # type: ignore[arg-type]
-
-        self._tasks.append(asyncio.create_task(loop(), name=f"tripwire {name}"))
 
     def _launcher_for(self, target: str) -> Launcher:
         scheme = scheme_of(target)

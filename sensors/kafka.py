@@ -31,11 +31,12 @@ from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsErr
 
 from triggers.settings import Settings
 
-__all__ = ["Batch", "consume_batches", "ensure_topics", "new_consumer", "new_producer"]
+__all__ = ["Batch", "Handler", "consume_batches", "ensure_topics", "new_consumer", "new_producer"]
 
 log = logging.getLogger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+Handler = Callable[[Batch], Awaitable[None]]
 
 
 def new_consumer(
@@ -91,7 +92,7 @@ async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
 
 async def consume_batches(
     consumer: AIOKafkaConsumer,
-    handle: Callable[[Batch], Awaitable[None]],
+    handle: Handler,
     *,
     stop: asyncio.Event,
     name: str,

@@ -50,6 +50,8 @@ class LaunchStage:
                         exc,
                     )
                     continue
+                if request.name in requests:
+                    self.duplicates += 1
                 requests[request.name] = request
         for request in requests.values():
             await self._create_and_launch(request)

@@ -1,0 +1,183 @@
+"""`tripwire dev` and the CLI, as a user runs them: separate processes, one TRIPWIRE_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+FLOWS = Path(__file__).parent / "flows"
+STARTUP_BOUND = 10.0  # seconds; the promise of `tripwire dev` (issue #2)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: it only waits for its parent to reap it.
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+
+def _wait(predicate: Any, what: str, timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+
+
+class Dev:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {
+            k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")
+        } | {"TRIPWIRE_HOME": str(home)}
+        self.process: subprocess.Popen[bytes] | None = None
+        self.startup = 0.0
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "sensors", *args],
+            env=self.env, capture_output=True, text=True, timeout=60,
+        )
+        if check and done.returncode != 0:
+            pytest.fail(f"tripwire {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
+        return done
+
+    def run_for(self, event_id: str) -> dict[str, Any]:
+        def finished() -> dict[str, Any] | None:
+            for run in json.loads(self.cli("runs", "list", "--json").stdout):
+                if any(e["id"] == event_id for e in run["events"]) and run["finished_at"]:
+                    return run
+            return None
+
+        return _wait(finished, f"the run of event {event_id}", 60)
+
+
+@pytest.fixture(scope="module")
+def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
+    home = tmp_path_factory.mktemp("dev-home")
+    running = Dev(home)
+    log = (home / "dev.log").open("wb")
+    started = time.monotonic()
+    running.process = subprocess.Popen(
+        [sys.executable, "-m", "sensors", "dev", str(FLOWS)],
+        env=running.env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    try:
+        _wait(lambda: (home / "dev.json").exists() or running.process.poll() is not None,
+              "dev.json", 60)
+        running.startup = time.monotonic() - started
+        if running.process.poll() is not None:
+            pytest.fail(f"tripwire dev exited:\n{(home / 'dev.log').read_text()}")
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.process.send_signal(signal.SIGINT)
+            running.process.wait(20)
+        log.close()
+
+
+def test_dev_accepts_events_within_ten_seconds_of_start(dev: Dev) -> None:
+    # dev.json is written once both stages own their partitions (Engine.wait_ready)
+    assert dev.startup < STARTUP_BOUND, (dev.home / "dev.log").read_text()
+    info = json.loads((dev.home / "dev.json").read_text())
+    assert info["kafka_bootstrap"].startswith("127.0.0.1:")
+    assert info["database_url"].startswith("sqlite+aiosqlite:///")
+
+
+def test_cli_publish_prints_the_event_id_and_the_run_shows_mapped_parameters(dev: Dev) -> None:
+    event_id = str(uuid.uuid4())
+    done = dev.cli(
+        "publish", "data_updated", "--payload", '{"table": "orders"}',
+        "-p", "rows=12", "-p", "day=2026-11-23", "-p", "note=not json", "--id", event_id,
+    )
+    assert done.stdout.strip() == event_id
+    run = dev.run_for(event_id)
+    assert run["phase"] == "SUCCEEDED"
+    assert run["parameters"] == {"table": "orders", "rows": 12, "day": "2026-11-23", "out": ""}
+    assert run["events"][0]["payload"]["note"] == "not json"
+    detail = json.loads(dev.cli("runs", "get", run["name"], "--json").stdout)
+    assert detail["name"] == run["name"] and detail["started_at"] and detail["error"] is None
+    text = dev.cli("runs", "get", run["name"]).stdout
+    assert "SUCCEEDED" in text and "rows = 12" in text and event_id in text
+
+
+def test_a_failing_flow_shows_its_error_in_runs_get(dev: Dev) -> None:
+    event_id = dev.cli("publish", "explode", "-p", "reason=no disk").stdout.strip()
+    run = dev.run_for(event_id)
+    assert run["phase"] == "FAILED"
+    assert run["error"]["kind"] == "USER"
+    text = dev.cli("runs", "get", run["name"]).stdout
+    assert "RuntimeError: flow failed on purpose: no disk" in text
+    assert "Traceback" in text
+
+
+def test_sensors_status_shows_why_an_event_started_no_run(dev: Dev) -> None:
+    event_id = dev.cli("publish", "data_updated", "-p", "rows=lots").stdout.strip()
+
+    def failure() -> dict[str, Any] | None:
+        statuses = json.loads(dev.cli("sensors", "status", "--json").stdout)
+        for status in statuses:
+            for f in status["failures"]:
+                if f["event_id"] == event_id:
+                    return f
+        return None
+
+    found = _wait(failure, "the trigger failure", 30)
+    assert "rows" in found["reason"] and "'lots'" in found["reason"]
+    assert event_id in dev.cli("sensors", "status", "refresh.trigger").stdout
+
+
+def test_sensors_list_names_each_sensor_and_its_events(dev: Dev) -> None:
+    sensors = json.loads(dev.cli("sensors", "list", "--json").stdout)
+    waits = {s["sensor_id"]: [d["name"] for d in s["dependencies"]] for s in sensors}
+    assert waits["refresh.trigger"] == ["data_updated"]
+    assert waits["retrain.trigger"] == ["features_ready"]
+
+
+def test_bad_cli_input_is_refused_with_the_reason(dev: Dev) -> None:
+    bad_json = dev.cli("publish", "data_updated", "--payload", "{nope", check=False)
+    assert bad_json.returncode == 2 and "not JSON" in bad_json.stderr
+    not_object = dev.cli("publish", "data_updated", "--payload", "[1]", check=False)
+    assert not_object.returncode == 2 and "JSON object" in not_object.stderr
+    bad_pair = dev.cli("publish", "data_updated", "-p", "rows", check=False)
+    assert bad_pair.returncode == 2 and "key=value" in bad_pair.stderr
+    bad_name = dev.cli("publish", "no spaces allowed", check=False)
+    assert bad_name.returncode == 1 and "invalid event name" in bad_name.stderr
+    unknown = dev.cli("runs", "get", "no-such-run", check=False)
+    assert unknown.returncode == 1 and "no run named 'no-such-run'" in unknown.stderr
+
+
+def test_a_second_dev_in_the_same_home_is_refused(dev: Dev) -> None:
+    second = subprocess.run(
+        [sys.executable, "-m", "sensors", "dev", str(FLOWS)],
+        env=dev.env, capture_output=True, text=True, timeout=60,
+    )
+    assert second.returncode == 1
+    assert "another `tripwire dev`" in second.stderr
+
+
+def test_ctrl_c_stops_dev_its_broker_and_removes_dev_json(dev: Dev) -> None:
+    # Runs last in this module: it stops the shared dev engine.
+    assert dev.process is not None
+    broker_pid = json.loads((dev.home / "dev.json").read_text())["broker_pid"]
+    dev.process.send_signal(signal.SIGINT)
+    assert dev.process.wait(20) == 0
+    assert not (dev.home / "dev.json").exists()
+    _wait(lambda: not _alive(broker_pid), "the broker to exit", 10)
