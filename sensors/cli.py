@@ -16,7 +16,7 @@ from rich.console import Console
 from sensors import views
 from triggers.errors import TripwireError
 from triggers.publish import publish as publish_event
-from triggers.settings import Settings
+from triggers.settings import Settings, get_settings
 
 T = TypeVar("T")
 
@@ -44,7 +44,7 @@ FlowPaths = Annotated[
 
 def _settings() -> Settings:
     try:
-        return Settings()
+        return get_settings()
     except TripwireError:
         raise
     except Exception as exc:  # pydantic names the bad TRIPWIRE_* variable

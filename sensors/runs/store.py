@@ -268,7 +268,7 @@ class RunStore:
                     result.append(sensor)
                 else:
                     await conn.execute(sensors.update().where(*key).values(**values))
-                    result.append(dataclasses.replace(sensor, deployed_at=_utc(first)))
+                    result.append(dataclasses.replace(sensor, deployed_at=_utc(first) or first))
         return result
 
     async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
