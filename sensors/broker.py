@@ -158,13 +158,21 @@ class EmbeddedBroker:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
         self._process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", self.storage],
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                self.storage,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run in the child
+            preexec_fn=_die_with_parent,
             start_new_session=True,  # Ctrl-C in a terminal reaches us, and we stop it in order
         )
 

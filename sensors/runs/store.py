@@ -26,14 +26,13 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-
-from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from sensors.runs.models import DeployedSensor, NewRun, RunError, RunRecord, TriggerFailure
 from sensors.runs.phases import WorkflowPhase, check_transition, is_terminal
 from sensors.runs.tables import runs, sensors, trigger_failures
 from sensors.sensor import Sensor
+from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 __all__ = ["RunStore"]
 
@@ -109,8 +108,12 @@ class RunStore:
     async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
         """Create ``new`` as QUEUED; return the run and whether this call created it."""
         now = _now()
-        row = {**new.model_dump(), "phase": WorkflowPhase.QUEUED.value,
-               "created_at": now, "updated_at": now}
+        row = {
+            **new.model_dump(),
+            "phase": WorkflowPhase.QUEUED.value,
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(runs.insert().values(**row))
@@ -157,8 +160,10 @@ class RunStore:
         """Runs matching every filter given, newest first."""
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         for column, value in (
-            (runs.c.project, project), (runs.c.domain, domain),
-            (runs.c.flow, flow), (runs.c.sensor_id, sensor_id),
+            (runs.c.project, project),
+            (runs.c.domain, domain),
+            (runs.c.flow, flow),
+            (runs.c.sensor_id, sensor_id),
         ):
             if value is not None:
                 query = query.where(column == value)
@@ -206,14 +211,22 @@ class RunStore:
                 values["pid"] = pid
             if error is not None:
                 values["error"] = error.model_dump(mode="json")
-            update = runs.update().where(
-                runs.c.project == project, runs.c.domain == domain, runs.c.name == name,
-                runs.c.phase == current.phase.value, runs.c.updated_at == current.updated_at,
-            ).values(**values)
+            update = (
+                runs.update()
+                .where(
+                    runs.c.project == project,
+                    runs.c.domain == domain,
+                    runs.c.name == name,
+                    runs.c.phase == current.phase.value,
+                    runs.c.updated_at == current.updated_at,
+                )
+                .values(**values)
+            )
             async with self._engine.begin() as conn:
                 if (await conn.execute(update)).rowcount == 1:
-                    return current.model_copy(update={**values, "phase": phase, "error": error
-                                                      or current.error})
+                    return current.model_copy(
+                        update={**values, "phase": phase, "error": error or current.error}
+                    )
             await asyncio.sleep(0)  # someone else wrote in between: read again
         raise StoreError(f"run {name!r} kept changing under us; try again.")
 
@@ -230,15 +243,18 @@ class RunStore:
     async def list_trigger_failures(
         self, *, sensor_id: str | None = None, limit: int = 100
     ) -> list[TriggerFailure]:
-        query = sa.select(trigger_failures).order_by(
-            trigger_failures.c.created_at.desc(), trigger_failures.c.id.desc()
-        ).limit(limit)
+        query = (
+            sa.select(trigger_failures)
+            .order_by(trigger_failures.c.created_at.desc(), trigger_failures.c.id.desc())
+            .limit(limit)
+        )
         if sensor_id is not None:
             query = query.where(trigger_failures.c.sensor_id == sensor_id)
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
-        return [TriggerFailure.model_validate({**r, "created_at": _utc(r["created_at"])})
-                for r in rows]
+        return [
+            TriggerFailure.model_validate({**r, "created_at": _utc(r["created_at"])}) for r in rows
+        ]
 
     # sensors
 
@@ -251,20 +267,29 @@ class RunStore:
         result = []
         async with self._engine.begin() as conn:
             for sensor in deployed:
-                key = (sensors.c.project == sensor.project, sensors.c.domain == sensor.domain,
-                       sensors.c.sensor_id == sensor.id)
+                key = (
+                    sensors.c.project == sensor.project,
+                    sensors.c.domain == sensor.domain,
+                    sensors.c.sensor_id == sensor.id,
+                )
                 values = {
-                    "flow": sensor.flow.name, "trigger": sensor.trigger.name,
+                    "flow": sensor.flow.name,
+                    "trigger": sensor.trigger.name,
                     "dependencies": [{"dep": d.dep, "name": d.name} for d in sensor.dependencies],
                     "within_seconds": sensor.trigger.within.total_seconds(),
                     "updated_at": _now(),
                 }
                 first = (await conn.execute(sa.select(sensors.c.deployed_at).where(*key))).scalar()
                 if first is None:
-                    await conn.execute(sensors.insert().values(
-                        project=sensor.project, domain=sensor.domain, sensor_id=sensor.id,
-                        deployed_at=sensor.deployed_at, **values,
-                    ))
+                    await conn.execute(
+                        sensors.insert().values(
+                            project=sensor.project,
+                            domain=sensor.domain,
+                            sensor_id=sensor.id,
+                            deployed_at=sensor.deployed_at,
+                            **values,
+                        )
+                    )
                     result.append(sensor)
                 else:
                     await conn.execute(sensors.update().where(*key).values(**values))
@@ -272,9 +297,11 @@ class RunStore:
         return result
 
     async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
-        query = sa.select(sensors).where(
-            sensors.c.project == project, sensors.c.domain == domain
-        ).order_by(sensors.c.sensor_id)
+        query = (
+            sa.select(sensors)
+            .where(sensors.c.project == project, sensors.c.domain == domain)
+            .order_by(sensors.c.sensor_id)
+        )
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [

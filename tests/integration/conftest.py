@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sensors.runs.models import RunRecord
-from sensors.runs.phases import TERMINAL_PHASES
-from sensors.runs.store import RunStore
 
 from sensors.engine import Engine
 from sensors.registry import discover_flows
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import TERMINAL_PHASES
+from sensors.runs.store import RunStore
 from triggers.settings import Settings
 
 FLOWS = Path(__file__).parent / "flows"

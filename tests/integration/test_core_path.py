@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from sensors.runs.phases import ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore
 
 from sensors.engine import Engine
+from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
 from tests.integration.conftest import eventually, finished_run
 from triggers import PublishError, publish, safe_publish
 

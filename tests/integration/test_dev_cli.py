@@ -44,16 +44,19 @@ def _wait(predicate: Any, what: str, timeout: float) -> Any:
 class Dev:
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.env = {
-            k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")
-        } | {"TRIPWIRE_HOME": str(home)}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")} | {
+            "TRIPWIRE_HOME": str(home)
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.startup = 0.0
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "sensors", *args],
-            env=self.env, capture_output=True, text=True, timeout=60,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         if check and done.returncode != 0:
             pytest.fail(f"tripwire {' '.join(args)} exited {done.returncode}:\n{done.stderr}")
@@ -77,11 +80,16 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     started = time.monotonic()
     running.process = subprocess.Popen(
         [sys.executable, "-m", "sensors", "dev", str(FLOWS)],
-        env=running.env, stdout=log, stderr=subprocess.STDOUT,
+        env=running.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
-        _wait(lambda: (home / "dev.json").exists() or running.process.poll() is not None,
-              "dev.json", 60)
+        _wait(
+            lambda: (home / "dev.json").exists() or running.process.poll() is not None,
+            "dev.json",
+            60,
+        )
         running.startup = time.monotonic() - started
         if running.process.poll() is not None:
             pytest.fail(f"tripwire dev exited:\n{(home / 'dev.log').read_text()}")
@@ -104,8 +112,18 @@ def test_dev_accepts_events_within_ten_seconds_of_start(dev: Dev) -> None:
 def test_cli_publish_prints_the_event_id_and_the_run_shows_mapped_parameters(dev: Dev) -> None:
     event_id = str(uuid.uuid4())
     done = dev.cli(
-        "publish", "data_updated", "--payload", '{"table": "orders"}',
-        "-p", "rows=12", "-p", "day=2026-11-23", "-p", "note=not json", "--id", event_id,
+        "publish",
+        "data_updated",
+        "--payload",
+        '{"table": "orders"}',
+        "-p",
+        "rows=12",
+        "-p",
+        "day=2026-11-23",
+        "-p",
+        "note=not json",
+        "--id",
+        event_id,
     )
     assert done.stdout.strip() == event_id
     run = dev.run_for(event_id)
@@ -167,7 +185,10 @@ def test_bad_cli_input_is_refused_with_the_reason(dev: Dev) -> None:
 def test_a_second_dev_in_the_same_home_is_refused(dev: Dev) -> None:
     second = subprocess.run(
         [sys.executable, "-m", "sensors", "dev", str(FLOWS)],
-        env=dev.env, capture_output=True, text=True, timeout=60,
+        env=dev.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert second.returncode == 1
     assert "another `tripwire dev`" in second.stderr
