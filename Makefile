@@ -15,7 +15,7 @@ demo: $(BIN)/tripwire  ## start tripwire dev examples/, publish data_updated, sh
 	$(BIN)/python examples/demo.py
 
 test: $(BIN)/tripwire  ## the whole test suite (what CI runs)
-	$(BIN)/pytest -n 2 --durations=15
+	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 lint: $(BIN)/tripwire
 	$(BIN)/ruff check .

@@ -25,16 +25,13 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from sensors.broker import EmbeddedBroker
-from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase
-from sensors.runs.store import RunStore
-
 from sensors.correlate import Correlator
 from sensors.engine import Engine
 from sensors.kafka import consume_batches, new_consumer, new_producer
 from sensors.registry import discover_flows
+from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase
+from sensors.runs.store import RunStore
 from sensors.sensing import SensorStage
 from sensors.sensor import build_sensors
 from triggers.envelope import encode, make_envelope

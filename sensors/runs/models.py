@@ -40,7 +40,9 @@ class NewRun(BaseModel):
     entrypoint: dict[str, Any] = Field(description="Where the run process finds the flow function.")
     parameters: dict[str, Any] = Field(description="Coerced parameter values, as JSON.")
     events: list[dict[str, Any]] = Field(
-        description="Contributing events, oldest first: name, id, source, time, payload, dependency."
+        description=(
+            "Contributing events, oldest first: name, id, source, time, payload, dependency."
+        )
     )
 
 

@@ -112,7 +112,7 @@ async def test_racing_final_phases_leave_exactly_one_winner(run_store: RunStore)
 
 
 async def test_an_unknown_run_is_reported_with_how_to_find_runs(run_store: RunStore) -> None:
-    with pytest.raises(RunNotFoundError, match="no run named 'nope'.*tripwire runs list"):
+    with pytest.raises(RunNotFoundError, match=r"no run named 'nope'.*tripwire runs list"):
         await run_store.get_run("nope")
 
 
