@@ -180,7 +180,9 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
     except UnicodeDecodeError as exc:
         raise EventDecodeError(f"record has a CloudEvent header that is not UTF-8: {exc}") from None
     if attrs.get("specversion", b"1.0") != b"1.0":
-        raise EventDecodeError(f"event {event_id!r} has unsupported specversion; tripwire reads 1.0")
+        raise EventDecodeError(
+            f"event {event_id!r} has unsupported specversion; tripwire reads 1.0"
+        )
     if content_type.split(b";", 1)[0].strip().decode(errors="replace") not in _JSON_TYPES:
         raise EventDecodeError(
             f"event {event_id!r} has content type {content_type!r}; tripwire reads JSON only"
@@ -188,7 +190,9 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
     try:
         payload = json.loads(value) if value else {}
     except ValueError as exc:
-        raise EventDecodeError(f"event {event_id!r} has a payload that is not JSON: {exc}") from None
+        raise EventDecodeError(
+            f"event {event_id!r} has a payload that is not JSON: {exc}"
+        ) from None
     if not isinstance(payload, dict):
         raise EventDecodeError(
             f"event {event_id!r} has a {type(payload).__name__} payload; it must be a JSON object"

@@ -188,8 +188,8 @@ def _type_text(ref: TypeRef) -> str:
     kind = ref["t"]
     if kind in ("list", "dict", "union"):
         inner = ", ".join(_type_text(r) for r in ref["of"])
-        return f"{kind}[{inner}]" if kind != "union" else " | ".join(
-            _type_text(r) for r in ref["of"]
+        return (
+            f"{kind}[{inner}]" if kind != "union" else " | ".join(_type_text(r) for r in ref["of"])
         )
     if kind == "literal":
         return f"one of {ref['values']!r}"

@@ -48,7 +48,9 @@ class _ProducerThread:
             # A forked child inherits the object but not the thread: start afresh.
             if self._loop is None or self._pid != os.getpid():
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, name="tripwire-publish", daemon=True).start()
+                threading.Thread(
+                    target=loop.run_forever, name="tripwire-publish", daemon=True
+                ).start()
                 self._loop, self._pid, self._producers = loop, os.getpid(), {}
             return self._loop
 

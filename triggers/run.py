@@ -72,6 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         func = load_entrypoint(entrypoint)
         arguments = _call_arguments(func, context.parameters)
+    except Exception as exc:
+        # The flow never started: its code moved or changed since it was deployed.
+        message = f"cannot start flow {context.flow!r}: {type(exc).__name__}: {exc}"
+        if isinstance(exc, ValidationError):
+            message = f"the run's parameters no longer fit flow {context.flow!r}: {exc}"
+        _write(
+            args.result,
+            {
+                "ok": False,
+                "kind": "SYSTEM",
+                "message": message,
+                "traceback": traceback.format_exc(),
+            },
+        )
+        traceback.print_exc()
+        return EXIT_SYSTEM
+    try:
         result = func(**arguments)
         if inspect.isawaitable(result):
             asyncio.run(_await(result))
@@ -79,12 +96,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             _write(args.result, {"ok": True})
             return EXIT_OK
-        message = f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, ValidationError):
-            message = f"parameters do not fit the flow's annotations: {exc}"
         _write(
             args.result,
-            {"ok": False, "kind": "USER", "message": message, "traceback": traceback.format_exc()},
+            {
+                "ok": False,
+                "kind": "USER",
+                "message": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            },
         )
         traceback.print_exc()
         return EXIT_USER

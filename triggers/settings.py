@@ -29,7 +29,9 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         Path(".tripwire"),
-        description="State directory: SQLite store, run logs, and dev.json of a running `tripwire dev`.",
+        description=(
+            "State directory: SQLite store, run logs, and dev.json of a running `tripwire dev`."
+        ),
     )
     kafka_bootstrap: str | None = Field(
         None,
@@ -52,7 +54,8 @@ class Settings(BaseSettings):
 
     topic_events: str = Field("tripwire.events", description="Topic that published events go to.")
     topic_run_requests: str = Field(
-        "tripwire.run-requests", description="Topic from sensors to the launcher, keyed by run name."
+        "tripwire.run-requests",
+        description="Topic from sensors to the launcher, keyed by run name.",
     )
     topic_run_events: str = Field(
         "tripwire.run-events", description="Topic of run lifecycle CloudEvents."
@@ -88,7 +91,9 @@ class Settings(BaseSettings):
         ),
     )
     max_parallel_runs: int = Field(
-        8, ge=1, description="Runs a worker's local launcher executes at once; more wait their turn."
+        8,
+        ge=1,
+        description="Runs a worker's local launcher executes at once; more wait their turn.",
     )
     run_context: Path | None = Field(
         None,
@@ -150,3 +155,27 @@ def read_dev_file(home: Path) -> dict[str, Any] | None:
 def get_settings(**overrides: Any) -> Settings:
     """Build settings from the environment (and dev.json), with explicit overrides on top."""
     return Settings(**overrides)
+
+
+def reference_markdown() -> str:
+    """The configuration reference page (docs/configuration.md), generated from Settings."""
+    lines = [
+        "# Configuration reference",
+        "",
+        "Generated from `triggers/settings.py` by `python docs/generate.py`; do not edit.",
+        "",
+        "Every setting is an environment variable. When `TRIPWIRE_KAFKA_BOOTSTRAP` is unset",
+        "and `$TRIPWIRE_HOME/dev.json` exists (a running `tripwire dev`), the broker address",
+        "and the store come from that file.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = field.default
+        shown = "unset" if default is None else f"`{default}`"
+        if isinstance(default, Path):
+            shown = f"`{default.as_posix()}`"
+        description = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `TRIPWIRE_{name.upper()}` | {shown} | {description} |")
+    return "\n".join(lines) + "\n"

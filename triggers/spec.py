@@ -155,7 +155,8 @@ def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDepen
     if unknown:
         key = sorted(unknown)[0]
         raise DeclarationError(
-            f"{where}: unknown key {key!r} in event declaration{_did_you_mean(key, ['name', 'parameters', 'dep'])}."
+            f"{where}: unknown key {key!r} in event declaration"
+            f"{_did_you_mean(key, ['name', 'parameters', 'dep'])}."
         )
     if "name" not in item:
         raise DeclarationError(f"{where}: event dict {item!r} has no 'name'.")

@@ -126,7 +126,7 @@ class LocalLauncher:
             error = RunError(
                 kind=ErrorKind.SYSTEM,
                 message=str(outcome.get("message") or _exit_reason(code)),
-                traceback=_log_tail(folder / "run.log"),
+                traceback=outcome.get("traceback") or _log_tail(folder / "run.log"),
             )
         await self._finish(run, WorkflowPhase.FAILED, error)
 

@@ -12,10 +12,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from sensors.engine import Engine
+from sensors.registry import discover_flows
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.integration.conftest import eventually, finished_run
 from triggers import PublishError, publish, safe_publish
+from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -166,3 +168,30 @@ async def test_publish_to_a_broker_that_is_down_fails_in_bounded_time_naming_the
     assert "TRIPWIRE_KAFKA_BOOTSTRAP" in str(caught.value)
     # And safe_publish logs and returns None instead of raising
     assert await safe_publish.aio("data_updated", {"rows": 1}) is None
+
+
+async def test_a_run_process_that_dies_fails_with_kind_system(store: RunStore) -> None:
+    event_id = await publish.aio("crash")
+    run = await finished_run(store, event_id)
+    assert run.phase == WorkflowPhase.FAILED
+    assert run.error is not None and run.error.kind == ErrorKind.SYSTEM
+    assert run.error.message == "the run's process was killed by SIGKILL"
+
+
+async def test_a_flow_whose_file_vanished_after_deploy_fails_with_kind_system(
+    engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    flow_file = tmp_path / "gone.py"
+    flow_file.write_text(
+        "from triggers import trigger\n\n@trigger(event='data_updated')\ndef gone() -> None: ...\n"
+    )
+    async with Engine(Settings(), discover_flows([flow_file])) as engine:
+        await engine.wait_ready(timeout=30)
+        flow_file.unlink()
+        event_id = await publish.aio("data_updated")
+        assert engine.store is not None
+        run = await finished_run(engine.store, event_id)
+    assert run.phase == WorkflowPhase.FAILED
+    assert run.error is not None and run.error.kind == ErrorKind.SYSTEM
+    assert "cannot start flow 'gone'" in run.error.message
+    assert "gone.py does not exist" in run.error.message

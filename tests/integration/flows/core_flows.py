@@ -1,6 +1,8 @@
 """Flows the core-path integration tests deploy."""
 
 import json
+import os
+import signal
 from datetime import date
 from pathlib import Path
 
@@ -43,3 +45,8 @@ def retrain(
 @trigger(event="explode")
 def explodes(reason: str = "boom") -> None:
     raise RuntimeError(f"flow failed on purpose: {reason}")
+
+
+@trigger(event="crash")
+def crashes() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
