@@ -86,7 +86,7 @@ def _unsupported(annotation: Any, where: str) -> DeclarationError:
 def rebuild_type(ref: TypeRef) -> Any:
     """Turn a :data:`TypeRef` back into an annotation pydantic can validate."""
     kind = ref["t"]
-    if kind in _BY_NAME:
+    if kind in _BY_NAME and "of" not in ref:  # bare list and dict are scalars too
         return _BY_NAME[kind]
     if kind == "list":
         return list[rebuild_type(ref["of"][0])]  # type: ignore[misc]  # built at runtime

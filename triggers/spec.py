@@ -102,7 +102,7 @@ def parse_duration(value: object, *, what: str = "within") -> timedelta:
             "or a datetime.timedelta."
         )
     if seconds <= 0:
-        raise DeclarationError(f"{what}={value!r} must be a positive duration.")
+        raise DeclarationError(f"{what}={value!r} must be a positive duration, e.g. '90s' or '1h'.")
     return timedelta(seconds=seconds)
 
 

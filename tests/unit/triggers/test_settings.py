@@ -1,0 +1,67 @@
+"""Settings come from TRIPWIRE_* variables, and from a running `tripwire dev`'s dev.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from triggers.errors import ConfigurationError
+from triggers.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for var in ("TRIPWIRE_KAFKA_BOOTSTRAP", "TRIPWIRE_DATABASE_URL", "TRIPWIRE_API_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TRIPWIRE_HOME", str(tmp_path))
+
+
+def write_dev(home: Path, **info: object) -> None:
+    (home / "dev.json").write_text(json.dumps(info))
+
+
+def test_settings_read_tripwire_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIPWIRE_PROJECT", "analytics")
+    monkeypatch.setenv("TRIPWIRE_PUBLISH_TIMEOUT", "2.5")
+    settings = Settings()
+    assert settings.project == "analytics" and settings.publish_timeout == 2.5
+
+
+def test_a_bad_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRIPWIRE_PUBLISH_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="publish_timeout"):
+        Settings()
+
+
+def test_a_running_dev_engine_is_found_through_dev_json(tmp_path: Path) -> None:
+    write_dev(tmp_path, kafka_bootstrap="127.0.0.1:4321", database_url="sqlite+aiosqlite:///x.db")
+    settings = Settings()
+    assert settings.kafka_bootstrap == "127.0.0.1:4321"
+    assert settings.store_url == "sqlite+aiosqlite:///x.db"
+
+
+def test_the_environment_wins_over_dev_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_dev(tmp_path, kafka_bootstrap="127.0.0.1:4321", database_url="sqlite+aiosqlite:///x.db")
+    monkeypatch.setenv("TRIPWIRE_KAFKA_BOOTSTRAP", "kafka:9092")
+    settings = Settings()
+    assert settings.kafka_bootstrap == "kafka:9092"
+    assert settings.store_url.endswith(str((tmp_path / "tripwire.db").resolve()))
+
+
+def test_an_unreadable_dev_json_says_to_delete_it(tmp_path: Path) -> None:
+    (tmp_path / "dev.json").write_text("{broken")
+    with pytest.raises(ConfigurationError, match="delete it"):
+        Settings()
+
+
+def test_no_broker_configured_says_how_to_configure_one() -> None:
+    with pytest.raises(ConfigurationError, match="TRIPWIRE_KAFKA_BOOTSTRAP.*tripwire dev"):
+        Settings().require_bootstrap()
+
+
+def test_the_store_defaults_to_sqlite_under_home(tmp_path: Path) -> None:
+    assert Settings().store_url == f"sqlite+aiosqlite:///{(tmp_path / 'tripwire.db').resolve()}"
