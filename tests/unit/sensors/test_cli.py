@@ -33,5 +33,5 @@ def test_phases_parse_case_insensitively_and_in_lists() -> None:
 
 
 def test_an_unknown_phase_lists_the_valid_ones() -> None:
-    with pytest.raises(typer.BadParameter, match="unknown phase 'DONE'.*SUCCEEDED"):
+    with pytest.raises(typer.BadParameter, match=r"unknown phase 'DONE'.*SUCCEEDED"):
         parse_phase("DONE")

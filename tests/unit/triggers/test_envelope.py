@@ -44,7 +44,7 @@ def test_no_payload_is_an_empty_object() -> None:
 
 @pytest.mark.parametrize("payload", [[1, 2], "text", 42, 1.5, True])
 def test_a_payload_that_is_not_an_object_is_refused_with_the_fix(payload: object) -> None:
-    with pytest.raises(PublishError, match="must be a JSON object.*wrap it"):
+    with pytest.raises(PublishError, match=r"must be a JSON object.*wrap it"):
         make_envelope("data_updated", payload)
 
 
@@ -62,7 +62,7 @@ def test_a_payload_over_the_limit_is_refused_naming_the_limit_and_the_setting() 
 
 @pytest.mark.parametrize("name", ["", "has space", "-leading", "x" * 300, None, 5])
 def test_an_invalid_event_name_is_refused_saying_what_is_allowed(name: object) -> None:
-    with pytest.raises(PublishError, match="invalid event name.*letters, digits"):
+    with pytest.raises(PublishError, match=r"invalid event name.*letters, digits"):
         make_envelope(name, {})  # type: ignore[arg-type]
 
 

@@ -63,10 +63,13 @@ def test_variadic_parameters_are_refused() -> None:
         ParamSpec.of(bad)
 
 
-def test_a_default_that_is_not_json_is_refused() -> None:
-    def bad(when: Any = object()) -> None: ...
+NOT_JSON = object()
 
-    with pytest.raises(DeclarationError, match="default of parameter 'when'.*not JSON"):
+
+def test_a_default_that_is_not_json_is_refused() -> None:
+    def bad(when: Any = NOT_JSON) -> None: ...
+
+    with pytest.raises(DeclarationError, match=r"default of parameter 'when'.*not JSON"):
         ParamSpec.of(bad)
 
 
@@ -87,7 +90,7 @@ def test_a_value_that_does_not_fit_names_the_parameter_type_and_value() -> None:
 
 def test_a_required_parameter_that_nothing_fills_is_a_failure_with_the_fix() -> None:
     schema = ParameterSchema(ParamSpec.of(flow))
-    with pytest.raises(TriggerError, match="'table' is required.*give the parameter a default"):
+    with pytest.raises(TriggerError, match=r"'table' is required.*give the parameter a default"):
         schema.coerce({}, context="c")
 
 

@@ -59,7 +59,7 @@ def test_an_unreadable_dev_json_says_to_delete_it(tmp_path: Path) -> None:
 
 
 def test_no_broker_configured_says_how_to_configure_one() -> None:
-    with pytest.raises(ConfigurationError, match="TRIPWIRE_KAFKA_BOOTSTRAP.*tripwire dev"):
+    with pytest.raises(ConfigurationError, match=r"TRIPWIRE_KAFKA_BOOTSTRAP.*tripwire dev"):
         Settings().require_bootstrap()
 
 
