@@ -153,6 +153,20 @@ def _settings_or_error() -> Settings:
         raise ConfigurationError(f"invalid TRIPWIRE_* settings: {exc}") from exc
 
 
+def _submit(
+    name: str,
+    payload: Any,
+    *,
+    id: str | None,
+    source: str | None,
+    time: datetime | str | None,
+) -> concurrent.futures.Future[str]:
+    settings = _settings_or_error()
+    return _PRODUCERS.submit(
+        _send(name, payload, id=id, source=source, time=time, settings=settings)
+    )
+
+
 class _Publish:
     """``publish(name, payload)``: send an event and return its id once the broker has it."""
 
@@ -175,11 +189,7 @@ class _Publish:
                 (bounded by TRIPWIRE_PUBLISH_TIMEOUT, default 10 s).
             ConfigurationError: no broker is configured.
         """
-        settings = _settings_or_error()
-        future = _PRODUCERS.submit(
-            _send(name, payload, id=id, source=source, time=time, settings=settings)
-        )
-        return future.result()
+        return _submit(name, payload, id=id, source=source, time=time).result()
 
     async def aio(
         self,
@@ -191,11 +201,7 @@ class _Publish:
         time: datetime | str | None = None,
     ) -> str:
         """The awaitable form of :func:`publish`; same arguments, result and errors."""
-        settings = _settings_or_error()
-        future = _PRODUCERS.submit(
-            _send(name, payload, id=id, source=source, time=time, settings=settings)
-        )
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(_submit(name, payload, id=id, source=source, time=time))
 
 
 class _SafePublish:

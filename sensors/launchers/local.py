@@ -65,12 +65,17 @@ class LocalLauncher:
             )
             return
         self._running[run.name] = process
-        await self._store.transition(
-            run.project, run.domain, run.name, WorkflowPhase.RUNNING, pid=process.pid
-        )
+        # Watch first: a run that started must reach a final phase even if recording
+        # its pid fails below.
         task = asyncio.create_task(self._watch(run, process, folder), name=f"watch {run.name}")
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
+        try:
+            await self._store.transition(
+                run.project, run.domain, run.name, WorkflowPhase.RUNNING, pid=process.pid
+            )
+        except Exception:
+            log.exception("run %s: could not record its pid %d", run.name, process.pid)
 
     async def _spawn(self, run: RunRecord, folder: Path) -> asyncio.subprocess.Process:
         context, result = _prepare(run, folder)

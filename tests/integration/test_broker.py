@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -17,26 +16,17 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sensors.broker import EmbeddedBroker, probe_metadata
+from tests.fixtures.servers import pid_alive
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    # A zombie has exited; it only waits to be reaped.
-    return not (stat.exists() and stat.read_text().rsplit(")", 1)[-1].split()[0] == "Z")
-
-
 def _gone_within(pid: int, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.05)
     return False
@@ -114,7 +104,7 @@ def test_the_broker_stops_when_its_parent_exits_normally() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_the_broker_dies_when_its_parent_is_interrupted_terminated_or_killed(sig: int) -> None:
     with _child("wait") as (child, pid):
-        assert _alive(pid)
+        assert pid_alive(pid)
         child.send_signal(sig)
         child.wait(10)
         assert _gone_within(pid, 5), f"broker {pid} outlived its parent after {sig!r}"

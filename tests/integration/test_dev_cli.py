@@ -15,20 +15,12 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.servers import pid_alive
+
 pytestmark = pytest.mark.integration
 
 FLOWS = Path(__file__).parent / "flows"
 STARTUP_BOUND = 10.0  # seconds; the promise of `tripwire dev` (issue #2)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is dead too: it only waits for its parent to reap it.
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
 
 
 def _wait(predicate: Any, what: str, timeout: float) -> Any:
@@ -201,4 +193,4 @@ def test_ctrl_c_stops_dev_its_broker_and_removes_dev_json(dev: Dev) -> None:
     dev.process.send_signal(signal.SIGINT)
     assert dev.process.wait(20) == 0
     assert not (dev.home / "dev.json").exists()
-    _wait(lambda: not _alive(broker_pid), "the broker to exit", 10)
+    _wait(lambda: not pid_alive(broker_pid), "the broker to exit", 10)

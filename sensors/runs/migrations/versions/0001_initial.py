@@ -1,5 +1,8 @@
 """Runs, trigger failures and deployed sensors.
 
+A migration is a frozen snapshot: it repeats the schema of its day on purpose and
+must never import the live tables in sensors/runs/tables.py, which move on.
+
 Revision ID: 0001
 Revises:
 """
