@@ -94,9 +94,9 @@ def worker(
 
     _logging(verbose)
     settings = _settings()
-    settings.require_bootstrap()
 
     async def main() -> None:
+        settings.require_bootstrap()
         flows = discover_flows(paths or [Path(".")])
         async with Engine(settings, flows) as engine:
             await engine.wait_ready()

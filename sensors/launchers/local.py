@@ -22,6 +22,7 @@ from typing import Any
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.errors import IllegalTransitionError
 from triggers.settings import Settings
 
 __all__ = ["LocalLauncher", "run_dir"]
@@ -74,6 +75,8 @@ class LocalLauncher:
             await self._store.transition(
                 run.project, run.domain, run.name, WorkflowPhase.RUNNING, pid=process.pid
             )
+        except IllegalTransitionError:
+            pass  # it already finished: the watcher was quicker
         except Exception:
             log.exception("run %s: could not record its pid %d", run.name, process.pid)
 
