@@ -26,13 +26,13 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sensors.broker import EmbeddedBroker
-from sensors.correlate import Correlator
+from sensors.correlate import Router
 from sensors.engine import Engine
 from sensors.kafka import consume_batches, new_consumer, new_producer
 from sensors.registry import discover_flows
 from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase
 from sensors.runs.store import RunStore
-from sensors.sensing import SensorStage
+from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import build_sensors
 from triggers.envelope import encode, make_envelope
 from triggers.settings import Settings
@@ -111,7 +111,7 @@ async def sensor_throughput(settings: Settings, count: int) -> float:
             stage_settings, settings.topic_events, group_id=f"bench-sensors-{uuid.uuid4()}"
         )
         await consumer.start()
-        stage = SensorStage(stage_settings, Correlator(sensors), store, producer)
+        stage = SensorStage(Router(sensors), Emitter(stage_settings, store, producer), 1)
         stop = asyncio.Event()
         started: list[float] = []
         original = stage.handle

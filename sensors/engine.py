@@ -15,21 +15,26 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from sensors.correlate import Correlator
+from sensors.correlate import Correlator, Router
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launching import LaunchStage
 from sensors.runs.store import RunStore
-from sensors.sensing import SensorStage
+from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import build_sensors
+from sensors.state import CorrelationStage, StateRecovery
 from triggers.errors import TripwireError
 from triggers.settings import Settings
 from triggers.spec import FlowSpec
 
 __all__ = ["Engine"]
+
+# The changelog is written in per-batch deltas, which compaction would destroy.
+_CHANGELOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,7 @@ class Engine:
         self.store: RunStore | None = None
         self.sensor_stage: SensorStage | None = None
         self.launch_stage: LaunchStage | None = None
+        self.correlation_stage: CorrelationStage | None = None
         self._launchers: dict[str, Launcher] = {}
         self._producer: AIOKafkaProducer | None = None
         self._consumers: list[AIOKafkaConsumer] = []
@@ -62,26 +68,53 @@ class Engine:
                     self.flows, project=s.project, domain=s.domain, deployed_at=datetime.now(UTC)
                 )
             )
-            await ensure_topics(s, [s.topic_events, s.topic_run_requests, s.topic_run_events])
+            await ensure_topics(
+                s,
+                [
+                    s.topic_events,
+                    s.topic_run_requests,
+                    s.topic_run_events,
+                    s.topic_sensor_offers,
+                    s.topic_sensor_state,
+                ],
+                configs={s.topic_sensor_state: _CHANGELOG_CONFIG},
+            )
             self._producer = new_producer(s)
             await self._producer.start()
-            self.sensor_stage = SensorStage(s, Correlator(deployed), self.store, self._producer)
+            # Router and state must agree on the partitioning: use the topic's real count.
+            partitions = len(await self._producer.partitions_for(s.topic_sensor_offers))
+            emitter = Emitter(s, self.store, self._producer)
+            self.sensor_stage = SensorStage(Router(deployed), emitter, partitions)
+            self.correlation_stage = CorrelationStage(
+                s, Correlator(d for d in deployed if len(d.dependencies) > 1), emitter, partitions
+            )
             self.launch_stage = LaunchStage(self.store, self._launcher_for)
+            recovery = StateRecovery(
+                s, self.correlation_stage, lambda: new_consumer(s, group_id=None)
+            )
             group = f"tripwire.{s.project}.{s.domain}"
-            stages: list[tuple[str, str, Handler]] = [
-                ("sensors", s.topic_events, self.sensor_stage.handle),
-                ("launcher", s.topic_run_requests, self.launch_stage.handle),
+            stages: list[tuple[str, str, Handler, Any, Any]] = [
+                ("sensors", s.topic_events, self.sensor_stage.handle, None, None),
+                (
+                    "correlator",
+                    s.topic_sensor_offers,
+                    self.correlation_stage.handle,
+                    recovery,
+                    self.correlation_stage.tick,
+                ),
+                ("launcher", s.topic_run_requests, self.launch_stage.handle, None, None),
             ]
             self._consumers = [
-                new_consumer(s, topic, group_id=f"{group}.{name}") for name, topic, _ in stages
+                new_consumer(s, topic, group_id=f"{group}.{name}", listener=listener)
+                for name, topic, _, listener, _ in stages
             ]
             # start() returns after the group join, which Tansu holds for half the session
-            # timeout: join both groups at once.
+            # timeout: join all groups at once.
             await asyncio.gather(*(c.start() for c in self._consumers))
-            for consumer, (name, _, handle) in zip(self._consumers, stages, strict=True):
+            for consumer, (name, _, handle, _, tick) in zip(self._consumers, stages, strict=True):
                 self._tasks.append(
                     asyncio.create_task(
-                        consume_batches(consumer, handle, stop=self._stop, name=name),
+                        consume_batches(consumer, handle, stop=self._stop, name=name, tick=tick),
                         name=f"tripwire {name}",
                     )
                 )

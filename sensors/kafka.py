@@ -25,7 +25,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import (
+    AIOKafkaConsumer,
+    AIOKafkaProducer,
+    ConsumerRebalanceListener,
+    ConsumerRecord,
+    TopicPartition,
+)
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
@@ -40,9 +46,16 @@ Handler = Callable[[Batch], Awaitable[None]]
 
 
 def new_consumer(
-    settings: Settings, *topics: str, group_id: str, **overrides: Any
+    settings: Settings,
+    *topics: str,
+    group_id: str | None,
+    listener: ConsumerRebalanceListener | None = None,
+    **overrides: Any,
 ) -> AIOKafkaConsumer:
-    """A consumer group member tuned for low latency on Tansu and on Kafka."""
+    """A consumer group member tuned for low latency on Tansu and on Kafka.
+
+    With ``group_id=None`` it is a plain reader that the caller assigns partitions to.
+    """
     session_ms = int(settings.kafka_session_timeout * 1000)
     options: dict[str, Any] = {
         "bootstrap_servers": settings.require_bootstrap(),
@@ -57,7 +70,11 @@ def new_consumer(
         "max_poll_records": 5000,
     }
     options.update(overrides)
-    return AIOKafkaConsumer(*topics, **options)
+    if listener is None:
+        return AIOKafkaConsumer(*topics, **options)
+    consumer = AIOKafkaConsumer(**options)
+    consumer.subscribe(list(topics), listener=listener)
+    return consumer
 
 
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
@@ -72,14 +89,21 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     return AIOKafkaProducer(**options)
 
 
-async def ensure_topics(settings: Settings, names: Iterable[str]) -> None:
+async def ensure_topics(
+    settings: Settings, names: Iterable[str], configs: dict[str, dict[str, str]] | None = None
+) -> None:
     """Create the engine's topics with the configured partition count, if missing."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.require_bootstrap())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         wanted = [
-            NewTopic(name, num_partitions=settings.topic_partitions, replication_factor=1)
+            NewTopic(
+                name,
+                num_partitions=settings.topic_partitions,
+                replication_factor=settings.topic_replication,
+                topic_configs=(configs or {}).get(name, {}),
+            )
             for name in names
             if name not in existing
         ]
@@ -98,6 +122,7 @@ async def consume_batches(
     name: str,
     max_records: int = 5000,
     retry_delay: float = 1.0,
+    tick: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Read batches, hand each to ``handle``, then commit it; until ``stop`` is set.
 
@@ -106,6 +131,8 @@ async def consume_batches(
     """
     while not stop.is_set():
         batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
+        if tick is not None:
+            await tick()
         if not batch:
             continue
         while True:

@@ -1,47 +1,70 @@
-"""The sensor stage: events in, run requests out.
+"""The sensor stage: events in; run requests, offers and counts out.
 
-Reads ``tripwire.events`` in batches, decodes them, lets the pure correlator
-decide the whole batch, then sends one run request per fire to
-``tripwire.run-requests`` (keyed by run name, so every request for one run
-lands on one launcher) and records trigger failures. Offsets are committed
-only after that, by :func:`sensors.kafka.consume_batches`.
+Reads ``tripwire.events`` in batches and lets the :class:`~sensors.correlate.Router`
+decide the whole batch. Single-event sensors fire here and their run requests
+go to ``tripwire.run-requests`` (keyed by run name, so every request for one
+run lands on one launcher). Events for multi-event sensors go on, packed per
+partition, to the offers topic, partitioned by sensor and correlation key, so
+that each key's state lives on exactly one worker (:mod:`sensors.state`).
+Offsets are committed only after all of that, by
+:func:`sensors.kafka.consume_batches`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-import time
-from dataclasses import dataclass
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from sensors.correlate import Arrival, Correlator, Decisions, Fire
+from sensors.correlate import Arrival, Decisions, Fire, Offer, Rejection, Router
 from sensors.kafka import Batch
 from sensors.runs.models import NewRun, TriggerFailure
 from sensors.runs.store import RunStore
-from triggers.envelope import decode
+from triggers.envelope import Envelope, decode
 from triggers.errors import EventDecodeError
 from triggers.settings import Settings
 
-__all__ = ["SensorStage", "SensorStats", "run_request"]
+__all__ = ["Emitter", "SensorStage", "SensorStats", "pack_offers", "partition_of", "run_request"]
 
 log = logging.getLogger(__name__)
 
-_EXPIRE_EVERY = 1.0  # seconds between sweeps of expired correlation state
 _OUTPUT_RETRY = 1.0
 
 
 @dataclass
+class FilterCount:
+    count: int = 0
+    last_reason: str = ""
+    last_event_id: str = ""
+    last_at: datetime | None = None
+
+
+@dataclass
 class SensorStats:
-    """Counters since start, for logs, metrics and benchmarks."""
+    """Counters since start, for logs, metrics, `sensors status` and benchmarks."""
 
     events: int = 0
     undecodable: int = 0
     fires: int = 0
     failures: int = 0
+    offers: int = 0
     ignored_before_deploy: int = 0
+    filtered: dict[tuple[str, str], FilterCount] = field(default_factory=dict)
+
+    def count_rejections(self, rejections: Iterable[Rejection]) -> None:
+        now = datetime.now(UTC)
+        for r in rejections:
+            entry = self.filtered.setdefault((r.sensor_id, r.dep), FilterCount())
+            entry.count += 1
+            entry.last_reason, entry.last_event_id, entry.last_at = r.reason, r.event_id, now
 
 
 def run_request(fire: Fire) -> NewRun:
@@ -61,21 +84,102 @@ def run_request(fire: Fire) -> NewRun:
     )
 
 
-class SensorStage:
-    """Decides batches of events with a :class:`Correlator` and emits the results."""
+def partition_of(sensor_id: str, key: str, partitions: int) -> int:
+    """The offers (and state changelog) partition of a sensor's correlation key.
 
-    def __init__(
-        self,
-        settings: Settings,
-        correlator: Correlator,
-        store: RunStore,
-        producer: AIOKafkaProducer,
-    ) -> None:
+    crc32, not hash(): every worker process must agree.
+    """
+    return zlib.crc32(f"{sensor_id}\x1f{key}".encode()) % partitions
+
+
+def pack_offers(offers: Iterable[Offer], partitions: int) -> dict[int, bytes]:
+    """Offers grouped by partition, one record each: one produce per partition per batch."""
+    grouped: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for offer in offers:
+        grouped[partition_of(offer.sensor_id, offer.key, partitions)].append(
+            {
+                "s": offer.sensor_id,
+                "d": offer.dep,
+                "k": offer.key,
+                "e": offer.arrival.envelope.to_dict(),
+                "a": offer.arrival.arrived_at.timestamp(),
+            }
+        )
+    return {p: json.dumps(items, separators=(",", ":")).encode() for p, items in grouped.items()}
+
+
+def unpack_offers(value: bytes) -> list[Offer]:
+    offers = []
+    for item in json.loads(value):
+        event = item["e"]
+        raw_time = event.get("time")
+        envelope = Envelope(
+            name=event["name"],
+            id=event["id"],
+            source=event.get("source", ""),
+            time=datetime.fromisoformat(raw_time) if raw_time else None,
+            payload=event.get("payload") or {},
+        )
+        arrival = Arrival(envelope, datetime.fromtimestamp(item["a"], UTC))
+        offers.append(Offer(item["s"], item["d"], item["k"], arrival))
+    return offers
+
+
+class Emitter:
+    """Sends run requests and records trigger failures, retrying until both succeed."""
+
+    def __init__(self, settings: Settings, store: RunStore, producer: AIOKafkaProducer) -> None:
         self._settings = settings
-        self.correlator = correlator
         self._store = store
-        self._producer = producer
-        self._last_expiry = 0.0
+        self.producer = producer
+
+    async def emit(self, decisions: Decisions, *, extra: dict[int, bytes] | None = None) -> None:
+        """Send the decisions (and ``extra`` records, by partition, to the offers topic)."""
+        while True:
+            try:
+                await self._send(decisions.fires, extra or {})
+                for failure in decisions.failures:
+                    await self._store.record_trigger_failure(
+                        TriggerFailure(
+                            sensor_id=failure.sensor.id,
+                            event_name=failure.event_name,
+                            event_id=failure.event_id,
+                            reason=failure.reason,
+                            created_at=datetime.now(UTC),
+                        )
+                    )
+                    log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("emitting sensor decisions failed; retrying")
+                await asyncio.sleep(_OUTPUT_RETRY)
+
+    async def _send(self, fires: list[Fire], offers: dict[int, bytes]) -> None:
+        topic = self._settings.topic_run_requests
+        pending = [
+            await self.producer.send(
+                topic, run_request(fire).model_dump_json().encode(), key=fire.run_name.encode()
+            )
+            for fire in fires
+        ]
+        pending += [
+            await self.producer.send(self._settings.topic_sensor_offers, value, partition=p)
+            for p, value in offers.items()
+        ]
+        await asyncio.gather(*pending)
+        for fire in fires:
+            log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
+
+
+class SensorStage:
+    """Routes batches of events with a :class:`Router` and emits the results."""
+
+    def __init__(self, router: Router, emitter: Emitter, offer_partitions: int) -> None:
+        self.router = router
+        self._emitter = emitter
+        self._partitions = offer_partitions
         self.stats = SensorStats()
 
     async def handle(self, batch: Batch) -> None:
@@ -95,51 +199,13 @@ class SensorStage:
                 arrivals.append(
                     Arrival(envelope, datetime.fromtimestamp(record.timestamp / 1000, UTC))
                 )
-        self.stats.events += len(arrivals)
-        # Deciding mutates correlation state, so it happens once per batch; only the
-        # output below is retried if the broker or the store fails.
-        decisions = self.correlator.process(arrivals)
-        self.stats.ignored_before_deploy += decisions.ignored_before_deploy
-        await self._emit(decisions)
-        now = time.monotonic()
-        if now - self._last_expiry >= _EXPIRE_EVERY:
-            self._last_expiry = now
-            self.correlator.expire(datetime.now(UTC))
-
-    async def _emit(self, decisions: Decisions) -> None:
-        while True:
-            try:
-                await self._send_requests(decisions.fires)
-                for failure in decisions.failures:
-                    await self._store.record_trigger_failure(
-                        TriggerFailure(
-                            sensor_id=failure.sensor.id,
-                            event_name=failure.event_name,
-                            event_id=failure.event_id,
-                            reason=failure.reason,
-                            created_at=datetime.now(UTC),
-                        )
-                    )
-                    log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("sensor stage: emitting decisions failed; retrying")
-                await asyncio.sleep(_OUTPUT_RETRY)
-        self.stats.fires += len(decisions.fires)
-        self.stats.failures += len(decisions.failures)
-
-    async def _send_requests(self, fires: list[Fire]) -> None:
-        if not fires:
-            return
-        topic = self._settings.topic_run_requests
-        pending = [
-            await self._producer.send(
-                topic, run_request(fire).model_dump_json().encode(), key=fire.run_name.encode()
-            )
-            for fire in fires
-        ]
-        await asyncio.gather(*pending)
-        for fire in fires:
-            log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
+        routed = self.router.route(arrivals)
+        await self._emitter.emit(routed, extra=pack_offers(routed.offers, self._partitions))
+        stats = self.stats
+        stats.events += len(arrivals)
+        stats.fires += len(routed.fires)
+        stats.failures += len(routed.failures)
+        stats.offers += len(routed.offers)
+        stats.ignored_before_deploy += routed.ignored_before_deploy
+        if routed.rejections:
+            stats.count_rejections(routed.rejections)

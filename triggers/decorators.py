@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from triggers.conditions import parse_condition
 from triggers.errors import DeclarationError
 from triggers.params import ParamSpec
 from triggers.spec import (
@@ -22,6 +23,7 @@ from triggers.spec import (
     Entrypoint,
     FlowSpec,
     TriggerSpec,
+    normalize_correlation,
     normalize_dependencies,
     parse_duration,
 )
@@ -43,6 +45,8 @@ def trigger(
     *,
     events: list[str | dict[str, Any]] | None = None,
     within: str | float | timedelta | None = None,
+    conditions: str | None = None,
+    correlate_by: str | dict[str, str] | None = None,
     name: str | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow when an event (or all of several events) arrives.
@@ -51,7 +55,11 @@ def trigger(
         event: one event: its name, or ``{"name": ..., "parameters": {...}}``.
         events: several events, each a name or a dict; all must arrive within ``within``.
         within: the window for several events ("90s", "15m", "1h", "2d" or a timedelta);
-            default one hour.
+            default one hour. Measured on event time (arrival time when an event has none).
+        conditions: which dependencies must be satisfied, in Argo Events syntax over
+            dependency names, e.g. "orders && (payments || refunds)"; default all of them.
+        correlate_by: a JSONPath ("$.date") whose value must be equal across the events
+            that fire together, or a dict giving one per dependency.
         name: trigger name, unique within the flow (default "trigger", "trigger_2", ...).
 
     Payload fields whose names equal parameter names fill them, unless an event gives
@@ -75,10 +83,24 @@ def trigger(
             event, events, parameter_names=[p.name for p in decl.parameters], where=where
         )
         trigger_name = name or _next_trigger_name(decl)
+        if conditions is not None:
+            if not isinstance(conditions, str):
+                raise DeclarationError(f"{where}: conditions must be a string like 'a && b'.")
+            parse_condition(conditions, [d.dep for d in deps], where=where)
+        correlation = normalize_correlation(correlate_by, deps, where=where)
         if any(t.name == trigger_name for t in decl.triggers):
             raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
         # Decorators apply bottom-up; insert first so specs follow source order.
-        decl.triggers.insert(0, TriggerSpec(name=trigger_name, dependencies=deps, within=window))
+        decl.triggers.insert(
+            0,
+            TriggerSpec(
+                name=trigger_name,
+                dependencies=deps,
+                within=window,
+                conditions=conditions,
+                correlate_by=correlation,
+            ),
+        )
         return func
 
     return decorate

@@ -60,8 +60,22 @@ class Settings(BaseSettings):
     topic_run_events: str = Field(
         "tripwire.run-events", description="Topic of run lifecycle CloudEvents."
     )
+    topic_sensor_offers: str = Field(
+        "tripwire.sensor-offers",
+        description=(
+            "Internal: events for multi-event sensors, partitioned by sensor and correlation key."
+        ),
+    )
+    topic_sensor_state: str = Field(
+        "tripwire.sensor-state",
+        description="Internal: changelog of the correlation state, replayed on recovery.",
+    )
     topic_partitions: int = Field(
         4, ge=1, description="Partitions for topics that tripwire creates itself."
+    )
+
+    topic_replication: int = Field(
+        1, ge=1, description="Replication factor of topics tripwire creates (3 on a real cluster)."
     )
 
     publish_timeout: float = Field(

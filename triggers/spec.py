@@ -13,14 +13,16 @@ import re
 from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as parse_jsonpath
 from pydantic import BaseModel, ConfigDict, Field
 
+from triggers.conditions import Condition, all_of, parse_condition
 from triggers.envelope import validate_event_name
 from triggers.errors import DeclarationError
+from triggers.filters import Filter, TimeOfDay, parse_filter
 from triggers.params import ParamSpec
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "FlowSpec",
     "TriggerSpec",
     "compile_jsonpath",
+    "normalize_correlation",
     "parse_duration",
 ]
 
@@ -39,6 +42,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Special references that read the CloudEvent attributes rather than the payload.
 EVENT_ATTRIBUTES = ("$event.id", "$event.name", "$event.time", "$event.source")
+_EVENT_KEYS = ("name", "parameters", "dep", "filters", "filters_operator")
 
 
 class _Frozen(BaseModel):
@@ -58,6 +62,12 @@ class EventDependency(_Frozen):
     parameters: dict[str, str] | None = Field(
         None, description="param -> field or JSONPath; None means default matching."
     )
+    filters: tuple[Filter | TimeOfDay, ...] = Field(
+        (), description="An event counts only if it passes these (see triggers.filters)."
+    )
+    filters_operator: Literal["and", "or"] = Field(
+        "and", description="Whether every filter or any one of them must pass."
+    )
 
 
 class TriggerSpec(_Frozen):
@@ -68,6 +78,23 @@ class TriggerSpec(_Frozen):
     within: timedelta = Field(
         DEFAULT_WINDOW, description="All contributing events must fall inside one such window."
     )
+    conditions: str | None = Field(
+        None, description="Argo Events expression over dependency names; None means all of them."
+    )
+    correlate_by: dict[str, str] | None = Field(
+        None,
+        description=(
+            "dependency -> JSONPath of its correlation key. State is kept per key value, so "
+            "events with different keys never fire together."
+        ),
+    )
+
+    def condition(self) -> Condition:
+        """The parsed condition (all dependencies when none was given)."""
+        names = [d.dep for d in self.dependencies]
+        if self.conditions is None:
+            return all_of(names)
+        return parse_condition(self.conditions, names)
 
 
 class Entrypoint(_Frozen):
@@ -151,12 +178,12 @@ def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDepen
             f"{where}: an event must be a name or a dict like "
             f"{{'name': 'data_updated', 'parameters': {{...}}}}, not {type(item).__name__}."
         )
-    unknown = set(item) - {"name", "parameters", "dep"}
+    unknown = set(item) - set(_EVENT_KEYS)
     if unknown:
         key = sorted(unknown)[0]
         raise DeclarationError(
             f"{where}: unknown key {key!r} in event declaration"
-            f"{_did_you_mean(key, ['name', 'parameters', 'dep'])}."
+            f"{_did_you_mean(key, _EVENT_KEYS)}; the keys are {list(_EVENT_KEYS)}."
         )
     if "name" not in item:
         raise DeclarationError(f"{where}: event dict {item!r} has no 'name'.")
@@ -167,8 +194,21 @@ def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDepen
             f"{where}: dep={dep!r} must be an identifier (letters, digits and _, not "
             "starting with a digit), because conditions refer to it."
         )
-    mapping = _mapping(item.get("parameters"), parameter_names, f"{where}, event {name!r}")
-    return EventDependency(name=name, dep=dep, parameters=mapping)
+    here = f"{where}, event {name!r}"
+    mapping = _mapping(item.get("parameters"), parameter_names, here)
+    raw_filters = item.get("filters") or []
+    if not isinstance(raw_filters, list | tuple):
+        raw_filters = [raw_filters]
+    operator = item.get("filters_operator", "and")
+    if operator not in ("and", "or"):
+        raise DeclarationError(f"{here}: filters_operator must be 'and' or 'or', not {operator!r}.")
+    return EventDependency(
+        name=name,
+        dep=dep,
+        parameters=mapping,
+        filters=tuple(parse_filter(f, where=here) for f in raw_filters),
+        filters_operator=operator,
+    )
 
 
 def _mapping(raw: Any, parameter_names: list[str], where: str) -> dict[str, str] | None:
@@ -210,6 +250,42 @@ def _mapping(raw: Any, parameter_names: list[str], where: str) -> dict[str, str]
             compile_jsonpath(source)
         mapping[param] = source
     return mapping
+
+
+def normalize_correlation(
+    correlate_by: Any, dependencies: tuple[EventDependency, ...], *, where: str
+) -> dict[str, str] | None:
+    """``"$.date"`` (every dependency) or ``{dep: "$.path"}`` into one JSONPath per dependency.
+
+    Raises:
+        DeclarationError: not a JSONPath, or a dependency without a key path.
+    """
+    if correlate_by is None:
+        return None
+    names = [d.dep for d in dependencies]
+    if isinstance(correlate_by, str):
+        correlate_by = dict.fromkeys(names, correlate_by)
+    if not isinstance(correlate_by, dict):
+        raise DeclarationError(
+            f"{where}: correlate_by is a JSONPath like '$.date', or a dict "
+            f"{{dependency: JSONPath}}, not {type(correlate_by).__name__}."
+        )
+    missing = [n for n in names if n not in correlate_by]
+    unknown = [n for n in correlate_by if n not in names]
+    if missing or unknown:
+        raise DeclarationError(
+            f"{where}: correlate_by must give a JSONPath for each dependency {names}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unknown {unknown}" if unknown else "")
+            + "."
+        )
+    for path in correlate_by.values():
+        if not isinstance(path, str) or not path.startswith("$"):
+            raise DeclarationError(
+                f"{where}: correlate_by path {path!r} must be a JSONPath ($...)."
+            )
+        compile_jsonpath(path)
+    return dict(correlate_by)
 
 
 def _did_you_mean(word: str, options: Iterable[str]) -> str:
