@@ -24,9 +24,10 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sensors.runs.models import DeployedSensor, NewRun, RunError, RunRecord, TriggerFailure
 from sensors.runs.phases import WorkflowPhase, check_transition, is_terminal
@@ -262,39 +263,44 @@ class RunStore:
         """Record deployed sensors; return them with their first deployment time.
 
         A sensor deployed before keeps its original ``deployed_at``, so a restarted or
-        added worker counts exactly the events the first one did.
+        added worker counts exactly the events the first one did. Workers starting
+        together race here; the insert ignores conflicts, so the first one wins.
         """
-        result = []
+        deployed = list(deployed)
+        now = _now()
         async with self._engine.begin() as conn:
             for sensor in deployed:
-                key = (
-                    sensors.c.project == sensor.project,
-                    sensors.c.domain == sensor.domain,
-                    sensors.c.sensor_id == sensor.id,
-                )
                 values = {
                     "flow": sensor.flow.name,
                     "trigger": sensor.trigger.name,
                     "dependencies": [{"dep": d.dep, "name": d.name} for d in sensor.dependencies],
                     "within_seconds": sensor.trigger.within.total_seconds(),
-                    "updated_at": _now(),
+                    "updated_at": now,
                 }
-                first = (await conn.execute(sa.select(sensors.c.deployed_at).where(*key))).scalar()
-                if first is None:
-                    await conn.execute(
-                        sensors.insert().values(
-                            project=sensor.project,
-                            domain=sensor.domain,
-                            sensor_id=sensor.id,
-                            deployed_at=sensor.deployed_at,
-                            **values,
-                        )
+                key = {"project": sensor.project, "domain": sensor.domain, "sensor_id": sensor.id}
+                insert = _dialect_insert(conn)(sensors).values(
+                    **key, **values, deployed_at=sensor.deployed_at
+                )
+                await conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["project", "domain", "sensor_id"], set_=values
                     )
-                    result.append(sensor)
-                else:
-                    await conn.execute(sensors.update().where(*key).values(**values))
-                    result.append(dataclasses.replace(sensor, deployed_at=_utc(first) or first))
-        return result
+                )
+            first: dict[tuple[str, str, str], datetime] = {}
+            for project, domain in {(s.project, s.domain) for s in deployed}:
+                query = sa.select(sensors.c.sensor_id, sensors.c.deployed_at).where(
+                    sensors.c.project == project, sensors.c.domain == domain
+                )
+                for row in (await conn.execute(query)).mappings():
+                    at = _utc(row["deployed_at"])
+                    if at is not None:
+                        first[(project, domain, str(row["sensor_id"]))] = at
+        return [
+            dataclasses.replace(
+                s, deployed_at=first.get((s.project, s.domain, s.id)) or s.deployed_at
+            )
+            for s in deployed
+        ]
 
     async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
         query = (
@@ -322,6 +328,11 @@ class RunStore:
         query = sa.select(runs).join(newest, runs.c.id == newest.c.id)
         async with self._engine.connect() as conn:
             return {r["sensor_id"]: _run(r) for r in (await conn.execute(query)).mappings()}
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def _run(row: Any) -> RunRecord:
