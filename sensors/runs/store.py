@@ -13,8 +13,10 @@ Three guarantees the engine builds on:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-from collections.abc import Iterable, Sequence
+import fcntl
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +27,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -83,7 +85,7 @@ class RunStore:
         store = cls(engine, shown)
         if migrate:
             try:
-                async with engine.begin() as conn:
+                async with _migration_lock(parsed), engine.begin() as conn:
                     await conn.run_sync(_upgrade)
             except (SQLAlchemyError, OSError) as exc:
                 await engine.dispose()
@@ -328,6 +330,24 @@ class RunStore:
         query = sa.select(runs).join(newest, runs.c.id == newest.c.id)
         async with self._engine.connect() as conn:
             return {r["sensor_id"]: _run(r) for r in (await conn.execute(query)).mappings()}
+
+
+@contextlib.asynccontextmanager
+async def _migration_lock(url: URL) -> AsyncIterator[None]:
+    """Serialise migrations of one SQLite file across processes (PostgreSQL locks itself).
+
+    SQLite runs alembic's DDL outside a transaction, so two workers starting on a new
+    file would both try to create the tables.
+    """
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        yield
+        return
+    lock = await asyncio.to_thread(open, f"{url.database}.migrate-lock", "w")
+    try:
+        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        lock.close()  # closing releases the lock
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:

@@ -178,3 +178,9 @@ async def test_an_unreachable_database_is_named_in_the_error() -> None:
     message = str(caught.value)
     assert "127.0.0.1:1/nowhere" in message and "TRIPWIRE_DATABASE_URL" in message
     assert "secret" not in message
+
+
+async def test_workers_opening_a_new_store_together_all_succeed(store_url: str) -> None:
+    stores = await asyncio.gather(*(RunStore.open(store_url) for _ in range(4)))
+    for opened in stores:
+        await opened.close()
