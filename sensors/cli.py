@@ -32,7 +32,8 @@ sensors_app = typer.Typer(help="Inspect deployed sensors.", no_args_is_help=True
 app.add_typer(runs_app, name="runs")
 app.add_typer(sensors_app, name="sensors")
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output is read by scripts and greps: no wrapping or truncation at 80 columns.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 err = Console(stderr=True, highlight=False)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -23,6 +23,7 @@ from sensors.correlate import Correlator, Router
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launching import LaunchStage
+from sensors.reporting import StatusReporter
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import build_sensors
@@ -84,9 +85,15 @@ class Engine:
             # Router and state must agree on the partitioning: use the topic's real count.
             partitions = len(await self._producer.partitions_for(s.topic_sensor_offers))
             emitter = Emitter(s, self.store, self._producer)
-            self.sensor_stage = SensorStage(Router(deployed), emitter, partitions)
+            self.sensor_stage = SensorStage(
+                Router(deployed), emitter, partitions, StatusReporter(s, self.store)
+            )
             self.correlation_stage = CorrelationStage(
-                s, Correlator(d for d in deployed if len(d.dependencies) > 1), emitter, partitions
+                s,
+                Correlator(d for d in deployed if len(d.dependencies) > 1),
+                emitter,
+                partitions,
+                StatusReporter(s, self.store),
             )
             self.launch_stage = LaunchStage(self.store, self._launcher_for)
             recovery = StateRecovery(
@@ -94,7 +101,7 @@ class Engine:
             )
             group = f"tripwire.{s.project}.{s.domain}"
             stages: list[tuple[str, str, Handler, Any, Any]] = [
-                ("sensors", s.topic_events, self.sensor_stage.handle, None, None),
+                ("sensors", s.topic_events, self.sensor_stage.handle, None, self.sensor_stage.tick),
                 (
                     "correlator",
                     s.topic_sensor_offers,

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaProducer
 
 from sensors.correlate import Arrival, Decisions, Fire, Offer, Rejection, Router
 from sensors.kafka import Batch
+from sensors.reporting import StatusReporter
 from sensors.runs.models import NewRun, TriggerFailure
 from sensors.runs.store import RunStore
 from triggers.envelope import Envelope, decode
@@ -176,11 +177,22 @@ class Emitter:
 class SensorStage:
     """Routes batches of events with a :class:`Router` and emits the results."""
 
-    def __init__(self, router: Router, emitter: Emitter, offer_partitions: int) -> None:
+    def __init__(
+        self,
+        router: Router,
+        emitter: Emitter,
+        offer_partitions: int,
+        reporter: StatusReporter | None = None,
+    ) -> None:
         self.router = router
         self._emitter = emitter
         self._partitions = offer_partitions
+        self._reporter = reporter
         self.stats = SensorStats()
+
+    async def tick(self) -> None:
+        if self._reporter is not None:
+            await self._reporter.flush()
 
     async def handle(self, batch: Batch) -> None:
         arrivals: list[Arrival] = []
@@ -209,3 +221,5 @@ class SensorStage:
         stats.ignored_before_deploy += routed.ignored_before_deploy
         if routed.rejections:
             stats.count_rejections(routed.rejections)
+            if self._reporter is not None:
+                self._reporter.filtered(routed.rejections, datetime.now(UTC))

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from sensors.correlate import Correlator, StateKey
 from sensors.kafka import Batch
+from sensors.reporting import StatusReporter
 from sensors.sensing import Emitter, partition_of, unpack_offers
 from triggers.settings import Settings
 
@@ -55,9 +56,15 @@ class CorrelationStage:
     """Feeds offers to a :class:`Correlator` and persists what changed."""
 
     def __init__(
-        self, settings: Settings, correlator: Correlator, emitter: Emitter, partitions: int
+        self,
+        settings: Settings,
+        correlator: Correlator,
+        emitter: Emitter,
+        partitions: int,
+        reporter: StatusReporter | None = None,
     ) -> None:
         self._settings = settings
+        self.reporter = reporter
         self.correlator = correlator
         self._emitter = emitter
         self._partitions = partitions
@@ -77,12 +84,17 @@ class CorrelationStage:
         await self._emitter.emit(decisions)
         await self._write_changelog(changed)
         self.fires += len(decisions.fires)
+        if self.reporter is not None:
+            self.reporter.holds_changed(changed)
 
     async def tick(self) -> None:
-        """Expire state while no offers arrive."""
+        """Expire state while no offers arrive, and report what sensors hold."""
         changed = self._maybe_expire(datetime.now(UTC))
         if changed:
             await self._write_changelog(changed)
+        if self.reporter is not None:
+            self.reporter.holds_changed(changed)
+            await self.reporter.flush(self.correlator)
 
     def _maybe_expire(self, now: datetime) -> set[StateKey]:
         clock = time.monotonic()
@@ -164,6 +176,7 @@ class StateRecovery(ConsumerRebalanceListener):
         consumer = self._consumer_factory()
         await consumer.start()
         count = 0
+        loaded: set[StateKey] = set()
         try:
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
@@ -177,10 +190,15 @@ class StateRecovery(ConsumerRebalanceListener):
                     for record in records:
                         count += 1
                         for text, state in json.loads(record.value or b"{}").items():
-                            correlator.load(_decode_key(text), state)
+                            key = _decode_key(text)
+                            correlator.load(key, state)
+                            loaded.add(key)
                     if records and records[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
         finally:
             await consumer.stop()
         self._stage.recovered_records += count
+        if self._stage.reporter is not None:
+            # The previous owner may have died before reporting its last changes.
+            self._stage.reporter.holds_changed(loaded)
         return count

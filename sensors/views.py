@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
 from sensors.dev import DevInfo
-from sensors.runs.models import DeployedSensor, RunRecord, TriggerFailure
+from sensors.runs.models import DeployedSensor, FilterCount, Hold, RunRecord, TriggerFailure
 from sensors.runs.phases import WorkflowPhase
+from sensors.runs.status import list_filter_counts, list_holds
 from sensors.runs.store import RunStore
+from triggers.errors import StoreError
 
 __all__ = [
     "SensorStatus",
@@ -28,6 +30,8 @@ __all__ = [
     "sensor_statuses",
 ]
 
+_SHOWN_HOLDS = 5
+
 _PHASE_STYLE = {
     WorkflowPhase.SUCCEEDED: "green",
     WorkflowPhase.FAILED: "red",
@@ -38,10 +42,23 @@ _PHASE_STYLE = {
 }
 
 
+class DependencyStatus(BaseModel):
+    """One dependency of a sensor: what it holds now and what it filtered out."""
+
+    dep: str
+    event: str
+    state: str = Field(
+        description="`satisfied` while it holds an event for some key, else `awaited`."
+    )
+    held: list[Hold]
+    filtered: FilterCount | None
+
+
 class SensorStatus(BaseModel):
     """One sensor's health as `tripwire sensors status` reports it."""
 
     sensor: DeployedSensor
+    dependencies: list[DependencyStatus]
     last_run: RunRecord | None
     failures: list[TriggerFailure]
 
@@ -134,32 +151,63 @@ def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_jso
     if as_json:
         _dump(console, [s.model_dump(mode="json") for s in sensors])
         return
-    table = Table("SENSOR", "FLOW", "WAITS FOR", "WINDOW", "DEPLOYED", box=None)
+    table = Table("SENSOR", "FLOW", "WAITS FOR", "FIRES ON", "DEPLOYED", box=None)
     for s in sensors:
         events = ", ".join(d["name"] for d in s.dependencies)
-        table.add_row(s.sensor_id, s.flow, events, f"{s.within_seconds:g}s", _when(s.deployed_at))
+        table.add_row(s.sensor_id, s.flow, events, _describe(s), _when(s.deployed_at))
     console.print(table if sensors else "no sensors deployed")
 
 
 async def sensor_statuses(
     store: RunStore, *, project: str, domain: str, only: str | None = None
 ) -> list[SensorStatus]:
-    """Each deployed sensor with its last run and recent failures."""
+    """Each deployed sensor with what it holds, what it filtered, its last run and failures."""
     sensors = await store.list_sensors(project=project, domain=domain)
     if only is not None:
         sensors = [s for s in sensors if s.sensor_id == only]
         if not sensors:
-            from triggers.errors import StoreError
-
             raise StoreError(f"no sensor {only!r}; see `tripwire sensors list` for their ids.")
     last = await store.last_runs_by_sensor()
+    holds = await list_holds(store, project=project, domain=domain, sensor_id=only)
+    counts = await list_filter_counts(store, project=project, domain=domain, sensor_id=only)
     statuses = []
     for sensor in sensors:
+        deps = []
+        for d in sensor.dependencies:
+            held = [h for h in holds if h.sensor_id == sensor.sensor_id and h.dep == d["dep"]]
+            filtered = next(
+                (c for c in counts if c.sensor_id == sensor.sensor_id and c.dep == d["dep"]), None
+            )
+            deps.append(
+                DependencyStatus(
+                    dep=d["dep"],
+                    event=d["name"],
+                    held=held,
+                    filtered=filtered,
+                    state="satisfied" if held else "awaited",
+                )
+            )
         failures = await store.list_trigger_failures(sensor_id=sensor.sensor_id, limit=5)
         statuses.append(
-            SensorStatus(sensor=sensor, last_run=last.get(sensor.sensor_id), failures=failures)
+            SensorStatus(
+                sensor=sensor,
+                dependencies=deps,
+                last_run=last.get(sensor.sensor_id),
+                failures=failures,
+            )
         )
     return statuses
+
+
+def _describe(s: DeployedSensor) -> str:
+    names = [d["dep"] for d in s.dependencies]
+    text = s.conditions or " && ".join(names)
+    if len(names) > 1:
+        text += f" within {timedelta(seconds=s.within_seconds)}"
+    if s.correlate_by:
+        paths = set(s.correlate_by.values())
+        text += f", by {paths.pop() if len(paths) == 1 else s.correlate_by}"
+    return text
 
 
 def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_json: bool) -> None:
@@ -170,15 +218,32 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
         console.print("no sensors deployed")
     for status in statuses:
         s = status.sensor
-        events = ", ".join(d["name"] for d in s.dependencies)
-        console.print(f"[bold]{s.sensor_id}[/bold]  waits for {events}")
+        console.print(f"[bold]{s.sensor_id}[/bold]  fires on {_describe(s)}")
+        for dep in status.dependencies:
+            style = "green" if dep.state == "satisfied" else "yellow"
+            label = dep.dep if dep.dep == dep.event else f"{dep.dep} ({dep.event})"
+            console.print(f"  {label:<24} [{style}]{dep.state}[/{style}]")
+            for hold in dep.held[:_SHOWN_HOLDS]:
+                key = f" key {hold.key}" if hold.key else ""
+                console.print(
+                    f"    holds {hold.event_id}{key} from {_when(hold.event_time)}, "
+                    f"expires {_when(hold.expires_at)}"
+                )
+            if len(dep.held) > _SHOWN_HOLDS:
+                console.print(f"    ... and {len(dep.held) - _SHOWN_HOLDS} more keys (--json)")
+            if dep.filtered is not None:
+                f = dep.filtered
+                console.print(
+                    f"    filtered out {f.count}, last {_when(f.last_at)} "
+                    f"(event {f.last_event_id}): {f.last_reason}"
+                )
         run = status.last_run
         if run is None:
             console.print("  last run   none yet")
         else:
             console.print(f"  last run   {run.name} {_phase(run.phase)} {_when(run.created_at)}")
-        for failure in status.failures:
+        for failure in status.failures[:1]:
             console.print(
-                f"  [red]failed[/red]     {_when(failure.created_at)} event {failure.event_name} "
-                f"(id {failure.event_id}): {failure.reason}"
+                f"  [red]last failure[/red] {_when(failure.created_at)} event "
+                f"{failure.event_name} (id {failure.event_id}): {failure.reason}"
             )

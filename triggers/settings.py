@@ -104,6 +104,14 @@ class Settings(BaseSettings):
             "when data arrives sooner, so this bounds the latency of every hop."
         ),
     )
+    sensor_status_interval: float = Field(
+        1.0,
+        ge=0,
+        description=(
+            "Seconds between a worker's reports of held events and filter counts to the store "
+            "(what `tripwire sensors status` shows); 0 turns reporting off."
+        ),
+    )
     max_parallel_runs: int = Field(
         8,
         ge=1,

@@ -9,7 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 
-__all__ = ["DeployedSensor", "NewRun", "RunError", "RunRecord", "TriggerFailure"]
+__all__ = [
+    "DeployedSensor",
+    "FilterCount",
+    "Hold",
+    "NewRun",
+    "RunError",
+    "RunRecord",
+    "TriggerFailure",
+]
 
 
 class RunError(BaseModel):
@@ -82,7 +90,31 @@ class DeployedSensor(BaseModel):
     trigger: str
     dependencies: list[dict[str, Any]] = Field(description="Each with `dep` and event `name`.")
     within_seconds: float
+    conditions: str | None = Field(None, description="None means all dependencies.")
+    correlate_by: dict[str, str] | None = None
     deployed_at: datetime = Field(
         description="First deployment; events that reached the broker earlier never fire it."
     )
     updated_at: datetime
+
+
+class Hold(BaseModel):
+    """An event a sensor holds for one dependency, under one correlation key."""
+
+    sensor_id: str
+    key: str = Field(description="Correlation key value as JSON; empty without correlate_by.")
+    dep: str
+    event_id: str
+    event_time: datetime
+    expires_at: datetime = Field(description="When the event leaves the window and is dropped.")
+
+
+class FilterCount(BaseModel):
+    """Events a dependency filtered out, with the most recent reason."""
+
+    sensor_id: str
+    dep: str
+    count: int
+    last_reason: str
+    last_event_id: str
+    last_at: datetime

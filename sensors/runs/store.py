@@ -36,6 +36,7 @@ from sensors.runs.phases import WorkflowPhase, check_transition, is_terminal
 from sensors.runs.tables import runs, sensors, trigger_failures
 from sensors.sensor import Sensor
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
+from triggers.spec import EventDependency
 
 __all__ = ["RunStore"]
 
@@ -48,7 +49,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def utc(value: datetime | None) -> datetime | None:
     # SQLite gives naive datetimes back; everything the store writes is UTC.
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -94,6 +95,11 @@ class RunStore:
                     "database is running and TRIPWIRE_DATABASE_URL is right."
                 ) from exc
         return store
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The SQLAlchemy engine, for the store's companion modules (sensors.runs.status)."""
+        return self._engine
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -256,7 +262,7 @@ class RunStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [
-            TriggerFailure.model_validate({**r, "created_at": _utc(r["created_at"])}) for r in rows
+            TriggerFailure.model_validate({**r, "created_at": utc(r["created_at"])}) for r in rows
         ]
 
     # sensors
@@ -275,12 +281,14 @@ class RunStore:
                 values = {
                     "flow": sensor.flow.name,
                     "trigger": sensor.trigger.name,
-                    "dependencies": [{"dep": d.dep, "name": d.name} for d in sensor.dependencies],
+                    "dependencies": [_dependency(d) for d in sensor.dependencies],
                     "within_seconds": sensor.trigger.within.total_seconds(),
+                    "conditions": sensor.trigger.conditions,
+                    "correlate_by": sensor.trigger.correlate_by,
                     "updated_at": now,
                 }
                 key = {"project": sensor.project, "domain": sensor.domain, "sensor_id": sensor.id}
-                insert = _dialect_insert(conn)(sensors).values(
+                insert = dialect_insert(conn)(sensors).values(
                     **key, **values, deployed_at=sensor.deployed_at
                 )
                 await conn.execute(
@@ -294,7 +302,7 @@ class RunStore:
                     sensors.c.project == project, sensors.c.domain == domain
                 )
                 for row in (await conn.execute(query)).mappings():
-                    at = _utc(row["deployed_at"])
+                    at = utc(row["deployed_at"])
                     if at is not None:
                         first[(project, domain, str(row["sensor_id"]))] = at
         return [
@@ -314,7 +322,7 @@ class RunStore:
             rows = (await conn.execute(query)).mappings().all()
         return [
             DeployedSensor.model_validate(
-                {**r, "deployed_at": _utc(r["deployed_at"]), "updated_at": _utc(r["updated_at"])}
+                {**r, "deployed_at": utc(r["deployed_at"]), "updated_at": utc(r["updated_at"])}
             )
             for r in rows
         ]
@@ -350,7 +358,15 @@ async def _migration_lock(url: URL) -> AsyncIterator[None]:
         lock.close()  # closing releases the lock
 
 
-def _dialect_insert(conn: AsyncConnection) -> Any:
+def _dependency(dep: EventDependency) -> dict[str, Any]:
+    shown: dict[str, Any] = {"dep": dep.dep, "name": dep.name}
+    if dep.filters:
+        shown["filters"] = [f.model_dump(mode="json") for f in dep.filters]
+        shown["filters_operator"] = dep.filters_operator
+    return shown
+
+
+def dialect_insert(conn: AsyncConnection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
@@ -359,7 +375,7 @@ def _run(row: Any) -> RunRecord:
     data = dict(row)
     data.pop("id", None)
     for key in ("created_at", "updated_at", "started_at", "finished_at"):
-        data[key] = _utc(data.get(key))
+        data[key] = utc(data.get(key))
     return RunRecord.model_validate(data)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["metadata", "runs", "sensors", "trigger_failures"]
+__all__ = ["filter_counts", "metadata", "runs", "sensor_holds", "sensors", "trigger_failures"]
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -63,4 +63,35 @@ sensors = sa.Table(
     sa.Column("within_seconds", sa.Float, nullable=False),
     sa.Column("deployed_at", _TS, nullable=False),
     sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("conditions", sa.Text),
+    sa.Column("correlate_by", sa.JSON),
+)
+
+# What each sensor holds right now, per correlation key and dependency (for `sensors status`).
+sensor_holds = sa.Table(
+    "sensor_holds",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("dep", sa.String(255), primary_key=True),
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("event_time", _TS, nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# How many events each dependency filtered out, and the last reason.
+filter_counts = sa.Table(
+    "filter_counts",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("dep", sa.String(255), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last_reason", sa.Text, nullable=False),
+    sa.Column("last_event_id", sa.String(255), nullable=False),
+    sa.Column("last_at", _TS, nullable=False),
 )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,36 @@ def test_a_second_dev_in_the_same_home_is_refused(dev: Dev) -> None:
     )
     assert second.returncode == 1
     assert "another `tripwire dev`" in second.stderr
+
+
+def test_sensors_status_explains_what_a_sensor_holds_and_filtered_out(dev: Dev) -> None:
+    held_id = dev.cli("publish", "orders_loaded", "-p", "date=2026-11-23", "-p", "rows=3").stdout
+    small_id = dev.cli("publish", "payment", "-p", "amount=5").stdout.strip()
+
+    def status(sensor: str) -> dict[str, Any]:
+        [found] = json.loads(dev.cli("sensors", "status", sensor, "--json").stdout)
+        return {d["dep"]: d for d in found["dependencies"]}
+
+    deps = _wait(
+        lambda: (d := status("daily_join.trigger"))["orders_loaded"]["held"] and d,
+        "the held orders event", 30,
+    )
+    [hold] = deps["orders_loaded"]["held"]
+    assert hold["event_id"] == held_id.strip() and hold["key"] == '"2026-11-23"'
+    assert deps["orders_loaded"]["state"] == "satisfied"
+    assert deps["customers_loaded"]["state"] == "awaited"
+    expires = datetime.fromisoformat(hold["expires_at"]) - datetime.fromisoformat(hold["event_time"])
+    assert expires == timedelta(hours=1)
+
+    payment = _wait(
+        lambda: status("big_payment.trigger")["payment"]["filtered"], "the filter count", 30
+    )
+    assert payment["count"] == 1 and payment["last_event_id"] == small_id
+    assert payment["last_reason"] == "$.amount = 5 is not >= 100"
+    text = dev.cli("sensors", "status", "big_payment.trigger").stdout
+    assert "filtered out 1" in text and "is not >= 100" in text and "awaited" in text
+    listing = dev.cli("sensors", "list").stdout
+    assert "payment && (approved || waived)" in listing
 
 
 def test_ctrl_c_stops_dev_its_broker_and_removes_dev_json(dev: Dev) -> None:
