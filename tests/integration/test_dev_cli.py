@@ -9,8 +9,8 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -197,13 +197,15 @@ def test_sensors_status_explains_what_a_sensor_holds_and_filtered_out(dev: Dev) 
 
     deps = _wait(
         lambda: (d := status("daily_join.trigger"))["orders_loaded"]["held"] and d,
-        "the held orders event", 30,
+        "the held orders event",
+        30,
     )
     [hold] = deps["orders_loaded"]["held"]
     assert hold["event_id"] == held_id.strip() and hold["key"] == '"2026-11-23"'
     assert deps["orders_loaded"]["state"] == "satisfied"
     assert deps["customers_loaded"]["state"] == "awaited"
-    expires = datetime.fromisoformat(hold["expires_at"]) - datetime.fromisoformat(hold["event_time"])
+    expires_at, held_at = hold["expires_at"], hold["event_time"]
+    expires = datetime.fromisoformat(expires_at) - datetime.fromisoformat(held_at)
     assert expires == timedelta(hours=1)
 
     payment = _wait(
