@@ -16,7 +16,10 @@ NOON_UTC = datetime(2026, 11, 23, 12, tzinfo=UTC)
 def check(
     filters: list[Any], payload: dict[str, Any], operator: str = "and", at: datetime = NOON_UTC
 ) -> str | None:
-    dep = _dependency({"name": "e", "filters": filters, "filters_operator": operator}, [], "test")
+    @trigger(event={"name": "e", "filters": filters, "filters_operator": operator})
+    def flow() -> None: ...
+
+    [dep] = flow_spec(flow).triggers[0].dependencies
     envelope = Envelope(name="e", id="1", source="s", time=at, payload=payload)
     return rejection(dep, envelope, at)
 
