@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 
 from sensors.filters import correlation_key, rejection
+from triggers import trigger
+from triggers.decorators import flow_spec
 from triggers.envelope import Envelope
 
 NOON_UTC = datetime(2026, 11, 23, 12, tzinfo=UTC)
