@@ -1,0 +1,47 @@
+"""Baseline for bench/sensors.py: a plain faust agent that only iterates a topic.
+
+    python bench/faust_loop.py BOOTSTRAP TOPIC COUNT
+
+Prints one line, ``faust <events/s>``, measured from the first event to the last.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+
+import faust
+
+bootstrap, topic_name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+app = faust.App(
+    f"bench-faust-{uuid.uuid4().hex[:8]}",
+    broker=f"kafka://{bootstrap}",
+    store="memory://",
+    web_enabled=False,
+    # The embedded broker holds a join for half the session timeout (DESIGN.md §5).
+    broker_session_timeout=6,
+    broker_heartbeat_interval=2,
+    consumer_auto_offset_reset="earliest",
+)
+topic = app.topic(topic_name, value_serializer="raw", key_serializer="raw")
+seen = 0
+started = 0.0
+
+
+@app.agent(topic)
+async def loop(stream):  # type: ignore[no-untyped-def]
+    global seen, started
+    async for _ in stream:
+        if seen == 0:
+            started = time.perf_counter()
+        seen += 1
+        if seen >= count:
+            print(f"faust {count / (time.perf_counter() - started):.0f}", flush=True)
+            await app.stop()
+            sys.exit(0)
+
+
+if __name__ == "__main__":
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "error"]
+    app.main()

@@ -1,0 +1,236 @@
+"""Sensor-stage benchmark: events/s per worker at 10, 1,000 and 100,000 sensors.
+
+Each sensor waits for two events (``s<i>.a`` and ``s<i>.b``, 1 h window); the
+events come in pairs, so every second event fires a run. One process runs the
+sensor stage and the correlation stage against the broker, as a worker does
+(run requests are produced, nothing is launched). Baselines, in the same run
+and on the same topic: a raw aiokafka consumer, and a plain faust agent that
+only iterates the topic.
+
+    python bench/sensors.py [--events 100000] [--sensors 10,1000,100000] [--bootstrap host:port]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as `python bench/sensors.py`, this file's folder comes first on sys.path and this
+# file would shadow the `sensors` package it measures.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
+import argparse
+import asyncio
+import gc
+import os
+import subprocess
+import tempfile
+import time
+import tracemalloc
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from sensors.broker import EmbeddedBroker
+from sensors.correlate import Arrival, Correlator, Offer, Router
+from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
+from sensors.runs.store import RunStore
+from sensors.sensing import Emitter, SensorStage
+from sensors.sensor import Sensor, build_sensors
+from sensors.state import CorrelationStage
+from triggers.envelope import encode, make_envelope
+from triggers.params import ParamSpec
+from triggers.settings import Settings
+from triggers.spec import Entrypoint, EventDependency, FlowSpec, TriggerSpec
+
+HERE = Path(__file__).parent
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def make_sensors(count: int) -> list[Sensor]:
+    """``count`` two-event sensors, built as data (no decorators: that is what workers get)."""
+    params = (ParamSpec(name="n", type={"t": "int"}, required=False, default=0),)
+    flows = [
+        FlowSpec(
+            name=f"s{i}",
+            entrypoint=Entrypoint(function="f", module="bench"),
+            parameters=params,
+            triggers=(
+                TriggerSpec(
+                    name="trigger",
+                    dependencies=(
+                        EventDependency(name=f"s{i}.a", dep="a"),
+                        EventDependency(name=f"s{i}.b", dep="b"),
+                    ),
+                    within=timedelta(hours=1),
+                ),
+            ),
+        )
+        for i in range(count)
+    ]
+    return build_sensors(flows, project="bench", domain="bench", deployed_at=LONG_AGO)
+
+
+def events(count: int, sensors: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    records = []
+    for j in range(count):
+        pair = (j // 2) % sensors
+        envelope, _ = make_envelope(f"s{pair}.{'ab'[j % 2]}", {"n": j, "label": "x" * 40})
+        record = encode(envelope)
+        records.append((record.key, record.value, record.headers))
+    return records
+
+
+async def fill(bootstrap: str, topic: str, records: list) -> None:  # type: ignore[type-arg]
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume(bootstrap: str, topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=100, max_poll_records=5000)
+    await consumer.start()
+    try:
+        tp = TopicPartition(topic, 0)
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        seen, started = 0, time.perf_counter()
+        while seen < count:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            seen += sum(len(r) for r in batch.values())
+        return count / (time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+def faust_loop(bootstrap: str, topic: str, count: int) -> float | None:
+    done = subprocess.run(
+        [sys.executable, str(HERE / "faust_loop.py"), bootstrap, topic, str(count)],
+        capture_output=True, text=True, timeout=600,
+    )
+    for line in done.stdout.splitlines():
+        if line.startswith("faust "):
+            return float(line.split()[1])
+    print(f"faust baseline failed:\n{done.stderr[-2000:]}", file=sys.stderr)
+    return None
+
+
+async def tripwire_stage(settings: Settings, sensors: list[Sensor], count: int) -> float:
+    """Drain ``count`` events through the sensor and correlation stages of one worker."""
+    tag = uuid.uuid4().hex[:8]
+    s = settings.model_copy(update={
+        "topic_sensor_offers": f"bench-offers-{tag}",
+        "topic_sensor_state": f"bench-state-{tag}",
+        "topic_run_requests": f"bench-rr-{tag}",
+        "sensor_status_interval": 0.0,
+        "topic_partitions": 1,
+    })
+    await ensure_topics(s, [s.topic_sensor_offers, s.topic_sensor_state, s.topic_run_requests])
+    async with await RunStore.open(s.store_url) as store:
+        producer = new_producer(s, linger_ms=5, max_batch_size=1024 * 1024)
+        await producer.start()
+        emitter = Emitter(s, store, producer)
+        router_stage = SensorStage(Router(sensors), emitter, 1)
+        state_stage = CorrelationStage(
+            s, Correlator(sensors), emitter, 1
+        )
+        events_in = new_consumer(s, s.topic_events, group_id=f"bench-sensors-{tag}")
+        offers_in = new_consumer(s, s.topic_sensor_offers, group_id=f"bench-state-{tag}")
+        await asyncio.gather(events_in.start(), offers_in.start())
+        stop = asyncio.Event()
+        started: list[float] = []
+
+        async def route(batch):  # type: ignore[no-untyped-def]
+            if not started:
+                started.append(time.perf_counter())
+            await router_stage.handle(batch)
+
+        async def correlate(batch):  # type: ignore[no-untyped-def]
+            await state_stage.handle(batch)
+            if state_stage.offers >= count:
+                stop.set()
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(
+                    consume_batches(events_in, route, stop=stop, name="sensors"),
+                    consume_batches(offers_in, correlate, stop=stop, name="correlator"),
+                ),
+                timeout=900,
+            )
+            return count / (time.perf_counter() - started[0])
+        finally:
+            await asyncio.gather(events_in.stop(), offers_in.stop())
+            await producer.stop()
+
+
+def memory_per_held_event(count: int = 100_000) -> float:
+    """Bytes of correlation state per held event (tracemalloc, one event per sensor)."""
+    sensors = make_sensors(count)
+    correlator = Correlator(sensors)
+    offers = []
+    for i, sensor in enumerate(sensors):
+        envelope, _ = make_envelope(f"s{i}.a", {"n": i, "label": "x" * 40})
+        offers.append(Offer(sensor.id, "a", "", Arrival(envelope, envelope.time or LONG_AGO)))
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    correlator.offer(offers, datetime.now(UTC))
+    offers.clear()  # what remains is what the state keeps
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / correlator.held_count()
+
+
+async def main(args: argparse.Namespace) -> None:
+    broker = None
+    bootstrap = args.bootstrap or os.environ.get("TRIPWIRE_TEST_KAFKA")
+    if not bootstrap:
+        broker = EmbeddedBroker()
+        broker.start()
+        bootstrap = broker.bootstrap
+    home = Path(tempfile.mkdtemp(prefix="tripwire-bench-"))
+    try:
+        print(f"broker {bootstrap}, {os.cpu_count()} cpus, python {sys.version.split()[0]}, "
+              f"{args.events:,} events per run")
+        results = []
+        for count in (int(n) for n in args.sensors.split(",")):
+            topic = f"bench-events-{uuid.uuid4().hex[:8]}"
+            settings = Settings(kafka_bootstrap=bootstrap, home=home, topic_events=topic,
+                                topic_partitions=1)
+            await ensure_topics(settings, [topic])
+            await fill(bootstrap, topic, events(args.events, count))
+            raw = await raw_consume(bootstrap, topic, args.events)
+            sensors = make_sensors(count)
+            rate = await tripwire_stage(settings, sensors, args.events)
+            results.append((count, rate, raw, topic))
+            print(f"  {count:>7,} sensors: tripwire {rate:>9,.0f} events/s   "
+                  f"raw aiokafka {raw:>9,.0f} msg/s", flush=True)
+        faust = faust_loop(bootstrap, results[0][3], args.events)
+        print(f"baseline  plain faust agent loop     {faust or 0:>9,.0f} events/s")
+        first = results[0][1]
+        for count, rate, _, _ in results:
+            vs_faust = f"{rate / faust:.1f}x faust" if faust else "faust n/a"
+            print(f"  {count:>7,} sensors: {vs_faust}, {first / rate:.2f}x slower than "
+                  f"{results[0][0]:,} sensors")
+        print(f"memory per held event: {memory_per_held_event():,.0f} bytes")
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--sensors", default="10,1000,100000")
+    parser.add_argument("--bootstrap")
+    asyncio.run(main(parser.parse_args()))
