@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 
@@ -17,15 +17,21 @@ __all__ = [
     "RunError",
     "RunRecord",
     "TriggerFailure",
+    "UtcDatetime",
 ]
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
+"""A timezone-aware datetime, normalised to UTC: a naive one is rejected, not guessed at."""
 
 
 class RunError(BaseModel):
     """Why a run failed."""
 
     kind: ErrorKind = Field(description="USER: the flow raised. SYSTEM: the platform failed it.")
-    message: str
-    traceback: str | None = None
+    message: str = Field(description="What went wrong, as `tripwire runs get` shows it.")
+    traceback: str | None = Field(
+        None, description="The flow's traceback, or the tail of the run log for a SYSTEM error."
+    )
 
 
 class NewRun(BaseModel):
@@ -33,17 +39,19 @@ class NewRun(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    project: str
-    domain: str
+    project: str = Field(description="Project the flow is deployed in.")
+    domain: str = Field(description="Domain (environment) within the project.")
     name: str = Field(
         description=(
             "Deterministic (sensor id + contributing event ids). The store accepts a name "
             "once per project and domain: this is what makes launches exactly-once."
         )
     )
-    flow: str
-    sensor_id: str | None = Field(None, description="`flow.trigger` of the sensor that fired.")
-    trigger: str | None = None
+    flow: str = Field(description="Name of the flow to run.")
+    sensor_id: str | None = Field(
+        None, description="`flow.trigger` of the sensor that fired; None when no sensor did."
+    )
+    trigger: str | None = Field(None, description="Name of the trigger that fired, if any.")
     target: str = Field("local://", description="Launch target URL; its scheme picks the launcher.")
     entrypoint: dict[str, Any] = Field(description="Where the run process finds the flow function.")
     parameters: dict[str, Any] = Field(description="Coerced parameter values, as JSON.")
@@ -57,27 +65,31 @@ class NewRun(BaseModel):
 class RunRecord(NewRun):
     """A run as the store holds it."""
 
-    phase: WorkflowPhase
-    created_at: datetime
-    updated_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: RunError | None = None
+    phase: WorkflowPhase = Field(description="Where the run is; only legal moves change it.")
+    created_at: UtcDatetime = Field(description="When the store accepted the run (QUEUED).")
+    updated_at: UtcDatetime = Field(description="Last write to the run, of any kind.")
+    started_at: UtcDatetime | None = Field(None, description="First move to RUNNING.")
+    finished_at: UtcDatetime | None = Field(None, description="Move to a terminal phase.")
+    error: RunError | None = Field(None, description="Why it failed, when it did.")
     pid: int | None = Field(None, description="Process id of a local run while it runs.")
 
     @property
     def key(self) -> tuple[str, str, str]:
+        """(project, domain, name): what identifies a run in the store."""
         return (self.project, self.domain, self.name)
 
 
 class TriggerFailure(BaseModel):
     """An event that satisfied a trigger but could not become a run, and why."""
 
-    sensor_id: str
+    sensor_id: str = Field(description="`flow.trigger` of the sensor the event satisfied.")
     event_name: str
-    event_id: str
-    reason: str
-    created_at: datetime
+    event_id: str = Field(
+        description="The store records a failure once per sensor and event id, so a "
+        "redelivered event adds nothing."
+    )
+    reason: str = Field(description="What was wrong and what to change, e.g. a bad parameter.")
+    created_at: UtcDatetime
 
 
 class DeployedSensor(BaseModel):

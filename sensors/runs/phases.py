@@ -73,6 +73,7 @@ _NEXT: dict[WorkflowPhase, frozenset[WorkflowPhase]] = {
 
 
 def is_terminal(phase: WorkflowPhase) -> bool:
+    """True for a final phase: a run there never moves again."""
     return phase in TERMINAL_PHASES
 
 

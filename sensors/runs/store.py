@@ -6,8 +6,10 @@ Three guarantees the engine builds on:
   so replays, redeliveries and racing workers never create a second run;
 - ``transition`` is a compare-and-set on the phase, so two writers can never
   both move a run out of the same phase;
-- the schema is migrated with alembic on open, inside a PostgreSQL advisory
-  lock so that workers starting together do not race.
+- the schema is migrated with alembic on open, under a PostgreSQL advisory lock
+  (a file lock for SQLite) so that workers starting together do not race.
+
+Driver failures surface as StoreError naming the URL (password hidden) and what to check.
 """
 
 from __future__ import annotations
@@ -43,10 +45,6 @@ __all__ = ["RunStore"]
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x7472_6970  # PostgreSQL advisory lock id ("trip")
 _CAS_ATTEMPTS = 20
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -90,10 +88,7 @@ class RunStore:
                     await conn.run_sync(_upgrade)
             except (SQLAlchemyError, OSError) as exc:
                 await engine.dispose()
-                raise StoreError(
-                    f"cannot open the run store at {shown}: {_reason(exc)}. Check that the "
-                    "database is running and TRIPWIRE_DATABASE_URL is right."
-                ) from exc
+                raise _store_error(f"cannot open the run store at {shown}", exc) from exc
         return store
 
     @property
@@ -112,11 +107,22 @@ class RunStore:
     ) -> None:
         await self.close()
 
+    @contextlib.asynccontextmanager
+    async def _connection(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection (a transaction when ``write``); driver failures become StoreError."""
+        try:
+            async with self._engine.begin() if write else self._engine.connect() as conn:
+                yield conn
+        except IntegrityError:
+            raise  # a constraint said no: an answer for the caller, not an outage
+        except (SQLAlchemyError, OSError) as exc:
+            raise _store_error(f"the run store at {self.url} failed", exc) from exc
+
     # runs
 
     async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
         """Create ``new`` as QUEUED; return the run and whether this call created it."""
-        now = _now()
+        now = datetime.now(UTC)
         row = {
             **new.model_dump(),
             "phase": WorkflowPhase.QUEUED.value,
@@ -124,14 +130,14 @@ class RunStore:
             "updated_at": now,
         }
         try:
-            async with self._engine.begin() as conn:
+            async with self._connection(write=True) as conn:
                 await conn.execute(runs.insert().values(**row))
         except IntegrityError:
             return await self.get_run(new.name, project=new.project, domain=new.domain), False
         return _run(row), True
 
     async def get_run(
-        self, name: str, *, project: str | None = None, domain: str | None = None
+        self, name: str, project: str | None = None, domain: str | None = None
     ) -> RunRecord:
         """The run named ``name``.
 
@@ -144,7 +150,7 @@ class RunStore:
             query = query.where(runs.c.project == project)
         if domain is not None:
             query = query.where(runs.c.domain == domain)
-        async with self._engine.connect() as conn:
+        async with self._connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         if not rows:
             where = f" in {project or '*'}/{domain or '*'}" if project or domain else ""
@@ -168,18 +174,12 @@ class RunStore:
     ) -> list[RunRecord]:
         """Runs matching every filter given, newest first."""
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
-        for column, value in (
-            (runs.c.project, project),
-            (runs.c.domain, domain),
-            (runs.c.flow, flow),
-            (runs.c.sensor_id, sensor_id),
-        ):
-            if value is not None:
-                query = query.where(column == value)
+        given = {"project": project, "domain": domain, "flow": flow, "sensor_id": sensor_id}
+        query = query.where(*(runs.c[k] == v for k, v in given.items() if v is not None))
         if phase is not None:
             phases = [phase] if isinstance(phase, WorkflowPhase) else list(phase)
             query = query.where(runs.c.phase.in_([p.value for p in phases]))
-        async with self._engine.connect() as conn:
+        async with self._connection() as conn:
             return [_run(r) for r in (await conn.execute(query)).mappings()]
 
     async def transition(
@@ -209,7 +209,9 @@ class RunStore:
                     f"run {name!r} is {current.phase}, not {expected}; another worker moved it."
                 )
             check_transition(current.phase, phase)
-            now = _now()
+            if phase == current.phase and is_terminal(phase):
+                return current  # a repeated final word (redelivery, retry): the first one stands
+            now = datetime.now(UTC)
             values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
             if phase == WorkflowPhase.RUNNING and current.started_at is None:
                 values["started_at"] = now
@@ -231,7 +233,7 @@ class RunStore:
                 )
                 .values(**values)
             )
-            async with self._engine.begin() as conn:
+            async with self._connection(write=True) as conn:
                 if (await conn.execute(update)).rowcount == 1:
                     return current.model_copy(
                         update={**values, "phase": phase, "error": error or current.error}
@@ -244,7 +246,7 @@ class RunStore:
     async def record_trigger_failure(self, failure: TriggerFailure) -> None:
         """Record why an event did not become a run; once per sensor and event id."""
         try:
-            async with self._engine.begin() as conn:
+            async with self._connection(write=True) as conn:
                 await conn.execute(trigger_failures.insert().values(**failure.model_dump()))
         except IntegrityError:
             pass  # a redelivered event: already recorded
@@ -259,7 +261,7 @@ class RunStore:
         )
         if sensor_id is not None:
             query = query.where(trigger_failures.c.sensor_id == sensor_id)
-        async with self._engine.connect() as conn:
+        async with self._connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [
             TriggerFailure.model_validate({**r, "created_at": utc(r["created_at"])}) for r in rows
@@ -272,11 +274,11 @@ class RunStore:
 
         A sensor deployed before keeps its original ``deployed_at``, so a restarted or
         added worker counts exactly the events the first one did. Workers starting
-        together race here; the insert ignores conflicts, so the first one wins.
+        together race here; the upsert never rewrites ``deployed_at``, so the first one wins.
         """
-        deployed = list(deployed)
-        now = _now()
-        async with self._engine.begin() as conn:
+        registered = []
+        now = datetime.now(UTC)
+        async with self._connection(write=True) as conn:
             for sensor in deployed:
                 values = {
                     "flow": sensor.flow.name,
@@ -291,26 +293,14 @@ class RunStore:
                 insert = dialect_insert(conn)(sensors).values(
                     **key, **values, deployed_at=sensor.deployed_at
                 )
-                await conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=["project", "domain", "sensor_id"], set_=values
-                    )
+                upsert = insert.on_conflict_do_update(
+                    index_elements=["project", "domain", "sensor_id"], set_=values
+                ).returning(sensors.c.deployed_at)
+                first = utc((await conn.execute(upsert)).scalar_one())
+                registered.append(
+                    dataclasses.replace(sensor, deployed_at=first or sensor.deployed_at)
                 )
-            first: dict[tuple[str, str, str], datetime] = {}
-            for project, domain in {(s.project, s.domain) for s in deployed}:
-                query = sa.select(sensors.c.sensor_id, sensors.c.deployed_at).where(
-                    sensors.c.project == project, sensors.c.domain == domain
-                )
-                for row in (await conn.execute(query)).mappings():
-                    at = utc(row["deployed_at"])
-                    if at is not None:
-                        first[(project, domain, str(row["sensor_id"]))] = at
-        return [
-            dataclasses.replace(
-                s, deployed_at=first.get((s.project, s.domain, s.id)) or s.deployed_at
-            )
-            for s in deployed
-        ]
+        return registered
 
     async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
         query = (
@@ -318,7 +308,7 @@ class RunStore:
             .where(sensors.c.project == project, sensors.c.domain == domain)
             .order_by(sensors.c.sensor_id)
         )
-        async with self._engine.connect() as conn:
+        async with self._connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [
             DeployedSensor.model_validate(
@@ -336,7 +326,7 @@ class RunStore:
             .subquery()
         )
         query = sa.select(runs).join(newest, runs.c.id == newest.c.id)
-        async with self._engine.connect() as conn:
+        async with self._connection() as conn:
             return {r["sensor_id"]: _run(r) for r in (await conn.execute(query)).mappings()}
 
 
@@ -344,8 +334,7 @@ class RunStore:
 async def _migration_lock(url: URL) -> AsyncIterator[None]:
     """Serialise migrations of one SQLite file across processes (PostgreSQL locks itself).
 
-    SQLite runs alembic's DDL outside a transaction, so two workers starting on a new
-    file would both try to create the tables.
+    Without it, two workers starting on a new file would both try to create the tables.
     """
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         yield
@@ -398,7 +387,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _reason(exc: BaseException) -> str:
+def _store_error(what: str, exc: BaseException) -> StoreError:
+    reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, DBAPIError) and exc.orig is not None:
-        return f"{type(exc.orig).__name__}: {exc.orig}".strip()
-    return f"{type(exc).__name__}: {exc}"
+        reason = f"{type(exc.orig).__name__}: {exc.orig}".strip()
+    return StoreError(
+        f"{what}: {reason}. Check that the database is running and TRIPWIRE_DATABASE_URL is right."
+    )

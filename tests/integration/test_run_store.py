@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import sqlalchemy as sa
 
 from sensors.runs.models import NewRun, RunError, TriggerFailure
 from sensors.runs.phases import ErrorKind, WorkflowPhase
@@ -20,12 +21,14 @@ pytestmark = pytest.mark.integration
 P = WorkflowPhase
 
 
-def new_run(name: str = "flow-abc", *, project: str = "p", sensor: str = "flow.trigger") -> NewRun:
+def new_run(
+    name: str = "flow-abc", *, project: str = "p", sensor: str = "flow.trigger", flow: str = "flow"
+) -> NewRun:
     return NewRun(
         project=project,
         domain="d",
         name=name,
-        flow="flow",
+        flow=flow,
         sensor_id=sensor,
         trigger="trigger",
         entrypoint={"function": "flow", "module": "m"},
@@ -62,9 +65,11 @@ async def test_the_same_name_in_another_project_is_another_run(run_store: RunSto
 
 
 async def test_transitions_stamp_start_and_finish_and_keep_the_error(run_store: RunStore) -> None:
-    await run_store.create_run(new_run())
+    queued, _ = await run_store.create_run(new_run())
+    assert queued.started_at is None and queued.finished_at is None
     running = await run_store.transition("p", "d", "flow-abc", P.RUNNING, pid=123)
     assert running.started_at is not None and running.pid == 123
+    assert running.updated_at >= queued.updated_at
     failed = await run_store.transition(
         "p",
         "d",
@@ -81,8 +86,27 @@ async def test_transitions_stamp_start_and_finish_and_keep_the_error(run_store: 
 
 async def test_an_illegal_transition_is_refused(run_store: RunStore) -> None:
     await run_store.create_run(new_run())
-    with pytest.raises(IllegalTransitionError, match="QUEUED to SUCCEEDED"):
+    with pytest.raises(IllegalTransitionError, match=r"QUEUED to SUCCEEDED.*RUNNING"):
         await run_store.transition("p", "d", "flow-abc", P.SUCCEEDED)
+    assert (await run_store.get_run("flow-abc")).phase == P.QUEUED
+
+
+async def test_repeating_a_final_phase_keeps_the_first_finish_and_error(
+    run_store: RunStore,
+) -> None:
+    # Given a run that failed once
+    await run_store.create_run(new_run())
+    await run_store.transition("p", "d", "flow-abc", P.RUNNING)
+    first_error = RunError(kind=ErrorKind.USER, message="first")
+    failed = await run_store.transition("p", "d", "flow-abc", P.FAILED, error=first_error)
+    # When the same final phase is written again (a retried or redelivered update)
+    again = await run_store.transition(
+        "p", "d", "flow-abc", P.FAILED, error=RunError(kind=ErrorKind.SYSTEM, message="late")
+    )
+    # Then nothing changes
+    stored = await run_store.get_run("flow-abc")
+    assert again == stored == failed
+    assert stored.error == first_error
 
 
 async def test_a_claim_succeeds_once(run_store: RunStore) -> None:
@@ -118,11 +142,19 @@ async def test_an_unknown_run_is_reported_with_how_to_find_runs(run_store: RunSt
 
 async def test_list_runs_filters_and_orders_newest_first(run_store: RunStore) -> None:
     for n in range(3):
-        await run_store.create_run(new_run(f"r{n}", sensor="a.trigger" if n < 2 else "b.trigger"))
+        await run_store.create_run(
+            new_run(
+                f"r{n}",
+                sensor="a.trigger" if n < 2 else "b.trigger",
+                flow="first" if n == 0 else "flow",
+            )
+        )
     await run_store.transition("p", "d", "r1", P.RUNNING)
     assert [r.name for r in await run_store.list_runs()] == ["r2", "r1", "r0"]
     assert [r.name for r in await run_store.list_runs(limit=1)] == ["r2"]
     assert [r.name for r in await run_store.list_runs(phase=P.RUNNING)] == ["r1"]
+    assert [r.name for r in await run_store.list_runs(phase=[P.QUEUED, P.FAILED])] == ["r2", "r0"]
+    assert [r.name for r in await run_store.list_runs(flow="first")] == ["r0"]
     assert [r.name for r in await run_store.list_runs(sensor_id="a.trigger")] == ["r1", "r0"]
     assert await run_store.list_runs(project="other") == []
     last = await run_store.last_runs_by_sensor()
@@ -130,17 +162,21 @@ async def test_list_runs_filters_and_orders_newest_first(run_store: RunStore) ->
 
 
 async def test_a_trigger_failure_is_recorded_once_per_event(run_store: RunStore) -> None:
-    failure = TriggerFailure(
-        sensor_id="s.trigger",
-        event_name="e",
-        event_id="1",
-        reason="bad rows",
-        created_at=datetime.now(UTC),
-    )
-    await run_store.record_trigger_failure(failure)
-    await run_store.record_trigger_failure(failure)
+    now = datetime.now(UTC)
+
+    def failure(event_id: str, at: datetime) -> TriggerFailure:
+        return TriggerFailure(
+            sensor_id="s.trigger", event_name="e", event_id=event_id, reason="bad", created_at=at
+        )
+
+    await run_store.record_trigger_failure(failure("1", now))
+    await run_store.record_trigger_failure(failure("1", now + timedelta(seconds=1)))  # redelivered
+    await run_store.record_trigger_failure(failure("2", now + timedelta(seconds=2)))
     found = await run_store.list_trigger_failures(sensor_id="s.trigger")
-    assert [(f.event_id, f.reason) for f in found] == [("1", "bad rows")]
+    assert [(f.event_id, f.created_at) for f in found] == [
+        ("2", now + timedelta(seconds=2)),
+        ("1", now),
+    ]
     assert await run_store.list_trigger_failures(sensor_id="other") == []
 
 
@@ -167,14 +203,30 @@ async def test_opening_a_migrated_store_again_changes_nothing(
     store_url: str, run_store: RunStore
 ) -> None:
     await run_store.create_run(new_run())
+    version = sa.text("SELECT version_num FROM alembic_version")
+    async with run_store.engine.connect() as conn:
+        before = (await conn.execute(version)).scalars().all()
     async with await RunStore.open(store_url) as reopened:
         assert [r.name for r in await reopened.list_runs()] == ["flow-abc"]
+        async with reopened.engine.connect() as conn:
+            assert (await conn.execute(version)).scalars().all() == before
+    assert len(before) == 1
 
 
 async def test_an_unreachable_database_is_named_in_the_error() -> None:
     url = "postgresql+asyncpg://someone:secret@127.0.0.1:1/nowhere"
     with pytest.raises(StoreError) as caught:
         await RunStore.open(url)
+    message = str(caught.value)
+    assert "127.0.0.1:1/nowhere" in message and "TRIPWIRE_DATABASE_URL" in message
+    assert "secret" not in message
+
+
+async def test_a_database_lost_after_opening_is_named_in_the_error() -> None:
+    url = "postgresql+asyncpg://someone:secret@127.0.0.1:1/nowhere"
+    async with await RunStore.open(url, migrate=False) as unmigrated:
+        with pytest.raises(StoreError) as caught:
+            await unmigrated.list_runs()
     message = str(caught.value)
     assert "127.0.0.1:1/nowhere" in message and "TRIPWIRE_DATABASE_URL" in message
     assert "secret" not in message
