@@ -20,10 +20,13 @@ dropped, so state is bounded by dependencies x live keys.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from sensors.filters import correlation_key, rejection
 from sensors.mapping import extract_parameters
@@ -43,11 +46,15 @@ __all__ = [
     "Rejection",
     "Routed",
     "Router",
+    "RunEvent",
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Arrival:
+# Arrival, Offer and Held are msgspec Structs: sensors.records encodes them for
+# Kafka directly, in C.
+
+
+class Arrival(msgspec.Struct, frozen=True, array_like=True):
     """An event as the engine received it: the envelope and the broker's timestamp."""
 
     envelope: Envelope
@@ -58,14 +65,24 @@ class Arrival:
         return self.envelope.time or self.arrived_at
 
 
-@dataclass(frozen=True, slots=True)
-class Offer:
+class Offer(msgspec.Struct, frozen=True, array_like=True):
     """An event for one dependency of one multi-event sensor, under one correlation key."""
 
     sensor_id: str
     dep: str
     key: str
     arrival: Arrival
+
+
+class RunEvent(msgspec.Struct, frozen=True):
+    """An event that contributed to a run, as run requests and run records show it."""
+
+    name: str
+    id: str
+    source: str
+    time: datetime | None
+    payload: dict[str, Any]
+    dependency: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +92,7 @@ class Fire:
     sensor: Sensor
     run_name: str
     parameters: dict[str, Any]
-    events: tuple[dict[str, Any], ...]
+    events: tuple[RunEvent, ...]  # oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,12 +191,11 @@ class Router:
         return routed
 
 
-@dataclass(slots=True)
-class Held:
+class Held(msgspec.Struct, array_like=True):
     """The state of one sensor under one correlation key."""
 
-    events: dict[str, Arrival] = field(default_factory=dict)  # dependency -> latest event
-    seen: dict[str, datetime] = field(default_factory=dict)  # event id -> event time
+    events: dict[str, Arrival] = msgspec.field(default_factory=dict)  # dep -> latest event
+    seen: dict[str, datetime] = msgspec.field(default_factory=dict)  # event id -> event time
 
 
 StateKey = tuple[str, str]  # (sensor id, correlation key)
@@ -190,63 +206,85 @@ class Correlator:
 
     def __init__(self, sensors: Iterable[Sensor] = ()) -> None:
         self.sensors: dict[str, Sensor] = {s.id: s for s in sensors}
-        self._conditions = {s.id: s.trigger.condition() for s in self.sensors.values()}
+        self._rules = {
+            s.id: (s, s.trigger.within, s.trigger.condition()) for s in self.sensors.values()
+        }
         self.state: dict[StateKey, Held] = {}
+        # When the oldest entry of each key expires, and a heap of those deadlines:
+        # expiry visits only the keys that are due, so it costs what expires, not
+        # what is held. A key has one live deadline; older heap entries are skipped.
+        self._due: dict[StateKey, datetime] = {}
+        self._deadlines: list[tuple[datetime, StateKey]] = []
 
     def offer(self, offers: Iterable[Offer], now: datetime) -> tuple[Decisions, set[StateKey]]:
         """Apply a batch of offers; return the decisions and the state keys they changed."""
         decisions = Decisions()
         changed: set[StateKey] = set()
+        rules, state, due = self._rules, self.state, self._due
         for offer in offers:
-            sensor = self.sensors.get(offer.sensor_id)
-            if sensor is None:
+            rule = rules.get(offer.sensor_id)
+            if rule is None:
                 continue  # undeployed since the offer was routed
-            if self._take(sensor, offer, now, decisions):
-                changed.add((offer.sensor_id, offer.key))
+            sensor, within, condition = rule
+            arrival = offer.arrival
+            event_time = arrival.event_time
+            if event_time < now - within:
+                continue  # already outside every window it could join
+            key = (offer.sensor_id, offer.key)
+            held = state.get(key)
+            if held is None:
+                held = state[key] = Held()
+            event_id = arrival.envelope.id
+            if event_id in held.seen:
+                continue  # counted once per sensor
+            held.seen[event_id] = event_time
+            changed.add(key)
+            deadline = event_time + within
+            if key not in due or deadline < due[key]:
+                self._schedule(key, deadline)
+            events = held.events
+            current = events.get(offer.dep)
+            if current is None or current.event_time <= event_time:
+                events[offer.dep] = arrival  # latest wins
+            if not condition.holds(events.keys()):
+                continue  # cheap test first: most events do not complete a condition
+            newest = max(a.event_time for a in events.values())
+            live = {d: a for d, a in events.items() if a.event_time >= newest - within}
+            if condition.holds(live.keys()):
+                for dep in live:
+                    del events[dep]
+                make_fire(sensor, live, decisions)
         return decisions, changed
 
-    def _take(self, sensor: Sensor, offer: Offer, now: datetime, decisions: Decisions) -> bool:
-        arrival = offer.arrival
-        event_time = arrival.event_time
-        within = sensor.trigger.within
-        if event_time < now - within:
-            return False  # already outside every window it could join
-        key = (sensor.id, offer.key)
-        held = self.state.get(key)
-        if held is None:
-            held = self.state[key] = Held()
-        event_id = arrival.envelope.id
-        if event_id in held.seen:
-            return False  # counted once per sensor
-        held.seen[event_id] = event_time
-        current = held.events.get(offer.dep)
-        if current is None or current.event_time <= event_time:
-            held.events[offer.dep] = arrival  # latest wins
-        newest = max(a.event_time for a in held.events.values())
-        live = {d: a for d, a in held.events.items() if a.event_time >= newest - within}
-        if self._conditions[sensor.id].holds(live.keys()):
-            for dep in live:
-                del held.events[dep]
-            make_fire(sensor, live, decisions)
-        return True
+    def _schedule(self, key: StateKey, deadline: datetime) -> None:
+        self._due[key] = deadline
+        heapq.heappush(self._deadlines, (deadline, key))
 
     def expire(self, now: datetime) -> set[StateKey]:
         """Drop held events and remembered ids older than their window; return changed keys."""
         changed: set[StateKey] = set()
-        for key, held in list(self.state.items()):
-            sensor = self.sensors.get(key[0])
-            if sensor is None:
-                del self.state[key]
-                changed.add(key)
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] < now:
+            deadline, key = heapq.heappop(deadlines)
+            if self._due.get(key) != deadline:
+                continue  # superseded by an earlier deadline, already handled
+            del self._due[key]
+            held = self.state.get(key)
+            rule = self._rules.get(key[0])
+            if held is None or rule is None:
+                if self.state.pop(key, None) is not None:
+                    changed.add(key)
                 continue
-            horizon = now - sensor.trigger.within
+            within = rule[1]
+            horizon = now - within
             events = {d: a for d, a in held.events.items() if a.event_time >= horizon}
             seen = {i: t for i, t in held.seen.items() if t >= horizon}
-            if len(events) == len(held.events) and len(seen) == len(held.seen):
-                continue
-            changed.add(key)
-            if events or seen:
+            if len(seen) < len(held.seen) or len(events) < len(held.events):
+                changed.add(key)
+            if seen or events:
                 held.events, held.seen = events, seen
+                oldest = min([*seen.values(), *(a.event_time for a in events.values())])
+                self._schedule(key, oldest + within)
             else:
                 del self.state[key]
         return changed
@@ -264,83 +302,61 @@ class Correlator:
     def held_count(self) -> int:
         return sum(len(h.events) for h in self.state.values())
 
-    # Snapshots of one key, for the changelog (JSON-able).
+    # For the changelog (sensors.state).
 
-    def dump(self, key: StateKey) -> dict[str, Any] | None:
-        held = self.state.get(key)
-        if held is None:
-            return None
-        return {
-            "events": {d: _dump_arrival(a) for d, a in held.events.items()},
-            "seen": {i: t.timestamp() for i, t in held.seen.items()},
-        }
+    def snapshot(self, keys: Iterable[StateKey]) -> list[tuple[StateKey, Held | None]]:
+        """The current state of ``keys`` (None for a dropped key), to encode at once."""
+        return [(key, self.state.get(key)) for key in keys]
 
-    def load(self, key: StateKey, data: dict[str, Any] | None) -> None:
-        if data is None:
+    def load(self, key: StateKey, held: Held | None) -> None:
+        """Install a key's state from the changelog; None drops it."""
+        rule = self._rules.get(key[0])
+        if held is None or rule is None:
             self.state.pop(key, None)
+            self._due.pop(key, None)
             return
-        self.state[key] = Held(
-            events={d: _load_arrival(a) for d, a in data["events"].items()},
-            seen={i: datetime.fromtimestamp(t, UTC) for i, t in data["seen"].items()},
-        )
+        self.state[key] = held
+        times = [*held.seen.values(), *(a.event_time for a in held.events.values())]
+        if times:
+            self._schedule(key, min(times) + rule[1])
 
     def drop(self, keep: Any) -> None:
         """Forget every key for which ``keep(key)`` is false (partitions given away)."""
         for key in [k for k in self.state if not keep(k)]:
             del self.state[key]
+            self._due.pop(key, None)
+        self._deadlines = [d for d in self._deadlines if d[1] in self._due]
+        heapq.heapify(self._deadlines)
 
 
 def make_fire(sensor: Sensor, used: dict[str, Arrival], decisions: Decisions) -> None:
     """Map and coerce the parameters of a satisfied sensor into a Fire, or a Failure."""
+    contributing = [(dep, used[dep.dep]) for dep in sensor.dependencies if dep.dep in used]
     raw: dict[str, Any] = {}
-    events = []
-    # Declaration order: a later dependency's value wins for the same parameter.
-    for dep in sensor.dependencies:
-        arrival = used.get(dep.dep)
-        if arrival is None:
-            continue  # not contributing (an OR condition): its parameters keep defaults
+    # Declaration order: a later dependency's value wins for the same parameter. A
+    # dependency that did not contribute (an OR condition) leaves its parameters to defaults.
+    for dep, arrival in contributing:
         raw.update(extract_parameters(dep, arrival.envelope, sensor.parameter_names))
-        events.append({**arrival.envelope.to_dict(), "dependency": dep.dep})
-    events.sort(key=lambda e: (e["time"] or "", e["id"]))
-    latest = events[-1]
+    contributing.sort(key=lambda pair: (pair[1].event_time, pair[1].envelope.id))
+    latest = contributing[-1][1].envelope
     try:
-        parameters = sensor.schema.coerce(
-            raw,
-            context=f"event {latest['name']!r} (id {latest['id']}) for flow {sensor.flow.name!r}",
-        )
+        parameters = sensor.schema.coerce(raw)
     except TriggerError as exc:
-        decisions.failures.append(
-            Failure(
-                sensor=sensor, event_name=latest["name"], event_id=latest["id"], reason=str(exc)
-            )
-        )
+        reason = f"event {latest.name!r} (id {latest.id}) for flow {sensor.flow.name!r}: {exc}"
+        decisions.failures.append(Failure(sensor, latest.name, latest.id, reason))
         return
-    decisions.fires.append(
-        Fire(
-            sensor=sensor,
-            run_name=sensor.run_name(e["id"] for e in events),
-            parameters=parameters,
-            events=tuple(events),
+    events = tuple(
+        RunEvent(
+            a.envelope.name,
+            a.envelope.id,
+            a.envelope.source,
+            a.envelope.time,
+            a.envelope.payload,
+            dep.dep,
         )
+        for dep, a in contributing
     )
-
-
-def _dump_arrival(arrival: Arrival) -> dict[str, Any]:
-    return {**arrival.envelope.to_dict(), "arrived_at": arrival.arrived_at.timestamp()}
-
-
-def _load_arrival(data: dict[str, Any]) -> Arrival:
-    raw_time = data.get("time")
-    return Arrival(
-        Envelope(
-            name=data["name"],
-            id=data["id"],
-            source=data.get("source", ""),
-            time=datetime.fromisoformat(raw_time) if raw_time else None,
-            payload=data.get("payload") or {},
-        ),
-        datetime.fromtimestamp(data["arrived_at"], UTC),
-    )
+    decisions.fires.append(Fire(sensor, sensor.run_name(e.id for e in events), parameters, events))
 
 
 def window_end(arrival: Arrival, within: timedelta) -> datetime:

@@ -37,7 +37,15 @@ from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsErr
 
 from triggers.settings import Settings
 
-__all__ = ["Batch", "Handler", "consume_batches", "ensure_topics", "new_consumer", "new_producer"]
+__all__ = [
+    "Batch",
+    "Handler",
+    "consume_batches",
+    "ensure_topics",
+    "new_consumer",
+    "new_producer",
+    "send_records",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +76,7 @@ def new_consumer(
         "heartbeat_interval_ms": max(100, session_ms // 3),
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "max_poll_records": 5000,
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
     }
     options.update(overrides)
     if listener is None:
@@ -83,10 +92,37 @@ def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
         "bootstrap_servers": settings.require_bootstrap(),
         "acks": "all",
         "linger_ms": 2,
+        # The stages send a batch's output at once (send_records): few, large batches.
+        "max_batch_size": 512 * 1024,
         "max_request_size": settings.max_payload_bytes + 64 * 1024,
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
+
+
+async def send_records(
+    producer: AIOKafkaProducer, topic: str, records: Iterable[tuple[int, bytes | None, bytes]]
+) -> list[asyncio.Future[Any]]:
+    """Send (partition, key, value) records in as few produce batches as they fit.
+
+    ``send`` costs about 30 µs a record (half of it the key partitioner); building
+    the batches here costs a few, so the caller picks the partition itself.
+    Returns the futures of the batches' acknowledgements.
+    """
+    open_batches: dict[int, Any] = {}
+    acks = []
+    for partition, key, value in records:
+        batch = open_batches.get(partition)
+        if batch is None:
+            batch = open_batches[partition] = producer.create_batch()
+        if batch.append(key=key, value=value, timestamp=None) is None:  # full
+            acks.append(await producer.send_batch(batch, topic, partition=partition))
+            batch = open_batches[partition] = producer.create_batch()
+            batch.append(key=key, value=value, timestamp=None)  # an empty batch takes any
+    for partition, batch in open_batches.items():
+        batch.close()
+        acks.append(await producer.send_batch(batch, topic, partition=partition))
+    return acks
 
 
 async def ensure_topics(

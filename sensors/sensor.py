@@ -7,12 +7,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from typing import Any
 
 from triggers.params import ParameterSchema
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec
 
-__all__ = ["Sensor", "build_sensors", "run_name_for"]
+__all__ = ["Sensor", "build_sensors"]
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 
@@ -31,40 +31,50 @@ class Sensor:
     trigger: TriggerSpec
     deployed_at: datetime
     parameter_names: tuple[str, ...] = field(init=False)
+    id: str = field(init=False)
+    """Unique within a project and domain: ``flow.trigger``."""
+    schema: ParameterSchema = field(init=False, repr=False)
+    request_fields: dict[str, Any] = field(init=False, repr=False)
+    """The fields of a run request (``NewRun``) that are the same for all its fires."""
+    _slug: str = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        # Computed when the sensor is built, not on its first event: the hot path reads
+        # them for every event and fire, and 100,000 first events should not pay.
         object.__setattr__(self, "parameter_names", tuple(p.name for p in self.flow.parameters))
-
-    @property
-    def id(self) -> str:
-        """Unique within a project and domain: ``flow.trigger``."""
-        return f"{self.flow.name}.{self.trigger.name}"
+        object.__setattr__(self, "id", f"{self.flow.name}.{self.trigger.name}")
+        object.__setattr__(self, "schema", ParameterSchema(self.flow.parameters))
+        object.__setattr__(self, "request_fields", self._request_fields())
+        object.__setattr__(self, "_slug", _slug(self.flow.name))
 
     @property
     def dependencies(self) -> tuple[EventDependency, ...]:
         return self.trigger.dependencies
 
-    @cached_property
-    def schema(self) -> ParameterSchema:
-        return ParameterSchema(self.flow.parameters)
+    def _request_fields(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "domain": self.domain,
+            "flow": self.flow.name,
+            "sensor_id": self.id,
+            "trigger": self.trigger.name,
+            "target": self.flow.target,
+            "entrypoint": self.flow.entrypoint.model_dump(),
+        }
 
     def run_name(self, event_ids: Iterable[str]) -> str:
-        return run_name_for(self.project, self.domain, self.id, self.flow.name, event_ids)
+        """Deterministic run name: the same sensor and events always give the same name.
+
+        This is what makes launches exactly-once: replays and redeliveries produce the
+        same name, and the run store accepts a name only once. The result is a valid
+        Kubernetes object name (lowercase, digits and '-', at most 63 characters).
+        """
+        material = "\x1f".join([self.project, self.domain, self.id, *sorted(event_ids)])
+        return f"{self._slug}-{hashlib.sha256(material.encode()).hexdigest()[:20]}"
 
 
-def run_name_for(
-    project: str, domain: str, sensor_id: str, flow: str, event_ids: Iterable[str]
-) -> str:
-    """Deterministic run name: the same sensor and events always give the same name.
-
-    This is what makes launches exactly-once: replays and redeliveries produce the
-    same name, and the run store accepts a name only once. The result is a valid
-    Kubernetes object name (lowercase, digits and '-', at most 63 characters).
-    """
-    material = "\x1f".join([project, domain, sensor_id, *sorted(event_ids)])
-    digest = hashlib.sha256(material.encode()).hexdigest()[:20]
-    slug = _SLUG.sub("-", flow.lower().replace("_", "-")).strip("-")[:40] or "run"
-    return f"{slug}-{digest}"
+def _slug(flow: str) -> str:
+    return _SLUG.sub("-", flow.lower().replace("_", "-")).strip("-")[:40] or "run"
 
 
 def build_sensors(

