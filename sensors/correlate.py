@@ -47,6 +47,7 @@ __all__ = [
     "Routed",
     "Router",
     "RunEvent",
+    "StateChange",
 ]
 
 
@@ -54,7 +55,7 @@ __all__ = [
 # Kafka directly, in C.
 
 
-class Arrival(msgspec.Struct, frozen=True, array_like=True):
+class Arrival(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """An event as the engine received it: the envelope and the broker's timestamp."""
 
     envelope: Envelope
@@ -65,7 +66,7 @@ class Arrival(msgspec.Struct, frozen=True, array_like=True):
         return self.envelope.time or self.arrived_at
 
 
-class Offer(msgspec.Struct, frozen=True, array_like=True):
+class Offer(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """An event for one dependency of one multi-event sensor, under one correlation key."""
 
     sensor_id: str
@@ -74,7 +75,7 @@ class Offer(msgspec.Struct, frozen=True, array_like=True):
     arrival: Arrival
 
 
-class RunEvent(msgspec.Struct, frozen=True):
+class RunEvent(msgspec.Struct, frozen=True, gc=False):
     """An event that contributed to a run, as run requests and run records show it."""
 
     name: str
@@ -191,11 +192,27 @@ class Router:
         return routed
 
 
-class Held(msgspec.Struct, array_like=True):
+class Held(msgspec.Struct, array_like=True, gc=False):
     """The state of one sensor under one correlation key."""
 
     events: dict[str, Arrival] = msgspec.field(default_factory=dict)  # dep -> latest event
     seen: dict[str, datetime] = msgspec.field(default_factory=dict)  # event id -> event time
+
+
+class StateChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """What one batch changed in one (sensor, correlation key): a changelog entry.
+
+    ``events`` is what the key holds after the batch (at most one event per
+    dependency); ``seen`` only the ids that the batch counted. Expiry is not
+    recorded: whoever replays the changelog expires by the clock. So an entry
+    costs what the batch changed, not what the key remembers, which for a busy
+    key is every event id of the last window.
+    """
+
+    sensor_id: str
+    key: str
+    events: dict[str, Arrival]
+    seen: dict[str, datetime]
 
 
 StateKey = tuple[str, str]  # (sensor id, correlation key)
@@ -216,10 +233,10 @@ class Correlator:
         self._due: dict[StateKey, datetime] = {}
         self._deadlines: list[tuple[datetime, StateKey]] = []
 
-    def offer(self, offers: Iterable[Offer], now: datetime) -> tuple[Decisions, set[StateKey]]:
-        """Apply a batch of offers; return the decisions and the state keys they changed."""
+    def offer(self, offers: Iterable[Offer], now: datetime) -> tuple[Decisions, list[StateChange]]:
+        """Apply a batch of offers; return the decisions and what changed, per key."""
         decisions = Decisions()
-        changed: set[StateKey] = set()
+        counted: dict[StateKey, dict[str, datetime]] = {}
         rules, state, due = self._rules, self.state, self._due
         for offer in offers:
             rule = rules.get(offer.sensor_id)
@@ -238,7 +255,10 @@ class Correlator:
             if event_id in held.seen:
                 continue  # counted once per sensor
             held.seen[event_id] = event_time
-            changed.add(key)
+            if key in counted:
+                counted[key][event_id] = event_time
+            else:
+                counted[key] = {event_id: event_time}
             deadline = event_time + within
             if key not in due or deadline < due[key]:
                 self._schedule(key, deadline)
@@ -254,7 +274,11 @@ class Correlator:
                 for dep in live:
                     del events[dep]
                 make_fire(sensor, live, decisions)
-        return decisions, changed
+        changes = [
+            StateChange(key[0], key[1], dict(state[key].events), ids)
+            for key, ids in counted.items()
+        ]
+        return decisions, changes
 
     def _schedule(self, key: StateKey, deadline: datetime) -> None:
         self._due[key] = deadline
@@ -302,23 +326,22 @@ class Correlator:
     def held_count(self) -> int:
         return sum(len(h.events) for h in self.state.values())
 
-    # For the changelog (sensors.state).
-
-    def snapshot(self, keys: Iterable[StateKey]) -> list[tuple[StateKey, Held | None]]:
-        """The current state of ``keys`` (None for a dropped key), to encode at once."""
-        return [(key, self.state.get(key)) for key in keys]
-
-    def load(self, key: StateKey, held: Held | None) -> None:
-        """Install a key's state from the changelog; None drops it."""
-        rule = self._rules.get(key[0])
-        if held is None or rule is None:
-            self.state.pop(key, None)
-            self._due.pop(key, None)
-            return
-        self.state[key] = held
-        times = [*held.seen.values(), *(a.event_time for a in held.events.values())]
+    def apply(self, change: StateChange) -> None:
+        """Replay one changelog entry; call :meth:`expire` once the replay is done."""
+        rule = self._rules.get(change.sensor_id)
+        if rule is None:
+            return  # a sensor no longer deployed
+        key = (change.sensor_id, change.key)
+        held = self.state.get(key)
+        if held is None:
+            held = self.state[key] = Held()
+        held.events = dict(change.events)
+        held.seen.update(change.seen)
+        times = [*change.seen.values(), *(a.event_time for a in change.events.values())]
         if times:
-            self._schedule(key, min(times) + rule[1])
+            deadline = min(times) + rule[1]
+            if key not in self._due or deadline < self._due[key]:
+                self._schedule(key, deadline)
 
     def drop(self, keep: Any) -> None:
         """Forget every key for which ``keep(key)`` is false (partitions given away)."""

@@ -9,8 +9,8 @@ the launchers.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Sequence

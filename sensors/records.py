@@ -1,7 +1,7 @@
 """The engine's own Kafka records: packed offers and correlation-state changes.
 
 Both are JSON arrays that msgspec encodes from, and decodes into, the core's own
-types (:class:`~sensors.correlate.Offer`, :class:`~sensors.correlate.Held`), in C and
+types (:class:`~sensors.correlate.Offer`, :class:`~sensors.correlate.StateChange`), in C and
 without an intermediate dict: well under a microsecond per item, where the
 stdlib ``json`` round trip through dicts cost about 20 µs per event (bench/sensors.py).
 
@@ -18,10 +18,9 @@ from collections.abc import Iterable, Iterator
 
 import msgspec
 
-from sensors.correlate import Held, Offer, StateKey
+from sensors.correlate import Offer, StateChange, StateKey
 
 __all__ = [
-    "StateChange",
     "decode_changes",
     "decode_offers",
     "encode_changes",
@@ -30,14 +29,6 @@ __all__ = [
     "pack",
     "partition_of",
 ]
-
-
-class StateChange(msgspec.Struct, frozen=True, array_like=True):
-    """The new state of one (sensor, correlation key); None when it was dropped."""
-
-    sensor_id: str
-    key: str
-    held: Held | None
 
 
 _encode = msgspec.json.Encoder().encode
@@ -93,14 +84,10 @@ def decode_offers(value: bytes) -> list[Offer]:
 
 
 def encode_changes(
-    changes: Iterable[tuple[StateKey, Held | None]], partitions: int, limit: int
+    changes: Iterable[StateChange], partitions: int, limit: int
 ) -> list[tuple[int, bytes]]:
-    """(partition, record) pairs for the changelog, encoded now (a snapshot)."""
-    return _by_partition(
-        ((key, _encode(StateChange(key[0], key[1], held))) for key, held in changes),
-        partitions,
-        limit,
-    )
+    """(partition, record) pairs for the changelog: each change to its key's partition."""
+    return _by_partition((((c.sensor_id, c.key), _encode(c)) for c in changes), partitions, limit)
 
 
 def decode_changes(value: bytes) -> list[StateChange]:

@@ -2,19 +2,20 @@
 
 Each partition of the offers topic carries the events of some (sensor,
 correlation key) pairs, so exactly one worker holds each pair's state. After
-every batch, the state of the keys it changed is written to the same partition
-of the changelog topic, before the batch's offsets are committed. A worker that
-is given a partition (at start, after a crash or in a rebalance) first replays
-that changelog partition, so it resumes with exactly the state that the
-committed offsets imply. What it may see again after a crash are offers whose
+every batch, what it changed in each key (:class:`~sensors.correlate.StateChange`)
+is written to the same partition of the changelog topic, before the batch's
+offsets are committed. A worker that is given a partition (at start, after a
+crash or in a rebalance) first replays that changelog partition, then expires
+by the clock, so it resumes with exactly the state that the committed offsets
+imply. What it may see again after a crash are offers whose
 effects were already written; the id memory and the deterministic run names
 make those repeats harmless.
 
-The changelog is written coarsely, one record per partition per batch (the new
-state of each changed key, :mod:`sensors.records`), because per-event table
-updates cap a process at a few thousand events per second (DESIGN.md §5). Such records must never be
-compacted, so the topic is created with ``cleanup.policy=delete`` and no
-retention limit.
+The changelog is written coarsely, one record per partition per batch
+(:mod:`sensors.records`), because per-event table updates cap a process at a
+few thousand events per second (DESIGN.md §5). Its records are deltas under a
+few keys, which compaction would destroy, so the topic is created with
+``cleanup.policy=delete`` and no retention limit.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from sensors.correlate import Correlator, Decisions, Offer, StateKey
+from sensors.correlate import Correlator, Offer, StateKey
 from sensors.kafka import Batch
 from sensors.records import decode_changes, decode_offers, encode_changes, partition_of
 from sensors.reporting import StatusReporter
@@ -67,18 +68,18 @@ class CorrelationStage:
             offer for records in batch.values() for r in records for offer in _unpack(r.value)
         ]
         self.offers += len(offers)
-        decisions, changed = self.correlator.offer(offers, now)
-        changed |= self._maybe_expire(now)
-        await self._emitter.emit(decisions, changes=self._changes(changed))
+        decisions, changes = self.correlator.offer(offers, now)
+        records = encode_changes(changes, self._partitions, self._settings.max_payload_bytes)
+        await self._emitter.emit(decisions, changes=records)
         self.fires += len(decisions.fires)
+        expired = self._maybe_expire(now)  # nothing to write: a replay expires by the clock
         if self.reporter is not None:
-            self.reporter.holds_changed(changed)
+            self.reporter.holds_changed((c.sensor_id, c.key) for c in changes)
+            self.reporter.holds_changed(expired)
 
     async def tick(self) -> None:
         """Expire state while no offers arrive, and report what sensors hold."""
         changed = self._maybe_expire(datetime.now(UTC))
-        if changed:
-            await self._emitter.emit(Decisions(), changes=self._changes(changed))
         if self.reporter is not None:
             self.reporter.holds_changed(changed)
             await self.reporter.flush(self.correlator)
@@ -89,11 +90,6 @@ class CorrelationStage:
             return set()
         self._last_expiry = clock
         return self.correlator.expire(now)
-
-    def _changes(self, changed: Iterable[StateKey]) -> list[tuple[int, bytes]]:
-        # Encoded now, before any await: a snapshot of the state this batch left.
-        snapshot = self.correlator.snapshot(changed)
-        return encode_changes(snapshot, self._partitions, self._settings.max_payload_bytes)
 
     def owns(self, partitions: set[int]) -> Callable[[StateKey], bool]:
         return lambda key: partition_of(key[0], key[1], self._partitions) in partitions
@@ -175,13 +171,13 @@ class StateRecovery(ConsumerRebalanceListener):
                             )
                             continue
                         for change in changes:
-                            key = (change.sensor_id, change.key)
-                            correlator.load(key, change.held)
-                            loaded.add(key)
+                            correlator.apply(change)
+                            loaded.add((change.sensor_id, change.key))
                     if records and records[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
         finally:
             await consumer.stop()
+        correlator.expire(datetime.now(UTC))  # the changelog records no expiry
         self._stage.recovered_records += count
         if self._stage.reporter is not None:
             # The previous owner may have died before reporting its last changes.

@@ -48,7 +48,7 @@ class KafkaRecord:
     headers: Headers
 
 
-class Envelope(msgspec.Struct, frozen=True, array_like=True):
+class Envelope(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One named event: the CloudEvent attributes tripwire uses, plus its JSON payload.
 
     ``time`` is the event time (CloudEvent ``time``); it is None when the
