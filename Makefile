@@ -24,6 +24,7 @@ lint: $(BIN)/tripwire
 
 bench: $(BIN)/tripwire
 	$(BIN)/python bench/e2e.py
+	$(BIN)/python bench/sensors.py
 
 clean:
 	rm -rf $(VENV) .tripwire .pytest_cache .mypy_cache .ruff_cache

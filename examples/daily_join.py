@@ -1,9 +1,9 @@
 """Join two loads of the same day, and flag big payments once approved or waived.
 
-    tripwire publish orders_loaded -p date=2026-11-23 -p rows=120
-    tripwire publish customers_loaded -p date=2026-11-23 -p rows=7   # fires daily_join
-    tripwire publish payment -p amount=250 && tripwire publish approved   # fires big_payment
-    tripwire sensors status                                           # what each one holds
+tripwire publish orders_loaded -p date=2026-11-23 -p rows=120
+tripwire publish customers_loaded -p date=2026-11-23 -p rows=7   # fires daily_join
+tripwire publish payment -p amount=250 && tripwire publish approved   # fires big_payment
+tripwire sensors status                                           # what each one holds
 """
 
 from triggers import current, trigger

@@ -236,6 +236,7 @@ class Correlator:
         decisions = Decisions()
         counted: dict[StateKey, dict[str, datetime]] = {}
         rules, state, due = self._rules, self.state, self._due
+        horizons: dict[timedelta, datetime] = {}
         for offer in offers:
             rule = rules.get(offer.sensor_id)
             if rule is None:
@@ -243,22 +244,28 @@ class Correlator:
             sensor, within, condition = rule
             arrival = offer.arrival
             event_time = arrival.event_time
-            if event_time < now - within:
+            horizon = horizons.get(within)
+            if horizon is None:
+                horizon = horizons[within] = now - within
+            if event_time < horizon:
                 continue  # already outside every window it could join
             key = (offer.sensor_id, offer.key)
             held = state.get(key)
             if held is None:
                 held = state[key] = Held()
             event_id = arrival.envelope.id
-            if event_id in held.seen:
+            seen = held.seen
+            if event_id in seen:
                 continue  # counted once per sensor
-            held.seen[event_id] = event_time
-            if key in counted:
-                counted[key][event_id] = event_time
-            else:
+            seen[event_id] = event_time
+            ids = counted.get(key)
+            if ids is None:
                 counted[key] = {event_id: event_time}
+            else:
+                ids[event_id] = event_time
             deadline = event_time + within
-            if key not in due or deadline < due[key]:
+            scheduled = due.get(key)
+            if scheduled is None or deadline < scheduled:
                 self._schedule(key, deadline)
             events = held.events
             current = events.get(offer.dep)
