@@ -331,18 +331,27 @@ class Correlator:
     def held_count(self) -> int:
         return sum(len(h.events) for h in self.state.values())
 
-    def apply(self, change: StateChange) -> None:
-        """Replay one changelog entry; call :meth:`expire` once the replay is done."""
+    def apply(self, change: StateChange, now: datetime) -> None:
+        """Replay one changelog entry, keeping only what is still inside its window.
+
+        Filtering on the way in keeps a replay's memory bounded like the live state,
+        however long the changelog has grown.
+        """
         rule = self._rules.get(change.sensor_id)
         if rule is None:
             return  # a sensor no longer deployed
+        horizon = now - rule[1]
+        seen = {i: t for i, t in change.seen.items() if t >= horizon}
+        events = {d: a for d, a in change.events.items() if a.event_time >= horizon}
         key = (change.sensor_id, change.key)
         held = self.state.get(key)
         if held is None:
+            if not (seen or events):
+                return
             held = self.state[key] = Held()
-        held.events = dict(change.events)
-        held.seen.update(change.seen)
-        times = [*change.seen.values(), *(a.event_time for a in change.events.values())]
+        held.events = events
+        held.seen.update(seen)
+        times = [*seen.values(), *(a.event_time for a in events.values())]
         if times:
             deadline = min(times) + rule[1]
             if key not in self._due or deadline < self._due[key]:
@@ -375,15 +384,10 @@ def make_fire(sensor: Sensor, used: dict[str, Arrival], decisions: Decisions) ->
         decisions.failures.append(Failure(sensor, latest.name, latest.id, reason))
         return
     events = tuple(
-        RunEvent(
-            a.envelope.name,
-            a.envelope.id,
-            a.envelope.source,
-            a.envelope.time,
-            a.envelope.payload,
-            dep.dep,
-        )
-        for dep, a in contributing
+        [
+            RunEvent(e.name, e.id, e.source, e.time, e.payload, dep.dep)
+            for dep, e in [(dep, a.envelope) for dep, a in contributing]
+        ]
     )
     decisions.fires.append(Fire(sensor, sensor.run_name(e.id for e in events), parameters, events))
 

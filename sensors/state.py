@@ -145,6 +145,7 @@ class StateRecovery(ConsumerRebalanceListener):
         await consumer.start()
         count = 0
         loaded: set[StateKey] = set()
+        now = datetime.now(UTC)
         try:
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
@@ -171,13 +172,13 @@ class StateRecovery(ConsumerRebalanceListener):
                             )
                             continue
                         for change in changes:
-                            correlator.apply(change)
+                            correlator.apply(change, now)
                             loaded.add((change.sensor_id, change.key))
                     if records and records[-1].offset + 1 >= ends[tp]:
                         remaining.discard(tp)
         finally:
             await consumer.stop()
-        correlator.expire(datetime.now(UTC))  # the changelog records no expiry
+        correlator.expire(now)  # the changelog records no expiry
         self._stage.recovered_records += count
         if self._stage.reporter is not None:
             # The previous owner may have died before reporting its last changes.

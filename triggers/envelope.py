@@ -166,28 +166,21 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         EventDecodeError: with the reason, when the record is not a CloudEvent with a
             JSON-object payload (for dead-lettering; the worker keeps going).
     """
-    attrs: dict[str, bytes] = {}
-    content_type = b"application/json"
-    for key, raw in headers:
-        if key[:3] != "ce_":  # the binding's spelling; anything else is rare
-            key = key.lower()
-            if key == "content-type":
-                content_type = raw
-                continue
-            if key[:3] != "ce_":
-                continue
-        attrs[key[3:]] = raw
+    attrs = dict(headers)  # in C; the binding spells headers `ce_type`, `content-type`
+    if "ce_type" not in attrs or "ce_id" not in attrs:
+        attrs = {key.lower(): raw for key, raw in headers}  # another spelling, or missing
     try:
-        name = attrs["type"].decode()
-        event_id = attrs["id"].decode()
-        source = attrs.get("source", b"").decode()
+        name = attrs["ce_type"].decode()
+        event_id = attrs["ce_id"].decode()
+        source = attrs.get("ce_source", b"").decode()
     except KeyError as exc:
         raise EventDecodeError(
-            f"record is not a binary-mode CloudEvent: header ce_{exc.args[0]} is missing"
+            f"record is not a binary-mode CloudEvent: header {exc.args[0]} is missing"
         ) from None
     except UnicodeDecodeError as exc:
         raise EventDecodeError(f"record has a CloudEvent header that is not UTF-8: {exc}") from None
-    if attrs.get("specversion", b"1.0") != b"1.0":
+    content_type = attrs.get("content-type", b"application/json")
+    if attrs.get("ce_specversion", b"1.0") != b"1.0":
         raise EventDecodeError(
             f"event {event_id!r} has unsupported specversion; tripwire reads 1.0"
         )
@@ -208,7 +201,7 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         raise EventDecodeError(
             f"event {event_id!r} has a {type(payload).__name__} payload; it must be a JSON object"
         )
-    raw_time = attrs.get("time")
+    raw_time = attrs.get("ce_time")
     event_time: datetime | None = None
     if raw_time:
         try:

@@ -209,7 +209,7 @@ def test_state_survives_a_round_trip_through_the_changelog_record() -> None:
     [(_, record)] = encode_changes(changes, 1, 1 << 20)
     restored = Engine(join)
     for change in decode_changes(record):
-        restored.correlator.apply(change)
+        restored.correlator.apply(change, T0)
     [fire] = restored.feed([arrival("customers", "c1")]).fires
     assert fire.parameters["rows"] == 4
     assert restored.feed([arrival("orders", "o1")]).fires == []  # the id memory came along
@@ -319,7 +319,7 @@ def test_a_correlator_rebuilt_from_its_changelog_decides_the_rest_the_same_way(
     restored = Engine(keyed)
     for _, record in encode_changes(changelog, 3, 200):
         for change in decode_changes(record):
-            restored.correlator.apply(change)
+            restored.correlator.apply(change, clock)
     restored.correlator.expire(clock)
     original.correlator.expire(clock)
     # Then both decide every later event alike
