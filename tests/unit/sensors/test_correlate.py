@@ -215,6 +215,17 @@ def test_state_survives_a_round_trip_through_the_changelog_record() -> None:
     assert restored.feed([arrival("orders", "o1")]).fires == []  # the id memory came along
 
 
+def test_a_replay_keeps_only_what_is_still_inside_the_window() -> None:
+    # Given a changelog entry for an event held at T0, replayed more than a window later
+    engine = Engine(join)
+    _, changes = engine.correlator.offer(engine.router.route([arrival("orders", "o1")]).offers, T0)
+    restored = Engine(join)
+    for change in changes:
+        restored.correlator.apply(change, T0 + HOUR + timedelta(seconds=1))
+    # Then nothing is loaded: a long changelog costs no more memory than the live state
+    assert restored.correlator.state == {}
+
+
 # properties
 
 DEPS = ["orders", "customers"]
