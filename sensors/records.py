@@ -6,7 +6,7 @@ without an intermediate dict: well under a microsecond per item, where the
 stdlib ``json`` round trip through dicts cost about 20 µs per event (bench/sensors.py).
 
 A batch becomes one record per partition, or a few when it is bigger than
-``limit`` bytes, instead of one per event: a produce costs about 15 µs
+``limit`` bytes, encoded in one call each, instead of one per event: a produce costs about 15 µs
 (DESIGN.md §5), more than the whole per-event budget.
 """
 
@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import zlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import msgspec
 
@@ -46,36 +47,35 @@ def key_partition(key: bytes, partitions: int) -> int:
     return zlib.crc32(key) % partitions
 
 
-def pack(items: Iterable[bytes], limit: int) -> Iterator[bytes]:
-    """JSON arrays of the encoded ``items``, each at most ``limit`` bytes.
+def pack(items: Sequence[Any], limit: int) -> list[bytes]:
+    """``items`` as JSON arrays of at most ``limit`` bytes each, in order.
 
-    An item bigger than ``limit`` on its own gets a record of its own; the
-    producer's ``max_request_size`` leaves room for that (sensors.kafka).
+    One encoder call per record, not per item: a batch that fits (the usual case) is
+    encoded once, and one that does not is halved until its parts fit. An item
+    bigger than ``limit`` on its own gets a record of its own; the producer's
+    ``max_request_size`` leaves room for that (sensors.kafka).
     """
-    chunk: list[bytes] = []
-    size = 2
-    for item in items:
-        if chunk and size + len(item) + 1 > limit:
-            yield b"[" + b",".join(chunk) + b"]"
-            chunk, size = [], 2
-        chunk.append(item)
-        size += len(item) + 1
-    if chunk:
-        yield b"[" + b",".join(chunk) + b"]"
+    if not items:
+        return []
+    record = _encode(items)
+    if len(record) <= limit or len(items) == 1:
+        return [record]
+    half = len(items) // 2
+    return pack(items[:half], limit) + pack(items[half:], limit)
 
 
 def _by_partition(
-    items: Iterable[tuple[StateKey, bytes]], partitions: int, limit: int
+    items: Iterable[tuple[StateKey, Any]], partitions: int, limit: int
 ) -> list[tuple[int, bytes]]:
-    grouped: dict[int, list[bytes]] = defaultdict(list)
-    for (sensor_id, key), encoded in items:
-        grouped[partition_of(sensor_id, key, partitions)].append(encoded)
+    grouped: dict[int, list[Any]] = defaultdict(list)
+    for (sensor_id, key), item in items:
+        grouped[partition_of(sensor_id, key, partitions)].append(item)
     return [(p, record) for p, group in grouped.items() for record in pack(group, limit)]
 
 
 def encode_offers(offers: Iterable[Offer], partitions: int, limit: int) -> list[tuple[int, bytes]]:
     """(partition, record) pairs that carry ``offers``, each to its key's partition."""
-    return _by_partition((((o.sensor_id, o.key), _encode(o)) for o in offers), partitions, limit)
+    return _by_partition((((o.sensor_id, o.key), o) for o in offers), partitions, limit)
 
 
 def decode_offers(value: bytes) -> list[Offer]:
@@ -87,7 +87,7 @@ def encode_changes(
     changes: Iterable[StateChange], partitions: int, limit: int
 ) -> list[tuple[int, bytes]]:
     """(partition, record) pairs for the changelog: each change to its key's partition."""
-    return _by_partition((((c.sensor_id, c.key), _encode(c)) for c in changes), partitions, limit)
+    return _by_partition((((c.sensor_id, c.key), c) for c in changes), partitions, limit)
 
 
 def decode_changes(value: bytes) -> list[StateChange]:
