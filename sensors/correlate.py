@@ -305,9 +305,7 @@ class Correlator:
                     changed.add(key)
                 continue
             within = rule[1]
-            horizon = now - within
-            events = {d: a for d, a in held.events.items() if a.event_time >= horizon}
-            seen = {i: t for i, t in held.seen.items() if t >= horizon}
+            events, seen = _inside(held.events, held.seen, now - within)
             if len(seen) < len(held.seen) or len(events) < len(held.events):
                 changed.add(key)
             if seen or events:
@@ -340,9 +338,7 @@ class Correlator:
         rule = self._rules.get(change.sensor_id)
         if rule is None:
             return  # a sensor no longer deployed
-        horizon = now - rule[1]
-        seen = {i: t for i, t in change.seen.items() if t >= horizon}
-        events = {d: a for d, a in change.events.items() if a.event_time >= horizon}
+        events, seen = _inside(change.events, change.seen, now - rule[1])
         key = (change.sensor_id, change.key)
         held = self.state.get(key)
         if held is None:
@@ -396,6 +392,11 @@ def _oldest_first(pair: tuple[EventDependency, Arrival]) -> tuple[datetime, str]
     return pair[1].event_time, pair[1].envelope.id
 
 
-def window_end(arrival: Arrival, within: timedelta) -> datetime:
-    """When a held event stops counting."""
-    return arrival.event_time + within
+def _inside(
+    events: dict[str, Arrival], seen: dict[str, datetime], horizon: datetime
+) -> tuple[dict[str, Arrival], dict[str, datetime]]:
+    """The held events and remembered ids that are not older than ``horizon``."""
+    return (
+        {d: a for d, a in events.items() if a.event_time >= horizon},
+        {i: t for i, t in seen.items() if t >= horizon},
+    )

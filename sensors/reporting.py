@@ -17,7 +17,7 @@ from sensors.runs.status import add_filter_counts, replace_holds
 from sensors.runs.store import RunStore
 from triggers.settings import Settings
 
-__all__ = ["StatusReporter"]
+__all__ = ["StatusReporter", "count_filtered"]
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +42,8 @@ class StatusReporter:
             self._dirty.update(keys)
 
     def filtered(self, rejections: Iterable[Rejection], at: datetime) -> None:
-        if not self.enabled:
-            return
-        for r in rejections:
-            entry = self._filtered.get((r.sensor_id, r.dep))
-            if entry is None:
-                self._filtered[(r.sensor_id, r.dep)] = FilterCount(
-                    sensor_id=r.sensor_id,
-                    dep=r.dep,
-                    count=1,
-                    last_reason=r.reason,
-                    last_event_id=r.event_id,
-                    last_at=at,
-                )
-            else:
-                entry.count += 1
-                entry.last_reason, entry.last_event_id, entry.last_at = r.reason, r.event_id, at
+        if self.enabled:
+            count_filtered(self._filtered, rejections, at)
 
     async def flush(self, correlator: Correlator | None = None, *, force: bool = False) -> None:
         """Write what changed since the last report, if the interval has passed."""
@@ -75,6 +61,26 @@ class StatusReporter:
                 self._dirty = set()
         except Exception:
             log.exception("could not report sensor status; will try again")
+
+
+def count_filtered(
+    counts: dict[tuple[str, str], FilterCount], rejections: Iterable[Rejection], at: datetime
+) -> None:
+    """Add ``rejections`` to ``counts``, per (sensor, dependency), keeping the last reason."""
+    for r in rejections:
+        entry = counts.get((r.sensor_id, r.dep))
+        if entry is None:
+            counts[(r.sensor_id, r.dep)] = FilterCount(
+                sensor_id=r.sensor_id,
+                dep=r.dep,
+                count=1,
+                last_reason=r.reason,
+                last_event_id=r.event_id,
+                last_at=at,
+            )
+        else:
+            entry.count += 1
+            entry.last_reason, entry.last_event_id, entry.last_at = r.reason, r.event_id, at
 
 
 def _holds(correlator: Correlator, keys: Iterable[StateKey]) -> dict[StateKey, list[Hold]]:

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from sensors.correlate import Arrival, Decisions, Fire, Rejection, Router
+from sensors.correlate import Arrival, Decisions, Fire, Router
 from sensors.kafka import Batch, send_records
 from sensors.records import encode_offers, key_partition
-from sensors.reporting import StatusReporter
-from sensors.runs.models import TriggerFailure
+from sensors.reporting import StatusReporter, count_filtered
+from sensors.runs.models import FilterCount, TriggerFailure
 from sensors.runs.store import RunStore
 from triggers.envelope import decode
 from triggers.errors import EventDecodeError
@@ -39,14 +39,6 @@ _OUTPUT_RETRY = 1.0
 
 
 @dataclass
-class FilterCount:
-    count: int = 0
-    last_reason: str = ""
-    last_event_id: str = ""
-    last_at: datetime | None = None
-
-
-@dataclass
 class SensorStats:
     """Counters since start, for logs, metrics, `sensors status` and benchmarks."""
 
@@ -57,13 +49,6 @@ class SensorStats:
     offers: int = 0
     ignored_before_deploy: int = 0
     filtered: dict[tuple[str, str], FilterCount] = field(default_factory=dict)
-
-    def count_rejections(self, rejections: Iterable[Rejection]) -> None:
-        now = datetime.now(UTC)
-        for r in rejections:
-            entry = self.filtered.setdefault((r.sensor_id, r.dep), FilterCount())
-            entry.count += 1
-            entry.last_reason, entry.last_event_id, entry.last_at = r.reason, r.event_id, now
 
 
 def run_request(fire: Fire) -> bytes:
@@ -212,6 +197,7 @@ class SensorStage:
         stats.offers += len(routed.offers)
         stats.ignored_before_deploy += routed.ignored_before_deploy
         if routed.rejections:
-            stats.count_rejections(routed.rejections)
+            now = datetime.now(UTC)
+            count_filtered(stats.filtered, routed.rejections, now)
             if self._reporter is not None:
-                self._reporter.filtered(routed.rejections, datetime.now(UTC))
+                self._reporter.filtered(routed.rejections, now)

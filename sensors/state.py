@@ -60,7 +60,6 @@ class CorrelationStage:
         self._last_expiry = 0.0
         self.offers = 0
         self.fires = 0
-        self.recovered_records = 0
 
     async def handle(self, batch: Batch) -> None:
         now = datetime.now(UTC)
@@ -179,7 +178,6 @@ class StateRecovery(ConsumerRebalanceListener):
         finally:
             await consumer.stop()
         correlator.expire(now)  # the changelog records no expiry
-        self._stage.recovered_records += count
         if self._stage.reporter is not None:
             # The previous owner may have died before reporting its last changes.
             self._stage.reporter.holds_changed(loaded)
