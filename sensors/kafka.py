@@ -50,7 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-Handler = Callable[[Batch], Awaitable[None]]
+Handler = Callable[[Batch], Awaitable[Awaitable[Any] | None]]
+"""Handles a batch; returns None once its output landed, or an awaitable of that."""
 
 
 def new_consumer(
@@ -164,26 +165,54 @@ async def consume_batches(
 
     A batch whose handler fails is retried, not skipped, so nothing that was
     read is lost; handlers must be idempotent (they are: run names are).
+
+    A handler may return an awaitable that completes once its output is
+    acknowledged. The loop then reads and handles the next batch while that
+    output is in flight, and commits the batch after it lands, in order, with
+    one batch in flight at most.
     """
-    while not stop.is_set():
-        batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
-        if tick is not None:
-            await tick()
-        if not batch:
-            continue
-        while True:
-            try:
-                await handle(batch)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("%s: handling a batch failed; retrying in %.1fs", name, retry_delay)
-                await asyncio.sleep(retry_delay)
-        offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-        try:
-            await consumer.commit(offsets)
-        except (CommitFailedError, KafkaError) as exc:
-            # A rebalance took the partitions: the new owner re-reads from the last
-            # commit, and idempotent handling makes the repeat harmless.
-            log.warning("%s: commit failed (%s); records will be redelivered", name, exc)
+    landing: asyncio.Task[None] | None = None
+    try:
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
+            if tick is not None:
+                await tick()
+            if not batch:
+                continue
+            while True:
+                try:
+                    output = await handle(batch)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "%s: handling a batch failed; retrying in %.1fs", name, retry_delay
+                    )
+                    await asyncio.sleep(retry_delay)
+            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+            if landing is not None:
+                await landing
+            landing = asyncio.create_task(_commit_after(consumer, output, offsets, name))
+        if landing is not None:
+            await landing
+    except asyncio.CancelledError:
+        if landing is not None:
+            landing.cancel()
+        raise
+
+
+async def _commit_after(
+    consumer: AIOKafkaConsumer,
+    output: Awaitable[Any] | None,
+    offsets: dict[TopicPartition, int],
+    name: str,
+) -> None:
+    if output is not None:
+        await output
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, KafkaError) as exc:
+        # A rebalance took the partitions: the new owner re-reads from the last
+        # commit, and idempotent handling makes the repeat harmless.
+        log.warning("%s: commit failed (%s); records will be redelivered", name, exc)

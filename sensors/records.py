@@ -19,12 +19,11 @@ from typing import Any
 
 import msgspec
 
-from sensors.correlate import Offer, StateChange, StateKey
+from sensors.correlate import Offer, StateChange
 
 __all__ = [
     "decode_changes",
     "decode_offers",
-    "encode_changes",
     "encode_offers",
     "key_partition",
     "pack",
@@ -64,30 +63,17 @@ def pack(items: Sequence[Any], limit: int) -> list[bytes]:
     return pack(items[:half], limit) + pack(items[half:], limit)
 
 
-def _by_partition(
-    items: Iterable[tuple[StateKey, Any]], partitions: int, limit: int
-) -> list[tuple[int, bytes]]:
-    grouped: dict[int, list[Any]] = defaultdict(list)
-    for (sensor_id, key), item in items:
-        grouped[partition_of(sensor_id, key, partitions)].append(item)
-    return [(p, record) for p, group in grouped.items() for record in pack(group, limit)]
-
-
 def encode_offers(offers: Iterable[Offer], partitions: int, limit: int) -> list[tuple[int, bytes]]:
     """(partition, record) pairs that carry ``offers``, each to its key's partition."""
-    return _by_partition((((o.sensor_id, o.key), o) for o in offers), partitions, limit)
+    grouped: dict[int, list[Offer]] = defaultdict(list)
+    for offer in offers:
+        grouped[partition_of(offer.sensor_id, offer.key, partitions)].append(offer)
+    return [(p, record) for p, group in grouped.items() for record in pack(group, limit)]
 
 
 def decode_offers(value: bytes) -> list[Offer]:
     """The offers in one record. Raises ``msgspec.DecodeError`` (a ValueError) if malformed."""
     return _offers(value)
-
-
-def encode_changes(
-    changes: Iterable[StateChange], partitions: int, limit: int
-) -> list[tuple[int, bytes]]:
-    """(partition, record) pairs for the changelog: each change to its key's partition."""
-    return _by_partition((((c.sensor_id, c.key), c) for c in changes), partitions, limit)
 
 
 def decode_changes(value: bytes) -> list[StateChange]:

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -80,22 +81,79 @@ class Emitter:
         self._store = store
         self.producer = producer
         self._partitions: int | None = None
+        self._changes_landing: asyncio.Future[bool] | None = None
 
-    async def emit(
+    async def submit(
         self,
         decisions: Decisions,
         *,
         offers: Sequence[tuple[int, bytes]] = (),
         changes: Sequence[tuple[int, bytes]] = (),
-    ) -> None:
-        """Send the run requests of ``decisions``, plus packed ``offers`` and state
-        ``changes`` as (partition, record), and wait for all of them; then record
-        the failures. The caller commits its batch only after this returns.
+    ) -> asyncio.Future[bool]:
+        """Hand a batch's output to the producer: the run requests of ``decisions``,
+        plus packed ``offers`` and state ``changes`` as (partition, record).
+
+        Returns without waiting for the output to land; the returned future completes
+        once every record is acknowledged and the failures are recorded, sending again
+        after each error until then. The caller commits its batch only after that.
+
+        State changes land in the order they were submitted, because a replay applies
+        them in log order: when an earlier batch's changes had to be sent again after
+        this batch's went out, this batch's are sent again after them. Run requests
+        and offers may land in any order.
         """
+        try:
+            acks: list[asyncio.Future[Any]] | None = await self._send(
+                decisions.fires, offers, changes
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sending sensor decisions failed; retrying")
+            acks = None
+        previous = self._changes_landing if changes else None
+        landing = asyncio.ensure_future(self._land(acks, decisions, offers, changes, previous))
+        if changes:
+            self._changes_landing = landing
+        return landing
+
+    async def _land(
+        self,
+        acks: list[asyncio.Future[Any]] | None,
+        decisions: Decisions,
+        offers: Sequence[tuple[int, bytes]],
+        changes: Sequence[tuple[int, bytes]],
+        previous: asyncio.Future[bool] | None,
+    ) -> bool:
+        """Wait until the output landed, sending it again as needed; return whether the
+        changes were sent more than once (so may have landed after later ones)."""
+        resent = False
         while True:
             try:
-                await self._send(decisions.fires, offers, changes)
-                for failure in decisions.failures:
+                if acks is None:
+                    await asyncio.sleep(_OUTPUT_RETRY)
+                    acks = await self._send(decisions.fires, offers, changes)
+                    resent = True
+                for result in await asyncio.gather(*acks, return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        raise result
+                if previous is not None and await previous:
+                    previous = None
+                    acks = await self._send([], (), changes)
+                    resent = True
+                    continue
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("emitting sensor decisions failed; retrying")
+                acks = None
+        for fire in decisions.fires:
+            log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
+        for failure in decisions.failures:
+            log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
+            while True:
+                try:
                     await self._store.record_trigger_failure(
                         TriggerFailure(
                             sensor_id=failure.sensor.id,
@@ -105,22 +163,23 @@ class Emitter:
                             created_at=datetime.now(UTC),
                         )
                     )
-                    log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("emitting sensor decisions failed; retrying")
-                await asyncio.sleep(_OUTPUT_RETRY)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("recording a trigger failure failed; retrying")
+                    await asyncio.sleep(_OUTPUT_RETRY)
+        return resent
 
     async def _send(
         self,
         fires: list[Fire],
         offers: Sequence[tuple[int, bytes]],
         changes: Sequence[tuple[int, bytes]],
-    ) -> None:
+    ) -> list[asyncio.Future[Any]]:
+        """Hand every record to the producer; return the futures of their acknowledgements."""
         s = self.settings
-        acks = []
+        acks: list[asyncio.Future[Any]] = []
         if fires:
             if self._partitions is None:
                 self._partitions = len(await self.producer.partitions_for(s.topic_run_requests))
@@ -138,9 +197,7 @@ class Emitter:
             acks += await send_records(
                 self.producer, s.topic_sensor_state, ((p, b"p%d" % p, v) for p, v in changes)
             )
-        await asyncio.gather(*acks)
-        for fire in fires:
-            log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
+        return acks
 
 
 class SensorStage:
@@ -164,7 +221,9 @@ class SensorStage:
         if self._reporter is not None:
             await self._reporter.flush()
 
-    async def handle(self, batch: Batch) -> None:
+    async def handle(self, batch: Batch) -> asyncio.Future[bool]:
+        """Route a batch and hand its output to the producer; return the future of its
+        landing, so that the next batch is routed while this one's output is in flight."""
         arrivals: list[Arrival] = []
         for tp, records in batch.items():
             for record in records:
@@ -189,7 +248,7 @@ class SensorStage:
                 )
         routed = self.router.route(arrivals)
         offers = encode_offers(routed.offers, self._partitions, self._max_bytes)
-        await self._emitter.emit(routed, offers=offers)
+        landed = await self._emitter.submit(routed, offers=offers)
         stats = self.stats
         stats.events += len(arrivals)
         stats.fires += len(routed.fires)
@@ -201,3 +260,4 @@ class SensorStage:
             count_filtered(stats.filtered, routed.rejections, now)
             if self._reporter is not None:
                 self._reporter.filtered(routed.rejections, now)
+        return landed

@@ -31,25 +31,26 @@ class Sensor:
     trigger: TriggerSpec
     deployed_at: datetime
     parameter_names: tuple[str, ...] = field(init=False)
+    dependencies: tuple[EventDependency, ...] = field(init=False)
     id: str = field(init=False)
     """Unique within a project and domain: ``flow.trigger``."""
     schema: ParameterSchema = field(init=False, repr=False)
     request_fields: dict[str, Any] = field(init=False, repr=False)
     """The fields of a run request (``NewRun``) that are the same for all its fires."""
     _slug: str = field(init=False, repr=False)
+    _name_prefix: bytes = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Computed when the sensor is built, not on its first event: the hot path reads
         # them for every event and fire, and 100,000 first events should not pay.
         object.__setattr__(self, "parameter_names", tuple(p.name for p in self.flow.parameters))
+        object.__setattr__(self, "dependencies", self.trigger.dependencies)
         object.__setattr__(self, "id", f"{self.flow.name}.{self.trigger.name}")
         object.__setattr__(self, "schema", ParameterSchema(self.flow.parameters))
         object.__setattr__(self, "request_fields", self._request_fields())
         object.__setattr__(self, "_slug", _slug(self.flow.name))
-
-    @property
-    def dependencies(self) -> tuple[EventDependency, ...]:
-        return self.trigger.dependencies
+        prefix = "\x1f".join([self.project, self.domain, self.id, ""])
+        object.__setattr__(self, "_name_prefix", prefix.encode())
 
     def _request_fields(self) -> dict[str, Any]:
         return {
@@ -69,8 +70,8 @@ class Sensor:
         same name, and the run store accepts a name only once. The result is a valid
         Kubernetes object name (lowercase, digits and '-', at most 63 characters).
         """
-        material = "\x1f".join([self.project, self.domain, self.id, *sorted(event_ids)])
-        return f"{self._slug}-{hashlib.sha256(material.encode()).hexdigest()[:20]}"
+        material = self._name_prefix + "\x1f".join(sorted(event_ids)).encode()
+        return f"{self._slug}-{hashlib.sha256(material).hexdigest()[:20]}"
 
 
 def _slug(flow: str) -> str:

@@ -3,13 +3,17 @@
 Each partition of the offers topic carries the events of some (sensor,
 correlation key) pairs, so exactly one worker holds each pair's state. After
 every batch, what it changed in each key (:class:`~sensors.correlate.StateChange`)
-is written to the same partition of the changelog topic, before the batch's
-offsets are committed. A worker that is given a partition (at start, after a
-crash or in a rebalance) first replays that changelog partition, then expires
-by the clock, so it resumes with exactly the state that the committed offsets
-imply. What it may see again after a crash are offers whose
-effects were already written; the id memory and the deterministic run names
-make those repeats harmless.
+is written to the same partition of the changelog topic, and the batch's
+offsets are committed only once that landed. A worker that is given a partition
+(at start, after a crash or in a rebalance) first replays that changelog
+partition, then expires by the clock, so it resumes with at least the state
+that the committed offsets imply. What it may see again after a crash are offers
+whose effects were already written; the id memory and the deterministic run
+names make those repeats harmless.
+
+The next batch is correlated while one batch's output is in flight, but its
+changelog entries land after this batch's, even when one has to be sent again
+(:meth:`~sensors.sensing.Emitter.submit`): a replay depends on their order.
 
 The changelog is written coarsely, one record per partition per batch
 (:mod:`sensors.records`), because per-event table updates cap a process at a
@@ -20,6 +24,7 @@ few keys, which compaction would destroy, so the topic is created with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -27,9 +32,9 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from sensors.correlate import Correlator, Offer, StateKey
+from sensors.correlate import Correlator, Decisions, Offer, StateKey
 from sensors.kafka import Batch
-from sensors.records import decode_changes, decode_offers, encode_changes, partition_of
+from sensors.records import decode_changes, decode_offers, pack, partition_of
 from sensors.reporting import StatusReporter
 from sensors.sensing import Emitter
 from triggers.settings import Settings
@@ -61,20 +66,31 @@ class CorrelationStage:
         self.offers = 0
         self.fires = 0
 
-    async def handle(self, batch: Batch) -> None:
+    async def handle(self, batch: Batch) -> asyncio.Future[bool]:
+        """Correlate a batch and hand its output to the producer; return the future of
+        its landing, so that the next batch is correlated while this one's is in flight."""
         now = datetime.now(UTC)
-        offers = [
-            offer for records in batch.values() for r in records for offer in _unpack(r.value)
-        ]
-        self.offers += len(offers)
-        decisions, changes = self.correlator.offer(offers, now)
-        records = encode_changes(changes, self._partitions, self._settings.max_payload_bytes)
-        await self._emitter.emit(decisions, changes=records)
+        decisions = Decisions()
+        records: list[tuple[int, bytes]] = []
+        changed: list[StateKey] = []
+        limit = self._settings.max_payload_bytes
+        for tp, batch_records in batch.items():
+            offers = [offer for r in batch_records for offer in _unpack(r.value)]
+            self.offers += len(offers)
+            done, changes = self.correlator.offer(offers, now)
+            decisions.fires += done.fires
+            decisions.failures += done.failures
+            # A key's offers and its changelog entries share a partition number
+            # (records.partition_of), so the record's partition is the changes' too.
+            records += [(tp.partition, record) for record in pack(changes, limit)]
+            changed += [(c.sensor_id, c.key) for c in changes]
+        landed = await self._emitter.submit(decisions, changes=records)
         self.fires += len(decisions.fires)
         expired = self._maybe_expire(now)  # nothing to write: a replay expires by the clock
         if self.reporter is not None:
-            self.reporter.holds_changed((c.sensor_id, c.key) for c in changes)
+            self.reporter.holds_changed(changed)
             self.reporter.holds_changed(expired)
+        return landed
 
     async def tick(self) -> None:
         """Expire state while no offers arrive, and report what sensors hold."""

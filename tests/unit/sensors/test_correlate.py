@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensors.correlate import Arrival, Correlator, Decisions, Router
-from sensors.records import decode_changes, encode_changes
+from sensors.records import decode_changes, pack
 from sensors.sensor import Sensor, build_sensors
 from triggers import trigger
 from triggers.decorators import flow_spec
@@ -206,7 +206,7 @@ def test_state_survives_a_round_trip_through_the_changelog_record() -> None:
     engine = Engine(join)
     routed = engine.router.route([arrival("orders", "o1", rows=4)])
     _, changes = engine.correlator.offer(routed.offers, T0)
-    [(_, record)] = encode_changes(changes, 1, 1 << 20)
+    [record] = pack(changes, 1 << 20)
     restored = Engine(join)
     for change in decode_changes(record):
         restored.correlator.apply(change, T0)
@@ -328,7 +328,7 @@ def test_a_correlator_rebuilt_from_its_changelog_decides_the_rest_the_same_way(
         feed(original, a)
     # When another one replays the log through the wire format, as a worker taking over
     restored = Engine(keyed)
-    for _, record in encode_changes(changelog, 3, 200):
+    for record in pack(changelog, 200):
         for change in decode_changes(record):
             restored.correlator.apply(change, clock)
     restored.correlator.expire(clock)
