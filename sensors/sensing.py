@@ -56,18 +56,13 @@ def run_request(fire: Fire) -> bytes:
     """The run request a fire becomes, as the JSON of a ``NewRun``: everything the
     launcher needs, nothing to look up.
 
-    Encoded by msgspec from a dict rather than through the pydantic model (a third
-    of the per-fire cost): every field comes from a deployed sensor or was coerced
-    already, and the launcher validates what it reads as a ``NewRun``.
+    Encoded by msgspec rather than through the pydantic model (a third of the
+    per-fire cost), after the sensor's fields, which are encoded once: every field
+    comes from a deployed sensor or was coerced already, and the launcher
+    validates what it reads as a ``NewRun``.
     """
-    return _encode(
-        {
-            **fire.sensor.request_fields,
-            "name": fire.run_name,
-            "parameters": fire.parameters,
-            "events": fire.events,
-        }
-    )
+    tail = _encode({"name": fire.run_name, "parameters": fire.parameters, "events": fire.events})
+    return b"%s,%s" % (fire.sensor.request_head, tail[1:])
 
 
 _encode = msgspec.json.Encoder().encode
@@ -225,6 +220,7 @@ class SensorStage:
         """Route a batch and hand its output to the producer; return the future of its
         landing, so that the next batch is routed while this one's output is in flight."""
         arrivals: list[Arrival] = []
+        stamp, arrived_at = None, datetime.min
         for tp, records in batch.items():
             for record in records:
                 try:
@@ -243,9 +239,10 @@ class SensorStage:
                         "skipped record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc
                     )
                     continue
-                arrivals.append(
-                    Arrival(envelope, datetime.fromtimestamp(record.timestamp / 1000, UTC))
-                )
+                if record.timestamp != stamp:  # a produced batch shares one, mostly
+                    stamp = record.timestamp
+                    arrived_at = datetime.fromtimestamp(stamp / 1000, UTC)
+                arrivals.append(Arrival(envelope, arrived_at))
         routed = self.router.route(arrivals)
         offers = encode_offers(routed.offers, self._partitions, self._max_bytes)
         landed = await self._emitter.submit(routed, offers=offers)

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import msgspec
+
 from triggers.params import ParameterSchema
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec
 
@@ -35,8 +37,9 @@ class Sensor:
     id: str = field(init=False)
     """Unique within a project and domain: ``flow.trigger``."""
     schema: ParameterSchema = field(init=False, repr=False)
-    request_fields: dict[str, Any] = field(init=False, repr=False)
-    """The fields of a run request (``NewRun``) that are the same for all its fires."""
+    request_head: bytes = field(init=False, repr=False)
+    """The fields of a run request (``NewRun``) that are the same for all its fires, as
+    a JSON object without its closing brace: encoded once, not for every fire."""
     _slug: str = field(init=False, repr=False)
     _name_prefix: bytes = field(init=False, repr=False)
 
@@ -47,7 +50,7 @@ class Sensor:
         object.__setattr__(self, "dependencies", self.trigger.dependencies)
         object.__setattr__(self, "id", f"{self.flow.name}.{self.trigger.name}")
         object.__setattr__(self, "schema", ParameterSchema(self.flow.parameters))
-        object.__setattr__(self, "request_fields", self._request_fields())
+        object.__setattr__(self, "request_head", msgspec.json.encode(self._request_fields())[:-1])
         object.__setattr__(self, "_slug", _slug(self.flow.name))
         prefix = "\x1f".join([self.project, self.domain, self.id, ""])
         object.__setattr__(self, "_name_prefix", prefix.encode())

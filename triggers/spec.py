@@ -91,7 +91,7 @@ class TriggerSpec(_Frozen):
 
     def condition(self) -> Condition:
         """The parsed condition (all dependencies when none was given)."""
-        names = [d.dep for d in self.dependencies]
+        names = tuple(d.dep for d in self.dependencies)
         if self.conditions is None:
             return all_of(names)
         return parse_condition(self.conditions, names)
