@@ -25,6 +25,7 @@ from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer,
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launching import LaunchStage
 from sensors.reporting import StatusReporter
+from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import build_sensors
@@ -59,6 +60,9 @@ class Engine:
         self._consumers: list[AIOKafkaConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self.relay: LifecycleRelay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+        self._relay_stop = asyncio.Event()
 
     async def start(self) -> None:
         """Connect to the store and the broker, deploy the sensors and start consuming."""
@@ -83,6 +87,10 @@ class Engine:
             )
             self._producer = new_producer(s)
             await self._producer.start()
+            self.relay = LifecycleRelay(s, self.store, self._producer)
+            self._relay_task = asyncio.create_task(
+                self.relay.run(self._relay_stop), name="tripwire lifecycle events"
+            )
             # Router and state must agree on the partitioning: use the topic's real count.
             partitions = len(await self._producer.partitions_for(s.topic_sensor_offers))
             emitter = Emitter(s, self.store, self._producer)
@@ -197,6 +205,14 @@ class Engine:
         for launcher in self._launchers.values():
             await launcher.close()
         self._launchers = {}
+        if self._relay_task is not None:
+            # After the launchers: the phases they recorded while closing go out too.
+            self._relay_stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._relay_task, 5)
+                assert self.relay is not None
+                await asyncio.wait_for(self.relay.relay_once(), 5)
+            self._relay_task = None
         for consumer in self._consumers:
             with contextlib.suppress(Exception):
                 await consumer.stop()

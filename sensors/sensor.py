@@ -56,6 +56,7 @@ class Sensor:
         object.__setattr__(self, "_name_prefix", prefix.encode())
 
     def _request_fields(self) -> dict[str, Any]:
+        timeout = self.trigger.timeout
         return {
             "project": self.project,
             "domain": self.domain,
@@ -64,6 +65,9 @@ class Sensor:
             "trigger": self.trigger.name,
             "target": self.flow.target,
             "entrypoint": self.flow.entrypoint.model_dump(),
+            "retries": self.trigger.retries,
+            "retry_backoff_seconds": self.trigger.retry_backoff.total_seconds(),
+            "timeout_seconds": timeout.total_seconds() if timeout else None,
         }
 
     def run_name(self, event_ids: Iterable[str]) -> str:

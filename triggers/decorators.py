@@ -19,6 +19,7 @@ from triggers.conditions import parse_condition
 from triggers.errors import DeclarationError
 from triggers.params import ParamSpec
 from triggers.spec import (
+    DEFAULT_RETRY_BACKOFF,
     DEFAULT_WINDOW,
     Entrypoint,
     FlowSpec,
@@ -48,6 +49,9 @@ def trigger(
     conditions: str | None = None,
     correlate_by: str | dict[str, str] | None = None,
     name: str | None = None,
+    retries: int = 0,
+    retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
+    timeout: str | float | timedelta | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow when an event (or all of several events) arrives.
 
@@ -61,6 +65,10 @@ def trigger(
         correlate_by: a JSONPath ("$.date") whose value must be equal across the events
             that fire together, or a dict giving one per dependency.
         name: trigger name, unique within the flow (default "trigger", "trigger_2", ...).
+        retries: how often a run whose flow raised is retried, each time as a new attempt.
+        retry_backoff: the wait before the first retry (default "10s"), doubled for each next.
+        timeout: a run still going this long after it started ends TIMED_OUT, and its
+            process is killed ("30m"); default none.
 
     Payload fields whose names equal parameter names fill them, unless an event gives
     an explicit ``parameters`` mapping of ``param -> field`` (a value starting with ``$``
@@ -75,6 +83,10 @@ def trigger(
             "@trigger(event='data_updated') or @trigger(events=[...], within='1h')."
         )
     window = parse_duration(within) if within is not None else DEFAULT_WINDOW
+    backoff = parse_duration(retry_backoff, what="retry_backoff")
+    deadline = parse_duration(timeout, what="timeout") if timeout is not None else None
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+        raise DeclarationError(f"retries={retries!r} must be a whole number from 0 to 100.")
 
     def decorate(func: F) -> F:
         where = f"@trigger on {getattr(func, '__qualname__', func)!r}"
@@ -99,6 +111,9 @@ def trigger(
                 within=window,
                 conditions=conditions,
                 correlate_by=correlation,
+                retries=retries,
+                retry_backoff=backoff,
+                timeout=deadline,
             ),
         )
         return func

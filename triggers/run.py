@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         context = RunContext.load(args.context)
         entrypoint = Entrypoint.model_validate(raw["entrypoint"])
     except Exception as exc:
-        _write(args.result, {"ok": False, "kind": "SYSTEM", "message": f"bad run context: {exc}"})
+        _write(
+            args.result,
+            {"ok": False, "kind": "SYSTEM", "code": "BadContext", "message": f"bad context: {exc}"},
+        )
         return EXIT_SYSTEM
 
     current._bind(context)
@@ -82,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "ok": False,
                 "kind": "SYSTEM",
+                "code": "FlowNotLoadable",
                 "message": message,
                 "traceback": traceback.format_exc(),
             },
@@ -101,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "ok": False,
                 "kind": "USER",
+                "code": type(exc).__name__,
                 "message": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(),
             },

@@ -70,6 +70,9 @@ class EventDependency(_Frozen):
     )
 
 
+DEFAULT_RETRY_BACKOFF = timedelta(seconds=10)
+
+
 class TriggerSpec(_Frozen):
     """A set of dependencies that, when satisfied within ``within``, launches one run."""
 
@@ -87,6 +90,15 @@ class TriggerSpec(_Frozen):
             "dependency -> JSONPath of its correlation key. State is kept per key value, so "
             "events with different keys never fire together."
         ),
+    )
+    retries: int = Field(
+        0, ge=0, le=100, description="How often a run that failed in the flow's code is retried."
+    )
+    retry_backoff: timedelta = Field(
+        DEFAULT_RETRY_BACKOFF, description="Wait before the first retry; doubled for each next."
+    )
+    timeout: timedelta | None = Field(
+        None, description="A run still going after this (from its start) ends TIMED_OUT."
     )
 
     def condition(self) -> Condition:

@@ -15,12 +15,14 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sensors.runs.models import RunError, RunRecord
-from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.models import Attempt, RunError, RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 from triggers.settings import Settings
@@ -38,47 +40,173 @@ def run_dir(settings: Settings, name: str) -> Path:
 
 
 class LocalLauncher:
-    """Spawns run processes, at most ``settings.max_parallel_runs`` at a time."""
+    """Spawns run processes, at most ``settings.max_parallel_runs`` at a time.
+
+    Each run process leads its own process group, so abort and timeout stop
+    everything it started. A USER failure is retried as a new attempt while the
+    run has retries left, after its backoff (doubled each time); a timeout counts
+    from the first attempt and ends the run as TIMED_OUT.
+    """
 
     def __init__(self, *, settings: Settings, store: RunStore) -> None:
         self._settings = settings
         self._store = store
         self._slots = asyncio.Semaphore(settings.max_parallel_runs)
         self._running: dict[str, asyncio.subprocess.Process] = {}
+        self._active: dict[str, RunRecord] = {}  # started here and not final, by name
+        self._aborted: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
+        self._abort_watch: asyncio.Task[None] | None = None
         self._closing = False
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     async def launch(self, run: RunRecord) -> None:
         # Waiting for a slot holds up the launcher's batch: back-pressure, not a queue.
         await self._slots.acquire()
+        self._active[run.name] = run
+        task = asyncio.create_task(self._execute(run), name=f"run {run.name}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        if self._abort_watch is None:
+            self._abort_watch = asyncio.create_task(self._watch_aborts(), name="abort watch")
+
+    async def _execute(self, run: RunRecord) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + run.timeout_seconds if run.timeout_seconds else None
+        try:
+            while True:
+                phase, error, retry = await self._attempt(run, deadline)
+                if not retry:
+                    await self._finish(run, phase, error)
+                    return
+                backoff = run.retry_backoff_seconds * 2 ** (run.attempts)
+                run = run.model_copy(update={"attempts": run.attempts + 1})
+                log.info("run %s: retrying in %.1fs (%s)", run.name, backoff, error)
+                ended = await self._pause(run, backoff, deadline)
+                if ended is not None:
+                    await self._finish(run, *ended)
+                    return
+        except Exception:
+            log.exception("run %s: the launcher failed", run.name)
+            await self._finish(
+                run,
+                WorkflowPhase.FAILED,
+                _system("LauncherFailed", "the launcher failed; see the worker log", self.worker),
+            )
+        finally:
+            self._active.pop(run.name, None)
+            self._aborted.discard(run.name)
+            self._slots.release()
+
+    async def _attempt(
+        self, run: RunRecord, deadline: float | None
+    ) -> tuple[WorkflowPhase, RunError | None, bool]:
+        """Run one attempt; return the run's phase, its error, and whether to retry."""
         folder = run_dir(self._settings, run.name)
         try:
             process = await self._spawn(run, folder)
         except Exception as exc:
-            self._slots.release()
             log.exception("run %s: could not start its process", run.name)
-            await self._finish(
-                run,
-                WorkflowPhase.FAILED,
-                RunError(
-                    kind=ErrorKind.SYSTEM, message=f"could not start the run's process: {exc}"
-                ),
-            )
-            return
+            message = f"could not start the run's process: {exc}"
+            return WorkflowPhase.FAILED, _system("SpawnFailed", message, self.worker), False
         self._running[run.name] = process
-        # Watch first: a run that started must reach a final phase even if recording
-        # its pid fails below.
-        task = asyncio.create_task(self._watch(run, process, folder), name=f"watch {run.name}")
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
         try:
-            await self._store.transition(
-                run.project, run.domain, run.name, WorkflowPhase.RUNNING, pid=process.pid
+            try:
+                attempt = await self._store.start_attempt(
+                    run.project, run.domain, run.name, pid=process.pid, worker=self.worker
+                )
+            except BaseException:
+                await _stop_group(process)  # nothing may run that the store does not know of
+                raise
+            timeout = None if deadline is None else max(0.0, deadline - _now())
+            try:
+                code = await asyncio.wait_for(process.wait(), timeout)
+                timed_out = False
+            except TimeoutError:
+                await _stop_group(process)
+                code, timed_out = await process.wait(), True
+        finally:
+            self._running.pop(run.name, None)
+        phase, attempt_phase, error, retry = self._outcome(run, folder, code, timed_out, attempt)
+        await self._store.finish_attempt(
+            run.project, run.domain, run.name, attempt.number, attempt_phase, error
+        )
+        return phase, error, retry
+
+    def _outcome(
+        self, run: RunRecord, folder: Path, code: int, timed_out: bool, attempt: Attempt
+    ) -> tuple[WorkflowPhase, AttemptPhase, RunError | None, bool]:
+        """What an ended run process means: (run phase, attempt phase, error, retry)."""
+        outcome = _read_result(folder / "result.json")
+        if run.name in self._aborted:
+            return WorkflowPhase.ABORTED, AttemptPhase.ABORTED, None, False
+        if timed_out:
+            message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
+            error = _error("Timeout", ErrorKind.USER, message, self.worker)
+            return WorkflowPhase.TIMED_OUT, AttemptPhase.FAILED, error, False
+        if code == 0 and outcome.get("ok"):
+            return WorkflowPhase.SUCCEEDED, AttemptPhase.SUCCEEDED, None, False
+        if outcome.get("kind") == ErrorKind.USER:
+            error = _error(
+                str(outcome.get("code") or "UserError"),
+                ErrorKind.USER,
+                str(outcome.get("message") or "the flow raised"),
+                self.worker,
+                outcome.get("traceback"),
             )
-        except IllegalTransitionError:
-            pass  # it already finished: the watcher was quicker
-        except Exception:
-            log.exception("run %s: could not record its pid %d", run.name, process.pid)
+            if attempt.number <= run.retries:
+                return WorkflowPhase.RUNNING, AttemptPhase.RETRYABLE_FAILED, error, True
+            return WorkflowPhase.FAILED, AttemptPhase.FAILED, error, False
+        if self._closing:
+            message = "the engine stopped while the run was running"
+            error = _system("EngineStopped", message, self.worker)
+        else:
+            error = _system(
+                str(outcome.get("code") or ("ProcessKilled" if code < 0 else "ProcessFailed")),
+                str(outcome.get("message") or _exit_reason(code)),
+                self.worker,
+                outcome.get("traceback") or _log_tail(folder / "run.log"),
+            )
+        return WorkflowPhase.FAILED, AttemptPhase.FAILED, error, False
+
+    async def _pause(
+        self, run: RunRecord, seconds: float, deadline: float | None
+    ) -> tuple[WorkflowPhase, RunError | None] | None:
+        """Wait before a retry; the run's end instead if it is aborted or times out."""
+        wake = _now() + seconds
+        while _now() < wake:
+            if run.name in self._aborted or self._closing:
+                return WorkflowPhase.ABORTED, None
+            if deadline is not None and _now() >= deadline:
+                message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
+                return WorkflowPhase.TIMED_OUT, _error(
+                    "Timeout", ErrorKind.USER, message, self.worker
+                )
+            await asyncio.sleep(min(_ABORT_POLL, max(0.0, wake - _now())))
+        return None
+
+    async def _watch_aborts(self) -> None:
+        """Stop the processes of runs that someone moved to ABORTING (`tripwire runs abort`)."""
+        while not self._closing:
+            await asyncio.sleep(_ABORT_POLL)
+            if not self._active:
+                continue
+            try:
+                aborting = await self._store.list_runs(phase=WorkflowPhase.ABORTING, limit=10_000)
+            except Exception:
+                log.exception("looking for aborted runs failed")
+                continue
+            for run in aborting:
+                mine = self._active.get(run.name)
+                if mine is None or mine.key != run.key or run.name in self._aborted:
+                    continue
+                self._aborted.add(run.name)
+                log.info("run %s: aborting (%s)", run.name, run.abort_cause)
+                process = self._running.get(run.name)
+                if process is not None:
+                    task = asyncio.create_task(_stop_group(process))
+                    self._watchers.add(task)
+                    task.add_done_callback(self._watchers.discard)
 
     async def _spawn(self, run: RunRecord, folder: Path) -> asyncio.subprocess.Process:
         context, result = _prepare(run, folder)
@@ -106,41 +234,22 @@ class LocalLauncher:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 env=env,
+                start_new_session=True,  # its own process group: abort stops all it started
             )
-
-    async def _watch(
-        self, run: RunRecord, process: asyncio.subprocess.Process, folder: Path
-    ) -> None:
-        try:
-            code = await process.wait()
-        finally:
-            self._running.pop(run.name, None)
-            self._slots.release()
-        outcome = _read_result(folder / "result.json")
-        if code == 0 and outcome.get("ok"):
-            await self._finish(run, WorkflowPhase.SUCCEEDED, None)
-            return
-        if outcome.get("kind") == ErrorKind.USER:
-            error = RunError(
-                kind=ErrorKind.USER,
-                message=str(outcome.get("message") or "the flow raised"),
-                traceback=outcome.get("traceback"),
-            )
-        elif self._closing:
-            error = RunError(
-                kind=ErrorKind.SYSTEM, message="the engine stopped while the run was running"
-            )
-        else:
-            error = RunError(
-                kind=ErrorKind.SYSTEM,
-                message=str(outcome.get("message") or _exit_reason(code)),
-                traceback=outcome.get("traceback") or _log_tail(folder / "run.log"),
-            )
-        await self._finish(run, WorkflowPhase.FAILED, error)
 
     async def _finish(self, run: RunRecord, phase: WorkflowPhase, error: RunError | None) -> None:
         try:
-            await self._store.transition(run.project, run.domain, run.name, phase, error=error)
+            try:
+                await self._store.transition(run.project, run.domain, run.name, phase, error=error)
+            except IllegalTransitionError:
+                # Aborted while it was ending: ABORTING can only end ABORTED.
+                current = await self._store.get_run(
+                    run.name, project=run.project, domain=run.domain
+                )
+                if current.phase != WorkflowPhase.ABORTING:
+                    raise
+                phase = WorkflowPhase.ABORTED
+                await self._store.transition(run.project, run.domain, run.name, phase)
         except Exception:
             log.exception("run %s: could not record phase %s", run.name, phase)
         if error is None:
@@ -151,16 +260,54 @@ class LocalLauncher:
     async def close(self, timeout: float = 5.0) -> None:
         """Terminate runs still going (they end FAILED, SYSTEM) and wait for their watchers."""
         self._closing = True
+        if self._abort_watch is not None:
+            self._abort_watch.cancel()
         for process in list(self._running.values()):
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(signal.SIGTERM)
+            _signal_group(process, signal.SIGTERM)
         if self._watchers:
             _, pending = await asyncio.wait(set(self._watchers), timeout=timeout)
             for process in list(self._running.values()):
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+                _signal_group(process, signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
+
+
+_ABORT_POLL = 0.5  # seconds between looks for aborted runs
+_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+def _signal_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, sig)
+
+
+async def _stop_group(process: asyncio.subprocess.Process) -> None:
+    """SIGTERM the run's process group; SIGKILL it if it is still there after a grace period."""
+    _signal_group(process, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(process.wait(), _STOP_GRACE)
+    _signal_group(process, signal.SIGKILL)  # also children that outlived the leader
+
+
+def _error(
+    code: str, kind: ErrorKind, message: str, worker: str, traceback: str | None = None
+) -> RunError:
+    return RunError(
+        code=code,
+        kind=kind,
+        message=message,
+        traceback=traceback,
+        timestamp=datetime.now(UTC),
+        worker=worker,
+    )
+
+
+def _system(code: str, message: str, worker: str, traceback: str | None = None) -> RunError:
+    return _error(code, ErrorKind.SYSTEM, message, worker, traceback)
 
 
 def _prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:

@@ -7,13 +7,15 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 
 __all__ = [
+    "Attempt",
     "DeployedSensor",
     "FilterCount",
     "Hold",
     "NewRun",
+    "PhaseChange",
     "RunError",
     "RunRecord",
     "TriggerFailure",
@@ -25,13 +27,20 @@ UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astime
 
 
 class RunError(BaseModel):
-    """Why a run failed."""
+    """Why a run or an attempt failed (Flyte's ExecutionError)."""
 
+    code: str = Field(
+        "Unknown",
+        description="Short machine-readable cause: the exception type for USER errors "
+        "(`ValueError`), or what the platform saw (`ProcessKilled`, `Timeout`, `Aborted`).",
+    )
     kind: ErrorKind = Field(description="USER: the flow raised. SYSTEM: the platform failed it.")
     message: str = Field(description="What went wrong, as `tripwire runs get` shows it.")
     traceback: str | None = Field(
         None, description="The flow's traceback, or the tail of the run log for a SYSTEM error."
     )
+    timestamp: UtcDatetime | None = Field(None, description="When the failure was seen.")
+    worker: str | None = Field(None, description="The worker (host:pid) that saw it.")
 
 
 class NewRun(BaseModel):
@@ -60,6 +69,13 @@ class NewRun(BaseModel):
             "Contributing events, oldest first: name, id, source, time, payload, dependency."
         )
     )
+    retries: int = Field(0, ge=0, description="USER failures retried, each as a new attempt.")
+    retry_backoff_seconds: float = Field(
+        0.0, ge=0, description="Wait before the first retry; doubled for each later one."
+    )
+    timeout_seconds: float | None = Field(
+        None, gt=0, description="A run still going after this ends TIMED_OUT and is killed."
+    )
 
 
 class RunRecord(NewRun):
@@ -72,6 +88,8 @@ class RunRecord(NewRun):
     finished_at: UtcDatetime | None = Field(None, description="Move to a terminal phase.")
     error: RunError | None = Field(None, description="Why it failed, when it did.")
     pid: int | None = Field(None, description="Process id of a local run while it runs.")
+    attempts: int = Field(0, description="Attempts started so far.")
+    abort_cause: str | None = Field(None, description="Why it was aborted, as given.")
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -130,3 +148,33 @@ class FilterCount(BaseModel):
     last_reason: str
     last_event_id: str
     last_at: datetime
+
+
+class Attempt(BaseModel):
+    """One attempt of a run (Flyte's TaskExecution): a retry is a new attempt."""
+
+    project: str
+    domain: str
+    name: str
+    number: int = Field(description="1 for the first attempt.")
+    phase: AttemptPhase
+    started_at: UtcDatetime
+    updated_at: UtcDatetime
+    finished_at: UtcDatetime | None = None
+    error: RunError | None = None
+    pid: int | None = None
+    worker: str | None = None
+
+
+class PhaseChange(BaseModel):
+    """One move of a run (``attempt`` None) or of one of its attempts, as history keeps it."""
+
+    id: int = Field(description="Increases with every change; the lifecycle event's id.")
+    project: str
+    domain: str
+    name: str
+    flow: str
+    attempt: int | None = None
+    phase: str = Field(description="A WorkflowPhase, or an AttemptPhase for an attempt.")
+    at: UtcDatetime
+    error: RunError | None = None

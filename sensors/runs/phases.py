@@ -11,6 +11,7 @@ from enum import StrEnum
 from triggers.errors import IllegalTransitionError
 
 __all__ = [
+    "TERMINAL_ATTEMPT_PHASES",
     "TERMINAL_PHASES",
     "AttemptPhase",
     "ErrorKind",
@@ -90,3 +91,7 @@ def check_transition(current: WorkflowPhase, new: WorkflowPhase) -> None:
     raise IllegalTransitionError(
         f"a run cannot go from {current} to {new}; from {current} it can go to {allowed}."
     )
+
+
+A = AttemptPhase
+TERMINAL_ATTEMPT_PHASES = frozenset({A.SUCCEEDED, A.FAILED, A.ABORTED, A.RETRYABLE_FAILED})

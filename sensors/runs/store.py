@@ -33,9 +33,23 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from sensors.runs.models import DeployedSensor, NewRun, RunError, RunRecord, TriggerFailure
-from sensors.runs.phases import WorkflowPhase, check_transition, is_terminal
-from sensors.runs.tables import runs, sensors, trigger_failures
+from sensors.runs.models import (
+    Attempt,
+    DeployedSensor,
+    NewRun,
+    PhaseChange,
+    RunError,
+    RunRecord,
+    TriggerFailure,
+)
+from sensors.runs.phases import (
+    TERMINAL_ATTEMPT_PHASES,
+    AttemptPhase,
+    WorkflowPhase,
+    check_transition,
+    is_terminal,
+)
+from sensors.runs.tables import run_attempts, run_phases, runs, sensors, trigger_failures
 from sensors.sensor import Sensor
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 from triggers.spec import EventDependency
@@ -132,6 +146,7 @@ class RunStore:
         try:
             async with self._connection(write=True) as conn:
                 await conn.execute(runs.insert().values(**row))
+                await conn.execute(_phase_change(new, None, WorkflowPhase.QUEUED, now))
         except IntegrityError:
             return await self.get_run(new.name, project=new.project, domain=new.domain), False
         return _run(row), True
@@ -170,15 +185,18 @@ class RunStore:
         flow: str | None = None,
         phase: WorkflowPhase | Sequence[WorkflowPhase] | None = None,
         sensor_id: str | None = None,
+        since: datetime | None = None,
         limit: int = 100,
     ) -> list[RunRecord]:
-        """Runs matching every filter given, newest first."""
+        """Runs matching every filter given (``since``: created at or after), newest first."""
         query = sa.select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc()).limit(limit)
         given = {"project": project, "domain": domain, "flow": flow, "sensor_id": sensor_id}
         query = query.where(*(runs.c[k] == v for k, v in given.items() if v is not None))
         if phase is not None:
             phases = [phase] if isinstance(phase, WorkflowPhase) else list(phase)
             query = query.where(runs.c.phase.in_([p.value for p in phases]))
+        if since is not None:
+            query = query.where(runs.c.created_at >= since)
         async with self._connection() as conn:
             return [_run(r) for r in (await conn.execute(query)).mappings()]
 
@@ -192,8 +210,12 @@ class RunStore:
         expected: WorkflowPhase | None = None,
         error: RunError | None = None,
         pid: int | None = None,
+        abort_cause: str | None = None,
     ) -> RunRecord:
         """Move a run to ``phase`` (compare-and-set) and return it as updated.
+
+        Every move is kept in the run's history, in the same transaction: that history
+        is also the outbox of lifecycle events (:mod:`sensors.runs.lifecycle`).
 
         ``expected`` makes the move conditional on the current phase: a claim.
 
@@ -222,6 +244,8 @@ class RunStore:
                 values["pid"] = pid
             if error is not None:
                 values["error"] = error.model_dump(mode="json")
+            if abort_cause is not None:
+                values["abort_cause"] = abort_cause
             update = (
                 runs.update()
                 .where(
@@ -235,11 +259,166 @@ class RunStore:
             )
             async with self._connection(write=True) as conn:
                 if (await conn.execute(update)).rowcount == 1:
+                    if phase != current.phase:
+                        await conn.execute(_phase_change(current, None, phase, now, error))
                     return current.model_copy(
                         update={**values, "phase": phase, "error": error or current.error}
                     )
             await asyncio.sleep(0)  # someone else wrote in between: read again
         raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+    async def request_abort(
+        self, project: str, domain: str, name: str, cause: str
+    ) -> tuple[RunRecord, bool]:
+        """Abort a run: a QUEUED one at once, a running one through ABORTING (its worker
+        then stops its process). Return the run and whether this call changed it; a run
+        that is final or already aborting is left as it is."""
+        for _ in range(_CAS_ATTEMPTS):
+            run = await self.get_run(name, project=project, domain=domain)
+            if is_terminal(run.phase) or run.phase == WorkflowPhase.ABORTING:
+                return run, False
+            phase = (
+                WorkflowPhase.ABORTED
+                if run.phase in (WorkflowPhase.UNDEFINED, WorkflowPhase.QUEUED)
+                else WorkflowPhase.ABORTING
+            )
+            try:
+                moved = await self.transition(
+                    project, domain, name, phase, expected=run.phase, abort_cause=cause
+                )
+            except IllegalTransitionError:
+                continue  # it moved on meanwhile: look again
+            return moved, True
+        raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+    # attempts
+
+    async def start_attempt(
+        self, project: str, domain: str, name: str, *, pid: int | None, worker: str
+    ) -> Attempt:
+        """Record the run's next attempt as RUNNING and return it."""
+        for _ in range(_CAS_ATTEMPTS):
+            run = await self.get_run(name, project=project, domain=domain)
+            now = datetime.now(UTC)
+            attempt = Attempt(
+                project=project,
+                domain=domain,
+                name=name,
+                number=run.attempts + 1,
+                phase=AttemptPhase.RUNNING,
+                started_at=now,
+                updated_at=now,
+                pid=pid,
+                worker=worker,
+            )
+            claim = (
+                runs.update()
+                .where(
+                    runs.c.project == project,
+                    runs.c.domain == domain,
+                    runs.c.name == name,
+                    runs.c.attempts == run.attempts,
+                )
+                .values(attempts=attempt.number, pid=pid, updated_at=now)
+            )
+            async with self._connection(write=True) as conn:
+                if (await conn.execute(claim)).rowcount != 1:
+                    continue
+                await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
+                await conn.execute(_phase_change(run, attempt.number, AttemptPhase.RUNNING, now))
+            return attempt
+        raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+    async def finish_attempt(
+        self,
+        project: str,
+        domain: str,
+        name: str,
+        number: int,
+        phase: AttemptPhase,
+        error: RunError | None = None,
+    ) -> bool:
+        """Move a running attempt to a final ``phase``; False if it had one already."""
+        if phase not in TERMINAL_ATTEMPT_PHASES:
+            raise IllegalTransitionError(f"an attempt cannot finish as {phase}")
+        run = await self.get_run(name, project=project, domain=domain)
+        now = datetime.now(UTC)
+        update = (
+            run_attempts.update()
+            .where(
+                run_attempts.c.project == project,
+                run_attempts.c.domain == domain,
+                run_attempts.c.name == name,
+                run_attempts.c.number == number,
+                run_attempts.c.phase == AttemptPhase.RUNNING.value,
+            )
+            .values(
+                phase=phase.value,
+                finished_at=now,
+                updated_at=now,
+                error=error.model_dump(mode="json") if error else None,
+            )
+        )
+        async with self._connection(write=True) as conn:
+            if (await conn.execute(update)).rowcount != 1:
+                return False
+            await conn.execute(_phase_change(run, number, phase, now, error))
+        return True
+
+    async def attempts(self, project: str, domain: str, name: str) -> list[Attempt]:
+        """The run's attempts, first first."""
+        query = (
+            sa.select(run_attempts)
+            .where(
+                run_attempts.c.project == project,
+                run_attempts.c.domain == domain,
+                run_attempts.c.name == name,
+            )
+            .order_by(run_attempts.c.number)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [Attempt.model_validate(_utc_row(r)) for r in rows]
+
+    # phase history: also the lifecycle event outbox
+
+    async def history(self, project: str, domain: str, name: str) -> list[PhaseChange]:
+        """Every phase change of the run and its attempts, oldest first."""
+        query = (
+            sa.select(run_phases)
+            .where(
+                run_phases.c.project == project,
+                run_phases.c.domain == domain,
+                run_phases.c.name == name,
+            )
+            .order_by(run_phases.c.id)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [PhaseChange.model_validate(_utc_row(r)) for r in rows]
+
+    async def unpublished_changes(self, limit: int = 500) -> list[PhaseChange]:
+        """Phase changes whose lifecycle event has not gone out yet, oldest first."""
+        query = (
+            sa.select(run_phases)
+            .where(run_phases.c.published_at.is_(None))
+            .order_by(run_phases.c.id)
+            .limit(limit)
+        )
+        async with self._connection() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        return [PhaseChange.model_validate(_utc_row(r)) for r in rows]
+
+    async def mark_published(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        update = (
+            run_phases.update()
+            .where(run_phases.c.id.in_(list(ids)))
+            .values(published_at=datetime.now(UTC))
+        )
+        async with self._connection(write=True) as conn:
+            await conn.execute(update)
 
     # trigger failures
 
@@ -358,6 +537,29 @@ def _dependency(dep: EventDependency) -> dict[str, Any]:
 def dialect_insert(conn: AsyncConnection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+def _phase_change(
+    run: NewRun,
+    attempt: int | None,
+    phase: WorkflowPhase | AttemptPhase,
+    at: datetime,
+    error: RunError | None = None,
+) -> Any:
+    return run_phases.insert().values(
+        project=run.project,
+        domain=run.domain,
+        name=run.name,
+        flow=run.flow,
+        attempt=attempt,
+        phase=phase.value,
+        at=at,
+        error=error.model_dump(mode="json") if error else None,
+    )
+
+
+def _utc_row(row: Any) -> dict[str, Any]:
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
 def _run(row: Any) -> RunRecord:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-__all__ = ["filter_counts", "metadata", "runs", "sensor_holds", "sensors", "trigger_failures"]
+__all__ = [
+    "filter_counts",
+    "metadata",
+    "run_attempts",
+    "run_phases",
+    "runs",
+    "sensor_holds",
+    "sensors",
+    "trigger_failures",
+]
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)
@@ -30,6 +39,11 @@ runs = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
     sa.Column("started_at", _TS),
     sa.Column("finished_at", _TS),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_backoff_seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("timeout_seconds", sa.Float),
+    sa.Column("abort_cause", sa.Text),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),
@@ -94,4 +108,40 @@ filter_counts = sa.Table(
     sa.Column("last_reason", sa.Text, nullable=False),
     sa.Column("last_event_id", sa.String(255), nullable=False),
     sa.Column("last_at", _TS, nullable=False),
+)
+
+# The attempts of each run (Flyte's TaskExecution): a retry is a new attempt.
+run_attempts = sa.Table(
+    "run_attempts",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(253), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(30), nullable=False),
+    sa.Column("started_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("finished_at", _TS),
+    sa.Column("error", sa.JSON),
+    sa.Column("pid", sa.Integer),
+    sa.Column("worker", sa.String(300)),
+)
+
+# Every phase change of a run or of one of its attempts, in order. Also the outbox of
+# lifecycle events: written in the transaction that changes the phase, published after.
+run_phases = sa.Table(
+    "run_phases",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("domain", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(253), nullable=False),
+    sa.Column("flow", sa.String(200), nullable=False),
+    sa.Column("attempt", sa.Integer),  # None: the run's own phase
+    sa.Column("phase", sa.String(30), nullable=False),
+    sa.Column("at", _TS, nullable=False),
+    sa.Column("error", sa.JSON),
+    sa.Column("published_at", _TS),
+    sa.Index("ix_run_phases_run", "project", "domain", "name", "id"),
+    sa.Index("ix_run_phases_unpublished", "published_at", "id"),
 )

@@ -1,0 +1,123 @@
+"""Run lifecycle events: every phase change of a run and of its attempts, as a CloudEvent.
+
+A phase change is written to the run's history in the same transaction that makes
+it (:meth:`~sensors.runs.store.RunStore.transition`), so the history is an outbox:
+:class:`LifecycleRelay` publishes what has not gone out yet to
+``tripwire.run-events``, in order, and only then marks it published. A crash in
+between publishes a change again, under the same event id, so consumers (a
+``trigger_on_finish`` sensor counts an event id once) see it once.
+
+Event shape, after Flyte's cloud events: type ``com.tripwire.resource.workflow``
+with subject ``WorkflowExecutionEvent`` for a run, ``com.tripwire.resource.task``
+with subject ``TaskExecutionEvent`` for an attempt; the key is the run name, so
+the events of one run stay in order on one partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
+
+from sensors.runs.models import PhaseChange
+from sensors.runs.phases import WorkflowPhase
+from sensors.runs.store import RunStore
+from triggers.envelope import KafkaRecord
+from triggers.settings import Settings
+
+__all__ = [
+    "TASK_EVENT",
+    "WORKFLOW_EVENT",
+    "LifecycleRelay",
+    "lifecycle_data",
+    "lifecycle_record",
+]
+
+log = logging.getLogger(__name__)
+
+WORKFLOW_EVENT = "com.tripwire.resource.workflow"
+TASK_EVENT = "com.tripwire.resource.task"
+_RELAY_EVERY = 0.2  # seconds between looks at the outbox while it is empty
+_BATCH = 500
+
+
+def lifecycle_data(change: PhaseChange, settings: Settings) -> dict[str, Any]:
+    """The event's data: which run, which phase, when, why, and where its outputs are."""
+    output = None
+    if change.phase == WorkflowPhase.SUCCEEDED:
+        output = (settings.home / "runs" / change.name).resolve().as_uri()
+    return {
+        "execution_id": {"project": change.project, "domain": change.domain, "name": change.name},
+        "flow": change.flow,
+        "attempt": change.attempt,
+        "phase": change.phase,
+        "occurred_at": change.at.isoformat(),
+        "error": change.error.model_dump(mode="json") if change.error else None,
+        "output_uri": output,
+    }
+
+
+def lifecycle_record(change: PhaseChange, settings: Settings) -> KafkaRecord:
+    """One phase change as a binary-mode CloudEvent for Kafka."""
+    run_level = change.attempt is None
+    event = CloudEvent(
+        attributes={
+            "type": WORKFLOW_EVENT if run_level else TASK_EVENT,
+            "source": f"tripwire://runs/{change.project}/{change.domain}",
+            "id": f"{change.project}.{change.domain}.phase-{change.id}",
+            "subject": "WorkflowExecutionEvent" if run_level else "TaskExecutionEvent",
+            "time": change.at,
+            "datacontenttype": "application/json",
+        },
+        data=lifecycle_data(change, settings),
+    )
+    message = ce_kafka.to_binary_event(event, key_mapper=lambda _: change.name)
+    key = message.key.encode() if isinstance(message.key, str) else (message.key or b"")
+    return KafkaRecord(key=key, value=message.value, headers=list(message.headers.items()))
+
+
+class LifecycleRelay:
+    """Publishes the run history's unpublished changes, oldest first, until stopped."""
+
+    def __init__(self, settings: Settings, store: RunStore, producer: AIOKafkaProducer) -> None:
+        self._settings = settings
+        self._store = store
+        self._producer = producer
+        self.published = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                sent = await self.relay_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("publishing run lifecycle events failed; retrying")
+                sent = 0
+            if sent < _BATCH:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), _RELAY_EVERY)
+
+    async def relay_once(self) -> int:
+        """Publish one batch of unpublished changes; return how many went out."""
+        changes = await self._store.unpublished_changes(limit=_BATCH)
+        if not changes:
+            return 0
+        topic = self._settings.topic_run_events
+        acks = []
+        for change in changes:
+            record = lifecycle_record(change, self._settings)
+            acks.append(
+                await self._producer.send(
+                    topic, record.value, key=record.key, headers=record.headers
+                )
+            )
+        await asyncio.gather(*acks)
+        await self._store.mark_published([c.id for c in changes])
+        self.published += len(changes)
+        return len(changes)
