@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -189,23 +190,42 @@ async def _with_store(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
         return await action(store)
 
 
+ProjectOption = Annotated[
+    str | None, typer.Option(help="Project (default: TRIPWIRE_PROJECT, else 'default').")
+]
+DomainOption = Annotated[
+    str | None, typer.Option(help="Domain (default: TRIPWIRE_DOMAIN, else 'development').")
+]
+RunName = Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")]
+
+
 @runs_app.command("list")
 def runs_list(
+    project: ProjectOption = None,
+    domain: DomainOption = None,
     flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
-    phase: Annotated[str | None, typer.Option(help="Only runs in this phase, e.g. FAILED.")] = None,
+    phase: Annotated[
+        str | None, typer.Option(help="Only runs in these phases, e.g. FAILED,TIMED_OUT.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only runs created since: an ISO 8601 time, or a duration (90m, 1d)."),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
     settings = _settings()
     phases = views.parse_phase(phase) if phase else None
+    after = views.parse_since(since, datetime.now(UTC)) if since else None
     runs = _run(
         _with_store(
             lambda store: store.list_runs(
-                project=settings.project,
-                domain=settings.domain,
+                project=project or settings.project,
+                domain=domain or settings.domain,
                 flow=flow,
                 phase=phases,
+                since=after,
                 limit=limit,
             )
         )
@@ -215,17 +235,50 @@ def runs_list(
 
 @runs_app.command("get")
 def runs_get(
-    name: Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")],
+    name: RunName,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show one run: phase, parameters, triggering events, timestamps and error."""
+    """Show one run: phase, parameters, events, attempts, phase history and error."""
     settings = _settings()
-    run = _run(
+    detail = _run(
         _with_store(
-            lambda store: store.get_run(name, project=settings.project, domain=settings.domain)
+            lambda store: views.run_detail(
+                store,
+                name,
+                project=project or settings.project,
+                domain=domain or settings.domain,
+            )
         )
     )
-    views.print_run(out, run, as_json=as_json)
+    views.print_run(out, detail, as_json=as_json)
+
+
+@runs_app.command("abort")
+def runs_abort(
+    name: RunName,
+    cause: Annotated[str, typer.Option(help="Why, recorded with the run.")] = "aborted by user",
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Abort a run: a queued one at once; a running one through ABORTING, its process
+    tree stopped by its worker. A run that already ended is left as it is."""
+    settings = _settings()
+    run, changed = _run(
+        _with_store(
+            lambda store: store.request_abort(
+                project or settings.project, domain or settings.domain, name, cause
+            )
+        )
+    )
+    if as_json:
+        out.print_json(json.dumps({"run": run.model_dump(mode="json"), "changed": changed}))
+    elif changed:
+        out.print(f"run {run.name} is {run.phase.value}: {cause}")
+    else:
+        out.print(f"run {run.name} is already {run.phase.value}; nothing to abort")
 
 
 @sensors_app.command("list")

@@ -13,15 +13,26 @@ from rich.console import Console
 from rich.table import Table
 
 from sensors.dev import DevInfo
-from sensors.runs.models import DeployedSensor, FilterCount, Hold, RunRecord, TriggerFailure
+from sensors.runs.models import (
+    Attempt,
+    DeployedSensor,
+    FilterCount,
+    Hold,
+    PhaseChange,
+    RunRecord,
+    TriggerFailure,
+)
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.status import list_filter_counts, list_holds
 from sensors.runs.store import RunStore
 from triggers.errors import StoreError
 
 __all__ = [
+    "RunDetail",
     "SensorStatus",
     "parse_phase",
+    "parse_since",
+    "run_detail",
     "print_dev_banner",
     "print_run",
     "print_runs",
@@ -61,6 +72,42 @@ class SensorStatus(BaseModel):
     dependencies: list[DependencyStatus]
     last_run: RunRecord | None
     failures: list[TriggerFailure]
+
+
+class RunDetail(BaseModel):
+    """A run with its attempts and phase history, as `tripwire runs get` shows it."""
+
+    run: RunRecord
+    attempts: list[Attempt]
+    history: list[PhaseChange]
+
+
+async def run_detail(store: RunStore, name: str, *, project: str, domain: str) -> RunDetail:
+    run = await store.get_run(name, project=project, domain=domain)
+    return RunDetail(
+        run=run,
+        attempts=await store.attempts(run.project, run.domain, run.name),
+        history=await store.history(run.project, run.domain, run.name),
+    )
+
+
+def parse_since(text: str, now: datetime) -> datetime:
+    """``2026-11-23T08:00:00Z`` or a duration back from now (``90m``, ``1d``)."""
+    from triggers.errors import DeclarationError
+    from triggers.spec import parse_duration
+
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        try:
+            return now - parse_duration(text, what="--since")
+        except DeclarationError:
+            raise typer.BadParameter(
+                f"{text!r} is neither an ISO 8601 time (2026-11-23T08:00:00Z) nor a "
+                "duration back from now (90m, 1d)",
+                param_hint="--since",
+            ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
 
 
 def parse_phase(text: str) -> list[WorkflowPhase]:
@@ -119,10 +166,13 @@ def print_runs(console: Console, runs: Sequence[RunRecord], *, as_json: bool) ->
     console.print(table if runs else "no runs yet")
 
 
-def print_run(console: Console, run: RunRecord, *, as_json: bool) -> None:
+def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     if as_json:
-        _dump(console, run.model_dump(mode="json"))
+        # The run's own fields at the top, as `runs list --json` gives them, plus its story.
+        data = detail.model_dump(mode="json")
+        _dump(console, {**data["run"], "attempts": data["attempts"], "history": data["history"]})
         return
+    run = detail.run
     console.print(f"[bold]{run.name}[/bold]  {_phase(run.phase)}")
     rows = [
         ("flow", run.flow),
@@ -132,7 +182,11 @@ def print_run(console: Console, run: RunRecord, *, as_json: bool) -> None:
         ("created", _when(run.created_at)),
         ("started", _when(run.started_at)),
         ("finished", _when(run.finished_at)),
+        ("retries", f"{run.retries} (backoff {run.retry_backoff_seconds:g}s)"),
+        ("timeout", f"{run.timeout_seconds:g}s" if run.timeout_seconds else "-"),
     ]
+    if run.abort_cause:
+        rows.append(("aborted", run.abort_cause))
     for key, value in rows:
         console.print(f"  {key:<10} {value}")
     console.print("  parameters")
@@ -141,10 +195,31 @@ def print_run(console: Console, run: RunRecord, *, as_json: bool) -> None:
     console.print("  events")
     for event in run.events:
         console.print(f"    {event.get('name')}  id={event.get('id')}  time={event.get('time')}")
+    console.print("  attempts")
+    for attempt in detail.attempts:
+        took = (attempt.finished_at - attempt.started_at) if attempt.finished_at else None
+        console.print(
+            f"    #{attempt.number}  {attempt.phase.value:<16} started {_when(attempt.started_at)}"
+            f"  took {_took(took)}  worker {attempt.worker or '-'}  pid {attempt.pid or '-'}"
+        )
+        if attempt.error is not None:
+            console.print(f"        {attempt.error.code}: {attempt.error.message}", markup=False)
+    console.print("  history")
+    for change in detail.history:
+        what = "run" if change.attempt is None else f"attempt #{change.attempt}"
+        console.print(f"    {_when(change.at)}  {what:<11} {change.phase}")
     if run.error is not None:
-        console.print(f"  [red]error ({run.error.kind.value})[/red] {run.error.message}")
-        if run.error.traceback:
-            console.print(run.error.traceback.rstrip(), markup=False)
+        error = run.error
+        console.print(
+            f"  [red]error {error.kind.value} {error.code}[/red] at {_when(error.timestamp)} "
+            f"on {error.worker or '-'}: {error.message}"
+        )
+        if error.traceback:
+            console.print(error.traceback.rstrip(), markup=False)
+
+
+def _took(value: timedelta | None) -> str:
+    return f"{value.total_seconds():.1f}s" if value is not None else "-"
 
 
 def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_json: bool) -> None:

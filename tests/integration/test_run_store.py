@@ -47,10 +47,10 @@ async def test_creating_a_run_twice_returns_the_first_and_creates_nothing(
     assert len(await run_store.list_runs()) == 1
 
 
-async def test_ten_concurrent_creates_of_one_name_create_exactly_one_run(
+async def test_twenty_concurrent_creates_of_one_name_create_exactly_one_run(
     run_store: RunStore,
 ) -> None:
-    results = await asyncio.gather(*(run_store.create_run(new_run()) for _ in range(10)))
+    results = await asyncio.gather(*(run_store.create_run(new_run()) for _ in range(20)))
     assert sum(created for _, created in results) == 1
     assert {run.name for run, _ in results} == {"flow-abc"}
 

@@ -1,0 +1,180 @@
+"""Retries, timeouts, abort and lifecycle events, through the real engine, broker and store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+
+from sensors.engine import Engine
+from sensors.kafka import new_consumer
+from sensors.runs.lifecycle import TASK_EVENT, WORKFLOW_EVENT
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
+from tests.fixtures.servers import pid_alive
+from tests.integration.conftest import eventually, finished_run
+from triggers import publish
+
+pytestmark = pytest.mark.integration
+
+P, A = WorkflowPhase, AttemptPhase
+
+
+async def flaky(tmp_path: Path, *, fail_times: int) -> str:
+    """Request a run of the `flaky` flow that fails its first ``fail_times`` attempts."""
+    return await publish.aio(
+        "flaky_requested", {"marker": str(tmp_path / "n"), "fail_times": fail_times}
+    )
+
+
+async def test_a_flow_that_fails_once_is_retried_as_a_second_attempt(
+    store: RunStore, tmp_path: Path
+) -> None:
+    event_id = await publish.aio(
+        "flaky_requested", {"marker": str(tmp_path / "n"), "fail_times": 1}
+    )
+    run = await finished_run(store, event_id)
+    assert run.phase == P.SUCCEEDED and run.retries == 2
+    attempts = await store.attempts(run.project, run.domain, run.name)
+    assert [a.phase for a in attempts] == [A.RETRYABLE_FAILED, A.SUCCEEDED]
+    assert attempts[0].error is not None
+    assert (attempts[0].error.kind, attempts[0].error.code) == (ErrorKind.USER, "ValueError")
+
+
+async def test_a_flow_that_keeps_failing_fails_after_its_retries(
+    store: RunStore, tmp_path: Path
+) -> None:
+    event_id = await publish.aio(
+        "flaky_requested", {"marker": str(tmp_path / "n"), "fail_times": 9}
+    )
+    run = await finished_run(store, event_id)
+    assert run.phase == P.FAILED
+    assert run.error is not None and run.error.code == "ValueError"
+    assert run.error.worker and run.error.timestamp
+    attempts = await store.attempts(run.project, run.domain, run.name)
+    assert [a.phase for a in attempts] == [A.RETRYABLE_FAILED, A.RETRYABLE_FAILED, A.FAILED]
+    assert (tmp_path / "n").read_text() == "3"
+
+
+async def test_a_run_over_its_timeout_is_timed_out_and_its_process_tree_killed(
+    store: RunStore, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    event_id = await publish.aio("slow_requested", {"pid_file": str(pid_file)})
+    run = await finished_run(store, event_id)
+    assert run.phase == P.TIMED_OUT
+    assert run.error is not None and run.error.code == "Timeout"
+    await eventually(lambda: not pid_alive(int(pid_file.read_text())), "the child to be gone")
+
+
+async def _running(store: RunStore, event_id: str) -> RunRecord:
+    async def probe() -> RunRecord | None:
+        for run in await store.list_runs(phase=P.RUNNING):
+            if run.attempts and any(e["id"] == event_id for e in run.events):
+                return run
+        return None
+
+    return await eventually(probe, f"a running run for event {event_id}")
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sensors", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_abort_stops_a_running_run_through_aborting_and_records_the_cause(
+    store: RunStore, engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    event_id = await publish.aio("long_requested", {"pid_file": str(pid_file)})
+    run = await _running(store, event_id)
+    await eventually(pid_file.exists, "the flow to start its child")
+
+    aborted = _cli(engine_env, "runs", "abort", run.name, "--cause", "wrong table")
+    assert aborted.returncode == 0, aborted.stderr
+    assert "ABORTING" in aborted.stdout
+
+    done = await finished_run(store, event_id)
+    assert done.phase == P.ABORTED and done.abort_cause == "wrong table"
+    await eventually(lambda: not pid_alive(int(pid_file.read_text())), "the child to be gone")
+    history = await store.history(run.project, run.domain, run.name)
+    moves = [(c.attempt, c.phase) for c in history]
+    assert moves[-3:] == [(None, "ABORTING"), (1, "ABORTED"), (None, "ABORTED")]
+
+    again = _cli(engine_env, "runs", "abort", run.name)
+    assert again.returncode == 0 and "already ABORTED" in again.stdout
+
+
+async def test_every_phase_change_goes_out_as_a_lifecycle_cloudevent(
+    engine: Engine, store: RunStore, tmp_path: Path
+) -> None:
+    event_id = await publish.aio(
+        "flaky_requested", {"marker": str(tmp_path / "n"), "fail_times": 0}
+    )
+    run = await finished_run(store, event_id)
+    settings = engine.settings
+
+    async def published() -> list[dict[str, Any]]:
+        consumer = new_consumer(settings, group_id=None)
+        await consumer.start()
+        try:
+            tps = [
+                TopicPartition(settings.topic_run_events, p)
+                for p in range(settings.topic_partitions)
+            ]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            events: list[dict[str, Any]] = []
+            remaining = {tp for tp in tps if ends[tp] > 0}
+            while remaining:
+                for tp, records in (await consumer.getmany(timeout_ms=500)).items():
+                    if records and records[-1].offset + 1 >= ends[tp]:
+                        remaining.discard(tp)
+                    for r in records:
+                        headers = {k: v.decode() for k, v in r.headers}
+                        events.append({**headers, "data": json.loads(r.value or b"{}")})
+            return [e for e in events if e["data"]["execution_id"]["name"] == run.name]
+        finally:
+            await consumer.stop()
+
+    events = await eventually(
+        lambda: _complete(published()), "the run's final lifecycle event", timeout=15
+    )
+    kinds = [
+        (e["ce_type"], e["ce_subject"], e["data"]["attempt"], e["data"]["phase"]) for e in events
+    ]
+    assert kinds == [
+        (WORKFLOW_EVENT, "WorkflowExecutionEvent", None, "QUEUED"),
+        (WORKFLOW_EVENT, "WorkflowExecutionEvent", None, "RUNNING"),
+        (TASK_EVENT, "TaskExecutionEvent", 1, "RUNNING"),
+        (TASK_EVENT, "TaskExecutionEvent", 1, "SUCCEEDED"),
+        (WORKFLOW_EVENT, "WorkflowExecutionEvent", None, "SUCCEEDED"),
+    ]
+    final = events[-1]["data"]
+    assert final["execution_id"] == {"project": run.project, "domain": run.domain, "name": run.name}
+    assert final["flow"] == "flaky" and final["output_uri"].startswith("file://")
+    assert len({e["ce_id"] for e in events}) == len(events)
+
+
+async def _complete(pending: Any) -> list[dict[str, Any]] | None:
+    events = await pending
+    if (
+        events
+        and events[-1]["data"]["phase"] == "SUCCEEDED"
+        and events[-1]["data"]["attempt"] is None
+    ):
+        return events
+    return None
