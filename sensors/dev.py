@@ -74,7 +74,7 @@ async def run_dev(
         dev_settings = settings.model_copy(
             update={"kafka_bootstrap": broker.bootstrap, "home": home}
         )
-        async with Engine(dev_settings, flows) as engine:
+        async with Engine(dev_settings, flows, prune=True) as engine:
             await engine.wait_ready()
             _write_dev_file(dev_settings, broker)
             try:

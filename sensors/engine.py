@@ -14,7 +14,6 @@ import gc
 import logging
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -25,10 +24,10 @@ from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer,
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launching import LaunchStage
 from sensors.reporting import StatusReporter
+from sensors.runs.deploy import deploy, deployed_sensors
 from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage
-from sensors.sensor import build_sensors
 from sensors.state import CorrelationStage, StateRecovery
 from triggers.errors import TripwireError
 from triggers.settings import Settings
@@ -48,9 +47,12 @@ class Engine:
     Use as ``async with Engine(settings, flows) as engine: await engine.wait_ready()``.
     """
 
-    def __init__(self, settings: Settings, flows: Sequence[FlowSpec]) -> None:
+    def __init__(
+        self, settings: Settings, flows: Sequence[FlowSpec] = (), *, prune: bool = False
+    ) -> None:
         self.settings = settings
         self.flows = list(flows)
+        self._prune = prune
         self.store: RunStore | None = None
         self.sensor_stage: SensorStage | None = None
         self.launch_stage: LaunchStage | None = None
@@ -69,11 +71,11 @@ class Engine:
         s = self.settings
         try:
             self.store = await RunStore.open(s.store_url)
-            deployed = await self.store.register_sensors(
-                build_sensors(
-                    self.flows, project=s.project, domain=s.domain, deployed_at=datetime.now(UTC)
+            if self.flows:
+                await deploy(
+                    self.store, self.flows, project=s.project, domain=s.domain, prune=self._prune
                 )
-            )
+            deployed = await deployed_sensors(self.store, project=s.project, domain=s.domain)
             await ensure_topics(
                 s,
                 [

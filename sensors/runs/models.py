@@ -76,6 +76,11 @@ class NewRun(BaseModel):
     timeout_seconds: float | None = Field(
         None, gt=0, description="A run still going after this ends TIMED_OUT and is killed."
     )
+    inputs_uri: str | None = Field(
+        None, description="Where its inputs (parameters and events) are kept, as JSON."
+    )
+    flow_revision: int | None = Field(None, description="The deployed flow revision it runs.")
+    recovered_from: str | None = Field(None, description="The run this one recovers, if any.")
 
 
 class RunRecord(NewRun):
@@ -123,9 +128,11 @@ class DeployedSensor(BaseModel):
     conditions: str | None = Field(None, description="None means all dependencies.")
     correlate_by: dict[str, str] | None = None
     deployed_at: datetime = Field(
-        description="First deployment; events that reached the broker earlier never fire it."
+        description="First deployment of this revision of the trigger; events that reached "
+        "the broker earlier never fire it."
     )
     updated_at: datetime
+    revision: int = Field(1, description="The flow revision that last changed the trigger.")
 
 
 class Hold(BaseModel):

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import fcntl
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -50,9 +49,7 @@ from sensors.runs.phases import (
     is_terminal,
 )
 from sensors.runs.tables import run_attempts, run_phases, runs, sensors, trigger_failures
-from sensors.sensor import Sensor
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
-from triggers.spec import EventDependency
 
 __all__ = ["RunStore"]
 
@@ -122,8 +119,10 @@ class RunStore:
         await self.close()
 
     @contextlib.asynccontextmanager
-    async def _connection(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
-        """A connection (a transaction when ``write``); driver failures become StoreError."""
+    async def connection(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection (a transaction when ``write``); driver failures become StoreError.
+
+        Public for the store's companion modules (deploy, status)."""
         try:
             async with self._engine.begin() if write else self._engine.connect() as conn:
                 yield conn
@@ -144,7 +143,7 @@ class RunStore:
             "updated_at": now,
         }
         try:
-            async with self._connection(write=True) as conn:
+            async with self.connection(write=True) as conn:
                 await conn.execute(runs.insert().values(**row))
                 await conn.execute(_phase_change(new, None, WorkflowPhase.QUEUED, now))
         except IntegrityError:
@@ -165,7 +164,7 @@ class RunStore:
             query = query.where(runs.c.project == project)
         if domain is not None:
             query = query.where(runs.c.domain == domain)
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         if not rows:
             where = f" in {project or '*'}/{domain or '*'}" if project or domain else ""
@@ -197,7 +196,7 @@ class RunStore:
             query = query.where(runs.c.phase.in_([p.value for p in phases]))
         if since is not None:
             query = query.where(runs.c.created_at >= since)
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             return [_run(r) for r in (await conn.execute(query)).mappings()]
 
     async def transition(
@@ -257,7 +256,7 @@ class RunStore:
                 )
                 .values(**values)
             )
-            async with self._connection(write=True) as conn:
+            async with self.connection(write=True) as conn:
                 if (await conn.execute(update)).rowcount == 1:
                     if phase != current.phase:
                         await conn.execute(_phase_change(current, None, phase, now, error))
@@ -321,7 +320,7 @@ class RunStore:
                 )
                 .values(attempts=attempt.number, pid=pid, updated_at=now)
             )
-            async with self._connection(write=True) as conn:
+            async with self.connection(write=True) as conn:
                 if (await conn.execute(claim)).rowcount != 1:
                     continue
                 await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
@@ -359,7 +358,7 @@ class RunStore:
                 error=error.model_dump(mode="json") if error else None,
             )
         )
-        async with self._connection(write=True) as conn:
+        async with self.connection(write=True) as conn:
             if (await conn.execute(update)).rowcount != 1:
                 return False
             await conn.execute(_phase_change(run, number, phase, now, error))
@@ -376,7 +375,7 @@ class RunStore:
             )
             .order_by(run_attempts.c.number)
         )
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [Attempt.model_validate(_utc_row(r)) for r in rows]
 
@@ -393,7 +392,7 @@ class RunStore:
             )
             .order_by(run_phases.c.id)
         )
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [PhaseChange.model_validate(_utc_row(r)) for r in rows]
 
@@ -405,7 +404,7 @@ class RunStore:
             .order_by(run_phases.c.id)
             .limit(limit)
         )
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [PhaseChange.model_validate(_utc_row(r)) for r in rows]
 
@@ -417,7 +416,7 @@ class RunStore:
             .where(run_phases.c.id.in_(list(ids)))
             .values(published_at=datetime.now(UTC))
         )
-        async with self._connection(write=True) as conn:
+        async with self.connection(write=True) as conn:
             await conn.execute(update)
 
     # trigger failures
@@ -425,7 +424,7 @@ class RunStore:
     async def record_trigger_failure(self, failure: TriggerFailure) -> None:
         """Record why an event did not become a run; once per sensor and event id."""
         try:
-            async with self._connection(write=True) as conn:
+            async with self.connection(write=True) as conn:
                 await conn.execute(trigger_failures.insert().values(**failure.model_dump()))
         except IntegrityError:
             pass  # a redelivered event: already recorded
@@ -440,7 +439,7 @@ class RunStore:
         )
         if sensor_id is not None:
             query = query.where(trigger_failures.c.sensor_id == sensor_id)
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [
             TriggerFailure.model_validate({**r, "created_at": utc(r["created_at"])}) for r in rows
@@ -448,46 +447,17 @@ class RunStore:
 
     # sensors
 
-    async def register_sensors(self, deployed: Iterable[Sensor]) -> list[Sensor]:
-        """Record deployed sensors; return them with their first deployment time.
-
-        A sensor deployed before keeps its original ``deployed_at``, so a restarted or
-        added worker counts exactly the events the first one did. Workers starting
-        together race here; the upsert never rewrites ``deployed_at``, so the first one wins.
-        """
-        registered = []
-        now = datetime.now(UTC)
-        async with self._connection(write=True) as conn:
-            for sensor in deployed:
-                values = {
-                    "flow": sensor.flow.name,
-                    "trigger": sensor.trigger.name,
-                    "dependencies": [_dependency(d) for d in sensor.dependencies],
-                    "within_seconds": sensor.trigger.within.total_seconds(),
-                    "conditions": sensor.trigger.conditions,
-                    "correlate_by": sensor.trigger.correlate_by,
-                    "updated_at": now,
-                }
-                key = {"project": sensor.project, "domain": sensor.domain, "sensor_id": sensor.id}
-                insert = dialect_insert(conn)(sensors).values(
-                    **key, **values, deployed_at=sensor.deployed_at
-                )
-                upsert = insert.on_conflict_do_update(
-                    index_elements=["project", "domain", "sensor_id"], set_=values
-                ).returning(sensors.c.deployed_at)
-                first = utc((await conn.execute(upsert)).scalar_one())
-                registered.append(
-                    dataclasses.replace(sensor, deployed_at=first or sensor.deployed_at)
-                )
-        return registered
-
     async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
         query = (
             sa.select(sensors)
-            .where(sensors.c.project == project, sensors.c.domain == domain)
+            .where(
+                sensors.c.project == project,
+                sensors.c.domain == domain,
+                sensors.c.retired_at.is_(None),
+            )
             .order_by(sensors.c.sensor_id)
         )
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [
             DeployedSensor.model_validate(
@@ -505,7 +475,7 @@ class RunStore:
             .subquery()
         )
         query = sa.select(runs).join(newest, runs.c.id == newest.c.id)
-        async with self._connection() as conn:
+        async with self.connection() as conn:
             return {r["sensor_id"]: _run(r) for r in (await conn.execute(query)).mappings()}
 
 
@@ -524,14 +494,6 @@ async def _migration_lock(url: URL) -> AsyncIterator[None]:
         yield
     finally:
         lock.close()  # closing releases the lock
-
-
-def _dependency(dep: EventDependency) -> dict[str, Any]:
-    shown: dict[str, Any] = {"dep": dep.dep, "name": dep.name}
-    if dep.filters:
-        shown["filters"] = [f.model_dump(mode="json") for f in dep.filters]
-        shown["filters_operator"] = dep.filters_operator
-    return shown
 
 
 def dialect_insert(conn: AsyncConnection) -> Any:

@@ -6,7 +6,9 @@ import sqlalchemy as sa
 
 __all__ = [
     "filter_counts",
+    "flows",
     "metadata",
+    "projects",
     "run_attempts",
     "run_phases",
     "runs",
@@ -44,6 +46,9 @@ runs = sa.Table(
     sa.Column("retry_backoff_seconds", sa.Float, nullable=False, server_default="0"),
     sa.Column("timeout_seconds", sa.Float),
     sa.Column("abort_cause", sa.Text),
+    sa.Column("inputs_uri", sa.String(1000)),
+    sa.Column("flow_revision", sa.Integer),
+    sa.Column("recovered_from", sa.String(253)),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),
@@ -79,6 +84,8 @@ sensors = sa.Table(
     sa.Column("updated_at", _TS, nullable=False),
     sa.Column("conditions", sa.Text),
     sa.Column("correlate_by", sa.JSON),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("retired_at", _TS),
 )
 
 # What each sensor holds right now, per correlation key and dependency (for `sensors status`).
@@ -144,4 +151,26 @@ run_phases = sa.Table(
     sa.Column("published_at", _TS),
     sa.Index("ix_run_phases_run", "project", "domain", "name", "id"),
     sa.Index("ix_run_phases_unpublished", "published_at", "id"),
+)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("name", sa.String(63), primary_key=True),
+    sa.Column("description", sa.Text, nullable=False, server_default=""),
+    sa.Column("created_at", _TS, nullable=False),
+)
+
+# Every deployed revision of every flow; the current one has no retired_at.
+flows = sa.Table(
+    "flows",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("deployed_at", _TS, nullable=False),
+    sa.Column("retired_at", _TS),
 )

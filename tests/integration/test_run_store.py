@@ -11,9 +11,6 @@ import sqlalchemy as sa
 from sensors.runs.models import NewRun, RunError, TriggerFailure
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from sensors.sensor import build_sensors
-from triggers import trigger
-from triggers.decorators import flow_spec
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 pytestmark = pytest.mark.integration
@@ -178,25 +175,6 @@ async def test_a_trigger_failure_is_recorded_once_per_event(run_store: RunStore)
         ("1", now),
     ]
     assert await run_store.list_trigger_failures(sensor_id="other") == []
-
-
-async def test_a_redeployed_sensor_keeps_its_first_deployment_time(run_store: RunStore) -> None:
-    @trigger(event="data_updated")
-    def flow(rows: int = 0) -> None: ...
-
-    first_at = datetime(2026, 1, 1, tzinfo=UTC)
-    [first] = await run_store.register_sensors(
-        build_sensors([flow_spec(flow)], project="p", domain="d", deployed_at=first_at)
-    )
-    [again] = await run_store.register_sensors(
-        build_sensors(
-            [flow_spec(flow)], project="p", domain="d", deployed_at=first_at + timedelta(days=1)
-        )
-    )
-    assert first.deployed_at == again.deployed_at == first_at
-    [listed] = await run_store.list_sensors(project="p", domain="d")
-    assert listed.sensor_id == "flow.trigger"
-    assert listed.dependencies == [{"dep": "data_updated", "name": "data_updated"}]
 
 
 async def test_opening_a_migrated_store_again_changes_nothing(

@@ -1,0 +1,284 @@
+"""Deploying flows: revisions of flows and their triggers in the run store, in one transaction.
+
+A deploy compares each flow with its current revision. The same content changes
+nothing; a change adds revision n+1 and retires n; with ``prune``, deployed flows
+missing from the deployment are retired (``tripwire dev`` serves exactly its
+paths). A trigger keeps the time of its first deployment while it stays the
+same, so a restarted or added worker counts exactly the events the first one
+did; a changed or new trigger counts events from the deploy that changed it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from sensors.runs.store import RunStore, utc
+from sensors.runs.tables import flows, sensors
+from sensors.sensor import Sensor, build_sensors
+from triggers.errors import ConfigurationError, RunNotFoundError, StoreError
+from triggers.spec import EventDependency, FlowSpec
+
+__all__ = [
+    "Deployment",
+    "current_flows",
+    "deploy",
+    "deployed_sensors",
+    "flow_revision",
+    "validate_name",
+]
+
+_RACES = 5
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def validate_name(value: str, what: str) -> str:
+    """Return ``value`` if it is a valid project or domain name, else raise saying why."""
+    if not _NAME.match(value):
+        raise ConfigurationError(
+            f"invalid {what} name {value!r}: use lowercase letters, digits and '-', at most 63 "
+            "characters, starting and ending with a letter or digit (e.g. 'data-platform')."
+        )
+    return value
+
+
+@dataclass
+class Deployment:
+    """What a deploy did, by flow name."""
+
+    project: str
+    domain: str
+    created: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+    revisions: dict[str, int] = field(default_factory=dict)
+
+
+def _digest(spec: FlowSpec) -> str:
+    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+async def deploy(
+    store: RunStore,
+    specs: Sequence[FlowSpec],
+    *,
+    project: str,
+    domain: str,
+    prune: bool = False,
+) -> Deployment:
+    """Register ``specs`` and their triggers in one transaction; see the module docs.
+
+    Raises:
+        ConfigurationError: the project or domain name is invalid.
+    """
+    validate_name(project, "project")
+    validate_name(domain, "domain")
+    for _ in range(_RACES):
+        try:
+            return await _deploy(store, specs, project=project, domain=domain, prune=prune)
+        except IntegrityError:
+            continue  # another worker deployed the same flows just now: compare again
+    raise StoreError("flows kept changing while deploying them; try again.")
+
+
+async def _deploy(
+    store: RunStore, specs: Sequence[FlowSpec], *, project: str, domain: str, prune: bool
+) -> Deployment:
+    done = Deployment(project, domain)
+    now = datetime.now(UTC)
+    async with store.connection(write=True) as conn:
+        current = {spec.name: (spec, rev) for spec, rev in await _current(conn, project, domain)}
+        for spec in specs:
+            old = current.get(spec.name)
+            if old is not None and _digest(old[0]) == _digest(spec):
+                done.unchanged.append(spec.name)
+                done.revisions[spec.name] = old[1]
+                continue
+            revision = 1 if old is None else old[1] + 1
+            if old is not None:
+                await _retire_flow(conn, project, domain, spec.name, now)
+            await conn.execute(
+                flows.insert().values(
+                    project=project,
+                    domain=domain,
+                    name=spec.name,
+                    revision=revision,
+                    digest=_digest(spec),
+                    spec=spec.model_dump(mode="json"),
+                    deployed_at=now,
+                )
+            )
+            await _deploy_triggers(
+                conn, spec, old[0] if old else None, revision, project, domain, now
+            )
+            (done.created if old is None else done.changed).append(spec.name)
+            done.revisions[spec.name] = revision
+        if prune:
+            wanted = {spec.name for spec in specs}
+            for name in sorted(set(current) - wanted):
+                await _retire_flow(conn, project, domain, name, now)
+                await _retire_triggers(conn, project, domain, name, keep=(), at=now)
+                done.retired.append(name)
+    return done
+
+
+async def current_flows(
+    store: RunStore, *, project: str, domain: str
+) -> list[tuple[FlowSpec, int]]:
+    """The current revision of each deployed flow, as (spec, revision), by name."""
+    async with store.connection() as conn:
+        return await _current(conn, project, domain)
+
+
+async def flow_revision(
+    store: RunStore, name: str, *, project: str, domain: str, revision: int | None = None
+) -> tuple[FlowSpec, int]:
+    """A deployed flow: its current revision, or the given one (retired or not).
+
+    Raises:
+        RunNotFoundError: no such flow or revision is deployed in the project and domain.
+    """
+    query = sa.select(flows.c.spec, flows.c.revision).where(
+        flows.c.project == project, flows.c.domain == domain, flows.c.name == name
+    )
+    if revision is None:
+        query = query.where(flows.c.retired_at.is_(None))
+    else:
+        query = query.where(flows.c.revision == revision)
+    async with store.connection() as conn:
+        row = (await conn.execute(query)).first()
+    if row is None:
+        which = f" revision {revision}" if revision is not None else ""
+        raise RunNotFoundError(
+            f"no flow {name!r}{which} is deployed in {project}/{domain}; deploy it with "
+            "`tripwire deploy PATH`, or list what is deployed with `tripwire sensors list`."
+        )
+    return FlowSpec.model_validate(row.spec), row.revision
+
+
+async def deployed_sensors(store: RunStore, *, project: str, domain: str) -> list[Sensor]:
+    """The sensors of the current flows, each with the deployment time of its trigger."""
+    specs = [spec for spec, _ in await current_flows(store, project=project, domain=domain)]
+    query = sa.select(sensors.c.sensor_id, sensors.c.deployed_at).where(
+        sensors.c.project == project,
+        sensors.c.domain == domain,
+        sensors.c.retired_at.is_(None),
+    )
+    async with store.connection() as conn:
+        since = {r.sensor_id: utc(r.deployed_at) for r in await conn.execute(query)}
+    built = build_sensors(specs, project=project, domain=domain, deployed_at=datetime.now(UTC))
+    deployed = []
+    for sensor in built:
+        first = since.get(sensor.id)
+        if first is not None:
+            sensor = dataclasses.replace(sensor, deployed_at=first)
+        deployed.append(sensor)
+    return deployed
+
+
+async def _current(conn: AsyncConnection, project: str, domain: str) -> list[tuple[FlowSpec, int]]:
+    query = (
+        sa.select(flows.c.spec, flows.c.revision)
+        .where(flows.c.project == project, flows.c.domain == domain, flows.c.retired_at.is_(None))
+        .order_by(flows.c.name)
+    )
+    return [(FlowSpec.model_validate(r.spec), r.revision) for r in await conn.execute(query)]
+
+
+async def _retire_flow(
+    conn: AsyncConnection, project: str, domain: str, name: str, at: datetime
+) -> None:
+    await conn.execute(
+        flows.update()
+        .where(
+            flows.c.project == project,
+            flows.c.domain == domain,
+            flows.c.name == name,
+            flows.c.retired_at.is_(None),
+        )
+        .values(retired_at=at)
+    )
+
+
+async def _deploy_triggers(
+    conn: AsyncConnection,
+    spec: FlowSpec,
+    old: FlowSpec | None,
+    revision: int,
+    project: str,
+    domain: str,
+    now: datetime,
+) -> None:
+    """Upsert the flow's triggers: an unchanged one keeps its deployment time."""
+    before = {t.name: t for t in (old.triggers if old else ())}
+    for trig in spec.triggers:
+        sensor_id = f"{spec.name}.{trig.name}"
+        key = {"project": project, "domain": domain, "sensor_id": sensor_id}
+        values: dict[str, Any] = {
+            "flow": spec.name,
+            "trigger": trig.name,
+            "dependencies": [_dependency(d) for d in trig.dependencies],
+            "within_seconds": trig.within.total_seconds(),
+            "conditions": trig.conditions,
+            "correlate_by": trig.correlate_by,
+            "updated_at": now,
+            "retired_at": None,
+        }
+        if before.get(trig.name) != trig:
+            values |= {"deployed_at": now, "revision": revision}
+        exists = sa.select(sensors.c.sensor_id).where(*(sensors.c[k] == v for k, v in key.items()))
+        if (await conn.execute(exists)).first() is None:
+            await conn.execute(
+                sensors.insert().values(
+                    **key, **{"deployed_at": now, "revision": revision, **values}
+                )
+            )
+        else:
+            await conn.execute(
+                sensors.update()
+                .where(*(sensors.c[k] == v for k, v in key.items()))
+                .values(**values)
+            )
+    await _retire_triggers(
+        conn, project, domain, spec.name, keep=[t.name for t in spec.triggers], at=now
+    )
+
+
+async def _retire_triggers(
+    conn: AsyncConnection,
+    project: str,
+    domain: str,
+    flow: str,
+    *,
+    keep: Iterable[str],
+    at: datetime,
+) -> None:
+    await conn.execute(
+        sensors.update()
+        .where(
+            sensors.c.project == project,
+            sensors.c.domain == domain,
+            sensors.c.flow == flow,
+            sensors.c.trigger.not_in(list(keep)),
+            sensors.c.retired_at.is_(None),
+        )
+        .values(retired_at=at)
+    )
+
+
+def _dependency(dep: EventDependency) -> dict[str, Any]:
+    shown: dict[str, Any] = {"dep": dep.dep, "name": dep.name}
+    if dep.filters:
+        shown["filters"] = [f.model_dump(mode="json") for f in dep.filters]
+        shown["filters_operator"] = dep.filters_operator
+    return shown

@@ -1,0 +1,90 @@
+"""Deploying flows on SQLite and PostgreSQL: revisions, no-op redeploys, retired triggers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from sensors.runs.deploy import (
+    current_flows,
+    deploy,
+    deployed_sensors,
+    flow_revision,
+    validate_name,
+)
+from sensors.runs.store import RunStore
+from triggers import trigger
+from triggers.decorators import flow_spec
+from triggers.errors import ConfigurationError, RunNotFoundError
+from triggers.spec import FlowSpec
+
+pytestmark = pytest.mark.integration
+
+
+def daily(window: str = "1h") -> FlowSpec:
+    @trigger(events=["orders", "customers"], within=window)
+    def daily_join(rows: int = 0) -> None: ...
+
+    return flow_spec(daily_join)
+
+
+async def test_deploying_the_same_content_twice_changes_nothing(run_store: RunStore) -> None:
+    first = await deploy(run_store, [daily()], project="p", domain="d")
+    [sensor] = await deployed_sensors(run_store, project="p", domain="d")
+    again = await deploy(run_store, [daily()], project="p", domain="d")
+    assert (first.created, again.unchanged, again.revisions) == (
+        ["daily_join"],
+        ["daily_join"],
+        {"daily_join": 1},
+    )
+    [same] = await deployed_sensors(run_store, project="p", domain="d")
+    assert same.deployed_at == sensor.deployed_at
+
+
+async def test_a_changed_trigger_gets_a_new_revision_and_the_old_one_is_retired(
+    run_store: RunStore,
+) -> None:
+    await deploy(run_store, [daily("1h")], project="p", domain="d")
+    [before] = await deployed_sensors(run_store, project="p", domain="d")
+    changed = await deploy(run_store, [daily("2h")], project="p", domain="d")
+    assert (changed.changed, changed.revisions) == (["daily_join"], {"daily_join": 2})
+    [(spec, revision)] = await current_flows(run_store, project="p", domain="d")
+    assert revision == 2 and spec.triggers[0].within.total_seconds() == 7200
+    old, _ = await flow_revision(run_store, "daily_join", project="p", domain="d", revision=1)
+    assert old.triggers[0].within.total_seconds() == 3600
+    [after] = await deployed_sensors(run_store, project="p", domain="d")
+    assert after.deployed_at > before.deployed_at  # the new revision counts events from now
+    [listed] = await run_store.list_sensors(project="p", domain="d")
+    assert listed.revision == 2 and listed.within_seconds == 7200
+
+
+async def test_prune_retires_flows_missing_from_the_deployment(run_store: RunStore) -> None:
+    @trigger(event="other")
+    def other(rows: int = 0) -> None: ...
+
+    await deploy(run_store, [daily(), flow_spec(other)], project="p", domain="d")
+    done = await deploy(run_store, [daily()], project="p", domain="d", prune=True)
+    assert done.retired == ["other"]
+    assert [s.id for s in await deployed_sensors(run_store, project="p", domain="d")] == [
+        "daily_join.trigger"
+    ]
+    assert [s.sensor_id for s in await run_store.list_sensors(project="p", domain="d")] == [
+        "daily_join.trigger"
+    ]
+    with pytest.raises(RunNotFoundError, match="no flow 'other' is deployed in p/d"):
+        await flow_revision(run_store, "other", project="p", domain="d")
+
+
+async def test_workers_deploying_together_create_one_revision(run_store: RunStore) -> None:
+    results = await asyncio.gather(
+        *(deploy(run_store, [daily()], project="p", domain="d") for _ in range(5))
+    )
+    assert sum(len(r.created) for r in results) == 1
+    assert [rev for _, rev in await current_flows(run_store, project="p", domain="d")] == [1]
+
+
+@pytest.mark.parametrize("name", ["Default", "a_b", "-x", "x" * 64, ""])
+def test_project_and_domain_names_are_validated(name: str) -> None:
+    with pytest.raises(ConfigurationError, match="lowercase letters, digits and '-'"):
+        validate_name(name, "project")
