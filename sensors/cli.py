@@ -28,10 +28,12 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-runs_app = typer.Typer(help="Inspect runs.", no_args_is_help=True)
+runs_app = typer.Typer(help="Create, inspect, abort and recover runs.", no_args_is_help=True)
 sensors_app = typer.Typer(help="Inspect deployed sensors.", no_args_is_help=True)
+projects_app = typer.Typer(help="Create and list projects.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
 app.add_typer(sensors_app, name="sensors")
+app.add_typer(projects_app, name="projects")
 
 # Piped output is read by scripts and greps: no wrapping or truncation at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
@@ -197,6 +199,154 @@ DomainOption = Annotated[
     str | None, typer.Option(help="Domain (default: TRIPWIRE_DOMAIN, else 'development').")
 ]
 RunName = Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")]
+
+
+@app.command()
+def deploy(
+    paths: Annotated[list[Path], typer.Argument(help="Flow files or folders to deploy.")],
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Retire deployed flows that are not in PATHS.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register the flows in PATHS and their triggers, in one transaction.
+
+    The same content again changes nothing; a changed flow gets a new revision and
+    the old one is retired. Running workers pick the changes up.
+    """
+    from sensors.registry import discover_flows
+    from sensors.runs.deploy import deploy as deploy_flows
+
+    settings = _settings()
+
+    async def main(store: Any) -> Any:
+        specs = discover_flows(paths)
+        return await deploy_flows(
+            store,
+            specs,
+            project=project or settings.project,
+            domain=domain or settings.domain,
+            prune=prune,
+        )
+
+    try:
+        done = _run(_with_store(main))
+    except TripwireError as exc:  # a bad declaration, raised while importing the files
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    views.print_deployment(out, done, as_json=as_json)
+
+
+@projects_app.command("create")
+def projects_create(
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits and '-'; up to 63.")],
+    description: Annotated[str, typer.Option(help="What the project is for.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Create a project (deploying to one creates it too)."""
+    from sensors.runs.deploy import create_project
+
+    project, created = _run(_with_store(lambda store: create_project(store, name, description)))
+    if as_json:
+        out.print_json(json.dumps({**project.model_dump(mode="json"), "created": created}))
+    else:
+        out.print(f"project {name} {'created' if created else 'already exists'}")
+
+
+@projects_app.command("list")
+def projects_list(as_json: JsonOption = False) -> None:
+    """List projects."""
+    from sensors.runs.deploy import list_projects
+
+    projects = _run(_with_store(list_projects))
+    views.print_projects(out, projects, as_json=as_json)
+
+
+async def _with_service(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from sensors.kafka import new_producer
+    from sensors.runs.objects import ObjectStore
+    from sensors.runs.service import RunService
+
+    settings = _settings()
+    settings.require_bootstrap()
+
+    async def act(store: Any) -> T:
+        producer = new_producer(settings)
+        await producer.start()
+        try:
+            return await action(
+                RunService(settings, store, ObjectStore(settings.objects_root), producer)
+            )
+        finally:
+            await producer.stop()
+
+    return await _with_store(act)
+
+
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Parameter key=value (JSON or string); repeatable."),
+]
+
+
+@runs_app.command("create")
+def runs_create(
+    flow: Annotated[str, typer.Argument(help="A deployed flow's name.")],
+    param: Params = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: generated); the same name is one run.")
+    ] = None,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run of a deployed flow with the given parameters."""
+    settings = _settings()
+    run, created = _run(
+        _with_service(
+            lambda service: service.create(
+                flow,
+                parse_pairs(param or []),
+                name=name,
+                project=project or settings.project,
+                domain=domain or settings.domain,
+            )
+        )
+    )
+    if as_json:
+        out.print_json(json.dumps({**run.model_dump(mode="json"), "created": created}))
+    elif created:
+        out.print(f"run {run.name} {run.phase.value}; inputs at {run.inputs_uri}")
+    else:
+        out.print(f"run {run.name} already exists ({run.phase.value}); nothing started")
+
+
+@runs_app.command("recover")
+def runs_recover(
+    name: RunName,
+    param: Params = None,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a finished run again as NAME-r1 (-r2 ...) with its inputs and flow revision."""
+    settings = _settings()
+    run = _run(
+        _with_service(
+            lambda service: service.recover(
+                name,
+                project=project or settings.project,
+                domain=domain or settings.domain,
+                parameters=parse_pairs(param) if param else None,
+            )
+        )
+    )
+    if as_json:
+        out.print_json(json.dumps(run.model_dump(mode="json")))
+    else:
+        out.print(f"run {run.name} {run.phase.value}: recovers {name}")
 
 
 @runs_app.command("list")

@@ -26,6 +26,8 @@ from sensors.launching import LaunchStage
 from sensors.reporting import StatusReporter
 from sensors.runs.deploy import deploy, deployed_sensors
 from sensors.runs.lifecycle import LifecycleRelay
+from sensors.runs.objects import ObjectStore
+from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage
 from sensors.state import CorrelationStage, StateRecovery
@@ -63,6 +65,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.relay: LifecycleRelay | None = None
+        self.runs: RunService | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._relay_stop = asyncio.Event()
 
@@ -106,7 +109,8 @@ class Engine:
                 partitions,
                 StatusReporter(s, self.store),
             )
-            self.launch_stage = LaunchStage(self.store, self._launcher_for)
+            self.runs = RunService(s, self.store, ObjectStore(s.objects_root), self._producer)
+            self.launch_stage = LaunchStage(self.store, self.runs, self._launcher_for)
             # Sensors, flows and the index live as long as the worker: take them out of
             # the collector's reach, or every collection that the hot path's short-lived
             # objects trigger rescans them (bench/sensors.py: about 20% at 100k sensors).

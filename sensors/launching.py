@@ -1,6 +1,7 @@
 """The launcher stage: run requests in, runs out, each exactly once.
 
-A request is created in the run store under its deterministic name; the
+A request is admitted by the run service (inputs to the object store, the run
+to the store) under its deterministic name; the
 store's unique key turns a replayed or duplicated request into a no-op. The
 run is then claimed (QUEUED -> RUNNING, a conditional update) before it is
 started, so a request redelivered to another worker after a rebalance cannot
@@ -18,6 +19,7 @@ from sensors.kafka import Batch
 from sensors.launchers import Launcher
 from sensors.runs.models import NewRun
 from sensors.runs.phases import WorkflowPhase
+from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 
@@ -29,8 +31,11 @@ log = logging.getLogger(__name__)
 class LaunchStage:
     """Creates requested runs in the store and hands new ones to their launcher."""
 
-    def __init__(self, store: RunStore, launcher_for: Callable[[str], Launcher]) -> None:
+    def __init__(
+        self, store: RunStore, service: RunService, launcher_for: Callable[[str], Launcher]
+    ) -> None:
         self._store = store
+        self._service = service
         self._launcher_for = launcher_for
         self.created = 0
         self.duplicates = 0
@@ -57,7 +62,7 @@ class LaunchStage:
             await self._create_and_launch(request)
 
     async def _create_and_launch(self, request: NewRun) -> None:
-        run, created = await self._store.create_run(request)
+        run, created = await self._service.admit(request)
         if created:
             self.created += 1
             log.info("run %s QUEUED (flow %s)", run.name, run.flow)

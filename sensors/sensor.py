@@ -14,7 +14,7 @@ import msgspec
 from triggers.params import ParameterSchema
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec
 
-__all__ = ["Sensor", "build_sensors"]
+__all__ = ["Sensor", "build_sensors", "slug"]
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 
@@ -51,7 +51,7 @@ class Sensor:
         object.__setattr__(self, "id", f"{self.flow.name}.{self.trigger.name}")
         object.__setattr__(self, "schema", ParameterSchema(self.flow.parameters))
         object.__setattr__(self, "request_head", msgspec.json.encode(self._request_fields())[:-1])
-        object.__setattr__(self, "_slug", _slug(self.flow.name))
+        object.__setattr__(self, "_slug", slug(self.flow.name))
         prefix = "\x1f".join([self.project, self.domain, self.id, ""])
         object.__setattr__(self, "_name_prefix", prefix.encode())
 
@@ -81,7 +81,8 @@ class Sensor:
         return f"{self._slug}-{hashlib.sha256(material).hexdigest()[:20]}"
 
 
-def _slug(flow: str) -> str:
+def slug(flow: str) -> str:
+    """A flow name as the start of a run name: lowercase letters, digits and '-'."""
     return _SLUG.sub("-", flow.lower().replace("_", "-")).strip("-")[:40] or "run"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -13,12 +14,14 @@ from rich.console import Console
 from rich.table import Table
 
 from sensors.dev import DevInfo
+from sensors.runs.deploy import Deployment
 from sensors.runs.models import (
     Attempt,
     DeployedSensor,
     FilterCount,
     Hold,
     PhaseChange,
+    Project,
     RunRecord,
     TriggerFailure,
 )
@@ -33,7 +36,9 @@ __all__ = [
     "parse_phase",
     "parse_since",
     "run_detail",
+    "print_deployment",
     "print_dev_banner",
+    "print_projects",
     "print_run",
     "print_runs",
     "print_sensors",
@@ -220,6 +225,35 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
 
 def _took(value: timedelta | None) -> str:
     return f"{value.total_seconds():.1f}s" if value is not None else "-"
+
+
+def print_deployment(console: Console, done: Deployment, *, as_json: bool) -> None:
+    if as_json:
+        _dump(console, dataclasses.asdict(done))
+        return
+    where = f"{done.project}/{done.domain}"
+    for label, names in (
+        ("created", done.created),
+        ("changed", done.changed),
+        ("unchanged", done.unchanged),
+        ("retired", done.retired),
+    ):
+        for name in names:
+            revision = done.revisions.get(name)
+            suffix = f" (revision {revision})" if revision and label != "retired" else ""
+            console.print(f"{label:<10} {name}{suffix}")
+    if not (done.created or done.changed or done.unchanged or done.retired):
+        console.print(f"no flows found to deploy to {where}")
+
+
+def print_projects(console: Console, projects: Sequence[Project], *, as_json: bool) -> None:
+    if as_json:
+        _dump(console, [p.model_dump(mode="json") for p in projects])
+        return
+    table = Table("PROJECT", "DESCRIPTION", "CREATED", box=None)
+    for project in projects:
+        table.add_row(project.name, project.description, _when(project.created_at))
+    console.print(table if projects else "no projects yet")
 
 
 def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_json: bool) -> None:

@@ -1,3 +1,8 @@
 """Shared pytest configuration: fixtures live in tests/fixtures and are loaded as plugins."""
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.kafka", "tests.fixtures.db"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.kafka",
+    "tests.fixtures.db",
+    "tests.fixtures.s3",
+]

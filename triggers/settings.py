@@ -47,6 +47,14 @@ class Settings(BaseSettings):
             "`postgresql+asyncpg://user@host/db`. Unset: SQLite at $TRIPWIRE_HOME/tripwire.db."
         ),
     )
+    objects_url: str | None = Field(
+        None,
+        description=(
+            "Object store for run inputs, an fsspec URL such as `s3://bucket/tripwire` "
+            "(needs `pip install 'tripwire[aws]'`; AWS_* variables, AWS_ENDPOINT_URL included, "
+            "configure the client). Unset: the folder $TRIPWIRE_HOME/objects."
+        ),
+    )
     project: str = Field("default", description="Project that deployed flows and runs belong to.")
     domain: str = Field("development", description="Domain (environment) within the project.")
     api_url: str | None = Field(None, description="Base URL of the tripwire HTTP API.")
@@ -149,6 +157,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.home / 'tripwire.db').resolve()}"
+
+    @property
+    def objects_root(self) -> str:
+        """The object store URL, defaulting to a folder under the home directory."""
+        if self.objects_url:
+            return self.objects_url.rstrip("/")
+        return (self.home / "objects").resolve().as_uri()
 
     def require_bootstrap(self) -> str:
         """Return the Kafka bootstrap address or explain how to provide one."""

@@ -22,18 +22,21 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from sensors.runs.store import RunStore, utc
-from sensors.runs.tables import flows, sensors
+from sensors.runs.models import Project
+from sensors.runs.store import RunStore, dialect_insert, utc
+from sensors.runs.tables import flows, projects, sensors
 from sensors.sensor import Sensor, build_sensors
 from triggers.errors import ConfigurationError, RunNotFoundError, StoreError
 from triggers.spec import EventDependency, FlowSpec
 
 __all__ = [
     "Deployment",
+    "create_project",
     "current_flows",
     "deploy",
     "deployed_sensors",
     "flow_revision",
+    "list_projects",
     "validate_name",
 ]
 
@@ -97,6 +100,7 @@ async def _deploy(
     done = Deployment(project, domain)
     now = datetime.now(UTC)
     async with store.connection(write=True) as conn:
+        await _ensure_project(conn, project, "", now)
         current = {spec.name: (spec, rev) for spec, rev in await _current(conn, project, domain)}
         for spec in specs:
             old = current.get(spec.name)
@@ -130,6 +134,35 @@ async def _deploy(
                 await _retire_triggers(conn, project, domain, name, keep=(), at=now)
                 done.retired.append(name)
     return done
+
+
+async def create_project(store: RunStore, name: str, description: str = "") -> tuple[Project, bool]:
+    """Create a project; return it and whether this call created it.
+
+    Raises:
+        ConfigurationError: the name is invalid.
+    """
+    validate_name(name, "project")
+    now = datetime.now(UTC)
+    async with store.connection(write=True) as conn:
+        created = await _ensure_project(conn, name, description, now)
+        row = (await conn.execute(sa.select(projects).where(projects.c.name == name))).one()
+    return Project.model_validate({**row._mapping, "created_at": utc(row.created_at)}), created
+
+
+async def list_projects(store: RunStore) -> list[Project]:
+    """Projects, by name: those created and those deployed to."""
+    async with store.connection() as conn:
+        rows = (await conn.execute(sa.select(projects).order_by(projects.c.name))).all()
+    return [Project.model_validate({**r._mapping, "created_at": utc(r.created_at)}) for r in rows]
+
+
+async def _ensure_project(conn: AsyncConnection, name: str, description: str, at: datetime) -> bool:
+    insert = dialect_insert(conn)(projects).values(
+        name=name, description=description, created_at=at
+    )
+    result = await conn.execute(insert.on_conflict_do_nothing(index_elements=["name"]))
+    return bool(result.rowcount)
 
 
 async def current_flows(

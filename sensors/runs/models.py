@@ -16,6 +16,7 @@ __all__ = [
     "Hold",
     "NewRun",
     "PhaseChange",
+    "Project",
     "RunError",
     "RunRecord",
     "TriggerFailure",
@@ -185,3 +186,11 @@ class PhaseChange(BaseModel):
     phase: str = Field(description="A WorkflowPhase, or an AttemptPhase for an attempt.")
     at: UtcDatetime
     error: RunError | None = None
+
+
+class Project(BaseModel):
+    """A project: the namespace of flows and runs (with domains inside, as in Flyte)."""
+
+    name: str
+    description: str = ""
+    created_at: UtcDatetime

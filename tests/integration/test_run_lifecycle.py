@@ -178,3 +178,70 @@ async def _complete(pending: Any) -> list[dict[str, Any]] | None:
     ):
         return events
     return None
+
+
+async def test_runs_created_and_recovered_from_the_cli_run_with_the_same_inputs(
+    store: RunStore, engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    marker = tmp_path / "n"
+    created = _cli(
+        engine_env,
+        "runs",
+        "create",
+        "flaky",
+        "-p",
+        f"marker={marker}",
+        "-p",
+        "fail_times=0",
+        "--name",
+        "by-hand",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    assert json.loads(created.stdout)["created"] is True
+
+    async def finished(name: str) -> RunRecord | None:
+        run = await store.get_run(name)
+        return run if run.phase in (P.SUCCEEDED, P.FAILED) else None
+
+    run = await eventually(lambda: finished("by-hand"), "the created run to finish")
+    assert run.phase == P.SUCCEEDED and run.parameters["fail_times"] == 0
+
+    again = _cli(engine_env, "runs", "create", "flaky", "--name", "by-hand")
+    assert again.returncode == 0 and "already exists" in again.stdout
+
+    recovered = _cli(engine_env, "runs", "recover", "by-hand")
+    assert recovered.returncode == 0, recovered.stderr
+    assert "by-hand-r1" in recovered.stdout
+    rerun = await eventually(lambda: finished("by-hand-r1"), "the recovered run to finish")
+    assert rerun.parameters == run.parameters and rerun.recovered_from == "by-hand"
+    assert marker.read_text() == "2"  # the flow ran twice
+
+    refused = _cli(engine_env, "runs", "recover", "by-hand", "-p", "fail_times=3")
+    assert refused.returncode == 1 and "create a new run instead" in refused.stderr
+
+
+async def test_deploy_and_projects_from_the_cli(
+    store: RunStore, engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    flow = tmp_path / "extra_flow.py"
+    flow.write_text(
+        "from triggers import trigger\n\n"
+        "@trigger(event='extra_happened')\n"
+        "def extra(rows: int = 0) -> None: ...\n"
+    )
+    first = _cli(engine_env, "deploy", str(flow))
+    assert first.returncode == 0, first.stderr
+    assert "created    extra (revision 1)" in first.stdout
+    second = _cli(engine_env, "deploy", str(flow))
+    assert "unchanged  extra (revision 1)" in second.stdout
+    flow.write_text(flow.read_text().replace("extra_happened", "extra_changed"))
+    third = _cli(engine_env, "deploy", str(flow), "--json")
+    assert json.loads(third.stdout)["changed"] == ["extra"]
+
+    bad = _cli(engine_env, "deploy", str(flow), "--project", "Not_Valid")
+    assert bad.returncode == 1 and "invalid project name 'Not_Valid'" in bad.stderr
+    made = _cli(engine_env, "projects", "create", "data-platform", "--description", "ETL")
+    assert made.returncode == 0 and "created" in made.stdout
+    listed = json.loads(_cli(engine_env, "projects", "list", "--json").stdout)
+    assert {p["name"] for p in listed} >= {"data-platform", engine_env["TRIPWIRE_PROJECT"]}

@@ -1,0 +1,75 @@
+"""Run inputs in an object store: a local folder by default, any fsspec URL otherwise.
+
+Each run's inputs (parameters and triggering events) are written once, as JSON, to
+``<root>/<project>/<domain>/<run name>/inputs-<nonce>.json``; the run keeps the URI.
+The nonce means two workers racing to create one run never overwrite each other's
+file: the run that wins points at its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import fsspec
+
+from triggers.errors import ConfigurationError, StoreError
+
+__all__ = ["ObjectStore"]
+
+_EXTRAS = {"s3": "aws", "s3a": "aws"}
+
+
+class ObjectStore:
+    """Reads and writes JSON documents under one root URL (``file://...``, ``s3://...``)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+        protocol = self.root.split("://", 1)[0] if "://" in self.root else "file"
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError) as exc:
+            extra = _EXTRAS.get(protocol)
+            hint = f"pip install 'tripwire[{extra}]'" if extra else "use file:// or s3://"
+            raise ConfigurationError(
+                f"the object store {self.root!r} needs support for {protocol}:// ({exc}); {hint}"
+            ) from None
+
+    def inputs_key(self, project: str, domain: str, name: str) -> str:
+        return f"{project}/{domain}/{name}/inputs-{uuid.uuid4().hex[:12]}.json"
+
+    async def put_json(self, key: str, data: Any) -> str:
+        """Write ``data`` under ``key``; return its URI."""
+        uri = f"{self.root}/{key}"
+        body = json.dumps(data, sort_keys=True, default=str).encode()
+        await asyncio.to_thread(self._write, uri, body)
+        return uri
+
+    async def get_json(self, uri: str) -> Any:
+        """Read the JSON document at ``uri``."""
+        return json.loads(await asyncio.to_thread(self._read, uri))
+
+    def _write(self, uri: str, body: bytes) -> None:
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+            fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            with fs.open(path, "wb") as out:
+                out.write(body)
+        except Exception as exc:
+            raise StoreError(
+                f"cannot write run inputs to {uri}: {type(exc).__name__}: {exc}. Check "
+                "TRIPWIRE_OBJECTS_URL and the credentials for it."
+            ) from exc
+
+    def _read(self, uri: str) -> bytes:
+        try:
+            fs, path = fsspec.core.url_to_fs(uri)
+            with fs.open(path, "rb") as source:
+                data: bytes = source.read()
+                return data
+        except Exception as exc:
+            raise StoreError(
+                f"cannot read run inputs from {uri}: {type(exc).__name__}: {exc}"
+            ) from exc

@@ -1,0 +1,186 @@
+"""The run service: how every run comes to be, whoever asks for it.
+
+Sensors (through the launcher stage), `tripwire runs create` and the API all go
+through :meth:`RunService.admit`: the run's inputs are written to the object
+store, the run is persisted as QUEUED under its name (once: a name that exists
+returns the existing run and starts nothing), and a new run is enqueued on
+``tripwire.run-requests`` for a launcher to claim. Recovering a run creates
+``NAME-r1`` (then ``-r2`` ...) with the same inputs and flow revision.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from sensors.records import key_partition
+from sensors.runs.deploy import flow_revision
+from sensors.runs.models import NewRun, RunRecord
+from sensors.runs.objects import ObjectStore
+from sensors.runs.store import RunStore
+from sensors.sensor import slug
+from triggers.errors import ConfigurationError, RunNotFoundError
+from triggers.params import ParameterSchema
+from triggers.settings import Settings
+
+__all__ = ["RunService"]
+
+_RUN_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_RECOVERED = re.compile(r"^(?P<base>.+)-r(?P<n>\d+)$")
+
+
+class RunService:
+    """Creates, enqueues and recovers runs; see the module docs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: RunStore,
+        objects: ObjectStore,
+        producer: AIOKafkaProducer | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._objects = objects
+        self._producer = producer
+
+    async def create(
+        self,
+        flow: str,
+        parameters: dict[str, Any],
+        *,
+        name: str | None = None,
+        project: str,
+        domain: str,
+    ) -> tuple[RunRecord, bool]:
+        """Create a run of a deployed flow; return it and whether this call created it.
+
+        Raises:
+            RunNotFoundError: the flow is not deployed in the project and domain.
+            TriggerError: a parameter does not fit the flow's types, or a required
+                one is missing; the message names each and the fix.
+            ConfigurationError: the name is not a valid run name.
+        """
+        spec, revision = await flow_revision(self._store, flow, project=project, domain=domain)
+        values = ParameterSchema(spec.parameters).coerce(parameters)
+        if name is None:
+            name = f"{slug(spec.name)}-{uuid.uuid4().hex[:12]}"
+        elif not _RUN_NAME.match(name):
+            raise ConfigurationError(
+                f"invalid run name {name!r}: use lowercase letters, digits and '-', at most "
+                "63 characters, starting and ending with a letter or digit."
+            )
+        request = NewRun(
+            project=project,
+            domain=domain,
+            name=name,
+            flow=spec.name,
+            target=spec.target,
+            entrypoint=spec.entrypoint.model_dump(),
+            parameters=values,
+            events=[],
+            flow_revision=revision,
+        )
+        return await self.submit(request)
+
+    async def submit(self, request: NewRun) -> tuple[RunRecord, bool]:
+        """Admit a run and, if this call created it, enqueue it for a launcher."""
+        run, created = await self.admit(request)
+        if created:
+            await self._enqueue(run)
+        return run, created
+
+    async def admit(self, request: NewRun) -> tuple[RunRecord, bool]:
+        """Write the run's inputs and persist it as QUEUED; an existing name is returned
+        as it is, with nothing written."""
+        try:
+            return await self._store.get_run(
+                request.name, project=request.project, domain=request.domain
+            ), False
+        except RunNotFoundError:
+            pass
+        key = self._objects.inputs_key(request.project, request.domain, request.name)
+        uri = await self._objects.put_json(
+            key, {"parameters": request.parameters, "events": request.events}
+        )
+        return await self._store.create_run(request.model_copy(update={"inputs_uri": uri}))
+
+    async def recover(
+        self,
+        name: str,
+        *,
+        project: str,
+        domain: str,
+        parameters: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """A new run, ``NAME-rN``, with the inputs and flow revision of run ``name``.
+
+        Raises:
+            RunNotFoundError: no such run.
+            ConfigurationError: ``parameters`` differ from the run's inputs (create a
+                new run for that), or the run's inputs are not kept.
+        """
+        original = await self._store.get_run(name, project=project, domain=domain)
+        if original.inputs_uri is None:
+            raise ConfigurationError(
+                f"run {name!r} predates kept inputs and cannot be recovered; create a new run "
+                f"with `tripwire runs create {original.flow} -p ...`."
+            )
+        inputs = await self._objects.get_json(original.inputs_uri)
+        if parameters is not None and parameters != inputs["parameters"]:
+            raise ConfigurationError(
+                f"recover reruns run {name!r} with its own inputs, and these differ; create a "
+                f"new run instead: `tripwire runs create {original.flow} -p key=value ...`."
+            )
+        spec = None
+        if original.flow_revision is not None:
+            spec, _ = await flow_revision(
+                self._store,
+                original.flow,
+                project=project,
+                domain=domain,
+                revision=original.flow_revision,
+            )
+        request = original.model_copy(
+            update={
+                "name": await self._recovery_name(original),
+                "parameters": inputs["parameters"],
+                "events": inputs["events"],
+                "recovered_from": original.name,
+                "entrypoint": spec.entrypoint.model_dump() if spec else original.entrypoint,
+                "target": spec.target if spec else original.target,
+            }
+        )
+        run, _ = await self.submit(NewRun.model_validate(request.model_dump(include=_NEW_RUN)))
+        return run
+
+    async def _recovery_name(self, original: RunRecord) -> str:
+        match = _RECOVERED.match(original.name)
+        base = match.group("base") if match and original.recovered_from else original.name
+        taken = {
+            r.name
+            for r in await self._store.list_runs(
+                project=original.project, domain=original.domain, flow=original.flow, limit=10_000
+            )
+        }
+        n = 1
+        while f"{base}-r{n}" in taken:
+            n += 1
+        return f"{base}-r{n}"
+
+    async def _enqueue(self, run: RunRecord) -> None:
+        if self._producer is None:
+            raise ConfigurationError("this run service has no producer to enqueue runs with")
+        topic = self._settings.topic_run_requests
+        partitions = len(await self._producer.partitions_for(topic))
+        key = run.name.encode()
+        value = NewRun.model_validate(run.model_dump(include=_NEW_RUN)).model_dump_json()
+        await self._producer.send_and_wait(
+            topic, value.encode(), key=key, partition=key_partition(key, partitions)
+        )
+
+
+_NEW_RUN = set(NewRun.model_fields)
