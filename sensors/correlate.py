@@ -31,6 +31,7 @@ import msgspec
 from sensors.filters import correlation_key, rejection
 from sensors.mapping import extract_parameters
 from sensors.sensor import Sensor
+from triggers.conditions import Condition
 from triggers.envelope import Envelope
 from triggers.errors import TriggerError
 from triggers.spec import EventDependency
@@ -252,16 +253,39 @@ class Correlator:
     """Correlation state of multi-event sensors, changed only by offers and the clock."""
 
     def __init__(self, sensors: Iterable[Sensor] = ()) -> None:
-        self.sensors: dict[str, Sensor] = {s.id: s for s in sensors}
-        self._rules = {
-            s.id: (s, s.trigger.within, s.trigger.condition()) for s in self.sensors.values()
-        }
+        self.sensors: dict[str, Sensor] = {}
+        self._rules: dict[str, tuple[Sensor, timedelta, Condition]] = {}
         self.state: dict[StateKey, Held] = {}
         # When the oldest entry of each key expires, and a heap of those deadlines:
         # expiry visits only the keys that are due, so it costs what expires, not
         # what is held. A key has one live deadline; older heap entries are skipped.
         self._due: dict[StateKey, datetime] = {}
         self._deadlines: list[tuple[datetime, StateKey]] = []
+        self.update(sensors)
+
+    def update(self, sensors: Iterable[Sensor]) -> set[str]:
+        """Serve ``sensors`` from now on (a new deployment).
+
+        A sensor whose flow, trigger and deployment time are unchanged keeps its
+        state; the state of a changed or removed one is dropped, since what it held
+        was gathered under another definition. Returns the ids whose state went.
+        """
+        new = {s.id: s for s in sensors}
+        gone = {
+            sid
+            for sid, old in self.sensors.items()
+            if sid not in new or not _same_sensor(old, new[sid])
+        }
+        self.sensors = {
+            sid: self.sensors[sid] if sid in self.sensors and sid not in gone else sensor
+            for sid, sensor in new.items()
+        }
+        self._rules = {
+            s.id: (s, s.trigger.within, s.trigger.condition()) for s in self.sensors.values()
+        }
+        if gone:
+            self.drop(lambda key: key[0] not in gone)
+        return gone
 
     def offer(self, offers: Iterable[Offer], now: datetime) -> tuple[Decisions, list[StateChange]]:
         """Apply a batch of offers; return the decisions and what changed, per key."""
@@ -424,6 +448,10 @@ def make_fire(sensor: Sensor, used: dict[str, Arrival], decisions: Decisions) ->
         events.append(RunEvent(e.name, e.id, e.source, e.time, e.payload, dep.dep))
     run_name = sensor.run_name([e.id for e in events])
     decisions.fires.append(Fire(sensor, run_name, parameters, tuple(events)))
+
+
+def _same_sensor(a: Sensor, b: Sensor) -> bool:
+    return a.deployed_at == b.deployed_at and a.trigger == b.trigger and a.flow == b.flow
 
 
 def _oldest_first(pair: tuple[EventDependency, Arrival]) -> tuple[datetime, str]:

@@ -24,12 +24,13 @@ from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer,
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launching import LaunchStage
 from sensors.reporting import StatusReporter
-from sensors.runs.deploy import deploy, deployed_sensors
+from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
 from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.objects import ObjectStore
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage
+from sensors.sensor import Sensor
 from sensors.state import CorrelationStage, StateRecovery
 from triggers.errors import TripwireError
 from triggers.settings import Settings
@@ -119,6 +120,9 @@ class Engine:
             recovery = StateRecovery(
                 s, self.correlation_stage, lambda: new_consumer(s, group_id=None)
             )
+            self._tasks.append(
+                asyncio.create_task(self._follow_deployments(), name="tripwire deployments")
+            )
             group = f"tripwire.{s.project}.{s.domain}"
             stages: list[tuple[str, str, Handler, Any, Any]] = [
                 ("sensors", s.topic_events, self.sensor_stage.handle, None, self.sensor_stage.tick),
@@ -154,6 +158,40 @@ class Engine:
             len(deployed),
             s.kafka_bootstrap,
             s.store_url,
+        )
+
+    async def _follow_deployments(self) -> None:
+        """Serve new, changed and retired flows as `tripwire deploy` records them."""
+        s = self.settings
+        assert self.store is not None
+        mark = await deployment_mark(self.store, project=s.project, domain=s.domain)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), s.deploy_poll_interval)
+            if self._stop.is_set():
+                return
+            try:
+                latest = await deployment_mark(self.store, project=s.project, domain=s.domain)
+                if latest == mark:
+                    continue
+                self.serve(await deployed_sensors(self.store, project=s.project, domain=s.domain))
+                mark = latest
+            except Exception:
+                log.exception("reading the deployed flows failed; retrying")
+
+    def serve(self, deployed: list[Sensor]) -> None:
+        """Route to ``deployed`` from the next batch on; keep the state of unchanged sensors."""
+        assert self.sensor_stage is not None and self.correlation_stage is not None
+        self.sensor_stage.router = Router(deployed)
+        reset = self.correlation_stage.correlator.update(
+            d for d in deployed if len(d.dependencies) > 1
+        )
+        gc.collect()
+        gc.freeze()
+        log.info(
+            "now serving %d sensors (state of %d changed or retired ones dropped)",
+            len(deployed),
+            len(reset),
         )
 
     def _launcher_for(self, target: str) -> Launcher:

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
             "(what `tripwire sensors status` shows); 0 turns reporting off."
         ),
     )
+    deploy_poll_interval: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "Seconds between a worker's looks at the store for new, changed or retired "
+            "flows (`tripwire deploy`); it starts serving them without a restart."
+        ),
+    )
     max_parallel_runs: int = Field(
         8,
         ge=1,

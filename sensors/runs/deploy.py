@@ -35,6 +35,7 @@ __all__ = [
     "current_flows",
     "deploy",
     "deployed_sensors",
+    "deployment_mark",
     "flow_revision",
     "list_projects",
     "validate_name",
@@ -171,6 +172,15 @@ async def current_flows(
     """The current revision of each deployed flow, as (spec, revision), by name."""
     async with store.connection() as conn:
         return await _current(conn, project, domain)
+
+
+async def deployment_mark(store: RunStore, *, project: str, domain: str) -> tuple[Any, ...]:
+    """Changes whenever a deploy to the project and domain changed anything: cheap to poll."""
+    query = sa.select(
+        sa.func.count(), sa.func.max(flows.c.deployed_at), sa.func.max(flows.c.retired_at)
+    ).where(flows.c.project == project, flows.c.domain == domain)
+    async with store.connection() as conn:
+        return tuple((await conn.execute(query)).one())
 
 
 async def flow_revision(

@@ -221,8 +221,8 @@ async def test_runs_created_and_recovered_from_the_cli_run_with_the_same_inputs(
     assert refused.returncode == 1 and "create a new run instead" in refused.stderr
 
 
-async def test_deploy_and_projects_from_the_cli(
-    store: RunStore, engine_env: dict[str, str], tmp_path: Path
+async def test_a_running_worker_serves_deployed_flows_within_five_seconds(
+    engine: Engine, store: RunStore, engine_env: dict[str, str], tmp_path: Path
 ) -> None:
     flow = tmp_path / "extra_flow.py"
     flow.write_text(
@@ -233,15 +233,34 @@ async def test_deploy_and_projects_from_the_cli(
     first = _cli(engine_env, "deploy", str(flow))
     assert first.returncode == 0, first.stderr
     assert "created    extra (revision 1)" in first.stdout
-    second = _cli(engine_env, "deploy", str(flow))
-    assert "unchanged  extra (revision 1)" in second.stdout
-    flow.write_text(flow.read_text().replace("extra_happened", "extra_changed"))
-    third = _cli(engine_env, "deploy", str(flow), "--json")
-    assert json.loads(third.stdout)["changed"] == ["extra"]
+    assert "unchanged  extra (revision 1)" in _cli(engine_env, "deploy", str(flow)).stdout
 
+    def serving(event: str) -> bool:
+        assert engine.sensor_stage is not None
+        return bool(engine.sensor_stage.router.interested(event))
+
+    await eventually(lambda: serving("extra_happened"), "the worker to serve extra", timeout=5)
+    run = await finished_run(store, await publish.aio("extra_happened", {"rows": 3}))
+    assert (run.flow, run.phase, run.parameters) == ("extra", P.SUCCEEDED, {"rows": 3})
+
+    # When the trigger changes, the new revision replaces the old one
+    flow.write_text(flow.read_text().replace("extra_happened", "extra_changed"))
+    changed = _cli(engine_env, "deploy", str(flow), "--json")
+    assert json.loads(changed.stdout)["changed"] == ["extra"]
+    await eventually(lambda: serving("extra_changed"), "the worker to serve revision 2", timeout=5)
+    assert not serving("extra_happened")
+    run = await finished_run(store, await publish.aio("extra_changed", {"rows": 4}))
+    assert run.parameters == {"rows": 4}
+
+
+async def test_deploy_and_projects_refuse_bad_names_from_the_cli(
+    engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    flow = tmp_path / "extra_flow.py"
+    flow.write_text("from triggers import trigger\n\n@trigger(event='e')\ndef f() -> None: ...\n")
     bad = _cli(engine_env, "deploy", str(flow), "--project", "Not_Valid")
     assert bad.returncode == 1 and "invalid project name 'Not_Valid'" in bad.stderr
     made = _cli(engine_env, "projects", "create", "data-platform", "--description", "ETL")
     assert made.returncode == 0 and "created" in made.stdout
     listed = json.loads(_cli(engine_env, "projects", "list", "--json").stdout)
-    assert {p["name"] for p in listed} >= {"data-platform", engine_env["TRIPWIRE_PROJECT"]}
+    assert [(p["name"], p["description"]) for p in listed] == [("data-platform", "ETL")]
