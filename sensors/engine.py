@@ -124,20 +124,26 @@ class Engine:
                 asyncio.create_task(self._follow_deployments(), name="tripwire deployments")
             )
             group = f"tripwire.{s.project}.{s.domain}"
-            stages: list[tuple[str, str, Handler, Any, Any]] = [
-                ("sensors", s.topic_events, self.sensor_stage.handle, None, self.sensor_stage.tick),
+            stages: list[tuple[str, tuple[str, ...], Handler, Any, Any]] = [
+                (
+                    "sensors",
+                    (s.topic_events, s.topic_run_events),
+                    self.sensor_stage.handle,
+                    None,
+                    self.sensor_stage.tick,
+                ),
                 (
                     "correlator",
-                    s.topic_sensor_offers,
+                    (s.topic_sensor_offers,),
                     self.correlation_stage.handle,
                     recovery,
                     self.correlation_stage.tick,
                 ),
-                ("launcher", s.topic_run_requests, self.launch_stage.handle, None, None),
+                ("launcher", (s.topic_run_requests,), self.launch_stage.handle, None, None),
             ]
             self._consumers = [
-                new_consumer(s, topic, group_id=f"{group}.{name}", listener=listener)
-                for name, topic, _, listener, _ in stages
+                new_consumer(s, *topics, group_id=f"{group}.{name}", listener=listener)
+                for name, topics, _, listener, _ in stages
             ]
             # start() returns after the group join, which Tansu holds for half the session
             # timeout: join all groups at once.

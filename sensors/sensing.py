@@ -1,9 +1,10 @@
 """The sensor stage: events in; run requests, offers and counts out.
 
-Reads ``tripwire.events`` in batches and lets the :class:`~sensors.correlate.Router`
-decide the whole batch. Single-event sensors fire here and their run requests
-go to ``tripwire.run-requests`` (keyed by run name, so every request for one
-run lands on one launcher). Events for multi-event sensors go on, packed per
+Reads ``tripwire.events``, and ``tripwire.run-events`` for ``trigger_on_finish``,
+in batches and lets the :class:`~sensors.correlate.Router` decide the whole
+batch. Single-event sensors fire here and their run requests go to
+``tripwire.run-requests`` (keyed by run name, so every request for one run
+lands on one launcher). Events for multi-event sensors go on, packed per
 partition, to the offers topic, partitioned by sensor and correlation key, so
 that each key's state lives on exactly one worker (:mod:`sensors.state`).
 Offsets are committed only after all of that, by
@@ -31,6 +32,7 @@ from sensors.runs.store import RunStore
 from triggers.envelope import decode
 from triggers.errors import EventDecodeError
 from triggers.settings import Settings
+from triggers.spec import RUN_EVENT_TYPE, finished_event
 
 __all__ = ["Emitter", "SensorStage", "SensorStats", "run_request"]
 
@@ -239,6 +241,10 @@ class SensorStage:
                         "skipped record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc
                     )
                     continue
+                if envelope.name == RUN_EVENT_TYPE:
+                    # A run lifecycle event reaches only the sensors of its flow's finish.
+                    flow = envelope.payload.get("flow")
+                    envelope = msgspec.structs.replace(envelope, name=finished_event(str(flow)))
                 if record.timestamp != stamp:  # a produced batch shares one, mostly
                     stamp = record.timestamp
                     arrived_at = datetime.fromtimestamp(stamp / 1000, UTC)

@@ -1,12 +1,12 @@
 """tripwire's SDK: declare what triggers a flow, and publish the events that do.
 
-Flow authors use :func:`trigger`; publishers use :func:`publish` and
+Flow authors use :func:`trigger` and :func:`trigger_on_finish`; publishers use :func:`publish` and
 :func:`safe_publish` (each with an ``.aio`` form); a running flow reads
 :data:`current`.
 """
 
 from triggers.current import TriggerEvent, current
-from triggers.decorators import trigger
+from triggers.decorators import trigger, trigger_on_finish
 from triggers.errors import (
     ConfigurationError,
     DeclarationError,
@@ -20,6 +20,7 @@ from triggers.settings import Settings
 __all__ = [
     # declaring flows
     "trigger",
+    "trigger_on_finish",
     # publishing events
     "publish",
     "safe_publish",

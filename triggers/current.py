@@ -2,8 +2,9 @@
 
 Inside a run the engine started, ``current.run_name``, ``current.parameters``,
 ``current.event`` (the latest triggering event) and ``current.events`` (all of
-them, each with its payload) are set. Outside a run they are None or empty,
-so a flow still runs as plain Python.
+them, each with its payload) are set; for ``trigger_on_finish``, ``current.run``
+is the upstream run that finished (``current.runs`` all of them). Outside a run
+they are None or empty, so a flow still runs as plain Python.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 from triggers.errors import ConfigurationError
 from triggers.settings import get_settings
+from triggers.spec import RUN_EVENT_TYPE
 
-__all__ = ["Current", "RunContext", "TriggerEvent", "current"]
+__all__ = ["Current", "RunContext", "TriggerEvent", "UpstreamRun", "current"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,39 @@ class TriggerEvent:
             payload=data.get("payload") or {},
             dependency=data.get("dependency"),
             source=data.get("source"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRun:
+    """A finished run whose lifecycle event triggered this one (``trigger_on_finish``)."""
+
+    name: str
+    project: str
+    domain: str
+    flow: str
+    phase: str
+    finished_at: datetime | None
+    output_uri: str | None
+    error: dict[str, Any] | None
+
+    @classmethod
+    def from_event(cls, event: TriggerEvent) -> UpstreamRun | None:
+        """The run an event describes, or None for an event that is not a run's."""
+        data = event.payload
+        run = data.get("execution_id")
+        if not event.name.startswith(RUN_EVENT_TYPE) or not isinstance(run, dict):
+            return None
+        at = data.get("occurred_at")
+        return cls(
+            name=run["name"],
+            project=run["project"],
+            domain=run["domain"],
+            flow=data.get("flow", ""),
+            phase=data.get("phase", ""),
+            finished_at=datetime.fromisoformat(at) if at else None,
+            output_uri=data.get("output_uri"),
+            error=data.get("error"),
         )
 
 
@@ -130,6 +165,18 @@ class Current:
         """The latest contributing event."""
         events = self.events
         return events[-1] if events else None
+
+    @property
+    def runs(self) -> tuple[UpstreamRun, ...]:
+        """The upstream runs that triggered this one (``trigger_on_finish``), oldest first."""
+        found = (UpstreamRun.from_event(e) for e in self.events)
+        return tuple(run for run in found if run is not None)
+
+    @property
+    def run(self) -> UpstreamRun | None:
+        """The latest upstream run that triggered this one, if any."""
+        runs = self.runs
+        return runs[-1] if runs else None
 
     def __repr__(self) -> str:
         return f"<current run={self.run_name!r} flow={self.flow_name!r}>"

@@ -17,13 +17,17 @@ from typing import Any, TypeVar
 
 from triggers.conditions import parse_condition
 from triggers.errors import DeclarationError
+from triggers.filters import Filter
 from triggers.params import ParamSpec
 from triggers.spec import (
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_WINDOW,
+    FINAL_PHASES,
     Entrypoint,
+    EventDependency,
     FlowSpec,
     TriggerSpec,
+    finished_event,
     normalize_correlation,
     normalize_dependencies,
     parse_duration,
@@ -83,10 +87,7 @@ def trigger(
             "@trigger(event='data_updated') or @trigger(events=[...], within='1h')."
         )
     window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    backoff = parse_duration(retry_backoff, what="retry_backoff")
-    deadline = parse_duration(timeout, what="timeout") if timeout is not None else None
-    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
-        raise DeclarationError(f"retries={retries!r} must be a whole number from 0 to 100.")
+    policy = _run_policy(retries, retry_backoff, timeout)
 
     def decorate(func: F) -> F:
         where = f"@trigger on {getattr(func, '__qualname__', func)!r}"
@@ -111,14 +112,102 @@ def trigger(
                 within=window,
                 conditions=conditions,
                 correlate_by=correlation,
-                retries=retries,
-                retry_backoff=backoff,
-                timeout=deadline,
+                **policy,
             ),
         )
         return func
 
     return decorate
+
+
+def trigger_on_finish(
+    flow: str | None = None,
+    *,
+    flows: list[str] | None = None,
+    on: list[str] | tuple[str, ...] = ("SUCCEEDED",),
+    within: str | float | timedelta | None = None,
+    name: str | None = None,
+    retries: int = 0,
+    retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
+    timeout: str | float | timedelta | None = None,
+) -> Callable[[F], F]:
+    """Launch the decorated flow when a run of another flow finishes.
+
+    Args:
+        flow: the upstream flow's name; or ``flows``, several, all of which must
+            finish within ``within`` (default one hour).
+        on: the final phases that count (default SUCCEEDED only); e.g.
+            ``["FAILED", "TIMED_OUT"]`` for a failure hook.
+        name, retries, retry_backoff, timeout: as for :func:`trigger`.
+
+    Inside the run, ``current.run`` is the upstream run (``current.runs`` all of them).
+    Payload fields do not fill parameters: the flow gets its defaults. Cycles (a on
+    b on a) are refused when the flows are deployed.
+
+    Raises:
+        DeclarationError: when the declaration is invalid; the message says what to write.
+    """
+    if callable(flow) and not isinstance(flow, str):
+        raise DeclarationError(
+            f"@trigger_on_finish on {getattr(flow, '__qualname__', flow)!r} needs the upstream "
+            "flow: write @trigger_on_finish(flow='upstream_flow')."
+        )
+    if (flow is None) == (flows is None):
+        raise DeclarationError(
+            "@trigger_on_finish takes flow='name' or flows=['a', 'b'], exactly one of them."
+        )
+    upstream = [flow] if flow is not None else list(flows or [])
+    if not upstream or not all(isinstance(f, str) and f.isidentifier() for f in upstream):
+        raise DeclarationError(
+            f"@trigger_on_finish: upstream flows must be flow names, not {upstream!r}."
+        )
+    phases = [on] if isinstance(on, str) else list(on)
+    bad = [p for p in phases if p not in FINAL_PHASES]
+    if bad or not phases:
+        raise DeclarationError(
+            f"@trigger_on_finish: on={phases!r} must name final phases: {', '.join(FINAL_PHASES)}."
+        )
+    window = parse_duration(within) if within is not None else DEFAULT_WINDOW
+    policy = _run_policy(retries, retry_backoff, timeout)
+    deps = tuple(
+        EventDependency(
+            name=finished_event(up),
+            dep=up,
+            parameters={},  # a lifecycle event's fields are not the flow's parameters
+            filters=(Filter(path="$.phase", op="in", value=phases),),
+        )
+        for up in dict.fromkeys(upstream)
+    )
+
+    def decorate(func: F) -> F:
+        where = f"@trigger_on_finish on {getattr(func, '__qualname__', func)!r}"
+        decl = _declaration_of(func, where)
+        trigger_name = name or _next_trigger_name(decl)
+        if any(t.name == trigger_name for t in decl.triggers):
+            raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+        decl.triggers.insert(
+            0,
+            TriggerSpec(
+                name=trigger_name,
+                dependencies=deps,
+                within=window,
+                **policy,
+            ),
+        )
+        return func
+
+    return decorate
+
+
+def _run_policy(retries: object, retry_backoff: object, timeout: object) -> dict[str, Any]:
+    """Validated retries, backoff and timeout of a trigger, as TriggerSpec fields."""
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+        raise DeclarationError(f"retries={retries!r} must be a whole number from 0 to 100.")
+    return {
+        "retries": retries,
+        "retry_backoff": parse_duration(retry_backoff, what="retry_backoff"),
+        "timeout": parse_duration(timeout, what="timeout") if timeout is not None else None,
+    }
 
 
 def _declaration_of(func: Any, where: str) -> _Declaration:

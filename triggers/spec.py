@@ -72,6 +72,19 @@ class EventDependency(_Frozen):
 
 DEFAULT_RETRY_BACKOFF = timedelta(seconds=10)
 
+RUN_EVENT_TYPE = "com.tripwire.resource.workflow"
+"""The CloudEvent type of a run's lifecycle events (one per phase change)."""
+FINAL_PHASES = ("SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT")
+
+
+def finished_event(flow: str) -> str:
+    """The event name a ``trigger_on_finish`` dependency on ``flow`` listens to.
+
+    The engine routes each run lifecycle event under its type and flow, so an
+    upstream flow's events reach only the sensors waiting for that flow.
+    """
+    return f"{RUN_EVENT_TYPE}:{flow}"
+
 
 class TriggerSpec(_Frozen):
     """A set of dependencies that, when satisfied within ``within``, launches one run."""

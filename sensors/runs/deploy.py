@@ -26,8 +26,8 @@ from sensors.runs.models import Project
 from sensors.runs.store import RunStore, dialect_insert, utc
 from sensors.runs.tables import flows, projects, sensors
 from sensors.sensor import Sensor, build_sensors
-from triggers.errors import ConfigurationError, RunNotFoundError, StoreError
-from triggers.spec import EventDependency, FlowSpec
+from triggers.errors import ConfigurationError, DeclarationError, RunNotFoundError, StoreError
+from triggers.spec import EventDependency, FlowSpec, finished_event
 
 __all__ = [
     "Deployment",
@@ -35,6 +35,7 @@ __all__ = [
     "current_flows",
     "deploy",
     "deployed_sensors",
+    "check_finish_cycles",
     "deployment_mark",
     "flow_revision",
     "list_projects",
@@ -128,6 +129,11 @@ async def _deploy(
             )
             (done.created if old is None else done.changed).append(spec.name)
             done.revisions[spec.name] = revision
+        final = {name: spec for name, (spec, _) in current.items()}
+        final |= {spec.name: spec for spec in specs}
+        if prune:
+            final = {spec.name: spec for spec in specs}
+        check_finish_cycles(final.values())
         if prune:
             wanted = {spec.name for spec in specs}
             for name in sorted(set(current) - wanted):
@@ -317,6 +323,41 @@ async def _retire_triggers(
         )
         .values(retired_at=at)
     )
+
+
+def check_finish_cycles(specs: Iterable[FlowSpec]) -> None:
+    """Refuse flows that trigger each other on finish in a cycle (they would run forever).
+
+    Raises:
+        DeclarationError: naming the cycle.
+    """
+    prefix = finished_event("")
+    after: dict[str, list[str]] = {
+        spec.name: [
+            dep.name.removeprefix(prefix)
+            for trig in spec.triggers
+            for dep in trig.dependencies
+            if dep.name.startswith(prefix)
+        ]
+        for spec in specs
+    }
+    done: set[str] = set()
+
+    def visit(flow: str, path: list[str]) -> None:
+        if flow in path:
+            cycle = [*path[path.index(flow) :], flow]
+            raise DeclarationError(
+                "trigger_on_finish cycle: " + " -> ".join(reversed(cycle)) + " (each flow "
+                "runs when the one before it finishes, forever); remove one of these triggers."
+            )
+        if flow in done:
+            return
+        for upstream in after.get(flow, ()):
+            visit(upstream, [*path, flow])
+        done.add(flow)
+
+    for flow in after:
+        visit(flow, [])
 
 
 def _dependency(dep: EventDependency) -> dict[str, Any]:

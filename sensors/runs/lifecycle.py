@@ -29,6 +29,7 @@ from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
 from triggers.envelope import KafkaRecord
 from triggers.settings import Settings
+from triggers.spec import RUN_EVENT_TYPE
 
 __all__ = [
     "TASK_EVENT",
@@ -40,7 +41,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-WORKFLOW_EVENT = "com.tripwire.resource.workflow"
+WORKFLOW_EVENT = RUN_EVENT_TYPE
 TASK_EVENT = "com.tripwire.resource.task"
 _RELAY_EVERY = 0.2  # seconds between looks at the outbox while it is empty
 _BATCH = 500

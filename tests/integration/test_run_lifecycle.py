@@ -16,6 +16,7 @@ from sensors.engine import Engine
 from sensors.kafka import new_consumer
 from sensors.runs.lifecycle import TASK_EVENT, WORKFLOW_EVENT
 from sensors.runs.models import RunRecord
+from sensors.runs.phases import TERMINAL_PHASES as TERMINAL
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.servers import pid_alive
@@ -264,3 +265,45 @@ async def test_deploy_and_projects_refuse_bad_names_from_the_cli(
     assert made.returncode == 0 and "created" in made.stdout
     listed = json.loads(_cli(engine_env, "projects", "list", "--json").stdout)
     assert [(p["name"], p["description"]) for p in listed] == [("data-platform", "ETL")]
+
+
+async def test_a_chain_of_flows_runs_each_when_the_one_before_succeeds(
+    store: RunStore, engine_env: dict[str, str]
+) -> None:
+    await publish.aio("chain_started", {})
+
+    async def chain_done() -> list[RunRecord] | None:
+        runs = {r.flow: r for r in await store.list_runs(limit=1000)}
+        c = runs.get("chain_c")
+        return [runs["chain_a"], runs["chain_b"], c] if c and c.phase in TERMINAL else None
+
+    a, b, c = await eventually(chain_done, "chain_c to finish", timeout=60)
+    assert [r.phase for r in (a, b, c)] == [P.SUCCEEDED] * 3
+    notes = [
+        json.loads(line)
+        for line in (Path(engine_env["TRIPWIRE_HOME"]) / "chain.jsonl").read_text().splitlines()
+    ]
+    assert notes == [
+        {
+            "flow": "chain_a",
+            "run": a.name,
+            "upstream": None,
+            "upstream_flow": None,
+            "upstream_phase": None,
+        },
+        {
+            "flow": "chain_b",
+            "run": b.name,
+            "upstream": a.name,
+            "upstream_flow": "chain_a",
+            "upstream_phase": "SUCCEEDED",
+        },
+        {
+            "flow": "chain_c",
+            "run": c.name,
+            "upstream": b.name,
+            "upstream_flow": "chain_b",
+            "upstream_phase": "SUCCEEDED",
+        },
+    ]
+    assert b.sensor_id == "chain_b.trigger" and b.events[0]["dependency"] == "chain_a"
