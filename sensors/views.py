@@ -189,7 +189,11 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
         ("finished", _when(run.finished_at)),
         ("retries", f"{run.retries} (backoff {run.retry_backoff_seconds:g}s)"),
         ("timeout", f"{run.timeout_seconds:g}s" if run.timeout_seconds else "-"),
+        ("inputs", run.inputs_uri or "-"),
+        ("revision", str(run.flow_revision) if run.flow_revision else "-"),
     ]
+    if run.recovered_from:
+        rows.append(("recovers", run.recovered_from))
     if run.abort_cause:
         rows.append(("aborted", run.abort_cause))
     for key, value in rows:

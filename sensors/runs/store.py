@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import logging
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +53,8 @@ from sensors.runs.tables import run_attempts, run_phases, runs, sensors, trigger
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 __all__ = ["RunStore"]
+
+log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x7472_6970  # PostgreSQL advisory lock id ("trip")
@@ -229,7 +232,11 @@ class RunStore:
                 raise IllegalTransitionError(
                     f"run {name!r} is {current.phase}, not {expected}; another worker moved it."
                 )
-            check_transition(current.phase, phase)
+            try:
+                check_transition(current.phase, phase)
+            except IllegalTransitionError as exc:
+                log.warning("run %s/%s/%s: refused: %s", project, domain, name, exc)
+                raise
             if phase == current.phase and is_terminal(phase):
                 return current  # a repeated final word (redelivery, retry): the first one stands
             now = datetime.now(UTC)

@@ -48,8 +48,8 @@ async def test_history_keeps_every_move_of_the_run_and_its_attempts_in_order(
     assert (await run_store.get_run(run.name, project="p", domain="d")).attempts == 2
 
 
-async def test_an_attempt_ends_once_and_an_illegal_move_leaves_no_history(
-    run_store: RunStore,
+async def test_an_attempt_ends_once_and_an_illegal_move_is_logged_and_leaves_no_history(
+    run_store: RunStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     run, _ = await run_store.create_run(new_run())
     attempt = await run_store.start_attempt("p", "d", run.name, pid=None, worker="w:1")
@@ -57,6 +57,7 @@ async def test_an_attempt_ends_once_and_an_illegal_move_leaves_no_history(
     assert await run_store.finish_attempt("p", "d", run.name, attempt.number, A.SUCCEEDED) is False
     with pytest.raises(IllegalTransitionError, match="cannot go from QUEUED to SUCCEEDING"):
         await run_store.transition("p", "d", run.name, P.SUCCEEDING)
+    assert f"run p/d/{run.name}: refused: a run cannot go from QUEUED to SUCCEEDING" in caplog.text
     phases = [c.phase for c in await run_store.history("p", "d", run.name)]
     assert phases == ["QUEUED", "RUNNING", "FAILED"]
 

@@ -21,12 +21,21 @@ def test_the_configuration_reference_is_generated_from_the_settings() -> None:
 
 def test_the_examples_declare_the_flows_the_readme_shows() -> None:
     flows = {f.name: f for f in discover_flows([ROOT / "examples"])}
-    assert set(flows) == {"refresh_report", "model_refresh", "daily_join", "big_payment"}
+    assert set(flows) == {
+        "refresh_report",
+        "model_refresh",
+        "daily_join",
+        "big_payment",
+        "publish_dashboard",
+        "alert_on_call",
+    }
     [trig] = flows["refresh_report"].triggers
     assert [d.name for d in trig.dependencies] == ["data_updated"]
 
 
-@pytest.mark.parametrize("example", ["fresh_data.py", "model_refresh.py", "daily_join.py"])
+@pytest.mark.parametrize(
+    "example", ["fresh_data.py", "model_refresh.py", "daily_join.py", "on_finish.py"]
+)
 def test_each_example_runs_as_a_plain_script(example: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / example)],
