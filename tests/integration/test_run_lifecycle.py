@@ -14,14 +14,16 @@ from aiokafka import TopicPartition
 
 from sensors.engine import Engine
 from sensors.kafka import new_consumer
+from sensors.registry import discover_flows
 from sensors.runs.lifecycle import TASK_EVENT, WORKFLOW_EVENT
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import TERMINAL_PHASES as TERMINAL
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.servers import pid_alive
-from tests.integration.conftest import eventually, finished_run
+from tests.integration.conftest import FLOWS, eventually, finished_run
 from triggers import publish
+from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -307,3 +309,28 @@ async def test_a_chain_of_flows_runs_each_when_the_one_before_succeeds(
         },
     ]
     assert b.sensor_id == "chain_b.trigger" and b.events[0]["dependency"] == "chain_a"
+
+
+async def test_the_engine_runs_on_postgresql(
+    engine_env: dict[str, str], pg_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given a worker whose run store is PostgreSQL (TRIPWIRE_DATABASE_URL)
+    monkeypatch.setenv("TRIPWIRE_DATABASE_URL", pg_url)
+    async with Engine(Settings(), discover_flows([FLOWS])) as running:
+        await running.wait_ready(timeout=30)
+        assert running.store is not None and running.store.url.startswith("postgresql")
+        # When a flow fails once, and another runs after it by trigger_on_finish
+        event_id = await flaky(tmp_path, fail_times=1)
+        run = await finished_run(running.store, event_id)
+        # Then retries, attempts, history and the CLI all work on it
+        assert run.phase == P.SUCCEEDED and run.attempts == 2
+        history = await running.store.history(run.project, run.domain, run.name)
+        assert [c.phase for c in history if c.attempt is None][-1] == "SUCCEEDED"
+        shown = _cli(
+            engine_env | {"TRIPWIRE_DATABASE_URL": pg_url}, "runs", "get", run.name, "--json"
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert [a["phase"] for a in json.loads(shown.stdout)["attempts"]] == [
+            "RETRYABLE_FAILED",
+            "SUCCEEDED",
+        ]
