@@ -163,6 +163,7 @@ def publish(
         str | None, typer.Option("--time", help="Event time, ISO 8601 (default: now).")
     ] = None,
     source: Annotated[str | None, typer.Option("--source", help="CloudEvent source.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """Publish an event and print its id."""
     body: dict[str, Any] = {}
@@ -181,7 +182,10 @@ def publish(
     except TripwireError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    out.print(event)
+    if as_json:
+        out.print_json(json.dumps({"id": event, "name": name}))
+    else:
+        out.print(event)
 
 
 async def _with_store(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:

@@ -175,8 +175,11 @@ class LocalLauncher:
         """Wait before a retry; the run's end instead if it is aborted or times out."""
         wake = _now() + seconds
         while _now() < wake:
-            if run.name in self._aborted or self._closing:
+            if run.name in self._aborted:
                 return WorkflowPhase.ABORTED, None
+            if self._closing:
+                message = "the engine stopped while the run waited to be retried"
+                return WorkflowPhase.FAILED, _system("EngineStopped", message, self.worker)
             if deadline is not None and _now() >= deadline:
                 message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
                 return WorkflowPhase.TIMED_OUT, _error(

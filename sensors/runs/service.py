@@ -20,6 +20,7 @@ from sensors.records import key_partition
 from sensors.runs.deploy import flow_revision
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
+from sensors.runs.phases import is_terminal
 from sensors.runs.store import RunStore
 from sensors.sensor import slug
 from triggers.errors import ConfigurationError, RunNotFoundError
@@ -120,10 +121,15 @@ class RunService:
 
         Raises:
             RunNotFoundError: no such run.
-            ConfigurationError: ``parameters`` differ from the run's inputs (create a
-                new run for that), or the run's inputs are not kept.
+            ConfigurationError: the run has not finished, ``parameters`` differ from its
+                inputs (create a new run for that), or its inputs are not kept.
         """
         original = await self._store.get_run(name, project=project, domain=domain)
+        if not is_terminal(original.phase):
+            raise ConfigurationError(
+                f"run {name!r} is {original.phase}, not finished; recover it once it ends, or "
+                f"abort it first: `tripwire runs abort {name}`."
+            )
         if original.inputs_uri is None:
             raise ConfigurationError(
                 f"run {name!r} predates kept inputs and cannot be recovered; create a new run "

@@ -127,6 +127,9 @@ def test_cli_publish_prints_the_event_id_and_the_run_shows_mapped_parameters(dev
     assert detail["name"] == run["name"] and detail["started_at"] and detail["error"] is None
     text = dev.cli("runs", "get", run["name"]).stdout
     assert "SUCCEEDED" in text and "rows = 12" in text and event_id in text
+    assert "attempts" in text and "#1  SUCCEEDED" in text and "inputs     file://" in text
+    again = json.loads(dev.cli("publish", "data_updated", "-p", "rows=1", "--json").stdout)
+    assert again["name"] == "data_updated" and dev.run_for(again["id"])["phase"] == "SUCCEEDED"
 
 
 def test_a_failing_flow_shows_its_error_in_runs_get(dev: Dev) -> None:

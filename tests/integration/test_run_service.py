@@ -135,12 +135,17 @@ async def test_recover_reruns_the_same_inputs_and_revision_as_r1_then_r2(
     run, _ = await service.create(
         "load_report", {"day": "2026-11-23"}, name="daily", project="p", domain="d"
     )
+    with pytest.raises(ConfigurationError, match="is QUEUED, not finished"):
+        await service.recover("daily", project="p", domain="d")
+    await run_store.transition("p", "d", "daily", WorkflowPhase.RUNNING)
+    await run_store.transition("p", "d", "daily", WorkflowPhase.FAILED)
 
     @trigger(event="orders_loaded", retries=3)
     def load_report(day: str, rows: int = 0) -> None: ...
 
     await deploy(run_store, [flow_spec(load_report)], project="p", domain="d")
     first = await service.recover("daily", project="p", domain="d")
+    await run_store.request_abort("p", "d", "daily-r1", "not needed")  # final: recoverable
     second = await service.recover("daily-r1", project="p", domain="d")
     assert (first.name, second.name) == ("daily-r1", "daily-r2")
     assert first.parameters == run.parameters and first.flow_revision == 1
