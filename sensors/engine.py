@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sensors.correlate import Correlator, Router
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
+from sensors.launchers.local import fail_orphans
 from sensors.launching import LaunchStage
 from sensors.reporting import StatusReporter
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
@@ -75,6 +76,7 @@ class Engine:
         s = self.settings
         try:
             self.store = await RunStore.open(s.store_url)
+            await fail_orphans(self.store)  # runs of a worker on this host that died
             if self.flows:
                 await deploy(
                     self.store, self.flows, project=s.project, domain=s.domain, prune=self._prune

@@ -21,13 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sensors.launchers import scheme_of
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 from triggers.settings import Settings
 
-__all__ = ["LocalLauncher", "run_dir"]
+__all__ = ["LocalLauncher", "fail_orphans", "run_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +274,50 @@ class LocalLauncher:
                 _signal_group(process, signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
+
+
+async def fail_orphans(store: RunStore) -> list[str]:
+    """End the local runs that a worker on this host was running when it died.
+
+    A run whose attempt is RUNNING under a worker (host:pid) of this host that no
+    longer exists can never be finished by anyone: it ends FAILED (ABORTED if it
+    was being aborted) with a SYSTEM error, so it can be recovered. Returns their names.
+    """
+    host = socket.gethostname()
+    live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
+    ended = []
+    for run in await store.list_runs(phase=live, limit=10_000):
+        if scheme_of(run.target) != "local" or not run.attempts:
+            continue
+        attempt = (await store.attempts(run.project, run.domain, run.name))[-1]
+        worker_host, _, pid = (attempt.worker or "").rpartition(":")
+        if attempt.phase != AttemptPhase.RUNNING or worker_host != host:
+            continue
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        error = _system("WorkerLost", f"the worker {attempt.worker} stopped", attempt.worker or "")
+        await store.finish_attempt(
+            run.project, run.domain, run.name, attempt.number, AttemptPhase.FAILED, error
+        )
+        aborting = run.phase == WorkflowPhase.ABORTING
+        phase = WorkflowPhase.ABORTED if aborting else WorkflowPhase.FAILED
+        with contextlib.suppress(IllegalTransitionError):  # another worker got there first
+            await store.transition(
+                run.project, run.domain, run.name, phase, error=None if aborting else error
+            )
+        log.warning("run %s %s: %s", run.name, phase, error.message)
+        ended.append(run.name)
+    return ended
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _ABORT_POLL = 0.5  # seconds between looks for aborted runs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.servers import pid_alive
 from tests.integration.conftest import FLOWS, eventually, finished_run
+from tests.integration.test_run_store import new_run
 from triggers import publish
 from triggers.settings import Settings
 
@@ -334,3 +336,30 @@ async def test_the_engine_runs_on_postgresql(
             "RETRYABLE_FAILED",
             "SUCCEEDED",
         ]
+
+
+async def test_a_worker_starting_ends_the_runs_of_a_dead_worker_on_its_host(
+    engine_env: dict[str, str],
+) -> None:
+    # Given a run left RUNNING by a worker process on this host that is gone
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead_worker = f"{socket.gethostname()}:{gone.stdout.strip()}"
+    settings = Settings()
+    async with await RunStore.open(settings.store_url) as store:
+        run, _ = await store.create_run(new_run(project=settings.project, flow="flaky"))
+        await store.transition(run.project, "d", run.name, P.RUNNING)
+        await store.start_attempt(run.project, "d", run.name, pid=1, worker=dead_worker)
+    # When a worker starts on the same store
+    async with Engine(settings, discover_flows([FLOWS])) as running:
+        assert running.store is not None
+        ended = await running.store.get_run(run.name, project=run.project, domain="d")
+        # Then the orphan is FAILED as a SYSTEM error, and can be recovered
+        assert ended.phase == P.FAILED and ended.error is not None
+        assert (ended.error.kind, ended.error.code) == (ErrorKind.SYSTEM, "WorkerLost")
+        [attempt] = await running.store.attempts(run.project, "d", run.name)
+        assert attempt.phase == A.FAILED
