@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sensors.dev import DevInfo
+from sensors.runs import history as runs_history
 from sensors.runs.deploy import Deployment
 from sensors.runs.models import (
     Attempt,
@@ -91,8 +92,8 @@ async def run_detail(store: RunStore, name: str, *, project: str, domain: str) -
     run = await store.get_run(name, project=project, domain=domain)
     return RunDetail(
         run=run,
-        attempts=await store.attempts(run.project, run.domain, run.name),
-        history=await store.history(run.project, run.domain, run.name),
+        attempts=await runs_history.attempts(store, run.project, run.domain, run.name),
+        history=await runs_history.history(store, run.project, run.domain, run.name),
     )
 
 

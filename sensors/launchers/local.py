@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sensors.launchers import scheme_of
+from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
@@ -113,8 +114,13 @@ class LocalLauncher:
         self._running[run.name] = process
         try:
             try:
-                attempt = await self._store.start_attempt(
-                    run.project, run.domain, run.name, pid=process.pid, worker=self.worker
+                attempt = await runs_history.start_attempt(
+                    self._store,
+                    run.project,
+                    run.domain,
+                    run.name,
+                    pid=process.pid,
+                    worker=self.worker,
                 )
             except BaseException:
                 await _stop_group(process)  # nothing may run that the store does not know of
@@ -129,8 +135,8 @@ class LocalLauncher:
         finally:
             self._running.pop(run.name, None)
         phase, attempt_phase, error, retry = self._outcome(run, folder, code, timed_out, attempt)
-        await self._store.finish_attempt(
-            run.project, run.domain, run.name, attempt.number, attempt_phase, error
+        await runs_history.finish_attempt(
+            self._store, run.project, run.domain, run.name, attempt.number, attempt_phase, error
         )
         return phase, error, retry
 
@@ -289,15 +295,15 @@ async def fail_orphans(store: RunStore) -> list[str]:
     for run in await store.list_runs(phase=live, limit=10_000):
         if scheme_of(run.target) != "local" or not run.attempts:
             continue
-        attempt = (await store.attempts(run.project, run.domain, run.name))[-1]
+        attempt = (await runs_history.attempts(store, run.project, run.domain, run.name))[-1]
         worker_host, _, pid = (attempt.worker or "").rpartition(":")
         if attempt.phase != AttemptPhase.RUNNING or worker_host != host:
             continue
         if not pid.isdigit() or _alive(int(pid)):
             continue
         error = _system("WorkerLost", f"the worker {attempt.worker} stopped", attempt.worker or "")
-        await store.finish_attempt(
-            run.project, run.domain, run.name, attempt.number, AttemptPhase.FAILED, error
+        await runs_history.finish_attempt(
+            store, run.project, run.domain, run.name, attempt.number, AttemptPhase.FAILED, error
         )
         aborting = run.phase == WorkflowPhase.ABORTING
         phase = WorkflowPhase.ABORTED if aborting else WorkflowPhase.FAILED

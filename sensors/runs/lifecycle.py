@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaProducer
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
+from sensors.runs import history as runs_history
 from sensors.runs.models import PhaseChange
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
@@ -106,7 +107,7 @@ class LifecycleRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch of unpublished changes; return how many went out."""
-        changes = await self._store.unpublished_changes(limit=_BATCH)
+        changes = await runs_history.unpublished_changes(self._store, limit=_BATCH)
         if not changes:
             return 0
         topic = self._settings.topic_run_events
@@ -119,6 +120,6 @@ class LifecycleRelay:
                 )
             )
         await asyncio.gather(*acks)
-        await self._store.mark_published([c.id for c in changes])
+        await runs_history.mark_published(self._store, [c.id for c in changes])
         self.published += len(changes)
         return len(changes)

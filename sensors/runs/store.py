@@ -34,22 +34,18 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sensors.runs.models import (
-    Attempt,
     DeployedSensor,
     NewRun,
-    PhaseChange,
     RunError,
     RunRecord,
     TriggerFailure,
 )
 from sensors.runs.phases import (
-    TERMINAL_ATTEMPT_PHASES,
-    AttemptPhase,
     WorkflowPhase,
     check_transition,
     is_terminal,
 )
-from sensors.runs.tables import run_attempts, run_phases, runs, sensors, trigger_failures
+from sensors.runs.tables import phase_change, runs, sensors, trigger_failures
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 __all__ = ["RunStore"]
@@ -58,7 +54,7 @@ log = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x7472_6970  # PostgreSQL advisory lock id ("trip")
-_CAS_ATTEMPTS = 20
+CAS_ATTEMPTS = 20
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -148,7 +144,7 @@ class RunStore:
         try:
             async with self.connection(write=True) as conn:
                 await conn.execute(runs.insert().values(**row))
-                await conn.execute(_phase_change(new, None, WorkflowPhase.QUEUED, now))
+                await conn.execute(phase_change(new, None, WorkflowPhase.QUEUED, now))
         except IntegrityError:
             return await self.get_run(new.name, project=new.project, domain=new.domain), False
         return _run(row), True
@@ -226,7 +222,7 @@ class RunStore:
                 run is not in ``expected``.
             RunNotFoundError: no such run.
         """
-        for _ in range(_CAS_ATTEMPTS):
+        for _ in range(CAS_ATTEMPTS):
             current = await self.get_run(name, project=project, domain=domain)
             if expected is not None and current.phase != expected:
                 raise IllegalTransitionError(
@@ -266,7 +262,7 @@ class RunStore:
             async with self.connection(write=True) as conn:
                 if (await conn.execute(update)).rowcount == 1:
                     if phase != current.phase:
-                        await conn.execute(_phase_change(current, None, phase, now, error))
+                        await conn.execute(phase_change(current, None, phase, now, error))
                     return current.model_copy(
                         update={**values, "phase": phase, "error": error or current.error}
                     )
@@ -279,7 +275,7 @@ class RunStore:
         """Abort a run: a QUEUED one at once, a running one through ABORTING (its worker
         then stops its process). Return the run and whether this call changed it; a run
         that is final or already aborting is left as it is."""
-        for _ in range(_CAS_ATTEMPTS):
+        for _ in range(CAS_ATTEMPTS):
             run = await self.get_run(name, project=project, domain=domain)
             if is_terminal(run.phase) or run.phase == WorkflowPhase.ABORTING:
                 return run, False
@@ -296,135 +292,6 @@ class RunStore:
                 continue  # it moved on meanwhile: look again
             return moved, True
         raise StoreError(f"run {name!r} kept changing under us; try again.")
-
-    # attempts
-
-    async def start_attempt(
-        self, project: str, domain: str, name: str, *, pid: int | None, worker: str
-    ) -> Attempt:
-        """Record the run's next attempt as RUNNING and return it."""
-        for _ in range(_CAS_ATTEMPTS):
-            run = await self.get_run(name, project=project, domain=domain)
-            now = datetime.now(UTC)
-            attempt = Attempt(
-                project=project,
-                domain=domain,
-                name=name,
-                number=run.attempts + 1,
-                phase=AttemptPhase.RUNNING,
-                started_at=now,
-                updated_at=now,
-                pid=pid,
-                worker=worker,
-            )
-            claim = (
-                runs.update()
-                .where(
-                    runs.c.project == project,
-                    runs.c.domain == domain,
-                    runs.c.name == name,
-                    runs.c.attempts == run.attempts,
-                )
-                .values(attempts=attempt.number, pid=pid, updated_at=now)
-            )
-            async with self.connection(write=True) as conn:
-                if (await conn.execute(claim)).rowcount != 1:
-                    continue
-                await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
-                await conn.execute(_phase_change(run, attempt.number, AttemptPhase.RUNNING, now))
-            return attempt
-        raise StoreError(f"run {name!r} kept changing under us; try again.")
-
-    async def finish_attempt(
-        self,
-        project: str,
-        domain: str,
-        name: str,
-        number: int,
-        phase: AttemptPhase,
-        error: RunError | None = None,
-    ) -> bool:
-        """Move a running attempt to a final ``phase``; False if it had one already."""
-        if phase not in TERMINAL_ATTEMPT_PHASES:
-            raise IllegalTransitionError(f"an attempt cannot finish as {phase}")
-        run = await self.get_run(name, project=project, domain=domain)
-        now = datetime.now(UTC)
-        update = (
-            run_attempts.update()
-            .where(
-                run_attempts.c.project == project,
-                run_attempts.c.domain == domain,
-                run_attempts.c.name == name,
-                run_attempts.c.number == number,
-                run_attempts.c.phase == AttemptPhase.RUNNING.value,
-            )
-            .values(
-                phase=phase.value,
-                finished_at=now,
-                updated_at=now,
-                error=error.model_dump(mode="json") if error else None,
-            )
-        )
-        async with self.connection(write=True) as conn:
-            if (await conn.execute(update)).rowcount != 1:
-                return False
-            await conn.execute(_phase_change(run, number, phase, now, error))
-        return True
-
-    async def attempts(self, project: str, domain: str, name: str) -> list[Attempt]:
-        """The run's attempts, first first."""
-        query = (
-            sa.select(run_attempts)
-            .where(
-                run_attempts.c.project == project,
-                run_attempts.c.domain == domain,
-                run_attempts.c.name == name,
-            )
-            .order_by(run_attempts.c.number)
-        )
-        async with self.connection() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [Attempt.model_validate(_utc_row(r)) for r in rows]
-
-    # phase history: also the lifecycle event outbox
-
-    async def history(self, project: str, domain: str, name: str) -> list[PhaseChange]:
-        """Every phase change of the run and its attempts, oldest first."""
-        query = (
-            sa.select(run_phases)
-            .where(
-                run_phases.c.project == project,
-                run_phases.c.domain == domain,
-                run_phases.c.name == name,
-            )
-            .order_by(run_phases.c.id)
-        )
-        async with self.connection() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [PhaseChange.model_validate(_utc_row(r)) for r in rows]
-
-    async def unpublished_changes(self, limit: int = 500) -> list[PhaseChange]:
-        """Phase changes whose lifecycle event has not gone out yet, oldest first."""
-        query = (
-            sa.select(run_phases)
-            .where(run_phases.c.published_at.is_(None))
-            .order_by(run_phases.c.id)
-            .limit(limit)
-        )
-        async with self.connection() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [PhaseChange.model_validate(_utc_row(r)) for r in rows]
-
-    async def mark_published(self, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        update = (
-            run_phases.update()
-            .where(run_phases.c.id.in_(list(ids)))
-            .values(published_at=datetime.now(UTC))
-        )
-        async with self.connection(write=True) as conn:
-            await conn.execute(update)
 
     # trigger failures
 
@@ -508,26 +375,8 @@ def dialect_insert(conn: AsyncConnection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-def _phase_change(
-    run: NewRun,
-    attempt: int | None,
-    phase: WorkflowPhase | AttemptPhase,
-    at: datetime,
-    error: RunError | None = None,
-) -> Any:
-    return run_phases.insert().values(
-        project=run.project,
-        domain=run.domain,
-        name=run.name,
-        flow=run.flow,
-        attempt=attempt,
-        phase=phase.value,
-        at=at,
-        error=error.model_dump(mode="json") if error else None,
-    )
-
-
-def _utc_row(row: Any) -> dict[str, Any]:
+def utc_row(row: Any) -> dict[str, Any]:
+    """A row as a dict, its datetimes in UTC (SQLite returns them naive)."""
     return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
 import sqlalchemy as sa
+
+if TYPE_CHECKING:
+    from sensors.runs.models import NewRun, RunError
+    from sensors.runs.phases import AttemptPhase, WorkflowPhase
 
 __all__ = [
     "filter_counts",
     "flows",
     "metadata",
+    "phase_change",
     "projects",
     "run_attempts",
     "run_phases",
@@ -174,3 +182,23 @@ flows = sa.Table(
     sa.Column("deployed_at", _TS, nullable=False),
     sa.Column("retired_at", _TS),
 )
+
+
+def phase_change(
+    run: NewRun,
+    attempt: int | None,
+    phase: WorkflowPhase | AttemptPhase,
+    at: datetime,
+    error: RunError | None = None,
+) -> Any:
+    """The INSERT that records one phase change of a run (``attempt`` None) or attempt."""
+    return run_phases.insert().values(
+        project=run.project,
+        domain=run.domain,
+        name=run.name,
+        flow=run.flow,
+        attempt=attempt,
+        phase=phase.value,
+        at=at,
+        error=error.model_dump(mode="json") if error else None,
+    )

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from sensors.runs import history as runs_history
 from sensors.runs.models import RunError
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
@@ -22,14 +23,18 @@ async def test_history_keeps_every_move_of_the_run_and_its_attempts_in_order(
 ) -> None:
     run, _ = await run_store.create_run(new_run())
     await run_store.transition("p", "d", run.name, P.RUNNING)
-    first = await run_store.start_attempt("p", "d", run.name, pid=11, worker="w:1")
+    first = await runs_history.start_attempt(run_store, "p", "d", run.name, pid=11, worker="w:1")
     boom = RunError(code="ValueError", kind=ErrorKind.USER, message="boom")
-    await run_store.finish_attempt("p", "d", run.name, first.number, A.RETRYABLE_FAILED, boom)
-    second = await run_store.start_attempt("p", "d", run.name, pid=12, worker="w:1")
-    await run_store.finish_attempt("p", "d", run.name, second.number, A.SUCCEEDED)
+    await runs_history.finish_attempt(
+        run_store, "p", "d", run.name, first.number, A.RETRYABLE_FAILED, boom
+    )
+    second = await runs_history.start_attempt(run_store, "p", "d", run.name, pid=12, worker="w:1")
+    await runs_history.finish_attempt(run_store, "p", "d", run.name, second.number, A.SUCCEEDED)
     await run_store.transition("p", "d", run.name, P.SUCCEEDED)
 
-    moves = [(c.attempt, c.phase) for c in await run_store.history("p", "d", run.name)]
+    moves = [
+        (c.attempt, c.phase) for c in await runs_history.history(run_store, "p", "d", run.name)
+    ]
     assert moves == [
         (None, "QUEUED"),
         (None, "RUNNING"),
@@ -39,7 +44,7 @@ async def test_history_keeps_every_move_of_the_run_and_its_attempts_in_order(
         (2, "SUCCEEDED"),
         (None, "SUCCEEDED"),
     ]
-    attempts = await run_store.attempts("p", "d", run.name)
+    attempts = await runs_history.attempts(run_store, "p", "d", run.name)
     assert [(a.number, a.phase, a.pid) for a in attempts] == [
         (1, A.RETRYABLE_FAILED, 11),
         (2, A.SUCCEEDED, 12),
@@ -52,13 +57,23 @@ async def test_an_attempt_ends_once_and_an_illegal_move_is_logged_and_leaves_no_
     run_store: RunStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     run, _ = await run_store.create_run(new_run())
-    attempt = await run_store.start_attempt("p", "d", run.name, pid=None, worker="w:1")
-    assert await run_store.finish_attempt("p", "d", run.name, attempt.number, A.FAILED) is True
-    assert await run_store.finish_attempt("p", "d", run.name, attempt.number, A.SUCCEEDED) is False
+    attempt = await runs_history.start_attempt(
+        run_store, "p", "d", run.name, pid=None, worker="w:1"
+    )
+    assert (
+        await runs_history.finish_attempt(run_store, "p", "d", run.name, attempt.number, A.FAILED)
+        is True
+    )
+    assert (
+        await runs_history.finish_attempt(
+            run_store, "p", "d", run.name, attempt.number, A.SUCCEEDED
+        )
+        is False
+    )
     with pytest.raises(IllegalTransitionError, match="cannot go from QUEUED to SUCCEEDING"):
         await run_store.transition("p", "d", run.name, P.SUCCEEDING)
     assert f"run p/d/{run.name}: refused: a run cannot go from QUEUED to SUCCEEDING" in caplog.text
-    phases = [c.phase for c in await run_store.history("p", "d", run.name)]
+    phases = [c.phase for c in await runs_history.history(run_store, "p", "d", run.name)]
     assert phases == ["QUEUED", "RUNNING", "FAILED"]
 
 
@@ -89,10 +104,10 @@ async def test_the_outbox_gives_each_change_until_it_is_marked_published(
 ) -> None:
     run, _ = await run_store.create_run(new_run())
     await run_store.transition("p", "d", run.name, P.RUNNING)
-    pending = await run_store.unpublished_changes()
+    pending = await runs_history.unpublished_changes(run_store)
     assert [c.phase for c in pending] == ["QUEUED", "RUNNING"]
-    await run_store.mark_published([pending[0].id])
-    assert [c.phase for c in await run_store.unpublished_changes()] == ["RUNNING"]
+    await runs_history.mark_published(run_store, [pending[0].id])
+    assert [c.phase for c in await runs_history.unpublished_changes(run_store)] == ["RUNNING"]
 
 
 async def test_runs_can_be_listed_since_a_time(run_store: RunStore) -> None:

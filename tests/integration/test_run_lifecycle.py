@@ -16,6 +16,7 @@ from aiokafka import TopicPartition
 from sensors.engine import Engine
 from sensors.kafka import new_consumer
 from sensors.registry import discover_flows
+from sensors.runs import history as runs_history
 from sensors.runs.lifecycle import TASK_EVENT, WORKFLOW_EVENT
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import TERMINAL_PHASES as TERMINAL
@@ -47,7 +48,7 @@ async def test_a_flow_that_fails_once_is_retried_as_a_second_attempt(
     )
     run = await finished_run(store, event_id)
     assert run.phase == P.SUCCEEDED and run.retries == 2
-    attempts = await store.attempts(run.project, run.domain, run.name)
+    attempts = await runs_history.attempts(store, run.project, run.domain, run.name)
     assert [a.phase for a in attempts] == [A.RETRYABLE_FAILED, A.SUCCEEDED]
     assert attempts[0].error is not None
     assert (attempts[0].error.kind, attempts[0].error.code) == (ErrorKind.USER, "ValueError")
@@ -63,7 +64,7 @@ async def test_a_flow_that_keeps_failing_fails_after_its_retries(
     assert run.phase == P.FAILED
     assert run.error is not None and run.error.code == "ValueError"
     assert run.error.worker and run.error.timestamp
-    attempts = await store.attempts(run.project, run.domain, run.name)
+    attempts = await runs_history.attempts(store, run.project, run.domain, run.name)
     assert [a.phase for a in attempts] == [A.RETRYABLE_FAILED, A.RETRYABLE_FAILED, A.FAILED]
     assert (tmp_path / "n").read_text() == "3"
 
@@ -114,7 +115,7 @@ async def test_abort_stops_a_running_run_through_aborting_and_records_the_cause(
     done = await finished_run(store, event_id)
     assert done.phase == P.ABORTED and done.abort_cause == "wrong table"
     await eventually(lambda: not pid_alive(int(pid_file.read_text())), "the child to be gone")
-    history = await store.history(run.project, run.domain, run.name)
+    history = await runs_history.history(store, run.project, run.domain, run.name)
     moves = [(c.attempt, c.phase) for c in history]
     assert moves[-3:] == [(None, "ABORTING"), (1, "ABORTED"), (None, "ABORTED")]
 
@@ -326,7 +327,7 @@ async def test_the_engine_runs_on_postgresql(
         run = await finished_run(running.store, event_id)
         # Then retries, attempts, history and the CLI all work on it
         assert run.phase == P.SUCCEEDED and run.attempts == 2
-        history = await running.store.history(run.project, run.domain, run.name)
+        history = await runs_history.history(running.store, run.project, run.domain, run.name)
         assert [c.phase for c in history if c.attempt is None][-1] == "SUCCEEDED"
         shown = _cli(
             engine_env | {"TRIPWIRE_DATABASE_URL": pg_url}, "runs", "get", run.name, "--json"
@@ -353,7 +354,9 @@ async def test_a_worker_starting_ends_the_runs_of_a_dead_worker_on_its_host(
     async with await RunStore.open(settings.store_url) as store:
         run, _ = await store.create_run(new_run(project=settings.project, flow="flaky"))
         await store.transition(run.project, "d", run.name, P.RUNNING)
-        await store.start_attempt(run.project, "d", run.name, pid=1, worker=dead_worker)
+        await runs_history.start_attempt(
+            store, run.project, "d", run.name, pid=1, worker=dead_worker
+        )
     # When a worker starts on the same store
     async with Engine(settings, discover_flows([FLOWS])) as running:
         assert running.store is not None
@@ -361,5 +364,5 @@ async def test_a_worker_starting_ends_the_runs_of_a_dead_worker_on_its_host(
         # Then the orphan is FAILED as a SYSTEM error, and can be recovered
         assert ended.phase == P.FAILED and ended.error is not None
         assert (ended.error.kind, ended.error.code) == (ErrorKind.SYSTEM, "WorkerLost")
-        [attempt] = await running.store.attempts(run.project, "d", run.name)
+        [attempt] = await runs_history.attempts(running.store, run.project, "d", run.name)
         assert attempt.phase == A.FAILED

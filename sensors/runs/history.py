@@ -1,0 +1,160 @@
+"""Attempts of runs and their phase history, which is also the lifecycle event outbox.
+
+Companion of :mod:`sensors.runs.store`: an attempt (Flyte's TaskExecution) is
+one try at a run; every phase change of a run or attempt is a history row,
+written in the transaction that makes the change, and published from there by
+:mod:`sensors.runs.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from sensors.runs.models import Attempt, PhaseChange, RunError
+from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
+from sensors.runs.store import CAS_ATTEMPTS, RunStore, utc_row
+from sensors.runs.tables import phase_change, run_attempts, run_phases, runs
+from triggers.errors import IllegalTransitionError, StoreError
+
+__all__ = [
+    "attempts",
+    "finish_attempt",
+    "history",
+    "mark_published",
+    "start_attempt",
+    "unpublished_changes",
+]
+
+
+async def start_attempt(
+    store: RunStore, project: str, domain: str, name: str, *, pid: int | None, worker: str
+) -> Attempt:
+    """Record the run's next attempt as RUNNING and return it."""
+    for _ in range(CAS_ATTEMPTS):
+        run = await store.get_run(name, project=project, domain=domain)
+        now = datetime.now(UTC)
+        attempt = Attempt(
+            project=project,
+            domain=domain,
+            name=name,
+            number=run.attempts + 1,
+            phase=AttemptPhase.RUNNING,
+            started_at=now,
+            updated_at=now,
+            pid=pid,
+            worker=worker,
+        )
+        claim = (
+            runs.update()
+            .where(
+                runs.c.project == project,
+                runs.c.domain == domain,
+                runs.c.name == name,
+                runs.c.attempts == run.attempts,
+            )
+            .values(attempts=attempt.number, pid=pid, updated_at=now)
+        )
+        async with store.connection(write=True) as conn:
+            if (await conn.execute(claim)).rowcount != 1:
+                continue
+            await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
+            await conn.execute(phase_change(run, attempt.number, AttemptPhase.RUNNING, now))
+        return attempt
+    raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+
+async def finish_attempt(
+    store: RunStore,
+    project: str,
+    domain: str,
+    name: str,
+    number: int,
+    phase: AttemptPhase,
+    error: RunError | None = None,
+) -> bool:
+    """Move a running attempt to a final ``phase``; False if it had one already."""
+    if phase not in TERMINAL_ATTEMPT_PHASES:
+        raise IllegalTransitionError(f"an attempt cannot finish as {phase}")
+    run = await store.get_run(name, project=project, domain=domain)
+    now = datetime.now(UTC)
+    update = (
+        run_attempts.update()
+        .where(
+            run_attempts.c.project == project,
+            run_attempts.c.domain == domain,
+            run_attempts.c.name == name,
+            run_attempts.c.number == number,
+            run_attempts.c.phase == AttemptPhase.RUNNING.value,
+        )
+        .values(
+            phase=phase.value,
+            finished_at=now,
+            updated_at=now,
+            error=error.model_dump(mode="json") if error else None,
+        )
+    )
+    async with store.connection(write=True) as conn:
+        if (await conn.execute(update)).rowcount != 1:
+            return False
+        await conn.execute(phase_change(run, number, phase, now, error))
+    return True
+
+
+async def attempts(store: RunStore, project: str, domain: str, name: str) -> list[Attempt]:
+    """The run's attempts, first first."""
+    query = (
+        sa.select(run_attempts)
+        .where(
+            run_attempts.c.project == project,
+            run_attempts.c.domain == domain,
+            run_attempts.c.name == name,
+        )
+        .order_by(run_attempts.c.number)
+    )
+    async with store.connection() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [Attempt.model_validate(utc_row(r)) for r in rows]
+
+
+async def history(store: RunStore, project: str, domain: str, name: str) -> list[PhaseChange]:
+    """Every phase change of the run and its attempts, oldest first."""
+    query = (
+        sa.select(run_phases)
+        .where(
+            run_phases.c.project == project,
+            run_phases.c.domain == domain,
+            run_phases.c.name == name,
+        )
+        .order_by(run_phases.c.id)
+    )
+    async with store.connection() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [PhaseChange.model_validate(utc_row(r)) for r in rows]
+
+
+async def unpublished_changes(store: RunStore, limit: int = 500) -> list[PhaseChange]:
+    """Phase changes whose lifecycle event has not gone out yet, oldest first."""
+    query = (
+        sa.select(run_phases)
+        .where(run_phases.c.published_at.is_(None))
+        .order_by(run_phases.c.id)
+        .limit(limit)
+    )
+    async with store.connection() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [PhaseChange.model_validate(utc_row(r)) for r in rows]
+
+
+async def mark_published(store: RunStore, ids: Sequence[int]) -> None:
+    if not ids:
+        return
+    update = (
+        run_phases.update()
+        .where(run_phases.c.id.in_(list(ids)))
+        .values(published_at=datetime.now(UTC))
+    )
+    async with store.connection(write=True) as conn:
+        await conn.execute(update)
