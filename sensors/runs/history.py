@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 
 from sensors.runs.models import Attempt, PhaseChange, RunError
 from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
 from sensors.runs.store import CAS_ATTEMPTS, RunStore, utc_row
-from sensors.runs.tables import phase_change, run_attempts, run_phases, runs
+from sensors.runs.tables import of_run, phase_change, run_attempts, run_phases, runs
 from triggers.errors import IllegalTransitionError, StoreError
 
 __all__ = [
@@ -49,12 +50,7 @@ async def start_attempt(
         )
         claim = (
             runs.update()
-            .where(
-                runs.c.project == project,
-                runs.c.domain == domain,
-                runs.c.name == name,
-                runs.c.attempts == run.attempts,
-            )
+            .where(*of_run(runs, project, domain, name), runs.c.attempts == run.attempts)
             .values(attempts=attempt.number, pid=pid, updated_at=now)
         )
         async with store.connection(write=True) as conn:
@@ -83,9 +79,7 @@ async def finish_attempt(
     update = (
         run_attempts.update()
         .where(
-            run_attempts.c.project == project,
-            run_attempts.c.domain == domain,
-            run_attempts.c.name == name,
+            *of_run(run_attempts, project, domain, name),
             run_attempts.c.number == number,
             run_attempts.c.phase == AttemptPhase.RUNNING.value,
         )
@@ -105,34 +99,22 @@ async def finish_attempt(
 
 async def attempts(store: RunStore, project: str, domain: str, name: str) -> list[Attempt]:
     """The run's attempts, first first."""
-    query = (
-        sa.select(run_attempts)
-        .where(
-            run_attempts.c.project == project,
-            run_attempts.c.domain == domain,
-            run_attempts.c.name == name,
-        )
-        .order_by(run_attempts.c.number)
-    )
-    async with store.connection() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    return [Attempt.model_validate(utc_row(r)) for r in rows]
+    rows = await _of_run(store, run_attempts, run_attempts.c.number, project, domain, name)
+    return [Attempt.model_validate(r) for r in rows]
 
 
 async def history(store: RunStore, project: str, domain: str, name: str) -> list[PhaseChange]:
     """Every phase change of the run and its attempts, oldest first."""
-    query = (
-        sa.select(run_phases)
-        .where(
-            run_phases.c.project == project,
-            run_phases.c.domain == domain,
-            run_phases.c.name == name,
-        )
-        .order_by(run_phases.c.id)
-    )
+    rows = await _of_run(store, run_phases, run_phases.c.id, project, domain, name)
+    return [PhaseChange.model_validate(r) for r in rows]
+
+
+async def _of_run(
+    store: RunStore, table: sa.Table, order: Any, project: str, domain: str, name: str
+) -> list[dict[str, Any]]:
+    query = sa.select(table).where(*of_run(table, project, domain, name)).order_by(order)
     async with store.connection() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    return [PhaseChange.model_validate(utc_row(r)) for r in rows]
+        return [utc_row(r) for r in (await conn.execute(query)).mappings()]
 
 
 async def unpublished_changes(store: RunStore, limit: int = 500) -> list[PhaseChange]:

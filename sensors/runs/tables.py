@@ -15,6 +15,7 @@ __all__ = [
     "filter_counts",
     "flows",
     "metadata",
+    "of_run",
     "phase_change",
     "projects",
     "run_attempts",
@@ -202,3 +203,8 @@ def phase_change(
         at=at,
         error=error.model_dump(mode="json") if error else None,
     )
+
+
+def of_run(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
+    """The WHERE conditions that pick one run's rows in ``table``."""
+    return [table.c.project == project, table.c.domain == domain, table.c.name == name]
