@@ -12,16 +12,21 @@ Without --bootstrap (or TRIPWIRE_TEST_KAFKA) it starts the embedded broker.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# Run as `python bench/e2e.py`, this file's folder comes first on sys.path, and
+# bench/sensors.py would shadow the `sensors` package.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+
 import argparse
 import asyncio
 import os
 import statistics
-import sys
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
