@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from sensors import views
-from triggers.errors import TripwireError
+from triggers.errors import ConfigurationError, TripwireError
 from triggers.publish import publish as publish_event
 from triggers.settings import Settings, get_settings
 
@@ -269,6 +269,8 @@ def projects_list(as_json: JsonOption = False) -> None:
 
 
 async def _with_service(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from aiokafka.errors import KafkaError
+
     from sensors.kafka import new_producer
     from sensors.runs.objects import ObjectStore
     from sensors.runs.service import RunService
@@ -277,8 +279,16 @@ async def _with_service(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     settings.require_bootstrap()
 
     async def act(store: Any) -> T:
-        producer = new_producer(settings)
-        await producer.start()
+        producer = new_producer(settings, request_timeout_ms=int(settings.publish_timeout * 1000))
+        try:
+            await asyncio.wait_for(producer.start(), settings.publish_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await producer.stop()
+            raise ConfigurationError(
+                f"cannot reach the Kafka broker at {settings.kafka_bootstrap} within "
+                f"{settings.publish_timeout:g}s ({type(exc).__name__}); start `tripwire dev` "
+                "or check TRIPWIRE_KAFKA_BOOTSTRAP."
+            ) from None
         try:
             return await action(
                 RunService(settings, store, ObjectStore(settings.objects_root), producer)

@@ -20,7 +20,7 @@ from sensors.records import key_partition
 from sensors.runs.deploy import flow_revision
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
-from sensors.runs.phases import is_terminal
+from sensors.runs.phases import WorkflowPhase, is_terminal
 from sensors.runs.store import RunStore
 from sensors.sensor import slug
 from triggers.errors import ConfigurationError, RunNotFoundError
@@ -88,9 +88,14 @@ class RunService:
         return await self.submit(request)
 
     async def submit(self, request: NewRun) -> tuple[RunRecord, bool]:
-        """Admit a run and, if this call created it, enqueue it for a launcher."""
+        """Admit a run and enqueue it for a launcher while it is QUEUED.
+
+        A run that exists but was never claimed is enqueued again: its first request
+        may have been lost (the producer failed after the run was stored). The
+        launcher claims a run once, so a repeated request starts nothing more.
+        """
         run, created = await self.admit(request)
-        if created:
+        if run.phase == WorkflowPhase.QUEUED:
             await self._enqueue(run)
         return run, created
 

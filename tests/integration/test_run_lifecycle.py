@@ -366,3 +366,11 @@ async def test_a_worker_starting_ends_the_runs_of_a_dead_worker_on_its_host(
         assert (ended.error.kind, ended.error.code) == (ErrorKind.SYSTEM, "WorkerLost")
         [attempt] = await runs_history.attempts(running.store, run.project, "d", run.name)
         assert attempt.phase == A.FAILED
+
+
+def test_runs_create_with_the_broker_down_names_the_address(engine_env: dict[str, str]) -> None:
+    down = engine_env | {"TRIPWIRE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TRIPWIRE_PUBLISH_TIMEOUT": "2"}
+    done = _cli(down, "runs", "create", "flaky", "-p", "fail_times=0")
+    assert done.returncode == 1
+    assert "cannot reach the Kafka broker at 127.0.0.1:1" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -104,7 +104,21 @@ async def test_creating_a_named_run_again_returns_it_and_starts_nothing(
         "day": "2026-11-23",
         "rows": 0,
     }
-    assert [r.name for r in await enqueued(service)] == ["nightly-1"]
+    # Still QUEUED (no launcher here), so it is enqueued again in case the first was lost:
+    # a launcher claims a run once, whatever number of requests it reads.
+    assert [r.name for r in await enqueued(service)] == ["nightly-1", "nightly-1"]
+
+
+async def test_a_run_that_started_is_not_enqueued_again(
+    service: RunService, run_store: RunStore
+) -> None:
+    await service.create("load_report", {"day": "d"}, name="once", project="p", domain="d")
+    await run_store.transition("p", "d", "once", WorkflowPhase.RUNNING)
+    _, created = await service.create(
+        "load_report", {"day": "d"}, name="once", project="p", domain="d"
+    )
+    assert not created
+    assert [r.name for r in await enqueued(service)] == ["once"]
 
 
 async def test_twenty_concurrent_creates_of_one_name_give_one_run(service: RunService) -> None:
