@@ -1,0 +1,282 @@
+"""``tripwire deploy``, ``tripwire projects ...`` and ``tripwire runs ...``.
+
+Registered on the ``tripwire`` app of :mod:`sensors.cli` when that module is
+imported; like every command, these only translate to the run service and store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from sensors import views
+from sensors.cli import (
+    JsonOption,
+    T,
+    app,
+    cli_settings,
+    err,
+    out,
+    parse_pairs,
+    projects_app,
+    run_sync,
+    runs_app,
+    with_store,
+)
+from triggers.errors import ConfigurationError, TripwireError
+
+ProjectOption = Annotated[
+    str | None, typer.Option(help="Project (default: TRIPWIRE_PROJECT, else 'default').")
+]
+DomainOption = Annotated[
+    str | None, typer.Option(help="Domain (default: TRIPWIRE_DOMAIN, else 'development').")
+]
+RunName = Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")]
+
+
+@app.command()
+def deploy(
+    paths: Annotated[list[Path], typer.Argument(help="Flow files or folders to deploy.")],
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Retire deployed flows that are not in PATHS.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Register the flows in PATHS and their triggers, in one transaction.
+
+    The same content again changes nothing; a changed flow gets a new revision and
+    the old one is retired. Running workers pick the changes up.
+    """
+    from sensors.registry import discover_flows
+    from sensors.runs.deploy import deploy as deploy_flows
+
+    settings = cli_settings()
+
+    async def main(store: Any) -> Any:
+        specs = discover_flows(paths)
+        return await deploy_flows(
+            store,
+            specs,
+            project=project or settings.project,
+            domain=domain or settings.domain,
+            prune=prune,
+        )
+
+    try:
+        done = run_sync(with_store(main))
+    except TripwireError as exc:  # a bad declaration, raised while importing the files
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    views.print_deployment(out, done, as_json=as_json)
+
+
+@projects_app.command("create")
+def projects_create(
+    name: Annotated[str, typer.Argument(help="Lowercase letters, digits and '-'; up to 63.")],
+    description: Annotated[str, typer.Option(help="What the project is for.")] = "",
+    as_json: JsonOption = False,
+) -> None:
+    """Create a project (deploying to one creates it too)."""
+    from sensors.runs.deploy import create_project
+
+    project, created = run_sync(with_store(lambda store: create_project(store, name, description)))
+    if as_json:
+        out.print_json(json.dumps({**project.model_dump(mode="json"), "created": created}))
+    else:
+        out.print(f"project {name} {'created' if created else 'already exists'}")
+
+
+@projects_app.command("list")
+def projects_list(as_json: JsonOption = False) -> None:
+    """List projects."""
+    from sensors.runs.deploy import list_projects
+
+    projects = run_sync(with_store(list_projects))
+    views.print_projects(out, projects, as_json=as_json)
+
+
+async def _with_service(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from aiokafka.errors import KafkaError
+
+    from sensors.kafka import new_producer
+    from sensors.runs.objects import ObjectStore
+    from sensors.runs.service import RunService
+
+    settings = cli_settings()
+    settings.require_bootstrap()
+
+    async def act(store: Any) -> T:
+        producer = new_producer(settings, request_timeout_ms=int(settings.publish_timeout * 1000))
+        try:
+            await asyncio.wait_for(producer.start(), settings.publish_timeout)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            await producer.stop()
+            raise ConfigurationError(
+                f"cannot reach the Kafka broker at {settings.kafka_bootstrap} within "
+                f"{settings.publish_timeout:g}s ({type(exc).__name__}); start `tripwire dev` "
+                "or check TRIPWIRE_KAFKA_BOOTSTRAP."
+            ) from None
+        try:
+            return await action(
+                RunService(settings, store, ObjectStore(settings.objects_root), producer)
+            )
+        finally:
+            await producer.stop()
+
+    return await with_store(act)
+
+
+Params = Annotated[
+    list[str] | None,
+    typer.Option("--param", "-p", help="Parameter key=value (JSON or string); repeatable."),
+]
+
+
+@runs_app.command("create")
+def runs_create(
+    flow: Annotated[str, typer.Argument(help="A deployed flow's name.")],
+    param: Params = None,
+    name: Annotated[
+        str | None, typer.Option(help="Run name (default: generated); the same name is one run.")
+    ] = None,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run of a deployed flow with the given parameters."""
+    settings = cli_settings()
+    run, created = run_sync(
+        _with_service(
+            lambda service: service.create(
+                flow,
+                parse_pairs(param or []),
+                name=name,
+                project=project or settings.project,
+                domain=domain or settings.domain,
+            )
+        )
+    )
+    if as_json:
+        out.print_json(json.dumps({**run.model_dump(mode="json"), "created": created}))
+    elif created:
+        out.print(f"run {run.name} {run.phase.value}; inputs at {run.inputs_uri}")
+    else:
+        out.print(f"run {run.name} already exists ({run.phase.value}); nothing started")
+
+
+@runs_app.command("recover")
+def runs_recover(
+    name: RunName,
+    param: Params = None,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run a finished run again as NAME-r1 (-r2 ...) with its inputs and flow revision."""
+    settings = cli_settings()
+    run = run_sync(
+        _with_service(
+            lambda service: service.recover(
+                name,
+                project=project or settings.project,
+                domain=domain or settings.domain,
+                parameters=parse_pairs(param) if param else None,
+            )
+        )
+    )
+    if as_json:
+        out.print_json(json.dumps(run.model_dump(mode="json")))
+    else:
+        out.print(f"run {run.name} {run.phase.value}: recovers {name}")
+
+
+@runs_app.command("list")
+def runs_list(
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    phase: Annotated[
+        str | None, typer.Option(help="Only runs in these phases, e.g. FAILED,TIMED_OUT.")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Only runs created since: an ISO 8601 time, or a duration (90m, 1d)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    as_json: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    settings = cli_settings()
+    phases = views.parse_phase(phase) if phase else None
+    after = views.parse_since(since, datetime.now(UTC)) if since else None
+    runs = run_sync(
+        with_store(
+            lambda store: store.list_runs(
+                project=project or settings.project,
+                domain=domain or settings.domain,
+                flow=flow,
+                phase=phases,
+                since=after,
+                limit=limit,
+            )
+        )
+    )
+    views.print_runs(out, runs, as_json=as_json)
+
+
+@runs_app.command("get")
+def runs_get(
+    name: RunName,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show one run: phase, parameters, events, attempts, phase history and error."""
+    settings = cli_settings()
+    detail = run_sync(
+        with_store(
+            lambda store: views.run_detail(
+                store,
+                name,
+                project=project or settings.project,
+                domain=domain or settings.domain,
+            )
+        )
+    )
+    views.print_run(out, detail, as_json=as_json)
+
+
+@runs_app.command("abort")
+def runs_abort(
+    name: RunName,
+    cause: Annotated[str, typer.Option(help="Why, recorded with the run.")] = "aborted by user",
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Abort a run: a queued one at once, a running one through ABORTING.
+
+    Its worker stops the run's process tree. A run that already ended is left as it is.
+    """
+    settings = cli_settings()
+    run, changed = run_sync(
+        with_store(
+            lambda store: store.request_abort(
+                project or settings.project, domain or settings.domain, name, cause
+            )
+        )
+    )
+    if as_json:
+        out.print_json(json.dumps({"run": run.model_dump(mode="json"), "changed": changed}))
+    elif changed:
+        out.print(f"run {run.name} is {run.phase.value}: {cause}")
+    else:
+        out.print(f"run {run.name} is already {run.phase.value}; nothing to abort")
