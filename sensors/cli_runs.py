@@ -40,6 +40,12 @@ DomainOption = Annotated[
 RunName = Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")]
 
 
+def _scope(project: str | None, domain: str | None) -> dict[str, str]:
+    """The project and domain a command acts in: as given, else from the settings."""
+    settings = cli_settings()
+    return {"project": project or settings.project, "domain": domain or settings.domain}
+
+
 @app.command()
 def deploy(
     paths: Annotated[list[Path], typer.Argument(help="Flow files or folders to deploy.")],
@@ -58,15 +64,12 @@ def deploy(
     from sensors.registry import discover_flows
     from sensors.runs.deploy import deploy as deploy_flows
 
-    settings = cli_settings()
-
     async def main(store: Any) -> Any:
         specs = discover_flows(paths)
         return await deploy_flows(
             store,
             specs,
-            project=project or settings.project,
-            domain=domain or settings.domain,
+            **_scope(project, domain),
             prune=prune,
         )
 
@@ -152,15 +155,13 @@ def runs_create(
     as_json: JsonOption = False,
 ) -> None:
     """Start a run of a deployed flow with the given parameters."""
-    settings = cli_settings()
     run, created = run_sync(
         _with_service(
             lambda service: service.create(
                 flow,
                 parse_pairs(param or []),
                 name=name,
-                project=project or settings.project,
-                domain=domain or settings.domain,
+                **_scope(project, domain),
             )
         )
     )
@@ -181,13 +182,11 @@ def runs_recover(
     as_json: JsonOption = False,
 ) -> None:
     """Run a finished run again as NAME-r1 (-r2 ...) with its inputs and flow revision."""
-    settings = cli_settings()
     run = run_sync(
         _with_service(
             lambda service: service.recover(
                 name,
-                project=project or settings.project,
-                domain=domain or settings.domain,
+                **_scope(project, domain),
                 parameters=parse_pairs(param) if param else None,
             )
         )
@@ -214,14 +213,12 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
-    settings = cli_settings()
     phases = views.parse_phase(phase) if phase else None
     after = views.parse_since(since, datetime.now(UTC)) if since else None
     runs = run_sync(
         with_store(
             lambda store: store.list_runs(
-                project=project or settings.project,
-                domain=domain or settings.domain,
+                **_scope(project, domain),
                 flow=flow,
                 phase=phases,
                 since=after,
@@ -240,14 +237,12 @@ def runs_get(
     as_json: JsonOption = False,
 ) -> None:
     """Show one run: phase, parameters, events, attempts, phase history and error."""
-    settings = cli_settings()
     detail = run_sync(
         with_store(
             lambda store: views.run_detail(
                 store,
                 name,
-                project=project or settings.project,
-                domain=domain or settings.domain,
+                **_scope(project, domain),
             )
         )
     )
@@ -266,12 +261,9 @@ def runs_abort(
 
     Its worker stops the run's process tree. A run that already ended is left as it is.
     """
-    settings = cli_settings()
     run, changed = run_sync(
         with_store(
-            lambda store: store.request_abort(
-                project or settings.project, domain or settings.domain, name, cause
-            )
+            lambda store: store.request_abort(*_scope(project, domain).values(), name, cause)
         )
     )
     if as_json:
