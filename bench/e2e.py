@@ -31,10 +31,10 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from sensors.broker import EmbeddedBroker
-from sensors.correlate import Router
 from sensors.engine import Engine
 from sensors.kafka import consume_batches, new_consumer, new_producer
 from sensors.registry import discover_flows
+from sensors.routing import Router
 from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage

@@ -36,8 +36,9 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sensors.broker import EmbeddedBroker
-from sensors.correlate import Arrival, Correlator, Offer, Router
+from sensors.correlate import Arrival, Correlator, Offer
 from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
+from sensors.routing import Router
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import Sensor, build_sensors

@@ -1,16 +1,12 @@
-"""The correlation core: events and a clock in, fire decisions and state changes out. No I/O.
+"""The correlation core: offers and a clock in, fire decisions and state changes out. No I/O.
 
-Two halves, so that the engine can put a Kafka repartition hop between them:
-
-- :class:`Router` is stateless. An index maps each event name to the
-  (sensor, dependency) pairs that wait for it, so an event costs work only for
-  those. It drops events from before a sensor's deployment, applies filters,
-  computes correlation keys, fires single-event sensors at once, and turns
-  the rest into :class:`Offer` s for the stateful half.
-- :class:`Correlator` holds, per (sensor, correlation key), the latest event of
-  each dependency and the ids already counted. It fires when the sensor's
-  condition holds over events that all fall inside one window of ``within``
-  (event time; arrival time when an event has none), and consumes what it used.
+The stateful half of the pure core (the stateless half, routing events to
+sensors, is :mod:`sensors.routing`; the engine puts a Kafka repartition hop
+between them). :class:`Correlator` holds, per (sensor, correlation key), the
+latest event of each dependency and the ids already counted. It fires when the
+sensor's condition holds over events that all fall inside one window of
+``within`` (event time; arrival time when an event has none), and consumes what
+it used.
 
 Semantics (DESIGN.md §3): latest wins per dependency; an event id counts once
 per sensor for as long as the window; events of different correlation keys
@@ -21,14 +17,13 @@ dropped, so state is bounded by dependencies x live keys.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from sensors.filters import correlation_key, rejection
 from sensors.mapping import extract_parameters
 from sensors.sensor import Sensor
 from triggers.conditions import Condition
@@ -45,8 +40,6 @@ __all__ = [
     "Held",
     "Offer",
     "Rejection",
-    "Routed",
-    "Router",
     "RunEvent",
     "StateChange",
 ]
@@ -119,107 +112,6 @@ class Rejection(msgspec.Struct, frozen=True, gc=False):
 class Decisions:
     fires: list[Fire] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
-
-
-@dataclass
-class Routed(Decisions):
-    offers: list[Offer] = field(default_factory=list)
-    rejections: list[Rejection] = field(default_factory=list)
-    ignored_before_deploy: int = 0
-
-
-class _Target(msgspec.Struct, frozen=True, gc=False):
-    """One dependency of one deployed sensor, as the router's index holds it.
-
-    What routing reads for every event is copied out of the sensor and the
-    dependency once, at deployment: with 100,000 sensors, chasing it through
-    their objects on each event cost more than the routing itself.
-    """
-
-    sensor: Sensor
-    dep: EventDependency
-    sensor_id: str
-    dep_name: str
-    deployed_at: datetime
-    filtered: bool
-    single: bool  # the sensor's only dependency: fires without held state
-    key_path: str | None  # correlate_by JSONPath of this dependency
-
-
-class Router:
-    """Indexes sensors by event name and routes events to them. Stateless."""
-
-    def __init__(self, sensors: Iterable[Sensor] = ()) -> None:
-        self._index: dict[str, list[_Target]] = {}
-        self.sensors: dict[str, Sensor] = {}
-        for sensor in sensors:
-            self.add(sensor)
-
-    def add(self, sensor: Sensor) -> None:
-        if sensor.id in self.sensors:
-            raise ValueError(f"sensor {sensor.id!r} is already deployed")
-        self.sensors[sensor.id] = sensor
-        correlate_by = sensor.trigger.correlate_by or {}
-        for dep in sensor.dependencies:
-            target = _Target(
-                sensor,
-                dep,
-                sensor.id,
-                dep.dep,
-                sensor.deployed_at,
-                bool(dep.filters),
-                len(sensor.dependencies) == 1,
-                correlate_by.get(dep.dep),
-            )
-            self._index.setdefault(dep.name, []).append(target)
-
-    def interested(self, name: str) -> Sequence[tuple[Sensor, EventDependency]]:
-        """The (sensor, dependency) pairs an event name reaches."""
-        return tuple((t.sensor, t.dep) for t in self._index.get(name, ()))
-
-    def route(self, arrivals: Iterable[Arrival]) -> Routed:
-        """Route a batch: fires of single-event sensors, offers for the others."""
-        routed = Routed()
-        offers = routed.offers
-        index = self._index
-        for arrival in arrivals:
-            targets = index.get(arrival.envelope.name)
-            if not targets:
-                continue
-            for target in targets:
-                if arrival.arrived_at < target.deployed_at:
-                    routed.ignored_before_deploy += 1
-                    continue
-                if target.filtered:
-                    reason = rejection(target.dep, arrival.envelope, arrival.event_time)
-                    if reason is not None:
-                        routed.rejections.append(
-                            Rejection(
-                                target.sensor_id, target.dep_name, arrival.envelope.id, reason
-                            )
-                        )
-                        continue
-                if target.single:
-                    # Nothing to hold: fire at once. A redelivered event maps to the same
-                    # run name, which the run store accepts once, so no id memory is needed.
-                    make_fire(target.sensor, {target.dep_name: arrival}, routed)
-                    continue
-                key = ""
-                if target.key_path is not None:
-                    found = correlation_key(target.key_path, arrival.envelope)
-                    if found is None:
-                        routed.rejections.append(
-                            Rejection(
-                                target.sensor_id,
-                                target.dep_name,
-                                arrival.envelope.id,
-                                f"correlation key {target.key_path} is missing",
-                            )
-                        )
-                        continue
-                    key = found
-                offers.append(Offer(target.sensor_id, target.dep_name, key, arrival))
-        return routed
 
 
 class Held(msgspec.Struct, array_like=True, gc=False):

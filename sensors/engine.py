@@ -19,12 +19,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from sensors.correlate import Correlator, Router
+from sensors.correlate import Correlator
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launchers.local import fail_orphans
 from sensors.launching import LaunchStage
 from sensors.reporting import StatusReporter
+from sensors.routing import Router
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
 from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.objects import ObjectStore

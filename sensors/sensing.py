@@ -1,7 +1,7 @@
 """The sensor stage: events in; run requests, offers and counts out.
 
 Reads ``tripwire.events``, and ``tripwire.run-events`` for ``trigger_on_finish``,
-in batches and lets the :class:`~sensors.correlate.Router` decide the whole
+in batches and lets the :class:`~sensors.routing.Router` decide the whole
 batch. Single-event sensors fire here and their run requests go to
 ``tripwire.run-requests`` (keyed by run name, so every request for one run
 lands on one launcher). Events for multi-event sensors go on, packed per
@@ -23,10 +23,11 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from sensors.correlate import Arrival, Decisions, Fire, Router
+from sensors.correlate import Arrival, Decisions, Fire
 from sensors.kafka import Batch, send_records
 from sensors.records import encode_offers, key_partition
 from sensors.reporting import StatusReporter, count_filtered
+from sensors.routing import Router
 from sensors.runs.models import FilterCount, TriggerFailure
 from sensors.runs.store import RunStore
 from triggers.envelope import decode

@@ -10,8 +10,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensors.correlate import Arrival, Correlator, Decisions, Router
+from sensors.correlate import Arrival, Correlator, Decisions
 from sensors.records import decode_changes, pack
+from sensors.routing import Router
 from sensors.sensor import Sensor, build_sensors
 from triggers import trigger
 from triggers.decorators import flow_spec
