@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
+from sensors.launchers.local import pid_alive
 from sensors.registry import discover_flows
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
@@ -100,22 +101,12 @@ def _refuse_second_dev(home: Path) -> None:
     if not info:
         return
     pid = info.get("pid")
-    if isinstance(pid, int) and _alive(pid):
+    if isinstance(pid, int) and pid_alive(pid):
         raise ConfigurationError(
             f"another `tripwire dev` (pid {pid}) is using {home}; stop it, or set "
             "TRIPWIRE_HOME to another folder to run a second one."
         )
     (home / "dev.json").unlink(missing_ok=True)  # left behind by a killed dev
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _write_dev_file(settings: Settings, broker: EmbeddedBroker) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 from triggers.settings import Settings
 
-__all__ = ["LocalLauncher", "fail_orphans", "run_dir"]
+__all__ = ["LocalLauncher", "fail_orphans", "pid_alive", "run_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +77,12 @@ class LocalLauncher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + run.timeout_seconds if run.timeout_seconds else None
         try:
-            while True:
+            for retried in itertools.count():
                 phase, error, retry = await self._attempt(run, deadline)
                 if not retry:
                     await self._finish(run, phase, error)
                     return
-                backoff = run.retry_backoff_seconds * 2 ** (run.attempts)
-                run = run.model_copy(update={"attempts": run.attempts + 1})
+                backoff = run.retry_backoff_seconds * 2**retried
                 log.info("run %s: retrying in %.1fs (%s)", run.name, backoff, error)
                 ended = await self._pause(run, backoff, deadline)
                 if ended is not None:
@@ -148,9 +148,7 @@ class LocalLauncher:
         if run.name in self._aborted:
             return WorkflowPhase.ABORTED, AttemptPhase.ABORTED, None, False
         if timed_out:
-            message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
-            error = _error("Timeout", ErrorKind.USER, message, self.worker)
-            return WorkflowPhase.TIMED_OUT, AttemptPhase.FAILED, error, False
+            return WorkflowPhase.TIMED_OUT, AttemptPhase.FAILED, self._timeout(run), False
         if code == 0 and outcome.get("ok"):
             return WorkflowPhase.SUCCEEDED, AttemptPhase.SUCCEEDED, None, False
         if outcome.get("kind") == ErrorKind.USER:
@@ -188,12 +186,13 @@ class LocalLauncher:
                 message = "the engine stopped while the run waited to be retried"
                 return WorkflowPhase.FAILED, _system("EngineStopped", message, self.worker)
             if deadline is not None and _now() >= deadline:
-                message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
-                return WorkflowPhase.TIMED_OUT, _error(
-                    "Timeout", ErrorKind.USER, message, self.worker
-                )
+                return WorkflowPhase.TIMED_OUT, self._timeout(run)
             await asyncio.sleep(min(_ABORT_POLL, max(0.0, wake - _now())))
         return None
+
+    def _timeout(self, run: RunRecord) -> RunError:
+        message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
+        return _error("Timeout", ErrorKind.USER, message, self.worker)
 
     async def _watch_aborts(self) -> None:
         """Stop the processes of runs that someone moved to ABORTING (`tripwire runs abort`)."""
@@ -299,7 +298,7 @@ async def fail_orphans(store: RunStore) -> list[str]:
         worker_host, _, pid = (attempt.worker or "").rpartition(":")
         if attempt.phase != AttemptPhase.RUNNING or worker_host != host:
             continue
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or pid_alive(int(pid)):
             continue
         error = _system("WorkerLost", f"the worker {attempt.worker} stopped", attempt.worker or "")
         await runs_history.finish_attempt(
@@ -316,7 +315,8 @@ async def fail_orphans(store: RunStore) -> list[str]:
     return ended
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists (one owned by another user counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

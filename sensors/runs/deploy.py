@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.runs.models import Project
 from sensors.runs.store import RunStore, dialect_insert, utc
-from sensors.runs.tables import flows, projects, sensors
+from sensors.runs.tables import flows, named, projects, sensors
 from sensors.sensor import Sensor, build_sensors
 from triggers.errors import ConfigurationError, DeclarationError, RunNotFoundError, StoreError
 from triggers.spec import EventDependency, FlowSpec, finished_event
@@ -197,9 +197,7 @@ async def flow_revision(
     Raises:
         RunNotFoundError: no such flow or revision is deployed in the project and domain.
     """
-    query = sa.select(flows.c.spec, flows.c.revision).where(
-        flows.c.project == project, flows.c.domain == domain, flows.c.name == name
-    )
+    query = sa.select(flows.c.spec, flows.c.revision).where(*named(flows, project, domain, name))
     if revision is None:
         query = query.where(flows.c.retired_at.is_(None))
     else:
@@ -249,12 +247,7 @@ async def _retire_flow(
 ) -> None:
     await conn.execute(
         flows.update()
-        .where(
-            flows.c.project == project,
-            flows.c.domain == domain,
-            flows.c.name == name,
-            flows.c.retired_at.is_(None),
-        )
+        .where(*named(flows, project, domain, name), flows.c.retired_at.is_(None))
         .values(retired_at=at)
     )
 
@@ -285,19 +278,10 @@ async def _deploy_triggers(
         }
         if before.get(trig.name) != trig:
             values |= {"deployed_at": now, "revision": revision}
-        exists = sa.select(sensors.c.sensor_id).where(*(sensors.c[k] == v for k, v in key.items()))
-        if (await conn.execute(exists)).first() is None:
-            await conn.execute(
-                sensors.insert().values(
-                    **key, **{"deployed_at": now, "revision": revision, **values}
-                )
-            )
-        else:
-            await conn.execute(
-                sensors.update()
-                .where(*(sensors.c[k] == v for k, v in key.items()))
-                .values(**values)
-            )
+        insert = dialect_insert(conn)(sensors).values(
+            **key, **{"deployed_at": now, "revision": revision, **values}
+        )
+        await conn.execute(insert.on_conflict_do_update(index_elements=list(key), set_=values))
     await _retire_triggers(
         conn, project, domain, spec.name, keep=[t.name for t in spec.triggers], at=now
     )

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sensors.runs.models import Attempt, PhaseChange, RunError
 from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
 from sensors.runs.store import CAS_ATTEMPTS, RunStore, utc_row
-from sensors.runs.tables import of_run, phase_change, run_attempts, run_phases, runs
+from sensors.runs.tables import named, phase_change, run_attempts, run_phases, runs
 from triggers.errors import IllegalTransitionError, StoreError
 
 __all__ = [
@@ -50,7 +50,7 @@ async def start_attempt(
         )
         claim = (
             runs.update()
-            .where(*of_run(runs, project, domain, name), runs.c.attempts == run.attempts)
+            .where(*named(runs, project, domain, name), runs.c.attempts == run.attempts)
             .values(attempts=attempt.number, pid=pid, updated_at=now)
         )
         async with store.connection(write=True) as conn:
@@ -79,7 +79,7 @@ async def finish_attempt(
     update = (
         run_attempts.update()
         .where(
-            *of_run(run_attempts, project, domain, name),
+            *named(run_attempts, project, domain, name),
             run_attempts.c.number == number,
             run_attempts.c.phase == AttemptPhase.RUNNING.value,
         )
@@ -112,7 +112,7 @@ async def history(store: RunStore, project: str, domain: str, name: str) -> list
 async def _of_run(
     store: RunStore, table: sa.Table, order: Any, project: str, domain: str, name: str
 ) -> list[dict[str, Any]]:
-    query = sa.select(table).where(*of_run(table, project, domain, name)).order_by(order)
+    query = sa.select(table).where(*named(table, project, domain, name)).order_by(order)
     async with store.connection() as conn:
         return [utc_row(r) for r in (await conn.execute(query)).mappings()]
 

@@ -10,6 +10,7 @@ returns the existing run and starts nothing), and a new run is enqueued on
 
 from __future__ import annotations
 
+import itertools
 import re
 import uuid
 from typing import Any
@@ -146,41 +147,29 @@ class RunService:
                 f"recover reruns run {name!r} with its own inputs, and these differ; create a "
                 f"new run instead: `tripwire runs create {original.flow} -p key=value ...`."
             )
-        spec = None
-        if original.flow_revision is not None:
-            spec, _ = await flow_revision(
-                self._store,
-                original.flow,
-                project=project,
-                domain=domain,
-                revision=original.flow_revision,
-            )
+        # The run holds its flow revision's entrypoint and target: a copy runs that revision.
         request = original.model_copy(
             update={
                 "name": await self._recovery_name(original),
                 "parameters": inputs["parameters"],
                 "events": inputs["events"],
                 "recovered_from": original.name,
-                "entrypoint": spec.entrypoint.model_dump() if spec else original.entrypoint,
-                "target": spec.target if spec else original.target,
             }
         )
         run, _ = await self.submit(NewRun.model_validate(request.model_dump(include=_NEW_RUN)))
         return run
 
     async def _recovery_name(self, original: RunRecord) -> str:
+        """``NAME-rN`` with the first free N, NAME being the run first recovered."""
         match = _RECOVERED.match(original.name)
         base = match.group("base") if match and original.recovered_from else original.name
-        taken = {
-            r.name
-            for r in await self._store.list_runs(
-                project=original.project, domain=original.domain, flow=original.flow, limit=10_000
-            )
-        }
-        n = 1
-        while f"{base}-r{n}" in taken:
-            n += 1
-        return f"{base}-r{n}"
+        for n in itertools.count(1):
+            name = f"{base}-r{n}"
+            try:
+                await self._store.get_run(name, project=original.project, domain=original.domain)
+            except RunNotFoundError:
+                return name
+        raise AssertionError("unreachable")
 
     async def _enqueue(self, run: RunRecord) -> None:
         if self._producer is None:

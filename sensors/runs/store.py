@@ -45,7 +45,7 @@ from sensors.runs.phases import (
     check_transition,
     is_terminal,
 )
-from sensors.runs.tables import of_run, phase_change, runs, sensors, trigger_failures
+from sensors.runs.tables import named, phase_change, runs, sensors, trigger_failures
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 __all__ = ["RunStore"]
@@ -251,7 +251,7 @@ class RunStore:
             update = (
                 runs.update()
                 .where(
-                    *of_run(runs, project, domain, name),
+                    *named(runs, project, domain, name),
                     runs.c.phase == current.phase.value,
                     runs.c.updated_at == current.updated_at,
                 )

@@ -15,7 +15,7 @@ __all__ = [
     "filter_counts",
     "flows",
     "metadata",
-    "of_run",
+    "named",
     "phase_change",
     "projects",
     "run_attempts",
@@ -205,6 +205,6 @@ def phase_change(
     )
 
 
-def of_run(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
-    """The WHERE conditions that pick one run's rows in ``table``."""
+def named(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
+    """The WHERE conditions that pick the rows of one named run (or flow) in ``table``."""
     return [table.c.project == project, table.c.domain == domain, table.c.name == name]
