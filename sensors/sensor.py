@@ -14,7 +14,7 @@ import msgspec
 from triggers.params import ParameterSchema
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec
 
-__all__ = ["Sensor", "build_sensors", "slug"]
+__all__ = ["Sensor", "build_sensors", "run_policy", "slug"]
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 
@@ -56,7 +56,6 @@ class Sensor:
         object.__setattr__(self, "_name_prefix", prefix.encode())
 
     def _request_fields(self) -> dict[str, Any]:
-        timeout = self.trigger.timeout
         return {
             "project": self.project,
             "domain": self.domain,
@@ -65,9 +64,7 @@ class Sensor:
             "trigger": self.trigger.name,
             "target": self.flow.target,
             "entrypoint": self.flow.entrypoint.model_dump(),
-            "retries": self.trigger.retries,
-            "retry_backoff_seconds": self.trigger.retry_backoff.total_seconds(),
-            "timeout_seconds": timeout.total_seconds() if timeout else None,
+            **run_policy(self.trigger),
         }
 
     def run_name(self, event_ids: Iterable[str]) -> str:
@@ -79,6 +76,18 @@ class Sensor:
         """
         material = self._name_prefix + "\x1f".join(sorted(event_ids)).encode()
         return f"{self._slug}-{hashlib.sha256(material).hexdigest()[:20]}"
+
+
+def run_policy(trigger: TriggerSpec | None) -> dict[str, Any]:
+    """A trigger's retries, backoff and timeout, as the fields of a run request."""
+    if trigger is None:
+        return {}
+    timeout = trigger.timeout
+    return {
+        "retries": trigger.retries,
+        "retry_backoff_seconds": trigger.retry_backoff.total_seconds(),
+        "timeout_seconds": timeout.total_seconds() if timeout else None,
+    }
 
 
 def slug(flow: str) -> str:

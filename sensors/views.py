@@ -213,7 +213,11 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
             f"  took {_took(took)}  worker {attempt.worker or '-'}  pid {attempt.pid or '-'}"
         )
         if attempt.error is not None:
-            console.print(f"        {attempt.error.code}: {attempt.error.message}", markup=False)
+            error = attempt.error
+            shown = error.message
+            if not shown.startswith(error.code):
+                shown = f"{error.code}: {shown}"
+            console.print(f"        {shown}", markup=False)
     console.print("  history")
     for change in detail.history:
         what = "run" if change.attempt is None else f"attempt #{change.attempt}"

@@ -23,7 +23,7 @@ from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase, is_terminal
 from sensors.runs.store import RunStore
-from sensors.sensor import slug
+from sensors.sensor import run_policy, slug
 from triggers.errors import ConfigurationError, RunNotFoundError
 from triggers.params import ParameterSchema
 from triggers.settings import Settings
@@ -60,6 +60,8 @@ class RunService:
     ) -> tuple[RunRecord, bool]:
         """Create a run of a deployed flow; return it and whether this call created it.
 
+        The run gets the retries, backoff and timeout of the flow's first trigger.
+
         Raises:
             RunNotFoundError: the flow is not deployed in the project and domain.
             TriggerError: a parameter does not fit the flow's types, or a required
@@ -85,6 +87,8 @@ class RunService:
             parameters=values,
             events=[],
             flow_revision=revision,
+            # Retries and timeout are declared on triggers: a run by hand takes the first's.
+            **run_policy(spec.triggers[0] if spec.triggers else None),
         )
         return await self.submit(request)
 

@@ -172,3 +172,14 @@ async def test_recover_reruns_the_same_inputs_and_revision_as_r1_then_r2(
 def test_an_object_store_without_its_driver_names_the_extra() -> None:
     with pytest.raises(ConfigurationError, match="needs support for nosuch://"):
         ObjectStore("nosuch://bucket")
+
+
+async def test_a_run_by_hand_takes_the_retries_and_timeout_of_the_flows_trigger(
+    service: RunService, run_store: RunStore
+) -> None:
+    @trigger(event="nightly", retries=2, retry_backoff="30s", timeout="5m")
+    def guarded(day: str = "") -> None: ...
+
+    await deploy(run_store, [flow_spec(guarded)], project="p", domain="d")
+    run, _ = await service.create("guarded", {}, project="p", domain="d")
+    assert (run.retries, run.retry_backoff_seconds, run.timeout_seconds) == (2, 30.0, 300.0)
