@@ -1,12 +1,12 @@
 """tripwire's SDK: declare what triggers a flow, and publish the events that do.
 
-Flow authors use :func:`trigger` and :func:`trigger_on_finish`; publishers use :func:`publish` and
+Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`; publishers use :func:`publish` and
 :func:`safe_publish` (each with an ``.aio`` form); a running flow reads
 :data:`current`.
 """
 
 from triggers.current import TriggerEvent, current
-from triggers.decorators import trigger, trigger_on_finish
+from triggers.decorators import schedule, trigger, trigger_on_finish
 from triggers.errors import (
     ConfigurationError,
     DeclarationError,
@@ -21,6 +21,7 @@ __all__ = [
     # declaring flows
     "trigger",
     "trigger_on_finish",
+    "schedule",
     # publishing events
     "publish",
     "safe_publish",

@@ -1,4 +1,4 @@
-"""The decorators flow authors use: ``@trigger`` (more kinds arrive with their issues).
+"""The decorators flow authors use: ``@trigger``, ``@trigger_on_finish`` and ``@schedule``.
 
 A decorator validates its arguments at once, records a :class:`TriggerSpec` on
 the function, and returns the function unchanged, so a flow still runs as
@@ -13,19 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
+
+from pydantic import ValidationError
 
 from triggers.conditions import parse_condition
 from triggers.errors import DeclarationError
 from triggers.filters import Filter
 from triggers.params import ParamSpec
 from triggers.spec import (
+    CATCHUP,
     DEFAULT_RETRY_BACKOFF,
     DEFAULT_WINDOW,
     FINAL_PHASES,
+    SCHEDULE_TIME,
+    SCHEDULED_AT,
     Entrypoint,
     EventDependency,
     FlowSpec,
+    ScheduleSpec,
     TriggerSpec,
     finished_event,
     normalize_correlation,
@@ -33,7 +39,7 @@ from triggers.spec import (
     parse_duration,
 )
 
-__all__ = ["flow_spec", "is_flow", "trigger"]
+__all__ = ["flow_spec", "is_flow", "schedule", "trigger", "trigger_on_finish"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__tripwire_flow__"
@@ -199,6 +205,96 @@ def trigger_on_finish(
     return decorate
 
 
+def schedule(
+    cron: str | None = None,
+    *,
+    rate: str | float | timedelta | None = None,
+    tz: str = "UTC",
+    catchup: Literal["latest", "all", "none"] = "latest",
+    max_catchup: int = 100,
+    parameters: dict[str, str] | None = None,
+    name: str | None = None,
+    retries: int = 0,
+    retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
+    timeout: str | float | timedelta | None = None,
+) -> Callable[[F], F]:
+    """Launch the decorated flow on a clock: a cron expression or a fixed rate.
+
+    Each tick launches one run, named from the flow, the trigger, its revision and
+    the tick, so a tick never runs twice, whichever worker or restart sees it.
+
+    Args:
+        cron: five-field cron ("0 0 * * *") or @hourly, @daily, @weekly, @monthly.
+        rate: instead of cron, a tick every "5m", "1h", ... (multiples of the rate
+            since the Unix epoch).
+        tz: the IANA time zone cron is read in (default UTC).
+        catchup: ticks missed while no worker ran: "latest" (default) runs the most
+            recent one, "all" runs each (oldest first, at most ``max_catchup``),
+            "none" skips them.
+        parameters: flow parameters that get the tick, as ``{"param": "$schedule.time"}``.
+            A parameter named ``scheduled_at`` gets it without being named here.
+        name, retries, retry_backoff, timeout: as for :func:`trigger`
+            (default name "schedule").
+
+    Raises:
+        DeclarationError: when the declaration is invalid; the message says what to write.
+    """
+    if callable(cron) and not isinstance(cron, str):
+        raise DeclarationError(
+            f"@schedule on {getattr(cron, '__qualname__', cron)!r} needs a clock: write "
+            "@schedule(cron='0 0 * * *') or @schedule(rate='5m')."
+        )
+    if catchup not in CATCHUP:
+        raise DeclarationError(
+            f"@schedule: catchup={catchup!r} must be one of {', '.join(map(repr, CATCHUP))}."
+        )
+    fields: dict[str, Any] = {"cron": cron, "tz": tz, "catchup": catchup}
+    fields |= {"max_catchup": max_catchup, "parameters": dict(parameters or {})}
+    if rate is not None:
+        fields["rate"] = parse_duration(rate, what="rate")
+    try:
+        spec = ScheduleSpec(**fields)
+    except ValidationError as exc:
+        raise DeclarationError(f"@schedule: {_first_error(exc)}.") from None
+    bad = {p: v for p, v in spec.parameters.items() if v != SCHEDULE_TIME}
+    if bad:
+        raise DeclarationError(
+            f"@schedule: parameters {bad!r} must map to {SCHEDULE_TIME!r}, the tick's time; "
+            "other parameters take their defaults."
+        )
+    policy = _run_policy(retries, retry_backoff, timeout)
+
+    def decorate(func: F) -> F:
+        where = f"@schedule on {getattr(func, '__qualname__', func)!r}"
+        decl = _declaration_of(func, where)
+        known = {p.name: p for p in decl.parameters}
+        for param in spec.parameters:
+            if param not in known:
+                raise DeclarationError(
+                    f"{where}: {param!r} is not a parameter of the flow; parameters are "
+                    f"{list(known)}."
+                )
+        given = set(spec.parameters) | ({SCHEDULED_AT} & set(known))
+        missing = [p.name for p in decl.parameters if p.required and p.name not in given]
+        if missing:
+            raise DeclarationError(
+                f"{where}: parameters {missing} have no default, and a scheduled run has no "
+                "event to fill them; give them defaults, or map the tick to one with "
+                f"parameters={{'{missing[0]}': '{SCHEDULE_TIME}'}}."
+            )
+        trigger_name = name or _next_trigger_name(decl, "schedule")
+        if any(t.name == trigger_name for t in decl.triggers):
+            raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+        decl.triggers.insert(0, TriggerSpec(name=trigger_name, schedule=spec, **policy))
+        return func
+
+    return decorate
+
+
+def _first_error(exc: ValidationError) -> str:
+    return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+
+
 def _run_policy(retries: object, retry_backoff: object, timeout: object) -> dict[str, Any]:
     """Validated retries, backoff and timeout of a trigger, as TriggerSpec fields."""
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
@@ -220,12 +316,12 @@ def _declaration_of(func: Any, where: str) -> _Declaration:
     return decl
 
 
-def _next_trigger_name(decl: _Declaration) -> str:
+def _next_trigger_name(decl: _Declaration, base: str = "trigger") -> str:
     taken = {t.name for t in decl.triggers}
-    candidate, n = "trigger", 1
+    candidate, n = base, 1
     while candidate in taken:
         n += 1
-        candidate = f"trigger_{n}"
+        candidate = f"{base}_{n}"
     return candidate
 
 

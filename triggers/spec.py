@@ -14,10 +14,12 @@ from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext import parse as parse_jsonpath
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triggers.conditions import Condition, all_of, parse_condition
 from triggers.envelope import validate_event_name
@@ -30,6 +32,7 @@ __all__ = [
     "Entrypoint",
     "EventDependency",
     "FlowSpec",
+    "ScheduleSpec",
     "TriggerSpec",
     "compile_jsonpath",
     "normalize_correlation",
@@ -86,11 +89,88 @@ def finished_event(flow: str) -> str:
     return f"{RUN_EVENT_TYPE}:{flow}"
 
 
+SCHEDULE_TIME = "$schedule.time"
+"""The parameter source that gives a scheduled run its tick (see :class:`ScheduleSpec`)."""
+SCHEDULED_AT = "scheduled_at"
+"""A flow parameter of this name gets the tick of a scheduled run without any mapping."""
+CATCHUP = ("latest", "all", "none")
+
+
+class ScheduleSpec(_Frozen):
+    """When a scheduled trigger ticks, and what happens to ticks nobody saw in time.
+
+    Exactly one of ``cron`` and ``rate``. Cron ticks are computed in ``tz`` (so
+    "0 2 * * *" follows daylight saving time); rate ticks are multiples of the
+    rate since the Unix epoch, so every worker computes the same ones.
+    """
+
+    cron: str | None = Field(
+        None, description="Five-field cron expression, or @hourly, @daily, @weekly, @monthly."
+    )
+    rate: timedelta | None = Field(None, description="A tick every this long ('5m', '1h').")
+    tz: str = Field("UTC", description="IANA time zone the cron expression is read in.")
+    catchup: Literal["latest", "all", "none"] = Field(
+        "latest",
+        description="Ticks missed while no worker ran: 'latest' runs the most recent one, "
+        "'all' each of them (oldest first, at most max_catchup), 'none' none.",
+    )
+    max_catchup: int = Field(100, ge=1, le=10_000, description="Cap for catchup='all'.")
+    parameters: dict[str, str] = Field(
+        default_factory=dict,
+        description=f"param -> {SCHEDULE_TIME!r}: parameters that get the tick's time.",
+    )
+
+    @model_validator(mode="after")
+    def _valid(self) -> ScheduleSpec:
+        # Runs at decoration and again whenever a spec is loaded (deploy, the store).
+        if (self.cron is None) == (self.rate is None):
+            raise ValueError("give exactly one of cron='0 0 * * *' and rate='5m'")
+        if self.cron is not None:
+            fields = self.cron.split()
+            if not self.cron.startswith("@") and len(fields) != 5:
+                raise ValueError(
+                    f"cron={self.cron!r} has {len(fields)} fields; write five (minute hour "
+                    "day-of-month month day-of-week), or use rate='30s' for seconds"
+                )
+            if not croniter.is_valid(self.cron):
+                raise ValueError(
+                    f"cron={self.cron!r} is not a valid cron expression: {_why(self.cron)}"
+                )
+        if self.rate is not None and self.rate.total_seconds() < 1:
+            raise ValueError(f"rate={self.rate} is below the smallest rate, one second")
+        try:
+            ZoneInfo(self.tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"tz={self.tz!r} is not an IANA time zone like 'Europe/Berlin'"
+            ) from None
+        return self
+
+    def describe(self) -> str:
+        """'cron 0 0 * * * (UTC)' or 'every 0:05:00', for listings."""
+        if self.cron is not None:
+            return f"cron {self.cron} ({self.tz})"
+        return f"every {self.rate}"
+
+
+def _why(expression: str) -> str:
+    try:
+        croniter(expression)
+    except Exception as exc:  # croniter's errors say which field is wrong
+        return str(exc)
+    return "croniter rejects it"
+
+
 class TriggerSpec(_Frozen):
-    """A set of dependencies that, when satisfied within ``within``, launches one run."""
+    """Dependencies that, when satisfied within ``within``, launch one run; or a schedule."""
 
     name: str = Field(description="Trigger name, unique within its flow.")
-    dependencies: tuple[EventDependency, ...]
+    dependencies: tuple[EventDependency, ...] = Field(
+        (), description="Events it waits for; none for a scheduled trigger."
+    )
+    schedule: ScheduleSpec | None = Field(
+        None, description="Set for @schedule: the trigger fires on clock ticks, not events."
+    )
     within: timedelta = Field(
         DEFAULT_WINDOW, description="All contributing events must fall inside one such window."
     )
@@ -113,6 +193,12 @@ class TriggerSpec(_Frozen):
     timeout: timedelta | None = Field(
         None, description="A run still going after this (from its start) ends TIMED_OUT."
     )
+
+    @model_validator(mode="after")
+    def _events_or_schedule(self) -> TriggerSpec:
+        if bool(self.dependencies) == (self.schedule is not None):
+            raise ValueError(f"trigger {self.name!r} needs either events or a schedule, not both")
+        return self
 
     def condition(self) -> Condition:
         """The parsed condition (all dependencies when none was given)."""
