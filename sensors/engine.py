@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sensors.correlate import Correlator
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
 from sensors.launchers.local import fail_orphans
 from sensors.launching import LaunchStage
+from sensors.records import key_partition
 from sensors.reporting import StatusReporter
 from sensors.routing import Router
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
@@ -31,6 +32,7 @@ from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.objects import ObjectStore
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
+from sensors.scheduling import Scheduler
 from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import Sensor
 from sensors.state import CorrelationStage, StateRecovery
@@ -69,6 +71,7 @@ class Engine:
         self._stop = asyncio.Event()
         self.relay: LifecycleRelay | None = None
         self.runs: RunService | None = None
+        self.scheduler: Scheduler | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._relay_stop = asyncio.Event()
 
@@ -115,6 +118,14 @@ class Engine:
             )
             self.runs = RunService(s, self.store, ObjectStore(s.objects_root), self._producer)
             self.launch_stage = LaunchStage(self.store, self.runs, self._launcher_for)
+            event_partitions = len(await self._producer.partitions_for(s.topic_events))
+            self.scheduler = Scheduler(
+                s,
+                self.store,
+                self.runs,
+                lambda sensor: self._owns(sensor, event_partitions),
+                deployed,
+            )
             # Sensors, flows and the index live as long as the worker: take them out of
             # the collector's reach, or every collection that the hot path's short-lived
             # objects trigger rescans them (bench/sensors.py: about 20% at 100k sensors).
@@ -158,6 +169,9 @@ class Engine:
                         name=f"tripwire {name}",
                     )
                 )
+            self._tasks.append(
+                asyncio.create_task(self.scheduler.run(self._stop), name="tripwire scheduler")
+            )
         except BaseException:
             await self.stop()
             raise
@@ -192,6 +206,8 @@ class Engine:
         """Route to ``deployed`` from the next batch on; keep the state of unchanged sensors."""
         assert self.sensor_stage is not None and self.correlation_stage is not None
         self.sensor_stage.router = Router(deployed)
+        if self.scheduler is not None:
+            self.scheduler.serve(deployed)
         reset = self.correlation_stage.correlator.update(
             d for d in deployed if len(d.dependencies) > 1
         )
@@ -202,6 +218,15 @@ class Engine:
             len(deployed),
             len(reset),
         )
+
+    def _owns(self, sensor: Sensor, partitions: int) -> bool:
+        """Whether this worker schedules ``sensor``: it owns the events partition the
+        sensor's id hashes to, in the sensor stage's consumer group."""
+        if not self._consumers:
+            return False
+        key = "\x1f".join([sensor.project, sensor.domain, sensor.id]).encode()
+        owned = TopicPartition(self.settings.topic_events, key_partition(key, partitions))
+        return owned in self._consumers[0].assignment()
 
     def _launcher_for(self, target: str) -> Launcher:
         scheme = scheme_of(target)

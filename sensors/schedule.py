@@ -34,6 +34,7 @@ def next_tick(spec: ScheduleSpec, after: datetime) -> datetime:
         step = spec.rate.total_seconds()
         n = int((after - _EPOCH).total_seconds() // step) + 1
         return _EPOCH + timedelta(seconds=n * step)
+    assert spec.cron is not None  # a spec has a rate or a cron
     zone = ZoneInfo(spec.tz)
     it = croniter(spec.cron, _wall(after, zone))
     while (tick := _instant(it.get_next(datetime), zone)) <= after:
@@ -56,6 +57,7 @@ def previous_ticks(
             ticks.append(tick)
             n -= 1
         return ticks
+    assert spec.cron is not None
     zone = ZoneInfo(spec.tz)
     # A tick equal to ``until`` counts: step back from just after it.
     it = croniter(spec.cron, _wall(until + timedelta(microseconds=1), zone))

@@ -32,6 +32,8 @@ class Sensor:
     flow: FlowSpec
     trigger: TriggerSpec
     deployed_at: datetime
+    revision: int = 1
+    """The flow revision that last changed this trigger."""
     parameter_names: tuple[str, ...] = field(init=False)
     dependencies: tuple[EventDependency, ...] = field(init=False)
     id: str = field(init=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
@@ -29,7 +29,9 @@ from sensors.runs.models import (
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.status import list_filter_counts, list_holds
 from sensors.runs.store import RunStore
+from sensors.schedule import next_tick
 from triggers.errors import StoreError
+from triggers.spec import ScheduleSpec
 
 __all__ = [
     "RunDetail",
@@ -76,6 +78,7 @@ class SensorStatus(BaseModel):
 
     sensor: DeployedSensor
     dependencies: list[DependencyStatus]
+    next_tick: datetime | None = Field(None, description="A scheduled trigger's next tick.")
     last_run: RunRecord | None
     failures: list[TriggerFailure]
 
@@ -186,6 +189,7 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
         ("sensor", run.sensor_id or "-"),
         ("target", run.target),
         ("created", _when(run.created_at)),
+        *([("scheduled", _when(run.scheduled_at))] if run.scheduled_at else []),
         ("started", _when(run.started_at)),
         ("finished", _when(run.finished_at)),
         ("retries", f"{run.retries} (backoff {run.retry_backoff_seconds:g}s)"),
@@ -271,7 +275,7 @@ def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_jso
         return
     table = Table("SENSOR", "FLOW", "WAITS FOR", "FIRES ON", "DEPLOYED", box=None)
     for s in sensors:
-        events = ", ".join(d["name"] for d in s.dependencies)
+        events = ", ".join(d["name"] for d in s.dependencies) or "the clock"
         table.add_row(s.sensor_id, s.flow, events, _describe(s), _when(s.deployed_at))
     console.print(table if sensors else "no sensors deployed")
 
@@ -306,10 +310,12 @@ async def sensor_statuses(
                 )
             )
         failures = await store.list_trigger_failures(sensor_id=sensor.sensor_id, limit=5)
+        schedule = _schedule(sensor)
         statuses.append(
             SensorStatus(
                 sensor=sensor,
                 dependencies=deps,
+                next_tick=next_tick(schedule, datetime.now(UTC)) if schedule else None,
                 last_run=last.get(sensor.sensor_id),
                 failures=failures,
             )
@@ -317,7 +323,14 @@ async def sensor_statuses(
     return statuses
 
 
+def _schedule(s: DeployedSensor) -> ScheduleSpec | None:
+    return ScheduleSpec.model_validate(s.schedule) if s.schedule else None
+
+
 def _describe(s: DeployedSensor) -> str:
+    schedule = _schedule(s)
+    if schedule is not None:
+        return f"{schedule.describe()}, catchup {schedule.catchup}"
     names = [d["dep"] for d in s.dependencies]
     text = s.conditions or " && ".join(names)
     if len(names) > 1:
@@ -355,6 +368,8 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
                     f"    filtered out {f.count}, last {_when(f.last_at)} "
                     f"(event {f.last_event_id}): {f.last_reason}"
                 )
+        if status.next_tick is not None:
+            console.print(f"  next tick  {_when(status.next_tick)}")
         run = status.last_run
         if run is None:
             console.print("  last run   none yet")

@@ -1,8 +1,8 @@
 """tripwire's SDK: declare what triggers a flow, and publish the events that do.
 
-Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`; publishers use :func:`publish` and
-:func:`safe_publish` (each with an ``.aio`` form); a running flow reads
-:data:`current`.
+Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`;
+publishers use :func:`publish` and :func:`safe_publish` (each with an ``.aio``
+form); a running flow reads :data:`current`.
 """
 
 from triggers.current import TriggerEvent, current

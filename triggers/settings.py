@@ -128,6 +128,15 @@ class Settings(BaseSettings):
             "flows (`tripwire deploy`); it starts serving them without a restart."
         ),
     )
+    schedule_grace: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Seconds after its time that a schedule tick still counts as on time (at most one "
+            "period of its schedule). Later ticks were missed, and the trigger's `catchup` "
+            "decides which of them run."
+        ),
+    )
     max_parallel_runs: int = Field(
         8,
         ge=1,

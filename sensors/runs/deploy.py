@@ -216,19 +216,23 @@ async def flow_revision(
 async def deployed_sensors(store: RunStore, *, project: str, domain: str) -> list[Sensor]:
     """The sensors of the current flows, each with the deployment time of its trigger."""
     specs = [spec for spec, _ in await current_flows(store, project=project, domain=domain)]
-    query = sa.select(sensors.c.sensor_id, sensors.c.deployed_at).where(
+    query = sa.select(sensors.c.sensor_id, sensors.c.deployed_at, sensors.c.revision).where(
         sensors.c.project == project,
         sensors.c.domain == domain,
         sensors.c.retired_at.is_(None),
     )
     async with store.connection() as conn:
-        since = {r.sensor_id: utc(r.deployed_at) for r in await conn.execute(query)}
+        rows = {r.sensor_id: r for r in await conn.execute(query)}
     built = build_sensors(specs, project=project, domain=domain, deployed_at=datetime.now(UTC))
     deployed = []
     for sensor in built:
-        first = since.get(sensor.id)
-        if first is not None:
-            sensor = dataclasses.replace(sensor, deployed_at=first)
+        row = rows.get(sensor.id)
+        if row is not None:
+            sensor = dataclasses.replace(
+                sensor,
+                deployed_at=utc(row.deployed_at) or sensor.deployed_at,
+                revision=row.revision,
+            )
         deployed.append(sensor)
     return deployed
 
@@ -273,6 +277,7 @@ async def _deploy_triggers(
             "within_seconds": trig.within.total_seconds(),
             "conditions": trig.conditions,
             "correlate_by": trig.correlate_by,
+            "schedule": trig.schedule.model_dump(mode="json") if trig.schedule else None,
             "updated_at": now,
             "retired_at": None,
         }

@@ -82,6 +82,9 @@ class NewRun(BaseModel):
     )
     flow_revision: int | None = Field(None, description="The deployed flow revision it runs.")
     recovered_from: str | None = Field(None, description="The run this one recovers, if any.")
+    scheduled_at: UtcDatetime | None = Field(
+        None, description="For a scheduled run: the tick it runs for (its scheduled start)."
+    )
 
 
 class RunRecord(NewRun):
@@ -134,6 +137,9 @@ class DeployedSensor(BaseModel):
     )
     updated_at: datetime
     revision: int = Field(1, description="The flow revision that last changed the trigger.")
+    schedule: dict[str, Any] | None = Field(
+        None, description="For a scheduled trigger: its ScheduleSpec, as JSON."
+    )
 
 
 class Hold(BaseModel):

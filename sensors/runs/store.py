@@ -381,7 +381,7 @@ def utc_row(row: Any) -> dict[str, Any]:
 def _run(row: Any) -> RunRecord:
     data = dict(row)
     data.pop("id", None)
-    for key in ("created_at", "updated_at", "started_at", "finished_at"):
+    for key in ("created_at", "updated_at", "started_at", "finished_at", "scheduled_at"):
         data[key] = utc(data.get(key))
     return RunRecord.model_validate(data)
 

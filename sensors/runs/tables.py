@@ -20,7 +20,9 @@ __all__ = [
     "projects",
     "run_attempts",
     "run_phases",
+    "run_signals",
     "runs",
+    "schedule_state",
     "sensor_holds",
     "sensors",
     "trigger_failures",
@@ -58,6 +60,7 @@ runs = sa.Table(
     sa.Column("inputs_uri", sa.String(1000)),
     sa.Column("flow_revision", sa.Integer),
     sa.Column("recovered_from", sa.String(253)),
+    sa.Column("scheduled_at", _TS),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),
@@ -95,6 +98,7 @@ sensors = sa.Table(
     sa.Column("correlate_by", sa.JSON),
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.Column("retired_at", _TS),
+    sa.Column("schedule", sa.JSON),
 )
 
 # What each sensor holds right now, per correlation key and dependency (for `sensors status`).
@@ -182,6 +186,39 @@ flows = sa.Table(
     sa.Column("spec", sa.JSON, nullable=False),
     sa.Column("deployed_at", _TS, nullable=False),
     sa.Column("retired_at", _TS),
+)
+
+
+# Per scheduled trigger: the newest tick decided (``cursor``), and the ticks decided
+# but maybe not yet fired (``pending``), so a worker taking over fires them.
+schedule_state = sa.Table(
+    "schedule_state",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("cursor", _TS, nullable=False),
+    sa.Column("pending", sa.JSON, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),  # compare-and-set between workers
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# The events runs wait for (``wait_for_event``) and the values they were signalled.
+run_signals = sa.Table(
+    "run_signals",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("run_name", sa.String(253), primary_key=True),
+    sa.Column("action_name", sa.String(200), primary_key=True),  # "" for the run itself
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("expected_type", sa.String(10), nullable=False),
+    sa.Column("phase", sa.String(20), nullable=False),
+    sa.Column("value", sa.JSON),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+    sa.Column("timeout_at", _TS),
+    sa.Column("signalled_at", _TS),
 )
 
 
