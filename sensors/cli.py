@@ -228,6 +228,6 @@ def main() -> None:
     app()
 
 
-# The runs, projects and deploy commands live in their own module; importing it
-# registers them on `app` (it imports the helpers above from here).
-from sensors import cli_runs  # noqa: E402, F401
+# The runs, projects, deploy and events commands live in their own modules; importing
+# them registers them on `app` (they import the helpers above from here).
+from sensors import cli_events, cli_runs  # noqa: E402, F401

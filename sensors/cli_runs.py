@@ -40,7 +40,7 @@ DomainOption = Annotated[
 RunName = Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` shows it.")]
 
 
-def _scope(project: str | None, domain: str | None) -> dict[str, str]:
+def scope(project: str | None, domain: str | None) -> dict[str, str]:
     """The project and domain a command acts in: as given, else from the settings."""
     settings = cli_settings()
     return {"project": project or settings.project, "domain": domain or settings.domain}
@@ -69,7 +69,7 @@ def deploy(
         return await deploy_flows(
             store,
             specs,
-            **_scope(project, domain),
+            **scope(project, domain),
             prune=prune,
         )
 
@@ -161,7 +161,7 @@ def runs_create(
                 flow,
                 parse_pairs(param or []),
                 name=name,
-                **_scope(project, domain),
+                **scope(project, domain),
             )
         )
     )
@@ -186,7 +186,7 @@ def runs_recover(
         _with_service(
             lambda service: service.recover(
                 name,
-                **_scope(project, domain),
+                **scope(project, domain),
                 parameters=parse_pairs(param) if param else None,
             )
         )
@@ -218,7 +218,7 @@ def runs_list(
     runs = run_sync(
         with_store(
             lambda store: store.list_runs(
-                **_scope(project, domain),
+                **scope(project, domain),
                 flow=flow,
                 phase=phases,
                 since=after,
@@ -242,7 +242,7 @@ def runs_get(
             lambda store: views.run_detail(
                 store,
                 name,
-                **_scope(project, domain),
+                **scope(project, domain),
             )
         )
     )
@@ -262,9 +262,7 @@ def runs_abort(
     Its worker stops the run's process tree. A run that already ended is left as it is.
     """
     run, changed = run_sync(
-        with_store(
-            lambda store: store.request_abort(*_scope(project, domain).values(), name, cause)
-        )
+        with_store(lambda store: store.request_abort(*scope(project, domain).values(), name, cause))
     )
     if as_json:
         out.print_json(json.dumps({"run": run.model_dump(mode="json"), "changed": changed}))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
-from sensors.launchers.local import pid_alive
+from sensors.launchers.process import pid_alive
 from sensors.registry import discover_flows
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file

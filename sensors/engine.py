@@ -22,7 +22,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sensors.correlate import Correlator
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, scheme_of
-from sensors.launchers.local import fail_orphans
 from sensors.launching import LaunchStage
 from sensors.records import key_partition
 from sensors.reporting import StatusReporter
@@ -80,7 +79,8 @@ class Engine:
         s = self.settings
         try:
             self.store = await RunStore.open(s.store_url)
-            await fail_orphans(self.store)  # runs of a worker on this host that died
+            # Runs of a worker on this host that died: watched from here on, or settled.
+            await self._launcher_for("local://").adopt()
             if self.flows:
                 await deploy(
                     self.store, self.flows, project=s.project, domain=s.domain, prune=self._prune

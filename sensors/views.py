@@ -131,7 +131,7 @@ def parse_phase(text: str) -> list[WorkflowPhase]:
     return phases
 
 
-def _when(value: datetime | None) -> str:
+def when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
@@ -169,7 +169,7 @@ def print_runs(console: Console, runs: Sequence[RunRecord], *, as_json: bool) ->
             run.name,
             run.flow,
             _phase(run.phase),
-            _when(run.created_at),
+            when(run.created_at),
             json.dumps(run.parameters, default=str),
         )
     console.print(table if runs else "no runs yet")
@@ -188,10 +188,10 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
         ("project", f"{run.project}/{run.domain}"),
         ("sensor", run.sensor_id or "-"),
         ("target", run.target),
-        ("created", _when(run.created_at)),
-        *([("scheduled", _when(run.scheduled_at))] if run.scheduled_at else []),
-        ("started", _when(run.started_at)),
-        ("finished", _when(run.finished_at)),
+        ("created", when(run.created_at)),
+        *([("scheduled", when(run.scheduled_at))] if run.scheduled_at else []),
+        ("started", when(run.started_at)),
+        ("finished", when(run.finished_at)),
         ("retries", f"{run.retries} (backoff {run.retry_backoff_seconds:g}s)"),
         ("timeout", f"{run.timeout_seconds:g}s" if run.timeout_seconds else "-"),
         ("inputs", run.inputs_uri or "-"),
@@ -213,7 +213,7 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     for attempt in detail.attempts:
         took = (attempt.finished_at - attempt.started_at) if attempt.finished_at else None
         console.print(
-            f"    #{attempt.number}  {attempt.phase.value:<16} started {_when(attempt.started_at)}"
+            f"    #{attempt.number}  {attempt.phase.value:<16} started {when(attempt.started_at)}"
             f"  took {_took(took)}  worker {attempt.worker or '-'}  pid {attempt.pid or '-'}"
         )
         if attempt.error is not None:
@@ -225,11 +225,11 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     console.print("  history")
     for change in detail.history:
         what = "run" if change.attempt is None else f"attempt #{change.attempt}"
-        console.print(f"    {_when(change.at)}  {what:<11} {change.phase}")
+        console.print(f"    {when(change.at)}  {what:<11} {change.phase}")
     if run.error is not None:
         error = run.error
         console.print(
-            f"  [red]error {error.kind.value} {error.code}[/red] at {_when(error.timestamp)} "
+            f"  [red]error {error.kind.value} {error.code}[/red] at {when(error.timestamp)} "
             f"on {error.worker or '-'}: {error.message}"
         )
         if error.traceback:
@@ -265,7 +265,7 @@ def print_projects(console: Console, projects: Sequence[Project], *, as_json: bo
         return
     table = Table("PROJECT", "DESCRIPTION", "CREATED", box=None)
     for project in projects:
-        table.add_row(project.name, project.description, _when(project.created_at))
+        table.add_row(project.name, project.description, when(project.created_at))
     console.print(table if projects else "no projects yet")
 
 
@@ -276,7 +276,7 @@ def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_jso
     table = Table("SENSOR", "FLOW", "WAITS FOR", "FIRES ON", "DEPLOYED", box=None)
     for s in sensors:
         events = ", ".join(d["name"] for d in s.dependencies) or "the clock"
-        table.add_row(s.sensor_id, s.flow, events, _describe(s), _when(s.deployed_at))
+        table.add_row(s.sensor_id, s.flow, events, _describe(s), when(s.deployed_at))
     console.print(table if sensors else "no sensors deployed")
 
 
@@ -357,26 +357,26 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
             for hold in dep.held[:_SHOWN_HOLDS]:
                 key = f" key {hold.key}" if hold.key else ""
                 console.print(
-                    f"    holds {hold.event_id}{key} from {_when(hold.event_time)}, "
-                    f"expires {_when(hold.expires_at)}"
+                    f"    holds {hold.event_id}{key} from {when(hold.event_time)}, "
+                    f"expires {when(hold.expires_at)}"
                 )
             if len(dep.held) > _SHOWN_HOLDS:
                 console.print(f"    ... and {len(dep.held) - _SHOWN_HOLDS} more keys (--json)")
             if dep.filtered is not None:
                 f = dep.filtered
                 console.print(
-                    f"    filtered out {f.count}, last {_when(f.last_at)} "
+                    f"    filtered out {f.count}, last {when(f.last_at)} "
                     f"(event {f.last_event_id}): {f.last_reason}"
                 )
         if status.next_tick is not None:
-            console.print(f"  next tick  {_when(status.next_tick)}")
+            console.print(f"  next tick  {when(status.next_tick)}")
         run = status.last_run
         if run is None:
             console.print("  last run   none yet")
         else:
-            console.print(f"  last run   {run.name} {_phase(run.phase)} {_when(run.created_at)}")
+            console.print(f"  last run   {run.name} {_phase(run.phase)} {when(run.created_at)}")
         for failure in status.failures[:1]:
             console.print(
-                f"  [red]last failure[/red] {_when(failure.created_at)} event "
+                f"  [red]last failure[/red] {when(failure.created_at)} event "
                 f"{failure.event_name} (id {failure.event_id}): {failure.reason}"
             )

@@ -2,7 +2,8 @@
 
 Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`;
 publishers use :func:`publish` and :func:`safe_publish` (each with an ``.aio``
-form); a running flow reads :data:`current`.
+form); a running flow reads :data:`current` and can pause for a signal with
+:func:`wait_for_event`, which :class:`Event` gives from outside.
 """
 
 from triggers.current import TriggerEvent, current
@@ -11,11 +12,14 @@ from triggers.errors import (
     ConfigurationError,
     DeclarationError,
     PublishError,
+    SignalError,
+    SignalTimeoutError,
     TriggerError,
     TripwireError,
 )
 from triggers.publish import publish, safe_publish
 from triggers.settings import Settings
+from triggers.signals import Event, wait_for_event
 
 __all__ = [
     # declaring flows
@@ -28,12 +32,17 @@ __all__ = [
     # inside a run
     "current",
     "TriggerEvent",
+    # signals: runs that wait for an event
+    "wait_for_event",
+    "Event",
     # configuration
     "Settings",
     # errors
     "ConfigurationError",
     "DeclarationError",
     "PublishError",
+    "SignalError",
+    "SignalTimeoutError",
     "TriggerError",
     "TripwireError",
 ]

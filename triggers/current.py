@@ -3,7 +3,8 @@
 Inside a run the engine started, ``current.run_name``, ``current.parameters``,
 ``current.event`` (the latest triggering event) and ``current.events`` (all of
 them, each with its payload) are set; for ``trigger_on_finish``, ``current.run``
-is the upstream run that finished (``current.runs`` all of them). Outside a run
+is the upstream run that finished (``current.runs`` all of them); for
+``@schedule``, ``current.scheduled_at`` is the tick. Outside a run
 they are None or empty, so a flow still runs as plain Python.
 """
 
@@ -89,6 +90,7 @@ class RunContext:
     flow: str
     parameters: dict[str, Any]
     events: tuple[TriggerEvent, ...]
+    scheduled_at: datetime | None = None
 
     @classmethod
     def load(cls, path: Path) -> RunContext:
@@ -101,6 +103,11 @@ class RunContext:
                 flow=data["flow"],
                 parameters=data.get("parameters") or {},
                 events=tuple(TriggerEvent.from_dict(e) for e in data.get("events") or ()),
+                scheduled_at=(
+                    datetime.fromisoformat(data["scheduled_at"])
+                    if data.get("scheduled_at")
+                    else None
+                ),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"run context {path} is unreadable: {exc}") from exc
@@ -165,6 +172,12 @@ class Current:
         """The latest contributing event."""
         events = self.events
         return events[-1] if events else None
+
+    @property
+    def scheduled_at(self) -> datetime | None:
+        """For a run of ``@schedule``: the tick it runs for."""
+        ctx = self._ctx()
+        return ctx.scheduled_at if ctx else None
 
     @property
     def runs(self) -> tuple[UpstreamRun, ...]:

@@ -15,6 +15,8 @@ __all__ = [
     "IllegalTransitionError",
     "PublishError",
     "RunNotFoundError",
+    "SignalError",
+    "SignalTimeoutError",
     "StoreError",
     "TriggerError",
     "TripwireError",
@@ -59,3 +61,12 @@ class RunNotFoundError(StoreError):
 
 class IllegalTransitionError(StoreError):
     """Raised when a run is asked to move to a phase its current phase does not allow."""
+
+
+class SignalError(TripwireError):
+    """Raised when a signal cannot be given or awaited: no run waits for that event, it
+    was signalled already, its wait timed out, or its run ended."""
+
+
+class SignalTimeoutError(SignalError):
+    """Raised in a run by ``wait_for_event`` when no signal arrived within its timeout."""

@@ -137,6 +137,14 @@ class Settings(BaseSettings):
             "decides which of them run."
         ),
     )
+    signal_poll_interval: float = Field(
+        0.5,
+        gt=0,
+        description=(
+            "Seconds between a waiting run's looks at the store for its signal "
+            "(`wait_for_event`): the most a signal waits to reach the run."
+        ),
+    )
     max_parallel_runs: int = Field(
         8,
         ge=1,

@@ -24,6 +24,9 @@ class Launcher(Protocol):
     async def launch(self, run: RunRecord) -> None:
         """Start ``run``, which the caller has just claimed (moved to RUNNING)."""
 
+    async def adopt(self) -> list[str]:
+        """Take over this target's runs whose worker died; return their names."""
+
     async def close(self) -> None:
         """Stop watching; runs still going are ended as the target requires."""
 

@@ -10,19 +10,30 @@ run that could not start or died (SYSTEM). Files live in
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-import json
 import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sensors.launchers import scheme_of
+from sensors.launchers.process import (
+    exit_reason,
+    is_run_process,
+    log_tail,
+    pid_alive,
+    prepare,
+    read_result,
+    run_dir,
+    signal_group,
+    stop_group,
+    wait_pid,
+)
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -30,16 +41,9 @@ from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 from triggers.settings import Settings
 
-__all__ = ["LocalLauncher", "fail_orphans", "pid_alive", "run_dir"]
+__all__ = ["LocalLauncher"]
 
 log = logging.getLogger(__name__)
-
-_LOG_TAIL_BYTES = 2000
-
-
-def run_dir(settings: Settings, name: str) -> Path:
-    """The folder that holds a local run's context, result and log."""
-    return (settings.home / "runs" / name).resolve()
 
 
 class LocalLauncher:
@@ -55,7 +59,7 @@ class LocalLauncher:
         self._settings = settings
         self._store = store
         self._slots = asyncio.Semaphore(settings.max_parallel_runs)
-        self._running: dict[str, asyncio.subprocess.Process] = {}
+        self._running: dict[str, int] = {}  # run name -> pid of its process group leader
         self._active: dict[str, RunRecord] = {}  # started here and not final, by name
         self._aborted: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
@@ -66,19 +70,56 @@ class LocalLauncher:
     async def launch(self, run: RunRecord) -> None:
         # Waiting for a slot holds up the launcher's batch: back-pressure, not a queue.
         await self._slots.acquire()
+        self._watch(run, self._execute(run))
+
+    def _watch(self, run: RunRecord, work: Coroutine[Any, Any, None]) -> None:
         self._active[run.name] = run
-        task = asyncio.create_task(self._execute(run), name=f"run {run.name}")
+        task = asyncio.create_task(work, name=f"run {run.name}")
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
         if self._abort_watch is None:
             self._abort_watch = asyncio.create_task(self._watch_aborts(), name="abort watch")
 
-    async def _execute(self, run: RunRecord) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + run.timeout_seconds if run.timeout_seconds else None
+    async def adopt(self) -> list[str]:
+        """Take over the local runs of a worker on this host that died; return their names.
+
+        A run process outlives its worker (it has its own session): one still going
+        is watched from here on, as if this worker had started it; one that ended is
+        settled from its result file, and one that left none ends FAILED (SYSTEM,
+        WorkerLost), so it can be recovered. A run being aborted ends ABORTED.
+        """
+        host = socket.gethostname()
+        taken = []
+        live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
+        for run in await self._store.list_runs(phase=live, limit=10_000):
+            if scheme_of(run.target) != "local" or not run.attempts:
+                continue
+            attempt = (await runs_history.attempts(self._store, *run.key))[-1]
+            worker_host, _, pid = (attempt.worker or "").rpartition(":")
+            if attempt.phase != AttemptPhase.RUNNING or worker_host != host:
+                continue
+            if not pid.isdigit() or pid_alive(int(pid)):
+                continue  # its worker is alive and watching it
+            if not await runs_history.adopt_attempt(
+                self._store, *run.key, attempt.number, attempt.worker or "", self.worker
+            ):
+                continue  # another worker starting now took it
+            log.warning("run %s: its worker %s stopped; taking it over", run.name, attempt.worker)
+            await self._slots.acquire()
+            self._watch(run, self._execute(run, adopted=attempt))
+            taken.append(run.name)
+        return taken
+
+    async def _execute(self, run: RunRecord, adopted: Attempt | None = None) -> None:
+        started = run.started_at or datetime.now(UTC)
+        deadline = None
+        if run.timeout_seconds:
+            left = run.timeout_seconds - (datetime.now(UTC) - started).total_seconds()
+            deadline = _now() + left
         try:
             for retried in itertools.count():
-                phase, error, retry = await self._attempt(run, deadline)
+                phase, error, retry = await self._attempt(run, deadline, adopted)
+                adopted = None
                 if not retry:
                     await self._finish(run, phase, error)
                     return
@@ -101,55 +142,59 @@ class LocalLauncher:
             self._slots.release()
 
     async def _attempt(
-        self, run: RunRecord, deadline: float | None
+        self, run: RunRecord, deadline: float | None, adopted: Attempt | None
     ) -> tuple[WorkflowPhase, RunError | None, bool]:
-        """Run one attempt; return the run's phase, its error, and whether to retry."""
+        """Run one attempt (or watch an adopted one to its end); return the run's phase,
+        its error, and whether to retry."""
         folder = run_dir(self._settings, run.name)
-        try:
-            process = await self._spawn(run, folder)
-        except Exception as exc:
-            log.exception("run %s: could not start its process", run.name)
-            message = f"could not start the run's process: {exc}"
-            return WorkflowPhase.FAILED, _system("SpawnFailed", message, self.worker), False
-        self._running[run.name] = process
-        try:
+        if adopted is not None:
+            attempt, pid = adopted, adopted.pid or 0
+            ended: asyncio.Future[int | None] = asyncio.ensure_future(_adopted_end(pid, folder))
+        else:
+            try:
+                process = await self._spawn(run, folder)
+            except Exception as exc:
+                log.exception("run %s: could not start its process", run.name)
+                message = f"could not start the run's process: {exc}"
+                return WorkflowPhase.FAILED, _system("SpawnFailed", message, self.worker), False
+            pid, ended = process.pid, asyncio.ensure_future(process.wait())
             try:
                 attempt = await runs_history.start_attempt(
-                    self._store,
-                    run.project,
-                    run.domain,
-                    run.name,
-                    pid=process.pid,
-                    worker=self.worker,
+                    self._store, *run.key, pid=pid, worker=self.worker
                 )
             except BaseException:
-                await _stop_group(process)  # nothing may run that the store does not know of
+                await stop_group(pid, ended)  # nothing may run that the store does not know of
                 raise
+        self._running[run.name] = pid
+        try:
             timeout = None if deadline is None else max(0.0, deadline - _now())
             try:
-                code = await asyncio.wait_for(process.wait(), timeout)
+                code = await asyncio.wait_for(asyncio.shield(ended), timeout)
                 timed_out = False
             except TimeoutError:
-                await _stop_group(process)
-                code, timed_out = await process.wait(), True
+                await stop_group(pid, ended)
+                code, timed_out = await ended, True
         finally:
             self._running.pop(run.name, None)
         phase, attempt_phase, error, retry = self._outcome(run, folder, code, timed_out, attempt)
         await runs_history.finish_attempt(
-            self._store, run.project, run.domain, run.name, attempt.number, attempt_phase, error
+            self._store, *run.key, attempt.number, attempt_phase, error
         )
         return phase, error, retry
 
     def _outcome(
-        self, run: RunRecord, folder: Path, code: int, timed_out: bool, attempt: Attempt
+        self, run: RunRecord, folder: Path, code: int | None, timed_out: bool, attempt: Attempt
     ) -> tuple[WorkflowPhase, AttemptPhase, RunError | None, bool]:
-        """What an ended run process means: (run phase, attempt phase, error, retry)."""
-        outcome = _read_result(folder / "result.json")
+        """What an ended run process means: (run phase, attempt phase, error, retry).
+
+        ``code`` is None for an adopted process, whose exit code nobody could read.
+        """
+        outcome = read_result(folder / "result.json")
         if run.name in self._aborted:
             return WorkflowPhase.ABORTED, AttemptPhase.ABORTED, None, False
         if timed_out:
             return WorkflowPhase.TIMED_OUT, AttemptPhase.FAILED, self._timeout(run), False
-        if code == 0 and outcome.get("ok"):
+        if code in (0, None) and outcome.get("ok"):
             return WorkflowPhase.SUCCEEDED, AttemptPhase.SUCCEEDED, None, False
         if outcome.get("kind") == ErrorKind.USER:
             error = _error(
@@ -165,12 +210,16 @@ class LocalLauncher:
         if self._closing:
             message = "the engine stopped while the run was running"
             error = _system("EngineStopped", message, self.worker)
+        elif code is None and not outcome:
+            message = f"the worker {attempt.worker} stopped, and the run's process with it"
+            error = _system("WorkerLost", message, self.worker, log_tail(folder / "run.log"))
         else:
+            default = "ProcessKilled" if code is not None and code < 0 else "ProcessFailed"
             error = _system(
-                str(outcome.get("code") or ("ProcessKilled" if code < 0 else "ProcessFailed")),
-                str(outcome.get("message") or _exit_reason(code)),
+                str(outcome.get("code") or default),
+                str(outcome.get("message") or exit_reason(code)),
                 self.worker,
-                outcome.get("traceback") or _log_tail(folder / "run.log"),
+                outcome.get("traceback") or log_tail(folder / "run.log"),
             )
         return WorkflowPhase.FAILED, AttemptPhase.FAILED, error, False
 
@@ -211,20 +260,22 @@ class LocalLauncher:
                     continue
                 self._aborted.add(run.name)
                 log.info("run %s: aborting (%s)", run.name, run.abort_cause)
-                process = self._running.get(run.name)
-                if process is not None:
-                    task = asyncio.create_task(_stop_group(process))
+                pid = self._running.get(run.name)
+                if pid is not None:
+                    task = asyncio.create_task(stop_group(pid))
                     self._watchers.add(task)
                     task.add_done_callback(self._watchers.discard)
 
     async def _spawn(self, run: RunRecord, folder: Path) -> asyncio.subprocess.Process:
-        context, result = _prepare(run, folder)
+        context, result = prepare(run, folder)
         env = {
             **os.environ,
             "TRIPWIRE_RUN_CONTEXT": str(context),
             "TRIPWIRE_HOME": str(self._settings.home.resolve()),
             "TRIPWIRE_PROJECT": run.project,
             "TRIPWIRE_DOMAIN": run.domain,
+            # The store, for wait_for_event: the run reads its signals from there.
+            "TRIPWIRE_DATABASE_URL": self._settings.store_url,
             "PYTHONUNBUFFERED": "1",
         }
         if self._settings.kafka_bootstrap:
@@ -271,80 +322,27 @@ class LocalLauncher:
         self._closing = True
         if self._abort_watch is not None:
             self._abort_watch.cancel()
-        for process in list(self._running.values()):
-            _signal_group(process, signal.SIGTERM)
+        for pid in list(self._running.values()):
+            signal_group(pid, signal.SIGTERM)
         if self._watchers:
             _, pending = await asyncio.wait(set(self._watchers), timeout=timeout)
-            for process in list(self._running.values()):
-                _signal_group(process, signal.SIGKILL)
+            for pid in list(self._running.values()):
+                signal_group(pid, signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
 
 
-async def fail_orphans(store: RunStore) -> list[str]:
-    """End the local runs that a worker on this host was running when it died.
-
-    A run whose attempt is RUNNING under a worker (host:pid) of this host that no
-    longer exists can never be finished by anyone: it ends FAILED (ABORTED if it
-    was being aborted) with a SYSTEM error, so it can be recovered. Returns their names.
-    """
-    host = socket.gethostname()
-    live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
-    ended = []
-    for run in await store.list_runs(phase=live, limit=10_000):
-        if scheme_of(run.target) != "local" or not run.attempts:
-            continue
-        attempt = (await runs_history.attempts(store, run.project, run.domain, run.name))[-1]
-        worker_host, _, pid = (attempt.worker or "").rpartition(":")
-        if attempt.phase != AttemptPhase.RUNNING or worker_host != host:
-            continue
-        if not pid.isdigit() or pid_alive(int(pid)):
-            continue
-        error = _system("WorkerLost", f"the worker {attempt.worker} stopped", attempt.worker or "")
-        await runs_history.finish_attempt(
-            store, run.project, run.domain, run.name, attempt.number, AttemptPhase.FAILED, error
-        )
-        aborting = run.phase == WorkflowPhase.ABORTING
-        phase = WorkflowPhase.ABORTED if aborting else WorkflowPhase.FAILED
-        with contextlib.suppress(IllegalTransitionError):  # another worker got there first
-            await store.transition(
-                run.project, run.domain, run.name, phase, error=None if aborting else error
-            )
-        log.warning("run %s %s: %s", run.name, phase, error.message)
-        ended.append(run.name)
-    return ended
-
-
-def pid_alive(pid: int) -> bool:
-    """True while a process ``pid`` exists (one owned by another user counts)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 _ABORT_POLL = 0.5  # seconds between looks for aborted runs
-_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+async def _adopted_end(pid: int, folder: Path) -> None:
+    """Wait until an adopted run process is gone (its exit code cannot be known)."""
+    if pid and is_run_process(pid, folder):
+        await wait_pid(pid)
 
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
-
-
-def _signal_group(process: asyncio.subprocess.Process, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
-
-
-async def _stop_group(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM the run's process group; SIGKILL it if it is still there after a grace period."""
-    _signal_group(process, signal.SIGTERM)
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(process.wait(), _STOP_GRACE)
-    _signal_group(process, signal.SIGKILL)  # also children that outlived the leader
 
 
 def _error(
@@ -362,56 +360,3 @@ def _error(
 
 def _system(code: str, message: str, worker: str, traceback: str | None = None) -> RunError:
     return _error(code, ErrorKind.SYSTEM, message, worker, traceback)
-
-
-def _prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:
-    """Write the run's context file; return it and the result file's path.
-
-    Blocking, but a few kilobytes on local disk: cheaper than a thread hop.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    context = folder / "context.json"
-    result = folder / "result.json"
-    result.unlink(missing_ok=True)
-    context.write_text(json.dumps(_context(run)))
-    return context, result
-
-
-def _context(run: RunRecord) -> dict[str, Any]:
-    return {
-        "run_name": run.name,
-        "project": run.project,
-        "domain": run.domain,
-        "flow": run.flow,
-        "entrypoint": run.entrypoint,
-        "parameters": run.parameters,
-        "events": run.events,
-    }
-
-
-def _read_result(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _exit_reason(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        return f"the run's process was killed by {name}"
-    return f"the run's process exited with code {code} without reporting a result"
-
-
-def _log_tail(path: Path) -> str | None:
-    try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - _LOG_TAIL_BYTES))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return None

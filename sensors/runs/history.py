@@ -21,6 +21,7 @@ from sensors.runs.tables import named, phase_change, run_attempts, run_phases, r
 from triggers.errors import IllegalTransitionError, StoreError
 
 __all__ = [
+    "adopt_attempt",
     "attempts",
     "finish_attempt",
     "history",
@@ -95,6 +96,25 @@ async def finish_attempt(
             return False
         await conn.execute(phase_change(run, number, phase, now, error))
     return True
+
+
+async def adopt_attempt(
+    store: RunStore, project: str, domain: str, name: str, number: int, old: str, new: str
+) -> bool:
+    """Move a running attempt from worker ``old`` (gone) to ``new``; False if another
+    worker took it first."""
+    update = (
+        run_attempts.update()
+        .where(
+            *named(run_attempts, project, domain, name),
+            run_attempts.c.number == number,
+            run_attempts.c.phase == AttemptPhase.RUNNING.value,
+            run_attempts.c.worker == old,
+        )
+        .values(worker=new, updated_at=datetime.now(UTC))
+    )
+    async with store.connection(write=True) as conn:
+        return bool((await conn.execute(update)).rowcount == 1)
 
 
 async def attempts(store: RunStore, project: str, domain: str, name: str) -> list[Attempt]:

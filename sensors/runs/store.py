@@ -45,7 +45,14 @@ from sensors.runs.phases import (
     check_transition,
     is_terminal,
 )
-from sensors.runs.tables import named, phase_change, runs, sensors, trigger_failures
+from sensors.runs.tables import (
+    end_waits,
+    named,
+    phase_change,
+    runs,
+    sensors,
+    trigger_failures,
+)
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 __all__ = ["RunStore"]
@@ -261,6 +268,8 @@ class RunStore:
                 if (await conn.execute(update)).rowcount == 1:
                     if phase != current.phase:
                         await conn.execute(phase_change(current, None, phase, now, error))
+                    if is_terminal(phase):
+                        await conn.execute(end_waits(current, phase))
                     return current.model_copy(
                         update={**values, "phase": phase, "error": error or current.error}
                     )

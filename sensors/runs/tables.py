@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from sensors.runs.phases import AttemptPhase, WorkflowPhase
 
 __all__ = [
+    "end_waits",
     "filter_counts",
     "flows",
     "metadata",
@@ -239,6 +240,21 @@ def phase_change(
         phase=phase.value,
         at=at,
         error=error.model_dump(mode="json") if error else None,
+    )
+
+
+def end_waits(run: NewRun, phase: WorkflowPhase) -> Any:
+    """The UPDATE that ends the waits of a run that reached final ``phase`` unsignalled."""
+    ended = "ABORTED" if phase.value == "ABORTED" else "FAILED"
+    return (
+        run_signals.update()
+        .where(
+            run_signals.c.project == run.project,
+            run_signals.c.domain == run.domain,
+            run_signals.c.run_name == run.name,
+            run_signals.c.phase == "RUNNING",
+        )
+        .values(phase=ended)
     )
 
 

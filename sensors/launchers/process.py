@@ -1,0 +1,164 @@
+"""The process side of ``local://``: run folders, process groups, and reading outcomes.
+
+A run process is ``python -m triggers.run`` in its own session (so its process
+group is everything it started). It reads ``context.json`` and writes
+``result.json`` in ``$TRIPWIRE_HOME/runs/<run name>/``, next to ``run.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from sensors.runs.models import RunRecord
+from triggers.settings import Settings
+
+__all__ = [
+    "exit_reason",
+    "is_run_process",
+    "log_tail",
+    "pid_alive",
+    "prepare",
+    "read_result",
+    "run_dir",
+    "signal_group",
+    "stop_group",
+    "wait_pid",
+]
+
+_LOG_TAIL_BYTES = 2000
+_STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+_PID_POLL = 0.2  # seconds between looks at a process that is not our child
+
+
+def run_dir(settings: Settings, name: str) -> Path:
+    """The folder that holds a local run's context, result and log."""
+    return (settings.home / "runs" / name).resolve()
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process ``pid`` exists (one owned by another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_run_process(pid: int, folder: Path) -> bool:
+    """True if ``pid`` is alive and is the run process of the run in ``folder``.
+
+    Checks its command line where /proc exists, so a reused pid is not mistaken for it.
+    """
+    if not pid_alive(pid):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if not Path("/proc/self").exists():
+        return True  # no /proc here: the pid is all we can go by
+    try:
+        return str(folder / "context.json").encode() in cmdline.read_bytes()
+    except OSError:
+        return False
+
+
+async def wait_pid(pid: int) -> None:
+    """Return once process ``pid``, which is not our child, is gone."""
+    try:
+        fd = os.pidfd_open(pid)  # Linux: readable when the process exits
+    except (AttributeError, OSError):
+        while pid_alive(pid):  # noqa: ASYNC110  # no pidfd here: poll
+            await asyncio.sleep(_PID_POLL)
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(fd, exited)
+    try:
+        await gone
+    finally:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+async def stop_group(pid: int, ended: asyncio.Future[Any] | None = None) -> None:
+    """SIGTERM a run's process group; SIGKILL it if it is still there after a grace period.
+
+    ``ended`` resolves when the leader exits (a child's ``wait()``); without it, the
+    pid is polled.
+    """
+    signal_group(pid, signal.SIGTERM)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(ended) if ended else wait_pid(pid), _STOP_GRACE)
+    signal_group(pid, signal.SIGKILL)  # also children that outlived the leader
+
+
+def prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:
+    """Write the run's context file; return it and the result file's path.
+
+    Blocking, but a few kilobytes on local disk: cheaper than a thread hop.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    context = folder / "context.json"
+    result = folder / "result.json"
+    result.unlink(missing_ok=True)
+    context.write_text(
+        json.dumps(
+            {
+                "run_name": run.name,
+                "project": run.project,
+                "domain": run.domain,
+                "flow": run.flow,
+                "entrypoint": run.entrypoint,
+                "parameters": run.parameters,
+                "events": run.events,
+                "scheduled_at": run.scheduled_at.isoformat() if run.scheduled_at else None,
+            }
+        )
+    )
+    return context, result
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def exit_reason(code: int | None) -> str:
+    if code is None:
+        return "the run's process ended while no worker watched it, without reporting a result"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the run's process was killed by {name}"
+    return f"the run's process exited with code {code} without reporting a result"
+
+
+def log_tail(path: Path) -> str | None:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - _LOG_TAIL_BYTES))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
