@@ -36,7 +36,7 @@ app.add_typer(projects_app, name="projects")
 
 # Piped output is read by scripts and greps: no wrapping or truncation at 80 columns.
 out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 FlowPaths = Annotated[
