@@ -28,13 +28,24 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "big_payment",
         "publish_dashboard",
         "alert_on_call",
+        "nightly_rebuild",
+        "hourly_check",
+        "publish_model",
     }
     [trig] = flows["refresh_report"].triggers
     assert [d.name for d in trig.dependencies] == ["data_updated"]
 
 
 @pytest.mark.parametrize(
-    "example", ["fresh_data.py", "model_refresh.py", "daily_join.py", "on_finish.py"]
+    "example",
+    [
+        "fresh_data.py",
+        "model_refresh.py",
+        "daily_join.py",
+        "on_finish.py",
+        "nightly.py",
+        "approval.py",
+    ],
 )
 def test_each_example_runs_as_a_plain_script(example: str) -> None:
     done = subprocess.run(
