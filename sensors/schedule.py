@@ -93,8 +93,8 @@ class Plan:
 
     fire: tuple[datetime, ...]
     cursor: datetime
-    missed: int
-    """Ticks that were late and did not fire (catchup 'latest' or 'none', or the cap)."""
+    skipped: int
+    """Late ticks that do not fire (catchup 'latest' or 'none', or beyond max_catchup)."""
 
 
 def plan(spec: ScheduleSpec, *, cursor: datetime, now: datetime, grace: timedelta) -> Plan | None:
@@ -110,8 +110,7 @@ def plan(spec: ScheduleSpec, *, cursor: datetime, now: datetime, grace: timedelt
     fire = tuple(sorted([*on_time, *chosen]))
     # More ticks may be due than we listed (we list at most max_catchup + 1): count them.
     total = len(due) if len(due) <= spec.max_catchup else _count(spec, cursor, now)
-    missed = total - len(fire)
-    return Plan(fire=fire, cursor=newest, missed=missed)
+    return Plan(fire=fire, cursor=newest, skipped=total - len(fire))
 
 
 def _count(spec: ScheduleSpec, after: datetime, until: datetime) -> int:

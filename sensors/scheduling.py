@@ -104,7 +104,7 @@ class Scheduler:
         settled = await self._settle(sensor, row, decided.cursor, pending)
         if settled is None:
             return  # another worker decided these ticks a moment ago
-        _report_missed(sensor, decided)
+        _report_skipped(sensor, decided)
         await self._fire(sensor, decided.fire)
         await self._settle(sensor, settled, decided.cursor, [])
 
@@ -203,16 +203,16 @@ def tick_request(sensor: Sensor, tick: datetime) -> NewRun:
     )
 
 
-def _report_missed(sensor: Sensor, decided: Plan) -> None:
-    if decided.missed:
+def _report_skipped(sensor: Sensor, decided: Plan) -> None:
+    if decided.skipped:
         log.warning(
-            "schedule %s: %d tick(s) up to %s were missed while no worker ran it; "
-            "catchup=%r; firing %d tick(s) now",
+            "schedule %s: skipped %d tick(s) missed while no worker ran it, up to %s "
+            "(catchup=%r); firing %s",
             sensor.id,
-            decided.missed,
+            decided.skipped,
             decided.cursor.isoformat(),
             _spec(sensor).catchup,
-            len(decided.fire),
+            ", ".join(t.isoformat() for t in decided.fire) or "none",
         )
 
 

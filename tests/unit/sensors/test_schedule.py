@@ -28,10 +28,10 @@ def test_an_on_time_tick_fires_whatever_the_catchup() -> None:
         result = plan(
             every_second(catchup), cursor=NOW - timedelta(seconds=1.5), now=NOW, grace=GRACE
         )
-        # Then it fires, and nothing was missed
+        # Then it fires, and nothing is skipped
         assert result is not None
         assert result.fire == (datetime(2026, 11, 23, 12, 0, 10, tzinfo=UTC),)
-        assert result.missed == 0
+        assert result.skipped == 0
 
 
 def test_after_downtime_latest_runs_the_most_recent_missed_tick_once() -> None:
@@ -42,7 +42,7 @@ def test_after_downtime_latest_runs_the_most_recent_missed_tick_once() -> None:
     assert result is not None
     # Then the on-time tick fires, plus the most recent missed one; 8 are skipped
     assert [t.second for t in result.fire] == [9, 10]
-    assert result.missed == 8
+    assert result.skipped == 8
     assert result.cursor == datetime(2026, 11, 23, 12, 0, 10, tzinfo=UTC)
 
 
@@ -50,7 +50,7 @@ def test_after_downtime_all_runs_every_missed_tick_oldest_first() -> None:
     result = plan(every_second("all"), cursor=NOW - timedelta(seconds=10.5), now=NOW, grace=GRACE)
     assert result is not None
     assert [t.second for t in result.fire] == list(range(1, 11))
-    assert result.missed == 0
+    assert result.skipped == 0
 
 
 def test_catchup_all_is_capped_by_max_catchup_keeping_the_newest() -> None:
@@ -59,14 +59,14 @@ def test_catchup_all_is_capped_by_max_catchup_keeping_the_newest() -> None:
     )
     assert result is not None
     assert [t.second for t in result.fire] == [7, 8, 9, 10]  # 3 missed + the on-time one
-    assert result.missed == 3600 - 4
+    assert result.skipped == 3600 - 4
 
 
 def test_after_downtime_none_skips_the_missed_ticks() -> None:
     result = plan(every_second("none"), cursor=NOW - timedelta(seconds=10.5), now=NOW, grace=GRACE)
     assert result is not None
     assert [t.second for t in result.fire] == [10]
-    assert result.missed == 9
+    assert result.skipped == 9
 
 
 def test_a_daily_schedule_after_a_night_down_runs_yesterdays_tick_with_latest() -> None:
@@ -75,7 +75,7 @@ def test_a_daily_schedule_after_a_night_down_runs_yesterdays_tick_with_latest() 
     result = plan(daily, cursor=datetime(2026, 11, 21, 0, 0, tzinfo=UTC), now=now, grace=GRACE)
     assert result is not None
     assert result.fire == (datetime(2026, 11, 23, 0, 0, tzinfo=UTC),)
-    assert result.missed == 1  # the 22nd
+    assert result.skipped == 1  # the 22nd
 
 
 def test_cron_follows_the_wall_clock_across_daylight_saving_changes() -> None:
