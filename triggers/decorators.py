@@ -101,25 +101,20 @@ def trigger(
         deps = normalize_dependencies(
             event, events, parameter_names=[p.name for p in decl.parameters], where=where
         )
-        trigger_name = name or _next_trigger_name(decl)
         if conditions is not None:
             if not isinstance(conditions, str):
                 raise DeclarationError(f"{where}: conditions must be a string like 'a && b'.")
             parse_condition(conditions, [d.dep for d in deps], where=where)
         correlation = normalize_correlation(correlate_by, deps, where=where)
-        if any(t.name == trigger_name for t in decl.triggers):
-            raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
-        # Decorators apply bottom-up; insert first so specs follow source order.
-        decl.triggers.insert(
-            0,
-            TriggerSpec(
-                name=trigger_name,
-                dependencies=deps,
-                within=window,
-                conditions=conditions,
-                correlate_by=correlation,
-                **policy,
-            ),
+        _add_trigger(
+            decl,
+            where,
+            name,
+            dependencies=deps,
+            within=window,
+            conditions=conditions,
+            correlate_by=correlation,
+            **policy,
         )
         return func
 
@@ -188,18 +183,7 @@ def trigger_on_finish(
     def decorate(func: F) -> F:
         where = f"@trigger_on_finish on {getattr(func, '__qualname__', func)!r}"
         decl = _declaration_of(func, where)
-        trigger_name = name or _next_trigger_name(decl)
-        if any(t.name == trigger_name for t in decl.triggers):
-            raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
-        decl.triggers.insert(
-            0,
-            TriggerSpec(
-                name=trigger_name,
-                dependencies=deps,
-                within=window,
-                **policy,
-            ),
-        )
+        _add_trigger(decl, where, name, dependencies=deps, within=window, **policy)
         return func
 
     return decorate
@@ -282,10 +266,7 @@ def schedule(
                 "event to fill them; give them defaults, or map the tick to one with "
                 f"parameters={{'{missing[0]}': '{SCHEDULE_TIME}'}}."
             )
-        trigger_name = name or _next_trigger_name(decl, "schedule")
-        if any(t.name == trigger_name for t in decl.triggers):
-            raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
-        decl.triggers.insert(0, TriggerSpec(name=trigger_name, schedule=spec, **policy))
+        _add_trigger(decl, where, name, base="schedule", schedule=spec, **policy)
         return func
 
     return decorate
@@ -314,6 +295,17 @@ def _declaration_of(func: Any, where: str) -> _Declaration:
         decl = _Declaration(parameters=ParamSpec.of(func))
         setattr(func, _ATTR, decl)
     return decl
+
+
+def _add_trigger(
+    decl: _Declaration, where: str, name: str | None, *, base: str = "trigger", **fields: Any
+) -> None:
+    """Add a trigger named ``name`` (default ``base``, ``base_2``...) to the flow."""
+    trigger_name = name or _next_trigger_name(decl, base)
+    if any(t.name == trigger_name for t in decl.triggers):
+        raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+    # Decorators apply bottom-up; insert first so specs follow source order.
+    decl.triggers.insert(0, TriggerSpec(name=trigger_name, **fields))
 
 
 def _next_trigger_name(decl: _Declaration, base: str = "trigger") -> str:

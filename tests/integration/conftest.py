@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -87,3 +90,14 @@ async def finished_run(store: RunStore, event_id: str, *, timeout: float = 30.0)
         return None
 
     return await eventually(probe, f"a finished run triggered by event {event_id}", timeout=timeout)
+
+
+def tripwire_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``tripwire ARGS`` in a child process with ``env`` added to this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", "sensors", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -14,21 +14,11 @@ import pytest
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import FLOWS, eventually, finished_run
+from tests.integration.conftest import FLOWS, eventually, finished_run, tripwire_cli
 from tests.integration.flows.signal_flows import signal_note
 from triggers import Event, SignalError, publish
 
 pytestmark = pytest.mark.integration
-
-
-def tripwire(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sensors", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 async def waiting_run(store: RunStore, event_id: str, signal_name: str) -> RunRecord:
@@ -105,7 +95,7 @@ async def test_aborting_a_waiting_run_ends_the_wait_and_the_run_as_aborted(
 ) -> None:
     event_id = await publish.aio("needs_approval", {})
     run = await waiting_run(store, event_id, "approval")
-    done = tripwire(engine_env, "runs", "abort", run.name, "--cause", "not today")
+    done = tripwire_cli(engine_env, "runs", "abort", run.name, "--cause", "not today")
     assert done.returncode == 0, done.stderr
     ended = await finished_run(store, event_id)
     assert ended.phase == WorkflowPhase.ABORTED
@@ -120,7 +110,7 @@ async def test_the_cli_lists_and_signals_a_waiting_run(
 ) -> None:
     event_id = await publish.aio("needs_approval", {})
     run = await waiting_run(store, event_id, "approval")
-    listed = tripwire(engine_env, "events", "list", "--run", run.name, "--json")
+    listed = tripwire_cli(engine_env, "events", "list", "--run", run.name, "--json")
     assert listed.returncode == 0, listed.stderr
     [shown] = json.loads(listed.stdout)
     assert (shown["name"], shown["phase"], shown["expected_type"]) == (
@@ -128,21 +118,23 @@ async def test_the_cli_lists_and_signals_a_waiting_run(
         "RUNNING",
         "bool",
     )
-    table = tripwire(engine_env, "events", "list", "--run", run.name)
+    table = tripwire_cli(engine_env, "events", "list", "--run", run.name)
     assert "approval" in table.stdout and "RUNNING" in table.stdout
     # A value that is not the event's type is refused with an example
-    bad = tripwire(
+    bad = tripwire_cli(
         engine_env, "events", "signal", "approval", "--run", run.name, "--value", "maybe"
     )
     assert bad.returncode == 2
     assert "expects a bool, and 'maybe' is not one; e.g. --value true" in bad.stderr
-    unknown = tripwire(engine_env, "events", "signal", "approvl", "--run", run.name, "--value", "1")
+    unknown = tripwire_cli(
+        engine_env, "events", "signal", "approvl", "--run", run.name, "--value", "1"
+    )
     assert unknown.returncode == 1
     assert "does not wait for an event 'approvl'" in unknown.stderr
-    no_run = tripwire(engine_env, "events", "list", "--run", "no-such-run")
+    no_run = tripwire_cli(engine_env, "events", "list", "--run", "no-such-run")
     assert no_run.returncode == 1 and "no run named 'no-such-run'" in no_run.stderr
     # When it is signalled from the command line
-    given = tripwire(
+    given = tripwire_cli(
         engine_env, "events", "signal", "approval", "--run", run.name, "--value", "true"
     )
     assert given.returncode == 0, given.stderr
@@ -181,7 +173,7 @@ async def test_a_signal_given_while_the_worker_is_down_reaches_the_run(
             # When the worker dies, and the first run is signalled while it is down
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
-            given = tripwire(
+            given = tripwire_cli(
                 engine_env, "events", "signal", "approval", "--run", runs[0].name, "--value", "true"
             )
             assert given.returncode == 0, given.stderr
