@@ -105,12 +105,14 @@ class LocalLauncher:
             ):
                 continue  # another worker starting now took it
             log.warning("run %s: its worker %s stopped; taking it over", run.name, attempt.worker)
-            await self._slots.acquire()
-            self._watch(run, self._execute(run, adopted=attempt))
+            # No slot: it runs already, and waiting for one could hold up the start for hours.
+            self._watch(run, self._execute(run, adopted=attempt, slot=False))
             taken.append(run.name)
         return taken
 
-    async def _execute(self, run: RunRecord, adopted: Attempt | None = None) -> None:
+    async def _execute(
+        self, run: RunRecord, adopted: Attempt | None = None, *, slot: bool = True
+    ) -> None:
         started = run.started_at or datetime.now(UTC)
         deadline = None
         if run.timeout_seconds:
@@ -139,7 +141,8 @@ class LocalLauncher:
         finally:
             self._active.pop(run.name, None)
             self._aborted.discard(run.name)
-            self._slots.release()
+            if slot:
+                self._slots.release()
 
     async def _attempt(
         self, run: RunRecord, deadline: float | None, adopted: Attempt | None

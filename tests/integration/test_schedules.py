@@ -7,6 +7,7 @@ later ``now``: the catch-up tests are exact, not timed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from sensors.runs.store import RunStore
 from sensors.runs.tables import schedule_state
 from sensors.scheduling import Scheduler
 from sensors.sensor import Sensor
-from tests.integration.conftest import eventually
+from tests.integration.conftest import eventually, tripwire_cli
 from triggers import schedule
 from triggers.decorators import flow_spec
 from triggers.settings import Settings
@@ -305,3 +306,24 @@ async def test_two_worker_processes_run_each_tick_once_across_a_leader_change(
 
 async def _at_least(count: Callable[[], Any], n: int) -> bool:
     return bool(await count() >= n)
+
+
+async def test_sensors_list_and_status_show_a_schedule_and_its_next_tick(
+    run_store: RunStore, store_url: str, engine_env: dict[str, str]
+) -> None:
+    await deploy(
+        run_store,
+        [flow_spec(with_tick)],
+        project=engine_env["TRIPWIRE_PROJECT"],
+        domain="development",
+    )
+    env = engine_env | {"TRIPWIRE_DATABASE_URL": store_url}
+    listed = tripwire_cli(env, "sensors", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "the clock" in listed.stdout and "every 0:00:01, catchup all" in listed.stdout
+    shown = tripwire_cli(env, "sensors", "status", "with_tick.schedule", "--json")
+    assert shown.returncode == 0, shown.stderr
+    [status] = json.loads(shown.stdout)
+    tick = datetime.fromisoformat(status["next_tick"])
+    assert timedelta(0) < tick - datetime.now(UTC) <= timedelta(seconds=1)
+    assert status["sensor"]["schedule"]["rate"] == "PT1S"
