@@ -60,12 +60,14 @@ class Scheduler:
         self._owns = owns
         self._grace = timedelta(seconds=settings.schedule_grace)
         self._sensors: list[Sensor] = []
+        self._rows: dict[str, dict[str, Any]] = {}  # schedule_state rows, by sensor id
         self.fired = 0
         self.serve(sensors)
 
     def serve(self, sensors: Iterable[Sensor]) -> None:
         """Schedule the scheduled triggers among ``sensors`` from the next pass on."""
         self._sensors = [s for s in sensors if s.trigger.schedule is not None]
+        self._rows = {}  # a changed trigger may start from a new deployment time
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pass over the owned triggers at each tick (at least every second) until ``stop``."""
@@ -81,20 +83,25 @@ class Scheduler:
         """One pass: decide and fire the due ticks of every owned trigger."""
         for sensor in list(self._sensors):
             if not self._owns(sensor):
+                self._rows.pop(sensor.id, None)  # when it comes back, read what others did
                 continue
             try:
                 await self._advance(sensor, now)
             except Exception:
                 # The store or the broker is down: the cursor did not move, the next
                 # pass decides these ticks again.
+                self._rows.pop(sensor.id, None)
                 log.exception("schedule %s: this pass failed; retrying", sensor.id)
 
     async def _advance(self, sensor: Sensor, now: datetime) -> None:
-        row = await self._state(sensor)
+        # The row is read when the trigger becomes ours and after a lost compare-and-set;
+        # in between, only we write it, and a pass with no tick due touches no store.
+        row = self._rows.get(sensor.id) or await self._state(sensor)
         if row["pending"]:
             # Decided by an owner that may have crashed before firing them.
             await self._fire(sensor, [datetime.fromisoformat(t) for t in row["pending"]])
             row = await self._settle(sensor, row, row["cursor"], []) or await self._state(sensor)
+        self._rows[sensor.id] = row
         # A changed trigger starts at its new deployment: older ticks were another schedule's.
         cursor = max(row["cursor"], sensor.deployed_at)
         decided = plan(_spec(sensor), cursor=cursor, now=now, grace=self._grace)
@@ -103,10 +110,16 @@ class Scheduler:
         pending = [t.isoformat() for t in decided.fire]
         settled = await self._settle(sensor, row, decided.cursor, pending)
         if settled is None:
+            self._rows.pop(sensor.id, None)
             return  # another worker decided these ticks a moment ago
+        self._rows[sensor.id] = settled
         _report_skipped(sensor, decided)
         await self._fire(sensor, decided.fire)
-        await self._settle(sensor, settled, decided.cursor, [])
+        done = await self._settle(sensor, settled, decided.cursor, [])
+        if done is None:
+            self._rows.pop(sensor.id, None)
+        else:
+            self._rows[sensor.id] = done
 
     async def _fire(self, sensor: Sensor, ticks: Iterable[datetime]) -> None:
         for tick in ticks:

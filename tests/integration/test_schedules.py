@@ -197,6 +197,24 @@ async def test_two_schedulers_and_restarts_never_run_a_tick_twice(
     assert one.fired + two.fired == len(ticks)
 
 
+async def test_a_trigger_that_moves_between_workers_and_back_loses_and_doubles_no_tick(
+    parts: Any, run_store: RunStore
+) -> None:
+    sensor = parts[1]["every_second_all"]
+    owner = {"one"}
+    one = scheduler_of(parts, "every_second_all", owns=lambda s: "one" in owner)
+    two = scheduler_of(parts, "every_second_all", owns=lambda s: "two" in owner)
+    for step, who in ((2.5, "one"), (4.5, "two"), (6.5, "one"), (8.5, "two")):
+        owner.clear()
+        owner.add(who)
+        now = sensor.deployed_at + timedelta(seconds=step)
+        await asyncio.gather(one.run_once(now), two.run_once(now))
+    ticks = seconds(await ticks_run(run_store, "every_second_all"))
+    last = int((sensor.deployed_at + timedelta(seconds=8.5)).timestamp())
+    assert ticks == list(range(int(sensor.deployed_at.timestamp()) + 1, last + 1))
+    assert one.fired + two.fired == len(ticks)
+
+
 async def test_ticks_decided_by_an_owner_that_crashed_are_fired_by_the_next(
     parts: Any, run_store: RunStore
 ) -> None:
