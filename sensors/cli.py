@@ -112,6 +112,71 @@ def worker(
     run_sync(main())
 
 
+api_app = typer.Typer(
+    help="Serve the HTTP API and web page; `tripwire api token` makes tokens.",
+    invoke_without_command=True,
+)
+app.add_typer(api_app, name="api")
+
+
+@api_app.callback()
+def api(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Address (default TRIPWIRE_API_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TRIPWIRE_API_PORT).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Serve the HTTP API and web page against TRIPWIRE_KAFKA_BOOTSTRAP and the run store."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from sensors.api import ApiServer
+    from sensors.dev import serve_until_signal
+
+    _logging(verbose)
+    settings = cli_settings()
+    overrides = {k: v for k, v in {"api_host": host, "api_port": port}.items() if v is not None}
+    settings = settings.model_copy(update=overrides)
+
+    async def main() -> None:
+        settings.require_bootstrap()
+        server = ApiServer(settings)
+        url = await server.start()
+        err.print(f"[green]api ready[/green] at {url} (web page {url}/, OpenAPI {url}/docs)")
+        await serve_until_signal(server.wait(), server.stop)
+
+    run_sync(main())
+
+
+@api_app.command("token")
+def api_token(
+    scope: Annotated[str, typer.Option(help="publish, read or admin.")] = "publish",
+    name: Annotated[str, typer.Option(help="Who uses it (logs and metrics).")] = "client",
+    events: Annotated[
+        list[str] | None, typer.Option("--events", help="Event-name prefix it may publish.")
+    ] = None,
+    projects: Annotated[
+        list[str] | None, typer.Option("--projects", help="A project it may use.")
+    ] = None,
+) -> None:
+    """Make a token: print it once, and the entry (with its hash only) for TRIPWIRE_API_TOKENS."""
+    from sensors.api.auth import hash_token, new_token
+    from triggers.settings import ApiToken
+
+    if scope not in ("publish", "read", "admin"):
+        raise typer.BadParameter(f"scope must be publish, read or admin, not {scope!r}")
+    token = new_token()
+    entry = ApiToken(
+        name=name,
+        hash=hash_token(token),
+        scope=scope,
+        events=events or [],
+        projects=projects or [],
+    )
+    out.print(f"token  {token}")
+    out.print(f"entry  {entry.model_dump_json()}")
+    err.print("Keep the token secret; give the entry to the API in TRIPWIRE_API_TOKENS (a list).")
+
+
 @app.command()
 def broker(
     port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.")] = 9092,

@@ -14,7 +14,14 @@ from rich.table import Table
 
 from sensors.cli import JsonOption, app, err, out, run_sync, with_store
 from sensors.cli_runs import DomainOption, ProjectOption, scope
-from sensors.runs.signals import Signal, get_signal, give_signal, list_signals
+from sensors.runs.signals import (
+    EXAMPLES,
+    Signal,
+    get_signal,
+    give_signal,
+    list_signals,
+    parse_value,
+)
 from sensors.views import when
 from triggers.errors import SignalError
 
@@ -28,7 +35,6 @@ RunOption = Annotated[str, typer.Option("--run", help="The run's name (`tripwire
 ActionOption = Annotated[
     str | None, typer.Option("--action", help="The part of the run that waits, if it named one.")
 ]
-_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
 @events_app.command("list")
@@ -106,21 +112,12 @@ def events_signal(
 
 def _parse(text: str, expected_type: str, name: str) -> bool | int | float | str:
     try:
-        if expected_type == "bool":
-            if text.lower() in _TRUE + _FALSE:
-                return text.lower() in _TRUE
-            raise ValueError(text)
-        if expected_type == "int":
-            return int(text)
-        if expected_type == "float":
-            return float(text)
-    except ValueError:
+        return parse_value(text, expected_type)
+    except ValueError as exc:
+        example = EXAMPLES[expected_type]
         err.print(
-            f"[red]error:[/red] event {name!r} expects a {expected_type}, and {text!r} is not "
-            f"one; e.g. --value {_EXAMPLES[expected_type]}"
+            f"[red]error:[/red] event {name!r} {exc}".replace(
+                f"e.g. {example}", f"e.g. --value {example}"
+            )
         )
         raise typer.Exit(2) from None
-    return text
-
-
-_EXAMPLES = {"bool": "true", "int": "42", "float": "0.5", "str": "approved"}

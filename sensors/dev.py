@@ -1,9 +1,10 @@
 """``tripwire dev``: the whole engine on one machine, with nothing to install.
 
-It starts the embedded broker, one worker (sensor and launcher stages) and a
-SQLite store under ``$TRIPWIRE_HOME``, and records the broker's address in
+It starts the embedded broker, one worker (sensor and launcher stages), the
+HTTP API with its web page, and a SQLite store under ``$TRIPWIRE_HOME``, and
+records the broker's and the API's addresses and a local API token in
 ``$TRIPWIRE_HOME/dev.json`` so that ``publish()`` and the CLI in another
-terminal find it. The file is removed on exit.
+terminal find them. The file is removed on exit.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from pydantic import SecretStr
+
+from sensors.api import ApiServer
+from sensors.api.auth import new_token
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
@@ -25,7 +31,7 @@ from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
 from triggers.spec import FlowSpec
 
-__all__ = ["DevInfo", "run_dev", "serve"]
+__all__ = ["DevInfo", "run_dev", "serve", "serve_until_signal"]
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class DevInfo:
 
     bootstrap: str
     store_url: str
+    api_url: str
+    api_token: str
     home: Path
     flows: tuple[FlowSpec, ...]
     startup_seconds: float
@@ -49,6 +57,26 @@ async def serve(engine: Engine) -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+async def serve_until_signal(
+    running: Coroutine[Any, Any, None], stop: Callable[[], Coroutine[Any, Any, None]]
+) -> None:
+    """Await ``running`` until it ends, or SIGINT or SIGTERM; then await ``stop()``."""
+    loop = asyncio.get_running_loop()
+    signalled = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, signalled.set)
+    task = asyncio.ensure_future(running)
+    try:
+        await asyncio.wait(
+            [task, asyncio.ensure_future(signalled.wait())], return_when="FIRST_COMPLETED"
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await stop()
+        await task
 
 
 async def run_dev(
@@ -72,11 +100,15 @@ async def run_dev(
     broker = EmbeddedBroker(log_path=home / "broker.log")
     await asyncio.to_thread(broker.start)
     try:
+        # A token of this run's own unless one is configured: printed, and kept in dev.json.
+        token = settings.api_token or SecretStr(new_token())
         dev_settings = settings.model_copy(
-            update={"kafka_bootstrap": broker.bootstrap, "home": home}
+            update={"kafka_bootstrap": broker.bootstrap, "home": home, "api_token": token}
         )
+        api = ApiServer(dev_settings, any_port_if_taken=True)
         async with Engine(dev_settings, flows, prune=True) as engine:
             await engine.wait_ready()
+            dev_settings.api_url = await api.start()
             _write_dev_file(dev_settings, broker)
             try:
                 if on_ready is not None:
@@ -84,6 +116,8 @@ async def run_dev(
                         DevInfo(
                             bootstrap=broker.bootstrap,
                             store_url=dev_settings.store_url,
+                            api_url=dev_settings.api_url,
+                            api_token=token.get_secret_value(),
                             home=home,
                             flows=tuple(flows),
                             startup_seconds=asyncio.get_running_loop().time() - started,
@@ -92,6 +126,7 @@ async def run_dev(
                 await serve(engine)
             finally:
                 dev_settings.dev_file.unlink(missing_ok=True)
+                await api.stop()
     finally:
         await asyncio.to_thread(broker.stop)
 
@@ -113,10 +148,13 @@ def _write_dev_file(settings: Settings, broker: EmbeddedBroker) -> None:
     info = {
         "kafka_bootstrap": broker.bootstrap,
         "database_url": settings.store_url,
+        "api_url": settings.api_url,
+        "api_token": settings.api_token.get_secret_value() if settings.api_token else None,
         "pid": os.getpid(),
         "broker_pid": broker.pid,
         "started_at": datetime.now(UTC).isoformat(),
     }
     tmp = settings.dev_file.with_suffix(".tmp")
+    tmp.touch(mode=0o600)  # it holds the API token: for this user only
     tmp.write_text(json.dumps(info, indent=2))
     tmp.replace(settings.dev_file)

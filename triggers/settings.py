@@ -12,14 +12,44 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from triggers.errors import ConfigurationError
 
-__all__ = ["DEV_FILE_NAME", "Settings", "get_settings"]
+__all__ = ["DEV_FILE_NAME", "ApiToken", "Settings", "WebhookSource", "get_settings"]
 
 DEV_FILE_NAME = "dev.json"
+
+
+class ApiToken(BaseModel):
+    """A bearer token the HTTP API accepts, kept as a hash (`tripwire api token` makes one)."""
+
+    name: str = Field(description="Who or what uses it; shown in logs and metrics, never secret.")
+    hash: str = Field(
+        pattern=r"^sha256:[0-9a-f]{64}$", description="`sha256:` and the token's SHA-256, hex."
+    )
+    scope: Literal["publish", "read", "admin"] = Field(
+        description="publish: publish events and signal runs; read: read everything; "
+        "admin: everything, abort and recover included."
+    )
+    events: list[str] = Field(
+        default_factory=list, description="Event-name prefixes it may publish; empty: any."
+    )
+    projects: list[str] = Field(
+        default_factory=list, description="Projects whose runs and sensors it may use; empty: any."
+    )
+
+
+class WebhookSource(BaseModel):
+    """A webhook sender that signs its bodies (HMAC-SHA256, GitHub's scheme)."""
+
+    secret: SecretStr = Field(description="The shared secret the sender signs with.")
+    events: list[str] = Field(
+        default_factory=list, description="Event-name prefixes it may publish; empty: any."
+    )
 
 
 class Settings(BaseSettings):
@@ -58,7 +88,35 @@ class Settings(BaseSettings):
     project: str = Field("default", description="Project that deployed flows and runs belong to.")
     domain: str = Field("development", description="Domain (environment) within the project.")
     api_url: str | None = Field(None, description="Base URL of the tripwire HTTP API.")
-    api_token: SecretStr | None = Field(None, description="Bearer token for the HTTP API.")
+    api_token: SecretStr | None = Field(
+        None,
+        description="An admin bearer token: what clients send, and one more token `tripwire api` "
+        "accepts (give its hash in API_TOKENS instead to keep it out of the server's environment).",
+    )
+    api_tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description='Tokens the API accepts, as JSON: `[{"name": "etl", "hash": "sha256:...", '
+        '"scope": "publish", "events": ["orders."]}]`; `tripwire api token` makes entries.',
+    )
+    webhook_sources: dict[str, WebhookSource] = Field(
+        default_factory=dict,
+        description='Webhook senders that sign bodies instead of sending a token, as JSON: `{"github": '
+        '{"secret": "...", "events": ["github."]}}`; they call `POST /api/v1/events/NAME?source=github` '
+        "with `X-Tripwire-Signature: sha256=HMAC`.",
+    )
+    api_host: str = Field("127.0.0.1", description="Address `tripwire api` listens on.")
+    api_port: int = Field(8080, ge=0, le=65535, description="Port of `tripwire api` (0: any free).")
+    api_rate_limit: float = Field(
+        200.0, gt=0, description="Requests per second each token may make, on average."
+    )
+    api_rate_burst: int = Field(
+        400, ge=1, description="Requests a token may make at once before the rate applies."
+    )
+    api_max_body_bytes: int = Field(
+        4 * 1024 * 1024,
+        gt=0,
+        description="Largest request body the API reads (a batch of events); more gets 413.",
+    )
 
     topic_events: str = Field("tripwire.events", description="Topic that published events go to.")
     topic_run_requests: str = Field(

@@ -29,6 +29,7 @@ __all__ = [
     "get_signal",
     "give_signal",
     "list_signals",
+    "parse_value",
     "time_out",
     "wait_started",
 ]
@@ -80,6 +81,32 @@ def check_value(expected_type: str, value: Any, *, what: str) -> bool | int | fl
     if type(value) is not SIGNAL_TYPES[expected_type]:
         raise TypeError(f"{what} expects a {expected_type}, not {type(value).__name__} {value!r}")
     return cast(bool | int | float | str, value)
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+EXAMPLES = {"bool": "true", "int": "42", "float": "0.5", "str": "approved"}
+
+
+def parse_value(text: str, expected_type: str) -> bool | int | float | str:
+    """A signal value typed as text (CLI, web form) as ``expected_type``.
+
+    Raises:
+        ValueError: the text is not one; the message gives an example.
+    """
+    try:
+        if expected_type == "bool":
+            if text.strip().lower() in _TRUE + _FALSE:
+                return text.strip().lower() in _TRUE
+            raise ValueError(text)
+        if expected_type == "int":
+            return int(text)
+        if expected_type == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(
+            f"expects a {expected_type}, and {text!r} is not one; e.g. {EXAMPLES[expected_type]}"
+        ) from None
+    return text
 
 
 async def wait_started(

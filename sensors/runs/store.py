@@ -116,6 +116,11 @@ class RunStore:
     async def close(self) -> None:
         await self._engine.dispose()
 
+    async def ping(self) -> None:
+        """Raise StoreError unless the database answers."""
+        async with self.connection() as conn:
+            await conn.execute(sa.text("SELECT 1"))
+
     async def __aenter__(self) -> RunStore:
         return self
 

@@ -8,17 +8,20 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from sensors.api import ApiServer
+from sensors.api.auth import hash_token, new_token
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import TERMINAL_PHASES
 from sensors.runs.store import RunStore
-from triggers.settings import Settings
+from triggers.settings import ApiToken, Settings
 
 FLOWS = Path(__file__).parent / "flows"
 
@@ -101,3 +104,48 @@ def tripwire_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess
         text=True,
         timeout=60,
     )
+
+
+@dataclass(frozen=True)
+class Api:
+    """A running API: its URL, and a token of each scope."""
+
+    url: str
+    tokens: dict[str, str]
+    settings: Settings
+
+    def headers(self, scope: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[scope]}"}
+
+
+def api_settings(**extra: Any) -> tuple[Settings, dict[str, str]]:
+    """Settings (from the environment) with one token per scope, and the tokens."""
+    tokens = {scope: new_token() for scope in ("admin", "read", "publish", "orders", "other")}
+    entries = [
+        ApiToken(name=scope, hash=hash_token(tokens[scope]), scope=scope)  # type: ignore[arg-type]
+        for scope in ("admin", "read", "publish")
+    ]
+    entries.append(
+        ApiToken(
+            name="orders", hash=hash_token(tokens["orders"]), scope="publish", events=["orders."]
+        )
+    )
+    entries.append(
+        ApiToken(name="other", hash=hash_token(tokens["other"]), scope="read", projects=["other"])
+    )
+    settings = Settings(api_host="127.0.0.1", api_port=0, api_tokens=entries, **extra)
+    return settings, tokens
+
+
+@pytest.fixture
+async def api(engine: Engine) -> AsyncIterator[Api]:
+    """The HTTP API of the test's engine, on a free port."""
+    settings, tokens = api_settings(
+        webhook_sources={"github": {"secret": "s3cr3t-webhook", "events": ["github."]}}
+    )
+    server = ApiServer(settings)
+    url = await server.start()
+    try:
+        yield Api(url, tokens, settings)
+    finally:
+        await server.stop()

@@ -1,0 +1,271 @@
+"""The HTTP API's application: its state, credentials, errors and lifetime.
+
+:func:`create_app` builds the FastAPI app for ``tripwire api`` and ``tripwire
+dev``. Routes only translate (:mod:`sensors.api.routes`, :mod:`sensors.api.web`);
+errors become JSON bodies ``{"error": code, "message": text}`` with the right
+status, and never a 500 for anything a client sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from sensors.api.auth import Authenticator, AuthError, Principal, RateLimiter
+from sensors.api.ingest import BadRequest
+from sensors.api.metrics import Metrics
+from sensors.api.recent import RecentEvents
+from sensors.kafka import ensure_topics
+from sensors.runs.objects import ObjectStore
+from sensors.runs.service import RunService
+from sensors.runs.store import RunStore
+from triggers.errors import (
+    ConfigurationError,
+    PublishError,
+    RunNotFoundError,
+    SignalError,
+    StoreError,
+    TriggerError,
+)
+from triggers.settings import Settings
+
+__all__ = ["ApiState", "ErrorBody", "create_app", "state_of"]
+
+log = logging.getLogger(__name__)
+
+_BROKER_RETRY = 2.0  # seconds between attempts to reach a broker that was down
+
+
+class ErrorBody(BaseModel):
+    """Every error the API answers with."""
+
+    error: str = Field(description="Machine-readable kind, e.g. `unauthorized`, `not_found`.")
+    message: str = Field(description="What was wrong, and what to do instead.")
+
+
+class BrokerUnavailable(Exception):
+    """Raised when the Kafka broker cannot be reached (503)."""
+
+
+@dataclass
+class ApiState:
+    """What the routes use; one per app."""
+
+    settings: Settings
+    store: RunStore
+    auth: Authenticator
+    limiter: RateLimiter
+    metrics: Metrics
+    recent: RecentEvents
+    _producer: AIOKafkaProducer | None = None
+    _last_try: float = 0.0
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def producer(self) -> AIOKafkaProducer:
+        """The started producer; connects (again) if the broker was down.
+
+        Raises:
+            BrokerUnavailable: the broker cannot be reached now.
+        """
+        if self._producer is not None:
+            return self._producer
+        async with self._lock:
+            if self._producer is None:
+                if time.monotonic() - self._last_try < _BROKER_RETRY:
+                    raise BrokerUnavailable(self._down_message())
+                self._last_try = time.monotonic()
+                s = self.settings
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=s.require_bootstrap(),
+                    acks="all",
+                    linger_ms=0,
+                    request_timeout_ms=int(s.publish_timeout * 1000),
+                    max_request_size=s.max_payload_bytes + 64 * 1024,
+                )
+                try:
+                    await asyncio.wait_for(producer.start(), s.publish_timeout)
+                    await ensure_topics(s, [s.topic_events, s.topic_run_requests])
+                except (KafkaError, OSError, TimeoutError) as exc:
+                    await producer.stop()
+                    raise BrokerUnavailable(f"{self._down_message()} ({exc})") from exc
+                self._producer = producer
+        return self._producer
+
+    async def forget_producer(self) -> None:
+        """Drop a producer whose broker failed; the next call connects anew."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    def _down_message(self) -> str:
+        return (
+            f"the Kafka broker at {self.settings.kafka_bootstrap} is unreachable; nothing was "
+            "published, try again"
+        )
+
+    async def runs(self) -> RunService:
+        objects = ObjectStore(self.settings.objects_root)
+        return RunService(self.settings, self.store, objects, await self.producer())
+
+    def authorize(self, request: Request, permission: str) -> Principal:
+        """The caller, if it may do ``permission``; rate limited per caller.
+
+        A bearer header wins; the web page's cookie stands in for it.
+        """
+        header = request.headers.get("authorization")
+        if header is None and (cookie := request.cookies.get(TOKEN_COOKIE)):
+            header = f"Bearer {cookie}"
+        principal = self.auth.bearer(header)
+        principal.require(permission)  # type: ignore[arg-type]  # checked by the routes
+        self.limit(principal)
+        return principal
+
+    def limit(self, principal: Principal) -> None:
+        wait = self.limiter.take(principal.name)
+        if wait is not None:
+            raise RateLimited(wait)
+
+
+TOKEN_COOKIE = "tripwire_token"
+
+
+class RateLimited(Exception):
+    """Raised when a caller went over its request rate (429 with Retry-After)."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(wait)
+        self.wait = wait
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.tripwire
+    return state
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API and web page, connected to the store and broker that ``settings`` name."""
+    from sensors.api import routes, web
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = await RunStore.open(settings.store_url)
+        state = ApiState(
+            settings=settings,
+            store=store,
+            auth=Authenticator(settings),
+            limiter=RateLimiter(settings.api_rate_limit, settings.api_rate_burst),
+            metrics=Metrics(),
+            recent=RecentEvents(settings),
+        )
+        if not state.auth.configured:
+            log.warning(
+                "no API token is configured (TRIPWIRE_API_TOKEN or TRIPWIRE_API_TOKENS): the API "
+                "will refuse every request but /healthz and /readyz"
+            )
+        app.state.tripwire = state
+        stop = asyncio.Event()
+        tail = asyncio.create_task(state.recent.run(stop), name="tripwire recent events")
+        with contextlib.suppress(BrokerUnavailable):
+            await state.producer()  # connect now if we can; publishing retries otherwise
+        try:
+            yield
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(tail, 5)
+            await state.forget_producer()
+            await store.close()
+
+    app = FastAPI(
+        title="tripwire",
+        summary="Publish events, and see and steer the runs they trigger.",
+        version="1",
+        lifespan=lifespan,
+        responses={
+            401: {"model": ErrorBody, "description": "Missing or invalid credentials."},
+            429: {"model": ErrorBody, "description": "Over the caller's request rate."},
+        },
+    )
+    for error_type, handler in _HANDLERS.items():
+        app.add_exception_handler(error_type, handler)
+    app.include_router(routes.router)
+    app.include_router(web.router)
+    return app
+
+
+def _error(status: int, code: str, message: str, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        ErrorBody(error=code, message=message).model_dump(), status_code=status, headers=headers
+    )
+
+
+async def _auth_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AuthError)
+    if exc.status == 401:
+        return _error(401, exc.code, exc.message, **{"WWW-Authenticate": "Bearer"})
+    return _error(exc.status, exc.code, exc.message)
+
+
+async def _bad_request(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BadRequest)
+    return _error(exc.status, exc.code, exc.message)
+
+
+async def _rate_limited(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimited)
+    retry = RateLimiter.retry_after(exc.wait)
+    message = f"too many requests from this credential; retry after {retry}s"
+    return _error(429, "rate_limited", message, **{"Retry-After": retry})
+
+
+async def _validation(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+    )
+    return _error(422, "invalid_request", problems or "the request does not fit the API")
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+
+
+def _tripwire(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, exc)
+        return _error(status, code, str(exc))
+
+    return handle
+
+
+_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[JSONResponse]]] = {
+    AuthError: _auth_error,
+    BadRequest: _bad_request,
+    RateLimited: _rate_limited,
+    RequestValidationError: _validation,
+    HTTPException: _http,
+    RunNotFoundError: _tripwire(404, "not_found"),
+    SignalError: _tripwire(409, "conflict"),
+    ConfigurationError: _tripwire(409, "conflict"),
+    TriggerError: _tripwire(422, "invalid_parameters"),
+    BrokerUnavailable: _tripwire(503, "broker_unavailable"),
+    PublishError: _tripwire(503, "broker_unavailable"),
+    StoreError: _tripwire(503, "store_unavailable"),
+}

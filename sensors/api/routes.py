@@ -1,0 +1,451 @@
+"""The API's routes (DESIGN.md §2): publish, runs, sensors, signals, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from sensors import views
+from sensors.api.app import ApiState, BrokerUnavailable, ErrorBody, state_of
+from sensors.api.auth import SIGNATURE_HEADER, Principal
+from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, parse_events
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import WorkflowPhase
+from sensors.runs.signals import Signal, get_signal, give_signal, list_signals
+from triggers.envelope import encode, validate_event_name
+from triggers.errors import PublishError, RunNotFoundError
+
+__all__ = ["router", "signal_event"]
+
+router = APIRouter()
+
+_SCOPE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+Project = Annotated[str, Path(pattern=_SCOPE, description="Project name.")]
+Domain = Annotated[str, Path(pattern=_SCOPE, description="Domain name.")]
+RunName = Annotated[str, Path(max_length=253, description="Run name.")]
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {status: {"model": ErrorBody} for status in statuses}
+
+
+class Accepted(BaseModel):
+    """Published: the broker acknowledged every event."""
+
+    id: str = Field(description="The (first) event's id.")
+    ids: list[str] = Field(description="Every event's id, in order.")
+
+
+class AbortRequest(BaseModel):
+    cause: str = Field("aborted through the API", max_length=2000, description="Why.")
+
+
+class AbortResult(BaseModel):
+    run: RunRecord
+    changed: bool = Field(description="False when the run had ended or was aborting already.")
+
+
+class RecoverRequest(BaseModel):
+    project: str = Field(pattern=_SCOPE)
+    domain: str = Field(pattern=_SCOPE)
+    name: str = Field(max_length=253)
+
+
+class SignalRequest(BaseModel):
+    value: bool | int | float | str = Field(description="Of the type the run waits for.")
+
+
+# health
+
+
+@router.get("/healthz", tags=["health"], summary="The process is up.")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+class Readiness(BaseModel):
+    status: str = Field(description="`ok` when broker and database answer, else `unavailable`.")
+    broker: str
+    database: str
+
+
+@router.get(
+    "/readyz",
+    tags=["health"],
+    summary="Broker and database answer.",
+    responses={503: {"model": Readiness}},
+)
+async def readyz(request: Request) -> JSONResponse:
+    state = state_of(request)
+    broker = database = "ok"
+    try:
+        producer = await state.producer()
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), 5)
+    except (BrokerUnavailable, KafkaError, OSError, TimeoutError) as exc:
+        await state.forget_producer()
+        broker = f"unavailable: {exc}"
+    try:
+        await state.store.ping()
+    except Exception as exc:
+        database = f"unavailable: {exc}"
+    ok = broker == database == "ok"
+    body = Readiness(status="ok" if ok else "unavailable", broker=broker, database=database)
+    return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+@router.get(
+    "/metrics",
+    tags=["health"],
+    summary="Prometheus metrics (text exposition).",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}}, **_errors(403, 503)},
+)
+async def metrics(request: Request) -> Response:
+    state = state_of(request)
+    state.authorize(request, "read")
+    body = await state.metrics.render(state.settings, state.store)
+    return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+# publishing
+
+_PUBLISH_BODY = {
+    "required": False,
+    "content": {
+        "application/json": {"schema": {"type": "object", "description": "The event's payload."}},
+        STRUCTURED: {
+            "schema": {
+                "type": "object",
+                "required": ["specversion", "id", "source", "type"],
+                "description": "One structured CloudEvent 1.0; `type` is the event name.",
+            }
+        },
+        BATCH: {
+            "schema": {
+                "type": "array",
+                "items": {"type": "object"},
+                "description": "Structured CloudEvents, all of this event name.",
+            }
+        },
+    },
+}
+
+
+@router.post(
+    "/api/v1/events/{name}",
+    tags=["events"],
+    summary="Publish an event (or a CloudEvent, or a batch of them).",
+    status_code=202,
+    responses=_errors(400, 403, 413, 415, 422, 503),
+    openapi_extra={"requestBody": _PUBLISH_BODY},
+)
+async def publish_event(
+    request: Request,
+    name: Annotated[str, Path(max_length=255, description="The event name.")],
+    id: Annotated[str | None, Query(max_length=255, description="Event id (dedupe).")] = None,
+    time_: Annotated[
+        datetime | None, Query(alias="time", description="Event time, RFC 3339.")
+    ] = None,
+    source: Annotated[
+        str | None,
+        Query(max_length=255, description="CloudEvent source; names a signed webhook's secret."),
+    ] = None,
+) -> Accepted:
+    """Answers 202 once the broker has acknowledged every event; ``id`` dedupes retries.
+
+    Authenticate with a bearer token of scope ``publish``, or, for a webhook source
+    configured with a secret, sign the raw body (``X-Tripwire-Signature: sha256=...``).
+    """
+    state = state_of(request)
+    started = time.perf_counter()
+    body = await _read_body(request, state.settings.api_max_body_bytes)
+    principal = _publisher(state, request, source, body)
+    try:
+        validate_event_name(name)
+    except PublishError as exc:
+        raise BadRequest(422, "invalid_event", str(exc)) from None
+    principal.require_event(name)
+    query = {k: v for k, v in {"id": id, "source": source}.items() if v is not None}
+    if time_ is not None:
+        query["time"] = (time_ if time_.tzinfo else time_.replace(tzinfo=UTC)).isoformat()
+    try:
+        events = parse_events(
+            name,
+            body,
+            request.headers,
+            query,
+            default_source=state.settings.source,
+            max_payload_bytes=state.settings.max_payload_bytes,
+        )
+    except BadRequest as exc:
+        state.metrics.rejected.labels(str(exc.status)).inc()
+        raise
+    via = _via(request, principal)
+    state.metrics.received.labels(via).inc(len(events))
+    producer = await state.producer()
+    topic = state.settings.topic_events
+    try:
+        records = [encode(e) for e in events]
+        sent = [await producer.send(topic, r.value, key=r.key, headers=r.headers) for r in records]
+        await asyncio.wait_for(asyncio.gather(*sent), state.settings.publish_timeout)
+    except (KafkaError, OSError, TimeoutError) as exc:
+        await state.forget_producer()
+        state.metrics.rejected.labels("503").inc()
+        raise BrokerUnavailable(
+            f"the Kafka broker at {state.settings.kafka_bootstrap} did not acknowledge the "
+            f"event(s) ({type(exc).__name__}); none may be counted as published: send them "
+            "again with the same ids"
+        ) from exc
+    state.metrics.published.inc(len(events))
+    state.metrics.publish_latency.observe(time.perf_counter() - started)
+    return Accepted(id=events[0].id, ids=[e.id for e in events])
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BadRequest(413, "too_large", _too_large(int(declared), limit))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(413, "too_large", _too_large(size, limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> str:
+    return (
+        f"the body is {size} bytes or more, over the limit of {limit} "
+        "(TRIPWIRE_API_MAX_BODY_BYTES); send a reference to the data instead, or smaller batches"
+    )
+
+
+def _publisher(state: ApiState, request: Request, source: str | None, body: bytes) -> Principal:
+    signature = request.headers.get(SIGNATURE_HEADER)
+    if signature is not None or (
+        source is not None
+        and "authorization" not in request.headers
+        and source in state.settings.webhook_sources
+    ):
+        principal = state.auth.webhook(source or "", signature, body)
+        state.limit(principal)
+        return principal
+    return state.authorize(request, "publish")
+
+
+def _via(request: Request, principal: Principal) -> str:
+    if principal.name.startswith("webhook:"):
+        return "webhook"
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip()
+    if content_type == BATCH:
+        return "batch"
+    if content_type == STRUCTURED or "ce-id" in request.headers:
+        return "cloudevent"
+    return "json"
+
+
+# runs
+
+
+@router.get(
+    "/api/v1/runs",
+    tags=["runs"],
+    summary="Runs, newest first.",
+    responses=_errors(403, 422, 503),
+)
+async def list_runs(
+    request: Request,
+    project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
+    domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
+    flow: Annotated[str | None, Query(max_length=200)] = None,
+    phase: Annotated[WorkflowPhase | None, Query()] = None,
+    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[RunRecord]:
+    state = state_of(request)
+    principal = state.authorize(request, "read")
+    projects: list[str | None] = [project] if project else [*principal.projects] or [None]
+    for each in projects:
+        if each is not None:
+            principal.require_project(each)
+    found: list[RunRecord] = []
+    for each in projects:
+        found += await state.store.list_runs(
+            project=each, domain=domain, flow=flow, phase=phase, since=_utc(since), limit=limit
+        )
+    found.sort(key=lambda r: r.created_at, reverse=True)
+    return found[:limit]
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@router.get(
+    "/api/v1/runs/{project}/{domain}/{name}",
+    tags=["runs"],
+    summary="One run, with its attempts and phase history.",
+    responses=_errors(403, 404, 422, 503),
+)
+async def get_run(
+    request: Request, project: Project, domain: Domain, name: RunName
+) -> views.RunDetail:
+    state = state_of(request)
+    state.authorize(request, "read").require_project(project)
+    return await views.run_detail(state.store, name, project=project, domain=domain)
+
+
+@router.delete(
+    "/api/v1/runs/{project}/{domain}/{name}",
+    tags=["runs"],
+    summary="Abort a run: a queued one at once, a running one through ABORTING.",
+    responses=_errors(403, 404, 422, 503),
+)
+async def abort_run(
+    request: Request,
+    project: Project,
+    domain: Domain,
+    name: RunName,
+    body: Annotated[AbortRequest | None, Body()] = None,
+) -> AbortResult:
+    state = state_of(request)
+    state.authorize(request, "admin").require_project(project)
+    cause = (body or AbortRequest()).cause
+    run, changed = await state.store.request_abort(project, domain, name, cause)
+    return AbortResult(run=run, changed=changed)
+
+
+@router.post(
+    "/api/v1/runs/recover",
+    tags=["runs"],
+    summary="Run a finished run again as NAME-rN, with the same inputs and flow revision.",
+    status_code=201,
+    responses=_errors(403, 404, 409, 422, 503),
+)
+async def recover_run(request: Request, body: RecoverRequest) -> RunRecord:
+    state = state_of(request)
+    state.authorize(request, "admin").require_project(body.project)
+    service = await state.runs()
+    return await service.recover(body.name, project=body.project, domain=body.domain)
+
+
+# signals
+
+
+@router.get(
+    "/api/v1/runs/{project}/{domain}/{name}/events",
+    tags=["signals"],
+    summary="The events a run waits (or waited) for.",
+    responses=_errors(403, 404, 422, 503),
+)
+async def list_run_events(
+    request: Request, project: Project, domain: Domain, name: RunName
+) -> list[Signal]:
+    state = state_of(request)
+    state.authorize(request, "read").require_project(project)
+    await state.store.get_run(name, project=project, domain=domain)
+    return await list_signals(state.store, project=project, domain=domain, run_name=name)
+
+
+@router.post(
+    "/api/v1/runs/{project}/{domain}/{name}/events/{event}/signal",
+    tags=["signals"],
+    summary="Signal a run that waits for an event; the value must be of the type it waits for.",
+    responses=_errors(403, 404, 409, 422, 503),
+)
+async def signal_run_event(
+    request: Request,
+    project: Project,
+    domain: Domain,
+    name: RunName,
+    event: Annotated[str, Path(max_length=200)],
+    body: SignalRequest,
+) -> Signal:
+    state = state_of(request)
+    state.authorize(request, "publish").require_project(project)
+    return await signal_event(state, project, domain, name, event, body.value)
+
+
+async def signal_event(
+    state: ApiState, project: str, domain: str, run: str, event: str, value: Any
+) -> Signal:
+    """Signal, with the API's errors: 404 no such run or wait, 422 a wrong type."""
+    await state.store.get_run(run, project=project, domain=domain)
+    waiting = await get_signal(
+        state.store, project=project, domain=domain, run_name=run, name=event
+    )
+    if waiting is None:
+        raise RunNotFoundError(
+            f"run {run!r} does not wait for an event {event!r}; see what it waits for at "
+            f"/api/v1/runs/{project}/{domain}/{run}/events"
+        )
+    try:
+        return await give_signal(
+            state.store, project=project, domain=domain, run_name=run, name=event, value=value
+        )
+    except TypeError as exc:
+        raise BadRequest(422, "invalid_signal", str(exc)) from None
+
+
+# sensors
+
+
+@router.get(
+    "/api/v1/sensors",
+    tags=["sensors"],
+    summary="Each sensor: what it waits for, holds and filtered out; its last run.",
+    responses=_errors(403, 422, 503),
+)
+async def list_sensors(
+    request: Request,
+    project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
+    domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
+) -> list[views.SensorStatus]:
+    state = state_of(request)
+    where = _scope(state, request, project, domain)
+    return await views.sensor_statuses(state.store, **where)
+
+
+@router.get(
+    "/api/v1/sensors/{sensor_id}",
+    tags=["sensors"],
+    summary="One sensor (`flow.trigger`).",
+    responses=_errors(403, 404, 422, 503),
+)
+async def get_sensor(
+    request: Request,
+    sensor_id: Annotated[str, Path(max_length=400)],
+    project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
+    domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
+) -> views.SensorStatus:
+    state = state_of(request)
+    where = _scope(state, request, project, domain)
+    found = [
+        s
+        for s in await views.sensor_statuses(state.store, **where)
+        if s.sensor.sensor_id == sensor_id
+    ]
+    if not found:
+        raise RunNotFoundError(f"no sensor {sensor_id!r}; list them at /api/v1/sensors")
+    return found[0]
+
+
+def _scope(
+    state: ApiState, request: Request, project: str | None, domain: str | None
+) -> dict[str, str]:
+    where = {
+        "project": project or state.settings.project,
+        "domain": domain or state.settings.domain,
+    }
+    state.authorize(request, "read").require_project(where["project"])
+    return where
