@@ -115,6 +115,7 @@ async def run_page(request: Request, project: str, domain: str, name: str) -> Re
             "signals": signals,
             "message": request.query_params.get("message"),
             "timeline": _timeline(detail),
+            "segments": _segments(detail),
         },
     )
 
@@ -170,3 +171,21 @@ def _timeline(detail: views.RunDetail) -> list[dict[str, Any]]:
         }
         for change in detail.history
     ]
+
+
+def _segments(detail: views.RunDetail) -> list[dict[str, Any]]:
+    """The run's own phases as bar segments: where each starts and how wide, in percent."""
+    changes = [c for c in detail.history if c.attempt is None]
+    if not changes:
+        return []
+    start, end = changes[0].at, changes[-1].at
+    span = max((end - start).total_seconds(), 0.001)
+    shown = []
+    for change, following in zip(changes, [*changes[1:], None], strict=True):
+        until = following.at if following is not None else end
+        width = max(100 * (until - change.at).total_seconds() / span, 0.5)
+        if following is None:
+            width = 3.0  # a final phase has no end: a short cap at the right edge
+        left = min(100 * (change.at - start).total_seconds() / span, 100 - width)
+        shown.append({"phase": change.phase, "left": round(left, 2), "width": round(width, 2)})
+    return shown
