@@ -196,6 +196,7 @@ def create_app(settings: Settings) -> FastAPI:
         version="1",
         lifespan=lifespan,
         responses={
+            400: {"model": ErrorBody, "description": "A body that is not what the route takes."},
             401: {"model": ErrorBody, "description": "Missing or invalid credentials."},
             429: {"model": ErrorBody, "description": "Over the caller's request rate."},
         },
@@ -242,8 +243,13 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return _error(exc.status_code, code, str(exc.detail), **(exc.headers or {}))
+    codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+    message = str(exc.detail)
+    if exc.status_code == 400 and "parsing the body" in message:
+        message = "the body is not valid JSON; send a JSON object as the route describes"
+    return _error(
+        exc.status_code, codes.get(exc.status_code, "http_error"), message, **(exc.headers or {})
+    )
 
 
 def _tripwire(status: int, code: str) -> Callable[[Request, Exception], Awaitable[JSONResponse]]:
