@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.fixtures.servers import pid_alive
@@ -220,6 +221,24 @@ def test_sensors_status_explains_what_a_sensor_holds_and_filtered_out(dev: Dev) 
     assert "filtered out 1" in text and "is not >= 100" in text and "awaited" in text
     listing = dev.cli("sensors", "list").stdout
     assert "payment && (approved || waived)" in listing
+
+
+def test_dev_serves_the_api_with_a_local_token_it_prints(dev: Dev) -> None:
+    info = json.loads((dev.home / "dev.json").read_text())
+    token, url = info["api_token"], info["api_url"]
+    assert (dev.home / "dev.json").stat().st_mode & 0o077 == 0  # the token is for this user
+    log = (dev.home / "dev.log").read_text()
+    assert f"token   {token}" in log and f"api     {url}" in log
+    assert httpx.get(f"{url}/readyz", timeout=10).json()["status"] == "ok"
+    answer = httpx.post(
+        f"{url}/api/v1/events/data_updated",
+        json={"rows": "5"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert answer.status_code == 202, answer.text
+    run = dev.run_for(answer.json()["id"])
+    assert run["phase"] == "SUCCEEDED" and run["parameters"]["rows"] == 5
 
 
 def test_ctrl_c_stops_dev_its_broker_and_removes_dev_json(dev: Dev) -> None:
