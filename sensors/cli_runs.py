@@ -214,7 +214,10 @@ def runs_list(
 ) -> None:
     """List runs, newest first."""
     phases = views.parse_phase(phase) if phase else None
-    after = views.parse_since(since, datetime.now(UTC)) if since else None
+    try:
+        after = views.parse_since(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--since") from None
     runs = run_sync(
         with_store(
             lambda store: store.list_runs(

@@ -101,7 +101,11 @@ async def run_detail(store: RunStore, name: str, *, project: str, domain: str) -
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """``2026-11-23T08:00:00Z`` or a duration back from now (``90m``, ``1d``)."""
+    """``2026-11-23T08:00:00Z`` or a duration back from now (``90m``, ``1d``).
+
+    Raises:
+        ValueError: neither; the message shows both forms.
+    """
     from triggers.errors import DeclarationError
     from triggers.spec import parse_duration
 
@@ -109,12 +113,11 @@ def parse_since(text: str, now: datetime) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         try:
-            return now - parse_duration(text, what="--since")
+            return now - parse_duration(text, what="since")
         except DeclarationError:
-            raise typer.BadParameter(
+            raise ValueError(
                 f"{text!r} is neither an ISO 8601 time (2026-11-23T08:00:00Z) nor a "
-                "duration back from now (90m, 1d)",
-                param_hint="--since",
+                "duration back from now (90m, 1d)"
             ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -100,9 +98,9 @@ class Settings(BaseSettings):
     )
     webhook_sources: dict[str, WebhookSource] = Field(
         default_factory=dict,
-        description='Webhook senders that sign bodies instead of sending a token, as JSON: `{"github": '
-        '{"secret": "...", "events": ["github."]}}`; they call `POST /api/v1/events/NAME?source=github` '
-        "with `X-Tripwire-Signature: sha256=HMAC`.",
+        description="Webhook senders that sign bodies instead of sending a token, as JSON: "
+        '`{"github": {"secret": "...", "events": ["github."]}}`; they call '
+        "`POST /api/v1/events/NAME?source=github` with `X-Tripwire-Signature: sha256=HMAC`.",
     )
     api_host: str = Field("127.0.0.1", description="Address `tripwire api` listens on.")
     api_port: int = Field(8080, ge=0, le=65535, description="Port of `tripwire api` (0: any free).")

@@ -151,7 +151,8 @@ async def publish_event(
     name: Annotated[str, Path(max_length=255, description="The event name.")],
     id: Annotated[str | None, Query(max_length=255, description="Event id (dedupe).")] = None,
     time_: Annotated[
-        datetime | None, Query(alias="time", description="Event time, RFC 3339.")
+        str | None,
+        Query(alias="time", max_length=64, description="Event time, ISO 8601 / RFC 3339."),
     ] = None,
     source: Annotated[
         str | None,
@@ -174,7 +175,7 @@ async def publish_event(
     principal.require_event(name)
     query = {k: v for k, v in {"id": id, "source": source}.items() if v is not None}
     if time_ is not None:
-        query["time"] = (time_ if time_.tzinfo else time_.replace(tzinfo=UTC)).isoformat()
+        query["time"] = time_
     try:
         events = parse_events(
             name,
@@ -267,7 +268,10 @@ async def list_runs(
     domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
     flow: Annotated[str | None, Query(max_length=200)] = None,
     phase: Annotated[WorkflowPhase | None, Query()] = None,
-    since: Annotated[datetime | None, Query(description="Created at or after.")] = None,
+    since: Annotated[
+        str | None,
+        Query(max_length=64, description="Created at or after: ISO 8601, or a duration ago (2h)."),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[RunRecord]:
     state = state_of(request)
@@ -276,19 +280,17 @@ async def list_runs(
     for each in projects:
         if each is not None:
             principal.require_project(each)
+    try:
+        after = views.parse_since(since, datetime.now(UTC)) if since else None
+    except ValueError as exc:
+        raise BadRequest(422, "invalid_request", f"since: {exc}") from None
     found: list[RunRecord] = []
     for each in projects:
         found += await state.store.list_runs(
-            project=each, domain=domain, flow=flow, phase=phase, since=_utc(since), limit=limit
+            project=each, domain=domain, flow=flow, phase=phase, since=after, limit=limit
         )
     found.sort(key=lambda r: r.created_at, reverse=True)
     return found[:limit]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
 
 
 @router.get(
