@@ -103,17 +103,14 @@ async def test_a_waiting_run_is_signalled_from_its_page(
 async def test_a_read_only_token_cannot_signal_from_the_page(api: Api, store: RunStore) -> None:
     event_id = await publish(api, "needs_approval", {})
     run = await waiting_run(store, event_id, "approval")
-    async with httpx.AsyncClient(base_url=api.url) as client:
-        answer = await client.post(
-            f"/runs/{run.project}/{run.domain}/{run.name}/events/approval/signal",
-            data={"value": "true"},
-            cookies={"tripwire_token": api.tokens["read"]},
-        )
+    url = f"/runs/{run.project}/{run.domain}/{run.name}/events/approval/signal"
+    reader = {"tripwire_token": api.tokens["read"]}
+    async with httpx.AsyncClient(base_url=api.url, cookies=reader) as client:
+        answer = await client.post(url, data={"value": "true"})
         assert answer.status_code == 403
+    admin = {"tripwire_token": api.tokens["admin"]}
+    async with httpx.AsyncClient(base_url=api.url, cookies=admin) as client:
         forged = await client.post(
-            f"/runs/{run.project}/{run.domain}/{run.name}/events/approval/signal",
-            data={"value": "true"},
-            cookies={"tripwire_token": api.tokens["admin"]},
-            headers={"Origin": "http://evil.example"},
+            url, data={"value": "true"}, headers={"Origin": "http://evil.example"}
         )
         assert forged.status_code == 403
