@@ -17,13 +17,12 @@ from sensors.cli_runs import DomainOption, ProjectOption, scope
 from sensors.runs.signals import (
     EXAMPLES,
     Signal,
-    get_signal,
     give_signal,
     list_signals,
     parse_value,
+    waiting_for,
 )
 from sensors.views import when
-from triggers.errors import SignalError
 
 events_app = typer.Typer(
     help="The events runs wait for (wait_for_event), and signalling them.",
@@ -92,12 +91,7 @@ def events_signal(
 
     async def give(store: Any) -> Signal:
         await store.get_run(run, **where)
-        waiting = await get_signal(store, **where, run_name=run, name=name, action_name=action)
-        if waiting is None:
-            raise SignalError(
-                f"run {run!r} does not wait for an event {name!r}; see what it waits for with "
-                f"`tripwire events list --run {run}`"
-            )
+        waiting = await waiting_for(store, **where, run_name=run, name=name, action_name=action)
         parsed = _parse(value, waiting.expected_type, name)
         return await give_signal(
             store, **where, run_name=run, name=name, action_name=action, value=parsed

@@ -16,6 +16,7 @@ __all__ = [
     "PublishError",
     "RunNotFoundError",
     "SignalError",
+    "SignalNotFoundError",
     "SignalTimeoutError",
     "StoreError",
     "TriggerError",
@@ -70,3 +71,7 @@ class SignalError(TripwireError):
 
 class SignalTimeoutError(SignalError):
     """Raised in a run by ``wait_for_event`` when no signal arrived within its timeout."""
+
+
+class SignalNotFoundError(SignalError):
+    """Raised when a run does not wait, and never waited, for the named event."""

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from sensors.api.auth import Authenticator, AuthError, Principal, RateLimiter
+from sensors.api.auth import Authenticator, AuthError, Permission, Principal, RateLimiter
 from sensors.api.ingest import BadRequest
 from sensors.api.metrics import Metrics
 from sensors.api.recent import RecentEvents
@@ -37,6 +37,7 @@ from triggers.errors import (
     PublishError,
     RunNotFoundError,
     SignalError,
+    SignalNotFoundError,
     StoreError,
     TriggerError,
 )
@@ -123,7 +124,7 @@ class ApiState:
         objects = ObjectStore(self.settings.objects_root)
         return RunService(self.settings, self.store, objects, await self.producer())
 
-    def authorize(self, request: Request, permission: str) -> Principal:
+    def authorize(self, request: Request, permission: Permission) -> Principal:
         """The caller, if it may do ``permission``; rate limited per caller.
 
         A bearer header wins; the web page's cookie stands in for it.
@@ -132,7 +133,7 @@ class ApiState:
         if header is None and (cookie := request.cookies.get(TOKEN_COOKIE)):
             header = f"Bearer {cookie}"
         principal = self.auth.bearer(header)
-        principal.require(permission)  # type: ignore[arg-type]  # checked by the routes
+        principal.require(permission)
         self.limit(principal)
         return principal
 
@@ -270,6 +271,7 @@ _HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[JSONResponse]]] = 
     RequestValidationError: _validation,
     HTTPException: _http,
     RunNotFoundError: _tripwire(404, "not_found"),
+    SignalNotFoundError: _tripwire(404, "not_found"),
     SignalError: _tripwire(409, "conflict"),
     ConfigurationError: _tripwire(409, "conflict"),
     TriggerError: _tripwire(422, "invalid_parameters"),

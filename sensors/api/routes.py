@@ -18,11 +18,11 @@ from sensors.api.auth import SIGNATURE_HEADER, Principal
 from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, parse_events
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.signals import Signal, get_signal, give_signal, list_signals
+from sensors.runs.signals import Signal, give_signal, list_signals
 from triggers.envelope import encode, validate_event_name
 from triggers.errors import PublishError, RunNotFoundError
 
-__all__ = ["router", "signal_event"]
+__all__ = ["router"]
 
 router = APIRouter()
 
@@ -375,25 +375,10 @@ async def signal_run_event(
 ) -> Signal:
     state = state_of(request)
     state.authorize(request, "publish").require_project(project)
-    return await signal_event(state, project, domain, name, event, body.value)
-
-
-async def signal_event(
-    state: ApiState, project: str, domain: str, run: str, event: str, value: Any
-) -> Signal:
-    """Signal, with the API's errors: 404 no such run or wait, 422 a wrong type."""
-    await state.store.get_run(run, project=project, domain=domain)
-    waiting = await get_signal(
-        state.store, project=project, domain=domain, run_name=run, name=event
-    )
-    if waiting is None:
-        raise RunNotFoundError(
-            f"run {run!r} does not wait for an event {event!r}; see what it waits for at "
-            f"/api/v1/runs/{project}/{domain}/{run}/events"
-        )
+    await state.store.get_run(name, project=project, domain=domain)  # 404 names the run
     try:
         return await give_signal(
-            state.store, project=project, domain=domain, run_name=run, name=event, value=value
+            state.store, project=project, domain=domain, run_name=name, name=event, value=body.value
         )
     except TypeError as exc:
         raise BadRequest(422, "invalid_signal", str(exc)) from None

@@ -19,9 +19,7 @@ from fastapi.templating import Jinja2Templates
 from sensors import views
 from sensors.api.app import TOKEN_COOKIE, ApiState, state_of
 from sensors.api.auth import AuthError
-from sensors.api.ingest import BadRequest
-from sensors.api.routes import signal_event
-from sensors.runs.signals import get_signal, list_signals, parse_value
+from sensors.runs.signals import give_signal, list_signals, parse_value, waiting_for
 from triggers.errors import TripwireError
 
 __all__ = ["router"]
@@ -133,18 +131,13 @@ async def signal_form(
     state = state_of(request)
     state.authorize(request, "publish").require_project(project)
     back = f"/runs/{quote(project)}/{quote(domain)}/{quote(name)}"
-    waiting = await get_signal(
-        state.store, project=project, domain=domain, run_name=name, name=event
-    )
+    where = {"project": project, "domain": domain, "run_name": name, "name": event}
     try:
-        if waiting is None:
-            raise ValueError(f"run {name} does not wait for {event!r}")
-        await signal_event(
-            state, project, domain, name, event, parse_value(value, waiting.expected_type)
-        )
+        waiting = await waiting_for(state.store, **where)
+        await give_signal(state.store, **where, value=parse_value(value, waiting.expected_type))
         message = f"signalled {event} = {value}"
-    except (ValueError, BadRequest, TripwireError) as exc:
-        message = f"not signalled: {getattr(exc, 'message', None) or exc}"
+    except (ValueError, TypeError, TripwireError) as exc:
+        message = f"not signalled: {exc}"
     return RedirectResponse(f"{back}?message={quote(message)}", status_code=303)
 
 

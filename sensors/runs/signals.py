@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from sensors.runs.models import UtcDatetime
 from sensors.runs.store import RunStore, dialect_insert, utc_row
 from sensors.runs.tables import run_signals
-from triggers.errors import SignalError
+from triggers.errors import SignalError, SignalNotFoundError
 
 __all__ = [
     "SIGNAL_TYPES",
@@ -32,6 +32,7 @@ __all__ = [
     "parse_value",
     "time_out",
     "wait_started",
+    "waiting_for",
 ]
 
 SIGNAL_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
@@ -197,6 +198,32 @@ async def list_signals(
         return [_signal(r) for r in (await conn.execute(query)).mappings()]
 
 
+async def waiting_for(
+    store: RunStore,
+    *,
+    project: str,
+    domain: str,
+    run_name: str,
+    name: str,
+    action_name: str | None = None,
+) -> Signal:
+    """The wait for ``name`` in the run.
+
+    Raises:
+        SignalNotFoundError: the run never waited for it; the message says how to list
+            what it waits for.
+    """
+    found = await get_signal(
+        store, project=project, domain=domain, run_name=run_name, name=name, action_name=action_name
+    )
+    if found is None:
+        raise SignalNotFoundError(
+            f"run {run_name!r} does not wait for an event {name!r} in {project}/{domain}; "
+            f"list what it waits for with `tripwire events list --run {run_name}`"
+        )
+    return found
+
+
 async def give_signal(
     store: RunStore,
     *,
@@ -210,19 +237,14 @@ async def give_signal(
     """Signal ``value`` to the run waiting for ``name``; return the signalled wait.
 
     Raises:
-        SignalError: the run does not wait for ``name``, or its wait is over
-            (signalled already, timed out, or the run ended).
+        SignalNotFoundError: the run does not wait for ``name``.
+        SignalError: its wait is over (signalled already, timed out, or the run ended).
         TypeError: ``value`` is not of the type the run waits for.
     """
     where = f"event {name!r} of run {run_name!r}"
-    current = await get_signal(
+    current = await waiting_for(
         store, project=project, domain=domain, run_name=run_name, name=name, action_name=action_name
     )
-    if current is None:
-        raise SignalError(
-            f"run {run_name!r} does not wait for an event {name!r} in {project}/{domain}; "
-            f"list what it waits for with `tripwire events list --run {run_name}`"
-        )
     value = check_value(current.expected_type, value, what=where)
     now = datetime.now(UTC)
     key = _key(project, domain, run_name, action_name, name)
