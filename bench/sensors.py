@@ -36,7 +36,8 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sensors.broker import EmbeddedBroker
-from sensors.correlate import Arrival, Correlator, Offer
+from sensors.correlate import Correlator
+from sensors.decisions import Arrival, Offer
 from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.routing import Router
 from sensors.runs.store import RunStore

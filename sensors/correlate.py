@@ -3,10 +3,11 @@
 The stateful half of the pure core (the stateless half, routing events to
 sensors, is :mod:`sensors.routing`; the engine puts a Kafka repartition hop
 between them). :class:`Correlator` holds, per (sensor, correlation key), the
-latest event of each dependency and the ids already counted. It fires when the
-sensor's condition holds over events that all fall inside one window of
-``within`` (event time; arrival time when an event has none), and consumes what
-it used.
+latest event of each dependency and the ids already counted, plus what
+thresholds, absences and debounce need (:class:`~sensors.decisions.Progress`).
+An all-of sensor fires when its condition holds over events that all fall
+inside one window of ``within`` (event time; arrival time when an event has
+none), and consumes what it used; the other kinds are in :mod:`sensors.kinds`.
 
 Semantics (DESIGN.md §3): latest wins per dependency; an event id counts once
 per sensor for as long as the window; events of different correlation keys
@@ -17,142 +18,120 @@ dropped, so state is bounded by dependencies x live keys.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-import msgspec
-
-from sensors.mapping import extract_parameters
+from sensors.decisions import (
+    Arrival,
+    Decisions,
+    Failure,
+    Held,
+    Offer,
+    Pending,
+    Progress,
+    StateChange,
+    StateKey,
+    make_fire,
+)
+from sensors.kinds import (
+    MAX_ABSENT_WINDOWS,
+    Fired,
+    absence_due,
+    absence_event,
+    first_window,
+    next_absence_deadline,
+    sequence_event,
+    threshold_event,
+)
 from sensors.sensor import Sensor
 from triggers.conditions import Condition
-from triggers.envelope import Envelope
-from triggers.errors import TriggerError
-from triggers.spec import EventDependency
+from triggers.spec import AbsenceSpec
 
-__all__ = [
-    "Arrival",
-    "Correlator",
-    "Decisions",
-    "Failure",
-    "Fire",
-    "Held",
-    "Offer",
-    "Rejection",
-    "RunEvent",
-    "StateChange",
-]
+__all__ = ["MAX_COALESCED", "Correlator", "Timers"]
+
+MAX_COALESCED = 1000
+"""A debounced fire that coalesced this many event ids launches without waiting longer,
+so a stream that never goes quiet still runs, and its state stays bounded."""
 
 
-# The core's records are msgspec Structs: sensors.records encodes them for Kafka
-# directly, in C, and they cost a third of a frozen dataclass to create. None of them
-# can be part of a reference cycle, so the garbage collector need not track them (gc=False).
+class Timers:
+    """One deadline per key, earliest first: a heap whose superseded entries are skipped."""
+
+    def __init__(self) -> None:
+        self.due: dict[StateKey, datetime] = {}
+        self._heap: list[tuple[datetime, StateKey]] = []
+
+    def set(self, key: StateKey, when: datetime) -> None:
+        self.due[key] = when
+        heapq.heappush(self._heap, (when, key))
+
+    def earlier(self, key: StateKey, when: datetime) -> None:
+        """Move the key's deadline to ``when`` if that is earlier (or it has none)."""
+        current = self.due.get(key)
+        if current is None or when < current:
+            self.set(key, when)
+
+    def discard(self, key: StateKey) -> None:
+        self.due.pop(key, None)
+
+    def pop(self, now: datetime, *, strict: bool = False) -> list[StateKey]:
+        """Remove and return the keys whose deadline is before ``now`` (or at it)."""
+        heap, due, keys = self._heap, self.due, []
+        while heap and (heap[0][0] < now or (not strict and heap[0][0] == now)):
+            when, key = heapq.heappop(heap)
+            if due.get(key) == when:
+                del due[key]
+                keys.append(key)
+        return keys
+
+    def keep(self, keep: Callable[[StateKey], bool]) -> None:
+        self.due = {k: d for k, d in self.due.items() if keep(k)}
+        self._heap = [entry for entry in self._heap if self.due.get(entry[1]) == entry[0]]
+        heapq.heapify(self._heap)
 
 
-class Arrival(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An event as the engine received it: the envelope and the broker's timestamp."""
-
-    envelope: Envelope
-    arrived_at: datetime
-
-    @property
-    def event_time(self) -> datetime:
-        return self.envelope.time or self.arrived_at
-
-
-class Offer(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """An event for one dependency of one multi-event sensor, under one correlation key."""
-
-    sensor_id: str
-    dep: str
-    key: str
-    arrival: Arrival
-
-
-class RunEvent(msgspec.Struct, frozen=True, gc=False):
-    """An event that contributed to a run, as run requests and run records show it."""
-
-    name: str
-    id: str
-    source: str
-    time: datetime | None
-    payload: dict[str, Any]
-    dependency: str
-
-
-class Fire(msgspec.Struct, frozen=True, gc=False):
-    """A decision to launch one run."""
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """What a sensor that is not a plain all-of needs: its kind and options."""
 
     sensor: Sensor
-    run_name: str
-    parameters: dict[str, Any]
-    events: tuple[RunEvent, ...]  # oldest first
+    within: timedelta
+    condition: Condition
+    name: str  # 'all', 'threshold', 'sequence' or 'absence'
+    debounce: timedelta | None
+    threshold: int
+    steps: dict[str, int]
+    absence: AbsenceSpec | None
+
+    @classmethod
+    def of(cls, sensor: Sensor) -> _Kind | None:
+        t = sensor.trigger
+        if t.kind == "all" and t.debounce is None:
+            return None  # the fast path
+        steps = {d.dep: i for i, d in enumerate(t.dependencies)}
+        return cls(
+            sensor, t.within, t.condition(), t.kind, t.debounce, t.threshold or 0, steps, t.absence
+        )
 
 
-class Failure(msgspec.Struct, frozen=True, gc=False):
-    """A satisfied trigger that could not become a run, with the reason."""
-
-    sensor: Sensor
-    event_name: str
-    event_id: str
-    reason: str
-
-
-class Rejection(msgspec.Struct, frozen=True, gc=False):
-    """An event a dependency filtered out, and why."""
-
-    sensor_id: str
-    dep: str
-    event_id: str
-    reason: str
-
-
-@dataclass
-class Decisions:
-    fires: list[Fire] = field(default_factory=list)
-    failures: list[Failure] = field(default_factory=list)
-
-
-class Held(msgspec.Struct, array_like=True, gc=False):
-    """The state of one sensor under one correlation key."""
-
-    events: dict[str, Arrival] = msgspec.field(default_factory=dict)  # dep -> latest event
-    seen: dict[str, datetime] = msgspec.field(default_factory=dict)  # event id -> event time
-
-
-class StateChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
-    """What one batch changed in one (sensor, correlation key): a changelog entry.
-
-    ``events`` is what the key holds after the batch (at most one event per
-    dependency); ``seen`` only the ids that the batch counted. Expiry is not
-    recorded: whoever replays the changelog expires by the clock. So an entry
-    costs what the batch changed, not what the key remembers, which for a busy
-    key is every event id of the last window. Entries must be replayed in the
-    order of the batches that made them.
-    """
-
-    sensor_id: str
-    key: str
-    events: dict[str, Arrival]
-    seen: dict[str, datetime]
-
-
-StateKey = tuple[str, str]  # (sensor id, correlation key)
+_Rule = tuple[Sensor, timedelta, Condition, _Kind | None]
 
 
 class Correlator:
-    """Correlation state of multi-event sensors, changed only by offers and the clock."""
+    """Correlation state of stateful sensors, changed only by offers and the clock."""
 
     def __init__(self, sensors: Iterable[Sensor] = ()) -> None:
         self.sensors: dict[str, Sensor] = {}
-        self._rules: dict[str, tuple[Sensor, timedelta, Condition]] = {}
+        self._rules: dict[str, _Rule] = {}
+        self._absences: dict[str, _Kind] = {}  # wall-clock absences: the clock creates their key
         self.state: dict[StateKey, Held] = {}
-        # When the oldest entry of each key expires, and a heap of those deadlines:
-        # expiry visits only the keys that are due, so it costs what expires, not
-        # what is held. A key has one live deadline; older heap entries are skipped.
-        self._due: dict[StateKey, datetime] = {}
-        self._deadlines: list[tuple[datetime, StateKey]] = []
+        # When the oldest entry of each key leaves its window: expiry visits only the
+        # keys that are due, so it costs what expires, not what is held.
+        self._expiry = Timers()
+        # When the clock may fire something: an absence deadline or a debounce's end.
+        self._timers = Timers()
+        self._lag = timedelta(0)  # how far the watermark was behind the clock, last tick
         self.update(sensors)
 
     def update(self, sensors: Iterable[Sensor]) -> set[str]:
@@ -173,7 +152,13 @@ class Correlator:
             for sid, sensor in new.items()
         }
         self._rules = {
-            s.id: (s, s.trigger.within, s.trigger.condition()) for s in self.sensors.values()
+            s.id: (s, s.trigger.within, s.trigger.condition(), _Kind.of(s))
+            for s in self.sensors.values()
+        }
+        self._absences = {
+            sid: kind
+            for sid, (_, _, _, kind) in self._rules.items()
+            if kind is not None and kind.absence is not None and kind.absence.after is None
         }
         if gone:
             self.drop(lambda key: key[0] not in gone)
@@ -183,30 +168,31 @@ class Correlator:
         """Apply a batch of offers; return the decisions and what changed, per key."""
         decisions = Decisions()
         counted: dict[StateKey, dict[str, datetime]] = {}
-        rules, state, due, deadlines = self._rules, self.state, self._due, self._deadlines
+        rules, state, expiry = self._rules, self.state, self._expiry
         horizons: dict[timedelta, datetime] = {}
         for offer in offers:
             rule = rules.get(offer.sensor_id)
             if rule is None:
                 continue  # undeployed since the offer was routed
-            sensor, within, condition = rule
+            sensor, within, condition, kind = rule
             arrival = offer.arrival
             event_time = arrival.event_time
             horizon = horizons.get(within)
             if horizon is None:
                 horizon = horizons[within] = now - within
-            if event_time < horizon:
+            if event_time < horizon and (kind is None or kind.absence is None):
                 continue  # already outside every window it could join
             key = (offer.sensor_id, offer.key)
             event_id = arrival.envelope.id
             held = state.get(key)
             if held is None:
                 # A new key (with many sensors or keys, most offers): nothing to compare.
-                events = {offer.dep: arrival}
-                state[key] = Held(events, {event_id: event_time})
+                held = state[key] = Held({}, {event_id: event_time}, _progress(kind))
                 counted[key] = {event_id: event_time}
-                deadline = due[key] = event_time + within
-                heapq.heappush(deadlines, (deadline, key))
+                expiry.set(key, event_time + within)
+                events = held.events
+                if kind is None:
+                    events[offer.dep] = arrival
             else:
                 seen = held.seen
                 if event_id in seen:
@@ -217,56 +203,149 @@ class Correlator:
                     counted[key] = {event_id: event_time}
                 else:
                     ids[event_id] = event_time
-                deadline = event_time + within
-                if deadline < due.get(key, deadline + within):
-                    self._schedule(key, deadline)
+                expiry.earlier(key, event_time + within)
                 events = held.events
-                current = events.get(offer.dep)
-                if current is None or current.event_time <= event_time:
-                    events[offer.dep] = arrival  # latest wins
+                if kind is None:
+                    current = events.get(offer.dep)
+                    if current is None or current.event_time <= event_time:
+                        events[offer.dep] = arrival  # latest wins
+            if kind is not None:
+                self._absorb(kind, key, held, offer.dep, arrival, decisions)
+                continue
             if not condition.holds(events.keys()):
                 continue  # cheap test first: most events do not complete a condition
-            newest = max(a.event_time for a in events.values())
-            live = {d: a for d, a in events.items() if a.event_time >= newest - within}
-            if condition.holds(live.keys()):
-                for dep in live:
-                    del events[dep]
-                make_fire(sensor, live, decisions)
-        changes = [
-            StateChange(key[0], key[1], dict(state[key].events), ids)
-            for key, ids in counted.items()
-        ]
+            used = _take(events, condition, within)
+            if used is not None:
+                make_fire(sensor, used, decisions)
+        changes = [_change(key, state[key], ids) for key, ids in counted.items() if key in state]
         return decisions, changes
 
-    def _schedule(self, key: StateKey, deadline: datetime) -> None:
-        self._due[key] = deadline
-        heapq.heappush(self._deadlines, (deadline, key))
+    def _absorb(
+        self, kind: _Kind, key: StateKey, held: Held, dep: str, arrival: Arrival, d: Decisions
+    ) -> None:
+        progress = held.progress
+        assert progress is not None
+        fired: Fired | None = None
+        if kind.absence is not None:
+            if progress.cursor is None and kind.absence.after is None:
+                progress.cursor = first_window(kind.sensor.deployed_at, kind.absence, kind.within)
+            absence_event(held, dep, arrival, kind.absence, kind.within)
+        elif kind.name == "threshold":
+            fired = threshold_event(progress, dep, arrival, kind.threshold, kind.within)
+        elif kind.name == "sequence":
+            fired = sequence_event(held, dep, arrival, kind.steps, kind.within)
+        else:  # all-of, debounced
+            current = held.events.get(dep)
+            if current is None or current.event_time <= arrival.event_time:
+                held.events[dep] = arrival
+            if kind.condition.holds(held.events.keys()):
+                used = _take(held.events, kind.condition, kind.within)
+                fired = (used, None, None) if used is not None else None
+        if fired is not None:
+            self._launch(kind, key, held, fired, d)
+        self._arm(key, held, kind)
+
+    def _launch(self, kind: _Kind, key: StateKey, held: Held, fired: Fired, d: Decisions) -> None:
+        """Fire now, or hold the fire back until the key has been quiet for ``debounce``."""
+        used, info, ids = fired
+        if kind.debounce is None:
+            make_fire(kind.sensor, used, d, info=info, ids=ids)
+            return
+        progress = held.progress
+        assert progress is not None
+        names = list(ids) if ids is not None else [a.envelope.id for a in used.values()]
+        due = max(a.arrived_at for a in used.values()) + kind.debounce
+        pending = progress.pending
+        if pending is not None:
+            known = set(pending.ids)
+            names = pending.ids + [i for i in names if i not in known]
+            pending = Pending(used, info, names, pending.fires + 1, max(pending.due, due))
+        else:
+            pending = Pending(used, info, names, 1, due)
+        progress.pending = pending
+        if len(pending.ids) >= MAX_COALESCED:
+            self._flush(kind, held, d)
+
+    def _flush(self, kind: _Kind, held: Held, d: Decisions) -> None:
+        """Launch a key's debounced fire, recording what it coalesced."""
+        assert held.progress is not None and held.progress.pending is not None
+        pending, held.progress.pending = held.progress.pending, None
+        coalesced = {"fires": pending.fires, "coalesced_event_ids": pending.ids}
+        info = (pending.info or {}) | {"debounce": coalesced}
+        make_fire(kind.sensor, pending.used, d, info=info, ids=pending.ids)
+
+    def _arm(self, key: StateKey, held: Held, kind: _Kind) -> None:
+        """Set the key's timer to the next moment the clock may decide something for it."""
+        times = []
+        progress = held.progress
+        if progress is not None and progress.pending is not None:
+            times.append(progress.pending.due)
+        if kind.absence is not None:
+            deadline = next_absence_deadline(held, kind.absence, kind.within)
+            if deadline is not None:
+                times.append(deadline + self._lag)
+        if times:
+            self._timers.set(key, min(times))
+        else:
+            self._timers.discard(key)
+
+    def tick(
+        self, now: datetime, watermark: datetime, owns: Callable[[StateKey], bool]
+    ) -> tuple[Decisions, list[StateChange]]:
+        """Decide what the clock decides: absences and the ends of quiet periods.
+
+        ``watermark`` is the time up to which every event is known to have been
+        offered (``now`` minus a grace for lag); an absence is decided only once it
+        passed the window. ``owns`` says which keys this correlator is responsible
+        for, so that a wall-clock absence starts on exactly one worker.
+        """
+        self._lag = max(now - watermark, timedelta(0))
+        decisions, touched = Decisions(), []
+        for sid, kind in self._absences.items():
+            key = (sid, "")
+            if key not in self.state and owns(key):
+                assert kind.absence is not None
+                cursor = first_window(kind.sensor.deployed_at, kind.absence, kind.within)
+                held = self.state[key] = Held(progress=Progress(cursor=cursor))
+                self._arm(key, held, kind)
+                touched.append(key)
+        for key in self._timers.pop(now):
+            rule = self._rules.get(key[0])
+            found = self.state.get(key)
+            if rule is None or rule[3] is None or found is None or found.progress is None:
+                continue
+            kind, held, pending = rule[3], found, found.progress.pending
+            if pending is not None and pending.due <= now:
+                self._flush(kind, held, decisions)
+            if kind.absence is not None:
+                fired, skipped = absence_due(held, kind.absence, kind.within, watermark)
+                for f in fired:
+                    self._launch(kind, key, held, f, decisions)
+                if skipped:
+                    decisions.failures.append(_skipped(kind, skipped))
+            self._arm(key, held, kind)
+            touched.append(key)
+        changes = [_change(key, self.state[key], {}) for key in touched if key in self.state]
+        return decisions, changes
 
     def expire(self, now: datetime) -> set[StateKey]:
         """Drop held events and remembered ids older than their window; return changed keys."""
         changed: set[StateKey] = set()
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] < now:
-            deadline, key = heapq.heappop(deadlines)
-            if self._due.get(key) != deadline:
-                continue  # superseded by an earlier deadline, already handled
-            del self._due[key]
+        for key in self._expiry.pop(now, strict=True):
             held = self.state.get(key)
             rule = self._rules.get(key[0])
             if held is None or rule is None:
                 if self.state.pop(key, None) is not None:
                     changed.add(key)
                 continue
-            within = rule[1]
-            events, seen = _inside(held.events, held.seen, now - within)
-            if len(seen) < len(held.seen) or len(events) < len(held.events):
+            if _trim(held, now - rule[1]):
                 changed.add(key)
-            if seen or events:
-                held.events, held.seen = events, seen
-                oldest = min([*seen.values(), *(a.event_time for a in events.values())])
-                self._schedule(key, oldest + within)
-            else:
+            oldest = _oldest(held)
+            if oldest is not None:
+                self._expiry.set(key, oldest + rule[1])
+            elif held.progress is None or held.progress.empty():
                 del self.state[key]
+                self._timers.discard(key)
         return changed
 
     def held(self, sensor_id: str) -> dict[str, dict[str, Arrival]]:
@@ -276,8 +355,11 @@ class Correlator:
         }
 
     def state_size(self) -> int:
-        """Held events plus remembered ids, across all sensors (for bounds and metrics)."""
-        return sum(len(h.events) + len(h.seen) for h in self.state.values())
+        """Held events, remembered and counted ids, across all sensors (for bounds and metrics)."""
+        return sum(
+            len(h.events) + len(h.seen) + (len(h.progress.counted) if h.progress else 0)
+            for h in self.state.values()
+        )
 
     def held_count(self) -> int:
         return sum(len(h.events) for h in self.state.values())
@@ -291,70 +373,85 @@ class Correlator:
         rule = self._rules.get(change.sensor_id)
         if rule is None:
             return  # a sensor no longer deployed
-        within = rule[1]
-        events, seen = _inside(change.events, change.seen, now - within)
         key = (change.sensor_id, change.key)
-        held = self.state.get(key)
-        if held is None:
-            if not (seen or events):
-                return
-            held = self.state[key] = Held()
-        held.events = events
-        held.seen.update(seen)
-        times = [*seen.values(), *(a.event_time for a in events.values())]
-        if times:
-            deadline = min(times) + within
-            if deadline < self._due.get(key, deadline + within):
-                self._schedule(key, deadline)
+        held = Held(dict(change.events), dict(change.seen), change.progress)
+        _trim(held, now - rule[1])
+        current = self.state.get(key)
+        if current is not None:
+            current.events = held.events
+            current.seen.update(held.seen)
+            if held.progress is not None:
+                current.progress = held.progress
+            held = current
+        elif not (held.events or held.seen) and (held.progress is None or held.progress.empty()):
+            return
+        self.state[key] = held
+        oldest = _oldest(held)
+        if oldest is not None:
+            self._expiry.earlier(key, oldest + rule[1])
+        if rule[3] is not None:
+            self._arm(key, held, rule[3])
 
-    def drop(self, keep: Any) -> None:
+    def drop(self, keep: Callable[[StateKey], bool]) -> None:
         """Forget every key for which ``keep(key)`` is false (partitions given away)."""
         for key in [k for k in self.state if not keep(k)]:
             del self.state[key]
-            self._due.pop(key, None)
-        self._deadlines = [d for d in self._deadlines if d[1] in self._due]
-        heapq.heapify(self._deadlines)
+        self._expiry.keep(lambda k: k in self.state)
+        self._timers.keep(lambda k: k in self.state)
 
 
-def make_fire(sensor: Sensor, used: dict[str, Arrival], decisions: Decisions) -> None:
-    """Map and coerce the parameters of a satisfied sensor into a Fire, or a Failure."""
-    contributing = [(dep, used[dep.dep]) for dep in sensor.dependencies if dep.dep in used]
-    raw: dict[str, Any] = {}
-    # Declaration order: a later dependency's value wins for the same parameter. A
-    # dependency that did not contribute (an OR condition) leaves its parameters to defaults.
-    names = sensor.parameter_names
-    for dep, arrival in contributing:
-        raw.update(extract_parameters(dep, arrival.envelope, names))
-    if len(contributing) > 1:
-        contributing.sort(key=_oldest_first)
-    latest = contributing[-1][1].envelope
-    try:
-        parameters = sensor.schema.coerce(raw)
-    except TriggerError as exc:
-        reason = f"event {latest.name!r} (id {latest.id}) for flow {sensor.flow.name!r}: {exc}"
-        decisions.failures.append(Failure(sensor, latest.name, latest.id, reason))
-        return
-    events = []
-    for dep, arrival in contributing:
-        e = arrival.envelope
-        events.append(RunEvent(e.name, e.id, e.source, e.time, e.payload, dep.dep))
-    run_name = sensor.run_name([e.id for e in events])
-    decisions.fires.append(Fire(sensor, run_name, parameters, tuple(events)))
+def _progress(kind: _Kind | None) -> Progress | None:
+    return None if kind is None else Progress()
+
+
+def _take(
+    events: dict[str, Arrival], condition: Condition, within: timedelta
+) -> dict[str, Arrival] | None:
+    """Consume and return the held events that satisfy ``condition`` inside one window."""
+    newest = max(a.event_time for a in events.values())
+    live = {d: a for d, a in events.items() if a.event_time >= newest - within}
+    if not condition.holds(live.keys()):
+        return None
+    for dep in live:
+        del events[dep]
+    return live
+
+
+def _change(key: StateKey, held: Held, ids: dict[str, datetime]) -> StateChange:
+    progress = held.progress.copy() if held.progress is not None else None
+    return StateChange(key[0], key[1], dict(held.events), ids, progress)
+
+
+def _trim(held: Held, horizon: datetime) -> bool:
+    """Drop what is older than ``horizon`` from a key's window; return whether anything went."""
+    events = {d: a for d, a in held.events.items() if a.event_time >= horizon}
+    seen = {i: t for i, t in held.seen.items() if t >= horizon}
+    changed = len(events) < len(held.events) or len(seen) < len(held.seen)
+    held.events, held.seen = events, seen
+    progress = held.progress
+    if progress is not None and progress.counted:
+        counted = {i: t for i, t in progress.counted.items() if t >= horizon}
+        changed = changed or len(counted) < len(progress.counted)
+        progress.counted = counted
+    return changed
+
+
+def _oldest(held: Held) -> datetime | None:
+    """The oldest time a key's window holds, or None when it holds nothing."""
+    times = [*held.seen.values(), *(a.event_time for a in held.events.values())]
+    if held.progress is not None:
+        times += held.progress.counted.values()
+    return min(times) if times else None
+
+
+def _skipped(kind: _Kind, count: int) -> Failure:
+    dep = kind.sensor.dependencies[-1]
+    reason = (
+        f"skipped about {count} window(s) without {dep.name!r} from while no worker ran the "
+        f"sensor; only the last {MAX_ABSENT_WINDOWS} fire"
+    )
+    return Failure(kind.sensor, dep.name, f"skipped:{count}", reason)
 
 
 def _same_sensor(a: Sensor, b: Sensor) -> bool:
     return a.deployed_at == b.deployed_at and a.trigger == b.trigger and a.flow == b.flow
-
-
-def _oldest_first(pair: tuple[EventDependency, Arrival]) -> tuple[datetime, str]:
-    return pair[1].event_time, pair[1].envelope.id
-
-
-def _inside(
-    events: dict[str, Arrival], seen: dict[str, datetime], horizon: datetime
-) -> tuple[dict[str, Arrival], dict[str, datetime]]:
-    """The held events and remembered ids that are not older than ``horizon``."""
-    return (
-        {d: a for d, a in events.items() if a.event_time >= horizon},
-        {i: t for i, t in seen.items() if t >= horizon},
-    )

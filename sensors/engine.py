@@ -111,7 +111,7 @@ class Engine:
             )
             self.correlation_stage = CorrelationStage(
                 s,
-                Correlator(d for d in deployed if len(d.dependencies) > 1),
+                Correlator(d for d in deployed if d.stateful),
                 emitter,
                 partitions,
                 StatusReporter(s, self.store),
@@ -208,9 +208,7 @@ class Engine:
         self.sensor_stage.router = Router(deployed)
         if self.scheduler is not None:
             self.scheduler.serve(deployed)
-        reset = self.correlation_stage.correlator.update(
-            d for d in deployed if len(d.dependencies) > 1
-        )
+        reset = self.correlation_stage.correlator.update(d for d in deployed if d.stateful)
         gc.collect()
         gc.freeze()
         log.info(

@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from sensors.correlate import Offer, StateChange
+from sensors.decisions import Offer, StateChange
 
 __all__ = [
     "decode_changes",

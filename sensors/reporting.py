@@ -11,7 +11,8 @@ import time
 from collections.abc import Iterable
 from datetime import datetime
 
-from sensors.correlate import Correlator, Rejection, StateKey
+from sensors.correlate import Correlator
+from sensors.decisions import Rejection, StateKey
 from sensors.runs.models import FilterCount, Hold
 from sensors.runs.status import add_filter_counts, replace_holds
 from sensors.runs.store import RunStore

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import msgspec
 
-from sensors.correlate import Arrival, Decisions, Offer, Rejection, make_fire
+from sensors.decisions import Arrival, Decisions, Offer, Rejection, make_fire
 from sensors.filters import correlation_key, rejection
 from sensors.sensor import Sensor
 from triggers.spec import EventDependency
@@ -70,7 +70,7 @@ class Router:
                 dep.dep,
                 sensor.deployed_at,
                 bool(dep.filters),
-                len(sensor.dependencies) == 1,
+                not sensor.stateful,
                 correlate_by.get(dep.dep),
             )
             self._index.setdefault(dep.name, []).append(target)

@@ -22,9 +22,10 @@ from croniter import croniter
 
 from triggers.spec import ScheduleSpec
 
-__all__ = ["Plan", "next_tick", "plan", "previous_ticks", "tick_run_name"]
+__all__ = ["Plan", "next_tick", "plan", "previous_ticks", "tick_run_name", "wall_window"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_WALL_EPOCH = datetime(1970, 1, 1)
 _COUNT_LIMIT = 10_000  # missed cron ticks counted one by one; beyond this, "at least"
 
 
@@ -68,6 +69,20 @@ def previous_ticks(
         if tick <= until and (not ticks or tick < ticks[-1]):
             ticks.append(tick)  # two wall times can be one instant when clocks jump
     return ticks
+
+
+def wall_window(instant: datetime, length: timedelta, tz: str) -> tuple[datetime, datetime]:
+    """The window of ``length`` that holds ``instant``, as UTC instants ``[start, end)``.
+
+    Windows are aligned on the wall clock of ``tz``: they start at multiples of
+    ``length`` since 1970-01-01 00:00 local time, so a day is a calendar day there,
+    23 or 25 hours long when clocks change. A window that daylight saving skips is
+    empty (``start == end``).
+    """
+    zone = ZoneInfo(tz)
+    wall = _wall(instant, zone)
+    start = _WALL_EPOCH + (wall - _WALL_EPOCH) // length * length
+    return _instant(start, zone), _instant(start + length, zone)
 
 
 def _wall(instant: datetime, zone: ZoneInfo) -> datetime:

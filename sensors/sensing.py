@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
-from sensors.correlate import Arrival, Decisions, Fire
+from sensors.decisions import Arrival, Decisions, Fire
 from sensors.kafka import Batch, send_records
 from sensors.records import encode_offers, key_partition
 from sensors.reporting import StatusReporter, count_filtered

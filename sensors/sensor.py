@@ -69,6 +69,13 @@ class Sensor:
             **run_policy(self.trigger),
         }
 
+    @property
+    def stateful(self) -> bool:
+        """Whether it needs the correlator: several events, a kind other than all-of, or
+        debounce. A stateless sensor fires on each matching event where it is routed."""
+        trigger = self.trigger
+        return len(self.dependencies) > 1 or trigger.kind != "all" or trigger.debounce is not None
+
     def run_name(self, event_ids: Iterable[str]) -> str:
         """Deterministic run name: the same sensor and events always give the same name.
 

@@ -32,7 +32,8 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
-from sensors.correlate import Correlator, Decisions, Offer, StateKey
+from sensors.correlate import Correlator
+from sensors.decisions import Decisions, Offer, StateKey
 from sensors.kafka import Batch
 from sensors.records import decode_changes, decode_offers, pack, partition_of
 from sensors.reporting import StatusReporter

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from triggers.conditions import parse_condition
 from triggers.errors import DeclarationError
 from triggers.filters import Filter
+from triggers.normalize import normalize_correlation, normalize_dependencies
 from triggers.params import ParamSpec
 from triggers.spec import (
     CATCHUP,
@@ -28,14 +29,13 @@ from triggers.spec import (
     FINAL_PHASES,
     SCHEDULE_TIME,
     SCHEDULED_AT,
+    AbsenceSpec,
     Entrypoint,
     EventDependency,
     FlowSpec,
     ScheduleSpec,
     TriggerSpec,
     finished_event,
-    normalize_correlation,
-    normalize_dependencies,
     parse_duration,
 )
 
@@ -55,7 +55,13 @@ def trigger(
     event: str | dict[str, Any] | None = None,
     *,
     events: list[str | dict[str, Any]] | None = None,
+    sequence: list[str | dict[str, Any]] | None = None,
+    absent: str | dict[str, Any] | None = None,
+    after: str | dict[str, Any] | None = None,
     within: str | float | timedelta | None = None,
+    threshold: int | None = None,
+    tz: str | None = None,
+    debounce: str | float | timedelta | None = None,
     conditions: str | None = None,
     correlate_by: str | dict[str, str] | None = None,
     name: str | None = None,
@@ -63,13 +69,30 @@ def trigger(
     retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
     timeout: str | float | timedelta | None = None,
 ) -> Callable[[F], F]:
-    """Launch the decorated flow when an event (or all of several events) arrives.
+    """Launch the decorated flow when events arrive, in one of four ways.
+
+    Exactly one of ``event``, ``events``, ``sequence`` and ``absent`` says what it
+    waits for. An event name ending in ``*`` (``"orders.*"``) matches every name
+    with that prefix.
 
     Args:
         event: one event: its name, or ``{"name": ..., "parameters": {...}}``.
         events: several events, each a name or a dict; all must arrive within ``within``.
-        within: the window for several events ("90s", "15m", "1h", "2d" or a timedelta);
-            default one hour. Measured on event time (arrival time when an event has none).
+        sequence: several events that must happen in this order (by event time)
+            within ``within``; an event that breaks the order restarts the sequence.
+        absent: fire when this event does *not* happen: once per window of ``within``
+            (aligned on the wall clock of ``tz``, so "24h" is a calendar day) in which
+            none arrived; or, with ``after``, when none followed an ``after`` event
+            within ``within``. ``within`` must be given, and be at least 10 s.
+        after: with ``absent``, the event that opens each window.
+        within: the window ("90s", "15m", "1h", "2d" or a timedelta); default one
+            hour. Measured on event time (arrival time when an event has none).
+        threshold: fire when at least this many matching events (distinct ids) arrive
+            within ``within``, then count again; per key with ``correlate_by``.
+            Parameters come from the event that reached the count.
+        tz: with ``absent``: the IANA time zone windows are aligned in (default UTC).
+        debounce: coalesce the fires of one key into one run, launched once no new
+            fire came for this long ("30s"); the run records the coalesced event ids.
         conditions: which dependencies must be satisfied, in Argo Events syntax over
             dependency names, e.g. "orders && (payments || refunds)"; default all of them.
         correlate_by: a JSONPath ("$.date") whose value must be equal across the events
@@ -92,20 +115,56 @@ def trigger(
             f"@trigger on {getattr(event, '__qualname__', event)!r} needs an event: write "
             "@trigger(event='data_updated') or @trigger(events=[...], within='1h')."
         )
+    waits = {"event": event, "events": events, "sequence": sequence, "absent": absent}
+    given = [k for k, v in waits.items() if v is not None]
+    if len(given) != 1:
+        raise DeclarationError(
+            "@trigger takes exactly one of event='name', events=[...], sequence=[...] and "
+            f"absent='name'{f', not {given}' if given else ''}."
+        )
+    if (after is not None or tz is not None) and absent is None:
+        raise DeclarationError("@trigger: after= and tz= go with absent='event_name'.")
+    if absent is not None and within is None:
+        raise DeclarationError(
+            "@trigger: absent= needs within=..., the window in which the event is expected, "
+            "e.g. within='24h'."
+        )
     window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    policy = _run_policy(retries, retry_backoff, timeout)
+    policy = _run_policy(retries, retry_backoff, timeout, debounce)
+    if threshold is not None:
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            raise DeclarationError(f"@trigger: threshold={threshold!r} must be a whole number ≥ 1.")
+        policy["threshold"] = threshold
 
     def decorate(func: F) -> F:
         where = f"@trigger on {getattr(func, '__qualname__', func)!r}"
         decl = _declaration_of(func, where)
-        deps = normalize_dependencies(
-            event, events, parameter_names=[p.name for p in decl.parameters], where=where
-        )
+        params = [p.name for p in decl.parameters]
+        fields: dict[str, Any] = {}
+        if absent is not None:
+            deps = normalize_dependencies(absent, None, parameter_names=params, where=where)
+            if after is not None:
+                deps = (
+                    *normalize_dependencies(after, None, parameter_names=params, where=where),
+                    *deps,
+                )
+                if deps[0].dep == deps[1].dep:
+                    raise DeclarationError(
+                        f"{where}: after= and absent= are both {deps[0].dep!r}; give one "
+                        "of them another name with {'name': ..., 'dep': 'other_name'}."
+                    )
+            fields["absence"] = AbsenceSpec(
+                dep=deps[-1].dep, after=deps[0].dep if after else None, tz=tz or "UTC"
+            )
+        else:
+            deps = normalize_dependencies(
+                event, events or sequence, parameter_names=params, where=where
+            )
+            fields["sequence"] = sequence is not None
         if conditions is not None:
             if not isinstance(conditions, str):
                 raise DeclarationError(f"{where}: conditions must be a string like 'a && b'.")
             parse_condition(conditions, [d.dep for d in deps], where=where)
-        correlation = normalize_correlation(correlate_by, deps, where=where)
         _add_trigger(
             decl,
             where,
@@ -113,7 +172,8 @@ def trigger(
             dependencies=deps,
             within=window,
             conditions=conditions,
-            correlate_by=correlation,
+            correlate_by=normalize_correlation(correlate_by, deps, where=where),
+            **fields,
             **policy,
         )
         return func
@@ -127,6 +187,7 @@ def trigger_on_finish(
     flows: list[str] | None = None,
     on: list[str] | tuple[str, ...] = ("SUCCEEDED",),
     within: str | float | timedelta | None = None,
+    debounce: str | float | timedelta | None = None,
     name: str | None = None,
     retries: int = 0,
     retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
@@ -139,7 +200,7 @@ def trigger_on_finish(
             finish within ``within`` (default one hour).
         on: the final phases that count (default SUCCEEDED only); e.g.
             ``["FAILED", "TIMED_OUT"]`` for a failure hook.
-        name, retries, retry_backoff, timeout: as for :func:`trigger`.
+        debounce, name, retries, retry_backoff, timeout: as for :func:`trigger`.
 
     Inside the run, ``current.run`` is the upstream run (``current.runs`` all of them).
     Payload fields do not fill parameters: the flow gets its defaults. Cycles (a on
@@ -169,7 +230,7 @@ def trigger_on_finish(
             f"@trigger_on_finish: on={phases!r} must name final phases: {', '.join(FINAL_PHASES)}."
         )
     window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    policy = _run_policy(retries, retry_backoff, timeout)
+    policy = _run_policy(retries, retry_backoff, timeout, debounce)
     deps = tuple(
         EventDependency(
             name=finished_event(up),
@@ -276,14 +337,17 @@ def _first_error(exc: ValidationError) -> str:
     return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
 
-def _run_policy(retries: object, retry_backoff: object, timeout: object) -> dict[str, Any]:
-    """Validated retries, backoff and timeout of a trigger, as TriggerSpec fields."""
+def _run_policy(
+    retries: object, retry_backoff: object, timeout: object, debounce: object = None
+) -> dict[str, Any]:
+    """Validated retries, backoff, timeout and debounce of a trigger, as TriggerSpec fields."""
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise DeclarationError(f"retries={retries!r} must be a whole number from 0 to 100.")
     return {
         "retries": retries,
         "retry_backoff": parse_duration(retry_backoff, what="retry_backoff"),
         "timeout": parse_duration(timeout, what="timeout") if timeout is not None else None,
+        "debounce": parse_duration(debounce, what="debounce") if debounce is not None else None,
     }
 
 
@@ -304,8 +368,12 @@ def _add_trigger(
     trigger_name = name or _next_trigger_name(decl, base)
     if any(t.name == trigger_name for t in decl.triggers):
         raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+    try:
+        spec = TriggerSpec(name=trigger_name, **fields)
+    except ValidationError as exc:
+        raise DeclarationError(f"{where}: {_first_error(exc)}.") from None
     # Decorators apply bottom-up; insert first so specs follow source order.
-    decl.triggers.insert(0, TriggerSpec(name=trigger_name, **fields))
+    decl.triggers.insert(0, spec)
 
 
 def _next_trigger_name(decl: _Declaration, base: str = "trigger") -> str:

@@ -8,9 +8,7 @@ they are what travels to engine workers, which never import user code.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Iterable
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any, Literal
@@ -22,30 +20,27 @@ from jsonpath_ng.ext import parse as parse_jsonpath
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triggers.conditions import Condition, all_of, parse_condition
-from triggers.envelope import validate_event_name
 from triggers.errors import DeclarationError
-from triggers.filters import Filter, TimeOfDay, parse_filter
+from triggers.filters import Filter, TimeOfDay
 from triggers.params import ParamSpec
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "AbsenceSpec",
     "Entrypoint",
     "EventDependency",
     "FlowSpec",
     "ScheduleSpec",
     "TriggerSpec",
     "compile_jsonpath",
-    "normalize_correlation",
     "parse_duration",
 ]
 
 DEFAULT_WINDOW = timedelta(hours=1)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # Special references that read the CloudEvent attributes rather than the payload.
 EVENT_ATTRIBUTES = ("$event.id", "$event.name", "$event.time", "$event.source")
-_EVENT_KEYS = ("name", "parameters", "dep", "filters", "filters_operator")
 
 
 class _Frozen(BaseModel):
@@ -138,12 +133,7 @@ class ScheduleSpec(_Frozen):
                 )
         if self.rate is not None and self.rate.total_seconds() < 1:
             raise ValueError(f"rate={self.rate} is below the smallest rate, one second")
-        try:
-            ZoneInfo(self.tz)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(
-                f"tz={self.tz!r} is not an IANA time zone like 'Europe/Berlin'"
-            ) from None
+        check_zone(self.tz)
         return self
 
     def describe(self) -> str:
@@ -151,6 +141,14 @@ class ScheduleSpec(_Frozen):
         if self.cron is not None:
             return f"cron {self.cron} ({self.tz})"
         return f"every {self.rate}"
+
+
+def check_zone(tz: str) -> None:
+    """Raise ValueError unless ``tz`` names an IANA time zone."""
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"tz={tz!r} is not an IANA time zone like 'Europe/Berlin'") from None
 
 
 def _why(expression: str) -> str:
@@ -161,8 +159,34 @@ def _why(expression: str) -> str:
     return "croniter rejects it"
 
 
+MIN_ABSENCE_WINDOW = timedelta(seconds=10)
+MAX_THRESHOLD = 10_000
+
+
+class AbsenceSpec(_Frozen):
+    """An absence (SLA) trigger: it fires when an expected event does *not* arrive.
+
+    Without ``after``, windows of ``within`` follow each other on the wall clock of
+    ``tz`` (``within="24h"`` gives calendar days) and the trigger fires once for
+    each window in which no ``dep`` event happened. With ``after``, each ``after``
+    event opens a window of ``within``, and the trigger fires if no ``dep`` event
+    followed it inside that window.
+    """
+
+    dep: str = Field(description="The dependency that is expected (and may be absent).")
+    after: str | None = Field(
+        None, description="The dependency whose events open the windows; None: wall-clock windows."
+    )
+    tz: str = Field("UTC", description="IANA time zone the wall-clock windows are aligned in.")
+
+
 class TriggerSpec(_Frozen):
-    """Dependencies that, when satisfied within ``within``, launch one run; or a schedule."""
+    """Dependencies that, when satisfied within ``within``, launch one run; or a schedule.
+
+    How the dependencies are satisfied is one of: all of them (or ``conditions``),
+    a count ``threshold``, an ordered ``sequence``, or an ``absence``. ``debounce``
+    applies to any of them but absence.
+    """
 
     name: str = Field(description="Trigger name, unique within its flow.")
     dependencies: tuple[EventDependency, ...] = Field(
@@ -193,12 +217,80 @@ class TriggerSpec(_Frozen):
     timeout: timedelta | None = Field(
         None, description="A run still going after this (from its start) ends TIMED_OUT."
     )
+    threshold: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_THRESHOLD,
+        description="Fire when this many matching events (distinct ids) fall inside one "
+        "window of `within`, per correlation key; then count again from zero.",
+    )
+    sequence: bool = Field(
+        False,
+        description="The dependencies must happen in declaration order (by event time) "
+        "inside one window of `within`.",
+    )
+    absence: AbsenceSpec | None = Field(
+        None, description="Fire when an expected event does not arrive (see AbsenceSpec)."
+    )
+    debounce: timedelta | None = Field(
+        None,
+        description="Coalesce fires of the same correlation key into one run, launched "
+        "once no new fire came for this long (measured on arrival time).",
+    )
 
     @model_validator(mode="after")
-    def _events_or_schedule(self) -> TriggerSpec:
+    def _valid(self) -> TriggerSpec:
+        # Runs at decoration and again whenever a spec is loaded (deploy, the store).
         if bool(self.dependencies) == (self.schedule is not None):
             raise ValueError(f"trigger {self.name!r} needs either events or a schedule, not both")
+        kinds = [k for k in ("threshold", "sequence", "absence") if getattr(self, k)]
+        if len(kinds) > 1:
+            raise ValueError(f"a trigger is one of threshold, sequence and absent, not {kinds}")
+        if kinds and self.conditions is not None:
+            raise ValueError(f"conditions apply to all-of triggers, not to a {kinds[0]}")
+        names = [d.dep for d in self.dependencies]
+        if self.sequence:
+            if len(names) < 2:
+                raise ValueError("a sequence needs at least two events")
+            events = [d.name for d in self.dependencies]
+            twice = sorted({e for e in events if events.count(e) > 1})
+            if twice:
+                raise ValueError(f"a sequence names each event once; {twice} appear twice")
+        if self.absence is not None:
+            self._valid_absence(self.absence, names)
+        if self.debounce is not None and (self.absence is not None or self.schedule is not None):
+            raise ValueError(
+                "debounce applies to event triggers; absences and schedules fire "
+                "at most once per window or tick already"
+            )
         return self
+
+    def _valid_absence(self, absence: AbsenceSpec, names: list[str]) -> None:
+        expected = [absence.dep] + ([absence.after] if absence.after else [])
+        if sorted(names) != sorted(expected):
+            raise ValueError(f"an absence has dependencies {expected}, not {names}")
+        if self.within < MIN_ABSENCE_WINDOW:
+            raise ValueError(
+                f"within={self.within} is too short for an absence; the shortest is "
+                f"{MIN_ABSENCE_WINDOW.total_seconds():.0f}s, since the clock decides it"
+            )
+        if self.correlate_by is not None and absence.after is None:
+            raise ValueError(
+                "correlate_by needs after=...: only the events that open a window say "
+                "which keys to expect"
+            )
+        check_zone(absence.tz)
+
+    @property
+    def kind(self) -> str:
+        """'all', 'threshold', 'sequence', 'absence' or 'schedule'."""
+        if self.schedule is not None:
+            return "schedule"
+        if self.threshold is not None:
+            return "threshold"
+        if self.sequence:
+            return "sequence"
+        return "absence" if self.absence is not None else "all"
 
     def condition(self) -> Condition:
         """The parsed condition (all dependencies when none was given)."""
@@ -251,154 +343,3 @@ def compile_jsonpath(expression: str) -> Any:
         return parse_jsonpath(expression)
     except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
         raise DeclarationError(f"invalid JSONPath {expression!r}: {exc}") from None
-
-
-def normalize_dependencies(
-    event: Any, events: Any, *, parameter_names: Iterable[str], where: str
-) -> tuple[EventDependency, ...]:
-    """Accept every Metaflow argument form and return validated dependencies."""
-    if (event is None) == (events is None):
-        raise DeclarationError(
-            f"{where}: pass exactly one of event=... (one event) or events=[...] (several)."
-        )
-    if event is not None:
-        items = [event]
-    elif isinstance(events, list | tuple) and events:
-        items = list(events)
-    else:
-        raise DeclarationError(f"{where}: events= must be a non-empty list of names or dicts.")
-    names = list(parameter_names)
-    deps = tuple(_dependency(item, names, where) for item in items)
-    seen: set[str] = set()
-    for dep in deps:
-        if dep.dep in seen:
-            raise DeclarationError(
-                f"{where}: dependency name {dep.dep!r} is used twice; give one of them "
-                "another name with {'name': ..., 'dep': 'other_name'}."
-            )
-        seen.add(dep.dep)
-    return deps
-
-
-def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDependency:
-    if isinstance(item, str):
-        validate_event_name(item, error=DeclarationError)
-        return EventDependency(name=item, dep=item)
-    if not isinstance(item, dict):
-        raise DeclarationError(
-            f"{where}: an event must be a name or a dict like "
-            f"{{'name': 'data_updated', 'parameters': {{...}}}}, not {type(item).__name__}."
-        )
-    unknown = set(item) - set(_EVENT_KEYS)
-    if unknown:
-        key = sorted(unknown)[0]
-        raise DeclarationError(
-            f"{where}: unknown key {key!r} in event declaration"
-            f"{_did_you_mean(key, _EVENT_KEYS)}; the keys are {list(_EVENT_KEYS)}."
-        )
-    if "name" not in item:
-        raise DeclarationError(f"{where}: event dict {item!r} has no 'name'.")
-    name = validate_event_name(item["name"], error=DeclarationError)
-    dep = item.get("dep", name)
-    if "dep" in item and (not isinstance(dep, str) or not _IDENTIFIER.match(dep)):
-        raise DeclarationError(
-            f"{where}: dep={dep!r} must be an identifier (letters, digits and _, not "
-            "starting with a digit), because conditions refer to it."
-        )
-    here = f"{where}, event {name!r}"
-    mapping = _mapping(item.get("parameters"), parameter_names, here)
-    raw_filters = item.get("filters") or []
-    if not isinstance(raw_filters, list | tuple):
-        raw_filters = [raw_filters]
-    operator = item.get("filters_operator", "and")
-    if operator not in ("and", "or"):
-        raise DeclarationError(f"{here}: filters_operator must be 'and' or 'or', not {operator!r}.")
-    return EventDependency(
-        name=name,
-        dep=dep,
-        parameters=mapping,
-        filters=tuple(parse_filter(f, where=here) for f in raw_filters),
-        filters_operator=operator,
-    )
-
-
-def _mapping(raw: Any, parameter_names: list[str], where: str) -> dict[str, str] | None:
-    if raw is None:
-        return None
-    pairs: list[tuple[Any, Any]]
-    if isinstance(raw, dict):
-        pairs = list(raw.items())
-    elif isinstance(raw, list | tuple):
-        pairs = []
-        for entry in raw:
-            if isinstance(entry, str):
-                pairs.append((entry, entry))
-            elif isinstance(entry, list | tuple) and len(entry) == 2:
-                pairs.append((entry[0], entry[1]))
-            else:
-                raise DeclarationError(
-                    f"{where}: parameters list entries must be a name or a "
-                    f"(flow_param, event_field) pair, not {entry!r}."
-                )
-    else:
-        raise DeclarationError(
-            f"{where}: parameters must be a dict {{param: field}} or a list of names and "
-            f"(param, field) pairs, not {type(raw).__name__}."
-        )
-    mapping: dict[str, str] = {}
-    for param, source in pairs:
-        if not isinstance(param, str) or param not in parameter_names:
-            raise DeclarationError(
-                f"{where}: {param!r} is not a parameter of the flow"
-                f"{_did_you_mean(str(param), parameter_names)}; parameters are {parameter_names}."
-            )
-        if not isinstance(source, str) or not source:
-            raise DeclarationError(
-                f"{where}: the source of parameter {param!r} must be a field name or a "
-                f"JSONPath string, not {source!r}."
-            )
-        if source.startswith("$") and source not in EVENT_ATTRIBUTES:
-            compile_jsonpath(source)
-        mapping[param] = source
-    return mapping
-
-
-def normalize_correlation(
-    correlate_by: Any, dependencies: tuple[EventDependency, ...], *, where: str
-) -> dict[str, str] | None:
-    """``"$.date"`` (every dependency) or ``{dep: "$.path"}`` into one JSONPath per dependency.
-
-    Raises:
-        DeclarationError: not a JSONPath, or a dependency without a key path.
-    """
-    if correlate_by is None:
-        return None
-    names = [d.dep for d in dependencies]
-    if isinstance(correlate_by, str):
-        correlate_by = dict.fromkeys(names, correlate_by)
-    if not isinstance(correlate_by, dict):
-        raise DeclarationError(
-            f"{where}: correlate_by is a JSONPath like '$.date', or a dict "
-            f"{{dependency: JSONPath}}, not {type(correlate_by).__name__}."
-        )
-    missing = [n for n in names if n not in correlate_by]
-    unknown = [n for n in correlate_by if n not in names]
-    if missing or unknown:
-        raise DeclarationError(
-            f"{where}: correlate_by must give a JSONPath for each dependency {names}"
-            + (f"; missing {missing}" if missing else "")
-            + (f"; unknown {unknown}" if unknown else "")
-            + "."
-        )
-    for path in correlate_by.values():
-        if not isinstance(path, str) or not path.startswith("$"):
-            raise DeclarationError(
-                f"{where}: correlate_by path {path!r} must be a JSONPath ($...)."
-            )
-        compile_jsonpath(path)
-    return dict(correlate_by)
-
-
-def _did_you_mean(word: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(options), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -11,7 +11,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
-from sensors.correlate import Decisions
+from sensors.decisions import Decisions
 from sensors.kafka import ensure_topics, new_consumer, new_producer
 from sensors.runs.store import RunStore
 from sensors.sensing import Emitter

@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensors.correlate import Arrival, Correlator, Decisions
+from sensors.correlate import Correlator
+from sensors.decisions import Arrival, Decisions
 from sensors.records import decode_changes, pack
 from sensors.routing import Router
 from sensors.sensor import Sensor, build_sensors
@@ -54,7 +55,7 @@ class Engine:
     def __init__(self, *flows: Any) -> None:
         deployed = sensors(*flows)
         self.router = Router(deployed)
-        self.correlator = Correlator(d for d in deployed if len(d.dependencies) > 1)
+        self.correlator = Correlator(d for d in deployed if d.stateful)
 
     def feed(self, arrivals: list[Arrival], now: datetime | None = None) -> Decisions:
         routed = self.router.route(arrivals)

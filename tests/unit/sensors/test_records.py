@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sensors.correlate import Arrival, Decisions, Offer, make_fire
+from sensors.decisions import Arrival, Decisions, Offer, make_fire
 from sensors.records import decode_offers, encode_offers, pack, partition_of
 from sensors.runs.models import NewRun
 from sensors.sensing import run_request
