@@ -24,7 +24,7 @@ from sensors.decisions import Offer, StateChange
 __all__ = [
     "decode_changes",
     "decode_offers",
-    "encode_offers",
+    "encode_keyed",
     "key_partition",
     "pack",
     "partition_of",
@@ -63,11 +63,14 @@ def pack(items: Sequence[Any], limit: int) -> list[bytes]:
     return pack(items[:half], limit) + pack(items[half:], limit)
 
 
-def encode_offers(offers: Iterable[Offer], partitions: int, limit: int) -> list[tuple[int, bytes]]:
-    """(partition, record) pairs that carry ``offers``, each to its key's partition."""
-    grouped: dict[int, list[Offer]] = defaultdict(list)
-    for offer in offers:
-        grouped[partition_of(offer.sensor_id, offer.key, partitions)].append(offer)
+def encode_keyed(
+    items: Iterable[Offer] | Iterable[StateChange], partitions: int, limit: int
+) -> list[tuple[int, bytes]]:
+    """(partition, record) pairs that carry offers or state changes, each to its key's
+    partition (:func:`partition_of`)."""
+    grouped: dict[int, list[Offer | StateChange]] = defaultdict(list)
+    for item in items:
+        grouped[partition_of(item.sensor_id, item.key, partitions)].append(item)
     return [(p, record) for p, group in grouped.items() for record in pack(group, limit)]
 
 

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaProducer
 
 from sensors.decisions import Arrival, Decisions, Fire
 from sensors.kafka import Batch, send_records
-from sensors.records import encode_offers, key_partition
+from sensors.records import encode_keyed, key_partition
 from sensors.reporting import StatusReporter, count_filtered
 from sensors.routing import Router
 from sensors.runs.models import FilterCount, TriggerFailure
@@ -64,7 +64,10 @@ def run_request(fire: Fire) -> bytes:
     comes from a deployed sensor or was coerced already, and the launcher
     validates what it reads as a ``NewRun``.
     """
-    tail = _encode({"name": fire.run_name, "parameters": fire.parameters, "events": fire.events})
+    fields = {"name": fire.run_name, "parameters": fire.parameters, "events": fire.events}
+    if fire.info is not None:
+        fields["trigger_info"] = fire.info
+    tail = _encode(fields)
     return b"%s,%s" % (fire.sensor.request_head, tail[1:])
 
 
@@ -251,7 +254,7 @@ class SensorStage:
                     arrived_at = datetime.fromtimestamp(stamp / 1000, UTC)
                 arrivals.append(Arrival(envelope, arrived_at))
         routed = self.router.route(arrivals)
-        offers = encode_offers(routed.offers, self._partitions, self._max_bytes)
+        offers = encode_keyed(routed.offers, self._partitions, self._max_bytes)
         landed = await self._emitter.submit(routed, offers=offers)
         stats = self.stats
         stats.events += len(arrivals)

@@ -28,14 +28,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from sensors.correlate import Correlator
 from sensors.decisions import Decisions, Offer, StateKey
 from sensors.kafka import Batch
-from sensors.records import decode_changes, decode_offers, pack, partition_of
+from sensors.records import decode_changes, decode_offers, encode_keyed, pack, partition_of
 from sensors.reporting import StatusReporter
 from sensors.sensing import Emitter
 from triggers.settings import Settings
@@ -45,6 +45,7 @@ __all__ = ["CorrelationStage", "StateRecovery"]
 log = logging.getLogger(__name__)
 
 _EXPIRE_EVERY = 1.0  # seconds between sweeps of expired state
+_MAX_RECORDS = 5000  # consume_batches' batch size: a full batch means more are waiting
 
 
 class CorrelationStage:
@@ -66,6 +67,10 @@ class CorrelationStage:
         self._last_expiry = 0.0
         self.offers = 0
         self.fires = 0
+        self.owned: set[int] = set()  # offers partitions assigned to this worker
+        self._grace = timedelta(seconds=settings.absence_grace)
+        self._settled_at = 0.0  # monotonic time from which the clock may decide
+        self._behind = False  # the last batch was full: more offers are waiting
 
     async def handle(self, batch: Batch) -> asyncio.Future[bool]:
         """Correlate a batch and hand its output to the producer; return the future of
@@ -75,6 +80,7 @@ class CorrelationStage:
         records: list[tuple[int, bytes]] = []
         changed: list[StateKey] = []
         limit = self._settings.max_payload_bytes
+        self._behind = sum(len(records) for records in batch.values()) >= _MAX_RECORDS
         for tp, batch_records in batch.items():
             offers = [offer for r in batch_records for offer in _unpack(r.value)]
             self.offers += len(offers)
@@ -94,11 +100,31 @@ class CorrelationStage:
         return landed
 
     async def tick(self) -> None:
-        """Expire state while no offers arrive, and report what sensors hold."""
-        changed = self._maybe_expire(datetime.now(UTC))
+        """Fire what the clock decides, expire state, and report what sensors hold."""
+        now = datetime.now(UTC)
+        changed = self._maybe_expire(now)
+        if not self._behind and time.monotonic() >= self._settled_at:
+            # Every offer produced before now has been read: an event that is not here
+            # by now minus the grace is taken as absent.
+            decisions, changes = self.correlator.tick(now, now - self._grace, self._owns_key)
+            if decisions.fires or decisions.failures or changes:
+                limit = self._settings.max_payload_bytes
+                packed = encode_keyed(changes, self._partitions, limit)
+                await self._emitter.submit(decisions, changes=packed)
+                self.fires += len(decisions.fires)
+                changed |= {(c.sensor_id, c.key) for c in changes}
         if self.reporter is not None:
             self.reporter.holds_changed(changed)
             await self.reporter.flush(self.correlator)
+
+    def assigned(self, partitions: set[int]) -> None:
+        """Partitions were (re)assigned: let the clock decide only after the grace, so that
+        events that arrived while no worker owned them are counted first."""
+        self.owned = set(partitions)
+        self._settled_at = time.monotonic() + self._grace.total_seconds()
+
+    def _owns_key(self, key: StateKey) -> bool:
+        return partition_of(key[0], key[1], self._partitions) in self.owned
 
     def _maybe_expire(self, now: datetime) -> set[StateKey]:
         clock = time.monotonic()
@@ -139,11 +165,13 @@ class StateRecovery(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         self._owned -= {tp.partition for tp in revoked}
+        self._stage.owned = set(self._owned)
         self._stage.correlator.drop(self._stage.owns(self._owned))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         fresh = {tp.partition for tp in assigned} - self._owned
         self._owned |= {tp.partition for tp in assigned}
+        self._stage.assigned(self._owned)
         if fresh:
             started = time.monotonic()
             records = await self.replay(fresh)

@@ -4,7 +4,9 @@ Inside a run the engine started, ``current.run_name``, ``current.parameters``,
 ``current.event`` (the latest triggering event) and ``current.events`` (all of
 them, each with its payload) are set; for ``trigger_on_finish``, ``current.run``
 is the upstream run that finished (``current.runs`` all of them); for
-``@schedule``, ``current.scheduled_at`` is the tick. Outside a run
+``@schedule``, ``current.scheduled_at`` is the tick; for thresholds, absences
+and debounce, ``current.count``, ``current.event_ids``, ``current.window`` and
+``current.coalesced_event_ids`` say how it fired. Outside a run
 they are None or empty, so a flow still runs as plain Python.
 """
 
@@ -91,6 +93,7 @@ class RunContext:
     parameters: dict[str, Any]
     events: tuple[TriggerEvent, ...]
     scheduled_at: datetime | None = None
+    trigger_info: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: Path) -> RunContext:
@@ -108,6 +111,7 @@ class RunContext:
                     if data.get("scheduled_at")
                     else None
                 ),
+                trigger_info=data.get("trigger_info"),
             )
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ConfigurationError(f"run context {path} is unreadable: {exc}") from exc
@@ -178,6 +182,43 @@ class Current:
         """For a run of ``@schedule``: the tick it runs for."""
         ctx = self._ctx()
         return ctx.scheduled_at if ctx else None
+
+    @property
+    def trigger_info(self) -> dict[str, Any]:
+        """How a threshold, absence or debounce fired (see the properties below); empty
+        for other runs."""
+        ctx = self._ctx()
+        return dict(ctx.trigger_info or {}) if ctx else {}
+
+    @property
+    def count(self) -> int | None:
+        """For a threshold run: how many events reached the threshold."""
+        count = self.trigger_info.get("count")
+        return int(count) if count is not None else None
+
+    @property
+    def event_ids(self) -> tuple[str, ...]:
+        """The ids of every event that contributed: for a threshold all it counted, for a
+        debounced run those of every coalesced fire; else those of ``events``."""
+        info = self.trigger_info
+        ids = info.get("debounce", {}).get("coalesced_event_ids") or info.get("event_ids")
+        return tuple(ids) if ids else tuple(e.id for e in self.events)
+
+    @property
+    def coalesced_event_ids(self) -> tuple[str, ...]:
+        """For a debounced run: the ids of the events of every fire it coalesced."""
+        return tuple(self.trigger_info.get("debounce", {}).get("coalesced_event_ids") or ())
+
+    @property
+    def window(self) -> tuple[datetime, datetime] | None:
+        """For an absence run: the window ``(start, end)`` in which the event did not come."""
+        info = self.trigger_info
+        if info.get("kind") != "absence":
+            return None
+        return (
+            datetime.fromisoformat(info["window_start"]),
+            datetime.fromisoformat(info["window_end"]),
+        )
 
     @property
     def runs(self) -> tuple[UpstreamRun, ...]:

@@ -153,6 +153,13 @@ def trigger(
                         f"{where}: after= and absent= are both {deps[0].dep!r}; give one "
                         "of them another name with {'name': ..., 'dep': 'other_name'}."
                     )
+            missing = [p.name for p in decl.parameters if p.required]
+            if after is None and missing:
+                raise DeclarationError(
+                    f"{where}: parameters {missing} have no default, and an absence has no "
+                    "event to fill them; give them defaults, or use after=... to map them "
+                    "from the event that opens the window."
+                )
             fields["absence"] = AbsenceSpec(
                 dep=deps[-1].dep, after=deps[0].dep if after else None, tz=tz or "UTC"
             )

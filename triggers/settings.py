@@ -184,6 +184,16 @@ class Settings(BaseSettings):
             "flows (`tripwire deploy`); it starts serving them without a restart."
         ),
     )
+    absence_grace: float = Field(
+        5.0,
+        gt=0,
+        description=(
+            "Seconds an absence trigger waits after its window ends before it decides that "
+            "the event did not come: the lag an event may have on its way through the engine "
+            "and still count. After a worker (re)starts, it also waits this long before "
+            "deciding anything, so events that arrived while it was down are counted first."
+        ),
+    )
     schedule_grace: float = Field(
         60.0,
         gt=0,

@@ -128,6 +128,7 @@ def prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:
                 "parameters": run.parameters,
                 "events": run.events,
                 "scheduled_at": run.scheduled_at.isoformat() if run.scheduled_at else None,
+                "trigger_info": run.trigger_info,
             }
         )
     )

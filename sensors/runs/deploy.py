@@ -27,7 +27,7 @@ from sensors.runs.store import RunStore, dialect_insert, utc
 from sensors.runs.tables import flows, named, projects, sensors
 from sensors.sensor import Sensor, build_sensors
 from triggers.errors import ConfigurationError, DeclarationError, RunNotFoundError, StoreError
-from triggers.spec import EventDependency, FlowSpec, finished_event
+from triggers.spec import EventDependency, FlowSpec, TriggerSpec, finished_event
 
 __all__ = [
     "Deployment",
@@ -278,6 +278,7 @@ async def _deploy_triggers(
             "conditions": trig.conditions,
             "correlate_by": trig.correlate_by,
             "schedule": trig.schedule.model_dump(mode="json") if trig.schedule else None,
+            "options": trigger_options(trig),
             "updated_at": now,
             "retired_at": None,
         }
@@ -347,6 +348,16 @@ def check_finish_cycles(specs: Iterable[FlowSpec]) -> None:
 
     for flow in after:
         visit(flow, [])
+
+
+def trigger_options(trig: TriggerSpec) -> dict[str, Any] | None:
+    """What a trigger sets beyond all-of: threshold, sequence, absence, debounce; or None."""
+    options = trig.model_dump(
+        mode="json", include={"threshold", "sequence", "absence", "debounce"}, exclude_defaults=True
+    )
+    if trig.debounce is not None:
+        options["debounce"] = trig.debounce.total_seconds()
+    return options or None
 
 
 def _dependency(dep: EventDependency) -> dict[str, Any]:

@@ -14,6 +14,7 @@ __all__ = [
     "DeployedSensor",
     "FilterCount",
     "Hold",
+    "KeyProgress",
     "NewRun",
     "PhaseChange",
     "Project",
@@ -85,6 +86,11 @@ class NewRun(BaseModel):
     scheduled_at: UtcDatetime | None = Field(
         None, description="For a scheduled run: the tick it runs for (its scheduled start)."
     )
+    trigger_info: dict[str, Any] | None = Field(
+        None,
+        description="How a threshold (count, event_ids), absence (window_start, window_end) "
+        "or debounce (fires, coalesced_event_ids) fired; None for other triggers.",
+    )
 
 
 class RunRecord(NewRun):
@@ -140,6 +146,11 @@ class DeployedSensor(BaseModel):
     schedule: dict[str, Any] | None = Field(
         None, description="For a scheduled trigger: its ScheduleSpec, as JSON."
     )
+    options: dict[str, Any] | None = Field(
+        None,
+        description="What the trigger sets beyond all-of: `threshold`, `sequence`, `absence` "
+        "(dep, after, tz), `debounce` (seconds).",
+    )
 
 
 class Hold(BaseModel):
@@ -151,6 +162,24 @@ class Hold(BaseModel):
     event_id: str
     event_time: datetime
     expires_at: datetime = Field(description="When the event leaves the window and is dropped.")
+
+
+class KeyProgress(BaseModel):
+    """Where one correlation key of a threshold, sequence, absence or debounce stands."""
+
+    sensor_id: str
+    key: str = Field(description="Correlation key value as JSON; empty without correlate_by.")
+    count: int | None = Field(None, description="Threshold: events counted so far.")
+    position: int | None = Field(
+        None, description="Sequence: how many steps, from the first, are held in order."
+    )
+    deadline: datetime | None = Field(
+        None, description="Absence: when the next window closes and, if empty, fires."
+    )
+    debounce_until: datetime | None = Field(
+        None, description="Debounce: when the held-back fire launches if nothing else comes."
+    )
+    coalesced: int | None = Field(None, description="Debounce: fires coalesced so far.")
 
 
 class FilterCount(BaseModel):

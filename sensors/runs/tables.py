@@ -62,6 +62,7 @@ runs = sa.Table(
     sa.Column("flow_revision", sa.Integer),
     sa.Column("recovered_from", sa.String(253)),
     sa.Column("scheduled_at", _TS),
+    sa.Column("trigger_info", sa.JSON),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),
@@ -100,6 +101,7 @@ sensors = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False, server_default="1"),
     sa.Column("retired_at", _TS),
     sa.Column("schedule", sa.JSON),
+    sa.Column("options", sa.JSON),
 )
 
 # What each sensor holds right now, per correlation key and dependency (for `sensors status`).
@@ -114,6 +116,22 @@ sensor_holds = sa.Table(
     sa.Column("event_id", sa.String(255), nullable=False),
     sa.Column("event_time", _TS, nullable=False),
     sa.Column("expires_at", _TS, nullable=False),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# Where each key of a threshold, sequence, absence or debounce stands (`sensors status`).
+sensor_progress = sa.Table(
+    "sensor_progress",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("key", sa.String(500), primary_key=True),
+    sa.Column("count", sa.Integer),
+    sa.Column("position", sa.Integer),
+    sa.Column("deadline", _TS),
+    sa.Column("debounce_until", _TS),
+    sa.Column("coalesced", sa.Integer),
     sa.Column("updated_at", _TS, nullable=False),
 )
 

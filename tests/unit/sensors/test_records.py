@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sensors.decisions import Arrival, Decisions, Offer, make_fire
-from sensors.records import decode_offers, encode_offers, pack, partition_of
+from sensors.records import decode_offers, encode_keyed, pack, partition_of
 from sensors.runs.models import NewRun
 from sensors.sensing import run_request
 from sensors.sensor import build_sensors
@@ -39,7 +39,7 @@ def test_packing_keeps_every_item_in_order_and_records_under_the_limit(
 
 def test_offers_round_trip_exactly_and_go_to_their_keys_partition() -> None:
     offers = [offer(f"f{i % 3}.trigger", f"2026-11-{i % 5:02d}", i) for i in range(50)]
-    records = encode_offers(offers, partitions=4, limit=1000)
+    records = encode_keyed(offers, partitions=4, limit=1000)
     assert len(records) > 4  # the limit split partitions into several records
     back = []
     for partition, value in records:
