@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import msgspec
 
@@ -21,6 +22,8 @@ from sensors.sensor import Sensor
 from triggers.spec import EventDependency
 
 __all__ = ["Routed", "Router"]
+
+_HERE = ""  # the trie key of the targets whose prefix ends at a node (no char is "")
 
 
 @dataclass
@@ -48,11 +51,22 @@ class _Target(msgspec.Struct, frozen=True, gc=False):
     key_path: str | None  # correlate_by JSONPath of this dependency
 
 
+_CACHED_NAMES = 100_000  # distinct event names whose targets are remembered
+
+
 class Router:
-    """Indexes sensors by event name and routes events to them. Stateless."""
+    """Indexes sensors by event name and routes events to them. Stateless.
+
+    Exact names are a dict. Wildcard names (``"orders.*"``) are a prefix trie, so a
+    name costs one step per character, however many wildcards are deployed; and
+    the targets of each name seen are remembered, so the trie is walked once per
+    distinct name, not once per event.
+    """
 
     def __init__(self, sensors: Iterable[Sensor] = ()) -> None:
         self._index: dict[str, list[_Target]] = {}
+        self._trie: dict[str, Any] = {}  # char -> subtree; _HERE -> targets of that prefix
+        self._targets: dict[str, list[_Target]] = {}  # event name -> every target it reaches
         self.sensors: dict[str, Sensor] = {}
         for sensor in sensors:
             self.add(sensor)
@@ -73,19 +87,47 @@ class Router:
                 not sensor.stateful,
                 correlate_by.get(dep.dep),
             )
-            self._index.setdefault(dep.name, []).append(target)
+            if dep.name.endswith("*"):
+                node = self._trie
+                for char in dep.name[:-1]:
+                    node = node.setdefault(char, {})
+                node.setdefault(_HERE, []).append(target)
+            else:
+                self._index.setdefault(dep.name, []).append(target)
+        self._targets.clear()
 
     def interested(self, name: str) -> Sequence[tuple[Sensor, EventDependency]]:
         """The (sensor, dependency) pairs an event name reaches."""
-        return tuple((t.sensor, t.dep) for t in self._index.get(name, ()))
+        return tuple((t.sensor, t.dep) for t in self._lookup(name))
+
+    def _lookup(self, name: str) -> list[_Target]:
+        """Every target of ``name``: its exact ones, then those of each wildcard prefix."""
+        found = self._targets.get(name)
+        if found is not None:
+            return found
+        found = list(self._index.get(name, ()))
+        node = self._trie
+        for char in name:
+            child: dict[str, Any] | None = node.get(char)
+            if child is None:
+                break
+            found += child.get(_HERE, ())
+            node = child
+        if len(self._targets) >= _CACHED_NAMES:
+            self._targets.clear()
+        self._targets[name] = found
+        return found
 
     def route(self, arrivals: Iterable[Arrival]) -> Routed:
         """Route a batch: fires of single-event sensors, offers for the others."""
         routed = Routed()
         offers = routed.offers
-        index = self._index
+        known, lookup = self._targets, self._lookup
         for arrival in arrivals:
-            targets = index.get(arrival.envelope.name)
+            name = arrival.envelope.name
+            targets = known.get(name)
+            if targets is None:
+                targets = lookup(name)
             if not targets:
                 continue
             for target in targets:
