@@ -13,12 +13,13 @@ from datetime import datetime
 
 from sensors.correlate import Correlator
 from sensors.decisions import Rejection, StateKey
-from sensors.runs.models import FilterCount, Hold
-from sensors.runs.status import add_filter_counts, replace_holds
+from sensors.kinds import next_absence_deadline
+from sensors.runs.models import FilterCount, Hold, KeyProgress
+from sensors.runs.status import add_filter_counts, replace_holds, replace_progress
 from sensors.runs.store import RunStore
 from triggers.settings import Settings
 
-__all__ = ["StatusReporter", "count_filtered"]
+__all__ = ["StatusReporter", "count_filtered", "key_progress"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,10 @@ class StatusReporter:
                 await add_filter_counts(self._store, project, domain, self._filtered.values())
                 self._filtered = {}
             if self._dirty and correlator is not None:
-                await replace_holds(self._store, project, domain, _holds(correlator, self._dirty))
+                holds = _holds(correlator, self._dirty)
+                await replace_holds(self._store, project, domain, holds)
+                progress = {key: key_progress(correlator, key) for key in self._dirty}
+                await replace_progress(self._store, project, domain, progress)
                 self._dirty = set()
         except Exception:
             log.exception("could not report sensor status; will try again")
@@ -82,6 +86,29 @@ def count_filtered(
         else:
             entry.count += 1
             entry.last_reason, entry.last_event_id, entry.last_at = r.reason, r.event_id, at
+
+
+def key_progress(correlator: Correlator, key: StateKey) -> KeyProgress | None:
+    """Where a key of a threshold, sequence, absence or debounce stands; None for others."""
+    sensor = correlator.sensors.get(key[0])
+    held = correlator.state.get(key)
+    if sensor is None or held is None or held.progress is None:
+        return None
+    trigger, progress = sensor.trigger, held.progress
+    found = KeyProgress(sensor_id=key[0], key=key[1])
+    if trigger.threshold is not None:
+        found.count = len(progress.counted)
+    if trigger.sequence:
+        steps = [d.dep for d in sensor.dependencies]
+        found.position = next((i for i, dep in enumerate(steps) if dep not in held.events), 0)
+        if all(dep in held.events for dep in steps):
+            found.position = len(steps)
+    if trigger.absence is not None:
+        found.deadline = next_absence_deadline(held, trigger.absence, trigger.within)
+    if progress.pending is not None:
+        found.debounce_until = progress.pending.due
+        found.coalesced = progress.pending.fires
+    return found
 
 
 def _holds(correlator: Correlator, keys: Iterable[StateKey]) -> dict[StateKey, list[Hold]]:

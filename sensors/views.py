@@ -21,13 +21,14 @@ from sensors.runs.models import (
     DeployedSensor,
     FilterCount,
     Hold,
+    KeyProgress,
     PhaseChange,
     Project,
     RunRecord,
     TriggerFailure,
 )
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.status import list_filter_counts, list_holds
+from sensors.runs.status import list_filter_counts, list_holds, list_progress
 from sensors.runs.store import RunStore
 from sensors.schedule import next_tick
 from triggers.errors import StoreError
@@ -79,6 +80,11 @@ class SensorStatus(BaseModel):
     sensor: DeployedSensor
     dependencies: list[DependencyStatus]
     next_tick: datetime | None = Field(None, description="A scheduled trigger's next tick.")
+    progress: list[KeyProgress] = Field(
+        default_factory=list,
+        description="Per key: a threshold's count, a sequence's position, an absence's "
+        "deadline, a debounced fire's launch time.",
+    )
     last_run: RunRecord | None
     failures: list[TriggerFailure]
 
@@ -208,6 +214,7 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
         rows.append(("recovers", run.recovered_from))
     if run.abort_cause:
         rows.append(("aborted", run.abort_cause))
+    rows += _trigger_info_rows(run.trigger_info or {})
     for key, value in rows:
         console.print(f"  {key:<10} {value}")
     console.print("  parameters")
@@ -241,6 +248,21 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
         )
         if error.traceback:
             console.print(error.traceback.rstrip(), markup=False)
+
+
+def _trigger_info_rows(info: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = []
+    if info.get("kind") == "threshold":
+        rows.append(("threshold", f"{info['count']} events: {', '.join(info['event_ids'])}"))
+    if info.get("kind") == "absence":
+        after = f" after event {info['after_event_id']}" if info.get("after_event_id") else ""
+        rows.append(("absent in", f"{info['window_start']} .. {info['window_end']}{after}"))
+    if "debounce" in info:
+        coalesced = info["debounce"]
+        ids = coalesced["coalesced_event_ids"]
+        shown = ", ".join(ids[:10]) + (f" ... ({len(ids)} ids)" if len(ids) > 10 else "")
+        rows.append(("coalesced", f"{coalesced['fires']} fire(s): {shown}"))
+    return rows
 
 
 def _took(value: timedelta | None) -> str:
@@ -298,6 +320,7 @@ async def sensor_statuses(
             raise StoreError(f"no sensor {only!r}; see `tripwire sensors list` for their ids.")
     last = await store.last_runs_by_sensor()
     holds = await list_holds(store, project=project, domain=domain, sensor_id=only)
+    progress = await list_progress(store, project=project, domain=domain, sensor_id=only)
     counts = await list_filter_counts(store, project=project, domain=domain, sensor_id=only)
     statuses = []
     for sensor in sensors:
@@ -323,6 +346,7 @@ async def sensor_statuses(
                 sensor=sensor,
                 dependencies=deps,
                 next_tick=next_tick(schedule, datetime.now(UTC)) if schedule else None,
+                progress=[p for p in progress if p.sensor_id == sensor.sensor_id],
                 last_run=last.get(sensor.sensor_id),
                 failures=failures,
             )
@@ -339,13 +363,48 @@ def _describe(s: DeployedSensor) -> str:
     if schedule is not None:
         return f"{schedule.describe()}, catchup {schedule.catchup}"
     names = [d["dep"] for d in s.dependencies]
-    text = s.conditions or " && ".join(names)
-    if len(names) > 1:
-        text += f" within {timedelta(seconds=s.within_seconds)}"
+    options = s.options or {}
+    within = timedelta(seconds=s.within_seconds)
+    absence = options.get("absence")
+    if absence and absence.get("after"):
+        text = f"no {absence['dep']} within {within} after {absence['after']}"
+    elif absence:
+        text = f"no {absence['dep']} in a {within} window ({absence.get('tz', 'UTC')})"
+    elif "threshold" in options:
+        text = f"{options['threshold']} x {' | '.join(names)} within {within}"
+    elif options.get("sequence"):
+        text = f"{' -> '.join(names)} in order within {within}"
+    else:
+        text = s.conditions or " && ".join(names)
+        if len(names) > 1:
+            text += f" within {within}"
+    if "debounce" in options:
+        text += f", debounced {timedelta(seconds=options['debounce'])}"
     if s.correlate_by:
         paths = set(s.correlate_by.values())
         text += f", by {paths.pop() if len(paths) == 1 else s.correlate_by}"
     return text
+
+
+def _progress_lines(s: DeployedSensor, progress: Sequence[KeyProgress]) -> list[str]:
+    options, names = s.options or {}, [d["dep"] for d in s.dependencies]
+    lines = []
+    for p in progress:
+        key = f" (key {p.key})" if p.key else ""
+        if p.count is not None:
+            lines.append(f"count      {p.count}/{options.get('threshold')}{key}")
+        if p.position is not None and p.position < len(names):
+            lines.append(
+                f"sequence   at step {p.position}/{len(names)}, next {names[p.position]}{key}"
+            )
+        if p.deadline is not None:
+            lines.append(f"absence    fires at {when(p.deadline)} unless it arrives{key}")
+        if p.debounce_until is not None:
+            lines.append(
+                f"debounce   launches {when(p.debounce_until)} if quiet, "
+                f"{p.coalesced} fire(s) coalesced{key}"
+            )
+    return lines
 
 
 def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_json: bool) -> None:
@@ -375,6 +434,10 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
                     f"    filtered out {f.count}, last {when(f.last_at)} "
                     f"(event {f.last_event_id}): {f.last_reason}"
                 )
+        for line in _progress_lines(s, status.progress[:_SHOWN_HOLDS]):
+            console.print(f"  {line}")
+        if len(status.progress) > _SHOWN_HOLDS:
+            console.print(f"  ... and {len(status.progress) - _SHOWN_HOLDS} more keys (--json)")
         if status.next_tick is not None:
             console.print(f"  next tick  {when(status.next_tick)}")
         run = status.last_run

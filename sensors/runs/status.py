@@ -12,11 +12,18 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from sensors.runs.models import FilterCount, Hold
+from sensors.runs.models import FilterCount, Hold, KeyProgress
 from sensors.runs.store import RunStore, dialect_insert, utc
-from sensors.runs.tables import filter_counts, sensor_holds
+from sensors.runs.tables import filter_counts, sensor_holds, sensor_progress
 
-__all__ = ["add_filter_counts", "list_filter_counts", "list_holds", "replace_holds"]
+__all__ = [
+    "add_filter_counts",
+    "list_filter_counts",
+    "list_holds",
+    "list_progress",
+    "replace_holds",
+    "replace_progress",
+]
 
 
 async def replace_holds(
@@ -40,6 +47,54 @@ async def replace_holds(
             ]
             if values:
                 await conn.execute(sensor_holds.insert(), values)
+
+
+async def replace_progress(
+    store: RunStore,
+    project: str,
+    domain: str,
+    progress: Mapping[tuple[str, str], KeyProgress | None],
+) -> None:
+    """Set where each (sensor, correlation key) stands; None clears it."""
+    now = datetime.now(UTC)
+    async with store.engine.begin() as conn:
+        for (sensor_id, key), found in progress.items():
+            await conn.execute(
+                sensor_progress.delete().where(
+                    sensor_progress.c.project == project,
+                    sensor_progress.c.domain == domain,
+                    sensor_progress.c.sensor_id == sensor_id,
+                    sensor_progress.c.key == key,
+                )
+            )
+            if found is not None:
+                values = found.model_dump() | {"project": project, "domain": domain}
+                await conn.execute(sensor_progress.insert().values(**values, updated_at=now))
+
+
+async def list_progress(
+    store: RunStore, *, project: str, domain: str, sensor_id: str | None = None, limit: int = 1000
+) -> list[KeyProgress]:
+    query = (
+        sa.select(sensor_progress)
+        .where(sensor_progress.c.project == project, sensor_progress.c.domain == domain)
+        .order_by(sensor_progress.c.sensor_id, sensor_progress.c.key)
+        .limit(limit)
+    )
+    if sensor_id is not None:
+        query = query.where(sensor_progress.c.sensor_id == sensor_id)
+    async with store.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [
+        KeyProgress.model_validate(
+            {
+                **r,
+                "deadline": utc(r["deadline"]) if r["deadline"] else None,
+                "debounce_until": utc(r["debounce_until"]) if r["debounce_until"] else None,
+            }
+        )
+        for r in rows
+    ]
 
 
 async def list_holds(
