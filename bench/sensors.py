@@ -1,14 +1,17 @@
 """Sensor-stage benchmark: events/s per worker at 10, 1,000 and 100,000 sensors.
 
 Each sensor waits for two events (``s<i>.a`` and ``s<i>.b``, 1 h window); the
-events come in pairs, so every second event fires a run. One process runs the
+events come in pairs, so every second event fires a run. Each count runs twice:
+with exact names only, and with a share of the sensors (``--wildcards``, default
+10%) waiting for ``s<i>.a*`` instead, so that the wildcard trie is measured
+against the exact index on the same events. One process runs the
 sensor stage and the correlation stage against the broker, as a worker does
 (run requests are produced, nothing is launched). Baselines, in the same run
 and on the same topic: a raw aiokafka consumer, and a plain faust agent that
 only iterates the topic.
 
     python bench/sensors.py [--events 100000] [--sensors 10,1000,100000] [--rounds 3]
-                            [--profile] [--bootstrap host:port]
+                            [--wildcards 0.1] [--profile] [--bootstrap host:port]
 """
 
 from __future__ import annotations
@@ -53,8 +56,10 @@ HERE = Path(__file__).parent
 LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)
 
 
-def make_sensors(count: int) -> list[Sensor]:
-    """``count`` two-event sensors, built as data (no decorators: that is what workers get)."""
+def make_sensors(count: int, wildcards: float = 0.0) -> list[Sensor]:
+    """``count`` two-event sensors, built as data (no decorators: that is what workers get);
+    a ``wildcards`` share of them wait for ``s<i>.a*`` rather than ``s<i>.a``."""
+    every = round(1 / wildcards) if wildcards else 0
     params = (ParamSpec(name="n", type={"t": "int"}, required=False, default=0),)
     flows = [
         FlowSpec(
@@ -65,7 +70,9 @@ def make_sensors(count: int) -> list[Sensor]:
                 TriggerSpec(
                     name="trigger",
                     dependencies=(
-                        EventDependency(name=f"s{i}.a", dep="a"),
+                        EventDependency(
+                            name=f"s{i}.a*" if every and i % every == 0 else f"s{i}.a", dep="a"
+                        ),
                         EventDependency(name=f"s{i}.b", dep="b"),
                     ),
                     within=timedelta(hours=1),
@@ -242,41 +249,50 @@ async def main(args: argparse.Namespace) -> None:
             )
             await ensure_topics(settings, [topic])
             await fill(bootstrap, topic, events(args.events, count))
-            setups.append((count, settings, make_sensors(count)))
+            for share in (0.0, args.wildcards) if args.wildcards else (0.0,):
+                setups.append((count, share, settings, make_sensors(count, share)))
         # Rounds interleave every measurement, so that a slow spell of a noisy machine
         # hits the baselines as much as tripwire; each figure is the best of its rounds.
-        rates: dict[int, list[tuple[float, float]]] = {c: [] for c in counts}
+        rates: dict[tuple[int, float], list[tuple[float, float]]] = {
+            (c, w): [] for c, w, _, _ in setups
+        }
         raws: list[float] = []
         fausts: list[float] = []
         for round_ in range(1, args.rounds + 1):
-            raws.append(await raw_consume(bootstrap, setups[0][1].topic_events, args.events))
-            faust = faust_loop(bootstrap, setups[0][1].topic_events, args.events)
+            raws.append(await raw_consume(bootstrap, setups[0][2].topic_events, args.events))
+            faust = faust_loop(bootstrap, setups[0][2].topic_events, args.events)
             if faust is not None:
                 fausts.append(faust)
             line = [f"round {round_}: raw {raws[-1]:,.0f}/s, faust {faust or 0:,.0f}/s"]
-            for count, settings, sensors in setups:
+            for count, share, settings, sensors in setups:
                 rate, cpu = await tripwire_stage(settings, sensors, args.events)
-                rates[count].append((rate, cpu))
-                line.append(f"{count:,} sensors {rate:,.0f}/s")
+                rates[(count, share)].append((rate, cpu))
+                line.append(f"{count:,} sensors{_wild(share)} {rate:,.0f}/s")
             print(", ".join(line), flush=True)
         raw, faust = max(raws), max(fausts, default=0.0)
         print(f"\nbaseline  raw aiokafka consumer      {raw:>9,.0f} events/s")
         print(f"baseline  plain faust agent loop     {faust:>9,.0f} events/s")
-        first = max(rates[counts[0]])[0]
-        for count in counts:
-            rate, cpu = max(rates[count])
+        first = max(rates[(counts[0], 0.0)])[0]
+        for count, share, _, _ in setups:
+            rate, cpu = max(rates[(count, share)])
             vs_faust = f"{rate / faust:4.1f}x faust" if faust else "faust n/a"
+            exact = max(rates[(count, 0.0)])[0]
+            vs_exact = f"; {exact / rate:.2f}x the time of exact names" if share else ""
             print(
-                f"tripwire  {count:>7,} sensors        {rate:>9,.0f} events/s  "
+                f"tripwire  {count:>7,} sensors{_wild(share):<16} {rate:>9,.0f} events/s  "
                 f"({cpu:4.1f} µs CPU/event; {vs_faust}; {first / rate:.2f}x the time per "
-                f"event of {counts[0]:,} sensors)"
+                f"event of {counts[0]:,} sensors{vs_exact})"
             )
         print(f"memory per held event: {memory_per_held_event():,.0f} bytes")
         if args.profile:
-            await profile_stage(setups[0][1], setups[0][2], args.events)
+            await profile_stage(setups[0][2], setups[0][3], args.events)
     finally:
         if broker is not None:
             broker.stop()
+
+
+def _wild(share: float) -> str:
+    return f" ({share:.0%} wildcard)" if share else ""
 
 
 if __name__ == "__main__":
@@ -286,6 +302,9 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--sensors", default="10,1000,100000")
     parser.add_argument("--rounds", type=int, default=3, help="report the best of N rounds")
+    parser.add_argument(
+        "--wildcards", type=float, default=0.1, help="share of wildcard sensors (0: none)"
+    )
     parser.add_argument("--profile", action="store_true", help="profile one run at the end")
     parser.add_argument("--bootstrap")
     asyncio.run(main(parser.parse_args()))

@@ -13,7 +13,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from sensors import views
+from sensors import explain, views
 from triggers.errors import TripwireError
 from triggers.publish import publish as publish_event
 from triggers.settings import Settings, get_settings
@@ -269,7 +269,7 @@ def sensors_list(as_json: JsonOption = False) -> None:
             lambda store: store.list_sensors(project=settings.project, domain=settings.domain)
         )
     )
-    views.print_sensors(out, sensors, as_json=as_json)
+    explain.print_sensors(out, sensors, as_json=as_json)
 
 
 @sensors_app.command("status")
@@ -280,13 +280,13 @@ def sensors_status(
     """Show each sensor's last run and its recent trigger failures, with reasons."""
     settings = cli_settings()
 
-    async def gather(store: Any) -> list[views.SensorStatus]:
-        return await views.sensor_statuses(
+    async def gather(store: Any) -> list[explain.SensorStatus]:
+        return await explain.sensor_statuses(
             store, project=settings.project, domain=settings.domain, only=sensor
         )
 
     statuses = run_sync(with_store(gather))
-    views.print_statuses(out, statuses, as_json=as_json)
+    explain.print_statuses(out, statuses, as_json=as_json)
 
 
 def main() -> None:

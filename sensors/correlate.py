@@ -17,7 +17,6 @@ dropped, so state is bounded by dependencies x live keys.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,53 +41,19 @@ from sensors.kinds import (
     first_window,
     next_absence_deadline,
     sequence_event,
+    take_all_of,
     threshold_event,
 )
 from sensors.sensor import Sensor
+from sensors.timers import Timers
 from triggers.conditions import Condition
 from triggers.spec import AbsenceSpec
 
-__all__ = ["MAX_COALESCED", "Correlator", "Timers"]
+__all__ = ["MAX_COALESCED", "Correlator"]
 
 MAX_COALESCED = 1000
 """A debounced fire that coalesced this many event ids launches without waiting longer,
 so a stream that never goes quiet still runs, and its state stays bounded."""
-
-
-class Timers:
-    """One deadline per key, earliest first: a heap whose superseded entries are skipped."""
-
-    def __init__(self) -> None:
-        self.due: dict[StateKey, datetime] = {}
-        self._heap: list[tuple[datetime, StateKey]] = []
-
-    def set(self, key: StateKey, when: datetime) -> None:
-        self.due[key] = when
-        heapq.heappush(self._heap, (when, key))
-
-    def earlier(self, key: StateKey, when: datetime) -> None:
-        """Move the key's deadline to ``when`` if that is earlier (or it has none)."""
-        current = self.due.get(key)
-        if current is None or when < current:
-            self.set(key, when)
-
-    def discard(self, key: StateKey) -> None:
-        self.due.pop(key, None)
-
-    def pop(self, now: datetime, *, strict: bool = False) -> list[StateKey]:
-        """Remove and return the keys whose deadline is before ``now`` (or at it)."""
-        heap, due, keys = self._heap, self.due, []
-        while heap and (heap[0][0] < now or (not strict and heap[0][0] == now)):
-            when, key = heapq.heappop(heap)
-            if due.get(key) == when:
-                del due[key]
-                keys.append(key)
-        return keys
-
-    def keep(self, keep: Callable[[StateKey], bool]) -> None:
-        self.due = {k: d for k, d in self.due.items() if keep(k)}
-        self._heap = [entry for entry in self._heap if self.due.get(entry[1]) == entry[0]]
-        heapq.heapify(self._heap)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +179,7 @@ class Correlator:
                 continue
             if not condition.holds(events.keys()):
                 continue  # cheap test first: most events do not complete a condition
-            used = _take(events, condition, within)
+            used = take_all_of(events, condition, within)
             if used is not None:
                 make_fire(sensor, used, decisions)
         changes = [_change(key, state[key], ids) for key, ids in counted.items() if key in state]
@@ -239,7 +204,7 @@ class Correlator:
             if current is None or current.event_time <= arrival.event_time:
                 held.events[dep] = arrival
             if kind.condition.holds(held.events.keys()):
-                used = _take(held.events, kind.condition, kind.within)
+                used = take_all_of(held.events, kind.condition, kind.within)
                 fired = (used, None, None) if used is not None else None
         if fired is not None:
             self._launch(kind, key, held, fired, d)
@@ -338,9 +303,9 @@ class Correlator:
                 if self.state.pop(key, None) is not None:
                     changed.add(key)
                 continue
-            if _trim(held, now - rule[1]):
+            if held.trim(now - rule[1]):
                 changed.add(key)
-            oldest = _oldest(held)
+            oldest = held.oldest()
             if oldest is not None:
                 self._expiry.set(key, oldest + rule[1])
             elif held.progress is None or held.progress.empty():
@@ -375,7 +340,7 @@ class Correlator:
             return  # a sensor no longer deployed
         key = (change.sensor_id, change.key)
         held = Held(dict(change.events), dict(change.seen), change.progress)
-        _trim(held, now - rule[1])
+        held.trim(now - rule[1])
         current = self.state.get(key)
         if current is not None:
             current.events = held.events
@@ -386,7 +351,7 @@ class Correlator:
         elif not (held.events or held.seen) and (held.progress is None or held.progress.empty()):
             return
         self.state[key] = held
-        oldest = _oldest(held)
+        oldest = held.oldest()
         if oldest is not None:
             self._expiry.earlier(key, oldest + rule[1])
         if rule[3] is not None:
@@ -404,44 +369,9 @@ def _progress(kind: _Kind | None) -> Progress | None:
     return None if kind is None else Progress()
 
 
-def _take(
-    events: dict[str, Arrival], condition: Condition, within: timedelta
-) -> dict[str, Arrival] | None:
-    """Consume and return the held events that satisfy ``condition`` inside one window."""
-    newest = max(a.event_time for a in events.values())
-    live = {d: a for d, a in events.items() if a.event_time >= newest - within}
-    if not condition.holds(live.keys()):
-        return None
-    for dep in live:
-        del events[dep]
-    return live
-
-
 def _change(key: StateKey, held: Held, ids: dict[str, datetime]) -> StateChange:
     progress = held.progress.copy() if held.progress is not None else None
     return StateChange(key[0], key[1], dict(held.events), ids, progress)
-
-
-def _trim(held: Held, horizon: datetime) -> bool:
-    """Drop what is older than ``horizon`` from a key's window; return whether anything went."""
-    events = {d: a for d, a in held.events.items() if a.event_time >= horizon}
-    seen = {i: t for i, t in held.seen.items() if t >= horizon}
-    changed = len(events) < len(held.events) or len(seen) < len(held.seen)
-    held.events, held.seen = events, seen
-    progress = held.progress
-    if progress is not None and progress.counted:
-        counted = {i: t for i, t in progress.counted.items() if t >= horizon}
-        changed = changed or len(counted) < len(progress.counted)
-        progress.counted = counted
-    return changed
-
-
-def _oldest(held: Held) -> datetime | None:
-    """The oldest time a key's window holds, or None when it holds nothing."""
-    times = [*held.seen.values(), *(a.event_time for a in held.events.values())]
-    if held.progress is not None:
-        times += held.progress.counted.values()
-    return min(times) if times else None
 
 
 def _skipped(kind: _Kind, count: int) -> Failure:

@@ -147,6 +147,26 @@ class Held(msgspec.Struct, array_like=True, gc=False):
     seen: dict[str, datetime] = msgspec.field(default_factory=dict)  # event id -> event time
     progress: Progress | None = None
 
+    def trim(self, horizon: datetime) -> bool:
+        """Drop what is older than ``horizon`` from the window; return whether anything went."""
+        events = {d: a for d, a in self.events.items() if a.event_time >= horizon}
+        seen = {i: t for i, t in self.seen.items() if t >= horizon}
+        changed = len(events) < len(self.events) or len(seen) < len(self.seen)
+        self.events, self.seen = events, seen
+        progress = self.progress
+        if progress is not None and progress.counted:
+            counted = {i: t for i, t in progress.counted.items() if t >= horizon}
+            changed = changed or len(counted) < len(progress.counted)
+            progress.counted = counted
+        return changed
+
+    def oldest(self) -> datetime | None:
+        """The oldest time the window holds, or None when it holds nothing."""
+        times = [*self.seen.values(), *(a.event_time for a in self.events.values())]
+        if self.progress is not None:
+            times += self.progress.counted.values()
+        return min(times) if times else None
+
 
 class StateChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """What one batch changed in one (sensor, correlation key): a changelog entry.

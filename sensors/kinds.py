@@ -27,6 +27,7 @@ from typing import Any
 
 from sensors.decisions import Arrival, Held, Progress
 from sensors.schedule import wall_window
+from triggers.conditions import Condition
 from triggers.spec import AbsenceSpec
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "first_window",
     "next_absence_deadline",
     "sequence_event",
+    "take_all_of",
     "threshold_event",
 ]
 
@@ -88,6 +90,19 @@ def sequence_event(
     used = dict(sorted(events.items(), key=lambda item: steps[item[0]]))
     events.clear()
     return used, None, None
+
+
+def take_all_of(
+    events: dict[str, Arrival], condition: Condition, within: timedelta
+) -> dict[str, Arrival] | None:
+    """Consume and return the held events that satisfy ``condition`` inside one window."""
+    newest = max(a.event_time for a in events.values())
+    live = {d: a for d, a in events.items() if a.event_time >= newest - within}
+    if not condition.holds(live.keys()):
+        return None
+    for dep in live:
+        del events[dep]
+    return live
 
 
 def first_window(deployed_at: datetime, spec: AbsenceSpec, within: timedelta) -> datetime:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import typer
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 from rich.console import Console
 from rich.table import Table
 
@@ -18,25 +18,17 @@ from sensors.runs import history as runs_history
 from sensors.runs.deploy import Deployment
 from sensors.runs.models import (
     Attempt,
-    DeployedSensor,
-    FilterCount,
-    Hold,
-    KeyProgress,
     PhaseChange,
     Project,
     RunRecord,
-    TriggerFailure,
 )
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.status import list_filter_counts, list_holds, list_progress
 from sensors.runs.store import RunStore
-from sensors.schedule import next_tick
-from triggers.errors import StoreError
-from triggers.spec import ScheduleSpec
 
 __all__ = [
+    "dump",
+    "styled_phase",
     "RunDetail",
-    "SensorStatus",
     "parse_phase",
     "parse_since",
     "run_detail",
@@ -45,12 +37,7 @@ __all__ = [
     "print_projects",
     "print_run",
     "print_runs",
-    "print_sensors",
-    "print_statuses",
-    "sensor_statuses",
 ]
-
-_SHOWN_HOLDS = 5
 
 _PHASE_STYLE = {
     WorkflowPhase.SUCCEEDED: "green",
@@ -60,33 +47,6 @@ _PHASE_STYLE = {
     WorkflowPhase.RUNNING: "cyan",
     WorkflowPhase.QUEUED: "blue",
 }
-
-
-class DependencyStatus(BaseModel):
-    """One dependency of a sensor: what it holds now and what it filtered out."""
-
-    dep: str
-    event: str
-    state: str = Field(
-        description="`satisfied` while it holds an event for some key, else `awaited`."
-    )
-    held: list[Hold]
-    filtered: FilterCount | None
-
-
-class SensorStatus(BaseModel):
-    """One sensor's health as `tripwire sensors status` reports it."""
-
-    sensor: DeployedSensor
-    dependencies: list[DependencyStatus]
-    next_tick: datetime | None = Field(None, description="A scheduled trigger's next tick.")
-    progress: list[KeyProgress] = Field(
-        default_factory=list,
-        description="Per key: a threshold's count, a sequence's position, an absence's "
-        "deadline, a debounced fire's launch time.",
-    )
-    last_run: RunRecord | None
-    failures: list[TriggerFailure]
 
 
 class RunDetail(BaseModel):
@@ -144,12 +104,12 @@ def when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value else "-"
 
 
-def _phase(phase: WorkflowPhase) -> str:
+def styled_phase(phase: WorkflowPhase) -> str:
     style = _PHASE_STYLE.get(phase, "white")
     return f"[{style}]{phase.value}[/{style}]"
 
 
-def _dump(console: Console, data: Any) -> None:
+def dump(console: Console, data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
 
 
@@ -174,14 +134,14 @@ def print_dev_banner(info: DevInfo) -> None:
 
 def print_runs(console: Console, runs: Sequence[RunRecord], *, as_json: bool) -> None:
     if as_json:
-        _dump(console, [r.model_dump(mode="json") for r in runs])
+        dump(console, [r.model_dump(mode="json") for r in runs])
         return
     table = Table("NAME", "FLOW", "PHASE", "CREATED", "PARAMETERS", box=None)
     for run in runs:
         table.add_row(
             run.name,
             run.flow,
-            _phase(run.phase),
+            styled_phase(run.phase),
             when(run.created_at),
             json.dumps(run.parameters, default=str),
         )
@@ -192,10 +152,10 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     if as_json:
         # The run's own fields at the top, as `runs list --json` gives them, plus its story.
         data = detail.model_dump(mode="json")
-        _dump(console, {**data["run"], "attempts": data["attempts"], "history": data["history"]})
+        dump(console, {**data["run"], "attempts": data["attempts"], "history": data["history"]})
         return
     run = detail.run
-    console.print(f"[bold]{run.name}[/bold]  {_phase(run.phase)}")
+    console.print(f"[bold]{run.name}[/bold]  {styled_phase(run.phase)}")
     rows = [
         ("flow", run.flow),
         ("project", f"{run.project}/{run.domain}"),
@@ -271,7 +231,7 @@ def _took(value: timedelta | None) -> str:
 
 def print_deployment(console: Console, done: Deployment, *, as_json: bool) -> None:
     if as_json:
-        _dump(console, dataclasses.asdict(done))
+        dump(console, dataclasses.asdict(done))
         return
     where = f"{done.project}/{done.domain}"
     for label, names in (
@@ -290,163 +250,9 @@ def print_deployment(console: Console, done: Deployment, *, as_json: bool) -> No
 
 def print_projects(console: Console, projects: Sequence[Project], *, as_json: bool) -> None:
     if as_json:
-        _dump(console, [p.model_dump(mode="json") for p in projects])
+        dump(console, [p.model_dump(mode="json") for p in projects])
         return
     table = Table("PROJECT", "DESCRIPTION", "CREATED", box=None)
     for project in projects:
         table.add_row(project.name, project.description, when(project.created_at))
     console.print(table if projects else "no projects yet")
-
-
-def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_json: bool) -> None:
-    if as_json:
-        _dump(console, [s.model_dump(mode="json") for s in sensors])
-        return
-    table = Table("SENSOR", "FLOW", "WAITS FOR", "FIRES ON", "DEPLOYED", box=None)
-    for s in sensors:
-        events = ", ".join(d["name"] for d in s.dependencies) or "the clock"
-        table.add_row(s.sensor_id, s.flow, events, _describe(s), when(s.deployed_at))
-    console.print(table if sensors else "no sensors deployed")
-
-
-async def sensor_statuses(
-    store: RunStore, *, project: str, domain: str, only: str | None = None
-) -> list[SensorStatus]:
-    """Each deployed sensor with what it holds, what it filtered, its last run and failures."""
-    sensors = await store.list_sensors(project=project, domain=domain)
-    if only is not None:
-        sensors = [s for s in sensors if s.sensor_id == only]
-        if not sensors:
-            raise StoreError(f"no sensor {only!r}; see `tripwire sensors list` for their ids.")
-    last = await store.last_runs_by_sensor()
-    holds = await list_holds(store, project=project, domain=domain, sensor_id=only)
-    progress = await list_progress(store, project=project, domain=domain, sensor_id=only)
-    counts = await list_filter_counts(store, project=project, domain=domain, sensor_id=only)
-    statuses = []
-    for sensor in sensors:
-        deps = []
-        for d in sensor.dependencies:
-            held = [h for h in holds if h.sensor_id == sensor.sensor_id and h.dep == d["dep"]]
-            filtered = next(
-                (c for c in counts if c.sensor_id == sensor.sensor_id and c.dep == d["dep"]), None
-            )
-            deps.append(
-                DependencyStatus(
-                    dep=d["dep"],
-                    event=d["name"],
-                    held=held,
-                    filtered=filtered,
-                    state="satisfied" if held else "awaited",
-                )
-            )
-        failures = await store.list_trigger_failures(sensor_id=sensor.sensor_id, limit=5)
-        schedule = _schedule(sensor)
-        statuses.append(
-            SensorStatus(
-                sensor=sensor,
-                dependencies=deps,
-                next_tick=next_tick(schedule, datetime.now(UTC)) if schedule else None,
-                progress=[p for p in progress if p.sensor_id == sensor.sensor_id],
-                last_run=last.get(sensor.sensor_id),
-                failures=failures,
-            )
-        )
-    return statuses
-
-
-def _schedule(s: DeployedSensor) -> ScheduleSpec | None:
-    return ScheduleSpec.model_validate(s.schedule) if s.schedule else None
-
-
-def _describe(s: DeployedSensor) -> str:
-    schedule = _schedule(s)
-    if schedule is not None:
-        return f"{schedule.describe()}, catchup {schedule.catchup}"
-    names = [d["dep"] for d in s.dependencies]
-    options = s.options or {}
-    within = timedelta(seconds=s.within_seconds)
-    absence = options.get("absence")
-    if absence and absence.get("after"):
-        text = f"no {absence['dep']} within {within} after {absence['after']}"
-    elif absence:
-        text = f"no {absence['dep']} in a {within} window ({absence.get('tz', 'UTC')})"
-    elif "threshold" in options:
-        text = f"{options['threshold']} x {' | '.join(names)} within {within}"
-    elif options.get("sequence"):
-        text = f"{' -> '.join(names)} in order within {within}"
-    else:
-        text = s.conditions or " && ".join(names)
-        if len(names) > 1:
-            text += f" within {within}"
-    if "debounce" in options:
-        text += f", debounced {timedelta(seconds=options['debounce'])}"
-    if s.correlate_by:
-        paths = set(s.correlate_by.values())
-        text += f", by {paths.pop() if len(paths) == 1 else s.correlate_by}"
-    return text
-
-
-def _progress_lines(s: DeployedSensor, progress: Sequence[KeyProgress]) -> list[str]:
-    options, names = s.options or {}, [d["dep"] for d in s.dependencies]
-    lines = []
-    for p in progress:
-        key = f" (key {p.key})" if p.key else ""
-        if p.count is not None:
-            lines.append(f"count      {p.count}/{options.get('threshold')}{key}")
-        if p.position is not None and p.position < len(names):
-            lines.append(
-                f"sequence   at step {p.position}/{len(names)}, next {names[p.position]}{key}"
-            )
-        if p.deadline is not None:
-            lines.append(f"absence    fires at {when(p.deadline)} unless it arrives{key}")
-        if p.debounce_until is not None:
-            lines.append(
-                f"debounce   launches {when(p.debounce_until)} if quiet, "
-                f"{p.coalesced} fire(s) coalesced{key}"
-            )
-    return lines
-
-
-def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_json: bool) -> None:
-    if as_json:
-        _dump(console, [s.model_dump(mode="json") for s in statuses])
-        return
-    if not statuses:
-        console.print("no sensors deployed")
-    for status in statuses:
-        s = status.sensor
-        console.print(f"[bold]{s.sensor_id}[/bold]  fires on {_describe(s)}")
-        for dep in status.dependencies:
-            style = "green" if dep.state == "satisfied" else "yellow"
-            label = dep.dep if dep.dep == dep.event else f"{dep.dep} ({dep.event})"
-            console.print(f"  {label:<24} [{style}]{dep.state}[/{style}]")
-            for hold in dep.held[:_SHOWN_HOLDS]:
-                key = f" key {hold.key}" if hold.key else ""
-                console.print(
-                    f"    holds {hold.event_id}{key} from {when(hold.event_time)}, "
-                    f"expires {when(hold.expires_at)}"
-                )
-            if len(dep.held) > _SHOWN_HOLDS:
-                console.print(f"    ... and {len(dep.held) - _SHOWN_HOLDS} more keys (--json)")
-            if dep.filtered is not None:
-                f = dep.filtered
-                console.print(
-                    f"    filtered out {f.count}, last {when(f.last_at)} "
-                    f"(event {f.last_event_id}): {f.last_reason}"
-                )
-        for line in _progress_lines(s, status.progress[:_SHOWN_HOLDS]):
-            console.print(f"  {line}")
-        if len(status.progress) > _SHOWN_HOLDS:
-            console.print(f"  ... and {len(status.progress) - _SHOWN_HOLDS} more keys (--json)")
-        if status.next_tick is not None:
-            console.print(f"  next tick  {when(status.next_tick)}")
-        run = status.last_run
-        if run is None:
-            console.print("  last run   none yet")
-        else:
-            console.print(f"  last run   {run.name} {_phase(run.phase)} {when(run.created_at)}")
-        for failure in status.failures[:1]:
-            console.print(
-                f"  [red]last failure[/red] {when(failure.created_at)} event "
-                f"{failure.event_name} (id {failure.event_id}): {failure.reason}"
-            )

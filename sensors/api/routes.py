@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from sensors import views
+from sensors import explain, views
 from sensors.api.app import ApiState, BrokerUnavailable, ErrorBody, state_of
 from sensors.api.auth import SIGNATURE_HEADER, Principal
 from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, parse_events
@@ -397,10 +397,10 @@ async def list_sensors(
     request: Request,
     project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
     domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-) -> list[views.SensorStatus]:
+) -> list[explain.SensorStatus]:
     state = state_of(request)
     where = _scope(state, request, project, domain)
-    return await views.sensor_statuses(state.store, **where)
+    return await explain.sensor_statuses(state.store, **where)
 
 
 @router.get(
@@ -414,12 +414,12 @@ async def get_sensor(
     sensor_id: Annotated[str, Path(max_length=400)],
     project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
     domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-) -> views.SensorStatus:
+) -> explain.SensorStatus:
     state = state_of(request)
     where = _scope(state, request, project, domain)
     found = [
         s
-        for s in await views.sensor_statuses(state.store, **where)
+        for s in await explain.sensor_statuses(state.store, **where)
         if s.sensor.sensor_id == sensor_id
     ]
     if not found:

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from sensors import views
+from sensors import explain, views
 from sensors.api.app import TOKEN_COOKIE, ApiState, state_of
 from sensors.api.auth import AuthError
 from sensors.runs.signals import give_signal, list_signals, parse_value, waiting_for
@@ -77,7 +77,7 @@ async def index(request: Request) -> Response:
     if isinstance(state, RedirectResponse):
         return state
     s = state.settings
-    sensors = await views.sensor_statuses(state.store, project=s.project, domain=s.domain)
+    sensors = await explain.sensor_statuses(state.store, project=s.project, domain=s.domain)
     runs = await state.store.list_runs(project=s.project, domain=s.domain, limit=50)
     return templates.TemplateResponse(
         request,

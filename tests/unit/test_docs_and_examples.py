@@ -31,6 +31,11 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "nightly_rebuild",
         "hourly_check",
         "publish_model",
+        "escalate_customer",
+        "daily_load_missing",
+        "load_overdue",
+        "publish_validated",
+        "refresh_orders_view",
     }
     [trig] = flows["refresh_report"].triggers
     assert [d.name for d in trig.dependencies] == ["data_updated"]
@@ -45,6 +50,7 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "on_finish.py",
         "nightly.py",
         "approval.py",
+        "watchdogs.py",
     ],
 )
 def test_each_example_runs_as_a_plain_script(example: str) -> None:
