@@ -74,6 +74,8 @@ class Sensor:
         """Whether it needs the correlator: several events, a kind other than all-of, or
         debounce. A stateless sensor fires on each matching event where it is routed."""
         trigger = self.trigger
+        if trigger.schedule is not None:
+            return False  # the scheduler's, not the correlator's
         return len(self.dependencies) > 1 or trigger.kind != "all" or trigger.debounce is not None
 
     def run_name(self, event_ids: Iterable[str]) -> str:
