@@ -28,7 +28,14 @@ from sensors.views import dump, styled_phase, when
 from triggers.errors import StoreError
 from triggers.spec import ScheduleSpec
 
-__all__ = ["DependencyStatus", "SensorStatus", "print_sensors", "print_statuses", "sensor_statuses"]
+__all__ = [
+    "progress_lines",
+    "DependencyStatus",
+    "SensorStatus",
+    "print_sensors",
+    "print_statuses",
+    "sensor_statuses",
+]
 
 _SHOWN_HOLDS = 5
 
@@ -148,7 +155,9 @@ def _describe(s: DeployedSensor) -> str:
     return text
 
 
-def _progress_lines(s: DeployedSensor, progress: Sequence[KeyProgress]) -> list[str]:
+def progress_lines(s: DeployedSensor, progress: Sequence[KeyProgress]) -> list[str]:
+    """A threshold's count, a sequence's position, an absence's deadline and a debounced
+    fire, per key, as lines of text."""
     options, names = s.options or {}, [d["dep"] for d in s.dependencies]
     lines = []
     for p in progress:
@@ -196,7 +205,7 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
                     f"    filtered out {f.count}, last {when(f.last_at)} "
                     f"(event {f.last_event_id}): {f.last_reason}"
                 )
-        for line in _progress_lines(s, status.progress[:_SHOWN_HOLDS]):
+        for line in progress_lines(s, status.progress[:_SHOWN_HOLDS]):
             console.print(f"  {line}")
         if len(status.progress) > _SHOWN_HOLDS:
             console.print(f"  ... and {len(status.progress) - _SHOWN_HOLDS} more keys (--json)")

@@ -86,6 +86,9 @@ async def index(request: Request) -> Response:
             "project": s.project,
             "domain": s.domain,
             "sensors": sensors,
+            "progress": {
+                s.sensor.sensor_id: explain.progress_lines(s.sensor, s.progress) for s in sensors
+            },
             "events": state.recent.latest(50),
             "runs": runs,
         },
