@@ -12,8 +12,11 @@ from sensors.correlate import MAX_COALESCED
 from sensors.decisions import Arrival, Decisions, Fire
 from sensors.kinds import MAX_ABSENT_WINDOWS
 from sensors.records import decode_changes, pack
+from sensors.routing import Router
+from sensors.sensor import build_sensors
 from tests.unit.sensors.test_correlate import DEPLOYED, HOUR, T0, Engine, arrival
 from triggers import trigger
+from triggers.decorators import flow_spec
 
 MINUTE = timedelta(minutes=1)
 
@@ -398,3 +401,52 @@ def test_a_wildcard_matches_every_event_name_with_its_prefix() -> None:
         ("any_order.trigger", ["orders.eu.shipped"]),
         ("paid_order.trigger", ["orders.eu.shipped", "payments.settled"]),
     ]
+
+
+@settings(max_examples=150)
+@given(st.lists(st.integers(0, 300), max_size=40), st.integers(0, 3))
+def test_debounce_launches_once_per_burst_and_every_event_in_exactly_one_run(
+    times: list[int], takeover_at: int
+) -> None:
+    # Given events of one key at random times, the clock ticking every second
+    arrivals = [landed(n, seconds) for n, seconds in enumerate(sorted(times))]
+    engine, fires, pending = Clocked(ingest), [], list(arrivals)
+    for second in range(0, 400):
+        while pending and pending[0].arrived_at <= at(second):
+            engine.feed([pending.pop(0)], now=at(second))
+        if second == takeover_at * 100:
+            engine = engine.restored(ingest, now=at(second))
+        fires += engine.tick(at(second)).fires
+    # Then one run per burst (events less than 30 s apart), holding all of its events
+    bursts = sum(
+        1
+        for a, b in zip([None, *sorted(times)], sorted(times), strict=False)
+        if a is None or b - a > 30
+    )
+    assert len(fires) == bursts
+    assert all(f.info is not None for f in fires)
+    coalesced = [i for f in fires if f.info for i in f.info["debounce"]["coalesced_event_ids"]]
+    assert sorted(coalesced) == sorted(a.envelope.id for a in arrivals)
+
+
+@settings(max_examples=150)
+@given(
+    st.lists(st.text("ab.", min_size=1, max_size=4), min_size=1, max_size=8, unique=True),
+    st.lists(st.text("ab.", min_size=1, max_size=6), max_size=20),
+)
+def test_wildcards_route_exactly_the_names_with_their_prefix(
+    prefixes: list[str], names: list[str]
+) -> None:
+    flows = []
+    for n, prefix in enumerate(prefixes):
+
+        def flow() -> None: ...
+
+        flow.__name__ = flow.__qualname__ = f"w{n}"
+        flows.append(trigger(event=f"a{prefix}*")(flow))
+    router = Router(
+        build_sensors([flow_spec(f) for f in flows], project="p", domain="d", deployed_at=DEPLOYED)
+    )
+    for name in names:
+        routed = {s.flow.name for s, _ in router.interested(f"a{name}")}
+        assert routed == {f"w{n}" for n, p in enumerate(prefixes) if name.startswith(p)}
