@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -250,6 +251,32 @@ def runs_get(
         )
     )
     views.print_run(out, detail, as_json=as_json)
+
+
+@runs_app.command("logs")
+def runs_logs(
+    name: RunName,
+    tail: Annotated[int, typer.Option(help="Only the last N lines (0: all).")] = 0,
+    project: ProjectOption = None,
+    domain: DomainOption = None,
+) -> None:
+    """Print a run's log (its process output, or its HTTP calls) from this machine."""
+    run = run_sync(with_store(lambda store: store.get_run(name, **scope(project, domain))))
+    logs = views.run_logs(run)
+    if not logs:
+        err.print(f"[red]error:[/red] run {name} ran on {run.target}, whose logs are not here.")
+        raise typer.Exit(1)
+    for entry in logs:
+        path = Path(urlsplit(entry.uri).path)
+        if not path.exists():
+            err.print(
+                f"[red]error:[/red] no log at {path}: the run has not started, or ran on "
+                "another machine (set TRIPWIRE_HOME to the worker's)."
+            )
+            raise typer.Exit(1)
+        lines = path.read_text(errors="replace").splitlines()
+        for line in lines[-tail:] if tail else lines:
+            out.print(line, markup=False, highlight=False)
 
 
 @runs_app.command("abort")

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sensors.correlate import Correlator
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
-from sensors.launchers import Launcher, by_url, scheme_of
+from sensors.launchers import Launcher, by_url, family_of
 from sensors.launching import LaunchStage
 from sensors.records import key_partition
 from sensors.reporting import StatusReporter
@@ -227,11 +227,11 @@ class Engine:
         return owned in self._consumers[0].assignment()
 
     def _launcher_for(self, target: str) -> Launcher:
-        scheme = scheme_of(target)
-        launcher = self._launchers.get(scheme)
+        family = family_of(target)
+        launcher = self._launchers.get(family)
         if launcher is None:
             assert self.store is not None
-            launcher = self._launchers[scheme] = by_url(
+            launcher = self._launchers[family] = by_url(
                 target, settings=self.settings, store=self.store
             )
         return launcher

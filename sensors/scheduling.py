@@ -31,7 +31,7 @@ from sensors.runs.service import RunService
 from sensors.runs.store import RunStore, dialect_insert, utc
 from sensors.runs.tables import schedule_state
 from sensors.schedule import Plan, next_tick, plan, tick_run_name
-from sensors.sensor import Sensor, run_policy, slug
+from sensors.sensor import Sensor, run_policy, slug, target_fields
 from triggers.errors import TriggerError
 from triggers.settings import Settings
 from triggers.spec import SCHEDULED_AT, ScheduleSpec
@@ -207,7 +207,7 @@ def tick_request(sensor: Sensor, tick: datetime) -> NewRun:
         flow=sensor.flow.name,
         sensor_id=sensor.id,
         trigger=sensor.trigger.name,
-        target=sensor.flow.target,
+        **target_fields(sensor.flow),
         entrypoint=sensor.flow.entrypoint.model_dump(),
         parameters=sensor.schema.coerce(values),
         events=[],

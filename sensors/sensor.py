@@ -14,7 +14,7 @@ import msgspec
 from triggers.params import ParameterSchema
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec
 
-__all__ = ["Sensor", "build_sensors", "run_policy", "slug"]
+__all__ = ["Sensor", "build_sensors", "run_policy", "slug", "target_fields"]
 
 _SLUG = re.compile(r"[^a-z0-9-]+")
 
@@ -64,7 +64,7 @@ class Sensor:
             "flow": self.flow.name,
             "sensor_id": self.id,
             "trigger": self.trigger.name,
-            "target": self.flow.target,
+            **target_fields(self.flow),
             "entrypoint": self.flow.entrypoint.model_dump(),
             **run_policy(self.trigger),
         }
@@ -87,6 +87,11 @@ class Sensor:
         """
         material = self._name_prefix + "\x1f".join(sorted(event_ids)).encode()
         return f"{self._slug}-{hashlib.sha256(material).hexdigest()[:20]}"
+
+
+def target_fields(flow: FlowSpec) -> dict[str, Any]:
+    """Where a flow's runs execute, as the fields of a run request."""
+    return {"target": flow.target, "target_options": flow.target_options or None}
 
 
 def run_policy(trigger: TriggerSpec | None) -> dict[str, Any]:

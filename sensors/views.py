@@ -9,11 +9,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
 from sensors.dev import DevInfo
+from sensors.launchers import scheme_of
+from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.deploy import Deployment
 from sensors.runs.models import (
@@ -24,6 +26,7 @@ from sensors.runs.models import (
 )
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.settings import get_settings
 
 __all__ = [
     "dump",
@@ -31,7 +34,9 @@ __all__ = [
     "RunDetail",
     "parse_phase",
     "parse_since",
+    "TaskLog",
     "run_detail",
+    "run_logs",
     "print_deployment",
     "print_dev_banner",
     "print_projects",
@@ -49,12 +54,28 @@ _PHASE_STYLE = {
 }
 
 
+class TaskLog(BaseModel):
+    """Where a run's log is (Flyte's TaskLog): a name and a URI."""
+
+    name: str
+    uri: str
+
+
 class RunDetail(BaseModel):
     """A run with its attempts and phase history, as `tripwire runs get` shows it."""
 
     run: RunRecord
     attempts: list[Attempt]
     history: list[PhaseChange]
+    logs: list[TaskLog] = Field(default_factory=list, description="Where its logs are.")
+
+
+def run_logs(run: RunRecord) -> list[TaskLog]:
+    """The logs of a run: the run folder's log for the targets a worker runs itself."""
+    if scheme_of(run.target) not in ("local", "command", "http", "https"):
+        return []
+    path = run_dir(get_settings(), run.name) / "run.log"
+    return [TaskLog(name="run.log", uri=path.as_uri())]
 
 
 async def run_detail(store: RunStore, name: str, *, project: str, domain: str) -> RunDetail:
@@ -63,6 +84,7 @@ async def run_detail(store: RunStore, name: str, *, project: str, domain: str) -
         run=run,
         attempts=await runs_history.attempts(store, run.project, run.domain, run.name),
         history=await runs_history.history(store, run.project, run.domain, run.name),
+        logs=run_logs(run),
     )
 
 
@@ -175,6 +197,7 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     if run.abort_cause:
         rows.append(("aborted", run.abort_cause))
     rows += _trigger_info_rows(run.trigger_info or {})
+    rows += [("log", log.uri) for log in detail.logs]
     for key, value in rows:
         console.print(f"  {key:<10} {value}")
     console.print("  parameters")

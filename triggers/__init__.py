@@ -1,13 +1,14 @@
 """tripwire's SDK: declare what triggers a flow, and publish the events that do.
 
-Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`;
+Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`, and
+:func:`target` for where runs execute;
 publishers use :func:`publish` and :func:`safe_publish` (each with an ``.aio``
 form); a running flow reads :data:`current` and can pause for a signal with
 :func:`wait_for_event`, which :class:`Event` gives from outside.
 """
 
 from triggers.current import TriggerEvent, current
-from triggers.decorators import schedule, trigger, trigger_on_finish
+from triggers.decorators import schedule, target, trigger, trigger_on_finish
 from triggers.errors import (
     ConfigurationError,
     DeclarationError,
@@ -26,6 +27,7 @@ __all__ = [
     "trigger",
     "trigger_on_finish",
     "schedule",
+    "target",
     # publishing events
     "publish",
     "safe_publish",

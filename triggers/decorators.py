@@ -38,8 +38,9 @@ from triggers.spec import (
     finished_event,
     parse_duration,
 )
+from triggers.targets import TargetSpec, parse_target
 
-__all__ = ["flow_spec", "is_flow", "schedule", "trigger", "trigger_on_finish"]
+__all__ = ["flow_spec", "is_flow", "schedule", "target", "trigger", "trigger_on_finish"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__tripwire_flow__"
@@ -49,6 +50,7 @@ _ATTR = "__tripwire_flow__"
 class _Declaration:
     parameters: tuple[ParamSpec, ...]
     triggers: list[TriggerSpec] = field(default_factory=list)
+    target: TargetSpec | None = None
 
 
 def trigger(
@@ -340,6 +342,34 @@ def schedule(
     return decorate
 
 
+def target(url: str, **options: Any) -> Callable[[F], F]:
+    """Run the decorated flow on ``url`` instead of a local Python process.
+
+    ``command://`` runs an argv (``argv=["python", "flow.py", "run", "--day", "{day}"]``)
+    with no shell; ``http(s)://...`` POSTs a JSON body (``body=``, ``success=``,
+    ``retries=``, ``backoff=``, ``timeout=``, ``hmac_secret_env=``). Templates take
+    the flow's parameters and ``run_name``, ``project``, ``domain``, ``flow``,
+    ``parameters``, ``events`` as ``{placeholders}``, substituted as data.
+    See :mod:`triggers.targets`.
+
+    Raises:
+        DeclarationError: an unknown scheme, a bad option or an unknown placeholder.
+    """
+
+    def decorate(func: F) -> F:
+        where = f"@target on {getattr(func, '__qualname__', func)!r}"
+        decl = _declaration_of(func, where)
+        if decl.target is not None:
+            raise DeclarationError(f"{where}: the flow has a target already.")
+        try:
+            decl.target = parse_target(url, options, [p.name for p in decl.parameters])
+        except DeclarationError as exc:
+            raise DeclarationError(f"{where}: {exc}") from None
+        return func
+
+    return decorate
+
+
 def _first_error(exc: ValidationError) -> str:
     return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
@@ -413,9 +443,12 @@ def flow_spec(func: Callable[..., Any], *, path: str | Path | None = None) -> Fl
     else:
         source = inspect.getsourcefile(func)
         entrypoint = Entrypoint(function=func.__name__, path=str(Path(source or "").resolve()))
+    target = decl.target or TargetSpec()
     return FlowSpec(
         name=func.__name__,
         entrypoint=entrypoint,
         parameters=decl.parameters,
         triggers=tuple(decl.triggers),
+        target=target.url,
+        target_options=target.options,
     )

@@ -1,7 +1,8 @@
 """The process a run executes in: ``python -m triggers.run --context FILE --result FILE``.
 
 It loads the flow function, binds ``triggers.current``, validates the run's
-parameters against the function's annotations, and calls it. The outcome is
+parameters against the function's annotations, and calls it; or, for a
+``command://`` target, runs the command the context names (no shell). The outcome is
 written to the result file as JSON, so the launcher can tell a flow's own
 exception (kind USER, with message and traceback) from a broken run
 environment (kind SYSTEM).
@@ -13,6 +14,8 @@ import argparse
 import asyncio
 import inspect
 import json
+import os
+import subprocess
 import sys
 import traceback
 from pathlib import Path
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return EXIT_SYSTEM
 
+    if raw.get("command"):
+        return _run_command(raw["command"], args.result)
     current._bind(context)
     try:
         func = load_entrypoint(entrypoint)
@@ -114,6 +119,40 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER
     _write(args.result, {"ok": True})
     return EXIT_OK
+
+
+def _run_command(command: dict[str, Any], result: Path) -> int:
+    """Run a ``command://`` target's argv, no shell, its output going to the run log."""
+    argv = [str(item) for item in command["argv"]]
+    try:
+        done = subprocess.run(
+            argv,
+            env={**os.environ, **command.get("env", {})},
+            cwd=command.get("cwd"),
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
+    except OSError as exc:
+        # Not there, or not executable, on this worker: the machine's problem, not the flow's.
+        message = f"cannot start command {argv[0]!r}: {exc}"
+        print(message, file=sys.stderr)
+        _write(
+            result, {"ok": False, "kind": "SYSTEM", "code": "CommandNotStarted", "message": message}
+        )
+        return EXIT_SYSTEM
+    if done.returncode == 0:
+        _write(result, {"ok": True})
+        return EXIT_OK
+    if done.returncode < 0:
+        message = f"command {argv[0]!r} was killed by signal {-done.returncode}"
+        return _failed(result, "SYSTEM", "ProcessKilled", message)
+    message = f"command {argv[0]!r} exited with code {done.returncode}"
+    return _failed(result, "USER", "NonZeroExit", message)
+
+
+def _failed(result: Path, kind: str, code: str, message: str) -> int:
+    _write(result, {"ok": False, "kind": kind, "code": code, "message": message})
+    return EXIT_USER if kind == "USER" else EXIT_SYSTEM
 
 
 async def _await(awaitable: Any) -> Any:

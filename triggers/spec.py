@@ -316,6 +316,9 @@ class FlowSpec(_Frozen):
     parameters: tuple[ParamSpec, ...]
     triggers: tuple[TriggerSpec, ...] = ()
     target: str = "local://"
+    target_options: dict[str, Any] = Field(
+        default_factory=dict, description="The target's options (triggers.targets)."
+    )
 
 
 def parse_duration(value: object, *, what: str = "within") -> timedelta:

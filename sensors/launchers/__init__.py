@@ -1,13 +1,14 @@
-"""Launch targets, chosen by the URL scheme of a flow's ``target``.
+"""Launch targets, chosen by the URL scheme of a flow's ``target`` (:mod:`triggers.targets`).
 
-Each launcher implements :class:`Launcher`. Only ``local://`` ships today;
-``k8s://``, ``argo://``, ``http(s)://`` and ``command://`` plug in here by
-scheme (their optional dependencies are imported lazily by their modules).
+Each launcher implements :class:`Launcher`. ``local://`` and ``command://`` run
+processes on the worker's machine (:mod:`sensors.launchers.local`);
+``http(s)://`` calls a web hook (:mod:`sensors.launchers.http`). A worker keeps
+one launcher per family, so the two process targets share their slots.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sensors.runs.models import RunRecord
@@ -15,7 +16,9 @@ from sensors.runs.store import RunStore
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings
 
-__all__ = ["Launcher", "by_url", "scheme_of"]
+__all__ = ["Launcher", "by_url", "family_of", "scheme_of", "template_values"]
+
+_FAMILIES = {"local": "local", "command": "local", "http": "http", "https": "http"}
 
 
 class Launcher(Protocol):
@@ -35,15 +38,45 @@ def scheme_of(url: str) -> str:
     return urlsplit(url).scheme or url.rstrip(":/")
 
 
-def by_url(url: str, *, settings: Settings, store: RunStore) -> Launcher:
-    """The launcher for a target URL such as ``local://``.
+def family_of(url: str) -> str:
+    """The launcher family of a target URL ('local' for local:// and command://).
 
     Raises:
         ConfigurationError: no launcher handles the URL's scheme.
     """
-    scheme = scheme_of(url)
-    if scheme == "local":
-        from sensors.launchers.local import LocalLauncher
+    family = _FAMILIES.get(scheme_of(url))
+    if family is None:
+        raise ConfigurationError(
+            f"no launcher for target {url!r}; this version supports "
+            f"{', '.join(s + '://' for s in _FAMILIES)}."
+        )
+    return family
 
-        return LocalLauncher(settings=settings, store=store)
-    raise ConfigurationError(f"no launcher for target {url!r}; this version supports 'local://'.")
+
+def by_url(url: str, *, settings: Settings, store: RunStore) -> Launcher:
+    """A new launcher for a target URL such as ``local://``.
+
+    Raises:
+        ConfigurationError: no launcher handles the URL's scheme.
+    """
+    family = family_of(url)
+    if family == "http":
+        from sensors.launchers.http import HttpLauncher
+
+        return HttpLauncher(settings=settings, store=store)
+    from sensors.launchers.local import LocalLauncher
+
+    return LocalLauncher(settings=settings, store=store)
+
+
+def template_values(run: RunRecord) -> dict[str, Any]:
+    """What a target's templates may use: the parameters and the run's context fields."""
+    return {
+        **run.parameters,
+        "run_name": run.name,
+        "project": run.project,
+        "domain": run.domain,
+        "flow": run.flow,
+        "parameters": run.parameters,
+        "events": run.events,
+    }

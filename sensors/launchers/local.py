@@ -1,4 +1,8 @@
-"""``local://``: run each flow in its own Python process on this machine.
+"""``local://`` and ``command://``: run each flow in its own process on this machine.
+
+For ``command://`` the run process runs the flow's argv (no shell) instead of
+calling the flow function, and its exit code decides: 0 is SUCCEEDED, another
+a USER failure (retried like an exception), a signal SYSTEM.
 
 The run process is ``python -m triggers.run`` (see :mod:`triggers.run`). It
 gets a context file (run name, parameters, events, entrypoint) and writes a
@@ -21,7 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sensors.launchers import scheme_of
+from sensors.launchers import family_of
+from sensors.launchers.outcomes import finish_run, run_error, system_error, worker_name
 from sensors.launchers.process import (
     exit_reason,
     is_run_process,
@@ -38,7 +43,6 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from triggers.errors import IllegalTransitionError
 from triggers.settings import Settings
 
 __all__ = ["LocalLauncher"]
@@ -65,7 +69,7 @@ class LocalLauncher:
         self._watchers: set[asyncio.Task[None]] = set()
         self._abort_watch: asyncio.Task[None] | None = None
         self._closing = False
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker_name()
 
     async def launch(self, run: RunRecord) -> None:
         # Waiting for a slot holds up the launcher's batch: back-pressure, not a queue.
@@ -92,7 +96,7 @@ class LocalLauncher:
         taken = []
         live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
         for run in await self._store.list_runs(phase=live, limit=10_000):
-            if scheme_of(run.target) != "local" or not run.attempts:
+            if family_of(run.target) != "local" or not run.attempts:
                 continue
             attempt = (await runs_history.attempts(self._store, *run.key))[-1]
             worker_host, _, pid = (attempt.worker or "").rpartition(":")
@@ -136,7 +140,9 @@ class LocalLauncher:
             await self._finish(
                 run,
                 WorkflowPhase.FAILED,
-                _system("LauncherFailed", "the launcher failed; see the worker log", self.worker),
+                system_error(
+                    "LauncherFailed", "the launcher failed; see the worker log", self.worker
+                ),
             )
         finally:
             self._active.pop(run.name, None)
@@ -159,7 +165,11 @@ class LocalLauncher:
             except Exception as exc:
                 log.exception("run %s: could not start its process", run.name)
                 message = f"could not start the run's process: {exc}"
-                return WorkflowPhase.FAILED, _system("SpawnFailed", message, self.worker), False
+                return (
+                    WorkflowPhase.FAILED,
+                    system_error("SpawnFailed", message, self.worker),
+                    False,
+                )
             pid, ended = process.pid, asyncio.ensure_future(process.wait())
             try:
                 attempt = await runs_history.start_attempt(
@@ -200,7 +210,7 @@ class LocalLauncher:
         if code in (0, None) and outcome.get("ok"):
             return WorkflowPhase.SUCCEEDED, AttemptPhase.SUCCEEDED, None, False
         if outcome.get("kind") == ErrorKind.USER:
-            error = _error(
+            error = run_error(
                 str(outcome.get("code") or "UserError"),
                 ErrorKind.USER,
                 str(outcome.get("message") or "the flow raised"),
@@ -212,13 +222,13 @@ class LocalLauncher:
             return WorkflowPhase.FAILED, AttemptPhase.FAILED, error, False
         if self._closing:
             message = "the engine stopped while the run was running"
-            error = _system("EngineStopped", message, self.worker)
+            error = system_error("EngineStopped", message, self.worker)
         elif code is None and not outcome:
             message = f"the worker {attempt.worker} stopped, and the run's process with it"
-            error = _system("WorkerLost", message, self.worker, log_tail(folder / "run.log"))
+            error = system_error("WorkerLost", message, self.worker, log_tail(folder / "run.log"))
         else:
             default = "ProcessKilled" if code is not None and code < 0 else "ProcessFailed"
-            error = _system(
+            error = system_error(
                 str(outcome.get("code") or default),
                 str(outcome.get("message") or exit_reason(code)),
                 self.worker,
@@ -236,7 +246,7 @@ class LocalLauncher:
                 return WorkflowPhase.ABORTED, None
             if self._closing:
                 message = "the engine stopped while the run waited to be retried"
-                return WorkflowPhase.FAILED, _system("EngineStopped", message, self.worker)
+                return WorkflowPhase.FAILED, system_error("EngineStopped", message, self.worker)
             if deadline is not None and _now() >= deadline:
                 return WorkflowPhase.TIMED_OUT, self._timeout(run)
             await asyncio.sleep(min(_ABORT_POLL, max(0.0, wake - _now())))
@@ -244,7 +254,7 @@ class LocalLauncher:
 
     def _timeout(self, run: RunRecord) -> RunError:
         message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
-        return _error("Timeout", ErrorKind.USER, message, self.worker)
+        return run_error("Timeout", ErrorKind.USER, message, self.worker)
 
     async def _watch_aborts(self) -> None:
         """Stop the processes of runs that someone moved to ABORTING (`tripwire runs abort`)."""
@@ -301,24 +311,7 @@ class LocalLauncher:
             )
 
     async def _finish(self, run: RunRecord, phase: WorkflowPhase, error: RunError | None) -> None:
-        try:
-            try:
-                await self._store.transition(run.project, run.domain, run.name, phase, error=error)
-            except IllegalTransitionError:
-                # Aborted while it was ending: ABORTING can only end ABORTED.
-                current = await self._store.get_run(
-                    run.name, project=run.project, domain=run.domain
-                )
-                if current.phase != WorkflowPhase.ABORTING:
-                    raise
-                phase = WorkflowPhase.ABORTED
-                await self._store.transition(run.project, run.domain, run.name, phase)
-        except Exception:
-            log.exception("run %s: could not record phase %s", run.name, phase)
-        if error is None:
-            log.info("run %s %s", run.name, phase)
-        else:
-            log.warning("run %s %s (%s): %s", run.name, phase, error.kind, error.message)
+        await finish_run(self._store, run, phase, error)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Terminate runs still going (they end FAILED, SYSTEM) and wait for their watchers."""
@@ -346,20 +339,3 @@ async def _adopted_end(pid: int, folder: Path) -> None:
 
 def _now() -> float:
     return asyncio.get_running_loop().time()
-
-
-def _error(
-    code: str, kind: ErrorKind, message: str, worker: str, traceback: str | None = None
-) -> RunError:
-    return RunError(
-        code=code,
-        kind=kind,
-        message=message,
-        traceback=traceback,
-        timestamp=datetime.now(UTC),
-        worker=worker,
-    )
-
-
-def _system(code: str, message: str, worker: str, traceback: str | None = None) -> RunError:
-    return _error(code, ErrorKind.SYSTEM, message, worker, traceback)

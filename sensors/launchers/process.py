@@ -15,8 +15,10 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from sensors.launchers import template_values
 from sensors.runs.models import RunRecord
 from triggers.settings import Settings
+from triggers.targets import CommandTarget, TargetSpec, render
 
 __all__ = [
     "exit_reason",
@@ -129,10 +131,24 @@ def prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:
                 "events": run.events,
                 "scheduled_at": run.scheduled_at.isoformat() if run.scheduled_at else None,
                 "trigger_info": run.trigger_info,
+                "command": _command(run),
             }
         )
     )
     return context, result
+
+
+def _command(run: RunRecord) -> dict[str, Any] | None:
+    """The argv, environment and folder of a ``command://`` run, its templates filled in."""
+    options = TargetSpec(url=run.target, options=run.target_options or {}).model()
+    if not isinstance(options, CommandTarget):
+        return None
+    values = template_values(run)
+    return {
+        "argv": render(list(options.argv), values, typed=False),
+        "env": render(options.env, values, typed=False),
+        "cwd": options.cwd,
+    }
 
 
 def read_result(path: Path) -> dict[str, Any]:

@@ -64,6 +64,9 @@ class NewRun(BaseModel):
     )
     trigger: str | None = Field(None, description="Name of the trigger that fired, if any.")
     target: str = Field("local://", description="Launch target URL; its scheme picks the launcher.")
+    target_options: dict[str, Any] | None = Field(
+        None, description="The target's options: an argv, a body template (triggers.targets)."
+    )
     entrypoint: dict[str, Any] = Field(description="Where the run process finds the flow function.")
     parameters: dict[str, Any] = Field(description="Coerced parameter values, as JSON.")
     events: list[dict[str, Any]] = Field(

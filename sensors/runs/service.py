@@ -23,7 +23,7 @@ from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase, is_terminal
 from sensors.runs.store import RunStore
-from sensors.sensor import run_policy, slug
+from sensors.sensor import run_policy, slug, target_fields
 from triggers.errors import ConfigurationError, RunNotFoundError
 from triggers.params import ParameterSchema
 from triggers.settings import Settings
@@ -82,7 +82,7 @@ class RunService:
             domain=domain,
             name=name,
             flow=spec.name,
-            target=spec.target,
+            **target_fields(spec),
             entrypoint=spec.entrypoint.model_dump(),
             parameters=values,
             events=[],

@@ -63,6 +63,7 @@ runs = sa.Table(
     sa.Column("recovered_from", sa.String(253)),
     sa.Column("scheduled_at", _TS),
     sa.Column("trigger_info", sa.JSON),
+    sa.Column("target_options", sa.JSON),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),

@@ -1,0 +1,255 @@
+"""``http(s)://``: a run is one call to a web hook, retried until it answers.
+
+The body is the target's JSON template filled with the run's values
+(:mod:`triggers.targets`), sent with ``Idempotency-Key: <run name>`` so that a
+receiver can drop the repeats that retries and worker restarts may cause, and
+signed with HMAC-SHA256 when the target names a key. The status code decides:
+one of ``success`` is SUCCEEDED; 5xx, 429 and connection errors are retried
+with exponential backoff and jitter (or after ``Retry-After``) and end FAILED
+(SYSTEM) when the retries run out; any other code is the receiver refusing the
+run: FAILED (USER), retried as a new attempt while the run has ``retries``.
+Every try is written to the run's log, ``$TRIPWIRE_HOME/runs/<name>/run.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import os
+import random
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from sensors.launchers import template_values
+from sensors.launchers.outcomes import finish_run, run_error, system_error, worker_name
+from sensors.launchers.process import run_dir
+from sensors.runs import history as runs_history
+from sensors.runs.models import RunError, RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
+from triggers.settings import Settings
+from triggers.targets import CONTEXT_FIELDS, HttpTarget, TargetSpec, render
+
+__all__ = ["SIGNATURE_HEADER", "HttpLauncher", "sign"]
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "X-Tripwire-Signature"
+_ABORT_POLL = 0.5  # seconds between looks at the run's phase while waiting
+
+
+def sign(key: bytes, body: bytes) -> str:
+    """The signature header value of ``body``: ``sha256=<hex HMAC>``."""
+    return "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()
+
+
+class _Ended(Exception):
+    """The run ended while a call or a wait was under way (aborted or timed out)."""
+
+    def __init__(self, phase: WorkflowPhase, error: RunError | None) -> None:
+        self.phase, self.error = phase, error
+
+
+class HttpLauncher:
+    """Calls each run's web hook; many runs at once (calls wait on the network, not the CPU)."""
+
+    def __init__(self, *, settings: Settings, store: RunStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._client = httpx.AsyncClient(follow_redirects=False)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.worker = worker_name()
+
+    async def launch(self, run: RunRecord) -> None:
+        task = asyncio.create_task(self._execute(run), name=f"run {run.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def adopt(self) -> list[str]:
+        """Nothing to take over: a call has no process that outlives its worker."""
+        return []
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        await self._client.aclose()
+
+    async def _execute(self, run: RunRecord) -> None:
+        options = TargetSpec(url=run.target, options=run.target_options or {}).model()
+        assert isinstance(options, HttpTarget)
+        started = run.started_at or datetime.now(UTC)
+        deadline = started.timestamp() + run.timeout_seconds if run.timeout_seconds else None
+        log_path = run_dir(self._settings, run.name) / "run.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        phase: WorkflowPhase = WorkflowPhase.FAILED
+        error: RunError | None = None
+        try:
+            for number in range(1, run.retries + 2):
+                attempt = await runs_history.start_attempt(
+                    self._store, *run.key, pid=None, worker=self.worker
+                )
+                try:
+                    phase, error = await self._call(run, options, log_path, deadline)
+                except _Ended as ended:
+                    await runs_history.finish_attempt(
+                        self._store, *run.key, attempt.number, _attempt_phase(ended.phase)
+                    )
+                    phase, error = ended.phase, ended.error
+                    return
+                retry = error is not None and error.kind == ErrorKind.USER and number <= run.retries
+                done = AttemptPhase.RETRYABLE_FAILED if retry else _attempt_phase(phase)
+                await runs_history.finish_attempt(
+                    self._store, *run.key, attempt.number, done, error
+                )
+                if not retry:
+                    return
+                try:
+                    await self._wait(run, run.retry_backoff_seconds * 2 ** (number - 1), deadline)
+                except _Ended as ended:
+                    phase, error = ended.phase, ended.error
+                    return
+        except asyncio.CancelledError:
+            phase = WorkflowPhase.FAILED
+            error = system_error("EngineStopped", "the engine stopped during the call", self.worker)
+            raise
+        except Exception as exc:
+            log.exception("run %s: the launcher failed", run.name)
+            phase = WorkflowPhase.FAILED
+            error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)
+        finally:
+            await asyncio.shield(finish_run(self._store, run, phase, error))
+
+    async def _call(
+        self, run: RunRecord, options: HttpTarget, log_path: Path, deadline: float | None
+    ) -> tuple[WorkflowPhase, RunError | None]:
+        """One attempt: send the request, retrying what is worth retrying."""
+        values = template_values(run)
+        body = render(options.body, values, typed=True) if options.body is not None else None
+        if body is None:
+            body = {name: values[name] for name in CONTEXT_FIELDS}
+        content = json.dumps(body, default=str).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": run.name,
+            **render(options.headers, values, typed=False),
+        }
+        if options.hmac_secret_env:
+            key = os.environ.get(options.hmac_secret_env)
+            if not key:
+                message = (
+                    f"the target signs with the key in ${options.hmac_secret_env}, which is not "
+                    "set on this worker; set it, then `tripwire runs recover` the run"
+                )
+                return WorkflowPhase.FAILED, system_error("SecretMissing", message, self.worker)
+            headers[SIGNATURE_HEADER] = sign(key.encode(), content)
+        last = ""
+        for tried in range(options.retries + 1):
+            request = self._client.request(
+                options.method,
+                run.target,
+                content=content,
+                headers=headers,
+                timeout=options.timeout.total_seconds(),
+            )
+            try:
+                response = await self._until_ended(run, request, deadline)
+            except httpx.HTTPError as exc:
+                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                wait = _backoff(options, tried)
+            else:
+                status, text = response.status_code, response.text[:500]
+                _note(log_path, f"{options.method} {run.target} -> {status} {text!r}")
+                if status in options.success:
+                    return WorkflowPhase.SUCCEEDED, None
+                if status != 429 and status < 500:
+                    message = f"{options.method} {run.target} answered {status}: {text}"
+                    return WorkflowPhase.FAILED, run_error(
+                        f"HTTP{status}", ErrorKind.USER, message, self.worker
+                    )
+                last = f"{status} {text}"
+                wait = _retry_after(response) or _backoff(options, tried)
+            if tried < options.retries:
+                _note(log_path, f"try {tried + 1} failed ({last}); next in {wait:.1f}s")
+                await self._wait(run, wait, deadline)
+        message = (
+            f"{options.method} {run.target} failed {options.retries + 1} time(s); last: {last}"
+        )
+        _note(log_path, message)
+        return WorkflowPhase.FAILED, system_error("HttpUnavailable", message, self.worker)
+
+    async def _until_ended(
+        self,
+        run: RunRecord,
+        request: Coroutine[Any, Any, httpx.Response],
+        deadline: float | None,
+    ) -> httpx.Response:
+        """Await a request, unless the run is aborted or times out first."""
+        call = asyncio.ensure_future(request)
+        try:
+            while True:
+                done, _ = await asyncio.wait({call}, timeout=_ABORT_POLL)
+                if done:
+                    return call.result()
+                await self._check(run, deadline)
+        finally:
+            call.cancel()
+
+    async def _wait(self, run: RunRecord, seconds: float, deadline: float | None) -> None:
+        """Sleep ``seconds``, unless the run is aborted or times out first."""
+        loop = asyncio.get_running_loop()
+        wake = loop.time() + seconds
+        while (left := wake - loop.time()) > 0:
+            await self._check(run, deadline)
+            await asyncio.sleep(min(_ABORT_POLL, left))
+        await self._check(run, deadline)
+
+    async def _check(self, run: RunRecord, deadline: float | None) -> None:
+        if deadline is not None and datetime.now(UTC).timestamp() >= deadline:
+            message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
+            raise _Ended(
+                WorkflowPhase.TIMED_OUT, run_error("Timeout", ErrorKind.USER, message, self.worker)
+            )
+        current = await self._store.get_run(run.name, project=run.project, domain=run.domain)
+        if current.phase == WorkflowPhase.ABORTING:
+            raise _Ended(WorkflowPhase.ABORTED, None)
+
+
+def _attempt_phase(phase: WorkflowPhase) -> AttemptPhase:
+    return {
+        WorkflowPhase.SUCCEEDED: AttemptPhase.SUCCEEDED,
+        WorkflowPhase.ABORTED: AttemptPhase.ABORTED,
+    }.get(phase, AttemptPhase.FAILED)
+
+
+def _backoff(options: HttpTarget, tried: int) -> float:
+    """Exponential backoff with full jitter, capped."""
+    ceiling = min(options.max_backoff.total_seconds(), options.backoff.total_seconds() * 2**tried)
+    return random.uniform(ceiling / 2, ceiling)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The server's Retry-After, in seconds (a number or an HTTP date), if it sent one."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+def _note(path: Path, line: str) -> None:
+    with path.open("a") as out:
+        out.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {line}\n")

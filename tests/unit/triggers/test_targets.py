@@ -1,0 +1,85 @@
+"""@target: which targets and options are accepted, and how templates are filled."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from triggers import DeclarationError, target, trigger
+from triggers.decorators import flow_spec
+from triggers.targets import HttpTarget, parse_target, render
+
+
+def test_a_flow_carries_its_target_and_options_to_the_engine() -> None:
+    @target("command://", argv=["python", "flow.py", "run", "--latest", "{latest}"])
+    @trigger(event="data_updated")
+    def flow(latest: str = "") -> None: ...
+
+    spec = flow_spec(flow)
+    assert spec.target == "command://"
+    assert spec.target_options == {"argv": ["python", "flow.py", "run", "--latest", "{latest}"]}
+
+
+def test_a_flow_without_a_target_runs_locally() -> None:
+    @trigger(event="data_updated")
+    def flow() -> None: ...
+
+    assert (flow_spec(flow).target, flow_spec(flow).target_options) == ("local://", {})
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "message"),
+    [
+        ("ftp://x", {}, "the scheme must be one of local://, command://, http://, https://"),
+        ("command://", {}, "argv: Field required"),
+        ("command://", {"argv": ["run", "{nope}"]}, "unknown placeholder(s) ['nope']"),
+        ("command://", {"argv": ["{day.__class__}"]}, "only plain {name} placeholders"),
+        ("command://", {"argv": ["{day!r}"]}, "only plain {name} placeholders"),
+        ("command://", {"argv": ["{day"]}, "expected '}' before end of string"),
+        ("command://", {"shell": True, "argv": ["x"]}, "shell: Extra inputs are not permitted"),
+        ("https://", {}, "has no host"),
+        ("https://ci/run", {"success": [999]}, "status codes (100-599)"),
+        ("https://ci/run", {"timeout": "soon"}, "duration='soon' is not a duration"),
+        ("local://", {"argv": ["x"]}, "takes no options"),
+    ],
+)
+def test_a_bad_target_fails_at_decoration_saying_what_is_wrong(
+    url: str, options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(DeclarationError, match=re.escape(message)):
+
+        @target(url, **options)
+        def flow(day: str = "") -> None: ...
+
+
+def test_values_fill_argv_items_as_data_never_as_code() -> None:
+    argv = ["tool", "--day", "{day}", "--flag={day}", "{{literal}}"]
+    hostile = '"; rm -rf / #{run_name}'
+    assert render(argv, {"day": hostile, "run_name": "r"}, typed=False) == [
+        "tool",
+        "--day",
+        hostile,
+        f"--flag={hostile}",
+        "{literal}",
+    ]
+
+
+def test_a_body_template_keeps_json_types_of_whole_values() -> None:
+    body = {"rows": "{rows}", "label": "rows={rows}", "all": "{parameters}", "n": 1}
+    values = {"rows": 3, "parameters": {"rows": 3}}
+    assert render(body, values, typed=True) == {
+        "rows": 3,
+        "label": "rows=3",
+        "all": {"rows": 3},
+        "n": 1,
+    }
+
+
+def test_http_options_take_durations_like_the_rest_of_tripwire() -> None:
+    spec = parse_target("https://ci.example/run", {"timeout": "10s", "backoff": "500ms"}, [])
+    model = spec.model()
+    assert isinstance(model, HttpTarget)
+    assert (model.timeout.total_seconds(), model.backoff.total_seconds()) == (10, 0.5)
+    assert spec.options == {"timeout": 10.0, "backoff": 0.5}  # as runs carry them
