@@ -1,0 +1,197 @@
+"""command:// and http(s):// targets, launched by a real worker: real processes, a real server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sensors.engine import Engine
+from sensors.registry import discover_flows
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
+from tests.integration.conftest import finished_run, tripwire_cli
+from triggers import publish
+from triggers.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass
+class Hook:
+    """A local web hook that answers from a script, per path, and records every request."""
+
+    url: str
+    script: dict[str, list[tuple[int, dict[str, str]]]] = field(default_factory=dict)
+    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
+
+    def answer(self, path: str) -> tuple[int, dict[str, str]]:
+        steps = self.script.get(path) or [(200, {})]
+        return steps.pop(0) if len(steps) > 1 else steps[0]
+
+    def bodies(self, path: str) -> list[dict[str, Any]]:
+        return [json.loads(body) for p, _, body in self.requests if p == path]
+
+
+@pytest.fixture
+def hook() -> Iterator[Hook]:
+    state = Hook(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state.requests.append((self.path, dict(self.headers), body))
+            status, headers = state.answer(self.path)
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args: Any) -> None: ...
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+FLOWS = """
+import sys
+from triggers import target, trigger
+
+WRITE = (
+    "import pathlib, sys; pathlib.Path(sys.argv[1]).write_text(sys.argv[2]); "
+    "print('wrote', sys.argv[2])"
+)
+
+@target("command://", argv=[sys.executable, "-c", WRITE, "{out}", "{value}"])
+@trigger(event="write_it")
+def write_it(out: str = "", value: str = "") -> None: ...
+
+@target("command://", argv=[sys.executable, "-c", "import sys; sys.exit(3)"])
+@trigger(event="fail_it", retries=1, retry_backoff="1s")
+def fail_it() -> None: ...
+
+@target("command://", argv=["/nonexistent/tool"])
+@trigger(event="missing_tool")
+def missing_tool() -> None: ...
+
+@target("HOOK_URL/ok", body={"day": "{day}", "rows": "{rows}", "run": "{run_name}"},
+        hmac_secret_env="HOOK_KEY", backoff="100ms")
+@trigger(event="call_ok")
+def call_ok(day: str = "", rows: int = 0) -> None: ...
+
+@target("HOOK_URL/flaky", backoff="100ms", retries=3)
+@trigger(event="call_flaky")
+def call_flaky() -> None: ...
+
+@target("HOOK_URL/refuse", backoff="100ms")
+@trigger(event="call_refused")
+def call_refused() -> None: ...
+
+@target("HOOK_URL/down", backoff="100ms", max_backoff="200ms", retries=2)
+@trigger(event="call_down")
+def call_down() -> None: ...
+"""
+
+
+@pytest.fixture
+async def worker(
+    engine_env: dict[str, str], hook: Hook, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[RunStore]:
+    monkeypatch.setenv("HOOK_KEY", "s3cret")
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "targets.py").write_text(FLOWS.replace("HOOK_URL", hook.url))
+    async with Engine(Settings(), discover_flows([flows])) as running:
+        await running.wait_ready(timeout=30)
+        assert running.store is not None
+        yield running.store
+
+
+async def test_a_command_gets_values_as_argv_items_and_no_shell_sees_them(
+    worker: RunStore, engine_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a value that a shell would run
+    out, hostile = tmp_path / "out.txt", '"; touch /tmp/pwned-by-tripwire; echo "'
+    event = await publish.aio("write_it", {"out": str(out), "value": hostile})
+    run = await finished_run(worker, event)
+    # Then the command got it as one argument, and nothing ran it
+    assert run.phase == WorkflowPhase.SUCCEEDED, run.error
+    assert out.read_text() == hostile
+    assert not Path("/tmp/pwned-by-tripwire").exists()
+    # And its output is the run's log, which the CLI prints
+    logs = tripwire_cli(engine_env, "runs", "logs", run.name)
+    assert logs.returncode == 0 and f"wrote {hostile}" in logs.stdout
+
+
+async def test_a_command_that_exits_non_zero_fails_as_user_and_is_retried(
+    worker: RunStore,
+) -> None:
+    run = await finished_run(worker, await publish.aio("fail_it"))
+    assert run.phase == WorkflowPhase.FAILED and run.error is not None
+    assert (run.error.kind, run.error.code, run.attempts) == (ErrorKind.USER, "NonZeroExit", 2)
+    assert "exited with code 3" in run.error.message
+
+
+async def test_a_command_that_cannot_start_fails_as_system_naming_it(worker: RunStore) -> None:
+    run = await finished_run(worker, await publish.aio("missing_tool"))
+    assert run.error is not None and run.error.kind == ErrorKind.SYSTEM
+    assert run.error.code == "CommandNotStarted" and "/nonexistent/tool" in run.error.message
+
+
+async def test_a_web_hook_gets_the_rendered_body_signed_with_an_idempotency_key(
+    worker: RunStore, hook: Hook
+) -> None:
+    run = await finished_run(worker, await publish.aio("call_ok", {"day": "mon", "rows": 7}))
+    assert run.phase == WorkflowPhase.SUCCEEDED, run.error
+    [(_, headers, body)] = hook.requests
+    assert json.loads(body) == {"day": "mon", "rows": 7, "run": run.name}
+    assert headers["Idempotency-Key"] == run.name
+    expected = hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+    assert headers["X-Tripwire-Signature"] == f"sha256={expected}"
+
+
+async def test_a_web_hook_is_retried_on_5xx_and_429_honouring_retry_after(
+    worker: RunStore, hook: Hook
+) -> None:
+    hook.script["/flaky"] = [(503, {}), (429, {"Retry-After": "1"}), (202, {})]
+    run = await finished_run(worker, await publish.aio("call_flaky"))
+    assert run.phase == WorkflowPhase.SUCCEEDED, run.error
+    assert len(hook.bodies("/flaky")) == 3
+    assert run.attempts == 1  # transport retries stay inside one attempt
+
+
+async def test_a_refusing_web_hook_fails_the_run_as_user_with_its_answer(
+    worker: RunStore, hook: Hook
+) -> None:
+    hook.script["/refuse"] = [(400, {})]
+    run = await finished_run(worker, await publish.aio("call_refused"))
+    assert run.error is not None and (run.error.kind, run.error.code) == (ErrorKind.USER, "HTTP400")
+    assert len(hook.bodies("/refuse")) == 1
+
+
+async def test_a_web_hook_that_stays_down_fails_as_system_after_its_retries(
+    worker: RunStore, hook: Hook
+) -> None:
+    hook.script["/down"] = [(502, {})]
+    run: RunRecord = await finished_run(worker, await publish.aio("call_down"))
+    assert run.error is not None and run.error.kind == ErrorKind.SYSTEM
+    assert run.error.code == "HttpUnavailable" and "failed 3 time(s)" in run.error.message
+    assert len(hook.bodies("/down")) == 3
