@@ -153,7 +153,13 @@ class Engine:
                     recovery,
                     self.correlation_stage.tick,
                 ),
-                ("launcher", (s.topic_run_requests,), self.launch_stage.handle, None, None),
+                (
+                    "launcher",
+                    (s.topic_run_requests,),
+                    self.launch_stage.handle,
+                    None,
+                    self.launch_stage.tick,
+                ),
             ]
             self._consumers = [
                 new_consumer(s, *topics, group_id=f"{group}.{name}", listener=listener)

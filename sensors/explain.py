@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 from rich.table import Table
 
+from sensors.runs.limits import queued_counts
 from sensors.runs.models import (
     DeployedSensor,
     FilterCount,
@@ -58,6 +59,7 @@ class SensorStatus(BaseModel):
     sensor: DeployedSensor
     dependencies: list[DependencyStatus]
     next_tick: datetime | None = Field(None, description="A scheduled trigger's next tick.")
+    queued: int = Field(0, description="Runs waiting in QUEUED (for a rate or concurrency limit).")
     progress: list[KeyProgress] = Field(
         default_factory=list,
         description="Per key: a threshold's count, a sequence's position, an absence's "
@@ -90,6 +92,7 @@ async def sensor_statuses(
     last = await store.last_runs_by_sensor()
     holds = await list_holds(store, project=project, domain=domain, sensor_id=only)
     progress = await list_progress(store, project=project, domain=domain, sensor_id=only)
+    queued = await queued_counts(store, project=project, domain=domain)
     counts = await list_filter_counts(store, project=project, domain=domain, sensor_id=only)
     statuses = []
     for sensor in sensors:
@@ -116,6 +119,7 @@ async def sensor_statuses(
                 dependencies=deps,
                 next_tick=next_tick(schedule, datetime.now(UTC)) if schedule else None,
                 progress=[p for p in progress if p.sensor_id == sensor.sensor_id],
+                queued=queued.get(sensor.sensor_id, 0),
                 last_run=last.get(sensor.sensor_id),
                 failures=failures,
             )
@@ -178,6 +182,16 @@ def progress_lines(s: DeployedSensor, progress: Sequence[KeyProgress]) -> list[s
     return lines
 
 
+def _limits(s: DeployedSensor) -> str:
+    options = s.options or {}
+    found = []
+    if "rate_limit" in options:
+        found.append(f"at most {options['rate_limit']}")
+    if "max_concurrency" in options:
+        found.append(f"{options['max_concurrency']} at once")
+    return ", ".join(found)
+
+
 def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_json: bool) -> None:
     if as_json:
         dump(console, [s.model_dump(mode="json") for s in statuses])
@@ -211,6 +225,9 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
             console.print(f"  ... and {len(status.progress) - _SHOWN_HOLDS} more keys (--json)")
         if status.next_tick is not None:
             console.print(f"  next tick  {when(status.next_tick)}")
+        limits = _limits(s)
+        if limits or status.queued:
+            console.print(f"  limits     {limits or 'none'}; {status.queued} run(s) queued")
         run = status.last_run
         if run is None:
             console.print("  last run   none yet")

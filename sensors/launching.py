@@ -5,19 +5,25 @@ to the store) under its deterministic name; the
 store's unique key turns a replayed or duplicated request into a no-op. The
 run is then claimed (QUEUED -> RUNNING, a conditional update) before it is
 started, so a request redelivered to another worker after a rebalance cannot
-start it a second time.
+start it a second time. A run of a trigger at its ``rate_limit`` or
+``max_concurrency`` stays QUEUED, and :meth:`LaunchStage.tick` starts it once
+there is room (:mod:`sensors.runs.limits`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from sensors.kafka import Batch
 from sensors.launchers import Launcher
-from sensors.runs.models import NewRun
+from sensors.runs import limits
+from sensors.runs.limits import limited
+from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
@@ -26,6 +32,8 @@ from triggers.errors import IllegalTransitionError
 __all__ = ["LaunchStage"]
 
 log = logging.getLogger(__name__)
+
+_LOOK_EVERY = 1.0  # seconds between looks at runs waiting for a limit
 
 
 class LaunchStage:
@@ -39,6 +47,7 @@ class LaunchStage:
         self._launcher_for = launcher_for
         self.created = 0
         self.duplicates = 0
+        self._last_look = 0.0
 
     async def handle(self, batch: Batch) -> None:
         requests: dict[str, NewRun] = {}
@@ -70,14 +79,39 @@ class LaunchStage:
             self.duplicates += 1
         if run.phase != WorkflowPhase.QUEUED:
             return  # already started, by us before a crash or by another worker
-        try:
-            claimed = await self._store.transition(
-                run.project,
-                run.domain,
-                run.name,
-                WorkflowPhase.RUNNING,
-                expected=WorkflowPhase.QUEUED,
-            )
-        except IllegalTransitionError:
-            return  # another worker claimed it first
+        if not await self._start(run) and limited(run):
+            log.info("run %s waits in QUEUED: trigger %s is at its limit", run.name, run.sensor_id)
+
+    async def _start(self, run: RunRecord) -> bool:
+        """Claim a QUEUED run and launch it; False if a limit or another worker came first."""
+        if limited(run):
+            claimed = await limits.claim(self._store, run, datetime.now(UTC))
+            if claimed is None:
+                return False
+        else:
+            try:
+                claimed = await self._store.transition(
+                    run.project,
+                    run.domain,
+                    run.name,
+                    WorkflowPhase.RUNNING,
+                    expected=WorkflowPhase.QUEUED,
+                )
+            except IllegalTransitionError:
+                return False  # another worker claimed it first
         await self._launcher_for(claimed.target).launch(claimed)
+        return True
+
+    async def tick(self) -> None:
+        """Start the runs that waited for a limit, oldest first, once their trigger has room."""
+        clock = time.monotonic()
+        if clock - self._last_look < _LOOK_EVERY:
+            return
+        self._last_look = clock
+        try:
+            full: set[str | None] = set()
+            for run in await limits.waiting(self._store):
+                if run.sensor_id not in full and not await self._start(run):
+                    full.add(run.sensor_id)  # keep its queue in order: none overtakes
+        except Exception:
+            log.exception("starting runs that waited for a limit failed; will try again")

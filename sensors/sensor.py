@@ -95,14 +95,17 @@ def target_fields(flow: FlowSpec) -> dict[str, Any]:
 
 
 def run_policy(trigger: TriggerSpec | None) -> dict[str, Any]:
-    """A trigger's retries, backoff and timeout, as the fields of a run request."""
+    """A trigger's retries, backoff, timeout and limits, as the fields of a run request."""
     if trigger is None:
         return {}
-    timeout = trigger.timeout
+    timeout, rate = trigger.timeout, trigger.rate_limit
     return {
         "retries": trigger.retries,
         "retry_backoff_seconds": trigger.retry_backoff.total_seconds(),
         "timeout_seconds": timeout.total_seconds() if timeout else None,
+        "rate_limit_count": rate.count if rate else None,
+        "rate_limit_seconds": rate.per.total_seconds() if rate else None,
+        "max_concurrency": trigger.max_concurrency,
     }
 
 

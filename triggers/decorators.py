@@ -33,6 +33,7 @@ from triggers.spec import (
     Entrypoint,
     EventDependency,
     FlowSpec,
+    RateLimit,
     ScheduleSpec,
     TriggerSpec,
     finished_event,
@@ -70,6 +71,8 @@ def trigger(
     retries: int = 0,
     retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
     timeout: str | float | timedelta | None = None,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow when events arrive, in one of four ways.
 
@@ -104,6 +107,9 @@ def trigger(
         retry_backoff: the wait before the first retry (default "10s"), doubled for each next.
         timeout: a run still going this long after it started ends TIMED_OUT, and its
             process is killed ("30m"); default none.
+        rate_limit: at most this many runs start per period ("10/m", "100/h", "2/30s");
+            runs over it wait in QUEUED, none is dropped.
+        max_concurrency: at most this many runs of the trigger at once; others wait in QUEUED.
 
     Payload fields whose names equal parameter names fill them, unless an event gives
     an explicit ``parameters`` mapping of ``param -> field`` (a value starting with ``$``
@@ -132,7 +138,7 @@ def trigger(
             "e.g. within='24h'."
         )
     window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    policy = _run_policy(retries, retry_backoff, timeout, debounce)
+    policy = _run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency, debounce)
     if threshold is not None:
         if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
             raise DeclarationError(f"@trigger: threshold={threshold!r} must be a whole number ≥ 1.")
@@ -201,6 +207,8 @@ def trigger_on_finish(
     retries: int = 0,
     retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
     timeout: str | float | timedelta | None = None,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow when a run of another flow finishes.
 
@@ -209,7 +217,8 @@ def trigger_on_finish(
             finish within ``within`` (default one hour).
         on: the final phases that count (default SUCCEEDED only); e.g.
             ``["FAILED", "TIMED_OUT"]`` for a failure hook.
-        debounce, name, retries, retry_backoff, timeout: as for :func:`trigger`.
+        debounce, name, retries, retry_backoff, timeout, rate_limit, max_concurrency: as
+            for :func:`trigger`.
 
     Inside the run, ``current.run`` is the upstream run (``current.runs`` all of them).
     Payload fields do not fill parameters: the flow gets its defaults. Cycles (a on
@@ -239,7 +248,7 @@ def trigger_on_finish(
             f"@trigger_on_finish: on={phases!r} must name final phases: {', '.join(FINAL_PHASES)}."
         )
     window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    policy = _run_policy(retries, retry_backoff, timeout, debounce)
+    policy = _run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency, debounce)
     deps = tuple(
         EventDependency(
             name=finished_event(up),
@@ -271,6 +280,8 @@ def schedule(
     retries: int = 0,
     retry_backoff: str | float | timedelta = DEFAULT_RETRY_BACKOFF,
     timeout: str | float | timedelta | None = None,
+    rate_limit: str | None = None,
+    max_concurrency: int | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow on a clock: a cron expression or a fixed rate.
 
@@ -287,7 +298,8 @@ def schedule(
             "none" skips them.
         parameters: flow parameters that get the tick, as ``{"param": "$schedule.time"}``.
             A parameter named ``scheduled_at`` gets it without being named here.
-        name, retries, retry_backoff, timeout: as for :func:`trigger`
+        name, retries, retry_backoff, timeout, rate_limit, max_concurrency: as for
+            :func:`trigger`
             (default name "schedule").
 
     Raises:
@@ -316,7 +328,7 @@ def schedule(
             f"@schedule: parameters {bad!r} must map to {SCHEDULE_TIME!r}, the tick's time; "
             "other parameters take their defaults."
         )
-    policy = _run_policy(retries, retry_backoff, timeout)
+    policy = _run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency)
 
     def decorate(func: F) -> F:
         where = f"@schedule on {getattr(func, '__qualname__', func)!r}"
@@ -375,16 +387,30 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def _run_policy(
-    retries: object, retry_backoff: object, timeout: object, debounce: object = None
+    retries: object,
+    retry_backoff: object,
+    timeout: object,
+    rate_limit: object,
+    max_concurrency: object,
+    debounce: object = None,
 ) -> dict[str, Any]:
-    """Validated retries, backoff, timeout and debounce of a trigger, as TriggerSpec fields."""
+    """Validated retries, backoff, timeout, limits and debounce of a trigger, as TriggerSpec
+    fields."""
     if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
         raise DeclarationError(f"retries={retries!r} must be a whole number from 0 to 100.")
+    if max_concurrency is not None and (
+        isinstance(max_concurrency, bool)
+        or not isinstance(max_concurrency, int)
+        or max_concurrency < 1
+    ):
+        raise DeclarationError(f"max_concurrency={max_concurrency!r} must be a whole number ≥ 1.")
     return {
         "retries": retries,
         "retry_backoff": parse_duration(retry_backoff, what="retry_backoff"),
         "timeout": parse_duration(timeout, what="timeout") if timeout is not None else None,
         "debounce": parse_duration(debounce, what="debounce") if debounce is not None else None,
+        "rate_limit": RateLimit.parse(rate_limit) if rate_limit is not None else None,
+        "max_concurrency": max_concurrency,
     }
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "AbsenceSpec",
     "Entrypoint",
     "EventDependency",
+    "RateLimit",
     "FlowSpec",
     "ScheduleSpec",
     "TriggerSpec",
@@ -159,6 +160,34 @@ def _why(expression: str) -> str:
     return "croniter rejects it"
 
 
+class RateLimit(_Frozen):
+    """At most ``count`` runs of a trigger start in any ``per`` (a sliding window)."""
+
+    count: int = Field(ge=1, le=1_000_000)
+    per: timedelta
+
+    @classmethod
+    def parse(cls, text: object) -> RateLimit:
+        """'10/m', '100/h', '5/s', '1/d' or '2/30s'.
+
+        Raises:
+            DeclarationError: not of that form.
+        """
+        count, _, per = str(text).partition("/") if isinstance(text, str) else ("", "", "")
+        if not count.strip().isdigit() or int(count) < 1 or not per.strip():
+            raise DeclarationError(
+                f"rate_limit={text!r} must be runs per period, like '10/m', '100/h' or '2/30s'."
+            )
+        unit = per.strip()
+        period = parse_duration(
+            f"1{unit}" if unit in ("s", "m", "h", "d", "w") else unit, what="rate_limit period"
+        )
+        return cls(count=int(count), per=period)
+
+    def describe(self) -> str:
+        return f"{self.count} per {self.per}"
+
+
 MIN_ABSENCE_WINDOW = timedelta(seconds=10)
 MAX_THRESHOLD = 10_000
 
@@ -236,6 +265,12 @@ class TriggerSpec(_Frozen):
         None,
         description="Coalesce fires of the same correlation key into one run, launched "
         "once no new fire came for this long (measured on arrival time).",
+    )
+    rate_limit: RateLimit | None = Field(
+        None, description="Runs over it wait in QUEUED until the window has room; none dropped."
+    )
+    max_concurrency: int | None = Field(
+        None, ge=1, le=100_000, description="Runs beyond this many at once wait in QUEUED."
     )
 
     @model_validator(mode="after")

@@ -351,12 +351,16 @@ def check_finish_cycles(specs: Iterable[FlowSpec]) -> None:
 
 
 def trigger_options(trig: TriggerSpec) -> dict[str, Any] | None:
-    """What a trigger sets beyond all-of: threshold, sequence, absence, debounce; or None."""
+    """What a trigger sets beyond all-of: threshold, sequence, absence, debounce, limits."""
     options = trig.model_dump(
-        mode="json", include={"threshold", "sequence", "absence", "debounce"}, exclude_defaults=True
+        mode="json",
+        include={"threshold", "sequence", "absence", "max_concurrency"},
+        exclude_defaults=True,
     )
     if trig.debounce is not None:
         options["debounce"] = trig.debounce.total_seconds()
+    if trig.rate_limit is not None:
+        options["rate_limit"] = trig.rate_limit.describe()
     return options or None
 
 

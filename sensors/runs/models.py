@@ -81,6 +81,13 @@ class NewRun(BaseModel):
     timeout_seconds: float | None = Field(
         None, gt=0, description="A run still going after this ends TIMED_OUT and is killed."
     )
+    rate_limit_count: int | None = Field(
+        None, ge=1, description="At most this many runs of its trigger start per window..."
+    )
+    rate_limit_seconds: float | None = Field(None, gt=0, description="...of this many seconds.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="At most this many runs of its trigger at once."
+    )
     inputs_uri: str | None = Field(
         None, description="Where its inputs (parameters and events) are kept, as JSON."
     )

@@ -64,6 +64,9 @@ runs = sa.Table(
     sa.Column("scheduled_at", _TS),
     sa.Column("trigger_info", sa.JSON),
     sa.Column("target_options", sa.JSON),
+    sa.Column("rate_limit_count", sa.Integer),
+    sa.Column("rate_limit_seconds", sa.Float),
+    sa.Column("max_concurrency", sa.Integer),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),

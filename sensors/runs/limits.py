@@ -1,0 +1,108 @@
+"""Per-trigger launch limits: ``rate_limit`` and ``max_concurrency``, across all workers.
+
+A run of a limited trigger is claimed (QUEUED -> RUNNING) only while its trigger
+has room: fewer than ``max_concurrency`` runs RUNNING or ABORTING, and fewer
+than ``rate_limit_count`` started in the last ``rate_limit_seconds``. Otherwise
+it stays QUEUED, and every worker's launcher looks again each second, oldest
+first, so nothing is dropped and a crashed worker's queue is served by the
+others. The count and the claim happen under a lock per trigger: a PostgreSQL
+advisory lock (every worker), or a lock in this process on SQLite (which the
+engine uses with one worker).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import WorkflowPhase
+from sensors.runs.store import RunStore
+from sensors.runs.tables import runs
+from triggers.errors import IllegalTransitionError
+
+__all__ = ["claim", "limited", "queued_counts", "waiting"]
+
+_LIVE = (WorkflowPhase.RUNNING.value, WorkflowPhase.ABORTING.value)
+_LOCKS: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+
+def limited(run: RunRecord) -> bool:
+    """Whether a run's trigger limits how its runs start (runs by hand are not limited)."""
+    return run.sensor_id is not None and (
+        run.max_concurrency is not None or run.rate_limit_count is not None
+    )
+
+
+async def claim(store: RunStore, run: RunRecord, now: datetime) -> RunRecord | None:
+    """Claim a limited run if its trigger has room; None if it must wait (or was claimed)."""
+    where = (
+        runs.c.project == run.project,
+        runs.c.domain == run.domain,
+        runs.c.sensor_id == run.sensor_id,
+    )
+    async with _exclusive(store, f"{run.project}\x1f{run.domain}\x1f{run.sensor_id}"):
+        async with store.connection() as conn:
+            if run.max_concurrency is not None:
+                live = sa.select(sa.func.count()).where(*where, runs.c.phase.in_(_LIVE))
+                if (await conn.scalar(live) or 0) >= run.max_concurrency:
+                    return None
+            if run.rate_limit_count is not None and run.rate_limit_seconds is not None:
+                since = now - timedelta(seconds=run.rate_limit_seconds)
+                started = sa.select(sa.func.count()).where(*where, runs.c.started_at >= since)
+                if (await conn.scalar(started) or 0) >= run.rate_limit_count:
+                    return None
+        try:
+            return await store.transition(
+                run.project,
+                run.domain,
+                run.name,
+                WorkflowPhase.RUNNING,
+                expected=WorkflowPhase.QUEUED,
+            )
+        except IllegalTransitionError:
+            return None  # another worker claimed it first
+
+
+async def waiting(store: RunStore, limit: int = 1000) -> list[RunRecord]:
+    """QUEUED runs of limited triggers, oldest first."""
+    queued = await store.list_runs(phase=WorkflowPhase.QUEUED, limit=limit)
+    return sorted((r for r in queued if limited(r)), key=lambda r: r.created_at)
+
+
+async def queued_counts(store: RunStore, *, project: str, domain: str) -> dict[str, int]:
+    """How many runs wait in QUEUED, per sensor."""
+    query = (
+        sa.select(runs.c.sensor_id, sa.func.count().label("count"))
+        .where(
+            runs.c.project == project,
+            runs.c.domain == domain,
+            runs.c.phase == WorkflowPhase.QUEUED.value,
+            runs.c.sensor_id.is_not(None),
+        )
+        .group_by(runs.c.sensor_id)
+    )
+    async with store.connection() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return {str(r["sensor_id"]): int(r["count"]) for r in rows}
+
+
+@contextlib.asynccontextmanager
+async def _exclusive(store: RunStore, key: str) -> AsyncIterator[None]:
+    if store.engine.dialect.name != "postgresql":
+        async with _LOCKS[key]:
+            yield
+        return
+    async with store.engine.connect() as conn:
+        lock = sa.text("SELECT pg_advisory_lock(hashtextextended(:key, 0))")
+        await conn.execute(lock, {"key": key})
+        try:
+            yield
+        finally:
+            unlock = sa.text("SELECT pg_advisory_unlock(hashtextextended(:key, 0))")
+            await conn.execute(unlock, {"key": key})
