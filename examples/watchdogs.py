@@ -1,10 +1,10 @@
 """Beyond all-of: counts, missing events, ordered steps, wildcards and debounce.
 
-    tripwire dev examples/watchdogs.py
-    tripwire publish order_failed -p customer=acme -p order=1     # 3 of these in 10 min
-    tripwire publish extract_done -p batch=b1 && tripwire publish validate_done -p batch=b1
-    tripwire publish orders.eu.created -p region=eu
-    tripwire sensors status      # counts, sequence positions, absence deadlines
+tripwire dev examples/watchdogs.py
+tripwire publish order_failed -p customer=acme -p order=1     # 3 of these in 10 min
+tripwire publish extract_done -p batch=b1 && tripwire publish validate_done -p batch=b1
+tripwire publish orders.eu.created -p region=eu
+tripwire sensors status      # counts, sequence positions, absence deadlines
 """
 
 from triggers import current, trigger

@@ -36,6 +36,8 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "load_overdue",
         "publish_validated",
         "refresh_orders_view",
+        "command_report",
+        "ci_rebuild",
     }
     [trig] = flows["refresh_report"].triggers
     assert [d.name for d in trig.dependencies] == ["data_updated"]
@@ -51,6 +53,7 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "nightly.py",
         "approval.py",
         "watchdogs.py",
+        "targets.py",
     ],
 )
 def test_each_example_runs_as_a_plain_script(example: str) -> None:
