@@ -29,6 +29,7 @@ from sensors.routing import Router
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
 from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.objects import ObjectStore
+from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.scheduling import Scheduler
@@ -79,8 +80,7 @@ class Engine:
         s = self.settings
         try:
             self.store = await RunStore.open(s.store_url)
-            # Runs of a worker on this host that died: watched from here on, or settled.
-            await self._launcher_for("local://").adopt()
+            await self._adopt()
             if self.flows:
                 await deploy(
                     self.store, self.flows, project=s.project, domain=s.domain, prune=self._prune
@@ -231,6 +231,20 @@ class Engine:
         key = "\x1f".join([sensor.project, sensor.domain, sensor.id]).encode()
         owned = TopicPartition(self.settings.topic_events, key_partition(key, partitions))
         return owned in self._consumers[0].assignment()
+
+    async def _adopt(self) -> None:
+        """Take over the runs of workers that died: local ones of this host, and the Jobs
+        and Workflows nobody watches (each launcher decides which are its to take)."""
+        assert self.store is not None
+        live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
+        targets = {"local://"} | {
+            r.target for r in await self.store.list_runs(phase=live, limit=10_000)
+        }
+        for family, target in {family_of(t): t for t in sorted(targets)}.items():
+            try:
+                await self._launcher_for(target).adopt()
+            except TripwireError as exc:
+                log.error("cannot take over %s runs: %s", family, exc)
 
     def _launcher_for(self, target: str) -> Launcher:
         family = family_of(target)

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
@@ -59,9 +60,18 @@ def _call_arguments(func: Any, parameters: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m triggers.run")
-    parser.add_argument("--context", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--context", type=Path, help="the run context file")
+    source.add_argument(
+        "--context-from-env", metavar="NAME", help="an environment variable holding it (a pod)"
+    )
     parser.add_argument("--result", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.context is None:
+        # In a pod the context comes in the environment; a file, so current can find it.
+        args.context = Path(tempfile.mkdtemp(prefix="tripwire-")) / "context.json"
+        args.context.write_text(os.environ.get(args.context_from_env, ""))
+        os.environ["TRIPWIRE_RUN_CONTEXT"] = str(args.context)
 
     try:
         raw = json.loads(args.context.read_text())

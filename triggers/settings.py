@@ -203,6 +203,25 @@ class Settings(BaseSettings):
             "decides which of them run."
         ),
     )
+    kube_api_url: str | None = Field(
+        None,
+        description=(
+            "URL of the Kubernetes API server that runs `k8s://` and `argo://` targets. Unset: "
+            "the cluster the worker runs in, through its service account."
+        ),
+    )
+    kube_image: str | None = Field(
+        None,
+        description=(
+            "Image of `k8s://` runs whose target names none: it must hold tripwire and the "
+            "flows' code (see the Dockerfile)."
+        ),
+    )
+    kube_poll_interval: float = Field(
+        2.0,
+        gt=0,
+        description="Seconds between looks at the Jobs and Workflows of k8s:// and argo:// runs.",
+    )
     signal_poll_interval: float = Field(
         0.5,
         gt=0,

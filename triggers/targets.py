@@ -14,6 +14,7 @@ No shell and no template engine ever sees a value.
 from __future__ import annotations
 
 import json
+import re
 import string
 from datetime import timedelta
 from typing import Any, Literal
@@ -33,8 +34,10 @@ from triggers.spec import parse_duration
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "ArgoTarget",
     "CommandTarget",
     "HttpTarget",
+    "KubernetesTarget",
     "TargetSpec",
     "parse_target",
     "placeholders",
@@ -113,12 +116,42 @@ class HttpTarget(_Options):
         return codes
 
 
+class KubernetesTarget(_Options):
+    """``k8s://NAMESPACE``: each attempt is a ``batch/v1`` Job running the flow in a pod."""
+
+    image: str | None = Field(
+        None, description="Container image with the flow's code; default TRIPWIRE_KUBE_IMAGE."
+    )
+    cpu: str | None = Field(None, description="CPU request and limit, e.g. '500m' or '2'.")
+    memory: str | None = Field(None, description="Memory request and limit, e.g. '2Gi'.")
+    gpu: int | None = Field(None, ge=1, description="nvidia.com/gpu limit.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables (templates allowed)."
+    )
+    service_account: str | None = Field(None, description="The pod's service account.")
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels.")
+
+
+class ArgoTarget(_Options):
+    """``argo://NAMESPACE/TEMPLATE``: each attempt is an Argo Workflow of a WorkflowTemplate."""
+
+    parameters: dict[str, str] | None = Field(
+        None,
+        description="Workflow argument -> template; None passes each flow parameter as text "
+        "under its own name.",
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels.")
+
+
 _OPTIONS: dict[str, type[_Options] | None] = {
     "local": None,
     "command": CommandTarget,
     "http": HttpTarget,
     "https": HttpTarget,
+    "k8s": KubernetesTarget,
+    "argo": ArgoTarget,
 }
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 class TargetSpec(BaseModel):
@@ -153,6 +186,8 @@ def parse_target(url: str, options: dict[str, Any], parameters: list[str]) -> Ta
         )
     if scheme in ("http", "https") and not urlsplit(url).netloc:
         raise DeclarationError(f"target {url!r} has no host; write e.g. 'https://ci.example/run'.")
+    if scheme in ("k8s", "argo"):
+        _cluster_url(url, scheme)
     kind = _OPTIONS[scheme]
     if kind is None:
         if options:
@@ -173,6 +208,19 @@ def parse_target(url: str, options: dict[str, Any], parameters: list[str]) -> Ta
             f"{parameters} or {list(CONTEXT_FIELDS)}. Write {{{{ and }}}} for literal braces."
         )
     return TargetSpec(url=url, options=model.model_dump(mode="json", exclude_defaults=True))
+
+
+def _cluster_url(url: str, scheme: str) -> None:
+    parts = urlsplit(url)
+    names = [parts.netloc, *(p for p in parts.path.split("/") if p)]
+    wanted = 2 if scheme == "argo" else 1
+    example = "argo://data/nightly-etl" if scheme == "argo" else "k8s://data"
+    if len(names) != wanted or not all(_DNS_LABEL.match(n) for n in names):
+        raise DeclarationError(
+            f"target {url!r}: write {example} (namespace"
+            f"{' and WorkflowTemplate' if scheme == 'argo' else ''}: lowercase letters, digits "
+            "and '-')."
+        )
 
 
 def placeholders(template: Any) -> set[str]:

@@ -2,8 +2,10 @@
 
 Each launcher implements :class:`Launcher`. ``local://`` and ``command://`` run
 processes on the worker's machine (:mod:`sensors.launchers.local`);
-``http(s)://`` calls a web hook (:mod:`sensors.launchers.http`). A worker keeps
-one launcher per family, so the two process targets share their slots.
+``http(s)://`` calls a web hook (:mod:`sensors.launchers.http`); ``k8s://`` and
+``argo://`` create Jobs and Workflows (:mod:`sensors.launchers.kubernetes`,
+:mod:`sensors.launchers.argo`). A worker keeps one launcher per family, so the
+two process targets share their slots.
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from triggers.settings import Settings
 
 __all__ = ["Launcher", "by_url", "family_of", "scheme_of", "template_values"]
 
-_FAMILIES = {"local": "local", "command": "local", "http": "http", "https": "http"}
+_FAMILIES = {
+    "local": "local",
+    "command": "local",
+    "http": "http",
+    "https": "http",
+    "k8s": "k8s",
+    "argo": "argo",
+}
 
 
 class Launcher(Protocol):
@@ -64,6 +73,14 @@ def by_url(url: str, *, settings: Settings, store: RunStore) -> Launcher:
         from sensors.launchers.http import HttpLauncher
 
         return HttpLauncher(settings=settings, store=store)
+    if family == "k8s":
+        from sensors.launchers.kubernetes import KubernetesLauncher
+
+        return KubernetesLauncher(settings=settings, store=store)
+    if family == "argo":
+        from sensors.launchers.argo import ArgoLauncher
+
+        return ArgoLauncher(settings=settings, store=store)
     from sensors.launchers.local import LocalLauncher
 
     return LocalLauncher(settings=settings, store=store)

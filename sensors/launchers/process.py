@@ -27,6 +27,7 @@ __all__ = [
     "pid_alive",
     "prepare",
     "read_result",
+    "run_context",
     "run_dir",
     "signal_group",
     "stop_group",
@@ -119,23 +120,25 @@ def prepare(run: RunRecord, folder: Path) -> tuple[Path, Path]:
     context = folder / "context.json"
     result = folder / "result.json"
     result.unlink(missing_ok=True)
-    context.write_text(
-        json.dumps(
-            {
-                "run_name": run.name,
-                "project": run.project,
-                "domain": run.domain,
-                "flow": run.flow,
-                "entrypoint": run.entrypoint,
-                "parameters": run.parameters,
-                "events": run.events,
-                "scheduled_at": run.scheduled_at.isoformat() if run.scheduled_at else None,
-                "trigger_info": run.trigger_info,
-                "command": _command(run),
-            }
-        )
-    )
+    context.write_text(json.dumps(run_context(run)))
     return context, result
+
+
+def run_context(run: RunRecord) -> dict[str, Any]:
+    """What a run process reads (``python -m triggers.run``): the flow, its inputs, how it
+    was triggered and, for ``command://``, the command."""
+    return {
+        "run_name": run.name,
+        "project": run.project,
+        "domain": run.domain,
+        "flow": run.flow,
+        "entrypoint": run.entrypoint,
+        "parameters": run.parameters,
+        "events": run.events,
+        "scheduled_at": run.scheduled_at.isoformat() if run.scheduled_at else None,
+        "trigger_info": run.trigger_info,
+        "command": _command(run),
+    }
 
 
 def _command(run: RunRecord) -> dict[str, Any] | None:

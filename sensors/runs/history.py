@@ -24,17 +24,33 @@ __all__ = [
     "adopt_attempt",
     "attempts",
     "finish_attempt",
+    "heartbeat",
+    "move_attempt",
     "history",
     "mark_published",
     "start_attempt",
     "unpublished_changes",
 ]
 
+_LIVE_ATTEMPT = (
+    AttemptPhase.INITIALIZING,
+    AttemptPhase.WAITING_FOR_RESOURCES,
+    AttemptPhase.RUNNING,
+)
+
 
 async def start_attempt(
-    store: RunStore, project: str, domain: str, name: str, *, pid: int | None, worker: str
+    store: RunStore,
+    project: str,
+    domain: str,
+    name: str,
+    *,
+    pid: int | None,
+    worker: str,
+    phase: AttemptPhase = AttemptPhase.RUNNING,
 ) -> Attempt:
-    """Record the run's next attempt as RUNNING and return it."""
+    """Record the run's next attempt as ``phase`` (RUNNING, or INITIALIZING for a target that
+    must first schedule it) and return it."""
     for _ in range(CAS_ATTEMPTS):
         run = await store.get_run(name, project=project, domain=domain)
         now = datetime.now(UTC)
@@ -43,7 +59,7 @@ async def start_attempt(
             domain=domain,
             name=name,
             number=run.attempts + 1,
-            phase=AttemptPhase.RUNNING,
+            phase=phase,
             started_at=now,
             updated_at=now,
             pid=pid,
@@ -58,7 +74,7 @@ async def start_attempt(
             if (await conn.execute(claim)).rowcount != 1:
                 continue
             await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
-            await conn.execute(phase_change(run, attempt.number, AttemptPhase.RUNNING, now))
+            await conn.execute(phase_change(run, attempt.number, phase, now))
         return attempt
     raise StoreError(f"run {name!r} kept changing under us; try again.")
 
@@ -82,7 +98,7 @@ async def finish_attempt(
         .where(
             *named(run_attempts, project, domain, name),
             run_attempts.c.number == number,
-            run_attempts.c.phase == AttemptPhase.RUNNING.value,
+            run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT]),
         )
         .values(
             phase=phase.value,
@@ -98,6 +114,49 @@ async def finish_attempt(
     return True
 
 
+async def move_attempt(
+    store: RunStore, project: str, domain: str, name: str, number: int, phase: AttemptPhase
+) -> bool:
+    """Move a live attempt to another live ``phase`` (INITIALIZING, WAITING_FOR_RESOURCES,
+    RUNNING), as its target reports it; False if it is there already or has ended."""
+    if phase not in _LIVE_ATTEMPT:
+        raise IllegalTransitionError(f"an attempt cannot move to {phase}; finish it instead")
+    run = await store.get_run(name, project=project, domain=domain)
+    now = datetime.now(UTC)
+    update = (
+        run_attempts.update()
+        .where(
+            *named(run_attempts, project, domain, name),
+            run_attempts.c.number == number,
+            run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT if p != phase]),
+        )
+        .values(phase=phase.value, updated_at=now)
+    )
+    async with store.connection(write=True) as conn:
+        if (await conn.execute(update)).rowcount != 1:
+            return False
+        await conn.execute(phase_change(run, number, phase, now))
+    return True
+
+
+async def heartbeat(
+    store: RunStore, project: str, domain: str, name: str, number: int, worker: str
+) -> bool:
+    """Mark a live attempt as still watched by ``worker``; False if another took it over."""
+    update = (
+        run_attempts.update()
+        .where(
+            *named(run_attempts, project, domain, name),
+            run_attempts.c.number == number,
+            run_attempts.c.worker == worker,
+            run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT]),
+        )
+        .values(updated_at=datetime.now(UTC))
+    )
+    async with store.connection(write=True) as conn:
+        return bool((await conn.execute(update)).rowcount == 1)
+
+
 async def adopt_attempt(
     store: RunStore, project: str, domain: str, name: str, number: int, old: str, new: str
 ) -> bool:
@@ -108,7 +167,7 @@ async def adopt_attempt(
         .where(
             *named(run_attempts, project, domain, name),
             run_attempts.c.number == number,
-            run_attempts.c.phase == AttemptPhase.RUNNING.value,
+            run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT]),
             run_attempts.c.worker == old,
         )
         .values(worker=new, updated_at=datetime.now(UTC))

@@ -1,0 +1,220 @@
+"""``k8s://NAMESPACE``: each attempt of a run is a ``batch/v1`` Job in that namespace.
+
+The Job's pod runs ``python -m triggers.run`` in the target's image, with the run
+context in its environment, so the pod needs nothing from the worker. Its name
+is the run's (``-a2``... for retries) and its labels carry the run, flow,
+project and domain: a replayed request gets 409 and watches the Job that
+exists. Status, as the Job and its pod report it:
+
+- pod Pending -> INITIALIZING; not schedulable -> WAITING_FOR_RESOURCES;
+  Running -> RUNNING;
+- Job Complete -> SUCCEEDED; Failed -> FAILED: USER when the flow raised (the
+  run process exits 1), SYSTEM otherwise (OOMKilled, evicted, an image that
+  cannot be pulled, a Job deleted by someone else).
+
+Abort deletes the Job with its pods (background propagation). Uses the official
+``kubernetes`` client's asyncio API (``pip install 'tripwire[k8s]'``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+from sensors.launchers import template_values
+from sensors.launchers.outcomes import system_error
+from sensors.launchers.process import run_context
+from sensors.launchers.remote import Observation, RemoteLauncher
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind
+from sensors.sensor import slug
+from triggers.errors import ConfigurationError
+from triggers.run import EXIT_USER
+from triggers.targets import KubernetesTarget, TargetSpec, render
+
+__all__ = ["RUN_LABEL", "KubernetesLauncher", "kube_client"]
+
+RUN_LABEL = "tripwire.io/run"
+_STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
+_SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def kube_client(api_url: str | None) -> Any:
+    """An ApiClient of the official client's asyncio API: ``api_url``, else in-cluster.
+
+    Raises:
+        ConfigurationError: the client is not installed, or there is no cluster to talk to.
+    """
+    try:
+        from kubernetes.aio import client
+    except ImportError:
+        raise ConfigurationError(
+            "k8s:// and argo:// targets need the kubernetes client: pip install 'tripwire[k8s]'"
+        ) from None
+    import os
+
+    config = client.Configuration()
+    if api_url:
+        config.host = api_url.rstrip("/")
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        config.host = f"https://{host}:{port}"
+        with open(f"{_SERVICE_ACCOUNT}/token") as token:
+            config.api_key = {"BearerToken": token.read().strip()}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
+        config.ssl_ca_cert = f"{_SERVICE_ACCOUNT}/ca.crt"
+    else:
+        raise ConfigurationError(
+            "no Kubernetes API to run k8s:// or argo:// targets on: run the worker in the "
+            "cluster, or set TRIPWIRE_KUBE_API_URL."
+        )
+    return client.ApiClient(config)
+
+
+class KubernetesLauncher(RemoteLauncher):
+    """Runs each attempt as a Job and follows it to its end."""
+
+    family = "k8s"
+    _api: Any = None
+
+    def _apis(self) -> tuple[Any, Any, Any]:
+        from kubernetes.aio import client
+
+        if self._api is None:
+            self._api = kube_client(self._settings.kube_api_url)
+        return client, client.BatchV1Api(self._api), client.CoreV1Api(self._api)
+
+    async def close_client(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+
+    async def create(self, run: RunRecord, name: str) -> None:
+        client, batch, _ = self._apis()
+        options = TargetSpec(url=run.target, options=run.target_options or {}).model()
+        assert isinstance(options, KubernetesTarget)
+        image = options.image or self._settings.kube_image
+        if not image:
+            raise ConfigurationError(
+                f"run {run.name}: no image for {run.target}; give @target(..., image=...) or "
+                "set TRIPWIRE_KUBE_IMAGE"
+            )
+        job = client.V1Job(
+            api_version="batch/v1",
+            kind="Job",
+            metadata=client.V1ObjectMeta(name=name, labels=self._labels(run, options)),
+            spec=client.V1JobSpec(
+                backoff_limit=0,  # tripwire retries, as new attempts it can see
+                template=client.V1PodTemplateSpec(
+                    metadata=client.V1ObjectMeta(labels=self._labels(run, options)),
+                    spec=client.V1PodSpec(
+                        restart_policy="Never",
+                        service_account_name=options.service_account,
+                        containers=[self._container(client, run, options, image)],
+                    ),
+                ),
+            ),
+        )
+        try:
+            await batch.create_namespaced_job(namespace_of(run), job)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 409:  # 409: a replay; the Job of this attempt exists
+                raise
+
+    def _container(self, client: Any, run: RunRecord, options: KubernetesTarget, image: str) -> Any:
+        env = {
+            "TRIPWIRE_RUN_CONTEXT_JSON": json.dumps(run_context(run)),
+            "TRIPWIRE_PROJECT": run.project,
+            "TRIPWIRE_DOMAIN": run.domain,
+            "PYTHONUNBUFFERED": "1",
+            **render(options.env, template_values(run), typed=False),
+        }
+        if self._settings.kafka_bootstrap:
+            env["TRIPWIRE_KAFKA_BOOTSTRAP"] = self._settings.kafka_bootstrap
+        amounts = {"cpu": options.cpu, "memory": options.memory}
+        limits = {k: v for k, v in amounts.items() if v is not None}
+        if options.gpu:
+            limits["nvidia.com/gpu"] = str(options.gpu)
+        return client.V1Container(
+            name="run",
+            image=image,
+            command=["python", "-m", "triggers.run"],
+            args=["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON", "--result", "/tmp/result"],
+            env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()],
+            resources=client.V1ResourceRequirements(
+                requests={k: v for k, v in limits.items() if k != "nvidia.com/gpu"} or None,
+                limits=limits or None,
+            ),
+        )
+
+    @staticmethod
+    def _labels(run: RunRecord, options: KubernetesTarget) -> dict[str, str]:
+        return {
+            **options.labels,
+            RUN_LABEL: run.name,
+            "tripwire.io/flow": slug(run.flow),
+            "tripwire.io/project": run.project,
+            "tripwire.io/domain": run.domain,
+        }
+
+    async def observe(self, run: RunRecord, name: str) -> Observation:
+        client, batch, core = self._apis()
+        namespace = namespace_of(run)
+        try:
+            job = await batch.read_namespaced_job_status(name, namespace)
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:
+                raise
+            message = f"Job {namespace}/{name} is gone: it was deleted outside tripwire"
+            return Observation(
+                AttemptPhase.FAILED, system_error("JobMissing", message, self.worker)
+            )
+        conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"}
+        if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
+            return Observation(AttemptPhase.SUCCEEDED)
+        pods = (await core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")).items
+        pod = pods[-1] if pods else None
+        failed = conditions.get("Failed") or conditions.get("FailureTarget")
+        if failed is not None:
+            return self._why(namespace, name, failed, pod)
+        if pod is None or pod.status is None:
+            return Observation(AttemptPhase.INITIALIZING)
+        for state in pod.status.container_statuses or []:
+            waiting = state.state.waiting if state.state else None
+            if waiting is not None and waiting.reason in _STUCK:
+                message = f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}"
+                return self.failed(waiting.reason, message.strip())
+        if pod.status.phase == "Running":
+            return Observation(AttemptPhase.RUNNING)
+        scheduled = [c for c in pod.status.conditions or [] if c.type == "PodScheduled"]
+        if scheduled and scheduled[0].status == "False" and scheduled[0].reason == "Unschedulable":
+            return Observation(AttemptPhase.WAITING_FOR_RESOURCES)
+        return Observation(AttemptPhase.INITIALIZING)
+
+    def _why(self, namespace: str, name: str, failed: Any, pod: Any) -> Observation:
+        """A failed Job: USER if the flow raised, else SYSTEM."""
+        where = f"Job {namespace}/{name}"
+        for state in (pod.status.container_statuses or []) if pod and pod.status else []:
+            ended = state.state.terminated if state.state else None
+            if ended is None:
+                continue
+            message = f"{where}: container exited {ended.exit_code} ({ended.reason or 'Error'})"
+            if ended.exit_code == EXIT_USER and ended.reason != "OOMKilled":
+                return self.failed("FlowFailed", message, ErrorKind.USER)
+            return self.failed(ended.reason or "ContainerFailed", message)
+        message = f"{where} failed: {failed.reason or ''} {failed.message or ''}".strip()
+        return self.failed(failed.reason or "JobFailed", message)
+
+    async def stop(self, run: RunRecord, name: str) -> None:
+        client, batch, _ = self._apis()
+        try:
+            await batch.delete_namespaced_job(
+                name, namespace_of(run), propagation_policy="Background"
+            )
+        except client.exceptions.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def namespace_of(run: RunRecord) -> str:
+    return urlsplit(run.target).netloc

@@ -1,0 +1,224 @@
+"""What launchers of runs that execute in a cluster share: attempts, watching, abort, adoption.
+
+A subclass creates one object per attempt (a Job, a Workflow) under a name
+derived from the run name, so a replayed request finds it (409) instead of
+creating a second one; reports what the object's status means
+(:class:`Observation`); and stops it. This module turns that into attempt phases
+(INITIALIZING, WAITING_FOR_RESOURCES, RUNNING, then a final one), retries of USER
+failures as new attempts, ``runs abort`` and timeouts.
+
+Whoever watches an attempt renews a lease on it (the attempt's ``updated_at``)
+at every look. A worker that starts, or any watching worker once a minute, takes
+over attempts whose lease is older than ten looks: a worker died, and its
+objects, which outlive it, are watched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sensors.launchers import family_of
+from sensors.launchers.outcomes import finish_run, run_error, system_error, worker_name
+from sensors.runs import history as runs_history
+from sensors.runs.models import Attempt, RunError, RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
+from triggers.settings import Settings
+
+__all__ = ["Observation", "RemoteLauncher", "attempt_name"]
+
+log = logging.getLogger(__name__)
+
+_STALE_LOOKS = 10  # an attempt unwatched for this many looks is taken over
+_ADOPT_EVERY = 60.0  # seconds between looks for attempts nobody watches
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the target says of an attempt: a live phase, or a final one with its error."""
+
+    phase: AttemptPhase
+    error: RunError | None = None
+
+
+def attempt_name(run: RunRecord, number: int) -> str:
+    """The object of an attempt: the run's name, then ``-a2``, ``-a3``... (at most 63 chars)."""
+    return run.name if number == 1 else f"{run.name[:58]}-a{number}"
+
+
+class RemoteLauncher:
+    """Runs attempts as objects in a cluster; subclasses say how to create, read and stop them."""
+
+    family = "remote"
+
+    def __init__(self, *, settings: Settings, store: RunStore) -> None:
+        self._settings = settings
+        self._store = store
+        self._poll = settings.kube_poll_interval
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watched: set[str] = set()
+        self._adopter: asyncio.Task[None] | None = None
+        self.worker = worker_name()
+
+    # what a subclass provides
+
+    async def create(self, run: RunRecord, name: str) -> None:
+        """Create the attempt's object; one that exists already is fine."""
+        raise NotImplementedError
+
+    async def observe(self, run: RunRecord, name: str) -> Observation:
+        """What the attempt's object says now."""
+        raise NotImplementedError
+
+    async def stop(self, run: RunRecord, name: str) -> None:
+        """Stop the attempt's object and what it started."""
+        raise NotImplementedError
+
+    async def close_client(self) -> None:
+        """Release the connection to the cluster."""
+
+    def failed(self, code: str, message: str, kind: ErrorKind = ErrorKind.SYSTEM) -> Observation:
+        """An attempt that ended FAILED, with its error."""
+        return Observation(AttemptPhase.FAILED, run_error(code, kind, message, self.worker))
+
+    # the Launcher protocol
+
+    async def launch(self, run: RunRecord) -> None:
+        self._watch(run, None)
+
+    async def adopt(self) -> list[str]:
+        """Watch the attempts of this family that no live worker watches; return their runs."""
+        if self._adopter is None:
+            self._adopter = asyncio.create_task(self._keep_adopting(), name="adopt attempts")
+        stale = datetime.now(UTC) - timedelta(seconds=self._poll * _STALE_LOOKS)
+        taken = []
+        live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
+        for run in await self._store.list_runs(phase=live, limit=10_000):
+            if family_of(run.target) != self.family or run.name in self._watched:
+                continue
+            if not run.attempts:
+                continue
+            attempt = (await runs_history.attempts(self._store, *run.key))[-1]
+            if attempt.finished_at is not None or attempt.updated_at > stale:
+                continue
+            if await runs_history.adopt_attempt(
+                self._store, *run.key, attempt.number, attempt.worker or "", self.worker
+            ):
+                log.warning("run %s: watching it again (was %s)", run.name, attempt.worker)
+                self._watch(run, attempt)
+                taken.append(run.name)
+        return taken
+
+    async def close(self) -> None:
+        """Stop watching; the objects go on in the cluster, and a worker takes them over."""
+        if self._adopter is not None:
+            self._adopter.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=5)
+        await self.close_client()
+
+    # the attempt loop
+
+    def _watch(self, run: RunRecord, adopted: Attempt | None) -> None:
+        self._watched.add(run.name)
+        task = asyncio.create_task(self._execute(run, adopted), name=f"run {run.name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._watched.discard(run.name))
+
+    async def _execute(self, run: RunRecord, adopted: Attempt | None) -> None:
+        phase, error = WorkflowPhase.FAILED, None
+        try:
+            while True:
+                attempt = adopted or await runs_history.start_attempt(
+                    self._store,
+                    *run.key,
+                    pid=None,
+                    worker=self.worker,
+                    phase=AttemptPhase.INITIALIZING,
+                )
+                adopted = None
+                name = attempt_name(run, attempt.number)
+                if attempt.phase == AttemptPhase.INITIALIZING:
+                    await self.create(run, name)
+                ended = await self._follow(run, attempt, name)
+                if ended is None:
+                    phase = WorkflowPhase.RUNNING  # another worker watches it now
+                    return
+                retry = (
+                    ended.error is not None
+                    and ended.error.kind == ErrorKind.USER
+                    and ended.phase == AttemptPhase.FAILED
+                    and attempt.number <= run.retries
+                )
+                done = AttemptPhase.RETRYABLE_FAILED if retry else ended.phase
+                await runs_history.finish_attempt(
+                    self._store, *run.key, attempt.number, done, ended.error
+                )
+                phase, error = _run_phase(ended)
+                if not retry:
+                    return
+                await asyncio.sleep(run.retry_backoff_seconds * 2 ** (attempt.number - 1))
+        except asyncio.CancelledError:
+            phase = WorkflowPhase.RUNNING  # the worker stops: another one takes it over
+            raise
+        except Exception as exc:
+            log.exception("run %s: the launcher failed", run.name)
+            error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)
+        finally:
+            if phase != WorkflowPhase.RUNNING:
+                await asyncio.shield(finish_run(self._store, run, phase, error))
+
+    async def _follow(self, run: RunRecord, attempt: Attempt, name: str) -> Observation | None:
+        """Watch an attempt's object until it ends, the run is aborted, or it times out;
+        None if another worker took the attempt over."""
+        current = attempt.phase
+        started = run.started_at or datetime.now(UTC)
+        while True:
+            record = await self._store.get_run(run.name, project=run.project, domain=run.domain)
+            if record.phase == WorkflowPhase.ABORTING:
+                await self.stop(run, name)
+                return Observation(AttemptPhase.ABORTED)
+            if (
+                run.timeout_seconds
+                and (datetime.now(UTC) - started).total_seconds() >= run.timeout_seconds
+            ):
+                await self.stop(run, name)
+                message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
+                return Observation(
+                    AttemptPhase.FAILED, run_error("Timeout", ErrorKind.USER, message, self.worker)
+                )
+            seen = await self.observe(run, name)
+            if seen.phase in (AttemptPhase.SUCCEEDED, AttemptPhase.FAILED, AttemptPhase.ABORTED):
+                return seen
+            if seen.phase != current:
+                await runs_history.move_attempt(self._store, *run.key, attempt.number, seen.phase)
+                current = seen.phase
+            elif not await runs_history.heartbeat(
+                self._store, *run.key, attempt.number, self.worker
+            ):
+                return None
+            await asyncio.sleep(self._poll)
+
+    async def _keep_adopting(self) -> None:
+        while True:
+            await asyncio.sleep(_ADOPT_EVERY)
+            try:
+                await self.adopt()
+            except Exception:
+                log.exception("looking for unwatched attempts failed; will try again")
+
+
+def _run_phase(ended: Observation) -> tuple[WorkflowPhase, RunError | None]:
+    if ended.phase == AttemptPhase.SUCCEEDED:
+        return WorkflowPhase.SUCCEEDED, None
+    if ended.phase == AttemptPhase.ABORTED:
+        return WorkflowPhase.ABORTED, None
+    if ended.error is not None and ended.error.code == "Timeout":
+        return WorkflowPhase.TIMED_OUT, ended.error
+    return WorkflowPhase.FAILED, ended.error
