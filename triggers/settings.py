@@ -214,7 +214,7 @@ class Settings(BaseSettings):
         None,
         description=(
             "Image of `k8s://` runs whose target names none: it must hold tripwire and the "
-            "flows' code (see the Dockerfile)."
+            "flows' code."
         ),
     )
     kube_poll_interval: float = Field(
