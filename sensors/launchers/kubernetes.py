@@ -169,7 +169,8 @@ class KubernetesLauncher(RemoteLauncher):
             return Observation(
                 AttemptPhase.FAILED, system_error("JobMissing", message, self.worker)
             )
-        conditions = {c.type: c for c in (job.status.conditions or []) if c.status == "True"}
+        reported = job.status.conditions if job.status else None  # none yet on a new Job
+        conditions = {c.type: c for c in reported or [] if c.status == "True"}
         if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
             return Observation(AttemptPhase.SUCCEEDED)
         pods = (await core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")).items

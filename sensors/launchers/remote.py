@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _STALE_LOOKS = 10  # an attempt unwatched for this many looks is taken over
 _ADOPT_EVERY = 60.0  # seconds between looks for attempts nobody watches
+_UNREADABLE_LOOKS = 30  # looks in a row that fail before the run fails (SYSTEM)
 
 
 @dataclass(frozen=True)
@@ -177,7 +178,7 @@ class RemoteLauncher:
     async def _follow(self, run: RunRecord, attempt: Attempt, name: str) -> Observation | None:
         """Watch an attempt's object until it ends, the run is aborted, or it times out;
         None if another worker took the attempt over."""
-        current = attempt.phase
+        current, failures = attempt.phase, 0
         started = run.started_at or datetime.now(UTC)
         while True:
             record = await self._store.get_run(run.name, project=run.project, domain=run.domain)
@@ -193,7 +194,17 @@ class RemoteLauncher:
                 return Observation(
                     AttemptPhase.FAILED, run_error("Timeout", ErrorKind.USER, message, self.worker)
                 )
-            seen = await self.observe(run, name)
+            try:
+                seen = await self.observe(run, name)
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures >= _UNREADABLE_LOOKS:
+                    message = f"cannot read {name} from {run.target} any more: {exc}"
+                    return self.failed("TargetUnreachable", message)
+                log.warning("run %s: cannot read %s (%s); will look again", run.name, name, exc)
+                await asyncio.sleep(self._poll)
+                continue
             if seen.phase in (AttemptPhase.SUCCEEDED, AttemptPhase.FAILED, AttemptPhase.ABORTED):
                 return seen
             if seen.phase != current:

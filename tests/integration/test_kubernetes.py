@@ -1,0 +1,356 @@
+"""k8s:// Jobs and argo:// Workflows against kmock's Kubernetes API emulator.
+
+The tests play the controllers: they create the Job's pod and patch the status of
+pods, Jobs and Workflows through the official client, as kube-controller-manager
+and Argo would, and watch the runs follow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+from kubernetes.aio import client
+
+from sensors.launchers.argo import ArgoLauncher
+from sensors.launchers.kubernetes import RUN_LABEL, KubernetesLauncher
+from sensors.launchers.remote import RemoteLauncher
+from sensors.runs import history as runs_history
+from sensors.runs.models import NewRun, RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
+from tests.integration.conftest import eventually
+from triggers.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+NS = "data"
+
+
+@pytest.fixture
+async def cluster() -> AsyncIterator[tuple[kmock.KubernetesEmulator, Any]]:
+    """The emulator, and a client of it for the tests' side (the controllers)."""
+    async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s):
+        k8s.resources["batch/v1/jobs"] = {"kind": "Job", "namespaced": True}
+        k8s.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
+        k8s.resources["argoproj.io/v1alpha1/workflows"] = {"kind": "Workflow", "namespaced": True}
+        config = client.Configuration(host=str(k8s.url).rstrip("/"))
+        async with client.ApiClient(config) as api:
+            yield k8s, api
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
+    async with await RunStore.open(f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}") as opened:
+        yield opened
+
+
+def settings(k8s: kmock.KubernetesEmulator, tmp_path: Path) -> Settings:
+    return Settings(
+        home=tmp_path, kube_api_url=str(k8s.url), kube_poll_interval=0.05, kube_image="flows:1"
+    )
+
+
+async def claimed(store: RunStore, target: str, **fields: Any) -> RunRecord:
+    request = NewRun(
+        project="p",
+        domain="d",
+        name=fields.pop("name", "nightly-etl-0123456789abcdef0123"),
+        flow="nightly_etl",
+        sensor_id="nightly_etl.trigger",
+        target=target,
+        entrypoint={"function": "nightly_etl", "module": "flows"},
+        parameters={"day": "2026-11-23", "rows": 5},
+        events=[],
+        **fields,
+    )
+    await store.create_run(request)
+    return await store.transition(
+        "p", "d", request.name, WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
+    )
+
+
+async def attempt_phase(store: RunStore, run: RunRecord) -> AttemptPhase | None:
+    found = await runs_history.attempts(store, *run.key)
+    return found[-1].phase if found else None
+
+
+async def ended(store: RunStore, run: RunRecord) -> RunRecord:
+    async def probe() -> RunRecord | None:
+        now = await store.get_run(run.name, project="p", domain="d")
+        return now if now.finished_at is not None else None
+
+    result: RunRecord = await eventually(probe, f"run {run.name} to end", timeout=20)
+    return result
+
+
+async def running(launcher: RemoteLauncher, run: RunRecord) -> None:
+    await launcher.launch(run)
+
+
+# k8s://
+
+
+async def test_a_run_becomes_one_labelled_job_even_when_its_request_is_replayed(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}", target_options={"cpu": "500m", "memory": "1Gi"})
+    try:
+        await launcher.create(run, run.name)
+        await launcher.create(run, run.name)  # a replay: 409, not an error
+        jobs = await client.BatchV1Api(api).list_namespaced_job(
+            NS, label_selector=f"{RUN_LABEL}={run.name}"
+        )
+    finally:
+        await launcher.close()
+    [job] = jobs.items
+    assert job.metadata.name == run.name and job.spec.backoff_limit == 0
+    [container] = job.spec.template.spec.containers
+    assert container.image == "flows:1" and container.resources.limits == {
+        "cpu": "500m",
+        "memory": "1Gi",
+    }
+    env = {e.name: e.value for e in container.env}
+    context = json.loads(env["TRIPWIRE_RUN_CONTEXT_JSON"])
+    assert context["parameters"] == {"day": "2026-11-23", "rows": 5}
+    assert container.args[:2] == ["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON"]
+
+
+async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    core, batch = client.CoreV1Api(api), client.BatchV1Api(api)
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}")
+    try:
+        await running(launcher, run)
+        await eventually(lambda: attempt_phase(store, run), "the first attempt")
+        assert await attempt_phase(store, run) == AttemptPhase.INITIALIZING
+        # The scheduler finds no node for the pod
+        pod = {
+            "metadata": {"name": f"{run.name}-x1", "labels": {"job-name": run.name}},
+            "spec": {"containers": [{"name": "run", "image": "flows:1"}]},
+        }
+        await core.create_namespaced_pod(NS, pod)
+        unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
+        await core.patch_namespaced_pod_status(
+            pod["metadata"]["name"],
+            NS,
+            {"status": {"phase": "Pending", "conditions": [unschedulable]}},
+        )
+        await eventually(
+            lambda: _is(store, run, AttemptPhase.WAITING_FOR_RESOURCES), "WAITING_FOR_RESOURCES"
+        )
+        await core.patch_namespaced_pod_status(
+            pod["metadata"]["name"], NS, {"status": {"phase": "Running", "conditions": []}}
+        )
+        await eventually(lambda: _is(store, run, AttemptPhase.RUNNING), "RUNNING")
+        complete = {"type": "Complete", "status": "True"}
+        await batch.patch_namespaced_job_status(
+            run.name, NS, {"status": {"succeeded": 1, "conditions": [complete]}}
+        )
+        done = await ended(store, run)
+    finally:
+        await launcher.close()
+    assert done.phase == WorkflowPhase.SUCCEEDED
+    moves = [c.phase for c in await runs_history.history(store, *run.key) if c.attempt == 1]
+    assert moves == ["INITIALIZING", "WAITING_FOR_RESOURCES", "RUNNING", "SUCCEEDED"]
+
+
+async def test_a_flow_that_raised_in_its_pod_fails_as_user_and_is_retried_in_a_new_job(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}", retries=1)
+    try:
+        await running(launcher, run)
+        await _fail_job(api, run.name, exit_code=1, reason="Error")
+        await eventually(lambda: _job_exists(api, f"{run.name[:58]}-a2"), "the retry's Job")
+        await _fail_job(api, f"{run.name[:58]}-a2", exit_code=137, reason="OOMKilled")
+        done = await ended(store, run)
+    finally:
+        await launcher.close()
+    assert done.phase == WorkflowPhase.FAILED and done.error is not None
+    assert (done.error.kind, done.error.code) == (ErrorKind.SYSTEM, "OOMKilled")
+    first, second = await runs_history.attempts(store, *run.key)
+    assert first.phase == AttemptPhase.RETRYABLE_FAILED and first.error is not None
+    assert first.error.kind == ErrorKind.USER and second.phase == AttemptPhase.FAILED
+
+
+async def test_abort_deletes_the_job_with_its_pods(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}")
+    try:
+        await running(launcher, run)
+        await eventually(lambda: _job_exists(api, run.name), "the Job")
+        await store.request_abort("p", "d", run.name, "wrong day")
+        done = await ended(store, run)
+    finally:
+        await launcher.close()
+    assert done.phase == WorkflowPhase.ABORTED
+    assert not await _job_exists(api, run.name)
+    deletes = [r for r in k8s if r.method == kmock.method.DELETE]
+    assert [r.params.get("propagationPolicy") for r in deletes] == ["Background"]
+
+
+async def test_a_dead_workers_job_is_watched_again_by_another(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    first = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}")
+    await running(first, run)
+    await eventually(lambda: _job_exists(api, run.name), "the Job")
+    for task in list(first._tasks):  # the worker dies: nobody renews the lease
+        task.cancel()
+    await asyncio.sleep(1)  # ten looks of 0.05 s, and then some
+    second = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    try:
+        assert await second.adopt() == [run.name]
+        complete = {"type": "Complete", "status": "True"}
+        await client.BatchV1Api(api).patch_namespaced_job_status(
+            run.name, NS, {"status": {"conditions": [complete]}}
+        )
+        done = await ended(store, run)
+    finally:
+        await second.close()
+        await first.close()
+    assert done.phase == WorkflowPhase.SUCCEEDED
+    [attempt] = await runs_history.attempts(store, *run.key)
+    assert attempt.worker == second.worker
+
+
+# argo://
+
+
+async def test_a_run_becomes_a_workflow_of_its_template_that_follows_argo_to_the_end(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    custom = client.CustomObjectsApi(api)
+    launcher = ArgoLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"argo://{NS}/nightly-etl")
+    try:
+        await running(launcher, run)
+        workflow = await eventually(lambda: _workflow(api, run.name), "the Workflow")
+        await launcher.create(run, run.name)  # a replay: 409, not an error
+        assert workflow["spec"]["workflowTemplateRef"] == {"name": "nightly-etl"}
+        assert workflow["spec"]["arguments"]["parameters"] == [
+            {"name": "day", "value": "2026-11-23"},
+            {"name": "rows", "value": "5"},
+        ]
+        assert workflow["metadata"]["labels"][RUN_LABEL] == run.name
+        for phase, attempt in (("Pending", "INITIALIZING"), ("Running", "RUNNING")):
+            await _argo_status(custom, run.name, phase)
+            await eventually(lambda a=attempt: _is(store, run, AttemptPhase(a)), attempt)
+        await _argo_status(custom, run.name, "Failed", "child 'load' failed")
+        done = await ended(store, run)
+    finally:
+        await launcher.close()
+    assert done.phase == WorkflowPhase.FAILED and done.error is not None
+    assert done.error.kind == ErrorKind.USER and "child 'load' failed" in done.error.message
+
+
+async def test_abort_shuts_the_workflow_down_and_an_argo_error_is_system(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    custom = client.CustomObjectsApi(api)
+    launcher = ArgoLauncher(settings=settings(k8s, tmp_path), store=store)
+    aborted = await claimed(store, f"argo://{NS}/nightly-etl")
+    broken = await claimed(store, f"argo://{NS}/nightly-etl", name="nightly-etl-broken")
+    try:
+        await running(launcher, aborted)
+        await running(launcher, broken)
+        await eventually(lambda: _workflow(api, aborted.name), "the Workflow")
+        await store.request_abort("p", "d", aborted.name, "stop")
+        await eventually(lambda: _workflow(api, broken.name), "the other Workflow")
+        await _argo_status(custom, broken.name, "Error", "pod deleted")
+        results = [await ended(store, aborted), await ended(store, broken)]
+    finally:
+        await launcher.close()
+    assert results[0].phase == WorkflowPhase.ABORTED
+    shut = await _workflow(api, aborted.name)
+    assert shut is not None and shut["spec"]["shutdown"] == "Terminate"
+    assert results[1].error is not None and results[1].error.kind == ErrorKind.SYSTEM
+
+
+# helpers: the controllers' side
+
+
+async def _is(store: RunStore, run: RunRecord, phase: AttemptPhase) -> bool:
+    return await attempt_phase(store, run) == phase
+
+
+async def _job_exists(api: Any, name: str) -> bool:
+    try:
+        await client.BatchV1Api(api).read_namespaced_job(name, NS)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+async def _fail_job(api: Any, job: str, *, exit_code: int, reason: str) -> None:
+    await eventually(lambda: _job_exists(api, job), f"Job {job}")
+    core = client.CoreV1Api(api)
+    pod = {
+        "metadata": {"name": f"{job}-p", "labels": {"job-name": job}},
+        "spec": {"containers": [{"name": "run", "image": "flows:1"}]},
+    }
+    await core.create_namespaced_pod(NS, pod)
+    terminated = {"exitCode": exit_code, "reason": reason}
+    status = {
+        "phase": "Failed",
+        "containerStatuses": [
+            {
+                "name": "run",
+                "image": "flows:1",
+                "imageID": "",
+                "ready": False,
+                "restartCount": 0,
+                "state": {"terminated": terminated},
+            }
+        ],
+    }
+    await core.patch_namespaced_pod_status(f"{job}-p", NS, {"status": status})
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    await client.BatchV1Api(api).patch_namespaced_job_status(
+        job, NS, {"status": {"failed": 1, "conditions": [failed]}}
+    )
+
+
+async def _workflow(api: Any, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = await client.CustomObjectsApi(api).get_namespaced_custom_object(
+            "argoproj.io", "v1alpha1", NS, "workflows", name
+        )
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return found
+
+
+async def _argo_status(custom: Any, name: str, phase: str, message: str = "") -> None:
+    await custom.patch_namespaced_custom_object_status(
+        "argoproj.io",
+        "v1alpha1",
+        NS,
+        "workflows",
+        name,
+        {"status": {"phase": phase, "message": message}},
+    )
