@@ -1,4 +1,5 @@
-"""Where runs execute: a command line (any CLI: Metaflow, pyflyte, dbt...) or a web hook.
+"""Where runs execute: a command line (Metaflow, pyflyte, dbt...), a web hook, a Kubernetes
+Job or an Argo Workflow.
 
 tripwire dev examples/targets.py
 tripwire publish report_requested -p day=2026-11-23
@@ -36,9 +37,23 @@ def command_report(day: str = "") -> None: ...
 def ci_rebuild(day: str = "", rows: int = 0) -> None: ...
 
 
+# A Job per attempt in namespace "data" (pip install 'tripwire[k8s]'; the worker runs in the
+# cluster or has TRIPWIRE_KUBE_API_URL). The image holds tripwire and this file.
+@target("k8s://data", image="registry.example.com/flows:1.4", cpu="2", memory="4Gi")
+@trigger(event="features_ready", max_concurrency=4)
+def train_model(day: str = "", epochs: int = 10) -> None:
+    print(f"training on {day} for {epochs} epochs")  # runs in the pod
+
+
+# An Argo Workflow of the WorkflowTemplate "nightly-etl", parameters as its arguments.
+@target("argo://data/nightly-etl", parameters={"day": "{day}", "run": "{run_name}"})
+@trigger(event="raw_landed")
+def nightly_etl(day: str = "") -> None: ...
+
+
 if __name__ == "__main__":
     from triggers.decorators import flow_spec
 
-    for flow in (command_report, ci_rebuild):
+    for flow in (command_report, ci_rebuild, train_model, nightly_etl):
         spec = flow_spec(flow)
         print(f"{spec.name}: {spec.target} {spec.target_options}")

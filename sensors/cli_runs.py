@@ -262,12 +262,18 @@ def runs_logs(
 ) -> None:
     """Print a run's log (its process output, or its HTTP calls) from this machine."""
     run = run_sync(with_store(lambda store: store.get_run(name, **scope(project, domain))))
-    logs = views.run_logs(run)
-    if not logs:
-        err.print(f"[red]error:[/red] run {name} ran on {run.target}, whose logs are not here.")
-        raise typer.Exit(1)
-    for entry in logs:
-        path = Path(urlsplit(entry.uri).path)
+    for entry in views.run_logs(run):
+        where = urlsplit(entry.uri)
+        if where.scheme != "file":
+            namespace = where.netloc
+            tool = "kubectl logs -n" if where.scheme == "k8s" else "argo logs -n"
+            kind = "job/" if where.scheme == "k8s" else ""
+            err.print(
+                f"run {name} ran in the cluster ({entry.name} {entry.uri}); its logs: "
+                f"{tool} {namespace} {kind}{run.name} (later attempts: {run.name}-a2 ...)"
+            )
+            raise typer.Exit(1)
+        path = Path(where.path)
         if not path.exists():
             err.print(
                 f"[red]error:[/red] no log at {path}: the run has not started, or ran on "

@@ -71,9 +71,14 @@ class RunDetail(BaseModel):
 
 
 def run_logs(run: RunRecord) -> list[TaskLog]:
-    """The logs of a run: the run folder's log for the targets a worker runs itself."""
-    if scheme_of(run.target) not in ("local", "command", "http", "https"):
-        return []
+    """Where a run's logs are: the run folder's log for the targets a worker runs itself,
+    the Job's pods or the Workflow in the cluster for the others."""
+    scheme = scheme_of(run.target)
+    if scheme == "k8s":
+        return [TaskLog(name="Kubernetes Job", uri=f"{run.target.rstrip('/')}/jobs/{run.name}")]
+    if scheme == "argo":
+        namespace = run.target.split("/")[2]
+        return [TaskLog(name="Argo Workflow", uri=f"argo://{namespace}/workflows/{run.name}")]
     path = run_dir(get_settings(), run.name) / "run.log"
     return [TaskLog(name="run.log", uri=path.as_uri())]
 

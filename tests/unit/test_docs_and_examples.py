@@ -38,6 +38,8 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "refresh_orders_view",
         "command_report",
         "ci_rebuild",
+        "train_model",
+        "nightly_etl",
     }
     [trig] = flows["refresh_report"].triggers
     assert [d.name for d in trig.dependencies] == ["data_updated"]
