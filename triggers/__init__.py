@@ -8,7 +8,7 @@ form); a running flow reads :data:`current` and can pause for a signal with
 """
 
 from triggers.current import TriggerEvent, current
-from triggers.decorators import schedule, target, trigger, trigger_on_finish
+from triggers.decorators import resources, schedule, target, trigger, trigger_on_finish
 from triggers.errors import (
     ConfigurationError,
     DeclarationError,
@@ -28,6 +28,7 @@ __all__ = [
     "trigger_on_finish",
     "schedule",
     "target",
+    "resources",
     # publishing events
     "publish",
     "safe_publish",

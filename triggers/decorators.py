@@ -9,6 +9,7 @@ plain Python. :func:`flow_spec` turns a decorated function into the
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,7 +42,15 @@ from triggers.spec import (
 )
 from triggers.targets import TargetSpec, parse_target
 
-__all__ = ["flow_spec", "is_flow", "schedule", "target", "trigger", "trigger_on_finish"]
+__all__ = [
+    "flow_spec",
+    "is_flow",
+    "resources",
+    "schedule",
+    "target",
+    "trigger",
+    "trigger_on_finish",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTR = "__tripwire_flow__"
@@ -52,6 +61,7 @@ class _Declaration:
     parameters: tuple[ParamSpec, ...]
     triggers: list[TriggerSpec] = field(default_factory=list)
     target: TargetSpec | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 def trigger(
@@ -382,6 +392,54 @@ def target(url: str, **options: Any) -> Callable[[F], F]:
     return decorate
 
 
+def resources(
+    *, cpu: float | str | None = None, memory: int | str | None = None, gpu: int | None = None
+) -> Callable[[F], F]:
+    """What a run of the decorated flow needs, as Metaflow's ``@resources`` says it.
+
+    Applies to ``k8s://`` targets (requests and limits of the Job's pod; the target's
+    own ``cpu``/``memory``/``gpu`` win); other targets ignore it.
+
+    Args:
+        cpu: cores (``2``, ``0.5``) or a Kubernetes quantity (``"500m"``).
+        memory: megabytes (``4096``, as Metaflow) or a quantity (``"4Gi"``).
+        gpu: whole GPUs.
+
+    Raises:
+        DeclarationError: a value that is not a number or a quantity.
+    """
+    given: dict[str, Any] = {}
+    if cpu is not None:
+        given["cpu"] = _quantity(cpu, "cpu", "")
+    if memory is not None:
+        given["memory"] = _quantity(memory, "memory", "Mi")
+    if gpu is not None:
+        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 1:
+            raise DeclarationError(f"@resources: gpu={gpu!r} must be a whole number ≥ 1.")
+        given["gpu"] = gpu
+
+    def decorate(func: F) -> F:
+        decl = _declaration_of(func, f"@resources on {getattr(func, '__qualname__', func)!r}")
+        decl.resources = given
+        return func
+
+    return decorate
+
+
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+def _quantity(value: object, what: str, unit: str) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return f"{value:g}{unit}"
+    if isinstance(value, str) and _QUANTITY.match(value):
+        return value
+    raise DeclarationError(
+        f"@resources: {what}={value!r} must be a number or a Kubernetes quantity like "
+        f"{'500m' if what == 'cpu' else '4Gi'}."
+    )
+
+
 def _first_error(exc: ValidationError) -> str:
     return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
@@ -470,11 +528,14 @@ def flow_spec(func: Callable[..., Any], *, path: str | Path | None = None) -> Fl
         source = inspect.getsourcefile(func)
         entrypoint = Entrypoint(function=func.__name__, path=str(Path(source or "").resolve()))
     target = decl.target or TargetSpec()
+    options = target.options
+    if decl.resources and target.scheme() == "k8s":
+        options = {**decl.resources, **options}
     return FlowSpec(
         name=func.__name__,
         entrypoint=entrypoint,
         parameters=decl.parameters,
         triggers=tuple(decl.triggers),
         target=target.url,
-        target_options=target.options,
+        target_options=options,
     )

@@ -12,18 +12,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import kmock
 import pytest
+from kubernetes.aio import client
 
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import finished_run, tripwire_cli
+from tests.integration.conftest import eventually, finished_run, tripwire_cli
 from triggers import publish
 from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+COMPLETE = {"type": "Complete", "status": "True"}
 
 
 @dataclass
@@ -195,3 +200,66 @@ async def test_a_web_hook_that_stays_down_fails_as_system_after_its_retries(
     assert run.error is not None and run.error.kind == ErrorKind.SYSTEM
     assert run.error.code == "HttpUnavailable" and "failed 3 time(s)" in run.error.message
     assert len(hook.bodies("/down")) == 3
+
+
+async def test_the_targets_example_runs_on_each_of_its_targets(
+    engine_env: dict[str, str], hook: Hook, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given examples/targets.py, with its web hook and its cluster here
+    async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s):
+        k8s.resources["batch/v1/jobs"] = {"kind": "Job", "namespaced": True}
+        k8s.resources["v1/pods"] = {"kind": "Pod", "namespaced": True}
+        k8s.resources["argoproj.io/v1alpha1/workflows"] = {"kind": "Workflow", "namespaced": True}
+        monkeypatch.setenv("CI_HOOK_URL", f"{hook.url}/hooks/run")
+        monkeypatch.setenv("CI_HOOK_KEY", "k")
+        monkeypatch.setenv("TRIPWIRE_KUBE_API_URL", str(k8s.url))
+        monkeypatch.setenv("TRIPWIRE_KUBE_POLL_INTERVAL", "0.1")
+        async with Engine(Settings(), discover_flows([EXAMPLES / "targets.py"])) as running:
+            await running.wait_ready(timeout=30)
+            assert running.store is not None
+            store = running.store
+            # When each of its events is published
+            ids = {
+                "command_report": await publish.aio("report_requested", {"day": "2026-11-23"}),
+                "ci_rebuild": await publish.aio("rebuild_requested", {"day": "mon", "rows": 3}),
+                "train_model": await publish.aio("features_ready", {"day": "mon"}),
+                "nightly_etl": await publish.aio("raw_landed", {"day": "mon"}),
+            }
+            # (the cluster's controllers finish the Job and the Workflow)
+            job = await _created(k8s, "batch/v1/jobs", "train-model")
+            await _set_status(k8s, "batch", "jobs", job, {"conditions": [COMPLETE]})
+            workflow = await _created(k8s, "argoproj.io/v1alpha1/workflows", "nightly-etl")
+            await _set_status(k8s, "argoproj.io", "workflows", workflow, {"phase": "Succeeded"})
+            runs = {flow: await finished_run(store, event) for flow, event in ids.items()}
+    # Then every target ran its flow to success
+    assert {flow: r.phase for flow, r in runs.items()} == dict.fromkeys(
+        ids, WorkflowPhase.SUCCEEDED
+    )
+    assert hook.bodies("/hooks/run")[0]["rows"] == 3
+
+
+async def _created(k8s: kmock.KubernetesEmulator, resource: str, prefix: str) -> str:
+    """The name of the object of ``resource`` whose name starts with ``prefix``, once made."""
+
+    def probe() -> str | None:
+        names = [key[2] for key in k8s.objects if key[0] == resource]
+        return next((n for n in names if n.startswith(prefix)), None)
+
+    found: str = await eventually(probe, f"a {resource} object {prefix}-...")
+    return found
+
+
+async def _set_status(
+    k8s: kmock.KubernetesEmulator, group: str, plural: str, name: str, status: dict[str, Any]
+) -> None:
+    """Patch an object's status through the API, as its controller would."""
+    config = client.Configuration(host=str(k8s.url).rstrip("/"))
+    async with client.ApiClient(config) as api:
+        if group == "batch":
+            await client.BatchV1Api(api).patch_namespaced_job_status(
+                name, "data", {"status": status}
+            )
+        else:
+            await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+                group, "v1alpha1", "data", plural, name, {"status": status}
+            )

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from triggers import DeclarationError, target, trigger
+from triggers import DeclarationError, resources, target, trigger
 from triggers.decorators import flow_spec
 from triggers.targets import HttpTarget, parse_target, render
 
@@ -83,3 +83,28 @@ def test_http_options_take_durations_like_the_rest_of_tripwire() -> None:
     assert isinstance(model, HttpTarget)
     assert (model.timeout.total_seconds(), model.backoff.total_seconds()) == (10, 0.5)
     assert (spec.options["timeout"], spec.options["backoff"]) == (10.0, 0.5)  # as runs carry them
+
+
+def test_resources_size_a_kubernetes_pod_as_metaflow_says_them() -> None:
+    @resources(cpu=2, memory=4096, gpu=1)
+    @target("k8s://data", image="flows:1", memory="8Gi")
+    @trigger(event="features_ready")
+    def train() -> None: ...
+
+    # Metaflow's megabytes become a quantity; the target's own memory wins
+    assert flow_spec(train).target_options == {
+        "cpu": "2",
+        "memory": "8Gi",
+        "gpu": 1,
+        "image": "flows:1",
+    }
+    with pytest.raises(DeclarationError, match="memory='lots' must be a number or a Kubernetes"):
+        resources(memory="lots")
+
+
+@pytest.mark.parametrize(
+    "url", ["k8s://", "k8s://Data", "k8s://data/extra", "argo://data", "argo://data/a/b"]
+)
+def test_a_cluster_target_names_a_namespace_and_for_argo_a_template(url: str) -> None:
+    with pytest.raises(DeclarationError, match=r"write (k8s://data|argo://data/nightly-etl)"):
+        parse_target(url, {}, [])
