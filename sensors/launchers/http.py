@@ -9,6 +9,8 @@ with exponential backoff and jitter (or after ``Retry-After``) and end FAILED
 (SYSTEM) when the retries run out; any other code is the receiver refusing the
 run: FAILED (USER), retried as a new attempt while the run has ``retries``.
 Every try is written to the run's log, ``$TRIPWIRE_HOME/runs/<name>/run.log``.
+A worker that dies during a call loses its lease on the attempt; another one
+calls again as a new attempt (same Idempotency-Key).
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
@@ -29,7 +32,14 @@ from typing import Any
 import httpx
 
 from sensors.launchers import template_values
-from sensors.launchers.outcomes import finish_run, run_error, system_error, worker_name
+from sensors.launchers.outcomes import (
+    finish_run,
+    keep_adopting,
+    run_error,
+    system_error,
+    take_over,
+    worker_name,
+)
 from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
@@ -44,6 +54,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Tripwire-Signature"
 _ABORT_POLL = 0.5  # seconds between looks at the run's phase while waiting
+_LEASE = 3.0  # seconds between renewals of a call's lease; ten missed ones: taken over
 
 
 def sign(key: bytes, body: bytes) -> str:
@@ -66,6 +77,8 @@ class HttpLauncher:
         self._store = store
         self._client = httpx.AsyncClient(follow_redirects=False)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._attempts: dict[str, tuple[int, float]] = {}  # run -> (attempt, last lease renewal)
+        self._adopter: asyncio.Task[None] | None = None
         self.worker = worker_name()
 
     async def launch(self, run: RunRecord) -> None:
@@ -74,10 +87,28 @@ class HttpLauncher:
         task.add_done_callback(self._tasks.discard)
 
     async def adopt(self) -> list[str]:
-        """Nothing to take over: a call has no process that outlives its worker."""
-        return []
+        """Call again for the runs whose worker died during their call (its lease, renewed
+        while it calls or waits, went stale): as a new attempt, with the same
+        Idempotency-Key, so a receiver that got the first call can drop the second."""
+        if self._adopter is None:
+            self._adopter = asyncio.create_task(keep_adopting(self.adopt), name="adopt calls")
+        stale = datetime.now(UTC) - timedelta(seconds=_LEASE * 10)
+        taken = await take_over(self._store, "http", stale, self.worker, set(self._attempts))
+        for run, attempt in taken:
+            message = f"the worker {attempt.worker} stopped during the call; calling again"
+            await runs_history.finish_attempt(
+                self._store,
+                *run.key,
+                attempt.number,
+                AttemptPhase.FAILED,
+                system_error("WorkerLost", message, self.worker),
+            )
+            await self.launch(run)
+        return [run.name for run, _ in taken]
 
     async def close(self) -> None:
+        if self._adopter is not None:
+            self._adopter.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -98,6 +129,7 @@ class HttpLauncher:
                 attempt = await runs_history.start_attempt(
                     self._store, *run.key, pid=None, worker=self.worker
                 )
+                self._attempts[run.name] = (attempt.number, time.monotonic())
                 try:
                     phase, error = await self._call(run, options, log_path, deadline)
                 except _Ended as ended:
@@ -127,6 +159,7 @@ class HttpLauncher:
             phase = WorkflowPhase.FAILED
             error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)
         finally:
+            self._attempts.pop(run.name, None)
             await asyncio.shield(finish_run(self._store, run, phase, error))
 
     async def _call(
@@ -214,6 +247,10 @@ class HttpLauncher:
         await self._check(run, deadline)
 
     async def _check(self, run: RunRecord, deadline: float | None) -> None:
+        number, renewed = self._attempts.get(run.name, (0, 0.0))
+        if number and time.monotonic() - renewed >= _LEASE:
+            await runs_history.heartbeat(self._store, *run.key, number, self.worker)
+            self._attempts[run.name] = (number, time.monotonic())
         if deadline is not None and datetime.now(UTC).timestamp() >= deadline:
             message = f"the run took longer than its timeout of {run.timeout_seconds:g}s"
             raise _Ended(

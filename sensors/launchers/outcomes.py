@@ -1,18 +1,33 @@
-"""What every launcher does at the end of a run: build its error, record its phase."""
+"""What launchers share: errors, a run's final phase, and taking over unwatched attempts."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any
 
-from sensors.runs.models import RunError, RunRecord
+from sensors.launchers import family_of
+from sensors.runs import history as runs_history
+from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 
-__all__ = ["finish_run", "run_error", "system_error", "worker_name"]
+__all__ = [
+    "ADOPT_EVERY",
+    "finish_run",
+    "keep_adopting",
+    "run_error",
+    "system_error",
+    "take_over",
+    "worker_name",
+]
+
+ADOPT_EVERY = 60.0  # seconds between a launcher's looks for attempts nobody watches
 
 log = logging.getLogger(__name__)
 
@@ -59,3 +74,35 @@ async def finish_run(
         log.info("run %s %s", run.name, phase)
     else:
         log.warning("run %s %s (%s): %s", run.name, phase, error.kind, error.message)
+
+
+async def take_over(
+    store: RunStore, family: str, stale: datetime, worker: str, skip: set[str]
+) -> list[tuple[RunRecord, Attempt]]:
+    """Take over the live attempts of ``family`` whose watcher last renewed its lease (the
+    attempt's ``updated_at``) before ``stale``: their worker died. Compare-and-set on the
+    old watcher, so two workers never both take one. Runs named in ``skip`` are left."""
+    taken = []
+    live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
+    for run in await store.list_runs(phase=live, limit=10_000):
+        if family_of(run.target) != family or run.name in skip or not run.attempts:
+            continue
+        attempt = (await runs_history.attempts(store, *run.key))[-1]
+        if attempt.finished_at is not None or attempt.updated_at > stale:
+            continue
+        if await runs_history.adopt_attempt(
+            store, *run.key, attempt.number, attempt.worker or "", worker
+        ):
+            log.warning("run %s: taking it over from %s", run.name, attempt.worker)
+            taken.append((run, attempt))
+    return taken
+
+
+async def keep_adopting(adopt: Callable[[], Awaitable[Any]]) -> None:
+    """Call ``adopt`` every :data:`ADOPT_EVERY` seconds, for as long as the task lives."""
+    while True:
+        await asyncio.sleep(ADOPT_EVERY)
+        try:
+            await adopt()
+        except Exception:
+            log.exception("looking for unwatched attempts failed; will try again")

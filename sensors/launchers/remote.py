@@ -20,8 +20,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sensors.launchers import family_of
-from sensors.launchers.outcomes import finish_run, run_error, system_error, worker_name
+from sensors.launchers.outcomes import (
+    finish_run,
+    keep_adopting,
+    run_error,
+    system_error,
+    take_over,
+    worker_name,
+)
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -33,7 +39,6 @@ __all__ = ["Observation", "RemoteLauncher", "attempt_name"]
 log = logging.getLogger(__name__)
 
 _STALE_LOOKS = 10  # an attempt unwatched for this many looks is taken over
-_ADOPT_EVERY = 60.0  # seconds between looks for attempts nobody watches
 _UNREADABLE_LOOKS = 30  # looks in a row that fail before the run fails (SYSTEM)
 
 
@@ -93,25 +98,12 @@ class RemoteLauncher:
     async def adopt(self) -> list[str]:
         """Watch the attempts of this family that no live worker watches; return their runs."""
         if self._adopter is None:
-            self._adopter = asyncio.create_task(self._keep_adopting(), name="adopt attempts")
+            self._adopter = asyncio.create_task(keep_adopting(self.adopt), name="adopt")
         stale = datetime.now(UTC) - timedelta(seconds=self._poll * _STALE_LOOKS)
-        taken = []
-        live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
-        for run in await self._store.list_runs(phase=live, limit=10_000):
-            if family_of(run.target) != self.family or run.name in self._watched:
-                continue
-            if not run.attempts:
-                continue
-            attempt = (await runs_history.attempts(self._store, *run.key))[-1]
-            if attempt.finished_at is not None or attempt.updated_at > stale:
-                continue
-            if await runs_history.adopt_attempt(
-                self._store, *run.key, attempt.number, attempt.worker or "", self.worker
-            ):
-                log.warning("run %s: watching it again (was %s)", run.name, attempt.worker)
-                self._watch(run, attempt)
-                taken.append(run.name)
-        return taken
+        taken = await take_over(self._store, self.family, stale, self.worker, self._watched)
+        for run, attempt in taken:
+            self._watch(run, attempt)
+        return [run.name for run, _ in taken]
 
     async def close(self) -> None:
         """Stop watching; the objects go on in the cluster, and a worker takes them over."""
@@ -215,14 +207,6 @@ class RemoteLauncher:
             ):
                 return None
             await asyncio.sleep(self._poll)
-
-    async def _keep_adopting(self) -> None:
-        while True:
-            await asyncio.sleep(_ADOPT_EVERY)
-            try:
-                await self.adopt()
-            except Exception:
-                log.exception("looking for unwatched attempts failed; will try again")
 
 
 def _run_phase(ended: Observation) -> tuple[WorkflowPhase, RunError | None]:

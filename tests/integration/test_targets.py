@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,15 @@ import pytest
 from kubernetes.aio import client
 
 from sensors.engine import Engine
+from sensors.launchers.http import HttpLauncher
 from sensors.registry import discover_flows
+from sensors.runs import history as runs_history
 from sensors.runs.models import RunRecord
-from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from sensors.runs.tables import run_attempts
 from tests.integration.conftest import eventually, finished_run, tripwire_cli
+from tests.integration.test_run_store import new_run
 from triggers import publish
 from triggers.settings import Settings
 
@@ -263,3 +268,41 @@ async def _set_status(
             await client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
                 group, "v1alpha1", "data", plural, name, {"status": status}
             )
+
+
+async def test_a_call_whose_worker_died_is_made_again_by_another_worker(
+    hook: Hook, tmp_path: Path
+) -> None:
+    # Given a web hook run whose worker died mid-call, ten lease renewals ago
+    async with await RunStore.open(f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}") as store:
+        request = new_run("call-ok-1").model_copy(
+            update={"target": f"{hook.url}/ok", "target_options": {}}
+        )
+        await store.create_run(request)
+        run = await store.transition(
+            "p", "d", "call-ok-1", WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
+        )
+        await runs_history.start_attempt(store, *run.key, pid=None, worker="gone:1")
+        async with store.connection(write=True) as conn:
+            long_ago = datetime.now(UTC) - timedelta(minutes=5)
+            await conn.execute(run_attempts.update().values(updated_at=long_ago))
+        # When another worker's launcher looks for unwatched calls
+        launcher = HttpLauncher(settings=Settings(home=tmp_path), store=store)
+        try:
+            assert await launcher.adopt() == ["call-ok-1"]
+            done = await eventually(
+                lambda: _finished(store, "call-ok-1"), "the call made again", timeout=20
+            )
+        finally:
+            await launcher.close()
+        attempts = await runs_history.attempts(store, *run.key)
+    # Then it called again, with the same idempotency key, and the run succeeded
+    assert done.phase == WorkflowPhase.SUCCEEDED
+    assert [a.phase for a in attempts] == [AttemptPhase.FAILED, AttemptPhase.SUCCEEDED]
+    assert attempts[0].error is not None and attempts[0].error.code == "WorkerLost"
+    assert [h["Idempotency-Key"] for _, h, _ in hook.requests] == ["call-ok-1"]
+
+
+async def _finished(store: RunStore, name: str) -> RunRecord | None:
+    run = await store.get_run(name, project="p", domain="d")
+    return run if run.finished_at else None
