@@ -207,7 +207,7 @@ def tick_request(sensor: Sensor, tick: datetime) -> NewRun:
         flow=sensor.flow.name,
         sensor_id=sensor.id,
         trigger=sensor.trigger.name,
-        **target_fields(sensor.flow),
+        **target_fields(sensor.flow, sensor.trigger),
         entrypoint=sensor.flow.entrypoint.model_dump(),
         parameters=sensor.schema.coerce(values),
         events=[],

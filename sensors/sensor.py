@@ -64,7 +64,7 @@ class Sensor:
             "flow": self.flow.name,
             "sensor_id": self.id,
             "trigger": self.trigger.name,
-            **target_fields(self.flow),
+            **target_fields(self.flow, self.trigger),
             "entrypoint": self.flow.entrypoint.model_dump(),
             **run_policy(self.trigger),
         }
@@ -89,8 +89,11 @@ class Sensor:
         return f"{self._slug}-{hashlib.sha256(material).hexdigest()[:20]}"
 
 
-def target_fields(flow: FlowSpec) -> dict[str, Any]:
-    """Where a flow's runs execute, as the fields of a run request."""
+def target_fields(flow: FlowSpec, trigger: TriggerSpec | None = None) -> dict[str, Any]:
+    """Where a trigger's runs execute (its own target, else its flow's), as the fields of
+    a run request."""
+    if trigger is not None and trigger.target is not None:
+        return {"target": trigger.target, "target_options": trigger.target_options or None}
     return {"target": flow.target, "target_options": flow.target_options or None}
 
 

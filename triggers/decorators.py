@@ -83,6 +83,7 @@ def trigger(
     timeout: str | float | timedelta | None = None,
     rate_limit: str | None = None,
     max_concurrency: int | None = None,
+    target: str | dict[str, Any] | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow when events arrive, in one of four ways.
 
@@ -120,6 +121,8 @@ def trigger(
         rate_limit: at most this many runs start per period ("10/m", "100/h", "2/30s");
             runs over it wait in QUEUED, none is dropped.
         max_concurrency: at most this many runs of the trigger at once; others wait in QUEUED.
+        target: where this trigger's runs execute, if not where the flow's do: a URL
+            ("k8s://gpu"), or a dict with "url" and the options of :func:`target`.
 
     Payload fields whose names equal parameter names fill them, unless an event gives
     an explicit ``parameters`` mapping of ``param -> field`` (a value starting with ``$``
@@ -198,6 +201,7 @@ def trigger(
             within=window,
             conditions=conditions,
             correlate_by=normalize_correlation(correlate_by, deps, where=where),
+            target=target,
             **fields,
             **policy,
         )
@@ -219,6 +223,7 @@ def trigger_on_finish(
     timeout: str | float | timedelta | None = None,
     rate_limit: str | None = None,
     max_concurrency: int | None = None,
+    target: str | dict[str, Any] | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow when a run of another flow finishes.
 
@@ -227,8 +232,8 @@ def trigger_on_finish(
             finish within ``within`` (default one hour).
         on: the final phases that count (default SUCCEEDED only); e.g.
             ``["FAILED", "TIMED_OUT"]`` for a failure hook.
-        debounce, name, retries, retry_backoff, timeout, rate_limit, max_concurrency: as
-            for :func:`trigger`.
+        debounce, name, retries, retry_backoff, timeout, rate_limit, max_concurrency,
+            target: as for :func:`trigger`.
 
     Inside the run, ``current.run`` is the upstream run (``current.runs`` all of them).
     Payload fields do not fill parameters: the flow gets its defaults. Cycles (a on
@@ -272,7 +277,7 @@ def trigger_on_finish(
     def decorate(func: F) -> F:
         where = f"@trigger_on_finish on {getattr(func, '__qualname__', func)!r}"
         decl = _declaration_of(func, where)
-        _add_trigger(decl, where, name, dependencies=deps, within=window, **policy)
+        _add_trigger(decl, where, name, dependencies=deps, within=window, target=target, **policy)
         return func
 
     return decorate
@@ -292,6 +297,7 @@ def schedule(
     timeout: str | float | timedelta | None = None,
     rate_limit: str | None = None,
     max_concurrency: int | None = None,
+    target: str | dict[str, Any] | None = None,
 ) -> Callable[[F], F]:
     """Launch the decorated flow on a clock: a cron expression or a fixed rate.
 
@@ -308,8 +314,8 @@ def schedule(
             "none" skips them.
         parameters: flow parameters that get the tick, as ``{"param": "$schedule.time"}``.
             A parameter named ``scheduled_at`` gets it without being named here.
-        name, retries, retry_backoff, timeout, rate_limit, max_concurrency: as for
-            :func:`trigger`
+        name, retries, retry_backoff, timeout, rate_limit, max_concurrency, target: as
+            for :func:`trigger`
             (default name "schedule").
 
     Raises:
@@ -358,7 +364,7 @@ def schedule(
                 "event to fill them; give them defaults, or map the tick to one with "
                 f"parameters={{'{missing[0]}': '{SCHEDULE_TIME}'}}."
             )
-        _add_trigger(decl, where, name, base="schedule", schedule=spec, **policy)
+        _add_trigger(decl, where, name, base="schedule", schedule=spec, target=target, **policy)
         return func
 
     return decorate
@@ -440,6 +446,11 @@ def _quantity(value: object, what: str, unit: str) -> str:
     )
 
 
+def _sized(url: str, options: dict[str, Any], sizes: dict[str, Any]) -> dict[str, Any]:
+    """A target's options with the flow's @resources, for k8s:// (its own values win)."""
+    return {**sizes, **options} if sizes and url.startswith("k8s://") else options
+
+
 def _first_error(exc: ValidationError) -> str:
     return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
 
@@ -483,12 +494,26 @@ def _declaration_of(func: Any, where: str) -> _Declaration:
 
 
 def _add_trigger(
-    decl: _Declaration, where: str, name: str | None, *, base: str = "trigger", **fields: Any
+    decl: _Declaration,
+    where: str,
+    name: str | None,
+    *,
+    base: str = "trigger",
+    target: str | dict[str, Any] | None = None,
+    **fields: Any,
 ) -> None:
     """Add a trigger named ``name`` (default ``base``, ``base_2``...) to the flow."""
     trigger_name = name or _next_trigger_name(decl, base)
     if any(t.name == trigger_name for t in decl.triggers):
         raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+    if target is not None:
+        options = dict(target) if isinstance(target, dict) else {"url": target}
+        url = options.pop("url", "")
+        try:
+            spec_target = parse_target(str(url), options, [p.name for p in decl.parameters])
+        except DeclarationError as exc:
+            raise DeclarationError(f"{where}: {exc}") from None
+        fields |= {"target": spec_target.url, "target_options": spec_target.options}
     try:
         spec = TriggerSpec(name=trigger_name, **fields)
     except ValidationError as exc:
@@ -528,14 +553,18 @@ def flow_spec(func: Callable[..., Any], *, path: str | Path | None = None) -> Fl
         source = inspect.getsourcefile(func)
         entrypoint = Entrypoint(function=func.__name__, path=str(Path(source or "").resolve()))
     target = decl.target or TargetSpec()
-    options = target.options
-    if decl.resources and target.scheme() == "k8s":
-        options = {**decl.resources, **options}
+    options = _sized(target.url, target.options, decl.resources)
+    triggers = [
+        t.model_copy(update={"target_options": _sized(t.target, t.target_options, decl.resources)})
+        if t.target
+        else t
+        for t in decl.triggers
+    ]
     return FlowSpec(
         name=func.__name__,
         entrypoint=entrypoint,
         parameters=decl.parameters,
-        triggers=tuple(decl.triggers),
+        triggers=tuple(triggers),
         target=target.url,
         target_options=options,
     )

@@ -272,6 +272,12 @@ class TriggerSpec(_Frozen):
     max_concurrency: int | None = Field(
         None, ge=1, le=100_000, description="Runs beyond this many at once wait in QUEUED."
     )
+    target: str | None = Field(
+        None, description="Where this trigger's runs execute; None: the flow's target."
+    )
+    target_options: dict[str, Any] = Field(
+        default_factory=dict, description="The options of `target` (triggers.targets)."
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> TriggerSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -108,3 +109,40 @@ def test_resources_size_a_kubernetes_pod_as_metaflow_says_them() -> None:
 def test_a_cluster_target_names_a_namespace_and_for_argo_a_template(url: str) -> None:
     with pytest.raises(DeclarationError, match=r"write (k8s://data|argo://data/nightly-etl)"):
         parse_target(url, {}, [])
+
+
+def test_a_trigger_can_run_its_runs_elsewhere_than_its_flow() -> None:
+    @target("command://", argv=["report", "{day}"])
+    @trigger(event="nightly")
+    @trigger(event="big_day", target={"url": "k8s://gpu", "image": "flows:1"}, name="big")
+    def report(day: str = "") -> None: ...
+
+    spec = flow_spec(report)
+    by_name = {t.name: t for t in spec.triggers}
+    assert by_name["trigger"].target is None  # the flow's: command://
+    assert (by_name["big"].target, by_name["big"].target_options) == (
+        "k8s://gpu",
+        {"image": "flows:1"},
+    )
+    with pytest.raises(DeclarationError, match="unknown placeholder"):
+
+        @trigger(event="x", target={"url": "command://", "argv": ["{nope}"]})
+        def other() -> None: ...
+
+
+def test_a_run_request_goes_to_its_triggers_target_else_its_flows() -> None:
+    from datetime import UTC, datetime
+
+    from sensors.sensor import build_sensors
+
+    @target("command://", argv=["report", "{day}"])
+    @trigger(event="nightly")
+    @trigger(event="big_day", target="https://ci.example/run", name="big")
+    def report(day: str = "") -> None: ...
+
+    sensors = build_sensors(
+        [flow_spec(report)], project="p", domain="d", deployed_at=datetime.now(UTC)
+    )
+    heads = {s.trigger.name: json.loads(s.request_head + b"}") for s in sensors}
+    assert heads["trigger"]["target"] == "command://"
+    assert heads["big"]["target"] == "https://ci.example/run"
