@@ -208,7 +208,7 @@ async def test_a_web_hook_that_stays_down_fails_as_system_after_its_retries(
 
 
 async def test_the_targets_example_runs_on_each_of_its_targets(
-    engine_env: dict[str, str], hook: Hook, monkeypatch: pytest.MonkeyPatch
+    engine_env: dict[str, str], hook: Hook, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     # Given examples/targets.py, with its web hook and its cluster here
     async with kmock.KubernetesEmulator() as k8s, kmock.Server(k8s):
@@ -219,7 +219,11 @@ async def test_the_targets_example_runs_on_each_of_its_targets(
         monkeypatch.setenv("CI_HOOK_KEY", "k")
         monkeypatch.setenv("TRIPWIRE_KUBE_API_URL", str(k8s.url))
         monkeypatch.setenv("TRIPWIRE_KUBE_POLL_INTERVAL", "0.1")
-        async with Engine(Settings(), discover_flows([EXAMPLES / "targets.py"])) as running:
+        # A copy: the example reads CI_HOOK_URL when imported, and this process may have
+        # imported examples/targets.py already (modules are cached by path).
+        example = tmp_path / "targets_example.py"
+        example.write_text((EXAMPLES / "targets.py").read_text())
+        async with Engine(Settings(), discover_flows([example])) as running:
             await running.wait_ready(timeout=30)
             assert running.store is not None
             store = running.store
