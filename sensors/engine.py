@@ -20,6 +20,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from sensors.correlate import Correlator
+from sensors.egress import sink_for
+from sensors.egress.stage import EgressStage
 from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.launchers import Launcher, by_url, family_of
 from sensors.launching import LaunchStage
@@ -65,6 +67,7 @@ class Engine:
         self.launch_stage: LaunchStage | None = None
         self.correlation_stage: CorrelationStage | None = None
         self._launchers: dict[str, Launcher] = {}
+        self.egress: EgressStage | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumers: list[AIOKafkaConsumer] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,6 +164,9 @@ class Engine:
                     self.launch_stage.tick,
                 ),
             ]
+            if s.cloud_events.enable:
+                self.egress = EgressStage(s.cloud_events, sink_for(s.cloud_events, s))
+                stages.append(("egress", (s.topic_run_events,), self.egress.handle, None, None))
             self._consumers = [
                 new_consumer(s, *topics, group_id=f"{group}.{name}", listener=listener)
                 for name, topics, _, listener, _ in stages
@@ -301,6 +307,10 @@ class Engine:
         for launcher in self._launchers.values():
             await launcher.close()
         self._launchers = {}
+        if self.egress is not None:
+            with contextlib.suppress(Exception):
+                await self.egress.sink.close()
+            self.egress = None
         if self._relay_task is not None:
             # After the launchers: the phases they recorded while closing go out too.
             self._relay_stop.set()

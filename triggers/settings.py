@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triggers.cloud_events import CloudEventsConfig, load_cloud_events
 from triggers.errors import ConfigurationError
 
 __all__ = ["DEV_FILE_NAME", "ApiToken", "Settings", "WebhookSource", "get_settings"]
@@ -239,6 +240,26 @@ class Settings(BaseSettings):
         None,
         description="Set by the engine in a run's process: the JSON file describing the run.",
     )
+    cloud_events: CloudEventsConfig = Field(
+        default_factory=CloudEventsConfig,
+        description=(
+            "Egress of run lifecycle events to Kafka, SNS/SQS or Pub/Sub, as JSON in Flyte's "
+            'shape: {"enable": true, "type": "aws", "eventsPublisher": {"topicName": '
+            '"arn:...", "eventTypes": ["all"]}} (see docs/egress.md). Off by default.'
+        ),
+    )
+    cloud_events_file: Path | None = Field(
+        None,
+        description="A YAML file with a `cloud_events:` block; used instead of CLOUD_EVENTS.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _cloud_events_from_file(cls, data: Any) -> Any:
+        # Read before validation, so that the block is checked like any other setting.
+        if isinstance(data, dict) and data.get("cloud_events_file"):
+            data = {**data, "cloud_events": load_cloud_events(Path(data["cloud_events_file"]))}
+        return data
 
     @model_validator(mode="after")
     def _fill_from_dev_file(self) -> Settings:

@@ -1,0 +1,40 @@
+"""``type: kafka``: lifecycle events re-published, unchanged, to a topic on any cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+
+from sensors.egress import Outgoing
+from triggers.cloud_events import CloudEventsConfig
+from triggers.settings import Settings
+
+__all__ = ["KafkaSink"]
+
+
+class KafkaSink:
+    """Produces each event to ``topicName`` (binary-mode CloudEvents, keyed by run name)."""
+
+    def __init__(self, config: CloudEventsConfig, settings: Settings) -> None:
+        brokers = config.kafka.brokers or settings.require_bootstrap()
+        self._brokers = ",".join(brokers) if isinstance(brokers, list) else brokers
+        self._topic = config.topic
+        self._producer: AIOKafkaProducer | None = None
+
+    async def send(self, events: Sequence[Outgoing]) -> None:
+        if self._producer is None:
+            producer = AIOKafkaProducer(bootstrap_servers=self._brokers, acks="all")
+            await producer.start()
+            self._producer = producer
+        acks = [
+            await self._producer.send(self._topic, e.value, key=e.key, headers=e.headers)
+            for e in events
+        ]
+        for ack in acks:
+            await ack
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
