@@ -149,6 +149,29 @@ async def test_lifecycle_events_fan_out_from_sns_to_sqs_as_cloudevents(
     assert len({e["id"] for e in events}) == len(events)
 
 
+async def test_lifecycle_events_go_straight_to_an_sqs_queue_by_its_arn(
+    engine_env: dict[str, str], moto_server: tuple[ThreadedMotoServer, str]
+) -> None:
+    sqs = boto3.client("sqs")
+    queue = sqs.create_queue(QueueName=f"tripwire-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])
+    config = {
+        "enable": True,
+        "type": "aws",
+        "eventsPublisher": {
+            "topicName": arn["Attributes"]["QueueArn"],
+            "eventTypes": ["task"],
+        },
+    }
+    run = await run_once(config)
+    events = drain(sqs, queue, 2)
+    assert phases(events, run) == [
+        ("TaskExecutionEvent", "RUNNING"),
+        ("TaskExecutionEvent", "SUCCEEDED"),
+    ]
+    assert {e["type"] for e in events} == {"com.tripwire.resource.task"}
+
+
 async def test_a_sink_outage_never_blocks_runs_and_delivery_catches_up(
     engine_env: dict[str, str], moto_server: tuple[ThreadedMotoServer, str]
 ) -> None:
