@@ -1,4 +1,5 @@
-"""``tripwire events list|signal``: the events runs wait for, and signalling them.
+"""``tripwire events list|signal|dead-letter``: the events runs wait for, signalling them,
+and the records of the events topic that were not events.
 
 Registered on the ``tripwire`` app of :mod:`sensors.cli` when that module is
 imported. Signals go to the run store, so they work while no worker runs.
@@ -12,8 +13,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from sensors.cli import JsonOption, app, err, out, run_sync, with_store
+from sensors.cli import JsonOption, app, cli_settings, err, out, run_sync, with_store
 from sensors.cli_runs import DomainOption, ProjectOption, scope
+from sensors.deadletter import DeadLetter, read_dead_letters, replay
 from sensors.runs.signals import (
     EXAMPLES,
     Signal,
@@ -115,3 +117,79 @@ def _parse(text: str, expected_type: str, name: str) -> bool | int | float | str
             )
         )
         raise typer.Exit(2) from None
+
+
+dead_app = typer.Typer(
+    help="Records of the events topic that are not events, kept with the reason.",
+    no_args_is_help=True,
+)
+events_app.add_typer(dead_app, name="dead-letter")
+
+
+@dead_app.command("list")
+def dead_letter_list(
+    limit: Annotated[int, typer.Option(min=1, help="The newest this many.")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """List dead letters: when, why, and where each came from."""
+    letters = run_sync(read_dead_letters(cli_settings(), limit))
+    if as_json:
+        out.print_json(json.dumps([_letter_json(d) for d in letters]))
+        return
+    if not letters:
+        out.print("no dead letters")
+        return
+    table = Table("OFFSET", "DEAD AT", "FROM", "BYTES", "REASON", box=None)
+    for d in letters:
+        size = f"{d.size} (cut)" if d.truncated else str(d.size)
+        table.add_row(
+            str(d.offset),
+            d.dead_at[:19],
+            f"{d.topic}[{d.partition}]@{d.source_offset}",
+            size,
+            d.reason,
+        )
+    out.print(table)
+
+
+@dead_app.command("replay")
+def dead_letter_replay(
+    offsets: Annotated[
+        list[int] | None, typer.Option("--offset", help="A dead letter to send back (repeat).")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Every dead letter listed.")] = False,
+    limit: Annotated[int, typer.Option(min=1, help="With --all: the newest this many.")] = 100,
+) -> None:
+    """Send dead letters back to the topic they came from, once their cause is fixed.
+
+    A record that still does not decode becomes a dead letter again. One cut for size
+    cannot be replayed (its value is not whole).
+    """
+    if not offsets and not replay_all:
+        err.print("[red]error:[/red] name dead letters with --offset N (repeatable), or --all.")
+        raise typer.Exit(2)
+    settings = cli_settings()
+    letters = run_sync(read_dead_letters(settings, limit if replay_all else 100_000))
+    chosen = letters if replay_all else [d for d in letters if d.offset in set(offsets or ())]
+    missing = sorted(set(offsets or ()) - {d.offset for d in chosen})
+    if missing:
+        err.print(f"[red]error:[/red] no dead letter at offset(s) {missing}; see `list`.")
+        raise typer.Exit(1)
+    sent = run_sync(replay(settings, chosen))
+    cut = len(chosen) - sent
+    out.print(
+        f"replayed {sent} dead letter(s)" + (f"; {cut} cut for size, not replayed" if cut else "")
+    )
+
+
+def _letter_json(d: DeadLetter) -> dict[str, Any]:
+    return {
+        "offset": d.offset,
+        "reason": d.reason,
+        "topic": d.topic,
+        "partition": d.partition,
+        "source_offset": d.source_offset,
+        "dead_at": d.dead_at,
+        "bytes": d.size,
+        "truncated": d.truncated,
+    }

@@ -97,6 +97,7 @@ class Engine:
                     s.topic_run_events,
                     s.topic_sensor_offers,
                     s.topic_sensor_state,
+                    s.topic_dead_letter,
                 ],
                 configs={s.topic_sensor_state: _CHANGELOG_CONFIG},
             )

@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 from aiokafka import AIOKafkaProducer
 
+from sensors.deadletter import dead_letter
 from sensors.decisions import Arrival, Decisions, Fire
 from sensors.kafka import Batch, send_records
 from sensors.records import encode_keyed, key_partition
@@ -40,6 +41,9 @@ __all__ = ["Emitter", "SensorStage", "SensorStats", "run_request"]
 log = logging.getLogger(__name__)
 
 _OUTPUT_RETRY = 1.0
+
+DeadRecord = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+"""A dead letter as it is sent: key, value, headers."""
 
 
 @dataclass
@@ -90,6 +94,7 @@ class Emitter:
         *,
         offers: Sequence[tuple[int, bytes]] = (),
         changes: Sequence[tuple[int, bytes]] = (),
+        dead: Sequence[DeadRecord] = (),
     ) -> asyncio.Future[bool]:
         """Hand a batch's output to the producer: the run requests of ``decisions``,
         plus packed ``offers`` and state ``changes`` as (partition, record).
@@ -101,11 +106,11 @@ class Emitter:
         State changes land in the order they were submitted, because a replay applies
         them in log order: when an earlier batch's changes had to be sent again after
         this batch's went out, this batch's are sent again after them. Run requests
-        and offers may land in any order.
+        and offers may land in any order. ``dead`` records go to the dead-letter topic.
         """
         try:
             acks: list[asyncio.Future[Any]] | None = await self._send(
-                decisions.fires, offers, changes
+                decisions.fires, offers, changes, dead
             )
         except asyncio.CancelledError:
             raise
@@ -113,7 +118,9 @@ class Emitter:
             log.exception("sending sensor decisions failed; retrying")
             acks = None
         previous = self._changes_landing if changes else None
-        landing = asyncio.ensure_future(self._land(acks, decisions, offers, changes, previous))
+        landing = asyncio.ensure_future(
+            self._land(acks, decisions, offers, changes, dead, previous)
+        )
         if changes:
             self._changes_landing = landing
         return landing
@@ -124,6 +131,7 @@ class Emitter:
         decisions: Decisions,
         offers: Sequence[tuple[int, bytes]],
         changes: Sequence[tuple[int, bytes]],
+        dead: Sequence[DeadRecord],
         previous: asyncio.Future[bool] | None,
     ) -> bool:
         """Wait until the output landed, sending it again as needed; return whether the
@@ -133,7 +141,7 @@ class Emitter:
             try:
                 if acks is None:
                     await asyncio.sleep(_OUTPUT_RETRY)
-                    acks = await self._send(decisions.fires, offers, changes)
+                    acks = await self._send(decisions.fires, offers, changes, dead)
                     resent = True
                 for result in await asyncio.gather(*acks, return_exceptions=True):
                     if isinstance(result, BaseException):
@@ -177,6 +185,7 @@ class Emitter:
         fires: list[Fire],
         offers: Sequence[tuple[int, bytes]],
         changes: Sequence[tuple[int, bytes]],
+        dead: Sequence[DeadRecord] = (),
     ) -> list[asyncio.Future[Any]]:
         """Hand every record to the producer; return the futures of their acknowledgements."""
         s = self.settings
@@ -197,6 +206,12 @@ class Emitter:
         if changes:
             acks += await send_records(
                 self.producer, s.topic_sensor_state, ((p, b"p%d" % p, v) for p, v in changes)
+            )
+        for record in dead:  # rare: one send each
+            acks.append(
+                await self.producer.send(
+                    s.topic_dead_letter, record[1], key=record[0], headers=record[2]
+                )
             )
         return acks
 
@@ -226,6 +241,7 @@ class SensorStage:
         """Route a batch and hand its output to the producer; return the future of its
         landing, so that the next batch is routed while this one's output is in flight."""
         arrivals: list[Arrival] = []
+        dead: list[DeadRecord] = []
         stamp, arrived_at = None, datetime.min
         for tp, records in batch.items():
             for record in records:
@@ -238,12 +254,17 @@ class SensorStage:
                         )
                     envelope = decode(record.value, record.headers)
                 except EventDecodeError as exc:
-                    # Not ours to fix and never going to decode: skip it, loudly, so one
-                    # bad producer cannot stop every sensor behind it.
+                    # Not ours to fix and never going to decode: set it aside with the
+                    # reason, so one bad producer cannot stop every sensor behind it.
                     self.stats.undecodable += 1
                     log.warning(
-                        "skipped record %s[%d]@%d: %s", tp.topic, tp.partition, record.offset, exc
+                        "dead-lettered record %s[%d]@%d: %s",
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        exc,
                     )
+                    dead.append(dead_letter(record, tp.topic, str(exc), self._max_bytes))
                     continue
                 if envelope.name == RUN_EVENT_TYPE:
                     # A run lifecycle event reaches only the sensors of its flow's finish.
@@ -255,7 +276,7 @@ class SensorStage:
                 arrivals.append(Arrival(envelope, arrived_at))
         routed = self.router.route(arrivals)
         offers = encode_keyed(routed.offers, self._partitions, self._max_bytes)
-        landed = await self._emitter.submit(routed, offers=offers)
+        landed = await self._emitter.submit(routed, offers=offers, dead=dead)
         stats = self.stats
         stats.events += len(arrivals)
         stats.fires += len(routed.fires)

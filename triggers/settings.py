@@ -125,6 +125,10 @@ class Settings(BaseSettings):
     topic_run_events: str = Field(
         "tripwire.run-events", description="Topic of run lifecycle CloudEvents."
     )
+    topic_dead_letter: str = Field(
+        "tripwire.dead-letter",
+        description="Malformed records from the events topic, with the reason in a header.",
+    )
     topic_sensor_offers: str = Field(
         "tripwire.sensor-offers",
         description=(
