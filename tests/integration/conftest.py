@@ -44,6 +44,7 @@ def engine_env(
         "TRIPWIRE_TOPIC_RUN_EVENTS": f"{unique_name}.run-events",
         "TRIPWIRE_TOPIC_SENSOR_OFFERS": f"{unique_name}.sensor-offers",
         "TRIPWIRE_TOPIC_SENSOR_STATE": f"{unique_name}.sensor-state",
+        "TRIPWIRE_TOPIC_DEAD_LETTER": f"{unique_name}.dead-letter",
         "TRIPWIRE_TOPIC_PARTITIONS": "2",
     }
     monkeypatch.delenv("TRIPWIRE_DATABASE_URL", raising=False)

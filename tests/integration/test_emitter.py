@@ -32,13 +32,14 @@ class FailsOnce(Emitter):
         fires: list[Any],
         offers: Sequence[tuple[int, bytes]],
         changes: Sequence[tuple[int, bytes]],
+        dead: Sequence[Any] = (),
     ) -> list[asyncio.Future[Any]]:
         if any(value == self._lost for _, value in changes):
             self._lost = None
             failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             failed.set_exception(KafkaTimeoutError("simulated: no acknowledgement"))
             return [failed]
-        return await super()._send(fires, offers, changes)
+        return await super()._send(fires, offers, changes, dead)
 
 
 @pytest.fixture
