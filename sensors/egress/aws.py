@@ -43,11 +43,7 @@ class SnsSink:
         self._client, self._topic = client, topic_arn
 
     async def send(self, events: Sequence[Outgoing]) -> None:
-        for start in range(0, len(events), _BATCH):
-            chunk = events[start : start + _BATCH]
-            entries = [
-                {"Id": str(n), "Message": e.structured.decode()} for n, e in enumerate(chunk)
-            ]
+        for entries in _batches(events, "Message"):
             answer = await asyncio.to_thread(
                 self._client.publish_batch, TopicArn=self._topic, PublishBatchRequestEntries=entries
             )
@@ -64,11 +60,7 @@ class SqsSink:
     async def send(self, events: Sequence[Outgoing]) -> None:
         if not self._url:
             self._url = await asyncio.to_thread(self._queue_url)
-        for start in range(0, len(events), _BATCH):
-            chunk = events[start : start + _BATCH]
-            entries = [
-                {"Id": str(n), "MessageBody": e.structured.decode()} for n, e in enumerate(chunk)
-            ]
+        for entries in _batches(events, "MessageBody"):
             answer = await asyncio.to_thread(
                 self._client.send_message_batch, QueueUrl=self._url, Entries=entries
             )
@@ -85,6 +77,17 @@ class SqsSink:
 
     async def close(self) -> None:
         self._client.close()
+
+
+def _batches(events: Sequence[Outgoing], field: str) -> list[list[dict[str, str]]]:
+    """The events as batch entries (``Id`` and the CloudEvents JSON under ``field``)."""
+    return [
+        [
+            {"Id": str(n), field: e.structured.decode()}
+            for n, e in enumerate(events[start : start + _BATCH])
+        ]
+        for start in range(0, len(events), _BATCH)
+    ]
 
 
 def _check(answer: dict[str, Any], service: str, where: str) -> None:

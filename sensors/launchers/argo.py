@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sensors.launchers import template_values
-from sensors.launchers.kubernetes import RUN_LABEL, kube_client
+from sensors.launchers.kubernetes import RUN_LABEL
 from sensors.launchers.outcomes import system_error
 from sensors.launchers.remote import Observation, RemoteLauncher
 from sensors.runs.models import RunRecord
@@ -33,18 +33,11 @@ class ArgoLauncher(RemoteLauncher):
     """Submits a Workflow per attempt and follows its phase."""
 
     family = "argo"
-    _api: Any = None
 
     def _custom(self) -> tuple[Any, Any]:
         from kubernetes.aio import client
 
-        if self._api is None:
-            self._api = kube_client(self._settings.kube_api_url)
-        return client, client.CustomObjectsApi(self._api)
-
-    async def close_client(self) -> None:
-        if self._api is not None:
-            await self._api.close()
+        return client, client.CustomObjectsApi(self.api_client())
 
     async def create(self, run: RunRecord, name: str) -> None:
         client, custom = self._custom()

@@ -33,61 +33,22 @@ from triggers.errors import ConfigurationError
 from triggers.run import EXIT_USER
 from triggers.targets import KubernetesTarget, TargetSpec, render
 
-__all__ = ["RUN_LABEL", "KubernetesLauncher", "kube_client"]
+__all__ = ["RUN_LABEL", "KubernetesLauncher"]
 
 RUN_LABEL = "tripwire.io/run"
 _STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
-_SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
-
-
-def kube_client(api_url: str | None) -> Any:
-    """An ApiClient of the official client's asyncio API: ``api_url``, else in-cluster.
-
-    Raises:
-        ConfigurationError: the client is not installed, or there is no cluster to talk to.
-    """
-    try:
-        from kubernetes.aio import client
-    except ImportError:
-        raise ConfigurationError(
-            "k8s:// and argo:// targets need the kubernetes client: pip install 'tripwire[k8s]'"
-        ) from None
-    import os
-
-    config = client.Configuration()
-    if api_url:
-        config.host = api_url.rstrip("/")
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
-        config.host = f"https://{host}:{port}"
-        with open(f"{_SERVICE_ACCOUNT}/token") as token:
-            config.api_key = {"BearerToken": token.read().strip()}
-        config.api_key_prefix = {"BearerToken": "Bearer"}
-        config.ssl_ca_cert = f"{_SERVICE_ACCOUNT}/ca.crt"
-    else:
-        raise ConfigurationError(
-            "no Kubernetes API to run k8s:// or argo:// targets on: run the worker in the "
-            "cluster, or set TRIPWIRE_KUBE_API_URL."
-        )
-    return client.ApiClient(config)
 
 
 class KubernetesLauncher(RemoteLauncher):
     """Runs each attempt as a Job and follows it to its end."""
 
     family = "k8s"
-    _api: Any = None
 
     def _apis(self) -> tuple[Any, Any, Any]:
         from kubernetes.aio import client
 
-        if self._api is None:
-            self._api = kube_client(self._settings.kube_api_url)
-        return client, client.BatchV1Api(self._api), client.CoreV1Api(self._api)
-
-    async def close_client(self) -> None:
-        if self._api is not None:
-            await self._api.close()
+        api = self.api_client()
+        return client, client.BatchV1Api(api), client.CoreV1Api(api)
 
     async def create(self, run: RunRecord, name: str) -> None:
         client, batch, _ = self._apis()

@@ -1,4 +1,5 @@
-"""What launchers of runs that execute in a cluster share: attempts, watching, abort, adoption.
+"""What launchers of runs in a Kubernetes cluster share: the API connection, attempts,
+watching, abort and adoption.
 
 A subclass creates one object per attempt (a Job, a Workflow) under a name
 derived from the run name, so a replayed request finds it (409) instead of
@@ -17,8 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sensors.launchers.outcomes import (
     finish_run,
@@ -32,12 +36,14 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.errors import ConfigurationError
 from triggers.settings import Settings
 
-__all__ = ["Observation", "RemoteLauncher", "attempt_name"]
+__all__ = ["Observation", "RemoteLauncher", "attempt_name", "kube_client"]
 
 log = logging.getLogger(__name__)
 
+_SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 _STALE_LOOKS = 10  # an attempt unwatched for this many looks is taken over
 _UNREADABLE_LOOKS = 30  # looks in a row that fail before the run fails (SYSTEM)
 
@@ -50,12 +56,42 @@ class Observation:
     error: RunError | None = None
 
 
+def kube_client(api_url: str | None) -> Any:
+    """An ApiClient of the official client's asyncio API: ``api_url``, else in-cluster.
+
+    Raises:
+        ConfigurationError: the client is not installed, or there is no cluster to talk to.
+    """
+    try:
+        from kubernetes.aio import client
+    except ImportError:
+        raise ConfigurationError(
+            "k8s:// and argo:// targets need the kubernetes client: pip install 'tripwire[k8s]'"
+        ) from None
+    config = client.Configuration()
+    if api_url:
+        config.host = api_url.rstrip("/")
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+        config.host = f"https://{host}:{port}"
+        with open(f"{_SERVICE_ACCOUNT}/token") as token:
+            config.api_key = {"BearerToken": token.read().strip()}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
+        config.ssl_ca_cert = f"{_SERVICE_ACCOUNT}/ca.crt"
+    else:
+        raise ConfigurationError(
+            "no Kubernetes API to run k8s:// or argo:// targets on: run the worker in the "
+            "cluster, or set TRIPWIRE_KUBE_API_URL."
+        )
+    return client.ApiClient(config)
+
+
 def attempt_name(run: RunRecord, number: int) -> str:
     """The object of an attempt: the run's name, then ``-a2``, ``-a3``... (at most 63 chars)."""
     return run.name if number == 1 else f"{run.name[:58]}-a{number}"
 
 
-class RemoteLauncher:
+class RemoteLauncher(ABC):
     """Runs attempts as objects in a cluster; subclasses say how to create, read and stop them."""
 
     family = "remote"
@@ -67,24 +103,29 @@ class RemoteLauncher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: set[str] = set()
         self._adopter: asyncio.Task[None] | None = None
+        self._api: Any = None
         self.worker = worker_name()
 
     # what a subclass provides
 
+    @abstractmethod
     async def create(self, run: RunRecord, name: str) -> None:
         """Create the attempt's object; one that exists already is fine."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def observe(self, run: RunRecord, name: str) -> Observation:
         """What the attempt's object says now."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def stop(self, run: RunRecord, name: str) -> None:
         """Stop the attempt's object and what it started."""
-        raise NotImplementedError
 
-    async def close_client(self) -> None:
-        """Release the connection to the cluster."""
+    def api_client(self) -> Any:
+        """The connection to the cluster's API (made on first use, so that a worker with no
+        cluster runs every other target)."""
+        if self._api is None:
+            self._api = kube_client(self._settings.kube_api_url)
+        return self._api
 
     def failed(self, code: str, message: str, kind: ErrorKind = ErrorKind.SYSTEM) -> Observation:
         """An attempt that ended FAILED, with its error."""
@@ -113,7 +154,8 @@ class RemoteLauncher:
             task.cancel()
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
-        await self.close_client()
+        if self._api is not None:
+            await self._api.close()
 
     # the attempt loop
 

@@ -30,23 +30,8 @@ async def replace_holds(
     store: RunStore, project: str, domain: str, holds: Mapping[tuple[str, str], Iterable[Hold]]
 ) -> None:
     """Set what each (sensor, correlation key) holds; an empty list clears it."""
-    now = datetime.now(UTC)
-    async with store.engine.begin() as conn:
-        for (sensor_id, key), rows in holds.items():
-            await conn.execute(
-                sensor_holds.delete().where(
-                    sensor_holds.c.project == project,
-                    sensor_holds.c.domain == domain,
-                    sensor_holds.c.sensor_id == sensor_id,
-                    sensor_holds.c.key == key,
-                )
-            )
-            values = [
-                {**h.model_dump(), "project": project, "domain": domain, "updated_at": now}
-                for h in rows
-            ]
-            if values:
-                await conn.execute(sensor_holds.insert(), values)
+    rows = {key: [h.model_dump() for h in found] for key, found in holds.items()}
+    await _replace_per_key(store, sensor_holds, project, domain, rows)
 
 
 async def replace_progress(
@@ -56,20 +41,32 @@ async def replace_progress(
     progress: Mapping[tuple[str, str], KeyProgress | None],
 ) -> None:
     """Set where each (sensor, correlation key) stands; None clears it."""
+    rows = {key: [found.model_dump()] if found else [] for key, found in progress.items()}
+    await _replace_per_key(store, sensor_progress, project, domain, rows)
+
+
+async def _replace_per_key(
+    store: RunStore,
+    table: sa.Table,
+    project: str,
+    domain: str,
+    rows: Mapping[tuple[str, str], list[dict[str, object]]],
+) -> None:
+    """Replace the rows of each (sensor, correlation key) of ``table`` in one transaction."""
     now = datetime.now(UTC)
     async with store.engine.begin() as conn:
-        for (sensor_id, key), found in progress.items():
+        for (sensor_id, key), values in rows.items():
             await conn.execute(
-                sensor_progress.delete().where(
-                    sensor_progress.c.project == project,
-                    sensor_progress.c.domain == domain,
-                    sensor_progress.c.sensor_id == sensor_id,
-                    sensor_progress.c.key == key,
+                table.delete().where(
+                    table.c.project == project,
+                    table.c.domain == domain,
+                    table.c.sensor_id == sensor_id,
+                    table.c.key == key,
                 )
             )
-            if found is not None:
-                values = found.model_dump() | {"project": project, "domain": domain}
-                await conn.execute(sensor_progress.insert().values(**values, updated_at=now))
+            if values:
+                scope = {"project": project, "domain": domain, "updated_at": now}
+                await conn.execute(table.insert(), [{**v, **scope} for v in values])
 
 
 async def list_progress(
