@@ -3,11 +3,12 @@
 A request is admitted by the run service (inputs to the object store, the run
 to the store) under its deterministic name; the
 store's unique key turns a replayed or duplicated request into a no-op. The
-run is then claimed (QUEUED -> RUNNING, a conditional update) before it is
-started, so a request redelivered to another worker after a rebalance cannot
-start it a second time. A run of a trigger at its ``rate_limit`` or
-``max_concurrency`` stays QUEUED, and :meth:`LaunchStage.tick` starts it once
-there is room (:mod:`sensors.runs.limits`).
+run is then claimed (QUEUED -> RUNNING, a conditional update, naming this
+worker) before it is started, so a request redelivered to another worker after a
+rebalance cannot start it a second time; if this worker dies between the claim and
+the run's first attempt, a launcher's ``adopt`` claims it again and starts it. A
+run of a trigger at its ``rate_limit`` or ``max_concurrency`` stays QUEUED, and
+:meth:`LaunchStage.tick` starts it once there is room (:mod:`sensors.runs.limits`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from sensors.kafka import Batch
 from sensors.launchers import Launcher
+from sensors.launchers.outcomes import worker_name
 from sensors.runs import limits
 from sensors.runs.limits import limited
 from sensors.runs.models import NewRun, RunRecord
@@ -48,6 +50,7 @@ class LaunchStage:
         self.created = 0
         self.duplicates = 0
         self._last_look = 0.0
+        self.worker = worker_name()
 
     async def handle(self, batch: Batch) -> None:
         requests: dict[str, NewRun] = {}
@@ -85,7 +88,7 @@ class LaunchStage:
     async def _start(self, run: RunRecord) -> bool:
         """Claim a QUEUED run and launch it; False if a limit or another worker came first."""
         if limited(run):
-            claimed = await limits.claim(self._store, run, datetime.now(UTC))
+            claimed = await limits.claim(self._store, run, datetime.now(UTC), self.worker)
             if claimed is None:
                 return False
         else:
@@ -96,6 +99,7 @@ class LaunchStage:
                     run.name,
                     WorkflowPhase.RUNNING,
                     expected=WorkflowPhase.QUEUED,
+                    claimed_by=self.worker,
                 )
             except IllegalTransitionError:
                 return False  # another worker claimed it first

@@ -240,6 +240,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Runs a worker's local launcher executes at once; more wait their turn.",
     )
+    system_retries: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="How often a run whose process died without a word (killed by a signal, "
+        "out of memory, its worker lost) is started again, apart from the flow's own "
+        "`retries` for exceptions; like Flyte's system retries. 0: such a run fails (SYSTEM).",
+    )
     run_context: Path | None = Field(
         None,
         description="Set by the engine in a run's process: the JSON file describing the run.",

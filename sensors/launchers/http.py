@@ -35,6 +35,7 @@ from sensors.launchers import template_values
 from sensors.launchers.outcomes import (
     finish_run,
     keep_adopting,
+    reclaim,
     run_error,
     system_error,
     take_over,
@@ -104,7 +105,10 @@ class HttpLauncher:
                 system_error("WorkerLost", message, self.worker),
             )
             await self.launch(run)
-        return [run.name for run, _ in taken]
+        claimed = await reclaim(self._store, "http", stale, self.worker)
+        for run in claimed:
+            await self.launch(run)
+        return [run.name for run, _ in taken] + [run.name for run in claimed]
 
     async def close(self) -> None:
         if self._adopter is not None:

@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from sensors.launchers import family_of
-from sensors.launchers.outcomes import finish_run, run_error, system_error, worker_name
+from sensors.launchers.outcomes import (
+    finish_run,
+    keep_adopting,
+    reclaim,
+    run_error,
+    system_error,
+    worker_name,
+)
 from sensors.launchers.process import (
     exit_reason,
     is_run_process,
@@ -55,7 +62,8 @@ class LocalLauncher:
 
     Each run process leads its own process group, so abort and timeout stop
     everything it started. A USER failure is retried as a new attempt while the
-    run has retries left, after its backoff (doubled each time); a timeout counts
+    run has retries left, after its backoff (doubled each time), and so is a process
+    that died without a word while ``settings.system_retries`` allow; a timeout counts
     from the first attempt and ends the run as TIMED_OUT.
     """
 
@@ -68,6 +76,7 @@ class LocalLauncher:
         self._aborted: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()
         self._abort_watch: asyncio.Task[None] | None = None
+        self._adopter: asyncio.Task[None] | None = None
         self._closing = False
         self.worker = worker_name()
 
@@ -75,6 +84,12 @@ class LocalLauncher:
         # Waiting for a slot holds up the launcher's batch: back-pressure, not a queue.
         await self._slots.acquire()
         self._watch(run, self._execute(run))
+
+    def _spawn_later(self, run: RunRecord) -> None:
+        """Launch ``run`` once a slot is free, without holding up the caller."""
+        task = asyncio.create_task(self.launch(run), name=f"launch {run.name}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
 
     def _watch(self, run: RunRecord, work: Coroutine[Any, Any, None]) -> None:
         self._active[run.name] = run
@@ -92,8 +107,18 @@ class LocalLauncher:
         settled from its result file, and one that left none ends FAILED (SYSTEM,
         WorkerLost), so it can be recovered. A run being aborted ends ABORTED.
         """
+        if self._adopter is None:
+            self._adopter = asyncio.create_task(
+                keep_adopting(self.adopt, _ADOPT_EVERY), name="adopt local runs"
+            )
         host = socket.gethostname()
         taken = []
+        for run in await reclaim(
+            self._store, "local", datetime.min.replace(tzinfo=UTC), self.worker
+        ):
+            log.warning("run %s: starting it for a worker that claimed it and stopped", run.name)
+            self._spawn_later(run)
+            taken.append(run.name)
         live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
         for run in await self._store.list_runs(phase=live, limit=10_000):
             if family_of(run.target) != "local" or not run.attempts:
@@ -189,18 +214,38 @@ class LocalLauncher:
                 code, timed_out = await ended, True
         finally:
             self._running.pop(run.name, None)
-        phase, attempt_phase, error, retry = self._outcome(run, folder, code, timed_out, attempt)
+        failed = await self._failures(run, attempt)
+        phase, attempt_phase, error, retry = self._outcome(
+            run, folder, code, timed_out, attempt, failed
+        )
         await runs_history.finish_attempt(
             self._store, *run.key, attempt.number, attempt_phase, error
         )
         return phase, error, retry
 
+    async def _failures(self, run: RunRecord, attempt: Attempt) -> dict[ErrorKind, int]:
+        """How many attempts before ``attempt`` failed, by kind of error."""
+        failed = dict.fromkeys(ErrorKind, 0)
+        for earlier in await runs_history.attempts(self._store, *run.key):
+            if earlier.number < attempt.number and earlier.error is not None:
+                failed[earlier.error.kind] += 1
+        return failed
+
     def _outcome(
-        self, run: RunRecord, folder: Path, code: int | None, timed_out: bool, attempt: Attempt
+        self,
+        run: RunRecord,
+        folder: Path,
+        code: int | None,
+        timed_out: bool,
+        attempt: Attempt,
+        failed: dict[ErrorKind, int],
     ) -> tuple[WorkflowPhase, AttemptPhase, RunError | None, bool]:
         """What an ended run process means: (run phase, attempt phase, error, retry).
 
-        ``code`` is None for an adopted process, whose exit code nobody could read.
+        ``code`` is None for an adopted process, whose exit code nobody could read;
+        ``failed`` counts the earlier failed attempts by kind. An exception in the flow
+        is retried ``run.retries`` times; a process that died without a word (killed,
+        its worker lost) ``settings.system_retries`` times.
         """
         outcome = read_result(folder / "result.json")
         if run.name in self._aborted:
@@ -217,7 +262,7 @@ class LocalLauncher:
                 self.worker,
                 outcome.get("traceback"),
             )
-            if attempt.number <= run.retries:
+            if failed[ErrorKind.USER] < run.retries:
                 return WorkflowPhase.RUNNING, AttemptPhase.RETRYABLE_FAILED, error, True
             return WorkflowPhase.FAILED, AttemptPhase.FAILED, error, False
         if self._closing:
@@ -234,6 +279,9 @@ class LocalLauncher:
                 self.worker,
                 outcome.get("traceback") or log_tail(folder / "run.log"),
             )
+        died = not outcome and not self._closing
+        if died and failed[ErrorKind.SYSTEM] < self._settings.system_retries:
+            return WorkflowPhase.RUNNING, AttemptPhase.RETRYABLE_FAILED, error, True
         return WorkflowPhase.FAILED, AttemptPhase.FAILED, error, False
 
     async def _pause(
@@ -316,8 +364,9 @@ class LocalLauncher:
     async def close(self, timeout: float = 5.0) -> None:
         """Terminate runs still going (they end FAILED, SYSTEM) and wait for their watchers."""
         self._closing = True
-        if self._abort_watch is not None:
-            self._abort_watch.cancel()
+        for task in (self._abort_watch, self._adopter):
+            if task is not None:
+                task.cancel()
         for pid in list(self._running.values()):
             signal_group(pid, signal.SIGTERM)
         if self._watchers:
@@ -329,6 +378,7 @@ class LocalLauncher:
 
 
 _ABORT_POLL = 0.5  # seconds between looks for aborted runs
+_ADOPT_EVERY = 10.0  # seconds between looks for runs of workers on this host that died
 
 
 async def _adopted_end(pid: int, folder: Path) -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sensors.launchers import family_of
+from sensors.launchers.process import pid_alive
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
@@ -21,6 +22,7 @@ __all__ = [
     "ADOPT_EVERY",
     "finish_run",
     "keep_adopting",
+    "reclaim",
     "run_error",
     "system_error",
     "take_over",
@@ -98,10 +100,35 @@ async def take_over(
     return taken
 
 
-async def keep_adopting(adopt: Callable[[], Awaitable[Any]]) -> None:
-    """Call ``adopt`` every :data:`ADOPT_EVERY` seconds, for as long as the task lives."""
+async def reclaim(store: RunStore, family: str, stale: datetime, worker: str) -> list[RunRecord]:
+    """Claim again the runs of ``family`` whose worker died after claiming them (QUEUED ->
+    RUNNING) and before their first attempt began; the caller starts them.
+
+    A claimer on this host is dead when its process is; one elsewhere when the claim is
+    older than ``stale`` (remote launchers begin an attempt as soon as they claim; a local
+    run may wait for a slot, so only its own host can tell it is orphaned: pass a ``stale``
+    that never comes for it)."""
+    host = socket.gethostname()
+    taken = []
+    for run in await store.list_runs(phase=WorkflowPhase.RUNNING, limit=10_000):
+        if family_of(run.target) != family or run.attempts or not run.claimed_by:
+            continue
+        claimer_host, _, pid = run.claimed_by.rpartition(":")
+        if claimer_host == host and pid.isdigit():
+            if pid_alive(int(pid)):
+                continue
+        elif run.updated_at > stale:
+            continue
+        if await runs_history.take_claim(store, *run.key, run.claimed_by, worker):
+            log.warning("run %s: %s claimed it and stopped; starting it", run.name, run.claimed_by)
+            taken.append(run.model_copy(update={"claimed_by": worker}))
+    return taken
+
+
+async def keep_adopting(adopt: Callable[[], Awaitable[Any]], every: float = ADOPT_EVERY) -> None:
+    """Call ``adopt`` every ``every`` seconds, for as long as the task lives."""
     while True:
-        await asyncio.sleep(ADOPT_EVERY)
+        await asyncio.sleep(every)
         try:
             await adopt()
         except Exception:

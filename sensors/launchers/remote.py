@@ -27,6 +27,7 @@ from typing import Any
 from sensors.launchers.outcomes import (
     finish_run,
     keep_adopting,
+    reclaim,
     run_error,
     system_error,
     take_over,
@@ -144,7 +145,10 @@ class RemoteLauncher(ABC):
         taken = await take_over(self._store, self.family, stale, self.worker, self._watched)
         for run, attempt in taken:
             self._watch(run, attempt)
-        return [run.name for run, _ in taken]
+        claimed = await reclaim(self._store, self.family, stale, self.worker)
+        for run in claimed:
+            self._watch(run, None)
+        return [run.name for run, _ in taken] + [run.name for run in claimed]
 
     async def close(self) -> None:
         """Stop watching; the objects go on in the cluster, and a worker takes them over."""

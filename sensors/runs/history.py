@@ -176,6 +176,25 @@ async def adopt_attempt(
         return bool((await conn.execute(update)).rowcount == 1)
 
 
+async def take_claim(
+    store: RunStore, project: str, domain: str, name: str, old: str, new: str
+) -> bool:
+    """Move the claim of a RUNNING run that has no attempt yet from worker ``old`` (gone)
+    to ``new``; False if it started meanwhile or another worker took it first."""
+    update = (
+        runs.update()
+        .where(
+            *named(runs, project, domain, name),
+            runs.c.phase == "RUNNING",
+            runs.c.attempts == 0,
+            runs.c.claimed_by == old,
+        )
+        .values(claimed_by=new, updated_at=datetime.now(UTC))
+    )
+    async with store.connection(write=True) as conn:
+        return bool((await conn.execute(update)).rowcount == 1)
+
+
 async def attempts(store: RunStore, project: str, domain: str, name: str) -> list[Attempt]:
     """The run's attempts, first first."""
     rows = await _of_run(store, run_attempts, run_attempts.c.number, project, domain, name)

@@ -39,8 +39,9 @@ def limited(run: RunRecord) -> bool:
     )
 
 
-async def claim(store: RunStore, run: RunRecord, now: datetime) -> RunRecord | None:
-    """Claim a limited run if its trigger has room; None if it must wait (or was claimed)."""
+async def claim(store: RunStore, run: RunRecord, now: datetime, worker: str) -> RunRecord | None:
+    """Claim a limited run for ``worker`` if its trigger has room; None if it must wait (or
+    was claimed)."""
     where = (
         runs.c.project == run.project,
         runs.c.domain == run.domain,
@@ -64,6 +65,7 @@ async def claim(store: RunStore, run: RunRecord, now: datetime) -> RunRecord | N
                 run.name,
                 WorkflowPhase.RUNNING,
                 expected=WorkflowPhase.QUEUED,
+                claimed_by=worker,
             )
         except IllegalTransitionError:
             return None  # another worker claimed it first

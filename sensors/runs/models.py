@@ -115,6 +115,9 @@ class RunRecord(NewRun):
     pid: int | None = Field(None, description="Process id of a local run while it runs.")
     attempts: int = Field(0, description="Attempts started so far.")
     abort_cause: str | None = Field(None, description="Why it was aborted, as given.")
+    claimed_by: str | None = Field(
+        None, description="The worker (host:pid) that claimed the run to start it."
+    )
 
     @property
     def key(self) -> tuple[str, str, str]:

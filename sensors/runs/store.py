@@ -221,13 +221,15 @@ class RunStore:
         error: RunError | None = None,
         pid: int | None = None,
         abort_cause: str | None = None,
+        claimed_by: str | None = None,
     ) -> RunRecord:
         """Move a run to ``phase`` (compare-and-set) and return it as updated.
 
         Every move is kept in the run's history, in the same transaction: that history
         is also the outbox of lifecycle events (:mod:`sensors.runs.lifecycle`).
 
-        ``expected`` makes the move conditional on the current phase: a claim.
+        ``expected`` makes the move conditional on the current phase: a claim, by the
+        worker named in ``claimed_by``.
 
         Raises:
             IllegalTransitionError: the move is not allowed from the run's phase, or the
@@ -260,6 +262,8 @@ class RunStore:
                 values["error"] = error.model_dump(mode="json")
             if abort_cause is not None:
                 values["abort_cause"] = abort_cause
+            if claimed_by is not None:
+                values["claimed_by"] = claimed_by
             update = (
                 runs.update()
                 .where(

@@ -31,7 +31,7 @@ async def test_racing_claims_never_exceed_max_concurrency(run_store: RunStore) -
         queued.append((await run_store.create_run(request))[0])
     # When ten workers try to claim them at the same moment
     now = datetime.now(UTC)
-    claimed = await asyncio.gather(*(limits.claim(run_store, run, now) for run in queued))
+    claimed = await asyncio.gather(*(limits.claim(run_store, run, now, "w:1") for run in queued))
     # Then three start; the rest wait, still QUEUED
     assert sum(c is not None for c in claimed) == 3
     assert len(await run_store.list_runs(phase=WorkflowPhase.QUEUED)) == 7
@@ -44,9 +44,9 @@ async def test_a_rate_limit_counts_the_runs_started_in_its_window(run_store: Run
         for n in range(3)
     ]
     now = datetime.now(UTC)
-    assert [await limits.claim(run_store, r, now) is not None for r in queued] == [1, 1, 0]
+    assert [await limits.claim(run_store, r, now, "w:1") is not None for r in queued] == [1, 1, 0]
     # A minute later (the window is measured from the runs' real start times)
-    assert await limits.claim(run_store, queued[2], now + timedelta(seconds=61)) is not None
+    assert await limits.claim(run_store, queued[2], now + timedelta(seconds=61), "w:1") is not None
 
 
 FLOWS = """
