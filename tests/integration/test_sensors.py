@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +14,7 @@ from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
+from tests.fixtures.processes import ready, worker
 from tests.integration.conftest import FLOWS, eventually, finished_run
 from triggers import publish
 from triggers.settings import Settings
@@ -73,37 +70,6 @@ async def test_a_sensor_deployed_after_an_event_arrived_does_not_fire_on_it(
     assert [e["id"] for r in runs for e in r.events] == [later]
     assert engine.sensor_stage is not None and engine.sensor_stage.stats.ignored_before_deploy == 1
     assert early
-
-
-@contextmanager
-def worker(paths: list[Path], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with (
-        log.open("ab") as out,
-        subprocess.Popen(
-            [sys.executable, "-m", "sensors", "worker", *map(str, paths)],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        ) as process,
-    ):
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-
-
-async def ready(process: subprocess.Popen[bytes], log: Path, times: int = 1) -> None:
-    await eventually(
-        lambda: log.read_bytes().count(b"worker ready") >= times or process.poll() is not None,
-        "the worker to be ready",
-        timeout=60,
-    )
-    assert process.poll() is None, log.read_text()
 
 
 async def test_held_state_survives_a_sigkilled_worker(

@@ -18,8 +18,8 @@ from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.schedule import wall_window
+from tests.fixtures.processes import ready, worker
 from tests.integration.conftest import eventually, tripwire_cli
-from tests.integration.test_sensors import ready, worker
 from triggers import publish
 from triggers.settings import Settings, get_settings
 

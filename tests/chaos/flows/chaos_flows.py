@@ -1,0 +1,27 @@
+"""Flows the chaos scenarios deploy. Each run's record (its events) is what the tests count."""
+
+import time
+from pathlib import Path
+
+from triggers import trigger
+
+
+@trigger(event="chaos_tick")
+def tick(n: int = 0) -> None: ...
+
+
+@trigger(events=["chaos_a", "chaos_b"], correlate_by="$.k", within="1h")
+def pair(k: str = "") -> None: ...
+
+
+@trigger(event="chaos_slow")
+def slow(n: int = 0, seconds: float = 0.0) -> None:
+    time.sleep(seconds)
+
+
+@trigger(event="chaos_sleeps_once")
+def sleeps_once(marker: str = "") -> None:
+    """Sleeps (for the test to kill it) the first time, and ends at once the next."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        time.sleep(120)

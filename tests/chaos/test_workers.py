@@ -1,0 +1,120 @@
+"""Workers and launchers killed mid-stream: every run still happens, once."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+from sensors.runs import history as runs_history
+from sensors.runs.models import RunRecord
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
+from sensors.runs.store import RunStore
+from tests.chaos.conftest import FLOWS, Expected, eventually
+from tests.fixtures.processes import kill, ready, worker
+from triggers import publish
+
+
+async def test_a_worker_sigkilled_mid_stream_then_restarted(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([FLOWS], chaos_env, log) as first:
+            await ready(first, log)
+            # Given a stream of events, some of them held for a second one
+            stream = asyncio.create_task(expected.stream(ticks=40, pairs=8))
+            await eventually(lambda: _count(store, 5), "the first runs", timeout=60)
+            # When the worker is SIGKILLed mid-stream, and the stream goes on without it
+            kill(first)
+            await stream
+        with worker([FLOWS], chaos_env, log) as second:
+            await ready(second, log, times=2)
+            # Then, once restarted, each run happens exactly once
+            await expected.exactly_once(store)
+
+
+async def test_one_of_two_workers_killed(chaos_env: dict[str, str], tmp_path: Path) -> None:
+    log, expected = tmp_path / "workers.log", Expected()
+    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([FLOWS], chaos_env, log) as one, worker([FLOWS], chaos_env, log) as two:
+            await ready(one, log, times=2)
+            await ready(two, log, times=2)
+            # Given two workers sharing the stream
+            stream = asyncio.create_task(expected.stream(ticks=40, pairs=8))
+            await eventually(lambda: _count(store, 5), "the first runs", timeout=60)
+            # When one of them is SIGKILLed
+            kill(two)
+            await stream
+            # Then the other takes its partitions and runs, and each run happens once
+            await expected.exactly_once(store)
+            assert one.poll() is None
+
+
+async def test_the_launcher_killed_between_queued_and_running(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a worker that runs one run at a time, so the next one is claimed and waits
+    env = {**chaos_env, "TRIPWIRE_MAX_PARALLEL_RUNS": "1"}
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([FLOWS], env, log) as first:
+            await ready(first, log)
+            for n in range(3):
+                await _publish(expected, "chaos_slow", {"n": n, "seconds": 3})
+            # When it is SIGKILLed while a run is claimed and not yet started
+            claimed = await eventually(
+                lambda: _claimed_not_started(store), "a claimed run without an attempt"
+            )
+            kill(first)
+        assert claimed.claimed_by and claimed.claimed_by.endswith(f":{first.pid}")
+        with worker([FLOWS], env, log) as second:
+            await ready(second, log, times=2)
+            # Then each run still starts, once, and the claimed one in one attempt
+            runs = await expected.exactly_once(store, timeout=120)
+    assert next(r for r in runs if r.name == claimed.name).attempts == 1
+    assert "claimed it and stopped; starting it" in log.read_text()
+
+
+async def test_a_run_process_killed_fails_as_system_and_is_retried(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**chaos_env, "TRIPWIRE_SYSTEM_RETRIES": "1"}
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([FLOWS], env, log) as process:
+            await ready(process, log)
+            marker = tmp_path / "slept"
+            await _publish(expected, "chaos_sleeps_once", {"marker": str(marker)})
+            await eventually(marker.exists, "the flow to begin its sleep")
+            running = await eventually(lambda: _with_pid(store), "the run's process")
+            # When the run's process is SIGKILLed
+            os.killpg(running.pid, signal.SIGKILL)
+            # Then its attempt fails as SYSTEM, and a second attempt runs it to the end
+            [run] = await expected.exactly_once(store)
+            first, second = await runs_history.attempts(store, *run.key)
+    assert first.phase == AttemptPhase.RETRYABLE_FAILED
+    assert first.error is not None and first.error.kind == ErrorKind.SYSTEM
+    assert first.error.code == "ProcessKilled" and "SIGKILL" in first.error.message
+    assert second.phase == AttemptPhase.SUCCEEDED
+
+
+async def _publish(expected: Expected, name: str, payload: dict[str, object]) -> str:
+    event_id = await publish.aio(name, payload)
+    expected.runs.append(frozenset([event_id]))
+    return event_id
+
+
+async def _count(store: RunStore, at_least: int) -> bool:
+    return len(await store.list_runs(limit=10_000)) >= at_least
+
+
+async def _claimed_not_started(store: RunStore) -> RunRecord | None:
+    running = await store.list_runs(phase=WorkflowPhase.RUNNING, limit=100)
+    return next((r for r in running if r.attempts == 0 and r.claimed_by), None)
+
+
+async def _with_pid(store: RunStore) -> RunRecord | None:
+    running = await store.list_runs(phase=WorkflowPhase.RUNNING, limit=100)
+    return next((r for r in running if r.pid), None)
