@@ -35,6 +35,7 @@ from aiokafka import (
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
 
+from sensors.runs.store import log_failure
 from triggers.settings import Settings
 
 __all__ = [
@@ -186,8 +187,8 @@ async def consume_batches(
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    log.exception(
-                        "%s: handling a batch failed; retrying in %.1fs", name, retry_delay
+                    log_failure(
+                        log, "%s: handling a batch failed; retrying in %.1fs", name, retry_delay
                     )
                     await asyncio.sleep(retry_delay)
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}

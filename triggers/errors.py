@@ -19,6 +19,7 @@ __all__ = [
     "SignalNotFoundError",
     "SignalTimeoutError",
     "StoreError",
+    "StoreUnavailableError",
     "TriggerError",
     "TripwireError",
 ]
@@ -54,6 +55,11 @@ class BrokerError(TripwireError):
 
 class StoreError(TripwireError):
     """Raised when the run store cannot be reached or rejects an operation."""
+
+
+class StoreUnavailableError(StoreError):
+    """Raised when the run store cannot be reached right now (refused, dropped, restarting):
+    worth trying again, unlike a StoreError the database answered."""
 
 
 class RunNotFoundError(StoreError):

@@ -45,7 +45,7 @@ from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, persistently
 from triggers.settings import Settings
 from triggers.targets import CONTEXT_FIELDS, HttpTarget, TargetSpec, render
 
@@ -130,8 +130,13 @@ class HttpLauncher:
         error: RunError | None = None
         try:
             for number in range(1, run.retries + 2):
-                attempt = await runs_history.start_attempt(
-                    self._store, *run.key, pid=None, worker=self.worker
+                attempt = await persistently(
+                    f"run {run.name}: recording its attempt",
+                    runs_history.start_attempt,
+                    self._store,
+                    *run.key,
+                    pid=None,
+                    worker=self.worker,
                 )
                 self._attempts[run.name] = (attempt.number, time.monotonic())
                 try:
@@ -144,8 +149,14 @@ class HttpLauncher:
                     return
                 retry = error is not None and error.kind == ErrorKind.USER and number <= run.retries
                 done = AttemptPhase.RETRYABLE_FAILED if retry else _attempt_phase(phase)
-                await runs_history.finish_attempt(
-                    self._store, *run.key, attempt.number, done, error
+                await persistently(
+                    f"run {run.name}: recording the end of attempt {attempt.number}",
+                    runs_history.finish_attempt,
+                    self._store,
+                    *run.key,
+                    attempt.number,
+                    done,
+                    error,
                 )
                 if not retry:
                     return

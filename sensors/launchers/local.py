@@ -49,7 +49,7 @@ from sensors.launchers.process import (
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, log_failure, persistently
 from triggers.settings import Settings
 
 __all__ = ["LocalLauncher"]
@@ -197,8 +197,13 @@ class LocalLauncher:
                 )
             pid, ended = process.pid, asyncio.ensure_future(process.wait())
             try:
-                attempt = await runs_history.start_attempt(
-                    self._store, *run.key, pid=pid, worker=self.worker
+                attempt = await persistently(
+                    f"run {run.name}: recording its attempt",
+                    runs_history.start_attempt,
+                    self._store,
+                    *run.key,
+                    pid=pid,
+                    worker=self.worker,
                 )
             except BaseException:
                 await stop_group(pid, ended)  # nothing may run that the store does not know of
@@ -218,15 +223,24 @@ class LocalLauncher:
         phase, attempt_phase, error, retry = self._outcome(
             run, folder, code, timed_out, attempt, failed
         )
-        await runs_history.finish_attempt(
-            self._store, *run.key, attempt.number, attempt_phase, error
+        await persistently(
+            f"run {run.name}: recording the end of attempt {attempt.number}",
+            runs_history.finish_attempt,
+            self._store,
+            *run.key,
+            attempt.number,
+            attempt_phase,
+            error,
         )
         return phase, error, retry
 
     async def _failures(self, run: RunRecord, attempt: Attempt) -> dict[ErrorKind, int]:
         """How many attempts before ``attempt`` failed, by kind of error."""
         failed = dict.fromkeys(ErrorKind, 0)
-        for earlier in await runs_history.attempts(self._store, *run.key):
+        earlier_attempts = await persistently(
+            f"run {run.name}: its attempts", runs_history.attempts, self._store, *run.key
+        )
+        for earlier in earlier_attempts:
             if earlier.number < attempt.number and earlier.error is not None:
                 failed[earlier.error.kind] += 1
         return failed
@@ -313,7 +327,7 @@ class LocalLauncher:
             try:
                 aborting = await self._store.list_runs(phase=WorkflowPhase.ABORTING, limit=10_000)
             except Exception:
-                log.exception("looking for aborted runs failed")
+                log_failure(log, "looking for aborted runs failed")
                 continue
             for run in aborting:
                 mine = self._active.get(run.name)

@@ -15,7 +15,7 @@ from sensors.launchers.process import pid_alive
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, log_failure, persistently
 from triggers.errors import IllegalTransitionError
 
 __all__ = [
@@ -59,8 +59,10 @@ def system_error(code: str, message: str, worker: str, traceback: str | None = N
 async def finish_run(
     store: RunStore, run: RunRecord, phase: WorkflowPhase, error: RunError | None
 ) -> None:
-    """Record a run's final phase; a run aborted meanwhile ends ABORTED. Never raises."""
-    try:
+    """Record a run's final phase; a run aborted meanwhile ends ABORTED. Waits out an outage
+    of the store; raises nothing else."""
+
+    async def record() -> WorkflowPhase:
         try:
             await store.transition(run.project, run.domain, run.name, phase, error=error)
         except IllegalTransitionError:
@@ -68,8 +70,12 @@ async def finish_run(
             current = await store.get_run(run.name, project=run.project, domain=run.domain)
             if current.phase != WorkflowPhase.ABORTING:
                 raise
-            phase = WorkflowPhase.ABORTED
-            await store.transition(run.project, run.domain, run.name, phase)
+            await store.transition(run.project, run.domain, run.name, WorkflowPhase.ABORTED)
+            return WorkflowPhase.ABORTED
+        return phase
+
+    try:
+        phase = await persistently(f"run {run.name}: recording phase {phase}", record)
     except Exception:
         log.exception("run %s: could not record phase %s", run.name, phase)
     if error is None:
@@ -132,4 +138,4 @@ async def keep_adopting(adopt: Callable[[], Awaitable[Any]], every: float = ADOP
         try:
             await adopt()
         except Exception:
-            log.exception("looking for unwatched attempts failed; will try again")
+            log_failure(log, "looking for unwatched attempts failed; will try again")

@@ -36,7 +36,7 @@ from sensors.launchers.outcomes import (
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, persistently
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings
 
@@ -174,14 +174,17 @@ class RemoteLauncher(ABC):
         phase, error = WorkflowPhase.FAILED, None
         try:
             while True:
-                attempt = adopted or await runs_history.start_attempt(
-                    self._store,
-                    *run.key,
-                    pid=None,
-                    worker=self.worker,
-                    phase=AttemptPhase.INITIALIZING,
-                )
-                adopted = None
+                if adopted is None:
+                    adopted = await persistently(
+                        f"run {run.name}: recording its attempt",
+                        runs_history.start_attempt,
+                        self._store,
+                        *run.key,
+                        pid=None,
+                        worker=self.worker,
+                        phase=AttemptPhase.INITIALIZING,
+                    )
+                attempt, adopted = adopted, None
                 name = attempt_name(run, attempt.number)
                 if attempt.phase == AttemptPhase.INITIALIZING:
                     await self.create(run, name)
@@ -196,8 +199,14 @@ class RemoteLauncher(ABC):
                     and attempt.number <= run.retries
                 )
                 done = AttemptPhase.RETRYABLE_FAILED if retry else ended.phase
-                await runs_history.finish_attempt(
-                    self._store, *run.key, attempt.number, done, ended.error
+                await persistently(
+                    f"run {run.name}: recording the end of attempt {attempt.number}",
+                    runs_history.finish_attempt,
+                    self._store,
+                    *run.key,
+                    attempt.number,
+                    done,
+                    ended.error,
                 )
                 phase, error = _run_phase(ended)
                 if not retry:

@@ -27,7 +27,7 @@ from cloudevents.core.v1.event import CloudEvent
 from sensors.runs import history as runs_history
 from sensors.runs.models import PhaseChange
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, log_failure
 from triggers.envelope import KafkaRecord
 from triggers.settings import Settings
 from triggers.spec import RUN_EVENT_TYPE
@@ -99,7 +99,7 @@ class LifecycleRelay:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("publishing run lifecycle events failed; retrying")
+                log_failure(log, "publishing run lifecycle events failed; retrying")
                 sent = 0
             if sent < _BATCH:
                 with contextlib.suppress(TimeoutError):

@@ -18,12 +18,14 @@ import asyncio
 import contextlib
 import fcntl
 import logging
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -53,11 +55,17 @@ from sensors.runs.tables import (
     sensors,
     trigger_failures,
 )
-from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
+from triggers.errors import (
+    IllegalTransitionError,
+    RunNotFoundError,
+    StoreError,
+    StoreUnavailableError,
+)
 
-__all__ = ["RunStore"]
+__all__ = ["RunStore", "log_failure", "persistently"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 _MIGRATION_LOCK = 0x7472_6970  # PostgreSQL advisory lock id ("trip")
@@ -427,6 +435,54 @@ def _store_error(what: str, exc: BaseException) -> StoreError:
     reason = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         reason = f"{type(exc.orig).__name__}: {exc.orig}".strip()
-    return StoreError(
+    kind = StoreUnavailableError if _unavailable(exc) else StoreError
+    return kind(
         f"{what}: {reason}. Check that the database is running and TRIPWIRE_DATABASE_URL is right."
     )
+
+
+# What a server that is down, restarting or unreachable raises, through any wrapping.
+_OUTAGES = (
+    OSError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+def _unavailable(exc: BaseException | None) -> bool:
+    """True if ``exc``, or what it wraps, says the database could not be reached."""
+    while exc is not None:
+        if isinstance(exc, _OUTAGES):
+            return True
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+async def persistently(
+    what: str, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    """Await ``call(*args, **kwargs)`` until the store answers: while it is unavailable (an
+    outage, a restart), try again with backoff (0.5 s doubling to 10 s), logging ``what``
+    was waiting. Other errors propagate."""
+    delay = 0.5
+    while True:
+        try:
+            return await call(*args, **kwargs)
+        except StoreUnavailableError as exc:
+            log.warning(
+                "%s: the run store is unavailable, trying again in %.1fs: %s", what, delay, exc
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
+def log_failure(logger: logging.Logger, message: str, *args: object) -> None:
+    """Log the exception being handled: one line for an outage of the run store (that says
+    it all, and repeats while the outage lasts), with its traceback for anything else."""
+    exc = sys.exc_info()[1]
+    if isinstance(exc, StoreUnavailableError):
+        logger.warning(message + ": %s", *args, exc)
+    else:
+        logger.exception(message, *args)

@@ -1,0 +1,113 @@
+"""The broker and the database go away and come back: nothing accepted is lost."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from sensors.broker import EmbeddedBroker, free_port
+from sensors.runs.store import RunStore
+from tests.chaos.conftest import FLOWS, Expected, eventually
+from tests.fixtures.db import PrivatePostgres
+from tests.fixtures.processes import ready, worker
+from triggers import publish
+
+
+@pytest.fixture
+def s3_broker(
+    moto_endpoint: str,
+    engine_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[EmbeddedBroker]:
+    """A Tansu broker keeping its data in a bucket of moto's S3, so it survives a restart;
+    the test's publishes go to it."""
+    bucket = f"tansu-{uuid.uuid4().hex[:10]}"
+    aws = {
+        "AWS_ENDPOINT": moto_endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket=bucket)
+    broker = EmbeddedBroker(
+        port=free_port(), storage=f"s3://{bucket}/", log_path=tmp_path / "tansu.log", env=aws
+    )
+    broker.start(timeout=30)
+    monkeypatch.setenv("TRIPWIRE_KAFKA_BOOTSTRAP", broker.bootstrap)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+async def test_the_broker_restarted_with_its_data_in_s3(
+    s3_broker: EmbeddedBroker, chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**chaos_env, "TRIPWIRE_KAFKA_BOOTSTRAP": s3_broker.bootstrap}
+    assert os.environ["TRIPWIRE_KAFKA_BOOTSTRAP"] == s3_broker.bootstrap
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([FLOWS], env, log) as process:
+            await ready(process, log)
+            # Given events the worker took, and an event held for a second one
+            await expected.stream(ticks=12, pairs=3)
+            held = await publish.aio("chaos_a", {"k": "across"})
+            await eventually(lambda: _count(store, 4), "the first runs", timeout=60)
+            # When the broker is killed and, a few seconds later, started again
+            assert s3_broker.pid is not None
+            os.kill(s3_broker.pid, signal.SIGKILL)
+            s3_broker.stop()
+            await asyncio.sleep(3)
+            s3_broker.start(timeout=30)
+            # Then the worker goes on: the held event pairs with one published after it,
+            # and every event published before and after makes its run, once
+            second = await publish.aio("chaos_b", {"k": "across"})
+            expected.runs.append(frozenset([held, second]))
+            await expected.stream(ticks=12, pairs=3)
+            await expected.exactly_once(store)
+            assert process.poll() is None
+
+
+async def test_the_database_unavailable_for_10s(
+    private_postgres: PrivatePostgres, chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**chaos_env, "TRIPWIRE_DATABASE_URL": private_postgres.url}
+    log, expected = tmp_path / "worker.log", Expected()
+    with worker([FLOWS], env, log) as process:
+        await ready(process, log)
+        async with await RunStore.open(private_postgres.url) as store:
+            await expected.stream(ticks=6, pairs=2)
+            await eventually(lambda: _count(store, 3), "the first runs", timeout=60)
+        # When the database goes away for 10 s while events keep coming
+        private_postgres.stop()
+        down = time.monotonic()
+        await expected.stream(ticks=10, pairs=2, pause=0.3)
+        await asyncio.sleep(10 - (time.monotonic() - down))
+        private_postgres.start()
+        assert "the run store is unavailable" in log.read_text()
+        # Then the runs wait, and proceed once it is back: each once
+        async with await RunStore.open(private_postgres.url) as store:
+            await expected.exactly_once(store)
+        assert process.poll() is None
+
+
+async def _count(store: RunStore, at_least: int) -> bool:
+    return len(await store.list_runs(limit=10_000)) >= at_least
