@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 
 from triggers.envelope import Envelope
 from triggers.filters import Filter, TimeOfDay
-from triggers.spec import EventDependency, compile_jsonpath
+from triggers.spec import EventDependency, values_at
 
 __all__ = ["correlation_key", "rejection"]
 
@@ -45,14 +45,14 @@ def rejection(dep: EventDependency, envelope: Envelope, event_time: datetime) ->
 
 def correlation_key(path: str, envelope: Envelope) -> str | None:
     """The event's correlation key (its value at ``path``, as canonical JSON), or None."""
-    matches = [m.value for m in compile_jsonpath(path).find(envelope.payload)]
+    matches = values_at(path, envelope.payload)
     if not matches:
         return None
     return json.dumps(matches[0], sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _fails(item: Filter, payload: dict[str, Any]) -> str | None:
-    values = [m.value for m in compile_jsonpath(item.path).find(payload)]
+    values = values_at(item.path, payload)
     if item.op == "exists":
         if bool(values) == item.value:
             return None

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from triggers.envelope import Envelope
-from triggers.spec import EVENT_ATTRIBUTES, EventDependency, compile_jsonpath
+from triggers.spec import EVENT_ATTRIBUTES, EventDependency, values_at
 
 __all__ = ["extract_parameters"]
 
@@ -43,7 +43,7 @@ def _read(source: str, envelope: Envelope) -> Any:
             return envelope.time.isoformat() if envelope.time else _MISSING
         return getattr(envelope, attribute)
     if source.startswith("$"):
-        matches = [m.value for m in compile_jsonpath(source).find(envelope.payload)]
+        matches = values_at(source, envelope.payload)
         if not matches:
             return _MISSING
         return matches[0] if len(matches) == 1 else matches

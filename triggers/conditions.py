@@ -22,6 +22,8 @@ _TOKEN = re.compile(
     r"|(?P<name>[A-Za-z_][A-Za-z0-9_\-.]*)|(?P<bad>\S))"
 )
 
+MAX_NESTING = 100  # parentheses in one condition: the parser recurses into each
+
 _SHOW = {"open": "'('", "close": "')'", "name": "a dependency name"}
 
 
@@ -74,7 +76,7 @@ def all_of(names: tuple[str, ...]) -> Condition:
 @lru_cache(maxsize=1024)
 def _parse(text: str) -> tuple[Condition, frozenset[str]]:
     tokens: list[tuple[str, str]] = []
-    position = 0
+    position = opened = 0
     while position < len(text):
         match = _TOKEN.match(text, position)
         if match is None or match.end() == position:
@@ -84,6 +86,9 @@ def _parse(text: str) -> tuple[Condition, frozenset[str]]:
         if kind == "bad":
             raise ValueError(f"unexpected {match.group(kind)!r}")
         tokens.append((kind, match.group(kind)))
+        opened += kind == "open"
+        if opened > MAX_NESTING:
+            raise ValueError(f"it has more than {MAX_NESTING} parentheses")
     names: set[str] = set()
     index = 0
 
