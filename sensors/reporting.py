@@ -61,7 +61,11 @@ class StatusReporter:
             if self._dirty and correlator is not None:
                 holds = _holds(correlator, self._dirty)
                 await replace_holds(self._store, project, domain, holds)
-                progress = {key: key_progress(correlator, key) for key in self._dirty}
+                progress = {
+                    key: key_progress(correlator, key)
+                    for key in self._dirty
+                    if _may_progress(correlator, key)
+                }
                 await replace_progress(self._store, project, domain, progress)
                 self._dirty = set()
         except Exception:
@@ -109,6 +113,12 @@ def key_progress(correlator: Correlator, key: StateKey) -> KeyProgress | None:
         found.debounce_until = progress.pending.due
         found.coalesced = progress.pending.fires
     return found
+
+
+def _may_progress(correlator: Correlator, key: StateKey) -> bool:
+    """False for a key of a plain all-of sensor, which never has progress to report."""
+    sensor = correlator.sensors.get(key[0])
+    return sensor is None or sensor.trigger.kind != "all" or sensor.trigger.debounce is not None
 
 
 def _holds(correlator: Correlator, keys: Iterable[StateKey]) -> dict[StateKey, list[Hold]]:

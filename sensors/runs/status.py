@@ -26,6 +26,9 @@ __all__ = [
 ]
 
 
+_KEYS_PER_DELETE = 400  # (sensor, key) pairs in one DELETE; SQLite binds at most 32,766
+
+
 async def replace_holds(
     store: RunStore, project: str, domain: str, holds: Mapping[tuple[str, str], Iterable[Hold]]
 ) -> None:
@@ -52,21 +55,26 @@ async def _replace_per_key(
     domain: str,
     rows: Mapping[tuple[str, str], list[dict[str, object]]],
 ) -> None:
-    """Replace the rows of each (sensor, correlation key) of ``table`` in one transaction."""
-    now = datetime.now(UTC)
+    """Replace the rows of each (sensor, correlation key) of ``table`` in one transaction.
+
+    A busy worker reports thousands of keys a second: the deletes go by the hundred and the
+    inserts in one batch, so the transaction (SQLite's one write lock) stays short."""
+    scope = {"project": project, "domain": domain, "updated_at": datetime.now(UTC)}
+    keys = list(rows)
+    inserts = [{**value, **scope} for values in rows.values() for value in values]
     async with store.engine.begin() as conn:
-        for (sensor_id, key), values in rows.items():
+        for start in range(0, len(keys), _KEYS_PER_DELETE):
             await conn.execute(
                 table.delete().where(
                     table.c.project == project,
                     table.c.domain == domain,
-                    table.c.sensor_id == sensor_id,
-                    table.c.key == key,
+                    sa.tuple_(table.c.sensor_id, table.c.key).in_(
+                        keys[start : start + _KEYS_PER_DELETE]
+                    ),
                 )
             )
-            if values:
-                scope = {"project": project, "domain": domain, "updated_at": now}
-                await conn.execute(table.insert(), [{**v, **scope} for v in values])
+        if inserts:
+            await conn.execute(table.insert(), inserts)
 
 
 async def list_progress(

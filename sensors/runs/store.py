@@ -32,7 +32,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sensors.runs.models import (
@@ -456,6 +456,8 @@ def _unavailable(exc: BaseException | None) -> bool:
             return True
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return True
+        if isinstance(exc, OperationalError) and "database is locked" in str(exc):
+            return True  # SQLite: another process held the write lock past busy_timeout
         exc = exc.__cause__ or exc.__context__
     return False
 
