@@ -27,6 +27,7 @@ from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
 from sensors.registry import discover_flows
+from sensors.runs.store import shown_url
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
 from triggers.spec import FlowSpec
@@ -115,7 +116,7 @@ async def run_dev(
                     on_ready(
                         DevInfo(
                             bootstrap=broker.bootstrap,
-                            store_url=dev_settings.store_url,
+                            store_url=shown_url(dev_settings.store_url),
                             api_url=dev_settings.api_url,
                             api_token=token.get_secret_value(),
                             home=home,

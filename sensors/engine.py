@@ -193,7 +193,7 @@ class Engine:
             len(self.flows),
             len(deployed),
             s.kafka_bootstrap,
-            s.store_url,
+            self.store.url,  # its password hidden
         )
 
     async def _follow_deployments(self) -> None:

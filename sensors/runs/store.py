@@ -62,7 +62,7 @@ from triggers.errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["RunStore", "log_failure", "persistently"]
+__all__ = ["RunStore", "log_failure", "persistently", "shown_url"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -95,7 +95,7 @@ class RunStore:
                 the URL (password hidden) and what to check.
         """
         parsed = make_url(url)
-        shown = parsed.render_as_string(hide_password=True)
+        shown = shown_url(url)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":
             if parsed.database and parsed.database != ":memory:":
@@ -488,3 +488,11 @@ def log_failure(logger: logging.Logger, message: str, *args: object) -> None:
         logger.warning(message + ": %s", *args, exc)
     else:
         logger.exception(message, *args)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as logs and messages may show it: with its password as ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: show none of it
+        return "(a database URL that does not parse)"
