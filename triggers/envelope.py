@@ -179,6 +179,9 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         ) from None
     except UnicodeDecodeError as exc:
         raise EventDecodeError(f"record has a CloudEvent header that is not UTF-8: {exc}") from None
+    if not event_id:
+        raise EventDecodeError("record has an empty ce_id header: a CloudEvent needs an id")
+    validate_event_name(name, error=EventDecodeError)
     content_type = attrs.get("content-type", b"application/json")
     if attrs.get("ce_specversion", b"1.0") != b"1.0":
         raise EventDecodeError(

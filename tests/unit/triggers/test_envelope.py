@@ -9,24 +9,12 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from hypothesis import given
-from hypothesis import strategies as st
 
+from tests.strategies import event_names, payloads
 from triggers.envelope import decode, encode, make_envelope
 from triggers.errors import EventDecodeError, PublishError
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(-(2**53), 2**53)
-    | st.text(max_size=20)
-    | st.floats(allow_nan=False, allow_infinity=False),
-    lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
-    ),
-    max_leaves=12,
-)
-payloads = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
-names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-:/]{0,30}", fullmatch=True)
+names = event_names
 
 
 def test_an_envelope_gets_a_fresh_uuid_and_the_current_utc_time() -> None:
