@@ -17,11 +17,14 @@ from pathlib import Path
 
 # Run as `python bench/e2e.py`, this file's folder comes first on sys.path, and
 # bench/sensors.py would shadow the `sensors` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()
+]
 
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -30,7 +33,7 @@ from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from sensors.broker import EmbeddedBroker
+from bench.common import kafka
 from sensors.engine import Engine
 from sensors.kafka import consume_batches, new_consumer, new_producer
 from sensors.registry import discover_flows
@@ -172,12 +175,11 @@ async def latency(settings: Settings, runs: int, rate: float) -> tuple[list[floa
 
 
 async def main(args: argparse.Namespace) -> None:
-    broker = None
-    bootstrap = args.bootstrap or os.environ.get("TRIPWIRE_TEST_KAFKA")
-    if not bootstrap:
-        broker = EmbeddedBroker()
-        broker.start()
-        bootstrap = broker.bootstrap
+    with kafka(args.bootstrap) as bootstrap:
+        await measure(args, bootstrap)
+
+
+async def measure(args: argparse.Namespace, bootstrap: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="tripwire-bench-"))
     tag = uuid.uuid4().hex[:8]
     os.environ.update(
@@ -221,8 +223,7 @@ async def main(args: argparse.Namespace) -> None:
                     f"mean {statistics.fmean(values):7.0f} ms"
                 )
     finally:
-        if broker is not None:
-            broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,9 @@ from pathlib import Path
 
 # Run as `python bench/sensors.py`, this file's folder comes first on sys.path and this
 # file would shadow the `sensors` package it measures.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()
+]
 
 import argparse
 import asyncio
@@ -29,6 +31,7 @@ import cProfile
 import gc
 import os
 import pstats
+import shutil
 import subprocess
 import tempfile
 import time
@@ -36,9 +39,9 @@ import tracemalloc
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from sensors.broker import EmbeddedBroker
+from bench.common import fill, kafka
 from sensors.correlate import Correlator
 from sensors.decisions import Arrival, Offer
 from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
@@ -92,18 +95,6 @@ def events(count: int, sensors: int) -> list[tuple[bytes, bytes, list[tuple[str,
         record = encode(envelope)
         records.append((record.key, record.value, record.headers))
     return records
-
-
-async def fill(bootstrap: str, topic: str, records: list) -> None:  # type: ignore[type-arg]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
 
 
 async def raw_consume(bootstrap: str, topic: str, count: int) -> float:
@@ -228,12 +219,11 @@ async def profile_stage(settings: Settings, sensors: list[Sensor], count: int) -
 
 
 async def main(args: argparse.Namespace) -> None:
-    broker = None
-    bootstrap = args.bootstrap or os.environ.get("TRIPWIRE_TEST_KAFKA")
-    if not bootstrap:
-        broker = EmbeddedBroker()
-        broker.start()
-        bootstrap = broker.bootstrap
+    with kafka(args.bootstrap) as bootstrap:
+        await measure(args, bootstrap)
+
+
+async def measure(args: argparse.Namespace, bootstrap: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="tripwire-bench-"))
     counts = [int(n) for n in args.sensors.split(",")]
     try:
@@ -287,8 +277,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.profile:
             await profile_stage(setups[0][2], setups[0][3], args.events)
     finally:
-        if broker is not None:
-            broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def _wild(share: float) -> str:

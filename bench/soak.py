@@ -29,8 +29,10 @@ import sys
 from pathlib import Path
 
 # Run as `python bench/soak.py`, this file's folder comes first on sys.path, and
-# bench/sensors.py would shadow the `sensors` package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()]
+# bench/sensors.py would shadow the `sensors` package: the repo root goes there instead.
+sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
+    p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent.resolve()
+]
 
 import argparse
 import asyncio
@@ -48,7 +50,7 @@ import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from sensors.broker import EmbeddedBroker
+from bench.common import fill, kafka
 from sensors.runs.store import RunStore
 from sensors.runs.tables import runs
 from triggers.envelope import encode, make_envelope
@@ -100,15 +102,7 @@ async def raw_throughput(
     bootstrap: str, topic: str, records: list[tuple[bytes, bytes, list]]
 ) -> float:  # type: ignore[type-arg]
     """The baseline: produce ``records``, then consume them with a bare aiokafka consumer."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024
-    )
-    await producer.start()
-    try:
-        futures = [await producer.send(topic, v, key=k, headers=h) for k, v, h in records]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    await fill(bootstrap, topic, records)
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -215,12 +209,11 @@ def plot(samples: list[Sample], path: Path, title: str) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    broker = None
-    bootstrap = args.bootstrap or os.environ.get("TRIPWIRE_TEST_KAFKA")
-    if not bootstrap:
-        broker = EmbeddedBroker()
-        broker.start()
-        bootstrap = broker.bootstrap
+    with kafka(args.bootstrap) as bootstrap:
+        await soak(args, bootstrap)
+
+
+async def soak(args: argparse.Namespace, bootstrap: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="tripwire-soak-"))
     name = f"soak{uuid.uuid4().hex[:8]}"
     (home / "flows").mkdir()
@@ -324,8 +317,6 @@ async def main(args: argparse.Namespace) -> None:
         except subprocess.TimeoutExpired:
             worker.kill()
         log.close()
-        if broker is not None:
-            broker.stop()
     report(samples, args, baseline)
     plot(samples, args.plot, f"tripwire soak: {args.sensors:,} sensors, {args.rate:g} events/s")
     print(f"plot: {args.plot.resolve()}")

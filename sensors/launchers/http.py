@@ -33,6 +33,8 @@ import httpx
 
 from sensors.launchers import template_values
 from sensors.launchers.outcomes import (
+    begin_attempt,
+    end_attempt,
     finish_run,
     keep_adopting,
     reclaim,
@@ -45,7 +47,7 @@ from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore, persistently
+from sensors.runs.store import RunStore
 from triggers.settings import Settings
 from triggers.targets import CONTEXT_FIELDS, HttpTarget, TargetSpec, render
 
@@ -130,34 +132,19 @@ class HttpLauncher:
         error: RunError | None = None
         try:
             for number in range(1, run.retries + 2):
-                attempt = await persistently(
-                    f"run {run.name}: recording its attempt",
-                    runs_history.start_attempt,
-                    self._store,
-                    *run.key,
-                    pid=None,
-                    worker=self.worker,
-                )
+                attempt = await begin_attempt(self._store, run, self.worker)
                 self._attempts[run.name] = (attempt.number, time.monotonic())
                 try:
                     phase, error = await self._call(run, options, log_path, deadline)
                 except _Ended as ended:
-                    await runs_history.finish_attempt(
-                        self._store, *run.key, attempt.number, _attempt_phase(ended.phase)
+                    await end_attempt(
+                        self._store, run, attempt.number, _attempt_phase(ended.phase), None
                     )
                     phase, error = ended.phase, ended.error
                     return
                 retry = error is not None and error.kind == ErrorKind.USER and number <= run.retries
                 done = AttemptPhase.RETRYABLE_FAILED if retry else _attempt_phase(phase)
-                await persistently(
-                    f"run {run.name}: recording the end of attempt {attempt.number}",
-                    runs_history.finish_attempt,
-                    self._store,
-                    *run.key,
-                    attempt.number,
-                    done,
-                    error,
-                )
+                await end_attempt(self._store, run, attempt.number, done, error)
                 if not retry:
                     return
                 try:

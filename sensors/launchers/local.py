@@ -27,6 +27,8 @@ from typing import Any
 
 from sensors.launchers import family_of
 from sensors.launchers.outcomes import (
+    begin_attempt,
+    end_attempt,
     finish_run,
     keep_adopting,
     reclaim,
@@ -197,14 +199,7 @@ class LocalLauncher:
                 )
             pid, ended = process.pid, asyncio.ensure_future(process.wait())
             try:
-                attempt = await persistently(
-                    f"run {run.name}: recording its attempt",
-                    runs_history.start_attempt,
-                    self._store,
-                    *run.key,
-                    pid=pid,
-                    worker=self.worker,
-                )
+                attempt = await begin_attempt(self._store, run, self.worker, pid=pid)
             except BaseException:
                 await stop_group(pid, ended)  # nothing may run that the store does not know of
                 raise
@@ -223,15 +218,7 @@ class LocalLauncher:
         phase, attempt_phase, error, retry = self._outcome(
             run, folder, code, timed_out, attempt, failed
         )
-        await persistently(
-            f"run {run.name}: recording the end of attempt {attempt.number}",
-            runs_history.finish_attempt,
-            self._store,
-            *run.key,
-            attempt.number,
-            attempt_phase,
-            error,
-        )
+        await end_attempt(self._store, run, attempt.number, attempt_phase, error)
         return phase, error, retry
 
     async def _failures(self, run: RunRecord, attempt: Attempt) -> dict[ErrorKind, int]:

@@ -14,12 +14,14 @@ from sensors.launchers import family_of
 from sensors.launchers.process import pid_alive
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
-from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore, log_failure, persistently
 from triggers.errors import IllegalTransitionError
 
 __all__ = [
     "ADOPT_EVERY",
+    "begin_attempt",
+    "end_attempt",
     "finish_run",
     "keep_adopting",
     "reclaim",
@@ -54,6 +56,41 @@ def run_error(
 
 def system_error(code: str, message: str, worker: str, traceback: str | None = None) -> RunError:
     return run_error(code, ErrorKind.SYSTEM, message, worker, traceback)
+
+
+async def begin_attempt(
+    store: RunStore,
+    run: RunRecord,
+    worker: str,
+    *,
+    pid: int | None = None,
+    phase: AttemptPhase = AttemptPhase.RUNNING,
+) -> Attempt:
+    """Record the run's next attempt, waiting out an outage of the store."""
+    return await persistently(
+        f"run {run.name}: recording its attempt",
+        runs_history.start_attempt,
+        store,
+        *run.key,
+        pid=pid,
+        worker=worker,
+        phase=phase,
+    )
+
+
+async def end_attempt(
+    store: RunStore, run: RunRecord, number: int, phase: AttemptPhase, error: RunError | None
+) -> None:
+    """Record how attempt ``number`` ended, waiting out an outage of the store."""
+    await persistently(
+        f"run {run.name}: recording the end of attempt {number}",
+        runs_history.finish_attempt,
+        store,
+        *run.key,
+        number,
+        phase,
+        error,
+    )
 
 
 async def finish_run(

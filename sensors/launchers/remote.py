@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sensors.launchers.outcomes import (
+    begin_attempt,
+    end_attempt,
     finish_run,
     keep_adopting,
     reclaim,
@@ -36,7 +38,7 @@ from sensors.launchers.outcomes import (
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore, persistently
+from sensors.runs.store import RunStore
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings
 
@@ -175,14 +177,8 @@ class RemoteLauncher(ABC):
         try:
             while True:
                 if adopted is None:
-                    adopted = await persistently(
-                        f"run {run.name}: recording its attempt",
-                        runs_history.start_attempt,
-                        self._store,
-                        *run.key,
-                        pid=None,
-                        worker=self.worker,
-                        phase=AttemptPhase.INITIALIZING,
+                    adopted = await begin_attempt(
+                        self._store, run, self.worker, phase=AttemptPhase.INITIALIZING
                     )
                 attempt, adopted = adopted, None
                 name = attempt_name(run, attempt.number)
@@ -199,15 +195,7 @@ class RemoteLauncher(ABC):
                     and attempt.number <= run.retries
                 )
                 done = AttemptPhase.RETRYABLE_FAILED if retry else ended.phase
-                await persistently(
-                    f"run {run.name}: recording the end of attempt {attempt.number}",
-                    runs_history.finish_attempt,
-                    self._store,
-                    *run.key,
-                    attempt.number,
-                    done,
-                    ended.error,
-                )
+                await end_attempt(self._store, run, attempt.number, done, ended.error)
                 phase, error = _run_phase(ended)
                 if not retry:
                     return
