@@ -390,7 +390,7 @@ def parse_duration(value: object, *, what: str = "within") -> timedelta:
 @lru_cache(maxsize=4096)
 def compile_jsonpath(expression: str) -> Any:
     """Parse a JSONPath once; raise DeclarationError saying what is wrong with it, also when
-    it parses but cannot be evaluated (jsonpath-ng raises NotImplementedError for some)."""
+    it parses but jsonpath-ng cannot evaluate it (a trial on an empty object tells)."""
     try:
         compiled = parse_jsonpath(expression)
         compiled.find({})

@@ -37,6 +37,7 @@ from sensors.launchers.outcomes import (
     end_attempt,
     finish_run,
     keep_adopting,
+    live_runs,
     reclaim,
     run_error,
     system_error,
@@ -96,7 +97,8 @@ class HttpLauncher:
         if self._adopter is None:
             self._adopter = asyncio.create_task(keep_adopting(self.adopt), name="adopt calls")
         stale = datetime.now(UTC) - timedelta(seconds=_LEASE * 10)
-        taken = await take_over(self._store, "http", stale, self.worker, set(self._attempts))
+        live = await live_runs(self._store)
+        taken = await take_over(self._store, live, "http", stale, self.worker, set(self._attempts))
         for run, attempt in taken:
             message = f"the worker {attempt.worker} stopped during the call; calling again"
             await runs_history.finish_attempt(
@@ -107,7 +109,7 @@ class HttpLauncher:
                 system_error("WorkerLost", message, self.worker),
             )
             await self.launch(run)
-        claimed = await reclaim(self._store, "http", stale, self.worker)
+        claimed = await reclaim(self._store, live, "http", stale, self.worker)
         for run in claimed:
             await self.launch(run)
         return [run.name for run, _ in taken] + [run.name for run in claimed]

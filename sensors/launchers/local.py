@@ -31,6 +31,7 @@ from sensors.launchers.outcomes import (
     end_attempt,
     finish_run,
     keep_adopting,
+    live_runs,
     reclaim,
     run_error,
     system_error,
@@ -115,14 +116,12 @@ class LocalLauncher:
             )
         host = socket.gethostname()
         taken = []
-        for run in await reclaim(
-            self._store, "local", datetime.min.replace(tzinfo=UTC), self.worker
-        ):
-            log.warning("run %s: starting it for a worker that claimed it and stopped", run.name)
+        live = await live_runs(self._store)
+        never = datetime.min.replace(tzinfo=UTC)  # only this host can tell a local claim died
+        for run in await reclaim(self._store, live, "local", never, self.worker):
             self._spawn_later(run)
             taken.append(run.name)
-        live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
-        for run in await self._store.list_runs(phase=live, limit=10_000):
+        for run in live:
             if family_of(run.target) != "local" or not run.attempts:
                 continue
             attempt = (await runs_history.attempts(self._store, *run.key))[-1]
@@ -214,7 +213,11 @@ class LocalLauncher:
                 code, timed_out = await ended, True
         finally:
             self._running.pop(run.name, None)
-        failed = await self._failures(run, attempt)
+        failed = (
+            await self._failures(run, attempt)
+            if attempt.number > 1
+            else dict.fromkeys(ErrorKind, 0)  # a first attempt has none before it
+        )
         phase, attempt_phase, error, retry = self._outcome(
             run, folder, code, timed_out, attempt, failed
         )

@@ -24,6 +24,7 @@ __all__ = [
     "end_attempt",
     "finish_run",
     "keep_adopting",
+    "live_runs",
     "reclaim",
     "run_error",
     "system_error",
@@ -121,15 +122,28 @@ async def finish_run(
         log.warning("run %s %s (%s): %s", run.name, phase, error.kind, error.message)
 
 
+async def live_runs(store: RunStore) -> list[RunRecord]:
+    """The runs a launcher may have to take over: RUNNING or ABORTING. A launcher's
+    ``adopt`` lists them once and hands them to :func:`take_over` and :func:`reclaim`."""
+    return await store.list_runs(
+        phase=(WorkflowPhase.RUNNING, WorkflowPhase.ABORTING), limit=10_000
+    )
+
+
 async def take_over(
-    store: RunStore, family: str, stale: datetime, worker: str, skip: set[str]
+    store: RunStore,
+    live: list[RunRecord],
+    family: str,
+    stale: datetime,
+    worker: str,
+    skip: set[str],
 ) -> list[tuple[RunRecord, Attempt]]:
-    """Take over the live attempts of ``family`` whose watcher last renewed its lease (the
-    attempt's ``updated_at``) before ``stale``: their worker died. Compare-and-set on the
-    old watcher, so two workers never both take one. Runs named in ``skip`` are left."""
+    """Take over the attempts of the ``live`` runs of ``family`` whose watcher last renewed
+    its lease (the attempt's ``updated_at``) before ``stale``: their worker died.
+    Compare-and-set on the old watcher, so two workers never both take one. Runs named in
+    ``skip`` are left."""
     taken = []
-    live = (WorkflowPhase.RUNNING, WorkflowPhase.ABORTING)
-    for run in await store.list_runs(phase=live, limit=10_000):
+    for run in live:
         if family_of(run.target) != family or run.name in skip or not run.attempts:
             continue
         attempt = (await runs_history.attempts(store, *run.key))[-1]
@@ -143,9 +157,11 @@ async def take_over(
     return taken
 
 
-async def reclaim(store: RunStore, family: str, stale: datetime, worker: str) -> list[RunRecord]:
-    """Claim again the runs of ``family`` whose worker died after claiming them (QUEUED ->
-    RUNNING) and before their first attempt began; the caller starts them.
+async def reclaim(
+    store: RunStore, live: list[RunRecord], family: str, stale: datetime, worker: str
+) -> list[RunRecord]:
+    """Claim again the ``live`` runs of ``family`` whose worker died after claiming them
+    (QUEUED -> RUNNING) and before their first attempt began; the caller starts them.
 
     A claimer on this host is dead when its process is; one elsewhere when the claim is
     older than ``stale`` (remote launchers begin an attempt as soon as they claim; a local
@@ -153,8 +169,10 @@ async def reclaim(store: RunStore, family: str, stale: datetime, worker: str) ->
     that never comes for it)."""
     host = socket.gethostname()
     taken = []
-    for run in await store.list_runs(phase=WorkflowPhase.RUNNING, limit=10_000):
-        if family_of(run.target) != family or run.attempts or not run.claimed_by:
+    for run in live:
+        if run.phase != WorkflowPhase.RUNNING or family_of(run.target) != family:
+            continue
+        if run.attempts or not run.claimed_by:
             continue
         claimer_host, _, pid = run.claimed_by.rpartition(":")
         if claimer_host == host and pid.isdigit():

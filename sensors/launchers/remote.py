@@ -29,6 +29,7 @@ from sensors.launchers.outcomes import (
     end_attempt,
     finish_run,
     keep_adopting,
+    live_runs,
     reclaim,
     run_error,
     system_error,
@@ -144,10 +145,11 @@ class RemoteLauncher(ABC):
         if self._adopter is None:
             self._adopter = asyncio.create_task(keep_adopting(self.adopt), name="adopt")
         stale = datetime.now(UTC) - timedelta(seconds=self._poll * _STALE_LOOKS)
-        taken = await take_over(self._store, self.family, stale, self.worker, self._watched)
+        live = await live_runs(self._store)
+        taken = await take_over(self._store, live, self.family, stale, self.worker, self._watched)
         for run, attempt in taken:
             self._watch(run, attempt)
-        claimed = await reclaim(self._store, self.family, stale, self.worker)
+        claimed = await reclaim(self._store, live, self.family, stale, self.worker)
         for run in claimed:
             self._watch(run, None)
         return [run.name for run, _ in taken] + [run.name for run in claimed]
