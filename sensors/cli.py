@@ -69,7 +69,7 @@ def _logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("aiokafka", "kafka", "alembic"):
+    for noisy in ("aiokafka", "kafka", "alembic", "aio_pika", "aiormq", "nats"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -93,7 +93,7 @@ def worker(
     """Run one engine worker against TRIPWIRE_KAFKA_BOOTSTRAP and TRIPWIRE_DATABASE_URL."""
     from sensors.dev import serve
     from sensors.engine import Engine
-    from sensors.registry import discover_flows
+    from sensors.registry import discover_flows, discover_sources
 
     _logging(verbose)
     settings = cli_settings()
@@ -101,7 +101,8 @@ def worker(
     async def main() -> None:
         settings.require_bootstrap()
         flows = discover_flows(paths or [Path(".")])
-        async with Engine(settings, flows) as engine:
+        sources = discover_sources(paths or [Path(".")])
+        async with Engine(settings, flows, sources=sources) as engine:
             await engine.wait_ready()
             err.print(
                 f"[green]worker ready[/green]: {len(flows)} flows, broker "
@@ -293,6 +294,6 @@ def main() -> None:
     app()
 
 
-# The runs, projects, deploy and events commands live in their own modules; importing
+# The runs, projects, deploy, events and sources commands live in their own modules; importing
 # them registers them on `app` (they import the helpers above from here).
-from sensors import cli_events, cli_runs  # noqa: E402, F401
+from sensors import cli_events, cli_runs, cli_sources  # noqa: E402, F401

@@ -49,30 +49,40 @@ def scope(project: str | None, domain: str | None) -> dict[str, str]:
 
 @app.command()
 def deploy(
-    paths: Annotated[list[Path], typer.Argument(help="Flow files or folders to deploy.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Flow files, sources YAML files, or folders of them, to deploy."),
+    ],
     project: ProjectOption = None,
     domain: DomainOption = None,
     prune: Annotated[
-        bool, typer.Option("--prune", help="Retire deployed flows that are not in PATHS.")
+        bool,
+        typer.Option("--prune", help="Retire deployed flows and sources that are not in PATHS."),
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Register the flows in PATHS and their triggers, in one transaction.
+    """Register the flows and event sources in PATHS, and the flows' triggers.
 
-    The same content again changes nothing; a changed flow gets a new revision and
-    the old one is retired. Running workers pick the changes up.
+    The same content again changes nothing; a changed flow or source gets a new
+    revision and the old one is retired. Running workers pick the changes up.
     """
-    from sensors.registry import discover_flows
+    import dataclasses
+
+    from sensors.registry import discover_flows, discover_sources
     from sensors.runs.deploy import deploy as deploy_flows
+    from sensors.sources.store import deploy_sources
 
     async def main(store: Any) -> Any:
         specs = discover_flows(paths)
-        return await deploy_flows(
-            store,
-            specs,
-            **scope(project, domain),
-            prune=prune,
-        )
+        sources = discover_sources(paths)
+        done = await deploy_flows(store, specs, **scope(project, domain), prune=prune)
+        if sources or prune:
+            deployed = await deploy_sources(store, sources, **scope(project, domain), prune=prune)
+            done.sources = dataclasses.asdict(deployed)
+        from sensors.cli_sources import warn_unidentified
+
+        warn_unidentified(err, sources)
+        return done
 
     try:
         done = run_sync(with_store(main))

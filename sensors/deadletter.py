@@ -19,12 +19,20 @@ from aiokafka.structs import ConsumerRecord
 
 from triggers.settings import Settings
 
-__all__ = ["REASON", "DeadLetter", "dead_letter", "read_dead_letters", "replay"]
+__all__ = [
+    "REASON",
+    "DeadLetter",
+    "dead_letter",
+    "read_dead_letters",
+    "replay",
+    "source_letter",
+]
 
 REASON = "tripwire_reason"
 _TOPIC, _PARTITION, _OFFSET = "tripwire_topic", "tripwire_partition", "tripwire_offset"
 _AT, _SIZE = "tripwire_dead_at", "tripwire_original_bytes"
-_OURS = (REASON, _TOPIC, _PARTITION, _OFFSET, _AT, _SIZE)
+_SUBJECT = "tripwire_subject"
+_OURS = (REASON, _TOPIC, _PARTITION, _OFFSET, _AT, _SIZE, _SUBJECT)
 
 
 @dataclass(frozen=True)
@@ -65,6 +73,21 @@ def dead_letter(
     return record.key, value, headers
 
 
+def source_letter(
+    source: str, subject: str, body: bytes, reason: str, limit: int
+) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """(key, value, headers) of the dead letter of a message an event source could not make
+    an event of. Its origin is ``source:NAME``: replay cannot send it back to another bus."""
+    headers = [
+        (REASON, reason.encode()),
+        (_TOPIC, f"source:{source}".encode()),
+        (_SUBJECT, subject.encode(errors="replace")),
+        (_AT, datetime.now(UTC).isoformat().encode()),
+        (_SIZE, str(len(body)).encode()),
+    ]
+    return source.encode(), body[:limit], headers
+
+
 async def read_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLetter]:
     """The newest ``limit`` dead letters, oldest first."""
     consumer = AIOKafkaConsumer(
@@ -98,7 +121,8 @@ async def read_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLe
 
 async def replay(settings: Settings, letters: list[DeadLetter]) -> int:
     """Send dead letters back to the topic they came from, as they were; return how many.
-    Cut ones are refused: their value is not whole."""
+    Cut ones are refused: their value is not whole; so are those of event sources, which
+    came from another bus (fix the source's declaration and send them there again)."""
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.require_bootstrap(),
         acks="all",
@@ -114,7 +138,7 @@ async def replay(settings: Settings, letters: list[DeadLetter]) -> int:
                 headers=[(k, v) for k, v in letter.headers if k not in _OURS],
             )
             for letter in letters
-            if not letter.truncated
+            if not letter.truncated and not letter.topic.startswith("source:")
         ]
         for ack in acks:
             await ack

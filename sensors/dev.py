@@ -26,7 +26,7 @@ from sensors.api.auth import new_token
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
-from sensors.registry import discover_flows
+from sensors.registry import discover_flows, discover_sources
 from sensors.runs.store import shown_url
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
@@ -95,6 +95,7 @@ async def run_dev(
     """
     started = asyncio.get_running_loop().time()
     flows = discover_flows(paths)
+    sources = discover_sources(paths)
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     _refuse_second_dev(home)
@@ -107,7 +108,7 @@ async def run_dev(
             update={"kafka_bootstrap": broker.bootstrap, "home": home, "api_token": token}
         )
         api = ApiServer(dev_settings, any_port_if_taken=True)
-        async with Engine(dev_settings, flows, prune=True) as engine:
+        async with Engine(dev_settings, flows, sources=sources, prune=True) as engine:
             await engine.wait_ready()
             dev_settings.api_url = await api.start()
             _write_dev_file(dev_settings, broker)

@@ -37,9 +37,12 @@ from sensors.runs.store import RunStore
 from sensors.scheduling import Scheduler
 from sensors.sensing import Emitter, SensorStage
 from sensors.sensor import Sensor
+from sensors.sources import SourceSupervisor
+from sensors.sources.store import deploy_sources
 from sensors.state import CorrelationStage, StateRecovery
 from triggers.errors import TripwireError
 from triggers.settings import Settings
+from triggers.sources import EventSource
 from triggers.spec import FlowSpec
 
 __all__ = ["Engine"]
@@ -57,10 +60,16 @@ class Engine:
     """
 
     def __init__(
-        self, settings: Settings, flows: Sequence[FlowSpec] = (), *, prune: bool = False
+        self,
+        settings: Settings,
+        flows: Sequence[FlowSpec] = (),
+        *,
+        sources: Sequence[EventSource] = (),
+        prune: bool = False,
     ) -> None:
         self.settings = settings
         self.flows = list(flows)
+        self.sources = list(sources)
         self._prune = prune
         self.store: RunStore | None = None
         self.sensor_stage: SensorStage | None = None
@@ -75,6 +84,7 @@ class Engine:
         self.relay: LifecycleRelay | None = None
         self.runs: RunService | None = None
         self.scheduler: Scheduler | None = None
+        self.source_supervisor: SourceSupervisor | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._relay_stop = asyncio.Event()
 
@@ -87,6 +97,10 @@ class Engine:
             if self.flows:
                 await deploy(
                     self.store, self.flows, project=s.project, domain=s.domain, prune=self._prune
+                )
+            if self.sources or self._prune:
+                await deploy_sources(
+                    self.store, self.sources, project=s.project, domain=s.domain, prune=self._prune
                 )
             deployed = await deployed_sensors(self.store, project=s.project, domain=s.domain)
             await ensure_topics(
@@ -185,6 +199,13 @@ class Engine:
             self._tasks.append(
                 asyncio.create_task(self.scheduler.run(self._stop), name="tripwire scheduler")
             )
+            if s.sources:
+                self.source_supervisor = SourceSupervisor(s, self.store, self._producer)
+                self._tasks.append(
+                    asyncio.create_task(
+                        self.source_supervisor.run(self._stop), name="tripwire event sources"
+                    )
+                )
         except BaseException:
             await self.stop()
             raise

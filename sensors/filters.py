@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any
@@ -19,7 +20,7 @@ from triggers.envelope import Envelope
 from triggers.filters import Filter, TimeOfDay
 from triggers.spec import EventDependency, values_at
 
-__all__ = ["correlation_key", "rejection"]
+__all__ = ["correlation_key", "failed_filters", "rejection"]
 
 _MISSING = object()
 
@@ -28,16 +29,24 @@ def rejection(dep: EventDependency, envelope: Envelope, event_time: datetime) ->
     """None when the event passes ``dep``'s filters, else the reason it does not."""
     if not dep.filters:
         return None
+    return failed_filters(dep.filters, dep.filters_operator, envelope.payload, event_time)
+
+
+def failed_filters(
+    filters: Sequence[Filter | TimeOfDay], operator: str, payload: Any, event_time: datetime
+) -> str | None:
+    """None when ``payload`` at ``event_time`` passes ``filters`` (joined by ``operator``,
+    ``and`` or ``or``), else the reason it does not."""
     reasons: list[str] = []
-    for item in dep.filters:
+    for item in filters:
         if isinstance(item, TimeOfDay):
             reason = _outside_hours(item, event_time)
         else:
-            reason = _fails(item, envelope.payload)
-        if reason is None and dep.filters_operator == "or":
+            reason = _fails(item, payload)
+        if reason is None and operator == "or":
             return None
         if reason is not None:
-            if dep.filters_operator == "and":
+            if operator == "and":
                 return reason
             reasons.append(reason)
     return "; ".join(reasons) if reasons else None

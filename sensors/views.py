@@ -272,8 +272,13 @@ def print_deployment(console: Console, done: Deployment, *, as_json: bool) -> No
             revision = done.revisions.get(name)
             suffix = f" (revision {revision})" if revision and label != "retired" else ""
             console.print(f"{label:<10} {name}{suffix}")
-    if not (done.created or done.changed or done.unchanged or done.retired):
-        console.print(f"no flows found to deploy to {where}")
+    for label, names in done.sources.items():
+        for name in names:
+            console.print(f"{label:<10} source {name}")
+    if not (done.created or done.changed or done.unchanged or done.retired) and not any(
+        done.sources.values()
+    ):
+        console.print(f"no flows or sources found to deploy to {where}")
 
 
 def print_projects(console: Console, projects: Sequence[Project], *, as_json: bool) -> None:

@@ -181,6 +181,21 @@ class Settings(BaseSettings):
             "(what `tripwire sensors status` shows); 0 turns reporting off."
         ),
     )
+    sources: bool = Field(
+        True,
+        description=(
+            "Whether `tripwire worker` also runs the deployed event sources (`tripwire "
+            "sources run` runs them on their own)."
+        ),
+    )
+    source_lease: float = Field(
+        15.0,
+        gt=0,
+        description=(
+            "Seconds a process holds an MQTT or PostgreSQL source, which one process at a "
+            "time reads, without renewing; another takes it over this long after a crash."
+        ),
+    )
     deploy_poll_interval: float = Field(
         2.0,
         gt=0,

@@ -67,6 +67,8 @@ class Deployment:
     unchanged: list[str] = field(default_factory=list)
     retired: list[str] = field(default_factory=list)
     revisions: dict[str, int] = field(default_factory=dict)
+    # Event sources deployed alongside: created/changed/unchanged/retired -> names.
+    sources: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _digest(spec: FlowSpec) -> str:

@@ -26,6 +26,9 @@ __all__ = [
     "schedule_state",
     "sensor_holds",
     "sensors",
+    "source_leases",
+    "source_status",
+    "sources",
     "trigger_failures",
 ]
 
@@ -264,6 +267,52 @@ def phase_change(
         at=at,
         error=error.model_dump(mode="json") if error else None,
     )
+
+
+# Deployed event sources, by revision, like flows: the current one has no retired_at.
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("revision", sa.Integer, primary_key=True),
+    sa.Column("digest", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),
+    sa.Column("deployed_at", _TS, nullable=False),
+    sa.Column("retired_at", _TS),
+)
+
+# What each process running a source last reported (`tripwire sources status`).
+source_status = sa.Table(
+    "source_status",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("instance", sa.String(300), primary_key=True),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("since", _TS, nullable=False),
+    sa.Column("messages_in", sa.BigInteger, nullable=False),
+    sa.Column("events_out", sa.BigInteger, nullable=False),
+    sa.Column("filtered", sa.BigInteger, nullable=False),
+    sa.Column("dead_lettered", sa.BigInteger, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_error_at", _TS),
+    sa.Column("updated_at", _TS, nullable=False),
+)
+
+# Who runs a source that only one process may read at a time (MQTT, LISTEN), until when.
+source_leases = sa.Table(
+    "source_leases",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(300), nullable=False),
+    sa.Column("expires_at", _TS, nullable=False),
+)
 
 
 def end_waits(run: NewRun, phase: WorkflowPhase) -> Any:

@@ -1,0 +1,82 @@
+"""Another Kafka cluster's topic (or tripwire's own), read by a consumer group.
+
+Offsets are committed after the batch's events are in tripwire's events topic.
+aiokafka reconnects to the cluster by itself; a rebalance in the middle of a batch
+makes its commit fail, and the next owner of the partition reads it again (the
+events keep their ids: ``topic:partition:offset`` by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from sensors.sources.base import Message, Upstream
+
+__all__ = ["KafkaUpstream", "bootstrap_of"]
+
+
+def bootstrap_of(url: str) -> str:
+    """``kafka://host:9092,host2:9092`` -> ``host:9092,host2:9092``."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
+class KafkaUpstream(Upstream):
+    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._group = self.spec.group or group
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def connect(self) -> None:
+        self._consumer = AIOKafkaConsumer(
+            self.spec.address,
+            bootstrap_servers=bootstrap_of(self.url),
+            group_id=self._group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if self.spec.start == "all" else "latest",
+        )
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._consumer.stop()
+            self._consumer = None
+            raise
+
+    async def receive(self, limit: int, timeout: float) -> list[Message]:
+        assert self._consumer is not None
+        batches = await self._consumer.getmany(timeout_ms=int(timeout * 1000), max_records=limit)
+        return [
+            Message(
+                body=r.value or b"",
+                subject=r.topic,
+                headers={k: v.decode(errors="replace") for k, v in r.headers or ()},
+                native_id=f"{r.topic}:{r.partition}:{r.offset}",
+                time=datetime.fromtimestamp(r.timestamp / 1000, UTC) if r.timestamp else None,
+                key=r.key.decode(errors="replace") if r.key is not None else None,
+                handle=(r.partition, r.offset),
+            )
+            for records in batches.values()
+            for r in records
+        ]
+
+    async def ack(self, messages: list[Message]) -> None:
+        if not messages or self._consumer is None:
+            return
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for message in messages:
+            partition, offset = message.handle
+            offsets[TopicPartition(self.spec.address, partition)] = OffsetAndMetadata(
+                offset + 1, ""
+            )
+        await self._consumer.commit(offsets)
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
