@@ -76,7 +76,7 @@ ADDRESS: dict[Kind, str] = {
 }
 # The optional fields each bus takes besides the common ones.
 _OPTIONS: dict[Kind, frozenset[str]] = {
-    "nats": frozenset({"stream", "durable", "queue_group", "start"}),
+    "nats": frozenset({"stream", "durable", "queue_group", "start", "ack_wait"}),
     "mqtt": frozenset({"qos", "client_id"}),
     "rabbitmq": frozenset({"exchange", "routing_key", "prefetch"}),
     "redis": frozenset({"group", "start", "claim_after", "field"}),
@@ -178,6 +178,9 @@ class EventSource(BaseModel):
     # Options of some buses.
     durable: str | None = Field(None, description="NATS JetStream durable consumer name.")
     queue_group: str | None = Field(None, description="Core NATS queue group.")
+    ack_wait: float | None = Field(
+        None, gt=0, description="JetStream: seconds before an unacknowledged message is resent."
+    )
     start: Literal["new", "all"] | None = Field(
         None,
         description=(
@@ -238,8 +241,8 @@ class EventSource(BaseModel):
                 f"{kind} source; it takes {address!r} and optionally "
                 f"{', '.join(sorted(_OPTIONS[kind])) or 'nothing else'}"
             )
-        if kind == "nats" and self.stream is None and (self.durable or self.start):
-            raise ValueError("durable and start need a JetStream 'stream'")
+        if kind == "nats" and self.stream is None and (self.durable or self.start or self.ack_wait):
+            raise ValueError("durable, start and ack_wait need a JetStream 'stream'")
         if kind == "nats" and self.stream is not None and self.queue_group:
             raise ValueError("queue_group is for core NATS; a JetStream durable is shared already")
         for field in ("event", "id", "time"):

@@ -1,6 +1,7 @@
 """Another Kafka cluster's topic (or tripwire's own), read by a consumer group.
 
-Offsets are committed after the batch's events are in tripwire's events topic.
+Offsets are committed after the batch's events are in tripwire's events topic, and
+where each partition starts as soon as the group first gets it.
 aiokafka reconnects to the cluster by itself; a rebalance in the middle of a batch
 makes its commit fail, and the next owner of the partition reads it again (the
 events keep their ids: ``topic:partition:offset`` by default).
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from sensors.sources.base import Message, Upstream
@@ -34,12 +35,12 @@ class KafkaUpstream(Upstream):
 
     async def connect(self) -> None:
         self._consumer = AIOKafkaConsumer(
-            self.spec.address,
             bootstrap_servers=bootstrap_of(self.url),
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.spec.start == "all" else "latest",
         )
+        self._consumer.subscribe([self.spec.address], listener=_Pin(self._consumer))
         try:
             await self._consumer.start()
         except BaseException:
@@ -80,3 +81,26 @@ class KafkaUpstream(Upstream):
         if consumer is not None:
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+
+class _Pin(ConsumerRebalanceListener):
+    """Commits where a partition starts when the group has no offset for it yet.
+
+    Without it, a source that started at the end of the topic (``start: new``) and
+    died before its first commit would start at the (new) end again, past what it
+    had received: the group remembers where the source started from its first
+    assignment on."""
+
+    def __init__(self, consumer: AIOKafkaConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        """Nothing to do: offsets are committed batch by batch."""
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        fresh = {}
+        for tp in assigned:
+            if await self._consumer.committed(tp) is None:
+                fresh[tp] = OffsetAndMetadata(await self._consumer.position(tp), "")
+        if fresh:
+            await self._consumer.commit(fresh)

@@ -71,7 +71,7 @@ class NatsUpstream(Upstream):
             stream=spec.stream,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
-                ack_wait=_ACK_WAIT,
+                ack_wait=spec.ack_wait or _ACK_WAIT,
                 deliver_policy=DeliverPolicy.ALL if spec.start == "all" else DeliverPolicy.NEW,
             ),
         )
