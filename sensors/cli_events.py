@@ -145,7 +145,9 @@ def dead_letter_list(
         table.add_row(
             str(d.offset),
             d.dead_at[:19],
-            f"{d.topic}[{d.partition}]@{d.source_offset}",
+            d.topic
+            if d.topic.startswith("source:")
+            else f"{d.topic}[{d.partition}]@{d.source_offset}",
             size,
             d.reason,
         )
@@ -176,9 +178,17 @@ def dead_letter_replay(
         err.print(f"[red]error:[/red] no dead letter at offset(s) {missing}; see `list`.")
         raise typer.Exit(1)
     sent = run_sync(replay(settings, chosen))
-    cut = len(chosen) - sent
+    sourced = sum(1 for d in chosen if d.topic.startswith("source:"))
+    cut = len(chosen) - sent - sourced
     out.print(
-        f"replayed {sent} dead letter(s)" + (f"; {cut} cut for size, not replayed" if cut else "")
+        f"replayed {sent} dead letter(s)"
+        + (f"; {cut} cut for size, not replayed" if cut else "")
+        + (
+            f"; {sourced} from event sources, not replayed (fix the source's declaration "
+            "and publish them on their bus again)"
+            if sourced
+            else ""
+        )
     )
 
 

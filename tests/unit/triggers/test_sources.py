@@ -1,0 +1,115 @@
+"""Declaring event sources: what is accepted, and what each refusal says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from triggers.errors import ConfigurationError, DeclarationError
+from triggers.sources import (
+    EventSource,
+    declared,
+    load_sources_file,
+    parse_expression,
+    resolve_url,
+    shown_url,
+)
+
+
+def test_the_issue_example_declares_a_nats_source(tmp_path: Path) -> None:
+    file = tmp_path / "sources.yaml"
+    file.write_text(
+        "sources:\n"
+        "  - name: orders_nats\n"
+        "    url: nats://127.0.0.1:4222\n"
+        "    subject: orders.>\n"
+        "    event: orders_loaded\n"
+    )
+    (spec,) = load_sources_file(file)
+    assert (spec.kind, spec.address, spec.event) == ("nats", "orders.>", "orders_loaded")
+    assert not spec.acknowledged  # core NATS: no redelivery
+
+
+@pytest.mark.parametrize(
+    ("url", "address", "kind"),
+    [
+        ("nats://h:4222", {"subject": "a.>", "stream": "A"}, "nats"),
+        ("mqtt://h:1883", {"topic": "a/#"}, "mqtt"),
+        ("amqp://guest:guest@h:5672/", {"queue": "q"}, "rabbitmq"),
+        ("redis://h:6379/0", {"stream": "s"}, "redis"),
+        ("kafka://h:9092,g:9092", {"topic": "t"}, "kafka"),
+        ("postgresql://u@h/db", {"channel": "c"}, "postgres"),
+    ],
+)
+def test_the_url_scheme_names_the_bus(url: str, address: dict[str, str], kind: str) -> None:
+    spec = EventSource(name="s", url=url, event="e", **address)  # type: ignore[arg-type]
+    assert spec.kind == kind
+    assert spec.acknowledged == (kind != "postgres")
+
+
+@pytest.mark.parametrize(
+    ("fields", "says"),
+    [
+        ({"url": "nats://h", "event": "e"}, "a nats source needs 'subject'"),
+        ({"url": "foo://h", "subject": "s", "event": "e"}, "unknown scheme foo://"),
+        ({"url": "redis://h", "stream": "s", "event": "e", "qos": 1}, "qos does not apply"),
+        ({"url": "nats://h", "subject": "s", "event": "e", "durable": "d"}, "need a JetStream"),
+        ({"url": "redis://h", "stream": "s", "event": "bad name"}, "invalid event name"),
+        ({"url": "redis://h", "stream": "s", "event": "{nope}"}, "unknown placeholder {nope}"),
+        ({"url": "redis://h", "stream": "s", "event": "$.[["}, "invalid JSONPath"),
+        ({"url": "redis://h", "stream": "s", "event": "e", "filters": ["x > 1"]}, "is not"),
+        ({"url": "redis://h", "stream": "s", "event": "e", "colour": "red"}, "colour"),
+        ({"url": "mqtt://h", "topic": "t", "event": "e", "qos": 3}, "qos"),
+    ],
+)
+def test_a_wrong_declaration_says_what_is_wrong(fields: dict[str, object], says: str) -> None:
+    with pytest.raises(DeclarationError, match="orders.yaml: source 's'") as caught:
+        declared({"name": "s", **fields}, where="orders.yaml: source 's'")
+    assert says in str(caught.value)
+
+
+def test_a_source_name_is_an_identifier() -> None:
+    with pytest.raises(DeclarationError, match="invalid source name 'Orders NATS'"):
+        declared(
+            {"name": "Orders NATS", "url": "nats://h", "subject": "s", "event": "e"}, where="x"
+        )
+
+
+def test_a_file_without_a_sources_list_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "sources.yaml"
+    file.write_text("- name: a\n")
+    with pytest.raises(DeclarationError, match="top-level 'sources:' list"):
+        load_sources_file(file)
+    file.write_text("sources: [\n")
+    with pytest.raises(DeclarationError, match="cannot read it as YAML"):
+        load_sources_file(file)
+
+
+def test_expressions_are_literals_jsonpaths_or_templates() -> None:
+    assert parse_expression("orders_loaded", where="w").kind == "literal"
+    assert parse_expression("$.type", where="w").kind == "jsonpath"
+    template = parse_expression("orders.{$.region}.{subject}-{headers.kind}", where="w")
+    assert template.kind == "template"
+    assert template.parts == (
+        (False, "orders."),
+        (True, "$.region"),
+        (False, "."),
+        (True, "subject"),
+        (False, "-"),
+        (True, "headers.kind"),
+    )
+    with pytest.raises(DeclarationError, match="unbalanced braces"):
+        parse_expression("orders_{$.region", where="w")
+
+
+def test_a_password_never_shows_and_variables_resolve_where_the_source_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert shown_url("amqp://app:s3cret@h:5672/") == "amqp://app:***@h:5672/"
+    assert shown_url("amqp://app:${RABBIT_PASSWORD}@h/") == "amqp://app:${RABBIT_PASSWORD}@h/"
+    monkeypatch.setenv("RABBIT_PASSWORD", "s3cret")
+    assert resolve_url("amqp://app:${RABBIT_PASSWORD}@h/") == "amqp://app:s3cret@h/"
+    monkeypatch.delenv("RABBIT_PASSWORD")
+    with pytest.raises(ConfigurationError, match=r"names \$\{RABBIT_PASSWORD\}, which is not set"):
+        resolve_url("amqp://app:${RABBIT_PASSWORD}@h/")
