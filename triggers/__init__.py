@@ -3,7 +3,7 @@
 Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`, and
 :func:`target` for where runs execute;
 publishers use :func:`publish` and :func:`safe_publish` (each with an ``.aio``
-form); a running flow reads :data:`current` and can pause for a signal with
+form), and :class:`EventSource` turns other buses' messages into events; a running flow reads :data:`current` and can pause for a signal with
 :func:`wait_for_event`, which :class:`Event` gives from outside.
 """
 
@@ -21,6 +21,7 @@ from triggers.errors import (
 from triggers.publish import publish, safe_publish
 from triggers.settings import Settings
 from triggers.signals import Event, wait_for_event
+from triggers.sources import EventSource
 
 __all__ = [
     # declaring flows
@@ -32,6 +33,8 @@ __all__ = [
     # publishing events
     "publish",
     "safe_publish",
+    # events from other buses
+    "EventSource",
     # inside a run
     "current",
     "TriggerEvent",

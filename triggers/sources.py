@@ -20,8 +20,9 @@ one field naming where to read (:data:`ADDRESS`), and a few optional ones.
 ``event``, ``id`` and ``time`` are *expressions*: a literal (``orders_loaded``), a
 JSONPath over the payload (``$.type``), or a template mixing text with ``{$.path}``
 and ``{subject}``, ``{id}``, ``{key}`` or ``{headers.NAME}`` from the message
-(:data:`MESSAGE_FIELDS`). ``${NAME}`` in the URL is read from the environment of the
-process that runs the source, so secrets never reach the run store.
+(:data:`MESSAGE_FIELDS`). ``${NAME}`` (or ``${NAME:-default}``) in the URL is read from
+the environment of the process that runs the source, so secrets never reach the run
+store. ``kafka://`` without brokers reads tripwire's own cluster.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ _OPTIONS: dict[Kind, frozenset[str]] = {
 MESSAGE_FIELDS = ("subject", "id", "key", "time")
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class Expression(BaseModel):
@@ -287,14 +288,17 @@ class EventSource(BaseModel):
 
 
 def resolve_url(url: str) -> str:
-    """``url`` with each ``${NAME}`` replaced by that environment variable.
+    """``url`` with each ``${NAME}`` replaced by that environment variable, and each
+    ``${NAME:-default}`` by the variable or, when it is unset or empty, the default.
 
     Raises:
-        ConfigurationError: a variable it names is not set.
+        ConfigurationError: a variable it names without a default is not set.
     """
 
     def value(match: re.Match[str]) -> str:
-        name = match.group(1)
+        name, default = match.group(1), match.group(2)
+        if default is not None:
+            return os.environ.get(name) or default
         if name not in os.environ:
             raise ConfigurationError(
                 f"the source URL {shown_url(url)} names ${{{name}}}, which is not set in this "

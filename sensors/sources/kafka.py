@@ -39,6 +39,8 @@ class KafkaUpstream(Upstream):
             group_id=self._group,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.spec.start == "all" else "latest",
+            # A topic created after the source started is read within seconds, not minutes.
+            metadata_max_age_ms=5000,
         )
         self._consumer.subscribe([self.spec.address], listener=_Pin(self._consumer))
         try:

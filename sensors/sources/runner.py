@@ -164,7 +164,9 @@ class SourceRunner:
                     text = _describe(exc)
                     self.stats.error(text)
                     self.stats.enter("reconnecting")
-                    log.warning("source %s: %s; reconnecting in %.1fs", self.spec.name, text, delay)
+                    log.warning(
+                        "source %s: %s [reconnecting in %.1fs]", self.spec.name, text, delay
+                    )
                 finally:
                     await upstream.close()
                 if connected:
@@ -196,9 +198,12 @@ class SourceRunner:
                 f"a {self.spec.kind} source needs the {dist} package, which is not installed "
                 f"where this worker runs: pip install 'tripwire[{self.spec.kind}]'."
             ) from None
+        url = resolve_url(self.spec.url)
+        if self.spec.kind == "kafka" and url.rstrip("/") == "kafka:":
+            url = f"kafka://{self.settings.require_bootstrap()}"  # tripwire's own cluster
         upstream: Upstream = cls(
             self.spec,
-            resolve_url(self.spec.url),
+            url,
             self.instance,
             group=consumer_group(self.settings.project, self.settings.domain, self.spec.name),
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sensors.registry import discover_flows
+from sensors.registry import discover_flows, discover_sources
 from triggers.settings import reference_markdown
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,13 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "ci_rebuild",
         "train_model",
         "nightly_etl",
+        # examples/sources/: one flow per bus
+        "pack_order",
+        "cool_down",
+        "book_invoice",
+        "welcome_user",
+        "reconcile_payment",
+        "notify_customer",
     }
     [trig] = flows["refresh_report"].triggers
     assert [d.name for d in trig.dependencies] == ["data_updated"]
@@ -58,6 +65,18 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "targets.py",
     ],
 )
+def test_the_source_examples_declare_one_source_per_bus() -> None:
+    sources = discover_sources([ROOT / "examples" / "sources"])
+    assert sorted(s.kind for s in sources) == [
+        "kafka",
+        "mqtt",
+        "nats",
+        "postgres",
+        "rabbitmq",
+        "redis",
+    ]
+
+
 def test_each_example_runs_as_a_plain_script(example: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / example)],

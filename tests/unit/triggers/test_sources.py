@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def test_the_url_scheme_names_the_bus(url: str, address: dict[str, str], kind: s
     ],
 )
 def test_a_wrong_declaration_says_what_is_wrong(fields: dict[str, object], says: str) -> None:
-    with pytest.raises(DeclarationError, match="orders.yaml: source 's'") as caught:
+    with pytest.raises(DeclarationError, match=re.escape("orders.yaml: source 's'")) as caught:
         declared({"name": "s", **fields}, where="orders.yaml: source 's'")
     assert says in str(caught.value)
 
@@ -113,3 +114,10 @@ def test_a_password_never_shows_and_variables_resolve_where_the_source_runs(
     monkeypatch.delenv("RABBIT_PASSWORD")
     with pytest.raises(ConfigurationError, match=r"names \$\{RABBIT_PASSWORD\}, which is not set"):
         resolve_url("amqp://app:${RABBIT_PASSWORD}@h/")
+
+
+def test_a_variable_may_have_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PAYMENTS_KAFKA", raising=False)
+    assert resolve_url("kafka://${PAYMENTS_KAFKA:-127.0.0.1:9092}") == "kafka://127.0.0.1:9092"
+    monkeypatch.setenv("PAYMENTS_KAFKA", "k1:9092,k2:9092")
+    assert resolve_url("kafka://${PAYMENTS_KAFKA:-127.0.0.1:9092}") == "kafka://k1:9092,k2:9092"
