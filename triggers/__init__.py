@@ -3,8 +3,9 @@
 Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`, and
 :func:`target` for where runs execute;
 publishers use :func:`publish` and :func:`safe_publish` (each with an ``.aio``
-form), and :class:`EventSource` turns other buses' messages into events; a running flow reads :data:`current` and can pause for a signal with
-:func:`wait_for_event`, which :class:`Event` gives from outside.
+form), and :class:`EventSource` turns other buses' messages into events; a running
+flow reads :data:`current` and can pause for a signal with :func:`wait_for_event`,
+which :class:`Event` gives from outside.
 """
 
 from triggers.current import TriggerEvent, current

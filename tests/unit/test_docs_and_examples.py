@@ -52,6 +52,18 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
     assert [d.name for d in trig.dependencies] == ["data_updated"]
 
 
+def test_the_source_examples_declare_one_source_per_bus() -> None:
+    sources = discover_sources([ROOT / "examples" / "sources"])
+    assert sorted(s.kind for s in sources) == [
+        "kafka",
+        "mqtt",
+        "nats",
+        "postgres",
+        "rabbitmq",
+        "redis",
+    ]
+
+
 @pytest.mark.parametrize(
     "example",
     [
@@ -65,18 +77,6 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "targets.py",
     ],
 )
-def test_the_source_examples_declare_one_source_per_bus() -> None:
-    sources = discover_sources([ROOT / "examples" / "sources"])
-    assert sorted(s.kind for s in sources) == [
-        "kafka",
-        "mqtt",
-        "nats",
-        "postgres",
-        "rabbitmq",
-        "redis",
-    ]
-
-
 def test_each_example_runs_as_a_plain_script(example: str) -> None:
     done = subprocess.run(
         [sys.executable, str(ROOT / "examples" / example)],
