@@ -310,12 +310,22 @@ def resolve_url(url: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` without its password, for logs and listings."""
-    parts = urlsplit(url)
-    if parts.password is None or _ENV.fullmatch(parts.password or ""):
+    """``url`` without its password, for logs and listings; ``${NAME}`` references stay,
+    since they name where the secret is, not the secret."""
+    names: list[str] = []
+
+    def hide(match: re.Match[str]) -> str:
+        names.append(match.group(0))
+        return f"tripwireenv{len(names) - 1}x"
+
+    parts = urlsplit(_ENV.sub(hide, url))
+    if parts.password is None or re.fullmatch(r"tripwireenv\d+x", parts.password):
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    shown = urlunsplit(parts._replace(netloc=netloc))
+    for index, name in enumerate(names):
+        shown = shown.replace(f"tripwireenv{index}x", name)
+    return shown
 
 
 def load_sources_file(path: Path) -> list[EventSource]:

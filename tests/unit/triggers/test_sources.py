@@ -121,3 +121,20 @@ def test_a_variable_may_have_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_url("kafka://${PAYMENTS_KAFKA:-127.0.0.1:9092}") == "kafka://127.0.0.1:9092"
     monkeypatch.setenv("PAYMENTS_KAFKA", "k1:9092,k2:9092")
     assert resolve_url("kafka://${PAYMENTS_KAFKA:-127.0.0.1:9092}") == "kafka://k1:9092,k2:9092"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql://${PGUSER:-postgres}@h:5432/db",
+            "postgresql://${PGUSER:-postgres}@h:5432/db",
+        ),
+        ("amqp://${USER}:${PW}@h/", "amqp://${USER}:${PW}@h/"),
+        ("amqp://${USER}:s3cret@h/", "amqp://${USER}:***@h/"),
+        ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
+        ("nats://h:4222", "nats://h:4222"),
+    ],
+)
+def test_shown_urls_keep_variable_names_and_hide_passwords(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
