@@ -9,12 +9,12 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY triggers/ triggers/
 COPY sensors/ sensors/
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[aws,gcp,k8s]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[aws,gcp,k8s,sources]"
 
 FROM python:${PYTHON}-slim
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin tripwire
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links /wheels "tripwire[aws,gcp,k8s]" \
+RUN pip install --no-cache-dir --no-index --find-links /wheels "tripwire[aws,gcp,k8s,sources]" \
     && rm -rf /wheels
 USER 10001
 WORKDIR /home/tripwire

@@ -17,6 +17,7 @@ VALUES = {
     "default": None,
     "egress": CHART / "ci" / "egress-values.yaml",
     "external-postgres": CHART / "ci" / "external-postgres-values.yaml",
+    "sources": CHART / "ci" / "sources-values.yaml",
 }
 KUBERNETES = "1.30"
 
@@ -91,3 +92,22 @@ def test_workers_may_create_jobs_and_workflows_in_the_target_namespaces_only() -
     assert not by_kind(docs, "ClusterRole") and not by_kind(rendered(None), "Role")
     groups = {g for r in roles for rule in r["rules"] for g in rule["apiGroups"]}
     assert groups == {"batch", "", "argoproj.io"}
+
+
+def test_dedicated_sources_run_apart_and_workers_leave_them_alone() -> None:
+    def deployments(case: str) -> dict[str, dict[str, Any]]:
+        found = by_kind(rendered(VALUES[case]), "Deployment")
+        return {
+            d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0] for d in found
+        }
+
+    shared = deployments("default")
+    assert "tw-tripwire-sources" not in shared
+    assert "TRIPWIRE_SOURCES" not in {e["name"] for e in shared["tw-tripwire-worker"]["env"]}
+    apart = deployments("sources")
+    assert apart["tw-tripwire-sources"]["args"] == ["sources", "run", "--verbose"]
+    env = {e["name"]: e for e in apart["tw-tripwire-sources"]["env"]}
+    assert "secretKeyRef" in env["RABBITMQ_PASSWORD"]["valueFrom"]
+    worker = {e["name"]: e.get("value") for e in apart["tw-tripwire-worker"]["env"]}
+    assert worker["TRIPWIRE_SOURCES"] == "false"
+    assert Settings(sources=worker["TRIPWIRE_SOURCES"]).sources is False  # type: ignore[arg-type]
