@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sensors.registry import discover_flows, flow_files
+from sensors.registry import discover_flows, discover_sources, flow_files
 from triggers.errors import DeclarationError
 
 FLOW = "from triggers import trigger\n\n@trigger(event='{event}')\ndef {name}() -> None: ...\n"
@@ -50,7 +50,35 @@ def test_a_missing_path_is_refused(tmp_path: Path) -> None:
         flow_files([tmp_path / "nope"])
 
 
-def test_a_file_that_is_not_python_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "flows.yaml").write_text("")
-    with pytest.raises(DeclarationError, match="not a Python file"):
-        flow_files([tmp_path / "flows.yaml"])
+def test_a_file_that_is_neither_python_nor_yaml_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "flows.txt").write_text("")
+    with pytest.raises(DeclarationError, match="neither a Python file nor a YAML file"):
+        flow_files([tmp_path / "flows.txt"])
+
+
+def test_sources_come_from_named_yaml_files_sources_yaml_in_folders_and_python(
+    tmp_path: Path,
+) -> None:
+    def source(name: str) -> str:
+        return f"sources:\n  - {{name: {name}, url: 'redis://h', stream: s, event: e}}\n"
+
+    (tmp_path / "named.yaml").write_text(source("named"))
+    folder = tmp_path / "flows"
+    folder.mkdir()
+    (folder / "sources.yaml").write_text(source("plain"))
+    (folder / "orders.sources.yml").write_text(source("dotted"))
+    (folder / "values.yaml").write_text("replicas: 2\n")  # not a sources file: never read
+    (folder / "flow.py").write_text(
+        "from triggers import EventSource\n"
+        "mine = EventSource(name='in_python', url='redis://h', stream='s', event='e')\n"
+    )
+    found = discover_sources([tmp_path / "named.yaml", folder])
+    assert sorted(s.name for s in found) == ["dotted", "in_python", "named", "plain"]
+    assert flow_files([tmp_path / "named.yaml", folder]) == [folder / "flow.py"]
+
+
+def test_two_different_sources_with_one_name_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("sources: [{name: s, url: 'redis://h', stream: a, event: e}]")
+    (tmp_path / "b.yaml").write_text("sources: [{name: s, url: 'redis://h', stream: b, event: e}]")
+    with pytest.raises(DeclarationError, match="two sources are named 's'"):
+        discover_sources([tmp_path / "a.yaml", tmp_path / "b.yaml"])
