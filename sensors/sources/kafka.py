@@ -41,6 +41,10 @@ class KafkaUpstream(Upstream):
             auto_offset_reset="earliest" if self.spec.start == "all" else "latest",
             # A topic created after the source started is read within seconds, not minutes.
             metadata_max_age_ms=5000,
+            # As the engine's consumers: Tansu holds a fetch for about half its wait even
+            # when data is there, and a large fetch keeps the batches coming.
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
         )
         self._consumer.subscribe([self.spec.address], listener=_Pin(self._consumer))
         try:

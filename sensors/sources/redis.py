@@ -71,7 +71,11 @@ class RedisUpstream(Upstream):
                 self._next_claim = 0.0  # there may be more
                 return [self._message(i, f) for i, f in claimed[1] if f]
         entries = await client.xreadgroup(
-            self._group, self.instance, {stream: ">"}, count=limit, block=int(timeout * 1000)
+            self._group,
+            self.instance,
+            {stream: ">"},
+            count=limit,
+            block=max(1, int(timeout * 1000)),
         )
         return [self._message(i, f) for i, f in _entries(entries)]
 

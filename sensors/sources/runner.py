@@ -3,7 +3,8 @@
 At least once, in this order for each batch: receive up to 100 messages, publish
 their events to the events topic (and the messages that make no event to the
 dead-letter topic), wait until Kafka acknowledged all of them, and only then
-acknowledge the batch upstream. A crash in between makes the bus redeliver the
+acknowledge the batch upstream. Batches are acknowledged in the order they were
+received; up to 8 may wait for Kafka at once. A crash in between makes the bus redeliver the
 batch; the events keep their ids, so the engine runs each once.
 
 While the events topic is unavailable the batch stays unacknowledged and publishing
@@ -20,8 +21,10 @@ import importlib
 import logging
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -42,6 +45,8 @@ __all__ = ["SourceRunner", "Stats", "consumer_group"]
 log = logging.getLogger(__name__)
 
 _BATCH = 100
+_IN_FLIGHT = 8  # batches sent to Kafka and not yet acknowledged by it
+_POLL = 0.01  # how long to wait for more messages while batches wait for Kafka
 _RECEIVE_WAIT = 1.0
 _FIRST_DELAY, _MAX_DELAY = 0.5, 30.0
 _CONNECT_TIMEOUT = 30.0
@@ -233,17 +238,51 @@ class SourceRunner:
         return held
 
     async def _consume(self, upstream: Upstream, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            due = upstream.exclusive and time.monotonic() >= self._renew_at
-            if due and not await self._lease() and time.monotonic() >= self._lease_until - 1:
-                raise _LeaseLost("lost the lease on the source; another process may read it")
-            batch = await upstream.receive(_BATCH, _RECEIVE_WAIT)
-            if batch:
-                await self._forward(upstream, batch, stop)
+        """Receive, convert and send batch after batch; acknowledge each in order once Kafka
+        has all of its records. Up to ``_IN_FLIGHT`` batches wait for Kafka at a time, and
+        acknowledgements go out from a task of their own, coalesced (one commit or XACK
+        for all that are due), so neither Kafka's latency nor the bus's holds up reading."""
+        in_flight: deque[_Batch] = deque()
+        due: asyncio.Queue[list[Message]] = asyncio.Queue()
+        acker = asyncio.create_task(self._acknowledge(upstream, due))
+        try:
+            while not stop.is_set():
+                if acker.done():
+                    acker.result()  # the bus refused an acknowledgement: reconnect
+                renew = upstream.exclusive and time.monotonic() >= self._renew_at
+                if renew and not await self._lease() and time.monotonic() >= self._lease_until - 1:
+                    raise _LeaseLost("lost the lease on the source; another process may read it")
+                wait = _POLL if in_flight else _RECEIVE_WAIT
+                batch = await upstream.receive(_BATCH, wait)
+                if batch:
+                    in_flight.append(await self._send(batch))
+                while in_flight and (
+                    not batch or in_flight[0].sent.done() or len(in_flight) >= _IN_FLIGHT
+                ):
+                    settled = await self._settled(in_flight.popleft(), stop)
+                    self.stats.events_out += settled.events
+                    due.put_nowait(settled.messages)
+        finally:
+            for pending in in_flight:  # not acknowledged: the bus delivers them again
+                pending.sent.cancel()
+            await asyncio.gather(*(p.sent for p in in_flight), return_exceptions=True)
+            await _drain(acker, due)
 
-    async def _forward(self, upstream: Upstream, batch: list[Message], stop: asyncio.Event) -> None:
+    async def _acknowledge(self, upstream: Upstream, due: asyncio.Queue[list[Message]]) -> None:
+        """Acknowledge upstream, in order, what Kafka has; all that is due at once."""
+        while True:
+            taken = [await due.get()]
+            while not due.empty():
+                taken.append(due.get_nowait())
+            crash_point("source.published")
+            await upstream.ack([m for batch in taken for m in batch])
+            for _ in taken:
+                due.task_done()
+
+    async def _send(self, batch: list[Message]) -> _Batch:
+        """Convert ``batch`` and hand its records to the producer, without waiting."""
         s = self.settings
-        records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+        records: list[_Record] = []
         events = 0
         self.stats.messages_in += len(batch)
         for message in batch:
@@ -263,16 +302,28 @@ class SourceRunner:
                 continue
             records.append((s.topic_events, record.key, record.value, record.headers))
             events += 1
-        await self._publish(records, stop)
-        crash_point("source.published")
-        await upstream.ack(batch)
-        self.stats.events_out += events
+        try:
+            acks = [
+                await self.producer.send(topic, value, key=key, headers=headers)
+                for topic, key, value, headers in records
+            ]
+            sent: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*acks))
+        except (KafkaError, OSError) as exc:
+            sent = asyncio.get_running_loop().create_future()
+            sent.set_exception(exc)
+        return _Batch(batch, records, events, sent)
 
-    async def _publish(
-        self,
-        records: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]],
-        stop: asyncio.Event,
-    ) -> None:
+    async def _settled(self, batch: _Batch, stop: asyncio.Event) -> _Batch:
+        """``batch``, once Kafka has all of its records (sent again while Kafka fails)."""
+        try:
+            await batch.sent
+        except (KafkaError, OSError) as exc:
+            self._publish_failed(exc, len(batch.records), _FIRST_DELAY)
+            await _wait(stop, _FIRST_DELAY)
+            await self._publish(batch.records, stop)
+        return batch
+
+    async def _publish(self, records: list[_Record], stop: asyncio.Event) -> None:
         """Send ``records`` and wait for Kafka's acknowledgement of each; while Kafka fails,
         try again with backoff (a record sent twice keeps its event id)."""
         delay = _FIRST_DELAY
@@ -285,18 +336,38 @@ class SourceRunner:
                 await asyncio.gather(*acks)
                 return
             except (KafkaError, OSError) as exc:
-                self.stats.error(
-                    f"cannot publish to Kafka ({exc!r}); {len(records)} messages wait, "
-                    "unacknowledged"
-                )
-                log.warning(
-                    "source %s: publishing failed, trying again in %.1fs: %r",
-                    self.spec.name,
-                    delay,
-                    exc,
-                )
-                await _wait(stop, delay)
                 delay = min(delay * 2, _MAX_DELAY)
+                self._publish_failed(exc, len(records), delay)
+                await _wait(stop, delay)
+
+    def _publish_failed(self, exc: BaseException, count: int, delay: float) -> None:
+        self.stats.error(f"cannot publish to Kafka ({exc!r}); {count} records wait, unacknowledged")
+        log.warning(
+            "source %s: publishing failed, trying again in %.1fs: %r", self.spec.name, delay, exc
+        )
+
+
+_Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+@dataclass
+class _Batch:
+    """Messages received together, their records, and Kafka's answer for all of them."""
+
+    messages: list[Message]
+    records: list[_Record]
+    events: int
+    sent: asyncio.Future[Any]
+
+
+async def _drain(acker: asyncio.Task[None], due: asyncio.Queue[list[Message]]) -> None:
+    """Let the acknowledger send what is due (for up to 5 s), then stop it."""
+    sent = asyncio.ensure_future(due.join())
+    await asyncio.wait([sent, acker], timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    sent.cancel()
+    acker.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await acker
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
