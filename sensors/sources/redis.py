@@ -32,6 +32,7 @@ class RedisUpstream(Upstream):
         self._client: aioredis.Redis | None = None
         self._own_pending = True
         self._next_claim = 0.0
+        self._held: set[bytes] = set()  # received here, not yet acknowledged
 
     async def connect(self) -> None:
         self._client = aioredis.from_url(
@@ -49,6 +50,7 @@ class RedisUpstream(Upstream):
                 raise
         self._own_pending = True  # what this consumer received before a reconnect
         self._next_claim = 0.0
+        self._held.clear()
 
     async def receive(self, limit: int, timeout: float) -> list[Message]:
         client = self._client
@@ -67,9 +69,12 @@ class RedisUpstream(Upstream):
             claimed: Any = await client.xautoclaim(
                 stream, self._group, self.instance, int(idle * 1000), "0-0", count=limit
             )
-            if claimed[1]:
+            # Entries this process holds (waiting for Kafka) are claimed back to it as well:
+            # they are not handed out twice.
+            taken = [(i, f) for i, f in claimed[1] if f and i not in self._held]
+            if taken:
                 self._next_claim = 0.0  # there may be more
-                return [self._message(i, f) for i, f in claimed[1] if f]
+                return [self._message(i, f) for i, f in taken]
         entries = await client.xreadgroup(
             self._group,
             self.instance,
@@ -89,6 +94,7 @@ class RedisUpstream(Upstream):
                 {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
             ).encode()
         millis = int(ident.split("-", 1)[0])
+        self._held.add(entry)
         return Message(
             body=body,
             subject=self.spec.address,
@@ -100,6 +106,7 @@ class RedisUpstream(Upstream):
     async def ack(self, messages: list[Message]) -> None:
         if messages and self._client is not None:
             await self._client.xack(self.spec.address, self._group, *(m.handle for m in messages))
+            self._held.difference_update(m.handle for m in messages)
 
     async def close(self) -> None:
         client, self._client = self._client, None

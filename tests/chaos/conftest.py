@@ -7,11 +7,14 @@ import asyncio
 import os
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import pytest
 
+from sensors.broker import EmbeddedBroker, free_port
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
@@ -95,3 +98,40 @@ def chaos_env(engine_env: dict[str, str], tmp_path: Path) -> dict[str, str]:  # 
         **os.environ,
         "TRIPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}",
     }
+
+
+@pytest.fixture
+def s3_broker(
+    moto_endpoint: str,
+    engine_env: dict[str, str],  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[EmbeddedBroker]:
+    """A Tansu broker keeping its data in a bucket of moto's S3, so it survives a restart;
+    the test's publishes go to it."""
+    bucket = f"tansu-{uuid.uuid4().hex[:10]}"
+    aws = {
+        "AWS_ENDPOINT": moto_endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    s3.create_bucket(Bucket=bucket)
+    broker = EmbeddedBroker(
+        port=free_port(), storage=f"s3://{bucket}/", log_path=tmp_path / "tansu.log", env=aws
+    )
+    broker.start(timeout=30)
+    monkeypatch.setenv("TRIPWIRE_KAFKA_BOOTSTRAP", broker.bootstrap)
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -6,56 +6,14 @@ import asyncio
 import os
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import boto3
-import pytest
-
-from sensors.broker import EmbeddedBroker, free_port
+from sensors.broker import EmbeddedBroker
 from sensors.runs.store import RunStore
 from tests.chaos.conftest import FLOWS, Expected, eventually
 from tests.fixtures.db import PrivatePostgres
 from tests.fixtures.processes import ready, worker
 from triggers import publish
-
-
-@pytest.fixture
-def s3_broker(
-    moto_endpoint: str,
-    engine_env: dict[str, str],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[EmbeddedBroker]:
-    """A Tansu broker keeping its data in a bucket of moto's S3, so it survives a restart;
-    the test's publishes go to it."""
-    bucket = f"tansu-{uuid.uuid4().hex[:10]}"
-    aws = {
-        "AWS_ENDPOINT": moto_endpoint,
-        "AWS_ALLOW_HTTP": "true",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    s3.create_bucket(Bucket=bucket)
-    broker = EmbeddedBroker(
-        port=free_port(), storage=f"s3://{bucket}/", log_path=tmp_path / "tansu.log", env=aws
-    )
-    broker.start(timeout=30)
-    monkeypatch.setenv("TRIPWIRE_KAFKA_BOOTSTRAP", broker.bootstrap)
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 async def test_the_broker_restarted_with_its_data_in_s3(
