@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.db",
     "tests.fixtures.s3",
+    "tests.fixtures.buses",
 ]

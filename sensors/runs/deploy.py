@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.runs.models import Project
 from sensors.runs.store import RunStore, dialect_insert, utc
-from sensors.runs.tables import flows, named, projects, sensors
+from sensors.runs.tables import flows, live, named, projects, sensors
 from sensors.sensor import Sensor, build_sensors
 from triggers.errors import ConfigurationError, DeclarationError, RunNotFoundError, StoreError
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec, finished_event
@@ -182,11 +182,14 @@ async def current_flows(
         return await _current(conn, project, domain)
 
 
-async def deployment_mark(store: RunStore, *, project: str, domain: str) -> tuple[Any, ...]:
-    """Changes whenever a deploy to the project and domain changed anything: cheap to poll."""
+async def deployment_mark(
+    store: RunStore, *, project: str, domain: str, table: sa.Table = flows
+) -> tuple[Any, ...]:
+    """Changes whenever a deploy to the project and domain changed anything in ``table``
+    (flows, or sources): cheap to poll."""
     query = sa.select(
-        sa.func.count(), sa.func.max(flows.c.deployed_at), sa.func.max(flows.c.retired_at)
-    ).where(flows.c.project == project, flows.c.domain == domain)
+        sa.func.count(), sa.func.max(table.c.deployed_at), sa.func.max(table.c.retired_at)
+    ).where(table.c.project == project, table.c.domain == domain)
     async with store.connection() as conn:
         return tuple((await conn.execute(query)).one())
 
@@ -242,7 +245,7 @@ async def deployed_sensors(store: RunStore, *, project: str, domain: str) -> lis
 async def _current(conn: AsyncConnection, project: str, domain: str) -> list[tuple[FlowSpec, int]]:
     query = (
         sa.select(flows.c.spec, flows.c.revision)
-        .where(flows.c.project == project, flows.c.domain == domain, flows.c.retired_at.is_(None))
+        .where(*live(flows, project, domain))
         .order_by(flows.c.name)
     )
     return [(FlowSpec.model_validate(r.spec), r.revision) for r in await conn.execute(query)]

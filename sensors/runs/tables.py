@@ -15,6 +15,7 @@ __all__ = [
     "end_waits",
     "filter_counts",
     "flows",
+    "live",
     "metadata",
     "named",
     "phase_change",
@@ -328,6 +329,11 @@ def end_waits(run: NewRun, phase: WorkflowPhase) -> Any:
         )
         .values(phase=ended)
     )
+
+
+def live(table: sa.Table, project: str, domain: str) -> list[Any]:
+    """The WHERE conditions that pick the current (not retired) rows of a deployment."""
+    return [table.c.project == project, table.c.domain == domain, table.c.retired_at.is_(None)]
 
 
 def named(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:

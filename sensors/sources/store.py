@@ -17,8 +17,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from sensors.runs.deploy import deployment_mark
 from sensors.runs.store import RunStore, dialect_insert, utc_row
-from sensors.runs.tables import named, source_leases, source_status, sources
+from sensors.runs.tables import live, named, source_leases, source_status, sources
 from triggers.errors import StoreError
 from triggers.sources import EventSource
 
@@ -96,9 +97,7 @@ async def _deploy(
             r.name: r
             for r in await conn.execute(
                 sa.select(sources.c.name, sources.c.revision, sources.c.digest).where(
-                    sources.c.project == project,
-                    sources.c.domain == domain,
-                    sources.c.retired_at.is_(None),
+                    *live(sources, project, domain)
                 )
             )
         }
@@ -142,11 +141,7 @@ async def deployed_sources(
     """The current revision of each deployed source, as (spec, revision), by name."""
     query = (
         sa.select(sources.c.spec, sources.c.revision)
-        .where(
-            sources.c.project == project,
-            sources.c.domain == domain,
-            sources.c.retired_at.is_(None),
-        )
+        .where(*live(sources, project, domain))
         .order_by(sources.c.name)
     )
     async with store.connection() as conn:
@@ -156,11 +151,7 @@ async def deployed_sources(
 
 async def sources_mark(store: RunStore, *, project: str, domain: str) -> tuple[Any, ...]:
     """Changes whenever a deploy changed a source of the project and domain."""
-    query = sa.select(
-        sa.func.count(), sa.func.max(sources.c.deployed_at), sa.func.max(sources.c.retired_at)
-    ).where(sources.c.project == project, sources.c.domain == domain)
-    async with store.connection() as conn:
-        return tuple((await conn.execute(query)).one())
+    return await deployment_mark(store, project=project, domain=domain, table=sources)
 
 
 async def report_status(

@@ -10,7 +10,8 @@ import signal
 import redis.asyncio as aioredis
 
 from sensors.broker import EmbeddedBroker
-from tests.fixtures.buses import bus, until
+from tests.fixtures.buses import bus
+from tests.integration.conftest import eventually
 from tests.integration.test_sources import ran, running
 
 
@@ -30,7 +31,7 @@ async def test_a_source_holds_its_messages_while_the_broker_is_down(
         os.kill(s3_broker.pid, signal.SIGKILL)
         s3_broker.stop()
         await redis.send({"order": "during", "amount": 2})
-        await until(lambda: runner.stats.messages_in == 2, "the source took the message")
+        await eventually(lambda: runner.stats.messages_in == 2, "the source took the message")
         await asyncio.sleep(3)
         # Then the message stays unacknowledged on its bus while the broker is away
         assert await _pending(redis.url, spec) == 1
@@ -38,7 +39,7 @@ async def test_a_source_holds_its_messages_while_the_broker_is_down(
         # And becomes an event, a run, and an acknowledgement once the broker is back
         s3_broker.start(timeout=30)
         await ran(engine.store, "during")
-        await until(lambda: _acknowledged(redis.url, spec), "the acknowledgement", timeout=30)
+        await eventually(lambda: _acknowledged(redis.url, spec), "the acknowledgement", timeout=30)
         assert runner.stats.events_out == 2
 
 

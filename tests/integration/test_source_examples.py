@@ -14,7 +14,8 @@ import pytest
 from sensors.engine import Engine
 from sensors.registry import discover_flows, discover_sources
 from sensors.runs.phases import WorkflowPhase
-from tests.fixtures.buses import bus, until
+from tests.fixtures.buses import bus
+from tests.integration.conftest import eventually
 from triggers.settings import Settings
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "sources"
@@ -42,7 +43,7 @@ async def test_each_source_example_triggers_its_flow(
         assert engine.store is not None and engine.source_supervisor is not None
         await engine.wait_ready()
         runners = engine.source_supervisor.runners
-        await until(
+        await eventually(
             lambda: (
                 len(runners) == len(SCRIPTS)
                 and all(r.stats.state == "connected" for r, _, _ in runners.values())
@@ -60,7 +61,7 @@ async def test_each_source_example_triggers_its_flow(
             found = await engine.store.list_runs(phase=WorkflowPhase.SUCCEEDED, limit=100)  # type: ignore[union-attr]
             return {r.flow for r in found}
 
-        await until(
+        await eventually(
             lambda: _all(flows_that_ran(), set(SCRIPTS.values())), "every flow ran", timeout=90
         )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,22 +15,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.sources.store import deploy_sources
-from tests.fixtures.buses import Bus, Postgres, Rabbit, bus, private_server, until
+from tests.fixtures.buses import Bus, Postgres, Rabbit, bus, private_server
 from tests.fixtures.db import PrivatePostgres
 from tests.fixtures.processes import ready, tripwire_process
+from tests.integration.conftest import eventually
 from tests.integration.test_sources import FLOWS, orders, ran, running, state
 from triggers.settings import Settings
-
-
-@pytest.fixture
-async def on_bus(
-    request: pytest.FixtureRequest, engine_env: dict[str, str], kafka_bootstrap: str
-) -> AsyncIterator[Bus]:
-    chosen = bus(request.param, engine_env["TRIPWIRE_PROJECT"], kafka_bootstrap)
-    chosen.require()
-    await chosen.prepare()
-    yield chosen
-    await chosen.cleanup()
 
 
 async def event_ids(settings: Settings) -> list[str]:
@@ -72,13 +62,13 @@ async def test_a_source_killed_after_publishing_and_before_acking_runs_the_flow_
             await ready(first, log, says=b"connected to")
             await on_bus.send({"order": "o-9", "amount": 9}, msg_id="m-9")
             # When it is killed there, before acknowledging the message upstream
-            await until(lambda: first.poll() is not None, "the crash", timeout=60)
+            await eventually(lambda: first.poll() is not None, "the crash", timeout=60)
             assert first.returncode == -9
-        await until(lambda: _published(settings, 1), "the event of the first process")
+        await eventually(lambda: _published(settings, 1), "the event of the first process")
         # Then a restarted one gets the message again, and publishes it again
         with tripwire_process(["sources", "run"], env, log) as second:
             await ready(second, log, times=2, says=b"connected to")
-            await until(lambda: _twice(settings), "the redelivered event", timeout=90)
+            await eventually(lambda: _twice(settings), "the redelivered event", timeout=90)
             # And the flow ran once
             await ran(engine.store, "o-9")
             await asyncio.sleep(2)  # time enough for a second run, if there were one
@@ -147,12 +137,14 @@ async def test_a_source_reconnects_when_its_server_comes_back(
         # When the bus's server stops
         await asyncio.to_thread(server.stop)  # type: ignore[attr-defined]
         runner = engine.source_supervisor.runners[spec.name][0]  # type: ignore[union-attr]
-        await until(lambda: state(engine, spec.name) == "reconnecting", "the source noticed")
+        await eventually(lambda: state(engine, spec.name) == "reconnecting", "the source noticed")
         assert runner.stats.last_error
         # And starts again
         await asyncio.to_thread(server.start)  # type: ignore[attr-defined]
         await on_bus.prepare()
         # Then the source connects again by itself, and what is published now runs the flow
-        await until(lambda: state(engine, spec.name) == "connected", "the reconnect", timeout=60)
+        await eventually(
+            lambda: state(engine, spec.name) == "connected", "the reconnect", timeout=60
+        )
         await on_bus.send({"order": "after", "amount": 2}, msg_id="after")
         await ran(engine.store, "after")

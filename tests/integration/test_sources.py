@@ -14,7 +14,8 @@ from sensors.registry import discover_flows
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.fixtures.buses import Bus, bus, until
+from tests.fixtures.buses import Bus
+from tests.integration.conftest import eventually
 from triggers.settings import Settings
 from triggers.sources import EventSource
 
@@ -30,7 +31,9 @@ async def running(*sources: EventSource, **settings: Any) -> AsyncIterator[Engin
     ) as engine:
         await engine.wait_ready()
         for spec in sources:
-            await until(lambda spec=spec: state(engine, spec.name) == "connected", f"{spec.name}")
+            await eventually(
+                lambda spec=spec: state(engine, spec.name) == "connected", f"{spec.name}"
+            )
         yield engine
 
 
@@ -53,19 +56,8 @@ async def ran(store: RunStore, order: str) -> RunRecord:
         found = [r for r in await orders(store) if r.parameters.get("order") == order]
         return found[0] if found else None
 
-    found: RunRecord = await until(probe, f"a run for order {order}", timeout=60)
+    found: RunRecord = await eventually(probe, f"a run for order {order}", timeout=60)
     return found
-
-
-@pytest.fixture
-async def on_bus(
-    request: pytest.FixtureRequest, engine_env: dict[str, str], kafka_bootstrap: str
-) -> AsyncIterator[Bus]:
-    chosen = bus(request.param, engine_env["TRIPWIRE_PROJECT"], kafka_bootstrap)
-    chosen.require()
-    await chosen.prepare()
-    yield chosen
-    await chosen.cleanup()
 
 
 @pytest.mark.parametrize("on_bus", KINDS, indirect=True)

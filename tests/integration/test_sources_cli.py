@@ -9,8 +9,8 @@ from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.store import RunStore
 from sensors.sources.store import list_source_status
-from tests.fixtures.buses import bus, until
-from tests.integration.conftest import tripwire_cli
+from tests.fixtures.buses import bus
+from tests.integration.conftest import eventually, tripwire_cli
 from tests.integration.test_sources import FLOWS, ran, state
 from triggers.settings import Settings
 
@@ -42,12 +42,12 @@ async def test_deploy_a_sources_file_then_see_it_run_from_the_command_line(
     async with Engine(Settings(), discover_flows([FLOWS])) as engine:
         assert engine.store is not None
         await engine.wait_ready()
-        await until(lambda: state(engine, name) == "connected", "the source connected")
+        await eventually(lambda: state(engine, name) == "connected", "the source connected")
         await redis.send({"order": "o-1", "amount": 50})
         await redis.send({"order": "o-2", "amount": 1})
         await redis.send(b"not json")
         await ran(engine.store, "o-1")
-        await until(lambda: _reported(engine.store, name), "the status report")
+        await eventually(lambda: _reported(engine.store, name), "the status report")
         # Then `tripwire sources status` shows the connection, the counts and the last error
         status = tripwire_cli(engine_env, "sources", "status", "--json")
         (row,) = json.loads(status.stdout)
