@@ -80,8 +80,11 @@ def sources_status(
     source: Annotated[str | None, typer.Argument(help="One source's name.")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Show each running source's connection state, messages in and events out, and its
-    last error, per process that runs it."""
+    """Show each source's connection state, messages in and out, and last error.
+
+    One row per source and process that runs it; a deployed source that no process
+    reports says `not running`.
+    """
     settings = cli_settings()
 
     async def gather(store: Any) -> tuple[list[tuple[EventSource, int]], list[SourceStatus]]:
