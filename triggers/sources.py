@@ -202,6 +202,14 @@ class EventSource(BaseModel):
         None, gt=0, description="Redis: seconds before a dead consumer's pending messages move."
     )
 
+    def __init__(self, **data: Any) -> None:
+        """As pydantic's, but a wrong declaration raises DeclarationError naming the fields,
+        as the decorators do."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise DeclarationError(f"source {data.get('name')!r}: {_problems(exc)}") from None
+
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
@@ -368,8 +376,12 @@ def declared(item: Any, *, where: str) -> EventSource:
     except DeclarationError as exc:
         raise DeclarationError(f"{where}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'source'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise DeclarationError(f"{where}: {problems}") from None
+        raise DeclarationError(f"{where}: {_problems(exc)}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """pydantic's errors as one line: ``field: what is wrong; ...``."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'source'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )

@@ -138,3 +138,12 @@ def test_a_variable_may_have_a_default(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_shown_urls_keep_variable_names_and_hide_passwords(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+def test_a_wrong_python_declaration_raises_declaration_error_naming_the_field() -> None:
+    with pytest.raises(
+        DeclarationError, match="source 'orders': source: a redis source needs 'stream'"
+    ):
+        EventSource(name="orders", url="redis://h", event="e")  # no stream
+    with pytest.raises(DeclarationError, match="source 'orders': prefetch"):
+        EventSource(name="orders", url="amqp://h", queue="q", event="e", prefetch=0)
