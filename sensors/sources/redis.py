@@ -4,7 +4,7 @@ An entry is a map of fields. With ``field`` the body is that field's value (JSON
 or text), else the whole entry as a JSON object of its fields. A process reads
 what it left pending first (after a reconnect), and every ``claim_after`` seconds
 (default 60) takes over entries that another consumer received and never
-acknowledged: a process that died.
+acknowledged: a process that died (never its own, which may be waiting for Kafka).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ class RedisUpstream(Upstream):
         self._client: aioredis.Redis | None = None
         self._own_pending = True
         self._next_claim = 0.0
-        self._held: set[bytes] = set()  # received here, not yet acknowledged
 
     async def connect(self) -> None:
         self._client = aioredis.from_url(
@@ -50,7 +49,6 @@ class RedisUpstream(Upstream):
                 raise
         self._own_pending = True  # what this consumer received before a reconnect
         self._next_claim = 0.0
-        self._held.clear()
 
     async def receive(self, limit: int, timeout: float) -> list[Message]:
         client = self._client
@@ -64,17 +62,9 @@ class RedisUpstream(Upstream):
                 return [self._message(i, f) for i, f in found]
             self._own_pending = False
         if time.monotonic() >= self._next_claim:
-            idle = self.spec.claim_after or _CLAIM_AFTER
-            self._next_claim = time.monotonic() + idle / 2
-            claimed: Any = await client.xautoclaim(
-                stream, self._group, self.instance, int(idle * 1000), "0-0", count=limit
-            )
-            # Entries this process holds (waiting for Kafka) are claimed back to it as well:
-            # they are not handed out twice.
-            taken = [(i, f) for i, f in claimed[1] if f and i not in self._held]
-            if taken:
-                self._next_claim = 0.0  # there may be more
-                return [self._message(i, f) for i, f in taken]
+            claimed = await self._claim(client, limit)
+            if claimed:
+                return claimed
         entries = await client.xreadgroup(
             self._group,
             self.instance,
@@ -83,6 +73,24 @@ class RedisUpstream(Upstream):
             block=max(1, int(timeout * 1000)),
         )
         return [self._message(i, f) for i, f in _entries(entries)]
+
+    async def _claim(self, client: aioredis.Redis, limit: int) -> list[Message]:
+        """Entries other consumers of the group received and left unacknowledged for
+        ``claim_after`` seconds. Never this consumer's own: those wait for Kafka here."""
+        idle = int((self.spec.claim_after or _CLAIM_AFTER) * 1000)
+        self._next_claim = time.monotonic() + idle / 2000
+        pending: Any = await client.xpending_range(
+            self.spec.address, self._group, min="-", max="+", count=limit, idle=idle
+        )
+        theirs = [p["message_id"] for p in pending if _text(p["consumer"]) != self.instance]
+        if not theirs:
+            return []
+        self._next_claim = 0.0  # there may be more
+        # XCLAIM checks the idle time again: one acknowledged meanwhile stays where it is.
+        claimed: Any = await client.xclaim(
+            self.spec.address, self._group, self.instance, idle, theirs
+        )
+        return [self._message(i, f) for i, f in claimed if f]
 
     def _message(self, entry: bytes, fields: dict[bytes, bytes]) -> Message:
         ident = entry.decode()
@@ -94,7 +102,6 @@ class RedisUpstream(Upstream):
                 {k.decode(errors="replace"): v.decode(errors="replace") for k, v in fields.items()}
             ).encode()
         millis = int(ident.split("-", 1)[0])
-        self._held.add(entry)
         return Message(
             body=body,
             subject=self.spec.address,
@@ -106,7 +113,6 @@ class RedisUpstream(Upstream):
     async def ack(self, messages: list[Message]) -> None:
         if messages and self._client is not None:
             await self._client.xack(self.spec.address, self._group, *(m.handle for m in messages))
-            self._held.difference_update(m.handle for m in messages)
 
     async def close(self) -> None:
         client, self._client = self._client, None
@@ -121,3 +127,7 @@ def _entries(result: Any) -> list[tuple[bytes, dict[bytes, bytes]]]:
     if not result:
         return []
     return [(ident, fields) for ident, fields in result[0][1] if fields is not None]
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
