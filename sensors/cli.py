@@ -93,15 +93,14 @@ def worker(
     """Run one engine worker against TRIPWIRE_KAFKA_BOOTSTRAP and TRIPWIRE_DATABASE_URL."""
     from sensors.dev import serve
     from sensors.engine import Engine
-    from sensors.registry import discover_flows, discover_sources
+    from sensors.registry import discover
 
     _logging(verbose)
     settings = cli_settings()
 
     async def main() -> None:
         settings.require_bootstrap()
-        flows = discover_flows(paths or [Path(".")])
-        sources = discover_sources(paths or [Path(".")])
+        flows, sources = discover(paths or [Path(".")])
         async with Engine(settings, flows, sources=sources) as engine:
             await engine.wait_ready()
             err.print(

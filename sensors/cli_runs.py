@@ -68,13 +68,12 @@ def deploy(
     """
     import dataclasses
 
-    from sensors.registry import discover_flows, discover_sources
+    from sensors.registry import discover
     from sensors.runs.deploy import deploy as deploy_flows
     from sensors.sources.store import deploy_sources
 
     async def main(store: Any) -> Any:
-        specs = discover_flows(paths)
-        sources = discover_sources(paths)
+        specs, sources = discover(paths)
         done = await deploy_flows(store, specs, **scope(project, domain), prune=prune)
         if sources or prune:
             deployed = await deploy_sources(store, sources, **scope(project, domain), prune=prune)

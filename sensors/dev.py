@@ -26,7 +26,7 @@ from sensors.api.auth import new_token
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
-from sensors.registry import discover_flows, discover_sources
+from sensors.registry import discover
 from sensors.runs.store import shown_url
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
@@ -94,8 +94,7 @@ async def run_dev(
         BrokerError: the embedded broker did not start.
     """
     started = asyncio.get_running_loop().time()
-    flows = discover_flows(paths)
-    sources = discover_sources(paths)
+    flows, sources = discover(paths)
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     _refuse_second_dev(home)

@@ -11,7 +11,7 @@ from triggers.loader import load_file
 from triggers.sources import EventSource, load_sources_file
 from triggers.spec import FlowSpec
 
-__all__ = ["discover_flows", "discover_sources", "flow_files"]
+__all__ = ["discover", "discover_flows", "discover_sources", "flow_files"]
 
 
 _YAML = (".yaml", ".yml")
@@ -68,8 +68,18 @@ def discover_sources(paths: Iterable[str | Path]) -> list[EventSource]:
     Raises:
         DeclarationError: a source is invalid, or two different sources share a name.
     """
+    return _sources_in(_declaration_files(paths))
+
+
+def discover(paths: Iterable[str | Path]) -> tuple[list[FlowSpec], list[EventSource]]:
+    """The flows and the event sources declared under ``paths``, walking them once."""
+    files = _declaration_files(paths)
+    return _flows_in([f for f in files if f.suffix == ".py"]), _sources_in(files)
+
+
+def _sources_in(files: list[Path]) -> list[EventSource]:
     found: dict[str, tuple[EventSource, Path]] = {}
-    for file in _declaration_files(paths):
+    for file in files:
         if file.suffix == ".py":
             declared = [v for v in vars(load_file(file)).values() if isinstance(v, EventSource)]
         else:
@@ -96,8 +106,12 @@ def discover_flows(paths: Iterable[str | Path]) -> list[FlowSpec]:
         DeclarationError: two different flows share a name (flow names identify runs
             and sensors), or a path is missing.
     """
+    return _flows_in(flow_files(paths))
+
+
+def _flows_in(files: list[Path]) -> list[FlowSpec]:
     specs: dict[str, FlowSpec] = {}
-    for file in flow_files(paths):
+    for file in files:
         module = load_file(file)
         for value in vars(module).values():
             if not is_flow(value) or value.__module__ != module.__name__:

@@ -132,9 +132,8 @@ def parse_expression(text: object, *, where: str) -> Expression:
         last = match.end()
     if last < len(text):
         parts.append((False, text[last:]))
-    if "{" in "".join(p for placeholder, p in parts if not placeholder) or "}" in "".join(
-        p for placeholder, p in parts if not placeholder
-    ):
+    literal = "".join(p for placeholder, p in parts if not placeholder)
+    if "{" in literal or "}" in literal:
         raise DeclarationError(f"{where}: unbalanced braces in {text!r}.")
     kind: Literal["literal", "template"] = "template" if any(p for p, _ in parts) else "literal"
     return Expression(text=text, kind=kind, parts=tuple(parts))
@@ -254,12 +253,11 @@ class EventSource(BaseModel):
             raise ValueError("durable, start and ack_wait need a JetStream 'stream'")
         if kind == "nats" and self.stream is not None and self.queue_group:
             raise ValueError("queue_group is for core NATS; a JetStream durable is shared already")
-        for field in ("event", "id", "time"):
+        for field in ("id", "time"):
             value = getattr(self, field)
             if value is not None:
                 parse_expression(value, where=f"{where}, {field}")
-        event = parse_expression(self.event, where=f"{where}, event")
-        if event.kind == "literal":
+        if parse_expression(self.event, where=f"{where}, event").kind == "literal":
             validate_event_name(self.event, error=DeclarationError)
         from triggers.spec import compile_jsonpath
 

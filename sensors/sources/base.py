@@ -45,19 +45,23 @@ class Upstream(abc.ABC):
     # True where only one process may read the source at a time (a lease decides which).
     exclusive: ClassVar[bool] = False
 
-    def __init__(self, spec: EventSource, url: str, instance: str) -> None:
+    def __init__(self, spec: EventSource, url: str, instance: str, group: str) -> None:
         self.spec = spec
         self.url = url  # with the ${...} of the declaration resolved
-        self.instance = instance
+        self.instance = instance  # this process, where the bus names consumers
+        self.group = spec.group or group  # the durable consumer, group, queue group, client id
         self.where = shown_url(spec.url)  # for messages: no password
+        # Where push-style clients' callbacks put messages; a new one per connection.
+        self.inbox = Inbox()
 
     @abc.abstractmethod
     async def connect(self) -> None:
         """Connect and subscribe (declaring consumers, groups or queues it needs)."""
 
-    @abc.abstractmethod
     async def receive(self, limit: int, timeout: float) -> list[Message]:
-        """Up to ``limit`` messages; wait at most ``timeout`` seconds for the first."""
+        """Up to ``limit`` messages; wait at most ``timeout`` seconds for the first.
+        By default from :attr:`inbox`; clients that pull from their bus override it."""
+        return await self.inbox.take(limit, timeout)
 
     @abc.abstractmethod
     async def ack(self, messages: list[Message]) -> None:

@@ -28,15 +28,14 @@ def bootstrap_of(url: str) -> str:
 
 
 class KafkaUpstream(Upstream):
-    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._group = self.spec.group or group
         self._consumer: AIOKafkaConsumer | None = None
 
     async def connect(self) -> None:
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=bootstrap_of(self.url),
-            group_id=self._group,
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.spec.start == "all" else "latest",
             # A topic created after the source started is read within seconds, not minutes.

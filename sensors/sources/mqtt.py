@@ -27,23 +27,21 @@ __all__ = ["MqttUpstream"]
 class MqttUpstream(Upstream):
     exclusive = True
 
-    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._group = group
         self._client: aiomqtt.Client | None = None
         self._reader: asyncio.Task[None] | None = None
-        self._inbox = Inbox()
 
     async def connect(self) -> None:
         parts = urlsplit(self.url)
         secure = parts.scheme == "mqtts"
-        self._inbox = Inbox()
+        self.inbox = Inbox()
         client = aiomqtt.Client(
             parts.hostname or "127.0.0.1",
             parts.port or (8883 if secure else 1883),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
-            identifier=self.spec.client_id or self._group,
+            identifier=self.spec.client_id or self.group,
             clean_session=False,
             tls_context=ssl.create_default_context() if secure else None,
             timeout=10,
@@ -52,7 +50,7 @@ class MqttUpstream(Upstream):
         await client.__aenter__()
         self._client = client
         await client.subscribe(self.spec.address, qos=1 if self.spec.qos is None else self.spec.qos)
-        self._reader = asyncio.create_task(self._read(client, self._inbox))
+        self._reader = asyncio.create_task(self._read(client, self.inbox))
 
     async def _read(self, client: aiomqtt.Client, inbox: Inbox) -> None:
         try:
@@ -70,9 +68,6 @@ class MqttUpstream(Upstream):
             raise
         else:
             inbox.fail(UpstreamLost(f"the MQTT connection to {self.where} ended"))
-
-    async def receive(self, limit: int, timeout: float) -> list[Message]:
-        return await self._inbox.take(limit, timeout)
 
     async def ack(self, messages: list[Message]) -> None:
         assert self._client is not None

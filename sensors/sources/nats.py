@@ -28,15 +28,13 @@ _ACK_WAIT = 30.0
 
 
 class NatsUpstream(Upstream):
-    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._group = group
         self._client: Client | None = None
-        self._inbox = Inbox()
         self._pull: Any = None
 
     async def connect(self) -> None:
-        self._inbox = inbox = Inbox()
+        self.inbox = inbox = Inbox()
 
         async def lost(*_: Any) -> None:
             inbox.fail(UpstreamLost(f"the NATS connection to {self.where} closed"))
@@ -53,7 +51,7 @@ class NatsUpstream(Upstream):
         spec = self.spec
         if spec.stream is None:
             await self._client.subscribe(
-                self.spec.address, queue=spec.queue_group or self._group, cb=self._pushed
+                self.spec.address, queue=spec.queue_group or self.group, cb=self._pushed
             )
             return
         js = self._client.jetstream()
@@ -67,7 +65,7 @@ class NatsUpstream(Upstream):
             ) from None
         self._pull = await js.pull_subscribe(
             spec.address,
-            durable=spec.durable or self._group,
+            durable=spec.durable or self.group,
             stream=spec.stream,
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
@@ -77,7 +75,7 @@ class NatsUpstream(Upstream):
         )
 
     async def _pushed(self, msg: Msg) -> None:
-        self._inbox.put(
+        self.inbox.put(
             Message(
                 body=msg.data,
                 subject=msg.subject,
@@ -88,7 +86,7 @@ class NatsUpstream(Upstream):
 
     async def receive(self, limit: int, timeout: float) -> list[Message]:
         if self._pull is None:
-            return await self._inbox.take(limit, timeout)
+            return await super().receive(limit, timeout)
         assert self._client is not None
         if self._client.is_closed:
             raise UpstreamLost(f"the NATS connection to {self.where} closed")

@@ -26,14 +26,13 @@ _CHECK_EVERY = 5.0
 class PostgresUpstream(Upstream):
     exclusive = True
 
-    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connection: asyncpg.Connection | None = None
-        self._inbox = Inbox()
         self._checked = 0.0
 
     async def connect(self) -> None:
-        self._inbox = inbox = Inbox()
+        self.inbox = inbox = Inbox()
         url = self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
         connection = await asyncpg.connect(url, timeout=10)
         self._connection = connection
@@ -49,7 +48,7 @@ class PostgresUpstream(Upstream):
         self._checked = time.monotonic()
 
     async def receive(self, limit: int, timeout: float) -> list[Message]:
-        batch = await self._inbox.take(limit, timeout)
+        batch = await super().receive(limit, timeout)
         if not batch and time.monotonic() - self._checked > _CHECK_EVERY:
             assert self._connection is not None
             try:

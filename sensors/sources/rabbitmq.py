@@ -20,13 +20,12 @@ __all__ = ["RabbitUpstream"]
 
 
 class RabbitUpstream(Upstream):
-    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._connection: Any = None
-        self._inbox = Inbox()
 
     async def connect(self) -> None:
-        self._inbox = inbox = Inbox()
+        self.inbox = inbox = Inbox()
         connection: AbstractRobustConnection | Any = await aio_pika.connect(self.url, timeout=10)
         self._connection = connection
 
@@ -43,7 +42,7 @@ class RabbitUpstream(Upstream):
         await queue.consume(self._pushed, no_ack=False)
 
     async def _pushed(self, message: AbstractIncomingMessage) -> None:
-        self._inbox.put(
+        self.inbox.put(
             Message(
                 body=message.body,
                 subject=message.routing_key or self.spec.address,
@@ -53,9 +52,6 @@ class RabbitUpstream(Upstream):
                 handle=message,
             )
         )
-
-    async def receive(self, limit: int, timeout: float) -> list[Message]:
-        return await self._inbox.take(limit, timeout)
 
     async def ack(self, messages: list[Message]) -> None:
         if messages:  # deliveries are in order on the channel: one ack covers the batch

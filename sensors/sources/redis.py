@@ -26,9 +26,8 @@ _CLAIM_AFTER = 60.0
 
 
 class RedisUpstream(Upstream):
-    def __init__(self, *args: Any, group: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._group = self.spec.group or group
         self._client: aioredis.Redis | None = None
         self._own_pending = True
         self._next_claim = 0.0
@@ -40,7 +39,7 @@ class RedisUpstream(Upstream):
         try:
             await self._client.xgroup_create(
                 self.spec.address,
-                self._group,
+                self.group,
                 id="0" if self.spec.start == "all" else "$",
                 mkstream=True,
             )
@@ -56,7 +55,7 @@ class RedisUpstream(Upstream):
         stream = self.spec.address
         if self._own_pending:
             found = _entries(
-                await client.xreadgroup(self._group, self.instance, {stream: "0"}, count=limit)
+                await client.xreadgroup(self.group, self.instance, {stream: "0"}, count=limit)
             )
             if found:
                 return [self._message(i, f) for i, f in found]
@@ -66,7 +65,7 @@ class RedisUpstream(Upstream):
             if claimed:
                 return claimed
         entries = await client.xreadgroup(
-            self._group,
+            self.group,
             self.instance,
             {stream: ">"},
             count=limit,
@@ -80,7 +79,7 @@ class RedisUpstream(Upstream):
         idle = int((self.spec.claim_after or _CLAIM_AFTER) * 1000)
         self._next_claim = time.monotonic() + idle / 2000
         pending: Any = await client.xpending_range(
-            self.spec.address, self._group, min="-", max="+", count=limit, idle=idle
+            self.spec.address, self.group, min="-", max="+", count=limit, idle=idle
         )
         theirs = [p["message_id"] for p in pending if _text(p["consumer"]) != self.instance]
         if not theirs:
@@ -88,7 +87,7 @@ class RedisUpstream(Upstream):
         self._next_claim = 0.0  # there may be more
         # XCLAIM checks the idle time again: one acknowledged meanwhile stays where it is.
         claimed: Any = await client.xclaim(
-            self.spec.address, self._group, self.instance, idle, theirs
+            self.spec.address, self.group, self.instance, idle, theirs
         )
         return [self._message(i, f) for i, f in claimed if f]
 
@@ -112,7 +111,7 @@ class RedisUpstream(Upstream):
 
     async def ack(self, messages: list[Message]) -> None:
         if messages and self._client is not None:
-            await self._client.xack(self.spec.address, self._group, *(m.handle for m in messages))
+            await self._client.xack(self.spec.address, self.group, *(m.handle for m in messages))
 
     async def close(self) -> None:
         client, self._client = self._client, None

@@ -120,20 +120,12 @@ class SourceRunner:
         self._renew_at = 0.0
 
     def report(self) -> SourceStatus:
-        s = self.stats
         return SourceStatus(
             source=self.spec.name,
             instance=self.instance,
             revision=self.revision,
-            state=s.state,
-            since=s.since,
-            messages_in=s.messages_in,
-            events_out=s.events_out,
-            filtered=s.filtered,
-            dead_lettered=s.dead_lettered,
-            last_error=s.last_error,
-            last_error_at=s.last_error_at,
             updated_at=datetime.now(UTC),
+            **vars(self.stats),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -150,7 +142,7 @@ class SourceRunner:
             while not stop.is_set():
                 if upstream.exclusive and not await self._lease():
                     self.stats.enter("standby")
-                    await _wait(stop, self._lease_ttl / 3)
+                    await _wait(stop, self.settings.source_lease / 3)
                     continue
                 connected = False
                 try:
@@ -206,20 +198,13 @@ class SourceRunner:
         url = resolve_url(self.spec.url)
         if self.spec.kind == "kafka" and url.rstrip("/") == "kafka:":
             url = f"kafka://{self.settings.require_bootstrap()}"  # tripwire's own cluster
-        upstream: Upstream = cls(
-            self.spec,
-            url,
-            self.instance,
-            group=consumer_group(self.settings.project, self.settings.domain, self.spec.name),
-        )
+        group = consumer_group(self.settings.project, self.settings.domain, self.spec.name)
+        upstream: Upstream = cls(self.spec, url, self.instance, group)
         return upstream
-
-    @property
-    def _lease_ttl(self) -> float:
-        return self.settings.source_lease
 
     async def _lease(self) -> bool:
         """Take or renew this process's lease on the source; False if another holds it."""
+        ttl = self.settings.source_lease
         try:
             held = await take_lease(
                 self.store,
@@ -227,14 +212,14 @@ class SourceRunner:
                 self.settings.domain,
                 self.spec.name,
                 self.instance,
-                self._lease_ttl,
+                ttl,
             )
         except StoreError as exc:
             self.stats.error(f"cannot take the lease: {exc}")
             held = False
         now = time.monotonic()
         if held:
-            self._lease_until, self._renew_at = now + self._lease_ttl, now + self._lease_ttl / 3
+            self._lease_until, self._renew_at = now + ttl, now + ttl / 3
         return held
 
     async def _consume(self, upstream: Upstream, stop: asyncio.Event) -> None:
@@ -303,15 +288,19 @@ class SourceRunner:
             records.append((s.topic_events, record.key, record.value, record.headers))
             events += 1
         try:
-            acks = [
-                await self.producer.send(topic, value, key=key, headers=headers)
-                for topic, key, value, headers in records
-            ]
-            sent: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*acks))
+            sent = await self._produce(records)
         except (KafkaError, OSError) as exc:
             sent = asyncio.get_running_loop().create_future()
             sent.set_exception(exc)
         return _Batch(batch, records, events, sent)
+
+    async def _produce(self, records: list[_Record]) -> asyncio.Future[Any]:
+        """Hand ``records`` to the producer; the future resolves once Kafka has them all."""
+        acks = [
+            await self.producer.send(topic, value, key=key, headers=headers)
+            for topic, key, value, headers in records
+        ]
+        return asyncio.ensure_future(asyncio.gather(*acks))
 
     async def _settled(self, batch: _Batch, stop: asyncio.Event) -> _Batch:
         """``batch``, once Kafka has all of its records (sent again while Kafka fails)."""
@@ -329,11 +318,7 @@ class SourceRunner:
         delay = _FIRST_DELAY
         while records:
             try:
-                acks = [
-                    await self.producer.send(topic, value, key=key, headers=headers)
-                    for topic, key, value, headers in records
-                ]
-                await asyncio.gather(*acks)
+                await (await self._produce(records))
                 return
             except (KafkaError, OSError) as exc:
                 delay = min(delay * 2, _MAX_DELAY)
