@@ -13,12 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -31,10 +32,12 @@ from triggers.spec import EventDependency, FlowSpec, TriggerSpec, finished_event
 
 __all__ = [
     "Deployment",
+    "against_races",
     "create_project",
     "current_flows",
     "deploy",
     "deployed_sensors",
+    "digest",
     "check_finish_cycles",
     "deployment_mark",
     "flow_revision",
@@ -43,6 +46,7 @@ __all__ = [
 ]
 
 _RACES = 5
+T = TypeVar("T")
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -71,8 +75,20 @@ class Deployment:
     sources: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _digest(spec: FlowSpec) -> str:
+def digest(spec: BaseModel) -> str:
+    """What a deploy compares a declaration by: a hash of its JSON."""
     return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+async def against_races(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """``attempt()`` (a deploy in one transaction), again while another process's deploy
+    of the same ``what`` collides with it on a unique key."""
+    for _ in range(_RACES):
+        try:
+            return await attempt()
+        except IntegrityError:
+            continue  # another process deployed the same just now: compare again
+    raise StoreError(f"{what} kept changing while deploying them; try again.")
 
 
 async def deploy(
@@ -90,12 +106,9 @@ async def deploy(
     """
     validate_name(project, "project")
     validate_name(domain, "domain")
-    for _ in range(_RACES):
-        try:
-            return await _deploy(store, specs, project=project, domain=domain, prune=prune)
-        except IntegrityError:
-            continue  # another worker deployed the same flows just now: compare again
-    raise StoreError("flows kept changing while deploying them; try again.")
+    return await against_races(
+        "flows", lambda: _deploy(store, specs, project=project, domain=domain, prune=prune)
+    )
 
 
 async def _deploy(
@@ -108,7 +121,7 @@ async def _deploy(
         current = {spec.name: (spec, rev) for spec, rev in await _current(conn, project, domain)}
         for spec in specs:
             old = current.get(spec.name)
-            if old is not None and _digest(old[0]) == _digest(spec):
+            if old is not None and digest(old[0]) == digest(spec):
                 done.unchanged.append(spec.name)
                 done.revisions[spec.name] = old[1]
                 continue
@@ -121,7 +134,7 @@ async def _deploy(
                     domain=domain,
                     name=spec.name,
                     revision=revision,
-                    digest=_digest(spec),
+                    digest=digest(spec),
                     spec=spec.model_dump(mode="json"),
                     deployed_at=now,
                 )

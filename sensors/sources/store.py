@@ -8,19 +8,16 @@ what changed.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 
-from sensors.runs.deploy import deployment_mark
+from sensors.runs.deploy import against_races, deployment_mark, digest
 from sensors.runs.store import RunStore, dialect_insert, utc_row
 from sensors.runs.tables import live, named, source_leases, source_status, sources
-from triggers.errors import StoreError
 from triggers.sources import EventSource
 
 __all__ = [
@@ -34,8 +31,6 @@ __all__ = [
     "take_lease",
     "release_lease",
 ]
-
-_RACES = 5
 
 
 @dataclass
@@ -66,10 +61,6 @@ class SourceStatus:
     updated_at: datetime
 
 
-def _digest(spec: EventSource) -> str:
-    return hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
-
-
 async def deploy_sources(
     store: RunStore,
     specs: Sequence[EventSource],
@@ -79,12 +70,7 @@ async def deploy_sources(
     prune: bool = False,
 ) -> SourceDeployment:
     """Record ``specs`` as the current revisions of their sources, in one transaction."""
-    for _ in range(_RACES):
-        try:
-            return await _deploy(store, specs, project, domain, prune)
-        except IntegrityError:
-            continue  # another process deployed the same sources just now: compare again
-    raise StoreError("sources kept changing while deploying them; try again.")
+    return await against_races("sources", lambda: _deploy(store, specs, project, domain, prune))
 
 
 async def _deploy(
@@ -103,7 +89,7 @@ async def _deploy(
         }
         for spec in specs:
             old = current.get(spec.name)
-            if old is not None and old.digest == _digest(spec):
+            if old is not None and old.digest == digest(spec):
                 done.unchanged.append(spec.name)
                 continue
             if old is not None:
@@ -114,7 +100,7 @@ async def _deploy(
                     domain=domain,
                     name=spec.name,
                     revision=1 if old is None else old.revision + 1,
-                    digest=_digest(spec),
+                    digest=digest(spec),
                     spec=spec.model_dump(mode="json", exclude_defaults=True),
                     deployed_at=now,
                 )
