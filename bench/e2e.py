@@ -34,14 +34,15 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.common import kafka
+from sensors.core.router import Router
+from sensors.core.sensor import build_sensors
 from sensors.engine import Engine
-from sensors.kafka import consume_batches, new_consumer, new_producer
 from sensors.registry import discover_flows
-from sensors.routing import Router
 from sensors.runs.phases import TERMINAL_PHASES, WorkflowPhase
 from sensors.runs.store import RunStore
-from sensors.sensing import Emitter, SensorStage
-from sensors.sensor import build_sensors
+from sensors.stages.emitter import Emitter
+from sensors.stages.kafka import consume_batches, new_consumer, new_producer
+from sensors.stages.sensor_stage import SensorStage
 from triggers.envelope import encode, make_envelope
 from triggers.settings import Settings
 

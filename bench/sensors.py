@@ -42,14 +42,15 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import fill, kafka
-from sensors.correlate import Correlator
-from sensors.decisions import Arrival, Offer
-from sensors.kafka import consume_batches, ensure_topics, new_consumer, new_producer
-from sensors.routing import Router
+from sensors.core.correlator import Correlator
+from sensors.core.router import Router
+from sensors.core.sensor import Sensor, build_sensors
+from sensors.core.types import Arrival, Offer
 from sensors.runs.store import RunStore
-from sensors.sensing import Emitter, SensorStage
-from sensors.sensor import Sensor, build_sensors
-from sensors.state import CorrelationStage
+from sensors.stages.correlation_stage import CorrelationStage
+from sensors.stages.emitter import Emitter
+from sensors.stages.kafka import consume_batches, ensure_topics, new_consumer, new_producer
+from sensors.stages.sensor_stage import SensorStage
 from triggers.envelope import encode, make_envelope
 from triggers.params import ParamSpec
 from triggers.settings import Settings

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aiokafka import AIOKafkaProducer
 
 from bench.common import kafka
-from sensors.kafka import ensure_topics
 from sensors.runs.store import RunStore
 from sensors.sources.runner import SourceRunner
+from sensors.stages.kafka import ensure_topics
 from tests.fixtures.buses import Bus, bus
 from triggers.envelope import encode, make_envelope
 from triggers.settings import Settings

@@ -19,27 +19,29 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from sensors.correlate import Correlator
+from sensors.core.correlator import Correlator
+from sensors.core.router import Router
+from sensors.core.sensor import Sensor
+from sensors.core.wire import key_partition
 from sensors.egress import sink_for
 from sensors.egress.stage import EgressStage
-from sensors.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
-from sensors.launchers import Launcher, by_url, family_of
-from sensors.launching import LaunchStage
-from sensors.records import key_partition
-from sensors.reporting import StatusReporter
-from sensors.routing import Router
+from sensors.launchers import by_url
+from sensors.launchers.base import Launcher, family_of
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
-from sensors.runs.lifecycle import LifecycleRelay
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
-from sensors.scheduling import Scheduler
-from sensors.sensing import Emitter, SensorStage
-from sensors.sensor import Sensor
 from sensors.sources import SourceSupervisor
 from sensors.sources.store import deploy_sources
-from sensors.state import CorrelationStage, StateRecovery
+from sensors.stages.correlation_stage import CorrelationStage, StateRecovery
+from sensors.stages.emitter import Emitter
+from sensors.stages.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
+from sensors.stages.launch_stage import LaunchStage
+from sensors.stages.lifecycle_relay import LifecycleRelay
+from sensors.stages.reporter import StatusReporter
+from sensors.stages.scheduler import Scheduler
+from sensors.stages.sensor_stage import SensorStage
 from triggers.errors import TripwireError
 from triggers.settings import Settings
 from triggers.sources import EventSource

@@ -9,7 +9,7 @@ Declared on a dependency, each filter is validated when the decorator runs:
     ], "filters_operator": "and"}
 
 Comparators: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in``, ``regex`` and
-``exists``. The engine evaluates them (:mod:`sensors.filters`).
+``exists``. The engine evaluates them (:mod:`sensors.core.filters`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field
 
 from triggers.errors import DeclarationError
+from triggers.jsonpath import compile_jsonpath
 
 __all__ = ["OPERATORS", "Filter", "TimeOfDay", "parse_filter"]
 
@@ -90,8 +91,6 @@ def parse_filter(item: Any, *, where: str) -> Filter | TimeOfDay:
         raise DeclarationError(
             f"{where}: unknown filter op {item['op']!r}; use one of {', '.join(OPERATORS)}."
         )
-    from triggers.spec import compile_jsonpath  # spec imports this module
-
     if not isinstance(item["path"], str) or not item["path"].startswith("$"):
         raise DeclarationError(f"{where}: filter path {item['path']!r} must be a JSONPath ($...).")
     compile_jsonpath(item["path"])

@@ -17,7 +17,8 @@ from typing import Any
 from triggers.envelope import validate_event_name
 from triggers.errors import DeclarationError
 from triggers.filters import parse_filter
-from triggers.spec import EVENT_ATTRIBUTES, EventDependency, compile_jsonpath
+from triggers.jsonpath import compile_jsonpath
+from triggers.spec import EVENT_ATTRIBUTES, EventDependency
 
 __all__ = ["did_you_mean", "event_name", "normalize_correlation", "normalize_dependencies"]
 

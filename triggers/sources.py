@@ -38,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from triggers.envelope import validate_event_name
 from triggers.errors import ConfigurationError, DeclarationError
 from triggers.filters import Filter, TimeOfDay, parse_filter
+from triggers.jsonpath import compile_jsonpath
 
 __all__ = [
     "ADDRESS",
@@ -107,8 +108,6 @@ def parse_expression(text: object, *, where: str) -> Expression:
     Raises:
         DeclarationError: not a string, an invalid JSONPath or an unknown placeholder.
     """
-    from triggers.spec import compile_jsonpath  # spec imports filters, which this imports
-
     if not isinstance(text, str) or not text:
         raise DeclarationError(f"{where}: give a non-empty string, not {text!r}.")
     if text.startswith("$") and not text.startswith("${"):
@@ -259,9 +258,7 @@ class EventSource(BaseModel):
                 parse_expression(value, where=f"{where}, {field}")
         if parse_expression(self.event, where=f"{where}, event").kind == "literal":
             validate_event_name(self.event, error=DeclarationError)
-        from triggers.spec import compile_jsonpath
-
-        compile_jsonpath(self.payload)
+            compile_jsonpath(self.payload)
         return self
 
     @property

@@ -8,19 +8,12 @@ they are what travels to engine workers, which never import user code.
 
 from __future__ import annotations
 
-import logging
 import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from jsonpath_ng import JSONPath
-from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-from jsonpath_ng.ext import parse as parse_jsonpath
-from jsonpath_ng.ext.arithmetic import Operation
-from jsonpath_ng.ext.filter import Expression
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from triggers.conditions import Condition, all_of, parse_condition
@@ -37,12 +30,9 @@ __all__ = [
     "FlowSpec",
     "ScheduleSpec",
     "TriggerSpec",
-    "compile_jsonpath",
-    "values_at",
     "parse_duration",
 ]
 
-log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = timedelta(hours=1)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
@@ -385,51 +375,3 @@ def parse_duration(value: object, *, what: str = "within") -> timedelta:
     if seconds <= 0:
         raise DeclarationError(f"{what}={value!r} must be a positive duration, e.g. '90s' or '1h'.")
     return timedelta(seconds=seconds)
-
-
-@lru_cache(maxsize=4096)
-def compile_jsonpath(expression: str) -> Any:
-    """Parse a JSONPath once; raise DeclarationError saying what is wrong with it, also when
-    it parses but jsonpath-ng cannot evaluate it (a trial on an empty object tells)."""
-    try:
-        compiled = parse_jsonpath(expression)
-        compiled.find({})
-    except (JsonPathLexerError, JsonPathParserError, Exception) as exc:
-        reason = str(exc) or f"{type(exc).__name__}: it cannot be evaluated"
-        raise DeclarationError(f"invalid JSONPath {expression!r}: {reason}") from None
-    if _has_arithmetic(compiled):
-        raise DeclarationError(
-            f"invalid JSONPath {expression!r}: arithmetic (+ - * /) is not allowed, since it "
-            "would compute with payload values (a long string times a big number takes all "
-            "memory). Select the values and compute in the flow; a literal '*' wildcard is "
-            "written `$.a.*` or `$.a[*]`."
-        )
-    return compiled
-
-
-def _has_arithmetic(node: Any, depth: int = 0) -> bool:
-    """True if the parsed JSONPath ``node`` computes anywhere (jsonpath-ng's Operation)."""
-    if isinstance(node, Operation):
-        return True
-    if depth > 100:  # parsed trees are shallow; this only guards the walk
-        return False
-    children = vars(node).values() if hasattr(node, "__dict__") else ()
-    for child in children:
-        items = child if isinstance(child, (list, tuple)) else (child,)
-        for item in items:
-            if isinstance(item, (JSONPath, Expression)) and _has_arithmetic(item, depth + 1):
-                return True
-    return False
-
-
-def values_at(expression: str, payload: dict[str, Any]) -> list[Any]:
-    """The values ``expression`` (a JSONPath that compiled) selects in ``payload``.
-
-    An expression that fails on this payload (jsonpath-ng raises for some, e.g. a
-    filter comparing a number with a string) selects nothing: a payload is data, and
-    no payload may stop a worker."""
-    try:
-        return [match.value for match in compile_jsonpath(expression).find(payload)]
-    except Exception as exc:
-        log.debug("JSONPath %r failed on a payload: %s", expression, exc)
-        return []

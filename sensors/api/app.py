@@ -1,7 +1,8 @@
-"""The HTTP API's application: its state, credentials, errors and lifetime.
+"""The HTTP API's application: its lifetime, its routers, and errors as JSON bodies.
 
 :func:`create_app` builds the FastAPI app for ``tripwire api`` and ``tripwire
-dev``. Routes only translate (:mod:`sensors.api.routes`, :mod:`sensors.api.web`);
+dev``. Routes only translate (:mod:`sensors.api.routes`, :mod:`sensors.api.runs`,
+:mod:`sensors.api.web`);
 errors become JSON bodies ``{"error": code, "message": text}`` with the right
 status, and never a 500 for anything a client sent.
 """
@@ -11,26 +12,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
-from sensors.api.auth import Authenticator, AuthError, Permission, Principal, RateLimiter
+from sensors.api import routes, runs, signals, web
+from sensors.api.auth import Authenticator, AuthError, RateLimiter
 from sensors.api.ingest import BadRequest
 from sensors.api.metrics import Metrics
 from sensors.api.recent import RecentEvents
-from sensors.kafka import ensure_topics
-from sensors.runs.objects import ObjectStore
-from sensors.runs.service import RunService
+from sensors.api.state import ApiState, BrokerUnavailable, ErrorBody, RateLimited
 from sensors.runs.store import RunStore
 from triggers.errors import (
     ConfigurationError,
@@ -43,125 +38,13 @@ from triggers.errors import (
 )
 from triggers.settings import Settings
 
-__all__ = ["ApiState", "ErrorBody", "create_app", "state_of"]
+__all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
-
-_BROKER_RETRY = 2.0  # seconds between attempts to reach a broker that was down
-
-
-class ErrorBody(BaseModel):
-    """Every error the API answers with."""
-
-    error: str = Field(description="Machine-readable kind, e.g. `unauthorized`, `not_found`.")
-    message: str = Field(description="What was wrong, and what to do instead.")
-
-
-class BrokerUnavailable(Exception):
-    """Raised when the Kafka broker cannot be reached (503)."""
-
-
-@dataclass
-class ApiState:
-    """What the routes use; one per app."""
-
-    settings: Settings
-    store: RunStore
-    auth: Authenticator
-    limiter: RateLimiter
-    metrics: Metrics
-    recent: RecentEvents
-    _producer: AIOKafkaProducer | None = None
-    _last_try: float = 0.0
-    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    async def producer(self) -> AIOKafkaProducer:
-        """The started producer; connects (again) if the broker was down.
-
-        Raises:
-            BrokerUnavailable: the broker cannot be reached now.
-        """
-        if self._producer is not None:
-            return self._producer
-        async with self._lock:
-            if self._producer is None:
-                if time.monotonic() - self._last_try < _BROKER_RETRY:
-                    raise BrokerUnavailable(self._down_message())
-                self._last_try = time.monotonic()
-                s = self.settings
-                producer = AIOKafkaProducer(
-                    bootstrap_servers=s.require_bootstrap(),
-                    acks="all",
-                    # Concurrent requests share produce requests: on a broker that takes
-                    # ~3 ms per request, batching is what lets the API keep up.
-                    linger_ms=5,
-                    request_timeout_ms=int(s.publish_timeout * 1000),
-                    max_request_size=s.max_payload_bytes + 64 * 1024,
-                )
-                try:
-                    await asyncio.wait_for(producer.start(), s.publish_timeout)
-                    await ensure_topics(s, [s.topic_events, s.topic_run_requests])
-                except (KafkaError, OSError, TimeoutError) as exc:
-                    await producer.stop()
-                    raise BrokerUnavailable(f"{self._down_message()} ({exc})") from exc
-                self._producer = producer
-        return self._producer
-
-    async def forget_producer(self) -> None:
-        """Drop a producer whose broker failed; the next call connects anew."""
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
-
-    def _down_message(self) -> str:
-        return (
-            f"the Kafka broker at {self.settings.kafka_bootstrap} is unreachable; nothing was "
-            "published, try again"
-        )
-
-    async def runs(self) -> RunService:
-        objects = ObjectStore(self.settings.objects_root)
-        return RunService(self.settings, self.store, objects, await self.producer())
-
-    def authorize(self, request: Request, permission: Permission) -> Principal:
-        """The caller, if it may do ``permission``; rate limited per caller.
-
-        A bearer header wins; the web page's cookie stands in for it.
-        """
-        header = request.headers.get("authorization")
-        if header is None and (cookie := request.cookies.get(TOKEN_COOKIE)):
-            header = f"Bearer {cookie}"
-        principal = self.auth.bearer(header)
-        principal.require(permission)
-        self.limit(principal)
-        return principal
-
-    def limit(self, principal: Principal) -> None:
-        wait = self.limiter.take(principal.name)
-        if wait is not None:
-            raise RateLimited(wait)
-
-
-TOKEN_COOKIE = "tripwire_token"
-
-
-class RateLimited(Exception):
-    """Raised when a caller went over its request rate (429 with Retry-After)."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(wait)
-        self.wait = wait
-
-
-def state_of(request: Request) -> ApiState:
-    state: ApiState = request.app.state.tripwire
-    return state
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The API and web page, connected to the store and broker that ``settings`` name."""
-    from sensors.api import routes, web
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -207,6 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
     for error_type, handler in _HANDLERS.items():
         app.add_exception_handler(error_type, handler)
     app.include_router(routes.router)
+    app.include_router(runs.router)
+    app.include_router(signals.router)
     app.include_router(web.router)
     return app
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
-from sensors.kafka import new_consumer
+from sensors.stages.kafka import new_consumer
 from triggers.envelope import decode
 from triggers.errors import EventDecodeError
 from triggers.settings import Settings

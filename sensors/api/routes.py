@@ -1,24 +1,21 @@
-"""The API's routes (DESIGN.md §2): publish, runs, sensors, signals, health and metrics."""
+"""The API's routes for publishing, sensors, health and metrics (runs and signals have
+modules of their own). The routes are listed in docs/architecture.md."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from sensors import explain, views
-from sensors.api.app import ApiState, BrokerUnavailable, ErrorBody, state_of
 from sensors.api.auth import SIGNATURE_HEADER, Principal
 from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, parse_events
-from sensors.runs.models import RunRecord
-from sensors.runs.phases import WorkflowPhase
-from sensors.runs.signals import Signal, give_signal, list_signals
+from sensors.api.state import SCOPE, ApiState, BrokerUnavailable, error_responses, state_of
+from sensors.queries.sensors import SensorStatus, sensor_statuses
 from triggers.envelope import encode, validate_event_name
 from triggers.errors import PublishError, RunNotFoundError
 
@@ -26,40 +23,12 @@ __all__ = ["router"]
 
 router = APIRouter()
 
-_SCOPE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-Project = Annotated[str, Path(pattern=_SCOPE, description="Project name.")]
-Domain = Annotated[str, Path(pattern=_SCOPE, description="Domain name.")]
-RunName = Annotated[str, Path(max_length=253, description="Run name.")]
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in statuses}
-
 
 class Accepted(BaseModel):
     """Published: the broker acknowledged every event."""
 
     id: str = Field(description="The (first) event's id.")
     ids: list[str] = Field(description="Every event's id, in order.")
-
-
-class AbortRequest(BaseModel):
-    cause: str = Field("aborted through the API", max_length=2000, description="Why.")
-
-
-class AbortResult(BaseModel):
-    run: RunRecord
-    changed: bool = Field(description="False when the run had ended or was aborting already.")
-
-
-class RecoverRequest(BaseModel):
-    project: str = Field(pattern=_SCOPE)
-    domain: str = Field(pattern=_SCOPE)
-    name: str = Field(max_length=253)
-
-
-class SignalRequest(BaseModel):
-    value: bool | int | float | str = Field(description="Of the type the run waits for.")
 
 
 # health
@@ -105,7 +74,7 @@ async def readyz(request: Request) -> JSONResponse:
     tags=["health"],
     summary="Prometheus metrics (text exposition).",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}}, **_errors(403, 503)},
+    responses={200: {"content": {"text/plain": {}}}, **error_responses(403, 503)},
 )
 async def metrics(request: Request) -> Response:
     state = state_of(request)
@@ -143,7 +112,7 @@ _PUBLISH_BODY = {
     tags=["events"],
     summary="Publish an event (or a CloudEvent, or a batch of them).",
     status_code=202,
-    responses=_errors(400, 403, 413, 415, 422, 503),
+    responses=error_responses(400, 403, 413, 415, 422, 503),
     openapi_extra={"requestBody": _PUBLISH_BODY},
 )
 async def publish_event(
@@ -253,137 +222,6 @@ def _via(request: Request, principal: Principal) -> str:
     return "json"
 
 
-# runs
-
-
-@router.get(
-    "/api/v1/runs",
-    tags=["runs"],
-    summary="Runs, newest first.",
-    responses=_errors(403, 422, 503),
-)
-async def list_runs(
-    request: Request,
-    project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-    domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-    flow: Annotated[str | None, Query(max_length=200)] = None,
-    phase: Annotated[WorkflowPhase | None, Query()] = None,
-    since: Annotated[
-        str | None,
-        Query(max_length=64, description="Created at or after: ISO 8601, or a duration ago (2h)."),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[RunRecord]:
-    state = state_of(request)
-    principal = state.authorize(request, "read")
-    projects: list[str | None] = [project] if project else [*principal.projects] or [None]
-    for each in projects:
-        if each is not None:
-            principal.require_project(each)
-    try:
-        after = views.parse_since(since, datetime.now(UTC)) if since else None
-    except ValueError as exc:
-        raise BadRequest(422, "invalid_request", f"since: {exc}") from None
-    found: list[RunRecord] = []
-    for each in projects:
-        found += await state.store.list_runs(
-            project=each, domain=domain, flow=flow, phase=phase, since=after, limit=limit
-        )
-    found.sort(key=lambda r: r.created_at, reverse=True)
-    return found[:limit]
-
-
-@router.get(
-    "/api/v1/runs/{project}/{domain}/{name}",
-    tags=["runs"],
-    summary="One run, with its attempts and phase history.",
-    responses=_errors(403, 404, 422, 503),
-)
-async def get_run(
-    request: Request, project: Project, domain: Domain, name: RunName
-) -> views.RunDetail:
-    state = state_of(request)
-    state.authorize(request, "read").require_project(project)
-    return await views.run_detail(state.store, name, project=project, domain=domain)
-
-
-@router.delete(
-    "/api/v1/runs/{project}/{domain}/{name}",
-    tags=["runs"],
-    summary="Abort a run: a queued one at once, a running one through ABORTING.",
-    responses=_errors(403, 404, 422, 503),
-)
-async def abort_run(
-    request: Request,
-    project: Project,
-    domain: Domain,
-    name: RunName,
-    body: Annotated[AbortRequest | None, Body()] = None,
-) -> AbortResult:
-    state = state_of(request)
-    state.authorize(request, "admin").require_project(project)
-    cause = (body or AbortRequest()).cause
-    run, changed = await state.store.request_abort(project, domain, name, cause)
-    return AbortResult(run=run, changed=changed)
-
-
-@router.post(
-    "/api/v1/runs/recover",
-    tags=["runs"],
-    summary="Run a finished run again as NAME-rN, with the same inputs and flow revision.",
-    status_code=201,
-    responses=_errors(403, 404, 409, 422, 503),
-)
-async def recover_run(request: Request, body: RecoverRequest) -> RunRecord:
-    state = state_of(request)
-    state.authorize(request, "admin").require_project(body.project)
-    service = await state.runs()
-    return await service.recover(body.name, project=body.project, domain=body.domain)
-
-
-# signals
-
-
-@router.get(
-    "/api/v1/runs/{project}/{domain}/{name}/events",
-    tags=["signals"],
-    summary="The events a run waits (or waited) for.",
-    responses=_errors(403, 404, 422, 503),
-)
-async def list_run_events(
-    request: Request, project: Project, domain: Domain, name: RunName
-) -> list[Signal]:
-    state = state_of(request)
-    state.authorize(request, "read").require_project(project)
-    await state.store.get_run(name, project=project, domain=domain)
-    return await list_signals(state.store, project=project, domain=domain, run_name=name)
-
-
-@router.post(
-    "/api/v1/runs/{project}/{domain}/{name}/events/{event}/signal",
-    tags=["signals"],
-    summary="Signal a run that waits for an event; the value must be of the type it waits for.",
-    responses=_errors(403, 404, 409, 422, 503),
-)
-async def signal_run_event(
-    request: Request,
-    project: Project,
-    domain: Domain,
-    name: RunName,
-    event: Annotated[str, Path(max_length=200)],
-    body: SignalRequest,
-) -> Signal:
-    state = state_of(request)
-    state.authorize(request, "publish").require_project(project)
-    await state.store.get_run(name, project=project, domain=domain)  # 404 names the run
-    try:
-        return await give_signal(
-            state.store, project=project, domain=domain, run_name=name, name=event, value=body.value
-        )
-    except TypeError as exc:
-        raise BadRequest(422, "invalid_signal", str(exc)) from None
-
-
 # sensors
 
 
@@ -391,36 +229,34 @@ async def signal_run_event(
     "/api/v1/sensors",
     tags=["sensors"],
     summary="Each sensor: what it waits for, holds and filtered out; its last run.",
-    responses=_errors(403, 422, 503),
+    responses=error_responses(403, 422, 503),
 )
 async def list_sensors(
     request: Request,
-    project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-    domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-) -> list[explain.SensorStatus]:
+    project: Annotated[str | None, Query(pattern=SCOPE)] = None,
+    domain: Annotated[str | None, Query(pattern=SCOPE)] = None,
+) -> list[SensorStatus]:
     state = state_of(request)
     where = _scope(state, request, project, domain)
-    return await explain.sensor_statuses(state.store, **where)
+    return await sensor_statuses(state.store, **where)
 
 
 @router.get(
     "/api/v1/sensors/{sensor_id}",
     tags=["sensors"],
     summary="One sensor (`flow.trigger`).",
-    responses=_errors(403, 404, 422, 503),
+    responses=error_responses(403, 404, 422, 503),
 )
 async def get_sensor(
     request: Request,
     sensor_id: Annotated[str, Path(max_length=400)],
-    project: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-    domain: Annotated[str | None, Query(pattern=_SCOPE)] = None,
-) -> explain.SensorStatus:
+    project: Annotated[str | None, Query(pattern=SCOPE)] = None,
+    domain: Annotated[str | None, Query(pattern=SCOPE)] = None,
+) -> SensorStatus:
     state = state_of(request)
     where = _scope(state, request, project, domain)
     found = [
-        s
-        for s in await explain.sensor_statuses(state.store, **where)
-        if s.sensor.sensor_id == sensor_id
+        s for s in await sensor_statuses(state.store, **where) if s.sensor.sensor_id == sensor_id
     ]
     if not found:
         raise RunNotFoundError(f"no sensor {sensor_id!r}; list them at /api/v1/sensors")

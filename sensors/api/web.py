@@ -16,9 +16,10 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from sensors import explain, views
-from sensors.api.app import TOKEN_COOKIE, ApiState, state_of
 from sensors.api.auth import AuthError
+from sensors.api.state import TOKEN_COOKIE, ApiState, state_of
+from sensors.queries.runs import RunDetail, run_detail
+from sensors.queries.sensors import progress_lines, sensor_statuses
 from sensors.runs.signals import give_signal, list_signals, parse_value, waiting_for
 from triggers.errors import TripwireError
 
@@ -77,7 +78,7 @@ async def index(request: Request) -> Response:
     if isinstance(state, RedirectResponse):
         return state
     s = state.settings
-    sensors = await explain.sensor_statuses(state.store, project=s.project, domain=s.domain)
+    sensors = await sensor_statuses(state.store, project=s.project, domain=s.domain)
     runs = await state.store.list_runs(project=s.project, domain=s.domain, limit=50)
     return templates.TemplateResponse(
         request,
@@ -86,9 +87,7 @@ async def index(request: Request) -> Response:
             "project": s.project,
             "domain": s.domain,
             "sensors": sensors,
-            "progress": {
-                s.sensor.sensor_id: explain.progress_lines(s.sensor, s.progress) for s in sensors
-            },
+            "progress": {s.sensor.sensor_id: progress_lines(s.sensor, s.progress) for s in sensors},
             "events": state.recent.latest(50),
             "runs": runs,
         },
@@ -101,7 +100,7 @@ async def run_page(request: Request, project: str, domain: str, name: str) -> Re
     if isinstance(state, RedirectResponse):
         return state
     try:
-        detail = await views.run_detail(state.store, name, project=project, domain=domain)
+        detail = await run_detail(state.store, name, project=project, domain=domain)
     except TripwireError as exc:
         return templates.TemplateResponse(
             request, "missing.html", {"message": str(exc)}, status_code=404
@@ -150,7 +149,7 @@ def _same_origin(request: Request) -> None:
         raise AuthError(403, "forbidden", "this form posts only from the tripwire page itself")
 
 
-def _timeline(detail: views.RunDetail) -> list[dict[str, Any]]:
+def _timeline(detail: RunDetail) -> list[dict[str, Any]]:
     """The run's phase changes with the time since the first, for the timeline bar."""
     if not detail.history:
         return []
@@ -169,7 +168,7 @@ def _timeline(detail: views.RunDetail) -> list[dict[str, Any]]:
     ]
 
 
-def _segments(detail: views.RunDetail) -> list[dict[str, Any]]:
+def _segments(detail: RunDetail) -> list[dict[str, Any]]:
     """The run's own phases as bar segments: where each starts and how wide, in percent."""
     changes = [c for c in detail.history if c.attempt is None]
     if not changes:

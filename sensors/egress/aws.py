@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from sensors.egress import Outgoing
+from sensors.egress.base import Outgoing
 from triggers.cloud_events import CloudEventsConfig
 from triggers.errors import ConfigurationError
 

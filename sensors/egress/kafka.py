@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 
-from sensors.egress import Outgoing
+from sensors.egress.base import Outgoing
 from triggers.cloud_events import CloudEventsConfig
 from triggers.settings import Settings
 

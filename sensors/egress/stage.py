@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sensors.egress import Sink, kind_of, outgoing
-from sensors.kafka import Batch
+from sensors.egress.base import Sink, kind_of, outgoing
+from sensors.stages.kafka import Batch
 from triggers.cloud_events import CloudEventsConfig
 
 __all__ = ["EgressStage"]

@@ -15,13 +15,13 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from sensors.launchers import template_values
+from sensors.core.sensor import slug
+from sensors.launchers.attempts import system_error
+from sensors.launchers.base import template_values
+from sensors.launchers.cluster import ClusterLauncher, Observation
 from sensors.launchers.kubernetes import RUN_LABEL
-from sensors.launchers.outcomes import system_error
-from sensors.launchers.remote import Observation, RemoteLauncher
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
-from sensors.sensor import slug
 from triggers.targets import ArgoTarget, TargetSpec, render
 
 __all__ = ["ArgoLauncher"]
@@ -29,7 +29,7 @@ __all__ = ["ArgoLauncher"]
 _GROUP, _VERSION, _PLURAL = "argoproj.io", "v1alpha1", "workflows"
 
 
-class ArgoLauncher(RemoteLauncher):
+class ArgoLauncher(ClusterLauncher):
     """Submits a Workflow per attempt and follows its phase."""
 
     family = "argo"

@@ -31,8 +31,7 @@ from typing import Any
 
 import httpx
 
-from sensors.launchers import template_values
-from sensors.launchers.outcomes import (
+from sensors.launchers.attempts import (
     begin_attempt,
     end_attempt,
     finish_run,
@@ -44,6 +43,7 @@ from sensors.launchers.outcomes import (
     take_over,
     worker_name,
 )
+from sensors.launchers.base import template_values
 from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord

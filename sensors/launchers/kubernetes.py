@@ -22,13 +22,13 @@ import json
 from typing import Any
 from urllib.parse import urlsplit
 
-from sensors.launchers import template_values
-from sensors.launchers.outcomes import system_error
+from sensors.core.sensor import slug
+from sensors.launchers.attempts import system_error
+from sensors.launchers.base import template_values
+from sensors.launchers.cluster import ClusterLauncher, Observation
 from sensors.launchers.process import run_context
-from sensors.launchers.remote import Observation, RemoteLauncher
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
-from sensors.sensor import slug
 from triggers.errors import ConfigurationError
 from triggers.run import EXIT_USER
 from triggers.targets import KubernetesTarget, TargetSpec, render
@@ -39,7 +39,7 @@ RUN_LABEL = "tripwire.io/run"
 _STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 
 
-class KubernetesLauncher(RemoteLauncher):
+class KubernetesLauncher(ClusterLauncher):
     """Runs each attempt as a Job and follows it to its end."""
 
     family = "k8s"

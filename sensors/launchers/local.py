@@ -25,8 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sensors.launchers import family_of
-from sensors.launchers.outcomes import (
+from sensors.launchers.attempts import (
     begin_attempt,
     end_attempt,
     finish_run,
@@ -37,6 +36,7 @@ from sensors.launchers.outcomes import (
     system_error,
     worker_name,
 )
+from sensors.launchers.base import family_of
 from sensors.launchers.process import (
     exit_reason,
     is_run_process,

@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from sensors.launchers import template_values
+from sensors.launchers.base import template_values
 from sensors.runs.models import RunRecord
 from triggers.settings import Settings
 from triggers.targets import CommandTarget, TargetSpec, render

@@ -3,7 +3,7 @@
 Companion of :mod:`sensors.runs.store`: an attempt (Flyte's TaskExecution) is
 one try at a run; every phase change of a run or attempt is a history row,
 written in the transaction that makes the change, and published from there by
-:mod:`sensors.runs.lifecycle`.
+:mod:`sensors.stages.lifecycle_relay`.
 """
 
 from __future__ import annotations

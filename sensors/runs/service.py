@@ -17,13 +17,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from sensors.records import key_partition
+from sensors.core.sensor import run_policy, slug, target_fields
+from sensors.core.wire import key_partition
 from sensors.runs.deploy import flow_revision
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase, is_terminal
 from sensors.runs.store import RunStore
-from sensors.sensor import run_policy, slug, target_fields
 from triggers.errors import ConfigurationError, RunNotFoundError
 from triggers.params import ParameterSchema
 from triggers.settings import Settings

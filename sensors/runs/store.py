@@ -234,7 +234,7 @@ class RunStore:
         """Move a run to ``phase`` (compare-and-set) and return it as updated.
 
         Every move is kept in the run's history, in the same transaction: that history
-        is also the outbox of lifecycle events (:mod:`sensors.runs.lifecycle`).
+        is also the outbox of lifecycle events (:mod:`sensors.stages.lifecycle_relay`).
 
         ``expected`` makes the move conditional on the current phase: a claim, by the
         worker named in ``claimed_by``.

@@ -17,12 +17,12 @@ from typing import Any
 
 import msgspec
 
-from sensors.filters import failed_filters
+from sensors.core.filters import failed_filters
 from sensors.sources.base import Message
 from triggers.envelope import Envelope, make_envelope, validate_event_name
 from triggers.errors import PublishError
+from triggers.jsonpath import values_at
 from triggers.sources import EventSource, Expression, parse_expression
-from triggers.spec import values_at
 
 __all__ = ["Converter", "Filtered", "Invalid"]
 

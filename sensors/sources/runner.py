@@ -29,12 +29,12 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from sensors.deadletter import source_letter
 from sensors.faults import crash_point
 from sensors.runs.store import RunStore
 from sensors.sources.base import Message, Upstream
 from sensors.sources.convert import Converter, Filtered, Invalid
 from sensors.sources.store import SourceStatus, release_lease, take_lease
+from sensors.stages.deadletter import source_letter
 from triggers.envelope import encode
 from triggers.errors import ConfigurationError, StoreError
 from triggers.settings import Settings

@@ -16,7 +16,7 @@ import logging
 
 from aiokafka import AIOKafkaProducer
 
-from sensors.launchers.outcomes import worker_name
+from sensors.launchers.attempts import worker_name
 from sensors.runs.store import RunStore
 from sensors.sources.runner import SourceRunner
 from sensors.sources.store import deployed_sources, report_status, sources_mark

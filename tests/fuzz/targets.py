@@ -29,13 +29,14 @@ from typing import Any
 import atheris
 
 with atheris.instrument_imports(include=["triggers", "sensors"]):
-    from sensors.filters import correlation_key, rejection
-    from sensors.mapping import extract_parameters
+    from sensors.core.filters import correlation_key, rejection
+    from sensors.core.mapping import extract_parameters
     from triggers.conditions import parse_condition
     from triggers.envelope import Envelope, decode
     from triggers.errors import DeclarationError, EventDecodeError
     from triggers.filters import parse_filter
-    from triggers.spec import EventDependency, compile_jsonpath
+    from triggers.jsonpath import compile_jsonpath
+    from triggers.spec import EventDependency
 
 _HEADERS = [
     "ce_type",

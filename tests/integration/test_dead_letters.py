@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from sensors.deadletter import read_dead_letters
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
+from sensors.stages.deadletter import read_dead_letters
 from tests.integration.conftest import FLOWS, eventually, finished_run, tripwire_cli
 from triggers import publish
 from triggers.settings import Settings

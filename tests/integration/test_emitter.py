@@ -11,10 +11,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaTimeoutError
 
-from sensors.decisions import Decisions
-from sensors.kafka import ensure_topics, new_consumer, new_producer
+from sensors.core.types import Decisions
 from sensors.runs.store import RunStore
-from sensors.sensing import Emitter
+from sensors.stages.emitter import Emitter
+from sensors.stages.kafka import ensure_topics, new_consumer, new_producer
 from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -18,8 +18,8 @@ import pytest
 from kubernetes.aio import client
 
 from sensors.launchers.argo import ArgoLauncher
+from sensors.launchers.cluster import ClusterLauncher
 from sensors.launchers.kubernetes import RUN_LABEL, KubernetesLauncher
-from sensors.launchers.remote import RemoteLauncher
 from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -89,7 +89,7 @@ async def ended(store: RunStore, run: RunRecord) -> RunRecord:
     return result
 
 
-async def running(launcher: RemoteLauncher, run: RunRecord) -> None:
+async def running(launcher: ClusterLauncher, run: RunRecord) -> None:
     await launcher.launch(run)
 
 

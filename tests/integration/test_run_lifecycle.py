@@ -13,14 +13,14 @@ import pytest
 from aiokafka import TopicPartition
 
 from sensors.engine import Engine
-from sensors.kafka import new_consumer
 from sensors.registry import discover_flows
 from sensors.runs import history as runs_history
-from sensors.runs.lifecycle import TASK_EVENT, WORKFLOW_EVENT
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import TERMINAL_PHASES as TERMINAL
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from sensors.stages.kafka import new_consumer
+from sensors.stages.lifecycle_relay import TASK_EVENT, WORKFLOW_EVENT
 from tests.fixtures.servers import pid_alive
 from tests.integration.conftest import FLOWS, eventually, finished_run, tripwire_cli
 from tests.integration.test_run_store import new_run

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from sensors.kafka import ensure_topics, new_consumer, new_producer
 from sensors.runs.deploy import deploy
 from sensors.runs.models import NewRun
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
+from sensors.stages.kafka import ensure_topics, new_consumer, new_producer
 from triggers import trigger
 from triggers.decorators import flow_spec
 from triggers.errors import ConfigurationError, RunNotFoundError, TriggerError

@@ -20,14 +20,14 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from sensors.kafka import ensure_topics, new_producer
+from sensors.core.sensor import Sensor
 from sensors.runs.deploy import deploy, deployed_sensors
 from sensors.runs.objects import ObjectStore
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.runs.tables import schedule_state
-from sensors.scheduling import Scheduler
-from sensors.sensor import Sensor
+from sensors.stages.kafka import ensure_topics, new_producer
+from sensors.stages.scheduler import Scheduler
 from tests.integration.conftest import eventually, tripwire_cli
 from triggers import schedule
 from triggers.decorators import flow_spec

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from sensors.core.schedule import wall_window
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from sensors.schedule import wall_window
 from tests.fixtures.processes import ready, worker
 from tests.integration.conftest import eventually, tripwire_cli
 from triggers import publish

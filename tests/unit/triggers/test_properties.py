@@ -9,7 +9,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 
-from sensors.sensor import build_sensors
+from sensors.core.sensor import build_sensors
 from tests.strategies import declarations, records
 from triggers import trigger
 from triggers.decorators import flow_spec

@@ -133,7 +133,7 @@ def test_a_trigger_can_run_its_runs_elsewhere_than_its_flow() -> None:
 def test_a_run_request_goes_to_its_triggers_target_else_its_flows() -> None:
     from datetime import UTC, datetime
 
-    from sensors.sensor import build_sensors
+    from sensors.core.sensor import build_sensors
 
     @target("command://", argv=["report", "{day}"])
     @trigger(event="nightly")

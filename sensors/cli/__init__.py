@@ -1,0 +1,35 @@
+"""The ``tripwire`` command line.
+
+:mod:`sensors.cli.base` holds what every command shares; each other module is one group
+of commands, and imports only ``base`` (and the read models and rendering it needs).
+This module puts the groups together into one app, so no module registers commands on
+another by being imported.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from sensors.cli import engine, events, runs, sensors, sources
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="tripwire",
+    help="Event-driven workflow triggers: publish events, correlate them, launch runs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for command in (engine.dev, engine.worker, engine.broker, events.publish, runs.deploy):
+    app.command()(command)
+app.add_typer(engine.api_app, name="api")
+app.add_typer(runs.runs_app, name="runs")
+app.add_typer(sensors.sensors_app, name="sensors")
+app.add_typer(runs.projects_app, name="projects")
+app.add_typer(events.events_app, name="events")
+app.add_typer(sources.sources_app, name="sources")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,44 @@
+"""``tripwire sensors list|status``: the deployed sensors, and what each waits for and holds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from sensors.cli import render
+from sensors.cli.base import JsonOption, cli_settings, out, run_sync, with_store
+from sensors.queries.sensors import SensorStatus, sensor_statuses
+
+__all__ = ["sensors_app"]
+
+sensors_app = typer.Typer(help="Inspect deployed sensors.", no_args_is_help=True)
+
+
+@sensors_app.command("list")
+def sensors_list(as_json: JsonOption = False) -> None:
+    """List deployed sensors and the events they wait for."""
+    settings = cli_settings()
+    sensors = run_sync(
+        with_store(
+            lambda store: store.list_sensors(project=settings.project, domain=settings.domain)
+        )
+    )
+    render.print_sensors(out, sensors, as_json=as_json)
+
+
+@sensors_app.command("status")
+def sensors_status(
+    sensor: Annotated[str | None, typer.Argument(help="One sensor id (flow.trigger).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show each sensor's last run and its recent trigger failures, with reasons."""
+    settings = cli_settings()
+
+    async def gather(store: Any) -> list[SensorStatus]:
+        return await sensor_statuses(
+            store, project=settings.project, domain=settings.domain, only=sensor
+        )
+
+    statuses = run_sync(with_store(gather))
+    render.print_statuses(out, statuses, as_json=as_json)

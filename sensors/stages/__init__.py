@@ -1,0 +1,1 @@
+"""The engine's Kafka stages: each reads a topic in batches and writes topics and the store."""

@@ -1,0 +1,125 @@
+"""The sensor stage: events in; run requests, offers and counts out.
+
+Reads ``tripwire.events``, and ``tripwire.run-events`` for ``trigger_on_finish``,
+in batches and lets the :class:`~sensors.core.router.Router` decide the whole
+batch. Single-event sensors fire here and their run requests go to
+``tripwire.run-requests`` (keyed by run name, so every request for one run
+lands on one launcher). Events for multi-event sensors go on, packed per
+partition, to the offers topic, partitioned by sensor and correlation key, so
+that each key's state lives on exactly one worker (:mod:`sensors.stages.correlation_stage`).
+Offsets are committed only after all of that, by
+:func:`sensors.stages.kafka.consume_batches`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import msgspec
+
+from sensors.core.router import Router
+from sensors.core.types import Arrival
+from sensors.core.wire import encode_keyed
+from sensors.runs.models import FilterCount
+from sensors.stages.deadletter import DeadRecord, dead_letter
+from sensors.stages.emitter import Emitter
+from sensors.stages.kafka import Batch
+from sensors.stages.reporter import StatusReporter, count_filtered
+from triggers.envelope import decode
+from triggers.errors import EventDecodeError
+from triggers.spec import RUN_EVENT_TYPE, finished_event
+
+__all__ = ["SensorStage", "SensorStats"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SensorStats:
+    """Counters since start, for logs, metrics, `sensors status` and benchmarks."""
+
+    events: int = 0
+    undecodable: int = 0
+    fires: int = 0
+    failures: int = 0
+    offers: int = 0
+    ignored_before_deploy: int = 0
+    filtered: dict[tuple[str, str], FilterCount] = field(default_factory=dict)
+
+
+class SensorStage:
+    """Routes batches of events with a :class:`Router` and emits the results."""
+
+    def __init__(
+        self,
+        router: Router,
+        emitter: Emitter,
+        offer_partitions: int,
+        reporter: StatusReporter | None = None,
+    ) -> None:
+        self.router = router
+        self._emitter = emitter
+        self._partitions = offer_partitions
+        self._max_bytes = emitter.settings.max_payload_bytes
+        self._reporter = reporter
+        self.stats = SensorStats()
+
+    async def tick(self) -> None:
+        if self._reporter is not None:
+            await self._reporter.flush()
+
+    async def handle(self, batch: Batch) -> asyncio.Future[bool]:
+        """Route a batch and hand its output to the producer; return the future of its
+        landing, so that the next batch is routed while this one's output is in flight."""
+        arrivals: list[Arrival] = []
+        dead: list[DeadRecord] = []
+        stamp, arrived_at = None, datetime.min
+        for tp, records in batch.items():
+            for record in records:
+                try:
+                    if record.value is not None and len(record.value) > self._max_bytes:
+                        raise EventDecodeError(
+                            f"payload is {len(record.value)} bytes, over the limit of "
+                            f"{self._max_bytes} (TRIPWIRE_MAX_PAYLOAD_BYTES); publish a "
+                            "reference to the data instead, or raise the limit on every worker"
+                        )
+                    envelope = decode(record.value, record.headers)
+                except EventDecodeError as exc:
+                    # Not ours to fix and never going to decode: set it aside with the
+                    # reason, so one bad producer cannot stop every sensor behind it.
+                    self.stats.undecodable += 1
+                    log.warning(
+                        "dead-lettered record %s[%d]@%d: %s",
+                        tp.topic,
+                        tp.partition,
+                        record.offset,
+                        exc,
+                    )
+                    dead.append(dead_letter(record, tp.topic, str(exc), self._max_bytes))
+                    continue
+                if envelope.name == RUN_EVENT_TYPE:
+                    # A run lifecycle event reaches only the sensors of its flow's finish.
+                    flow = envelope.payload.get("flow")
+                    envelope = msgspec.structs.replace(envelope, name=finished_event(str(flow)))
+                if record.timestamp != stamp:  # a produced batch shares one, mostly
+                    stamp = record.timestamp
+                    arrived_at = datetime.fromtimestamp(stamp / 1000, UTC)
+                arrivals.append(Arrival(envelope, arrived_at))
+        routed = self.router.route(arrivals)
+        offers = encode_keyed(routed.offers, self._partitions, self._max_bytes)
+        landed = await self._emitter.submit(routed, offers=offers, dead=dead)
+        stats = self.stats
+        stats.events += len(arrivals)
+        stats.fires += len(routed.fires)
+        stats.failures += len(routed.failures)
+        stats.offers += len(routed.offers)
+        stats.ignored_before_deploy += routed.ignored_before_deploy
+        if routed.rejections:
+            now = datetime.now(UTC)
+            count_filtered(stats.filtered, routed.rejections, now)
+            if self._reporter is not None:
+                self._reporter.filtered(routed.rejections, now)
+        return landed
