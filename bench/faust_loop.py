@@ -21,7 +21,8 @@ app = faust.App(
     broker=f"kafka://{bootstrap}",
     store="memory://",
     datadir=tempfile.mkdtemp(prefix="tripwire-bench-faust-"),
-    # The embedded broker holds a join for half the session timeout (DESIGN.md §5).
+    # The embedded broker holds a join for half the session timeout
+    # (docs/architecture.md, "Measured facts").
     broker_session_timeout=6,
     broker_heartbeat_interval=2,
     consumer_auto_offset_reset="earliest",

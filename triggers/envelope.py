@@ -6,7 +6,7 @@ payload as the value, and the event name as both the ``type`` and the key.
 
 Decoding sits on the engine's hot path. The SDK's ``from_binary`` costs about
 24 µs per record here (it builds and validates a full event object), which is
-three times the whole per-event budget in DESIGN.md §5, so :func:`decode`
+three times the whole per-event budget (docs/architecture.md, "Measured facts"), so :func:`decode`
 reads the few headers we need directly, and parses the payload with msgspec
 (0.5 µs for a small event, against 2.5 µs for ``json.loads``; big integers stay
 exact). Tests check it against the SDK.

@@ -9,7 +9,7 @@ An all-of sensor fires when its condition holds over events that all fall
 inside one window of ``within`` (event time; arrival time when an event has
 none), and consumes what it used; the other kinds are in :mod:`sensors.core.trigger_kinds`.
 
-Semantics (DESIGN.md §3): latest wins per dependency; an event id counts once
+Semantics (docs/architecture.md, "Semantics"): latest wins per dependency; an event id counts once
 per sensor for as long as the window; events of different correlation keys
 never combine; held events and remembered ids older than ``now - within`` are
 dropped, so state is bounded by dependencies x live keys.

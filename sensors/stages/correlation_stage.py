@@ -17,9 +17,9 @@ changelog entries land after this batch's, even when one has to be sent again
 
 The changelog is written coarsely, one record per partition per batch
 (:mod:`sensors.core.wire`), because per-event table updates cap a process at a
-few thousand events per second (DESIGN.md §5). Its records are deltas under a
-few keys, which compaction would destroy, so the topic is created with
-``cleanup.policy=delete`` and no retention limit.
+few thousand events per second (docs/architecture.md, "Measured facts"). Its
+records are deltas under a few keys, which compaction would destroy, so the topic
+is created with ``cleanup.policy=delete`` and no retention limit.
 """
 
 from __future__ import annotations

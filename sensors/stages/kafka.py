@@ -1,6 +1,7 @@
 """Kafka plumbing for the engine: tuned clients, topic creation, and the batch loop.
 
-Why plain aiokafka and not faust agents (DESIGN.md §5, measured on this stack):
+Why plain aiokafka and not faust agents (measured on this stack; docs/architecture.md,
+"Why aiokafka batches, not faust agents"):
 faust's per-event stream machinery caps a process at about 10-12k events/s
 (3.1-3.5k/s with one table update per event), its worker hard-codes
 ``fetch_max_wait_ms=1500`` (about 750 ms per hop on Tansu), its exactly-once
