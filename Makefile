@@ -1,30 +1,47 @@
-# The two commands of the README. Everything else is `tripwire --help`.
+# The two commands of the README, and the tools around them. Everything else is `tripwire --help`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# faust pins croniter below 6, so the benchmark's faust baseline gets a virtualenv of its own.
+FAUST_VENV := .venv-faust
 
 .PHONY: demo test lint bench clean
 
-$(BIN)/tripwire: pyproject.toml
+# What the demo needs: tripwire itself (`pip install -e .`).
+$(VENV)/.runtime: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+# What the tests, the linters and the benchmarks need on top: the dev extra.
+$(VENV)/.dev: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.runtime
+
+$(FAUST_VENV)/bin/python: pyproject.toml
+	$(PYTHON) -m venv $(FAUST_VENV)
+	$(FAUST_VENV)/bin/pip install --quiet --upgrade pip
+	$(FAUST_VENV)/bin/pip install --quiet -e '.[faust]'
 	touch $@
 
-demo: $(BIN)/tripwire  ## start tripwire dev examples/, publish data_updated, show the run
+demo: $(VENV)/.runtime  ## start tripwire dev examples/, publish data_updated, show the run
 	$(BIN)/python examples/demo.py
 
-test: $(BIN)/tripwire  ## the whole test suite (what CI runs)
+test: $(VENV)/.dev  ## the whole test suite (what CI runs, after `make lint`)
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
-lint: $(BIN)/tripwire
+lint: $(VENV)/.dev  ## ruff, mypy, and the layer contracts (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
-bench: $(BIN)/tripwire
+bench: $(VENV)/.dev $(FAUST_VENV)/bin/python
 	$(BIN)/python bench/e2e.py
-	$(BIN)/python bench/sensors.py
+	$(BIN)/python bench/sensors.py --faust-python $(FAUST_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) .tripwire .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FAUST_VENV) .tripwire .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -13,7 +13,13 @@ import tempfile
 import time
 import uuid
 
-import faust
+try:
+    import faust
+except ImportError:
+    sys.exit(
+        "faust is not installed here: pip install 'tripwire[faust]' "
+        "(`make bench` makes .venv-faust)"
+    )
 
 bootstrap, topic_name, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 app = faust.App(

@@ -119,9 +119,11 @@ async def raw_consume(bootstrap: str, topic: str, count: int) -> float:
         await consumer.stop()
 
 
-def faust_loop(bootstrap: str, topic: str, count: int) -> float | None:
+def faust_loop(python: str, bootstrap: str, topic: str, count: int) -> float | None:
+    """The plain faust agent's rate, run by ``python``: an interpreter with faust installed
+    (`make bench` makes one; faust is not among tripwire's dependencies)."""
     done = subprocess.run(
-        [sys.executable, str(HERE / "faust_loop.py"), bootstrap, topic, str(count)],
+        [python, str(HERE / "faust_loop.py"), bootstrap, topic, str(count)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -251,7 +253,7 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
         fausts: list[float] = []
         for round_ in range(1, args.rounds + 1):
             raws.append(await raw_consume(bootstrap, setups[0][2].topic_events, args.events))
-            faust = faust_loop(bootstrap, setups[0][2].topic_events, args.events)
+            faust = faust_loop(args.faust_python, bootstrap, setups[0][2].topic_events, args.events)
             if faust is not None:
                 fausts.append(faust)
             line = [f"round {round_}: raw {raws[-1]:,.0f}/s, faust {faust or 0:,.0f}/s"]
@@ -296,5 +298,11 @@ if __name__ == "__main__":
         "--wildcards", type=float, default=0.1, help="share of wildcard sensors (0: none)"
     )
     parser.add_argument("--profile", action="store_true", help="profile one run at the end")
+    parser.add_argument(
+        "--faust-python",
+        default=sys.executable,
+        help="an interpreter with faust installed, for the faust baseline "
+        "(pip install 'tripwire[faust]'; `make bench` makes .venv-faust)",
+    )
     parser.add_argument("--bootstrap")
     asyncio.run(main(parser.parse_args()))
