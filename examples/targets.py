@@ -53,7 +53,7 @@ def nightly_etl(day: str = "") -> None: ...
 
 
 if __name__ == "__main__":
-    from triggers.decorators import flow_spec
+    from triggers.declarations import flow_spec
 
     for flow in (command_report, ci_rebuild, train_model, nightly_etl):
         spec = flow_spec(flow)

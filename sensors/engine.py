@@ -13,11 +13,11 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from sensors.core.correlator import Correlator
 from sensors.core.router import Router
@@ -53,6 +53,16 @@ __all__ = ["Engine"]
 _CHANGELOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 log = logging.getLogger(__name__)
+
+
+class _Stage(NamedTuple):
+    """A stage that consumes topics, in a consumer group of its name."""
+
+    name: str
+    topics: tuple[str, ...]
+    handle: Handler
+    listener: ConsumerRebalanceListener | None = None
+    tick: Callable[[], Awaitable[None]] | None = None
 
 
 class Engine:
@@ -92,122 +102,20 @@ class Engine:
 
     async def start(self) -> None:
         """Connect to the store and the broker, deploy the sensors and start consuming."""
-        s = self.settings
         try:
-            self.store = await RunStore.open(s.store_url)
+            self.store = await RunStore.open(self.settings.store_url)
             await self._adopt()
-            if self.flows:
-                await deploy(
-                    self.store, self.flows, project=s.project, domain=s.domain, prune=self._prune
-                )
-            if self.sources or self._prune:
-                await deploy_sources(
-                    self.store, self.sources, project=s.project, domain=s.domain, prune=self._prune
-                )
-            deployed = await deployed_sensors(self.store, project=s.project, domain=s.domain)
-            await ensure_topics(
-                s,
-                [
-                    s.topic_events,
-                    s.topic_run_requests,
-                    s.topic_run_events,
-                    s.topic_sensor_offers,
-                    s.topic_sensor_state,
-                    s.topic_dead_letter,
-                ],
-                configs={s.topic_sensor_state: _CHANGELOG_CONFIG},
-            )
-            self._producer = new_producer(s)
-            await self._producer.start()
-            self.relay = LifecycleRelay(s, self.store, self._producer)
-            self._relay_task = asyncio.create_task(
-                self.relay.run(self._relay_stop), name="tripwire lifecycle events"
-            )
-            # Router and state must agree on the partitioning: use the topic's real count.
-            partitions = len(await self._producer.partitions_for(s.topic_sensor_offers))
-            emitter = Emitter(s, self.store, self._producer)
-            self.sensor_stage = SensorStage(
-                Router(deployed), emitter, partitions, StatusReporter(s, self.store)
-            )
-            self.correlation_stage = CorrelationStage(
-                s,
-                Correlator(d for d in deployed if d.stateful),
-                emitter,
-                partitions,
-                StatusReporter(s, self.store),
-            )
-            self.runs = RunService(s, self.store, ObjectStore(s.objects_root), self._producer)
-            self.launch_stage = LaunchStage(self.store, self.runs, self._launcher_for)
-            event_partitions = len(await self._producer.partitions_for(s.topic_events))
-            self.scheduler = Scheduler(
-                s,
-                self.store,
-                self.runs,
-                lambda sensor: self._owns(sensor, event_partitions),
-                deployed,
-            )
-            # Sensors, flows and the index live as long as the worker: take them out of
-            # the collector's reach, or every collection that the hot path's short-lived
-            # objects trigger rescans them (bench/sensors.py: about 20% at 100k sensors).
-            gc.collect()
-            gc.freeze()
-            recovery = StateRecovery(
-                s, self.correlation_stage, lambda: new_consumer(s, group_id=None)
-            )
-            self._tasks.append(
-                asyncio.create_task(self._follow_deployments(), name="tripwire deployments")
-            )
-            group = f"tripwire.{s.project}.{s.domain}"
-            stages: list[tuple[str, tuple[str, ...], Handler, Any, Any]] = [
-                (
-                    "sensors",
-                    (s.topic_events, s.topic_run_events),
-                    self.sensor_stage.handle,
-                    None,
-                    self.sensor_stage.tick,
-                ),
-                (
-                    "correlator",
-                    (s.topic_sensor_offers,),
-                    self.correlation_stage.handle,
-                    recovery,
-                    self.correlation_stage.tick,
-                ),
-                (
-                    "launcher",
-                    (s.topic_run_requests,),
-                    self.launch_stage.handle,
-                    None,
-                    self.launch_stage.tick,
-                ),
-            ]
-            if s.cloud_events.enable:
-                self.egress = EgressStage(s.cloud_events, sink_for(s.cloud_events, s))
-                stages.append(("egress", (s.topic_run_events,), self.egress.handle, None, None))
-            self._consumers = [
-                new_consumer(s, *topics, group_id=f"{group}.{name}", listener=listener)
-                for name, topics, _, listener, _ in stages
-            ]
-            # start() returns after the group join, which Tansu holds for half the session
-            # timeout: join all groups at once.
-            await asyncio.gather(*(c.start() for c in self._consumers))
-            for consumer, (name, _, handle, _, tick) in zip(self._consumers, stages, strict=True):
-                self._tasks.append(
-                    asyncio.create_task(
-                        consume_batches(consumer, handle, stop=self._stop, name=name, tick=tick),
-                        name=f"tripwire {name}",
-                    )
-                )
-            self._tasks.append(
-                asyncio.create_task(self.scheduler.run(self._stop), name="tripwire scheduler")
-            )
-            if s.sources:
-                self.source_supervisor = SourceSupervisor(s, self.store, self._producer)
-                self._tasks.append(
-                    asyncio.create_task(
-                        self.source_supervisor.run(self._stop), name="tripwire event sources"
-                    )
-                )
+            deployed = await self._deploy(self.store)
+            await self._make_topics()
+            producer = await self._start_producer()
+            self._start_relay(self.store, producer)
+            await self._make_sensor_stages(self.store, producer, deployed)
+            await self._make_launch_stages(self.store, producer, deployed)
+            _freeze_long_lived_objects()
+            self._spawn(self._follow_deployments(), "tripwire deployments")
+            await self._start_consumers()
+            self._start_scheduler()
+            self._start_sources(self.store, producer)
         except BaseException:
             await self.stop()
             raise
@@ -215,9 +123,133 @@ class Engine:
             "engine started: %d flows, %d sensors, broker %s, store %s",
             len(self.flows),
             len(deployed),
-            s.kafka_bootstrap,
+            self.settings.kafka_bootstrap,
             self.store.url,  # its password hidden
         )
+
+    async def _deploy(self, store: RunStore) -> list[Sensor]:
+        """Record the flows and sources given (``prune``: retire others); return the sensors."""
+        s = self.settings
+        if self.flows:
+            await deploy(store, self.flows, project=s.project, domain=s.domain, prune=self._prune)
+        if self.sources or self._prune:
+            await deploy_sources(
+                store, self.sources, project=s.project, domain=s.domain, prune=self._prune
+            )
+        return await deployed_sensors(store, project=s.project, domain=s.domain)
+
+    async def _make_topics(self) -> None:
+        s = self.settings
+        await ensure_topics(
+            s,
+            [
+                s.topic_events,
+                s.topic_run_requests,
+                s.topic_run_events,
+                s.topic_sensor_offers,
+                s.topic_sensor_state,
+                s.topic_dead_letter,
+            ],
+            configs={s.topic_sensor_state: _CHANGELOG_CONFIG},
+        )
+
+    async def _start_producer(self) -> AIOKafkaProducer:
+        # Kept before it starts, so that stop() closes it when starting fails.
+        self._producer = new_producer(self.settings)
+        await self._producer.start()
+        return self._producer
+
+    def _start_relay(self, store: RunStore, producer: AIOKafkaProducer) -> None:
+        """Publish the lifecycle events the store records, until stopped."""
+        self.relay = LifecycleRelay(self.settings, store, producer)
+        self._relay_task = asyncio.create_task(
+            self.relay.run(self._relay_stop), name="tripwire lifecycle events"
+        )
+
+    async def _make_sensor_stages(
+        self, store: RunStore, producer: AIOKafkaProducer, deployed: list[Sensor]
+    ) -> None:
+        """The stages that route events to sensors and correlate what they offer."""
+        s = self.settings
+        # Router and state must agree on the partitioning: use the topic's real count.
+        partitions = len(await producer.partitions_for(s.topic_sensor_offers))
+        emitter = Emitter(s, store, producer)
+        self.sensor_stage = SensorStage(
+            Router(deployed), emitter, partitions, StatusReporter(s, store)
+        )
+        self.correlation_stage = CorrelationStage(
+            s,
+            Correlator(d for d in deployed if d.stateful),
+            emitter,
+            partitions,
+            StatusReporter(s, store),
+        )
+
+    async def _make_launch_stages(
+        self, store: RunStore, producer: AIOKafkaProducer, deployed: list[Sensor]
+    ) -> None:
+        """The stage that launches requested runs, and the scheduler of timed triggers."""
+        s = self.settings
+        self.runs = RunService(s, store, ObjectStore(s.objects_root), producer)
+        self.launch_stage = LaunchStage(store, self.runs, self._launcher_for)
+        event_partitions = len(await producer.partitions_for(s.topic_events))
+        self.scheduler = Scheduler(
+            s, store, self.runs, lambda sensor: self._owns(sensor, event_partitions), deployed
+        )
+
+    async def _start_consumers(self) -> None:
+        """Join each consuming stage's group, then consume its topics until stopped."""
+        s = self.settings
+        stages = self._consuming_stages()
+        group = f"tripwire.{s.project}.{s.domain}"
+        self._consumers = [
+            new_consumer(s, *st.topics, group_id=f"{group}.{st.name}", listener=st.listener)
+            for st in stages
+        ]
+        # start() returns after the group join, which Tansu holds for half the session
+        # timeout: join all groups at once.
+        await asyncio.gather(*(c.start() for c in self._consumers))
+        for consumer, st in zip(self._consumers, stages, strict=True):
+            work = consume_batches(consumer, st.handle, stop=self._stop, name=st.name, tick=st.tick)
+            self._spawn(work, f"tripwire {st.name}")
+
+    def _consuming_stages(self) -> list[_Stage]:
+        """The sensor, correlator and launcher stages, and egress when it is enabled."""
+        s = self.settings
+        sensor, correlation, launch = self.sensor_stage, self.correlation_stage, self.launch_stage
+        assert sensor is not None and correlation is not None and launch is not None
+        recovery = StateRecovery(s, correlation, lambda: new_consumer(s, group_id=None))
+        stages = [
+            _Stage(
+                "sensors", (s.topic_events, s.topic_run_events), sensor.handle, tick=sensor.tick
+            ),
+            _Stage(
+                "correlator",
+                (s.topic_sensor_offers,),
+                correlation.handle,
+                listener=recovery,
+                tick=correlation.tick,
+            ),
+            _Stage("launcher", (s.topic_run_requests,), launch.handle, tick=launch.tick),
+        ]
+        if s.cloud_events.enable:
+            self.egress = EgressStage(s.cloud_events, sink_for(s.cloud_events, s))
+            stages.append(_Stage("egress", (s.topic_run_events,), self.egress.handle))
+        return stages
+
+    def _start_scheduler(self) -> None:
+        assert self.scheduler is not None
+        self._spawn(self.scheduler.run(self._stop), "tripwire scheduler")
+
+    def _start_sources(self, store: RunStore, producer: AIOKafkaProducer) -> None:
+        """Run the configured event sources, if any."""
+        if self.settings.sources:
+            self.source_supervisor = SourceSupervisor(self.settings, store, producer)
+            self._spawn(self.source_supervisor.run(self._stop), "tripwire event sources")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run ``work`` as one of the tasks that stop() ends and run_forever() watches."""
+        self._tasks.append(asyncio.create_task(work, name=name))
 
     async def _follow_deployments(self) -> None:
         """Serve new, changed and retired flows as `tripwire deploy` records them."""
@@ -245,8 +277,7 @@ class Engine:
         if self.scheduler is not None:
             self.scheduler.serve(deployed)
         reset = self.correlation_stage.correlator.update(d for d in deployed if d.stateful)
-        gc.collect()
-        gc.freeze()
+        _freeze_long_lived_objects()
         log.info(
             "now serving %d sensors (state of %d changed or retired ones dropped)",
             len(deployed),
@@ -366,3 +397,11 @@ class Engine:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _freeze_long_lived_objects() -> None:
+    """Take what lives as long as the worker (sensors, flows, the index) out of the
+    collector's reach, or every collection that the hot path's short-lived objects
+    trigger rescans it (bench/sensors.py: about 20% at 100k sensors)."""
+    gc.collect()
+    gc.freeze()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from triggers.decorators import flow_spec, is_flow
+from triggers.declarations import flow_spec, is_flow
 from triggers.errors import DeclarationError
 from triggers.loader import load_file
 from triggers.sources import EventSource, load_sources_file

@@ -9,7 +9,7 @@ which :class:`Event` gives from outside.
 """
 
 from triggers.current import TriggerEvent, current
-from triggers.decorators import resources, schedule, target, trigger, trigger_on_finish
+from triggers.decorators import schedule, trigger, trigger_on_finish
 from triggers.errors import (
     ConfigurationError,
     DeclarationError,
@@ -19,6 +19,7 @@ from triggers.errors import (
     TriggerError,
     TripwireError,
 )
+from triggers.placement import resources, target
 from triggers.publish import publish, safe_publish
 from triggers.settings import Settings
 from triggers.signals import Event, wait_for_event

@@ -8,32 +8,31 @@ events list|signal``. Every call is synchronous, and has an awaitable
 ``.aio(...)`` form.
 
 Signals are kept in the run store, so one given while no worker runs is not
-lost: the waiting run reads it from there.
+lost: the waiting run reads it from there. The SDK reaches the store through the
+HTTP API when ``TRIPWIRE_API_URL`` is set (with ``TRIPWIRE_API_TOKEN``), as a run in
+a pod does, and directly otherwise (:class:`~triggers.waits.SignalBackend`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from importlib.metadata import entry_points
+from typing import Any
 
+from triggers.api_signals import ApiSignals
 from triggers.current import current
 from triggers.errors import ConfigurationError, SignalError, SignalTimeoutError
-from triggers.settings import get_settings
+from triggers.settings import Settings, get_settings
 from triggers.spec import parse_duration
-
-if TYPE_CHECKING:
-    from sensors.runs.signals import Signal
-    from sensors.runs.store import RunStore
+from triggers.waits import SIGNAL_TYPES, Signal, SignalBackend, SignalPhase, check_value
 
 __all__ = ["Event", "wait_for_event"]
 
-_TYPES: dict[type, str] = {bool: "bool", int: "int", float: "float", str: "str"}
-_BY_NAME = {name: kind for kind, name in _TYPES.items()}
+_TYPES = {kind: name for name, kind in SIGNAL_TYPES.items()}
 
 
 def _sync(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -68,16 +67,24 @@ class _Dual:
         return _sync(self.aio(*args, **kwargs))
 
 
-@contextlib.asynccontextmanager
-async def _store() -> AsyncIterator[RunStore]:
-    from sensors.runs.store import RunStore
+def _backend(settings: Settings) -> SignalBackend:
+    """Where the waits are: the HTTP API when TRIPWIRE_API_URL is set, else the run store,
+    through the backend that tripwire's engine installs (entry point ``signals`` of
+    ``tripwire.backends``), so that the SDK imports no engine module."""
+    if settings.api_url:
+        return ApiSignals(settings)
+    found = entry_points(group="tripwire.backends", name="signals")
+    if not found:
+        raise ConfigurationError(
+            "signals need run state, and none is configured: set TRIPWIRE_API_URL (and "
+            "TRIPWIRE_API_TOKEN) to reach it through the tripwire API, or install tripwire's "
+            "engine (`pip install tripwire`) to reach the run store directly"
+        )
+    open_backend: Callable[[Settings], SignalBackend] = next(iter(found)).load()
+    return open_backend(settings)
 
-    async with await RunStore.open(get_settings().store_url, migrate=False) as store:
-        yield store
 
-
-def _scope(project: str | None, domain: str | None) -> dict[str, str]:
-    settings = get_settings()
+def _scope(settings: Settings, project: str | None, domain: str | None) -> dict[str, str]:
     return {"project": project or settings.project, "domain": domain or settings.domain}
 
 
@@ -111,7 +118,7 @@ class Event:
 
     @property
     def expected_type(self) -> type:
-        return _BY_NAME[self._record.expected_type]
+        return SIGNAL_TYPES[self._record.expected_type]
 
     @property
     def value(self) -> bool | int | float | str | None:
@@ -160,12 +167,10 @@ class Event:
         domain: str | None = None,
     ) -> Event | None:
         """The event ``name`` that run ``run_name`` waits (or waited) for; None if none."""
-        from sensors.runs.signals import get_signal
-
-        async with _store() as store:
-            record = await get_signal(
-                store,
-                **_scope(project, domain),
+        settings = get_settings()
+        async with _backend(settings) as backend:
+            record = await backend.get_signal(
+                **_scope(settings, project, domain),
                 run_name=run_name,
                 name=name,
                 action_name=action_name,
@@ -182,12 +187,10 @@ class Event:
         domain: str | None = None,
     ) -> Iterator[Event]:
         """The events run ``run_name`` waits or waited for, oldest first."""
-        from sensors.runs.signals import list_signals
-
-        async with _store() as store:
-            records = await list_signals(
-                store,
-                **_scope(project, domain),
+        settings = get_settings()
+        async with _backend(settings) as backend:
+            records = await backend.list_signals(
+                **_scope(settings, project, domain),
                 run_name=run_name,
                 action_name=action_name,
                 limit=limit,
@@ -202,13 +205,10 @@ class Event:
                 event's ``expected_type``.
             SignalError: the event was signalled already, or the run no longer waits.
         """
-        from sensors.runs.signals import check_value, give_signal
-
         what = f"event {self.name!r} of run {self.run_name!r}"
         check_value(self._record.expected_type, payload, what=what)  # before any I/O
-        async with _store() as store:
-            record = await give_signal(
-                store,
+        async with _backend(get_settings()) as backend:
+            record = await backend.give_signal(
                 project=self.project,
                 domain=self.domain,
                 run_name=self.run_name,
@@ -257,15 +257,13 @@ async def _wait_for_event(
             f"wait_for_event({name!r}) works inside a run the engine started; run the flow "
             "with `tripwire runs create FLOW` or by an event, not as plain Python."
         )
-    from sensors.runs.signals import SignalPhase, get_signal, time_out, wait_started
-
     limit = parse_duration(timeout, what="timeout") if timeout is not None else None
     deadline = datetime.now(UTC) + limit if limit is not None else None
     key: dict[str, Any] = {"project": current.project, "domain": current.domain}
     key |= {"run_name": run_name, "name": name, "action_name": action_name}
-    poll = get_settings().signal_poll_interval
-    async with _store() as store:
-        record = await wait_started(store, **key, expected_type=_TYPES[type], timeout_at=deadline)
+    settings = get_settings()
+    async with _backend(settings) as backend:
+        record = await backend.wait_started(**key, expected_type=_TYPES[type], timeout_at=deadline)
         if record.phase == SignalPhase.RUNNING:
             print(
                 f"tripwire: run {run_name} waits for event {name!r} ({_TYPES[type]}); signal it "
@@ -274,10 +272,10 @@ async def _wait_for_event(
             )
         while record.phase == SignalPhase.RUNNING:
             if deadline is not None and datetime.now(UTC) >= deadline:
-                record = await time_out(store, **key)
+                record = await backend.time_out(**key)
                 break
-            await asyncio.sleep(poll)
-            found = await get_signal(store, **key)
+            await asyncio.sleep(settings.signal_poll_interval)
+            found = await backend.get_signal(**key)
             assert found is not None  # waits are never deleted
             record = found
     if record.phase == SignalPhase.SUCCEEDED:

@@ -20,8 +20,9 @@ from sensors.api.auth import AuthError
 from sensors.api.state import TOKEN_COOKIE, ApiState, state_of
 from sensors.queries.runs import RunDetail, run_detail
 from sensors.queries.sensors import progress_lines, sensor_statuses
-from sensors.runs.signals import give_signal, list_signals, parse_value, waiting_for
+from sensors.runs.signals import give_signal, list_signals, waiting_for
 from triggers.errors import TripwireError
+from triggers.waits import parse_value
 
 __all__ = ["router"]
 

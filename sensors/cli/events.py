@@ -26,17 +26,11 @@ from sensors.cli.base import (
     with_store,
 )
 from sensors.queries.runs import when
-from sensors.runs.signals import (
-    EXAMPLES,
-    Signal,
-    give_signal,
-    list_signals,
-    parse_value,
-    waiting_for,
-)
+from sensors.runs.signals import give_signal, list_signals, waiting_for
 from sensors.stages.deadletter import DeadLetter, read_dead_letters, replay
 from triggers.errors import TripwireError
 from triggers.publish import publish as publish_event
+from triggers.waits import EXAMPLES, Signal, parse_value
 
 
 def publish(

@@ -9,6 +9,7 @@ import typer
 from sensors.cli import render
 from sensors.cli.base import JsonOption, cli_settings, out, run_sync, with_store
 from sensors.queries.sensors import SensorStatus, sensor_statuses
+from sensors.runs.sensor_records import list_sensors
 
 __all__ = ["sensors_app"]
 
@@ -21,7 +22,7 @@ def sensors_list(as_json: JsonOption = False) -> None:
     settings = cli_settings()
     sensors = run_sync(
         with_store(
-            lambda store: store.list_sensors(project=settings.project, domain=settings.domain)
+            lambda store: list_sensors(store, project=settings.project, domain=settings.domain)
         )
     )
     render.print_sensors(out, sensors, as_json=as_json)

@@ -22,6 +22,7 @@ from sensors.runs.models import (
     RunRecord,
     TriggerFailure,
 )
+from sensors.runs.sensor_records import last_runs_by_sensor, list_sensors, list_trigger_failures
 from sensors.runs.status import list_filter_counts, list_holds, list_progress
 from sensors.runs.store import RunStore
 from triggers.errors import StoreError
@@ -69,12 +70,12 @@ async def sensor_statuses(
     store: RunStore, *, project: str, domain: str, only: str | None = None
 ) -> list[SensorStatus]:
     """Each deployed sensor with what it holds, what it filtered, its last run and failures."""
-    sensors = await store.list_sensors(project=project, domain=domain)
+    sensors = await list_sensors(store, project=project, domain=domain)
     if only is not None:
         sensors = [s for s in sensors if s.sensor_id == only]
         if not sensors:
             raise StoreError(f"no sensor {only!r}; see `tripwire sensors list` for their ids.")
-    last = await store.last_runs_by_sensor()
+    last = await last_runs_by_sensor(store)
     holds = await list_holds(store, project=project, domain=domain, sensor_id=only)
     progress = await list_progress(store, project=project, domain=domain, sensor_id=only)
     queued = await queued_counts(store, project=project, domain=domain)
@@ -96,7 +97,7 @@ async def sensor_statuses(
                     state="satisfied" if held else "awaited",
                 )
             )
-        failures = await store.list_trigger_failures(sensor_id=sensor.sensor_id, limit=5)
+        failures = await list_trigger_failures(store, sensor_id=sensor.sensor_id, limit=5)
         schedule = _schedule(sensor)
         statuses.append(
             SensorStatus(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
+from triggers.waits import UtcDatetime
 
 __all__ = [
     "Attempt",
@@ -21,11 +22,7 @@ __all__ = [
     "RunError",
     "RunRecord",
     "TriggerFailure",
-    "UtcDatetime",
 ]
-
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(lambda value: value.astimezone(UTC))]
-"""A timezone-aware datetime, normalised to UTC: a naive one is rejected, not guessed at."""
 
 
 class RunError(BaseModel):

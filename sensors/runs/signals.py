@@ -5,109 +5,33 @@ optional action name and the event name. It is RUNNING while the run waits and
 SUCCEEDED once signalled, with the value. A signal is a compare-and-set from
 RUNNING, so an event is signalled at most once, and it is kept in the store:
 a signal given while no worker runs is there when the run looks.
+
+:class:`StoreSignals` is how the SDK (``Event``, ``wait_for_event``) reaches these
+rows without the HTTP API: the ``signals`` entry point of group ``tripwire.backends``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, cast
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, Field
 
-from sensors.runs.models import UtcDatetime
 from sensors.runs.store import RunStore, dialect_insert, utc_row
 from sensors.runs.tables import run_signals
 from triggers.errors import SignalError, SignalNotFoundError
+from triggers.settings import Settings
+from triggers.waits import Signal, SignalPhase, check_value
 
 __all__ = [
-    "SIGNAL_TYPES",
-    "Signal",
-    "SignalPhase",
-    "check_value",
+    "StoreSignals",
     "get_signal",
     "give_signal",
     "list_signals",
-    "parse_value",
     "time_out",
     "wait_started",
     "waiting_for",
 ]
-
-SIGNAL_TYPES: dict[str, type] = {"bool": bool, "int": int, "float": float, "str": str}
-
-
-class SignalPhase(StrEnum):
-    """Where a wait is: RUNNING until it is signalled, times out, or its run ends."""
-
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    TIMED_OUT = "TIMED_OUT"
-    ABORTED = "ABORTED"
-    FAILED = "FAILED"
-
-
-class Signal(BaseModel):
-    """One event a run waits for, or waited for."""
-
-    project: str
-    domain: str
-    run_name: str
-    action_name: str | None = Field(None, description="Which part of the run waits; optional.")
-    name: str
-    expected_type: str = Field(description="bool, int, float or str.")
-    phase: SignalPhase
-    value: bool | int | float | str | None = Field(
-        None, description="The signalled value, once SUCCEEDED."
-    )
-    created_at: UtcDatetime = Field(description="When the run started waiting.")
-    updated_at: UtcDatetime
-    timeout_at: UtcDatetime | None = Field(None, description="When the wait gives up.")
-    signalled_at: UtcDatetime | None = None
-
-
-def check_value(expected_type: str, value: Any, *, what: str) -> bool | int | float | str:
-    """``value`` if it is a ``expected_type``; an int is a float too.
-
-    Raises:
-        TypeError: not a bool, int, float or str, or not the expected one.
-    """
-    if type(value) not in (bool, int, float, str):
-        raise TypeError(
-            f"{what}: a signal is a bool, int, float or str, not {type(value).__name__}"
-        )
-    if expected_type == "float" and type(value) is int:
-        return float(value)
-    if type(value) is not SIGNAL_TYPES[expected_type]:
-        raise TypeError(f"{what} expects a {expected_type}, not {type(value).__name__} {value!r}")
-    return cast(bool | int | float | str, value)
-
-
-_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
-EXAMPLES = {"bool": "true", "int": "42", "float": "0.5", "str": "approved"}
-
-
-def parse_value(text: str, expected_type: str) -> bool | int | float | str:
-    """A signal value typed as text (CLI, web form) as ``expected_type``.
-
-    Raises:
-        ValueError: the text is not one; the message gives an example.
-    """
-    try:
-        if expected_type == "bool":
-            if text.strip().lower() in _TRUE + _FALSE:
-                return text.strip().lower() in _TRUE
-            raise ValueError(text)
-        if expected_type == "int":
-            return int(text)
-        if expected_type == "float":
-            return float(text)
-    except ValueError:
-        raise ValueError(
-            f"expects a {expected_type}, and {text!r} is not one; e.g. {EXAMPLES[expected_type]}"
-        ) from None
-    return text
 
 
 async def wait_started(
@@ -299,6 +223,45 @@ async def time_out(
         await conn.execute(update)
         row = (await conn.execute(sa.select(run_signals).where(*_where(key)))).mappings().one()
     return _signal(row)
+
+
+class StoreSignals:
+    """The SDK's :class:`~triggers.waits.SignalBackend` on the run store of ``settings``,
+    for the embedded and local modes; opened and closed by ``async with``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.store_url
+        self._store: RunStore | None = None
+
+    async def __aenter__(self) -> StoreSignals:
+        self._store = await RunStore.open(self._url, migrate=False)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        store, self._store = self._store, None
+        if store is not None:
+            await store.close()
+
+    @property
+    def store(self) -> RunStore:
+        assert self._store is not None, "use StoreSignals as `async with StoreSignals(...)`"
+        return self._store
+
+    # Each is the function of the same name, on this store; the keywords are the same.
+    async def get_signal(self, **key: Any) -> Signal | None:
+        return await get_signal(self.store, **key)
+
+    async def list_signals(self, **key: Any) -> list[Signal]:
+        return await list_signals(self.store, **key)
+
+    async def give_signal(self, **key: Any) -> Signal:
+        return await give_signal(self.store, **key)
+
+    async def wait_started(self, **key: Any) -> Signal:
+        return await wait_started(self.store, **key)
+
+    async def time_out(self, **key: Any) -> Signal:
+        return await time_out(self.store, **key)
 
 
 def _key(

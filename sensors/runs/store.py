@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -27,34 +26,20 @@ from typing import Any, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from sensors.runs.models import (
-    DeployedSensor,
-    NewRun,
-    RunError,
-    RunRecord,
-    TriggerFailure,
-)
+from sensors.runs.migrate import upgrade_schema
+from sensors.runs.models import NewRun, RunError, RunRecord
 from sensors.runs.phases import (
     WorkflowPhase,
     check_transition,
     is_terminal,
 )
-from sensors.runs.tables import (
-    end_waits,
-    named,
-    phase_change,
-    runs,
-    sensors,
-    trigger_failures,
-)
+from sensors.runs.tables import end_waits, named, phase_change, runs
 from triggers.errors import (
     IllegalTransitionError,
     RunNotFoundError,
@@ -62,13 +47,11 @@ from triggers.errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["RunStore", "log_failure", "persistently", "shown_url"]
+__all__ = ["RunStore", "log_failure", "persistently", "run_record", "shown_url"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_MIGRATIONS = Path(__file__).parent / "migrations"
-_MIGRATION_LOCK = 0x7472_6970  # PostgreSQL advisory lock id ("trip")
 CAS_ATTEMPTS = 20
 
 
@@ -80,7 +63,7 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 class RunStore:
-    """Runs, trigger failures and deployed sensors in one SQL database."""
+    """Runs in one SQL database, which the companion modules of sensors.runs share."""
 
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self._engine = engine
@@ -109,8 +92,7 @@ class RunStore:
         store = cls(engine, shown)
         if migrate:
             try:
-                async with _migration_lock(parsed), engine.begin() as conn:
-                    await conn.run_sync(_upgrade)
+                await upgrade_schema(engine, parsed)
             except (SQLAlchemyError, OSError) as exc:
                 await engine.dispose()
                 raise _store_error(f"cannot open the run store at {shown}", exc) from exc
@@ -167,7 +149,7 @@ class RunStore:
                 await conn.execute(phase_change(new, None, WorkflowPhase.QUEUED, now))
         except IntegrityError:
             return await self.get_run(new.name, project=new.project, domain=new.domain), False
-        return _run(row), True
+        return run_record(row), True
 
     async def get_run(
         self, name: str, project: str | None = None, domain: str | None = None
@@ -193,7 +175,7 @@ class RunStore:
         if len(rows) > 1:
             places = ", ".join(f"{r['project']}/{r['domain']}" for r in rows)
             raise StoreError(f"run {name!r} exists in {places}; give the project and domain.")
-        return _run(rows[0])
+        return run_record(rows[0])
 
     async def list_runs(
         self,
@@ -216,7 +198,7 @@ class RunStore:
         if since is not None:
             query = query.where(runs.c.created_at >= since)
         async with self.connection() as conn:
-            return [_run(r) for r in (await conn.execute(query)).mappings()]
+            return [run_record(r) for r in (await conn.execute(query)).mappings()]
 
     async def transition(
         self,
@@ -317,82 +299,6 @@ class RunStore:
             return moved, True
         raise StoreError(f"run {name!r} kept changing under us; try again.")
 
-    # trigger failures
-
-    async def record_trigger_failure(self, failure: TriggerFailure) -> None:
-        """Record why an event did not become a run; once per sensor and event id."""
-        try:
-            async with self.connection(write=True) as conn:
-                await conn.execute(trigger_failures.insert().values(**failure.model_dump()))
-        except IntegrityError:
-            pass  # a redelivered event: already recorded
-
-    async def list_trigger_failures(
-        self, *, sensor_id: str | None = None, limit: int = 100
-    ) -> list[TriggerFailure]:
-        query = (
-            sa.select(trigger_failures)
-            .order_by(trigger_failures.c.created_at.desc(), trigger_failures.c.id.desc())
-            .limit(limit)
-        )
-        if sensor_id is not None:
-            query = query.where(trigger_failures.c.sensor_id == sensor_id)
-        async with self.connection() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [
-            TriggerFailure.model_validate({**r, "created_at": utc(r["created_at"])}) for r in rows
-        ]
-
-    # sensors
-
-    async def list_sensors(self, *, project: str, domain: str) -> list[DeployedSensor]:
-        query = (
-            sa.select(sensors)
-            .where(
-                sensors.c.project == project,
-                sensors.c.domain == domain,
-                sensors.c.retired_at.is_(None),
-            )
-            .order_by(sensors.c.sensor_id)
-        )
-        async with self.connection() as conn:
-            rows = (await conn.execute(query)).mappings().all()
-        return [
-            DeployedSensor.model_validate(
-                {**r, "deployed_at": utc(r["deployed_at"]), "updated_at": utc(r["updated_at"])}
-            )
-            for r in rows
-        ]
-
-    async def last_runs_by_sensor(self) -> dict[str, RunRecord]:
-        """The newest run of each sensor that has one."""
-        newest = (
-            sa.select(runs.c.sensor_id, sa.func.max(runs.c.id).label("id"))
-            .where(runs.c.sensor_id.is_not(None))
-            .group_by(runs.c.sensor_id)
-            .subquery()
-        )
-        query = sa.select(runs).join(newest, runs.c.id == newest.c.id)
-        async with self.connection() as conn:
-            return {r["sensor_id"]: _run(r) for r in (await conn.execute(query)).mappings()}
-
-
-@contextlib.asynccontextmanager
-async def _migration_lock(url: URL) -> AsyncIterator[None]:
-    """Serialise migrations of one SQLite file across processes (PostgreSQL locks itself).
-
-    Without it, two workers starting on a new file would both try to create the tables.
-    """
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
-        yield
-        return
-    lock = await asyncio.to_thread(open, f"{url.database}.migrate-lock", "w")
-    try:
-        await asyncio.to_thread(fcntl.flock, lock, fcntl.LOCK_EX)
-        yield
-    finally:
-        lock.close()  # closing releases the lock
-
 
 def dialect_insert(conn: AsyncConnection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
@@ -404,22 +310,13 @@ def utc_row(row: Any) -> dict[str, Any]:
     return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
 
 
-def _run(row: Any) -> RunRecord:
+def run_record(row: Any) -> RunRecord:
+    """A ``runs`` row as a RunRecord, its datetimes in UTC."""
     data = dict(row)
     data.pop("id", None)
     for key in ("created_at", "updated_at", "started_at", "finished_at", "scheduled_at"):
         data[key] = utc(data.get(key))
     return RunRecord.model_validate(data)
-
-
-def _upgrade(connection: sa.Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        # Held until this transaction ends: workers starting together migrate one at a time.
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK})
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.attributes["connection"] = connection
-    command.upgrade(config, "head")
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

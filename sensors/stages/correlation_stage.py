@@ -13,7 +13,7 @@ names make those repeats harmless.
 
 The next batch is correlated while one batch's output is in flight, but its
 changelog entries land after this batch's, even when one has to be sent again
-(:meth:`~sensors.stages.sensor_stage.Emitter.submit`): a replay depends on their order.
+(:meth:`~sensors.stages.emitter.Emitter.submit`): a replay depends on their order.
 
 The changelog is written coarsely, one record per partition per batch
 (:mod:`sensors.core.wire`), because per-event table updates cap a process at a

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 from sensors.core.types import Decisions, Fire
 from sensors.core.wire import key_partition, run_request
 from sensors.runs.models import TriggerFailure
+from sensors.runs.sensor_records import record_trigger_failure
 from sensors.runs.store import RunStore
 from sensors.stages.deadletter import DeadRecord
 from sensors.stages.kafka import send_records
@@ -115,14 +116,15 @@ class Emitter:
             log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
             while True:
                 try:
-                    await self._store.record_trigger_failure(
+                    await record_trigger_failure(
+                        self._store,
                         TriggerFailure(
                             sensor_id=failure.sensor.id,
                             event_name=failure.event_name,
                             event_id=failure.event_id,
                             reason=failure.reason,
                             created_at=datetime.now(UTC),
-                        )
+                        ),
                     )
                     break
                 except asyncio.CancelledError:

@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sensors.core.schedule import Plan, next_tick, plan, tick_run_name
 from sensors.core.sensor import Sensor, run_policy, slug, target_fields
 from sensors.runs.models import NewRun, TriggerFailure
+from sensors.runs.sensor_records import record_trigger_failure
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore, dialect_insert, utc
 from sensors.runs.tables import schedule_state
@@ -126,14 +127,15 @@ class Scheduler:
             try:
                 request = tick_request(sensor, tick)
             except TriggerError as exc:
-                await self._store.record_trigger_failure(
+                await record_trigger_failure(
+                    self._store,
                     TriggerFailure(
                         sensor_id=sensor.id,
                         event_name="schedule",
                         event_id=tick.isoformat(),
                         reason=str(exc),
                         created_at=datetime.now(UTC),
-                    )
+                    ),
                 )
                 log.error("schedule %s: tick %s launched no run: %s", sensor.id, tick, exc)
                 continue

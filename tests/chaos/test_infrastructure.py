@@ -8,12 +8,17 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from sensors.broker import EmbeddedBroker
 from sensors.runs.store import RunStore
-from tests.chaos.conftest import FLOWS, Expected, eventually
+from tests.fixtures.chaos import CHAOS_FLOWS, Expected
 from tests.fixtures.db import PrivatePostgres
 from tests.fixtures.processes import ready, worker
+from tests.fixtures.waits import eventually
 from triggers import publish
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 async def test_the_broker_restarted_with_its_data_in_s3(
@@ -23,7 +28,7 @@ async def test_the_broker_restarted_with_its_data_in_s3(
     assert os.environ["TRIPWIRE_KAFKA_BOOTSTRAP"] == s3_broker.bootstrap
     log, expected = tmp_path / "worker.log", Expected()
     async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([FLOWS], env, log) as process:
+        with worker([CHAOS_FLOWS], env, log) as process:
             await ready(process, log)
             # Given events the worker took, and an event held for a second one
             await expected.stream(ticks=12, pairs=3)
@@ -49,7 +54,7 @@ async def test_the_database_unavailable_for_10s(
 ) -> None:
     env = {**chaos_env, "TRIPWIRE_DATABASE_URL": private_postgres.url}
     log, expected = tmp_path / "worker.log", Expected()
-    with worker([FLOWS], env, log) as process:
+    with worker([CHAOS_FLOWS], env, log) as process:
         await ready(process, log)
         async with await RunStore.open(private_postgres.url) as store:
             await expected.stream(ticks=6, pairs=2)

@@ -7,12 +7,15 @@ import asyncio
 import os
 import signal
 
+import pytest
 import redis.asyncio as aioredis
 
 from sensors.broker import EmbeddedBroker
 from tests.fixtures.buses import bus
-from tests.integration.conftest import eventually
-from tests.integration.test_sources import ran, running
+from tests.fixtures.sources import ran, running
+from tests.fixtures.waits import eventually
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 async def test_a_source_holds_its_messages_while_the_broker_is_down(

@@ -7,13 +7,18 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.chaos.conftest import FLOWS, Expected, eventually
+from tests.fixtures.chaos import CHAOS_FLOWS, Expected
 from tests.fixtures.processes import kill, ready, worker
+from tests.fixtures.waits import eventually
 from triggers import publish
+
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 async def test_a_worker_sigkilled_mid_stream_then_restarted(
@@ -21,7 +26,7 @@ async def test_a_worker_sigkilled_mid_stream_then_restarted(
 ) -> None:
     log, expected = tmp_path / "worker.log", Expected()
     async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([FLOWS], chaos_env, log) as first:
+        with worker([CHAOS_FLOWS], chaos_env, log) as first:
             await ready(first, log)
             # Given a stream of events, some of them held for a second one
             stream = asyncio.create_task(expected.stream(ticks=40, pairs=8))
@@ -29,7 +34,7 @@ async def test_a_worker_sigkilled_mid_stream_then_restarted(
             # When the worker is SIGKILLed mid-stream, and the stream goes on without it
             kill(first)
             await stream
-        with worker([FLOWS], chaos_env, log) as second:
+        with worker([CHAOS_FLOWS], chaos_env, log) as second:
             await ready(second, log, times=2)
             # Then, once restarted, each run happens exactly once
             await expected.exactly_once(store)
@@ -38,7 +43,10 @@ async def test_a_worker_sigkilled_mid_stream_then_restarted(
 async def test_one_of_two_workers_killed(chaos_env: dict[str, str], tmp_path: Path) -> None:
     log, expected = tmp_path / "workers.log", Expected()
     async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([FLOWS], chaos_env, log) as one, worker([FLOWS], chaos_env, log) as two:
+        with (
+            worker([CHAOS_FLOWS], chaos_env, log) as one,
+            worker([CHAOS_FLOWS], chaos_env, log) as two,
+        ):
             await ready(one, log, times=2)
             await ready(two, log, times=2)
             # Given two workers sharing the stream
@@ -59,7 +67,7 @@ async def test_the_launcher_killed_between_queued_and_running(
     env = {**chaos_env, "TRIPWIRE_MAX_PARALLEL_RUNS": "1"}
     log, expected = tmp_path / "worker.log", Expected()
     async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([FLOWS], env, log) as first:
+        with worker([CHAOS_FLOWS], env, log) as first:
             await ready(first, log)
             for n in range(3):
                 await _publish(expected, "chaos_slow", {"n": n, "seconds": 3})
@@ -69,7 +77,7 @@ async def test_the_launcher_killed_between_queued_and_running(
             )
             kill(first)
         assert claimed.claimed_by and claimed.claimed_by.endswith(f":{first.pid}")
-        with worker([FLOWS], env, log) as second:
+        with worker([CHAOS_FLOWS], env, log) as second:
             await ready(second, log, times=2)
             # Then each run still starts, once, and the claimed one in one attempt
             runs = await expected.exactly_once(store, timeout=120)
@@ -83,7 +91,7 @@ async def test_a_run_process_killed_fails_as_system_and_is_retried(
     env = {**chaos_env, "TRIPWIRE_SYSTEM_RETRIES": "1"}
     log, expected = tmp_path / "worker.log", Expected()
     async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([FLOWS], env, log) as process:
+        with worker([CHAOS_FLOWS], env, log) as process:
             await ready(process, log)
             marker = tmp_path / "slept"
             await _publish(expected, "chaos_sleeps_once", {"marker": str(marker)})

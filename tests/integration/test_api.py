@@ -15,8 +15,9 @@ import pytest
 from sensors.api import ApiServer
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import Api, api_settings, eventually, finished_run
-from tests.integration.test_signals import waiting_run
+from tests.fixtures.engine import Api, api_settings, finished_run
+from tests.fixtures.signals import waiting_run
+from tests.fixtures.waits import eventually
 
 pytestmark = pytest.mark.integration
 

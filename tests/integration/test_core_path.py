@@ -14,8 +14,10 @@ from aiokafka import AIOKafkaProducer
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.sensor_records import list_trigger_failures
 from sensors.runs.store import RunStore
-from tests.integration.conftest import eventually, finished_run
+from tests.fixtures.engine import finished_run
+from tests.fixtures.waits import eventually
 from triggers import PublishError, publish, safe_publish
 from triggers.settings import Settings
 
@@ -74,7 +76,7 @@ async def test_a_value_of_the_wrong_type_records_a_failure_and_starts_no_run(
     bad = await publish.aio("data_updated", {"rows": "many"})
     # Then a trigger failure names the parameter, the type and the value
     failures = await eventually(
-        lambda: store.list_trigger_failures(sensor_id="refresh.trigger"), "a trigger failure"
+        lambda: list_trigger_failures(store, sensor_id="refresh.trigger"), "a trigger failure"
     )
     assert failures[0].event_id == bad
     assert "rows" in failures[0].reason and "int" in failures[0].reason

@@ -13,7 +13,8 @@ from sensors.registry import discover_flows
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.stages.deadletter import read_dead_letters
-from tests.integration.conftest import FLOWS, eventually, finished_run, tripwire_cli
+from tests.fixtures.engine import FLOWS, finished_run, tripwire_cli
+from tests.fixtures.waits import eventually
 from triggers import publish
 from triggers.settings import Settings
 

@@ -13,9 +13,10 @@ from sensors.runs.deploy import (
     flow_revision,
     validate_name,
 )
+from sensors.runs.sensor_records import list_sensors
 from sensors.runs.store import RunStore
 from triggers import trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.errors import ConfigurationError, RunNotFoundError
 from triggers.spec import FlowSpec
 
@@ -55,7 +56,7 @@ async def test_a_changed_trigger_gets_a_new_revision_and_the_old_one_is_retired(
     assert old.triggers[0].within.total_seconds() == 3600
     [after] = await deployed_sensors(run_store, project="p", domain="d")
     assert after.deployed_at > before.deployed_at  # the new revision counts events from now
-    [listed] = await run_store.list_sensors(project="p", domain="d")
+    [listed] = await list_sensors(run_store, project="p", domain="d")
     assert listed.revision == 2 and listed.within_seconds == 7200
 
 
@@ -69,7 +70,7 @@ async def test_prune_retires_flows_missing_from_the_deployment(run_store: RunSto
     assert [s.id for s in await deployed_sensors(run_store, project="p", domain="d")] == [
         "daily_join.trigger"
     ]
-    assert [s.sensor_id for s in await run_store.list_sensors(project="p", domain="d")] == [
+    assert [s.sensor_id for s in await list_sensors(run_store, project="p", domain="d")] == [
         "daily_join.trigger"
     ]
     with pytest.raises(RunNotFoundError, match="no flow 'other' is deployed in p/d"):

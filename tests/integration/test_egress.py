@@ -22,7 +22,8 @@ from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
-from tests.integration.conftest import FLOWS, eventually, finished_run
+from tests.fixtures.engine import FLOWS, finished_run
+from tests.fixtures.waits import eventually
 from triggers import publish
 from triggers.settings import Settings
 

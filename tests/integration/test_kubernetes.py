@@ -24,7 +24,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import eventually
+from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration

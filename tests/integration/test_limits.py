@@ -15,8 +15,9 @@ from sensors.runs import limits
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import eventually, tripwire_cli
-from tests.integration.test_run_store import new_run
+from tests.fixtures.engine import tripwire_cli
+from tests.fixtures.runs import new_run
+from tests.fixtures.waits import eventually
 from triggers import publish
 from triggers.settings import Settings
 

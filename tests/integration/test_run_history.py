@@ -10,7 +10,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import RunError
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.test_run_store import new_run
+from tests.fixtures.runs import new_run
 from triggers.errors import IllegalTransitionError
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,10 @@ from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.stages.kafka import new_consumer
 from sensors.stages.lifecycle_relay import TASK_EVENT, WORKFLOW_EVENT
+from tests.fixtures.engine import FLOWS, finished_run, tripwire_cli
+from tests.fixtures.runs import new_run
 from tests.fixtures.servers import pid_alive
-from tests.integration.conftest import FLOWS, eventually, finished_run, tripwire_cli
-from tests.integration.test_run_store import new_run
+from tests.fixtures.waits import eventually
 from triggers import publish
 from triggers.settings import Settings
 

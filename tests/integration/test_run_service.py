@@ -18,7 +18,7 @@ from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.stages.kafka import ensure_topics, new_consumer, new_producer
 from triggers import trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.errors import ConfigurationError, RunNotFoundError, TriggerError
 from triggers.settings import Settings
 

@@ -8,30 +8,20 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from sensors.runs.models import NewRun, RunError, TriggerFailure
+from sensors.runs.models import RunError, TriggerFailure
 from sensors.runs.phases import ErrorKind, WorkflowPhase
+from sensors.runs.sensor_records import (
+    last_runs_by_sensor,
+    list_trigger_failures,
+    record_trigger_failure,
+)
 from sensors.runs.store import RunStore
+from tests.fixtures.runs import new_run
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
 pytestmark = pytest.mark.integration
 
 P = WorkflowPhase
-
-
-def new_run(
-    name: str = "flow-abc", *, project: str = "p", sensor: str = "flow.trigger", flow: str = "flow"
-) -> NewRun:
-    return NewRun(
-        project=project,
-        domain="d",
-        name=name,
-        flow=flow,
-        sensor_id=sensor,
-        trigger="trigger",
-        entrypoint={"function": "flow", "module": "m"},
-        parameters={"rows": 1},
-        events=[{"name": "e", "id": "1", "source": "s", "time": None, "payload": {}}],
-    )
 
 
 async def test_creating_a_run_twice_returns_the_first_and_creates_nothing(
@@ -154,7 +144,7 @@ async def test_list_runs_filters_and_orders_newest_first(run_store: RunStore) ->
     assert [r.name for r in await run_store.list_runs(flow="first")] == ["r0"]
     assert [r.name for r in await run_store.list_runs(sensor_id="a.trigger")] == ["r1", "r0"]
     assert await run_store.list_runs(project="other") == []
-    last = await run_store.last_runs_by_sensor()
+    last = await last_runs_by_sensor(run_store)
     assert {k: v.name for k, v in last.items()} == {"a.trigger": "r1", "b.trigger": "r2"}
 
 
@@ -166,15 +156,15 @@ async def test_a_trigger_failure_is_recorded_once_per_event(run_store: RunStore)
             sensor_id="s.trigger", event_name="e", event_id=event_id, reason="bad", created_at=at
         )
 
-    await run_store.record_trigger_failure(failure("1", now))
-    await run_store.record_trigger_failure(failure("1", now + timedelta(seconds=1)))  # redelivered
-    await run_store.record_trigger_failure(failure("2", now + timedelta(seconds=2)))
-    found = await run_store.list_trigger_failures(sensor_id="s.trigger")
+    await record_trigger_failure(run_store, failure("1", now))
+    await record_trigger_failure(run_store, failure("1", now + timedelta(seconds=1)))  # redelivered
+    await record_trigger_failure(run_store, failure("2", now + timedelta(seconds=2)))
+    found = await list_trigger_failures(run_store, sensor_id="s.trigger")
     assert [(f.event_id, f.created_at) for f in found] == [
         ("2", now + timedelta(seconds=2)),
         ("1", now),
     ]
-    assert await run_store.list_trigger_failures(sensor_id="other") == []
+    assert await list_trigger_failures(run_store, sensor_id="other") == []
 
 
 async def test_opening_a_migrated_store_again_changes_nothing(

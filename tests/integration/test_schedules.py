@@ -23,14 +23,16 @@ import sqlalchemy as sa
 from sensors.core.sensor import Sensor
 from sensors.runs.deploy import deploy, deployed_sensors
 from sensors.runs.objects import ObjectStore
+from sensors.runs.sensor_records import list_trigger_failures
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.runs.tables import schedule_state
 from sensors.stages.kafka import ensure_topics, new_producer
 from sensors.stages.scheduler import Scheduler
-from tests.integration.conftest import eventually, tripwire_cli
+from tests.fixtures.engine import tripwire_cli
+from tests.fixtures.waits import eventually
 from triggers import schedule
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -170,12 +172,12 @@ async def test_a_tick_that_does_not_fit_a_parameter_is_a_trigger_failure_not_a_c
     sensor = parts[1]["wrong_type"]
     scheduler = scheduler_of(parts, "wrong_type")
     await scheduler.run_once(first_tick(sensor) + timedelta(seconds=0.5))
-    [failure] = await run_store.list_trigger_failures(sensor_id="wrong_type.schedule")
+    [failure] = await list_trigger_failures(run_store, sensor_id="wrong_type.schedule")
     assert "parameter 'count' expects int" in failure.reason
     assert await run_store.list_runs(flow="wrong_type") == []
     # And the scheduler goes on with the next tick
     await scheduler.run_once(first_tick(sensor) + timedelta(seconds=1.5))
-    assert len(await run_store.list_trigger_failures(sensor_id="wrong_type.schedule")) == 2
+    assert len(await list_trigger_failures(run_store, sensor_id="wrong_type.schedule")) == 2
 
 
 async def test_two_schedulers_and_restarts_never_run_a_tick_twice(

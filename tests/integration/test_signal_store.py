@@ -10,8 +10,7 @@ import pytest
 
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.signals import (
-    SignalPhase,
-    check_value,
+    StoreSignals,
     get_signal,
     give_signal,
     list_signals,
@@ -19,8 +18,10 @@ from sensors.runs.signals import (
     wait_started,
 )
 from sensors.runs.store import RunStore
-from tests.integration.test_run_store import new_run
+from tests.fixtures.runs import new_run
 from triggers.errors import SignalError
+from triggers.settings import Settings
+from triggers.waits import SignalPhase
 
 pytestmark = pytest.mark.integration
 
@@ -96,9 +97,25 @@ async def test_a_run_that_ends_ends_its_waits(run_store: RunStore) -> None:
     assert [w.name for w in await list_signals(run_store, **RUN, action_name="spend")] == ["budget"]
 
 
-def test_an_int_is_a_float_but_a_bool_is_not_an_int() -> None:
-    assert check_value("float", 2, what="x") == 2.0
-    with pytest.raises(TypeError):
-        check_value("int", True, what="x")
-    with pytest.raises(TypeError, match="not dict"):
-        check_value("str", {"a": 1}, what="x")
+async def test_the_sdk_reaches_the_store_of_its_settings_through_store_signals(
+    run_store: RunStore, store_url: str
+) -> None:
+    # Given the backend the SDK loads from the engine's entry point, on this store
+    async with StoreSignals(Settings(database_url=store_url)) as signals:
+        # Then a wait, its signal and a timeout go to the store, as the functions do
+        started = await signals.wait_started(
+            **RUN, name="approval", expected_type="bool", timeout_at=None
+        )
+        assert started.phase == SignalPhase.RUNNING
+        await signals.give_signal(**RUN, name="approval", value=True)
+        late = datetime.now(UTC) - timedelta(seconds=1)
+        await signals.wait_started(**RUN, name="count", expected_type="int", timeout_at=late)
+        assert (await signals.time_out(**RUN, name="count")).phase == SignalPhase.TIMED_OUT
+        listed = await signals.list_signals(**RUN, limit=10)
+        assert [(s.name, s.phase) for s in listed] == [
+            ("approval", SignalPhase.SUCCEEDED),
+            ("count", SignalPhase.TIMED_OUT),
+        ]
+        assert await signals.get_signal(**RUN, name="nothing") is None
+    stored = await get_signal(run_store, **RUN, name="approval")
+    assert stored is not None and stored.value is True

@@ -11,28 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from sensors.runs.models import RunRecord
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import FLOWS, eventually, finished_run, tripwire_cli
+from tests.fixtures.engine import FLOWS, finished_run, tripwire_cli
+from tests.fixtures.signals import use_api, waiting_run
+from tests.fixtures.waits import eventually
 from tests.integration.flows.signal_flows import signal_note
 from triggers import Event, SignalError, publish
 
 pytestmark = pytest.mark.integration
-
-
-async def waiting_run(store: RunStore, event_id: str, signal_name: str) -> RunRecord:
-    """The run that ``event_id`` started, once it waits for ``signal_name``."""
-
-    async def probe() -> RunRecord | None:
-        for run in await store.list_runs(limit=1000):
-            if any(e["id"] == event_id for e in run.events):
-                found = await Event.get.aio(signal_name, run.name)
-                if found is not None and found.phase == "RUNNING":
-                    return run
-        return None
-
-    return await eventually(probe, f"the run of {event_id} to wait for {signal_name!r}")
 
 
 async def test_a_run_waits_for_a_typed_signal_and_gets_its_value(store: RunStore) -> None:
@@ -65,7 +52,17 @@ async def test_a_run_waits_for_a_typed_signal_and_gets_its_value(store: RunStore
     assert Event.get("no_such_event", run.name) is None
 
 
-async def test_every_call_has_an_awaitable_form(store: RunStore) -> None:
+@pytest.fixture(params=["store", "api"])
+def reach(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How this process, and the runs the worker starts, reach run state: the store
+    directly, or the HTTP API, as a run in a pod does."""
+    if request.param == "api":
+        api = request.getfixturevalue("api")
+        use_api(monkeypatch, api.url, api.tokens["admin"])
+    return str(request.param)
+
+
+async def test_every_call_has_an_awaitable_form(store: RunStore, reach: str) -> None:
     event_id = await publish.aio("needs_approval", {})
     run = await waiting_run(store, event_id, "approval")
     [event] = list(await Event.listall.aio(run.name, limit=10))
@@ -74,6 +71,7 @@ async def test_every_call_has_an_awaitable_form(store: RunStore) -> None:
     assert signal_note(run.name).read_text() == "False"
     again = await Event.get.aio("approval", run.name)
     assert again is not None and (again.phase, again.value) == ("SUCCEEDED", False)
+    assert list(await Event.listall.aio("no-such-run")) == []
 
 
 async def test_a_wait_that_times_out_fails_the_run_as_user(store: RunStore) -> None:

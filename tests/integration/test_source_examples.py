@@ -15,8 +15,10 @@ from sensors.engine import Engine
 from sensors.registry import discover_flows, discover_sources
 from sensors.runs.phases import WorkflowPhase
 from tests.fixtures.buses import bus
-from tests.integration.conftest import eventually
+from tests.fixtures.waits import eventually
 from triggers.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 EXAMPLES = Path(__file__).parents[2] / "examples" / "sources"
 # script -> the flow its message runs

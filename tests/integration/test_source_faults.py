@@ -18,9 +18,11 @@ from sensors.sources.store import deploy_sources
 from tests.fixtures.buses import Bus, Postgres, Rabbit, bus, private_server
 from tests.fixtures.db import PrivatePostgres
 from tests.fixtures.processes import ready, tripwire_process
-from tests.integration.conftest import eventually
-from tests.integration.test_sources import FLOWS, orders, ran, running, state
+from tests.fixtures.sources import SOURCE_FLOWS, orders, ran, running, state
+from tests.fixtures.waits import caught_up, eventually
 from triggers.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 
 async def event_ids(settings: Settings) -> list[str]:
@@ -52,7 +54,7 @@ async def test_a_source_killed_after_publishing_and_before_acking_runs_the_flow_
     settings = Settings(sources=False)  # this worker only senses and launches
     log = tmp_path / "sources.log"
     env = {**os.environ, "TRIPWIRE_SOURCE_LEASE": "3"}
-    async with Engine(settings, discover_flows([FLOWS])) as engine:
+    async with Engine(settings, discover_flows([SOURCE_FLOWS])) as engine:
         assert engine.store is not None
         await engine.wait_ready()
         await deploy_sources(engine.store, [spec], project=settings.project, domain=settings.domain)
@@ -71,7 +73,7 @@ async def test_a_source_killed_after_publishing_and_before_acking_runs_the_flow_
             await eventually(lambda: _twice(settings), "the redelivered event", timeout=90)
             # And the flow ran once
             await ran(engine.store, "o-9")
-            await asyncio.sleep(2)  # time enough for a second run, if there were one
+            await caught_up(settings)  # both events handled: a second run would exist now
             assert [r.parameters["order"] for r in await orders(engine.store)] == ["o-9"]
 
 

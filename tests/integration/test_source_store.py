@@ -6,6 +6,8 @@ import asyncio
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from sensors.runs.store import RunStore
 from sensors.sources.store import (
     SourceStatus,
@@ -18,6 +20,8 @@ from sensors.sources.store import (
     take_lease,
 )
 from triggers.sources import EventSource
+
+pytestmark = pytest.mark.integration
 
 SCOPE = {"project": "p", "domain": "d"}
 

@@ -2,62 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from sensors.engine import Engine
-from sensors.registry import discover_flows
-from sensors.runs.models import RunRecord
-from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore
 from tests.fixtures.buses import Bus
-from tests.integration.conftest import eventually
-from triggers.settings import Settings
-from triggers.sources import EventSource
+from tests.fixtures.sources import ran, running
 
-FLOWS = Path(__file__).parent / "source_flows"
+pytestmark = pytest.mark.integration
+
 KINDS = ["nats", "nats-core", "mqtt", "rabbitmq", "redis", "kafka", "postgres"]
-
-
-@contextlib.asynccontextmanager
-async def running(*sources: EventSource, **settings: Any) -> AsyncIterator[Engine]:
-    """A worker serving the orders flow and ``sources``, each source connected."""
-    async with Engine(
-        Settings(source_lease=3, **settings), discover_flows([FLOWS]), sources=sources
-    ) as engine:
-        await engine.wait_ready()
-        for spec in sources:
-            await eventually(
-                lambda spec=spec: state(engine, spec.name) == "connected", f"{spec.name}"
-            )
-        yield engine
-
-
-def state(engine: Engine, name: str) -> str | None:
-    assert engine.source_supervisor is not None
-    runner = engine.source_supervisor.runners.get(name)
-    return runner[0].stats.state if runner else None
-
-
-async def orders(store: RunStore) -> list[RunRecord]:
-    return [
-        r
-        for r in await store.list_runs(flow="take_order", limit=1000)
-        if r.phase == WorkflowPhase.SUCCEEDED
-    ]
-
-
-async def ran(store: RunStore, order: str) -> RunRecord:
-    async def probe() -> RunRecord | None:
-        found = [r for r in await orders(store) if r.parameters.get("order") == order]
-        return found[0] if found else None
-
-    found: RunRecord = await eventually(probe, f"a run for order {order}", timeout=60)
-    return found
 
 
 @pytest.mark.parametrize("on_bus", KINDS, indirect=True)

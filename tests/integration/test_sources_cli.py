@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.store import RunStore
 from sensors.sources.store import list_source_status
 from tests.fixtures.buses import bus
-from tests.integration.conftest import eventually, tripwire_cli
-from tests.integration.test_sources import FLOWS, ran, state
+from tests.fixtures.engine import tripwire_cli
+from tests.fixtures.sources import SOURCE_FLOWS, ran, state
+from tests.fixtures.waits import eventually
 from triggers.settings import Settings
+
+pytestmark = pytest.mark.integration
 
 
 async def test_deploy_a_sources_file_then_see_it_run_from_the_command_line(
@@ -33,13 +38,13 @@ async def test_deploy_a_sources_file_then_see_it_run_from_the_command_line(
         "    filters: ['$.amount >= 10']\n"
     )
     # Given a sources file deployed with the flows, as any deploy
-    deployed = tripwire_cli(engine_env, "deploy", str(file), str(FLOWS))
+    deployed = tripwire_cli(engine_env, "deploy", str(file), str(SOURCE_FLOWS))
     assert deployed.returncode == 0, deployed.stderr
     assert f"created    source {name}" in deployed.stdout
     listed = tripwire_cli(engine_env, "sources", "list")
     assert name in listed.stdout and f"orders-{unique_name}" in listed.stdout, listed.stdout
     # When a worker runs and messages arrive: one good, one filtered out, one not JSON
-    async with Engine(Settings(), discover_flows([FLOWS])) as engine:
+    async with Engine(Settings(), discover_flows([SOURCE_FLOWS])) as engine:
         assert engine.store is not None
         await engine.wait_ready()
         await eventually(lambda: state(engine, name) == "connected", "the source connected")

@@ -25,8 +25,9 @@ from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.runs.tables import run_attempts
-from tests.integration.conftest import eventually, finished_run, tripwire_cli
-from tests.integration.test_run_store import new_run
+from tests.fixtures.engine import finished_run, tripwire_cli
+from tests.fixtures.runs import new_run
+from tests.fixtures.waits import eventually
 from triggers import publish
 from triggers.settings import Settings
 

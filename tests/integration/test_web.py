@@ -16,9 +16,9 @@ import pytest
 
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
+from tests.fixtures.engine import Api, finished_run
 from tests.fixtures.servers import server_missing
-from tests.integration.conftest import Api, finished_run
-from tests.integration.test_signals import waiting_run
+from tests.fixtures.signals import waiting_run
 
 pytestmark = pytest.mark.integration
 

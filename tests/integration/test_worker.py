@@ -12,7 +12,8 @@ import pytest
 
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.integration.conftest import FLOWS, eventually, finished_run
+from tests.fixtures.engine import FLOWS, finished_run
+from tests.fixtures.waits import eventually
 from triggers import publish
 
 pytestmark = pytest.mark.integration

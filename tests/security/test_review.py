@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sensors.api.app import TOKEN_COOKIE
+from sensors.api.state import TOKEN_COOKIE
 from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.store import RunStore
-from tests.integration.conftest import FLOWS, Api, finished_run
+from tests.fixtures.engine import FLOWS, Api, finished_run
 from triggers import publish
 from triggers.cloud_events import load_cloud_events
 from triggers.errors import DeclarationError, StoreError

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from triggers import DeclarationError, trigger
 from triggers.conditions import parse_condition
+from triggers.declarations import flow_spec
 
 NAMES = ["a", "b", "c"]
 
@@ -72,8 +73,30 @@ def test_an_unknown_name_is_refused_at_decoration_listing_the_dependencies() -> 
 
 
 def test_a_dep_name_renames_a_dependency_for_conditions() -> None:
+    # Given an event renamed with dep, and a condition that uses the new name
     @trigger(
         events=[{"name": "orders.created", "dep": "orders"}, "payments"],
         conditions="orders || payments",
     )
     def flow() -> None: ...
+
+    # Then the dependency matches the event's name and is called by its dep
+    [spec] = flow_spec(flow).triggers
+    assert [(d.name, d.dep) for d in spec.dependencies] == [
+        ("orders.created", "orders"),
+        ("payments", "payments"),
+    ]
+    # And the condition holds on the renamed dependency
+    condition = spec.condition()
+    assert condition.holds({"orders"}) and condition.holds({"payments"})
+    assert not condition.holds(set())
+
+
+def test_a_condition_naming_the_event_of_a_renamed_dependency_is_refused() -> None:
+    with pytest.raises(DeclarationError, match=r"names 'orders.created'.*\['orders', 'payments'\]"):
+
+        @trigger(
+            events=[{"name": "orders.created", "dep": "orders"}, "payments"],
+            conditions="orders.created || payments",
+        )
+        def flow() -> None: ...

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from triggers import DeclarationError, trigger
-from triggers.decorators import flow_spec, is_flow
+from triggers.declarations import flow_spec, is_flow
 from triggers.spec import DEFAULT_WINDOW, parse_duration
 
 

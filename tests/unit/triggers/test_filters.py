@@ -7,7 +7,7 @@ from datetime import time
 import pytest
 
 from triggers import DeclarationError, trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.filters import Filter, TimeOfDay, parse_filter
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from triggers import DeclarationError, trigger_on_finish
 from triggers.current import TriggerEvent, UpstreamRun
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.spec import RUN_EVENT_TYPE, finished_event
 
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from sensors.core.sensor import build_sensors
 from tests.strategies import declarations, records
 from triggers import trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.envelope import decode
 from triggers.errors import DeclarationError, EventDecodeError
 from triggers.spec import FlowSpec

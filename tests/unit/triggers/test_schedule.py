@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from triggers import DeclarationError, schedule, trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.spec import FlowSpec, ScheduleSpec
 
 

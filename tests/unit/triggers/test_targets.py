@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from triggers import DeclarationError, resources, target, trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.targets import HttpTarget, parse_target, render
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from triggers import DeclarationError, trigger, trigger_on_finish
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.spec import AbsenceSpec, TriggerSpec
 
 

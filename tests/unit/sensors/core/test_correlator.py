@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sensors.core.correlator import Correlator
 from sensors.core.router import Router
-from sensors.core.sensor import Sensor, build_sensors
-from sensors.core.types import Arrival, Decisions
+from sensors.core.types import Arrival
 from sensors.core.wire import decode_changes, pack
+from tests.fixtures.core import DEPLOYED, HOUR, T0, Engine, arrival, sensors
 from triggers import trigger
-from triggers.decorators import flow_spec
-from triggers.envelope import Envelope
-
-T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)
-DEPLOYED = T0 - timedelta(days=1)
-HOUR = timedelta(hours=1)
 
 
 @trigger(event="data_updated")
@@ -42,30 +35,6 @@ def daily(date: str = "") -> None: ...
 
 @trigger(event="other")
 def unrelated() -> None: ...
-
-
-def sensors(*flows: Any) -> list[Sensor]:
-    specs = [flow_spec(f) for f in flows]
-    return build_sensors(specs, project="p", domain="d", deployed_at=DEPLOYED)
-
-
-class Engine:
-    """Router and correlator in one process, as the stages run them across Kafka."""
-
-    def __init__(self, *flows: Any) -> None:
-        deployed = sensors(*flows)
-        self.router = Router(deployed)
-        self.correlator = Correlator(d for d in deployed if d.stateful)
-
-    def feed(self, arrivals: list[Arrival], now: datetime | None = None) -> Decisions:
-        routed = self.router.route(arrivals)
-        now = now or max(a.arrived_at for a in arrivals)
-        decided, _ = self.correlator.offer(routed.offers, now)
-        return Decisions(routed.fires + decided.fires, routed.failures + decided.failures)
-
-
-def arrival(name: str, id: str, *, at: datetime = T0, **payload: object) -> Arrival:
-    return Arrival(Envelope(name=name, id=id, source="s", time=at, payload=payload), at)
 
 
 # single-event sensors

@@ -9,7 +9,7 @@ import pytest
 
 from sensors.core.filters import correlation_key, rejection
 from triggers import trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.envelope import Envelope
 
 NOON_UTC = datetime(2026, 11, 23, 12, tzinfo=UTC)

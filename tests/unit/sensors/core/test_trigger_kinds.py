@@ -14,9 +14,9 @@ from sensors.core.sensor import build_sensors
 from sensors.core.trigger_kinds import MAX_ABSENT_WINDOWS
 from sensors.core.types import Arrival, Decisions, Fire
 from sensors.core.wire import decode_changes, pack
-from tests.unit.sensors.core.test_correlator import DEPLOYED, HOUR, T0, Engine, arrival
+from tests.fixtures.core import DEPLOYED, HOUR, T0, Engine, arrival
 from triggers import trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 
 MINUTE = timedelta(minutes=1)
 

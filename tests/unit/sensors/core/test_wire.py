@@ -14,7 +14,7 @@ from sensors.core.types import Arrival, Decisions, Offer, make_fire
 from sensors.core.wire import decode_offers, encode_keyed, pack, partition_of, run_request
 from sensors.runs.models import NewRun
 from triggers import trigger
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 from triggers.envelope import Envelope
 
 T0 = datetime(2026, 11, 23, 12, tzinfo=UTC)

@@ -6,7 +6,7 @@ import pytest
 
 from sensors.runs.deploy import check_finish_cycles
 from triggers import DeclarationError, trigger, trigger_on_finish
-from triggers.decorators import flow_spec
+from triggers.declarations import flow_spec
 
 
 def test_a_chain_is_fine_and_a_cycle_is_named() -> None:

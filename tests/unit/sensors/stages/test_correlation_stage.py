@@ -1,0 +1,204 @@
+"""The correlation stage: offers in, run requests and changelog entries out; and the recovery
+of a partition's state from its changelog when a worker is given it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import TopicPartition
+
+from sensors.core.correlator import Correlator
+from sensors.core.router import Router
+from sensors.core.wire import decode_changes, encode_keyed, partition_of
+from sensors.runs.models import NewRun
+from sensors.runs.store import RunStore
+from sensors.stages.correlation_stage import CorrelationStage, StateRecovery
+from sensors.stages.emitter import Emitter
+from tests.fixtures.core import arrival, sensors
+from tests.fixtures.stub_kafka import StubConsumer, StubKafka, StubProducer, settle
+from tests.fixtures.waits import eventually
+from triggers import trigger
+from triggers.settings import Settings
+
+
+@trigger(events=["orders", "customers"], correlate_by="$.date", within="1h")
+def daily(date: str = "") -> None: ...
+
+
+@trigger(event="file_landed", debounce="2s")
+def ingest(path: str = "") -> None: ...
+
+
+DEPLOYED = sensors(daily, ingest, deployed_at=datetime.now(UTC) - timedelta(hours=1))
+# Date d3's offers and changelog partition; not 0, so that a record sent to 0 by mistake shows.
+D3 = partition_of("daily.trigger", '"d3"', 4)
+
+
+def offer(kafka: StubKafka, settings: Settings, name: str, id: str, **payload: object) -> None:
+    """Route event ``name`` as the sensor stage does, and write its offers where it would."""
+    routed = Router(DEPLOYED).route([arrival(name, id, at=datetime.now(UTC), **payload)])
+    for partition, record in encode_keyed(routed.offers, 4, settings.max_payload_bytes):
+        kafka.append(settings.topic_sensor_offers, record, partition=partition)
+
+
+def stage_of(settings: Settings, emitter: Emitter) -> CorrelationStage:
+    return CorrelationStage(settings, Correlator(s for s in DEPLOYED if s.stateful), emitter, 4)
+
+
+@pytest.fixture
+def stage(settings: Settings, emitter: Emitter) -> CorrelationStage:
+    return stage_of(settings, emitter)
+
+
+async def handled(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    """Hand ``stage`` everything on the offers topic as one batch, and land its output."""
+    landed = await stage.handle(kafka.batch(settings.topic_sensor_offers))
+    producer.release()
+    await asyncio.wait_for(landed, 5)
+
+
+def held(stage: CorrelationStage) -> dict[str, list[str]]:
+    """What the stage holds for ``daily``: the dependencies seen, per date."""
+    return {key: list(events) for key, events in stage.correlator.held("daily.trigger").items()}
+
+
+def requests(kafka: StubKafka, settings: Settings) -> list[NewRun]:
+    return [
+        NewRun.model_validate_json(value or b"")
+        for value in kafka.values(settings.topic_run_requests)
+    ]
+
+
+async def test_offers_for_both_dependencies_of_a_key_fire_one_run(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    offer(kafka, settings, "orders", "o3", date="d3")
+    offer(kafka, settings, "customers", "c2", date="d2")
+    offer(kafka, settings, "customers", "c3", date="d3")
+    await handled(stage, kafka, producer, settings)
+    [request] = requests(kafka, settings)
+    assert request.parameters == {"date": "d3"}
+    assert sorted(e["id"] for e in request.events) == ["c3", "o3"]
+    assert (stage.offers, stage.fires) == (3, 1)
+
+
+async def test_what_a_batch_changed_goes_to_the_changelog_on_the_partition_of_its_offers(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    offer(kafka, settings, "orders", "o3", date="d3")
+    await handled(stage, kafka, producer, settings)
+    [record] = kafka.records(settings.topic_sensor_state)
+    assert record.partition == D3 and record.value is not None
+    [change] = decode_changes(record.value)
+    assert (change.sensor_id, change.key) == ("daily.trigger", '"d3"')
+    assert list(change.events) == ["orders"]
+    assert kafka.records(settings.topic_run_requests) == []
+
+
+async def test_a_malformed_offers_record_is_skipped_and_the_rest_of_the_batch_handled(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    kafka.append(settings.topic_sensor_offers, b"not offers", partition=D3)
+    offer(kafka, settings, "orders", "o3", date="d3")
+    offer(kafka, settings, "customers", "c3", date="d3")
+    await handled(stage, kafka, producer, settings)
+    assert [r.parameters for r in requests(kafka, settings)] == [{"date": "d3"}]
+
+
+async def test_the_batch_is_done_only_once_its_run_requests_and_changelog_landed(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    offer(kafka, settings, "orders", "o3", date="d3")
+    offer(kafka, settings, "customers", "c3", date="d3")
+    landed = await stage.handle(kafka.batch(settings.topic_sensor_offers))
+    assert {send.topic for send in producer.in_flight} == {
+        settings.topic_run_requests,
+        settings.topic_sensor_state,
+    }
+    producer.release(lambda send: send.topic == settings.topic_run_requests)
+    await settle()
+    assert not landed.done()
+    producer.release()
+    assert await asyncio.wait_for(landed, 5) is False
+
+
+async def test_a_worker_given_a_partition_replays_its_changelog_and_fires_on_the_next_offer(
+    settings: Settings, store: RunStore, kafka: StubKafka
+) -> None:
+    # Given a worker that held an order for d3, written to the changelog, and then died
+    producer, offers = kafka.producer(), kafka.consumer(settings.topic_sensor_offers)
+    first = stage_of(settings, Emitter(settings, store, producer))
+    offer(kafka, settings, "orders", "o3", date="d3")
+    await asyncio.wait_for(await first.handle(await offers.getmany()), 5)
+    # When another worker is given the partition
+    second = stage_of(settings, Emitter(settings, store, producer))
+    readers: list[StubConsumer] = []
+
+    def reader() -> StubConsumer:
+        readers.append(kafka.consumer())
+        return readers[-1]
+
+    recovery = StateRecovery(settings, second, reader)
+    await recovery.on_partitions_assigned([TopicPartition(settings.topic_sensor_offers, D3)])
+    # Then it holds the order, read with a reader of its own that it closed
+    assert (second.owned, held(second)) == ({D3}, {'"d3"': ["orders"]})
+    assert [r.stopped for r in readers] == [True]
+    # And the customers of d3 fire the run of both
+    offer(kafka, settings, "customers", "c3", date="d3")
+    await asyncio.wait_for(await second.handle(await offers.getmany()), 5)
+    [request] = requests(kafka, settings)
+    assert sorted(e["id"] for e in request.events) == ["c3", "o3"]
+
+
+async def test_an_unreadable_changelog_record_is_skipped_on_replay(
+    settings: Settings, stage: CorrelationStage, kafka: StubKafka
+) -> None:
+    kafka.append(settings.topic_sensor_state, b"written by someone else", partition=D3)
+    recovery = StateRecovery(settings, stage, kafka.consumer)
+    assert await recovery.replay({D3}) == 1
+    assert held(stage) == {}
+
+
+async def test_the_state_of_revoked_partitions_is_dropped(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    recovery = StateRecovery(settings, stage, kafka.consumer)
+    await recovery.on_partitions_assigned([TopicPartition(settings.topic_sensor_offers, D3)])
+    offer(kafka, settings, "orders", "o3", date="d3")
+    await handled(stage, kafka, producer, settings)
+    assert held(stage) == {'"d3"': ["orders"]}
+    await recovery.on_partitions_revoked([TopicPartition(settings.topic_sensor_offers, D3)])
+    assert held(stage) == {}
+    assert stage.owned == set()
+
+
+async def test_the_clock_decides_only_once_the_grace_after_an_assignment_passed(
+    tmp_path: Path, store: RunStore, kafka: StubKafka
+) -> None:
+    # Given a debounced event whose quiet period is over, on a worker just given its partition
+    settings = Settings(home=tmp_path, absence_grace=1)
+    stage = stage_of(settings, Emitter(settings, store, kafka.producer()))
+    routed = Router(DEPLOYED).route(
+        [arrival("file_landed", "f1", at=datetime.now(UTC) - timedelta(seconds=10), path="p")]
+    )
+    [(partition, record)] = encode_keyed(routed.offers, 4, settings.max_payload_bytes)
+    kafka.append(settings.topic_sensor_offers, record, partition=partition)
+    await asyncio.wait_for(await stage.handle(kafka.batch(settings.topic_sensor_offers)), 5)
+    stage.assigned({partition})
+    # When the clock ticks at once, nothing is decided
+    await stage.tick()
+    assert kafka.records(settings.topic_run_requests) == []
+
+    # Then once the grace has passed, the debounced run is requested
+    async def fired() -> list[NewRun]:
+        await stage.tick()
+        await settle()
+        return requests(kafka, settings)
+
+    [request] = await eventually(fired, "the debounced run", timeout=5, interval=0.05)
+    assert request.parameters == {"path": "p"}

@@ -1,0 +1,91 @@
+"""Where a flow's runs execute, and what they need there: ``@target`` and ``@resources``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from triggers.declarations import declaration_of
+from triggers.errors import DeclarationError
+from triggers.targets import parse_target
+
+__all__ = ["resources", "target"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def target(url: str, **options: Any) -> Callable[[F], F]:
+    """Run the decorated flow on ``url`` instead of a local Python process.
+
+    ``command://`` runs an argv (``argv=["python", "flow.py", "run", "--day", "{day}"]``)
+    with no shell; ``http(s)://...`` POSTs a JSON body (``body=``, ``success=``,
+    ``retries=``, ``backoff=``, ``timeout=``, ``hmac_secret_env=``). Templates take
+    the flow's parameters and ``run_name``, ``project``, ``domain``, ``flow``,
+    ``parameters``, ``events`` as ``{placeholders}``, substituted as data.
+    See :mod:`triggers.targets`.
+
+    Raises:
+        DeclarationError: an unknown scheme, a bad option or an unknown placeholder.
+    """
+
+    def decorate(func: F) -> F:
+        where = f"@target on {getattr(func, '__qualname__', func)!r}"
+        decl = declaration_of(func, where)
+        if decl.target is not None:
+            raise DeclarationError(f"{where}: the flow has a target already.")
+        try:
+            decl.target = parse_target(url, options, [p.name for p in decl.parameters])
+        except DeclarationError as exc:
+            raise DeclarationError(f"{where}: {exc}") from None
+        return func
+
+    return decorate
+
+
+def resources(
+    *, cpu: float | str | None = None, memory: int | str | None = None, gpu: int | None = None
+) -> Callable[[F], F]:
+    """What a run of the decorated flow needs, as Metaflow's ``@resources`` says it.
+
+    Applies to ``k8s://`` targets (requests and limits of the Job's pod; the target's
+    own ``cpu``/``memory``/``gpu`` win); other targets ignore it.
+
+    Args:
+        cpu: cores (``2``, ``0.5``) or a Kubernetes quantity (``"500m"``).
+        memory: megabytes (``4096``, as Metaflow) or a quantity (``"4Gi"``).
+        gpu: whole GPUs.
+
+    Raises:
+        DeclarationError: a value that is not a number or a quantity.
+    """
+    given: dict[str, Any] = {}
+    if cpu is not None:
+        given["cpu"] = _quantity(cpu, "cpu", "")
+    if memory is not None:
+        given["memory"] = _quantity(memory, "memory", "Mi")
+    if gpu is not None:
+        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 1:
+            raise DeclarationError(f"@resources: gpu={gpu!r} must be a whole number ≥ 1.")
+        given["gpu"] = gpu
+
+    def decorate(func: F) -> F:
+        decl = declaration_of(func, f"@resources on {getattr(func, '__qualname__', func)!r}")
+        decl.resources = given
+        return func
+
+    return decorate
+
+
+_QUANTITY = re.compile(r"^\d+(\.\d+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$")
+
+
+def _quantity(value: object, what: str, unit: str) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return f"{value:g}{unit}"
+    if isinstance(value, str) and _QUANTITY.match(value):
+        return value
+    raise DeclarationError(
+        f"@resources: {what}={value!r} must be a number or a Kubernetes quantity like "
+        f"{'500m' if what == 'cpu' else '4Gi'}."
+    )
