@@ -63,6 +63,8 @@ class _Stage(NamedTuple):
     handle: Handler
     listener: ConsumerRebalanceListener | None = None
     tick: Callable[[], Awaitable[None]] | None = None
+    ready: Callable[[TopicPartition], bool] | None = None
+    """Whether a partition's records may be handled yet (its state is restored)."""
 
 
 class Engine:
@@ -91,6 +93,7 @@ class Engine:
         self.egress: EgressStage | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumers: list[AIOKafkaConsumer] = []
+        self._recovery: StateRecovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.relay: LifecycleRelay | None = None
@@ -206,11 +209,16 @@ class Engine:
             new_consumer(s, *st.topics, group_id=f"{group}.{st.name}", listener=st.listener)
             for st in stages
         ]
+        for consumer, st in zip(self._consumers, stages, strict=True):
+            if isinstance(st.listener, StateRecovery):  # before the join assigns partitions
+                st.listener.attach(consumer)
         # start() returns after the group join, which Tansu holds for half the session
         # timeout: join all groups at once.
         await asyncio.gather(*(c.start() for c in self._consumers))
         for consumer, st in zip(self._consumers, stages, strict=True):
-            work = consume_batches(consumer, st.handle, stop=self._stop, name=st.name, tick=st.tick)
+            work = consume_batches(
+                consumer, st.handle, stop=self._stop, name=st.name, tick=st.tick, ready=st.ready
+            )
             self._spawn(work, f"tripwire {st.name}")
 
     def _consuming_stages(self) -> list[_Stage]:
@@ -219,6 +227,7 @@ class Engine:
         sensor, correlation, launch = self.sensor_stage, self.correlation_stage, self.launch_stage
         assert sensor is not None and correlation is not None and launch is not None
         recovery = StateRecovery(s, correlation, lambda: new_consumer(s, group_id=None))
+        self._recovery = recovery
         stages = [
             _Stage(
                 "sensors", (s.topic_events, s.topic_run_events), sensor.handle, tick=sensor.tick
@@ -229,6 +238,7 @@ class Engine:
                 correlation.handle,
                 listener=recovery,
                 tick=correlation.tick,
+                ready=correlation.ready,
             ),
             _Stage("launcher", (s.topic_run_requests,), launch.handle, tick=launch.tick),
         ]
@@ -378,6 +388,8 @@ class Engine:
             with contextlib.suppress(Exception):
                 await consumer.stop()
         self._consumers = []
+        if self._recovery is not None:
+            await self._recovery.close()
         if self._producer is not None:
             with contextlib.suppress(Exception):
                 await self._producer.stop()

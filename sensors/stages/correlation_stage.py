@@ -7,9 +7,14 @@ is written to the same partition of the changelog topic, and the batch's
 offsets are committed only once that landed. A worker that is given a partition
 (at start, after a crash or in a rebalance) first replays that changelog
 partition, then expires by the clock, so it resumes with at least the state
-that the committed offsets imply. What it may see again after a crash are offers
-whose effects were already written; the id memory and the deterministic run
-names make those repeats harmless.
+that the committed offsets imply. Until that replay completed, the partition's
+offers are neither handled nor committed (the partition is paused, and
+:func:`~sensors.stages.kafka.consume_batches` defers what was fetched already),
+as Kafka Streams never processes a task before its restoration: an offer handled
+on a half-restored state would be overwritten by the replay. A replay that fails
+(the broker just restarted) is retried, with the partition still paused. What it
+may see again after a crash are offers whose effects were already written; the id
+memory and the deterministic run names make those repeats harmless.
 
 The next batch is correlated while one batch's output is in flight, but its
 changelog entries land after this batch's, even when one has to be sent again
@@ -25,9 +30,10 @@ is created with ``cleanup.policy=delete`` and no retention limit.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -35,6 +41,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from sensors.core.correlator import Correlator
 from sensors.core.types import Decisions, Offer, StateKey
 from sensors.core.wire import decode_changes, decode_offers, encode_keyed, pack, partition_of
+from sensors.runs.store import log_failure
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Batch
 from sensors.stages.reporter import StatusReporter
@@ -46,6 +53,7 @@ log = logging.getLogger(__name__)
 
 _EXPIRE_EVERY = 1.0  # seconds between sweeps of expired state
 _MAX_RECORDS = 5000  # consume_batches' batch size: a full batch means more are waiting
+_RESTORE_RETRY = (0.5, 30.0)  # first and longest wait between attempts at a failed replay
 
 
 class CorrelationStage:
@@ -67,7 +75,7 @@ class CorrelationStage:
         self._last_expiry = 0.0
         self.offers = 0
         self.fires = 0
-        self.owned: set[int] = set()  # offers partitions assigned to this worker
+        self.owned: set[int] = set()  # offers partitions assigned and restored here
         self._grace = timedelta(seconds=settings.absence_grace)
         self._settled_at = 0.0  # monotonic time from which the clock may decide
         self._behind = False  # the last batch was full: more offers are waiting
@@ -118,10 +126,14 @@ class CorrelationStage:
             await self.reporter.flush(self.correlator)
 
     def assigned(self, partitions: set[int]) -> None:
-        """Partitions were (re)assigned: let the clock decide only after the grace, so that
-        events that arrived while no worker owned them are counted first."""
+        """Partitions were (re)assigned and restored: let the clock decide only after the
+        grace, so that events that arrived while no worker owned them are counted first."""
         self.owned = set(partitions)
         self._settled_at = time.monotonic() + self._grace.total_seconds()
+
+    def ready(self, tp: TopicPartition) -> bool:
+        """Whether offers of ``tp`` may be handled: it is ours, and its state is restored."""
+        return tp.partition in self.owned
 
     def _owns_key(self, key: StateKey) -> bool:
         return partition_of(key[0], key[1], self._partitions) in self.owned
@@ -148,39 +160,104 @@ def _unpack(value: bytes | None) -> list[Offer]:
 
 
 class StateRecovery(ConsumerRebalanceListener):
-    """Replays the changelog of partitions as they are assigned; forgets revoked ones."""
+    """Replays the changelog of partitions as they are assigned; forgets revoked ones.
+
+    The offers consumer is :meth:`attach`-ed once it exists: its newly assigned
+    partitions stay paused until their state is restored.
+    """
 
     def __init__(
         self,
         settings: Settings,
         stage: CorrelationStage,
         consumer_factory: Callable[[], AIOKafkaConsumer],
-        on_recovered: Callable[[int, float], Awaitable[None]] | None = None,
     ) -> None:
         self._settings = settings
         self._stage = stage
         self._consumer_factory = consumer_factory
-        self._owned: set[int] = set()
-        self._on_recovered = on_recovered
+        self._restored: set[int] = set()
+        self._offers: AIOKafkaConsumer | None = None
+        self._retrying: asyncio.Task[None] | None = None
+
+    @property
+    def retrying(self) -> bool:
+        """Whether a failed restore is being tried again."""
+        return self._retrying is not None and not self._retrying.done()
+
+    async def close(self) -> None:
+        """Stop retrying a restore: the worker stops, or its partitions are revoked."""
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
+            self._retrying = None
+
+    def attach(self, offers: AIOKafkaConsumer) -> None:
+        """The consumer of the offers topic, whose partitions wait for their restore."""
+        self._offers = offers
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        self._owned -= {tp.partition for tp in revoked}
-        self._stage.owned = set(self._owned)
-        self._stage.correlator.drop(self._stage.owns(self._owned))
+        await self.close()  # what a retry restores may not be ours any more
+        self._restored -= {tp.partition for tp in revoked}
+        self._stage.owned = set(self._restored)
+        self._stage.correlator.drop(self._stage.owns(self._restored))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        fresh = {tp.partition for tp in assigned} - self._owned
-        self._owned |= {tp.partition for tp in assigned}
-        self._stage.assigned(self._owned)
-        if fresh:
-            started = time.monotonic()
-            records = await self.replay(fresh)
-            log.info(
-                "recovered correlation state of partitions %s from %d changelog records in %.2fs",
-                sorted(fresh),
-                records,
-                time.monotonic() - started,
+        tps = list(assigned)
+        fresh = {tp.partition for tp in tps} - self._restored
+        if not fresh:
+            return
+        self._pause([tp for tp in tps if tp.partition in fresh])
+        if not await self._restore(fresh):
+            # aiokafka only logs what a listener raises: retry here, partitions paused.
+            self._retrying = asyncio.create_task(
+                self._keep_restoring(fresh), name="tripwire state restore"
             )
+
+    async def _restore(self, partitions: set[int]) -> bool:
+        """Replay ``partitions`` and let their offers through; False if the replay failed."""
+        started = time.monotonic()
+        try:
+            records = await self.replay(partitions)
+        except Exception:
+            log_failure(
+                log,
+                "restoring the correlation state of partitions %s failed; their offers wait "
+                "until it succeeds",
+                sorted(partitions),
+            )
+            return False
+        self._restored |= partitions
+        self._stage.assigned(self._restored)
+        self._resume(partitions)
+        log.info(
+            "recovered correlation state of partitions %s from %d changelog records in %.2fs",
+            sorted(partitions),
+            records,
+            time.monotonic() - started,
+        )
+        return True
+
+    async def _keep_restoring(self, partitions: set[int]) -> None:
+        wait, longest = _RESTORE_RETRY
+        while True:
+            await asyncio.sleep(wait)
+            if await self._restore(partitions):
+                return
+            wait = min(wait * 2, longest)
+
+    def _pause(self, tps: list[TopicPartition]) -> None:
+        if self._offers is not None and tps:
+            self._offers.pause(*tps)
+
+    def _resume(self, partitions: set[int]) -> None:
+        if self._offers is None:
+            return
+        topic = self._settings.topic_sensor_offers
+        assignment = self._offers.assignment()
+        self._offers.resume(
+            *(tp for tp in assignment if tp.topic == topic and tp.partition in partitions)
+        )
 
     async def replay(self, partitions: set[int]) -> int:
         """Load the state of ``partitions`` from the changelog; return records read."""

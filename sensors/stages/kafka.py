@@ -34,7 +34,12 @@ from aiokafka import (
     TopicPartition,
 )
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import CommitFailedError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    TopicAlreadyExistsError,
+)
 
 from sensors.runs.store import log_failure
 from triggers.settings import Settings
@@ -162,8 +167,14 @@ async def consume_batches(
     max_records: int = 5000,
     retry_delay: float = 1.0,
     tick: Callable[[], Awaitable[None]] | None = None,
+    ready: Callable[[TopicPartition], bool] | None = None,
 ) -> None:
     """Read batches, hand each to ``handle``, then commit it; until ``stop`` is set.
+
+    With ``ready``, the records of a partition that is not ready (its state is still
+    being restored) are neither handled nor committed: the consumer seeks back to them,
+    and reads them again once it is. The check is made just before ``handle``, since a
+    rebalance may have changed the assignment while the batch was fetched.
 
     A batch whose handler fails is retried, not skipped, so nothing that was
     read is lost; handlers must be idempotent (they are: run names are).
@@ -182,6 +193,10 @@ async def consume_batches(
             if not batch:
                 continue
             while True:
+                if ready is not None:
+                    batch = _defer_unready(consumer, batch, ready, name)
+                    if not batch:
+                        break
                 try:
                     output = await handle(batch)
                     break
@@ -192,6 +207,8 @@ async def consume_batches(
                         log, "%s: handling a batch failed; retrying in %.1fs", name, retry_delay
                     )
                     await asyncio.sleep(retry_delay)
+            if not batch:
+                continue
             offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
             if landing is not None:
                 await landing
@@ -202,6 +219,25 @@ async def consume_batches(
         if landing is not None:
             landing.cancel()
         raise
+
+
+def _defer_unready(
+    consumer: AIOKafkaConsumer,
+    batch: Batch,
+    ready: Callable[[TopicPartition], bool],
+    name: str,
+) -> Batch:
+    """``batch`` without the partitions that are not ``ready``; the consumer is sent back
+    to their first record, so that they are read again, not skipped."""
+    kept: Batch = {}
+    for tp, records in batch.items():
+        if ready(tp):
+            kept[tp] = records
+            continue
+        log.debug("%s: %s is not ready; reading it again from %d", name, tp, records[0].offset)
+        with contextlib.suppress(IllegalStateError):  # revoked: its new owner reads it
+            consumer.seek(tp, records[0].offset)
+    return kept
 
 
 async def _commit_after(

@@ -4,19 +4,24 @@ of a partition's state from its changelog when a worker is given it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from sensors.core.correlator import Correlator
 from sensors.core.router import Router
 from sensors.core.wire import decode_changes, encode_keyed, partition_of
 from sensors.runs.models import NewRun
 from sensors.runs.store import RunStore
+from sensors.stages import correlation_stage
 from sensors.stages.correlation_stage import CorrelationStage, StateRecovery
 from sensors.stages.emitter import Emitter
+from sensors.stages.kafka import consume_batches
 from tests.fixtures.core import arrival, sensors
 from tests.fixtures.stub_kafka import StubConsumer, StubKafka, StubProducer, settle
 from tests.fixtures.waits import eventually
@@ -202,3 +207,146 @@ async def test_the_clock_decides_only_once_the_grace_after_an_assignment_passed(
 
     [request] = await eventually(fired, "the debounced run", timeout=5, interval=0.05)
     assert request.parameters == {"path": "p"}
+
+
+class _HeldReader(StubConsumer):
+    """A changelog reader whose reads wait for ``gate``: a replay that takes its time."""
+
+    def __init__(self, kafka: StubKafka, gate: asyncio.Event) -> None:
+        super().__init__(kafka)
+        self._gate = gate
+
+    async def getmany(
+        self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
+    ) -> dict[TopicPartition, list[Any]]:
+        await self._gate.wait()
+        return await super().getmany(*partitions, timeout_ms=timeout_ms, max_records=max_records)
+
+
+class _BrokenReader(StubConsumer):
+    """A changelog reader whose broker is down, as right after a broker restart."""
+
+    async def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        raise KafkaConnectionError("the broker is restarting")
+
+
+async def _held_order(kafka: StubKafka, settings: Settings, store: RunStore) -> TopicPartition:
+    """A worker that held the order o3 of d3, wrote it to the changelog, committed its
+    offer and died; returns the offers partition of d3."""
+    first = stage_of(settings, Emitter(settings, store, kafka.producer()))
+    offer(kafka, settings, "orders", "o3", date="d3")
+    group = kafka.consumer(settings.topic_sensor_offers, group_id="correlator")
+    await asyncio.wait_for(await first.handle(await group.getmany()), 5)
+    tp = TopicPartition(settings.topic_sensor_offers, D3)
+    await group.commit({tp: 1})
+    return tp
+
+
+async def _consuming(
+    consumer: StubConsumer, stage: CorrelationStage, stop: asyncio.Event
+) -> asyncio.Task[None]:
+    work = consume_batches(consumer, stage.handle, stop=stop, name="correlator", ready=stage.ready)
+    return asyncio.create_task(work)
+
+
+async def test_offers_fetched_while_their_partition_is_restored_are_handled_after_the_replay(
+    settings: Settings, store: RunStore, kafka: StubKafka
+) -> None:
+    # Given the changelog holds order o3 of d3, and the customers c3 of d3 is offered
+    tp = await _held_order(kafka, settings, store)
+    offer(kafka, settings, "customers", "c3", date="d3")
+    # When a new worker is given the partition, and consumes while its replay is slow
+    # (aiokafka fetches for a new assignment before it calls the listener)
+    second = stage_of(settings, Emitter(settings, store, kafka.producer()))
+    offers = kafka.consumer(settings.topic_sensor_offers, group_id="correlator")
+    gate = asyncio.Event()
+    recovery = StateRecovery(settings, second, lambda: _HeldReader(kafka, gate))
+    recovery.attach(offers)
+    stop = asyncio.Event()
+    loop = await _consuming(offers, second, stop)
+    await offers.polled(2)
+    assigning = asyncio.create_task(recovery.on_partitions_assigned([tp]))
+    await offers.polled(2)
+    # Then nothing of the partition is handled or committed while the replay runs
+    assert (second.offers, requests(kafka, settings), offers.commits) == (0, [], [])
+    # And once the replay is done, c3 meets o3 and the run of both fires, once
+    gate.set()
+    await asyncio.wait_for(assigning, 5)
+    await eventually(lambda: requests(kafka, settings), "the run of c3 and o3")
+    [request] = requests(kafka, settings)
+    assert sorted(e["id"] for e in request.events) == ["c3", "o3"]
+    await eventually(lambda: offers.commits[-1:] == [{tp: 2}], "the commit of c3")
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+
+
+async def test_a_failed_restore_is_retried_and_the_partitions_offers_wait_for_it(
+    settings: Settings, store: RunStore, kafka: StubKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(correlation_stage, "_RESTORE_RETRY", (0.01, 0.05))
+    # Given the changelog holds order o3 of d3, and the customers c3 of d3 is offered
+    tp = await _held_order(kafka, settings, store)
+    offer(kafka, settings, "customers", "c3", date="d3")
+    # When a new worker is given the partition while the broker cannot serve the replay
+    second = stage_of(settings, Emitter(settings, store, kafka.producer()))
+    offers = kafka.consumer(settings.topic_sensor_offers, group_id="correlator")
+    readers: list[StubConsumer] = []
+
+    def reader() -> StubConsumer:
+        readers.append(_BrokenReader(kafka) if len(readers) < 2 else kafka.consumer())
+        return readers[-1]
+
+    recovery = StateRecovery(settings, second, reader)
+    recovery.attach(offers)
+    await recovery.on_partitions_assigned([tp])  # aiokafka would only log a raise here
+    # Then the partition waits, paused, and its offers are not handled on an empty state
+    assert (second.ready(tp), tp in offers.paused, held(second)) == (False, True, {})
+    stop = asyncio.Event()
+    loop = await _consuming(offers, second, stop)
+    await offers.polled(2)
+    assert second.offers == 0
+    # And the replay is tried again until it succeeds, then c3 meets o3
+    await eventually(lambda: second.ready(tp), "the restore, tried again")
+    assert len(readers) == 3 and tp not in offers.paused and not recovery.retrying
+    await eventually(lambda: requests(kafka, settings), "the run of c3 and o3")
+    [request] = requests(kafka, settings)
+    assert sorted(e["id"] for e in request.events) == ["c3", "o3"]
+    stop.set()
+    await asyncio.wait_for(loop, 5)
+
+
+async def test_a_revoke_ends_a_restore_that_is_being_retried(
+    settings: Settings, stage: CorrelationStage, kafka: StubKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(correlation_stage, "_RESTORE_RETRY", (0.01, 0.05))
+    readers: list[StubConsumer] = []
+
+    def reader() -> StubConsumer:
+        readers.append(_BrokenReader(kafka))
+        return readers[-1]
+
+    recovery = StateRecovery(settings, stage, reader)
+    tp = TopicPartition(settings.topic_sensor_offers, D3)
+    await recovery.on_partitions_assigned([tp])
+    await eventually(lambda: len(readers) >= 2, "a second try")
+    assert recovery.retrying
+    await recovery.on_partitions_revoked([tp])
+    assert not recovery.retrying and not stage.ready(tp)
+
+
+async def test_stopping_the_worker_ends_a_restore_that_is_being_retried(
+    settings: Settings, stage: CorrelationStage, kafka: StubKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(correlation_stage, "_RESTORE_RETRY", (0.01, 0.05))
+    readers: list[StubConsumer] = []
+
+    def reader() -> StubConsumer:
+        readers.append(_BrokenReader(kafka))
+        return readers[-1]
+
+    recovery = StateRecovery(settings, stage, reader)
+    await recovery.on_partitions_assigned([TopicPartition(settings.topic_sensor_offers, D3)])
+    await eventually(lambda: len(readers) >= 2, "a second try")
+    assert recovery.retrying
+    await recovery.close()
+    assert not recovery.retrying
