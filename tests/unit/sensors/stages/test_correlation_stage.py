@@ -315,28 +315,11 @@ async def test_a_failed_restore_is_retried_and_the_partitions_offers_wait_for_it
     await asyncio.wait_for(loop, 5)
 
 
-async def test_a_revoke_ends_a_restore_that_is_being_retried(
+@pytest.fixture
+async def retrying(
     settings: Settings, stage: CorrelationStage, kafka: StubKafka, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(correlation_stage, "_RESTORE_RETRY", (0.01, 0.05))
-    readers: list[StubConsumer] = []
-
-    def reader() -> StubConsumer:
-        readers.append(_BrokenReader(kafka))
-        return readers[-1]
-
-    recovery = StateRecovery(settings, stage, reader)
-    tp = TopicPartition(settings.topic_sensor_offers, D3)
-    await recovery.on_partitions_assigned([tp])
-    await eventually(lambda: len(readers) >= 2, "a second try")
-    assert recovery.retrying
-    await recovery.on_partitions_revoked([tp])
-    assert not recovery.retrying and not stage.ready(tp)
-
-
-async def test_stopping_the_worker_ends_a_restore_that_is_being_retried(
-    settings: Settings, stage: CorrelationStage, kafka: StubKafka, monkeypatch: pytest.MonkeyPatch
-) -> None:
+) -> StateRecovery:
+    """A recovery given D3 while the broker cannot serve its replay, on its second try."""
     monkeypatch.setattr(correlation_stage, "_RESTORE_RETRY", (0.01, 0.05))
     readers: list[StubConsumer] = []
 
@@ -348,5 +331,19 @@ async def test_stopping_the_worker_ends_a_restore_that_is_being_retried(
     await recovery.on_partitions_assigned([TopicPartition(settings.topic_sensor_offers, D3)])
     await eventually(lambda: len(readers) >= 2, "a second try")
     assert recovery.retrying
-    await recovery.close()
-    assert not recovery.retrying
+    return recovery
+
+
+async def test_a_revoke_ends_a_restore_that_is_being_retried(
+    retrying: StateRecovery, stage: CorrelationStage, settings: Settings
+) -> None:
+    tp = TopicPartition(settings.topic_sensor_offers, D3)
+    await retrying.on_partitions_revoked([tp])
+    assert not retrying.retrying and not stage.ready(tp)
+
+
+async def test_stopping_the_worker_ends_a_restore_that_is_being_retried(
+    retrying: StateRecovery,
+) -> None:
+    await retrying.close()
+    assert not retrying.retrying
