@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import json
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
@@ -73,15 +74,25 @@ def _backend(settings: Settings) -> SignalBackend:
     ``tripwire.backends``), so that the SDK imports no engine module."""
     if settings.api_url:
         return ApiSignals(settings)
-    found = entry_points(group="tripwire.backends", name="signals")
-    if not found:
+    open_backend = _installed_backend()
+    if open_backend is None:
         raise ConfigurationError(
             "signals need run state, and none is configured: set TRIPWIRE_API_URL (and "
             "TRIPWIRE_API_TOKEN) to reach it through the tripwire API, or install tripwire's "
             "engine (`pip install tripwire`) to reach the run store directly"
         )
-    open_backend: Callable[[Settings], SignalBackend] = next(iter(found)).load()
     return open_backend(settings)
+
+
+@functools.cache
+def _installed_backend() -> Callable[[Settings], SignalBackend] | None:
+    """The engine's store backend, looked up once: the look-up reads every installed
+    package's metadata."""
+    found = entry_points(group="tripwire.backends", name="signals")
+    if not found:
+        return None
+    backend: Callable[[Settings], SignalBackend] = next(iter(found)).load()
+    return backend
 
 
 def _scope(settings: Settings, project: str | None, domain: str | None) -> dict[str, str]:

@@ -68,13 +68,15 @@ class Principal:
     events: tuple[str, ...] = ()
     projects: tuple[str, ...] = ()
 
-    def require(self, permission: Permission) -> None:
-        if permission not in _GRANTS[self.scope]:
+    def require(self, *permissions: Permission) -> None:
+        """Raise unless the scope grants one of ``permissions``."""
+        if _GRANTS[self.scope].isdisjoint(permissions):
+            needed = " or ".join(repr(p) for p in permissions)
             raise AuthError(
                 403,
                 "forbidden",
                 f"the credential {self.name!r} has scope {self.scope!r}, and this needs "
-                f"{permission!r}; use a token with that scope",
+                f"{needed}; use a token with that scope",
             )
 
     def require_event(self, name: str) -> None:

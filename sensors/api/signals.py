@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from sensors.api.auth import AuthError, Permission
+from sensors.api.auth import Permission
 from sensors.api.ingest import BadRequest
 from sensors.api.state import ApiState, Domain, Project, RunName, error_responses, state_of
 from sensors.runs.signals import give_signal, list_signals, time_out, wait_started, waiting_for
@@ -33,12 +33,12 @@ Action = Annotated[
 
 
 async def _run_in_scope(
-    request: Request, permission: Permission, project: str, domain: str, name: str
+    request: Request, project: str, domain: str, name: str, *permissions: Permission
 ) -> ApiState:
-    """The API's state, once the caller may ``permission`` in ``project`` and the run
-    exists (a 404 names it)."""
+    """The API's state, once the caller may do one of ``permissions`` in ``project`` and
+    the run exists (a 404 names it)."""
     state = state_of(request)
-    state.authorize(request, permission).require_project(project)
+    state.authorize(request, *permissions).require_project(project)
     await state.store.get_run(name, project=project, domain=domain)
     return state
 
@@ -79,7 +79,7 @@ async def list_run_events(
     action: Action = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[Signal]:
-    state = await _run_in_scope(request, "read", project, domain, name)
+    state = await _run_in_scope(request, project, domain, name, "read")
     return await list_signals(
         state.store, project=project, domain=domain, run_name=name, action_name=action, limit=limit
     )
@@ -100,16 +100,8 @@ async def get_run_event(
     event: EventName,
     action: Action = None,
 ) -> Signal:
-    state = state_of(request)
-    try:
-        principal = state.authorize(request, "read")
-    except AuthError as exc:
-        if exc.status != 403:
-            raise
-        # A signaller needs the type the run waits for, and a waiting run its wait.
-        principal = state.authorize(request, "publish")
-    principal.require_project(project)
-    await state.store.get_run(name, project=project, domain=domain)  # 404 names the run
+    # A signaller needs the type the run waits for, and a waiting run its wait.
+    state = await _run_in_scope(request, project, domain, name, "read", "publish")
     return await waiting_for(
         state.store, project=project, domain=domain, run_name=name, name=event, action_name=action
     )
@@ -131,7 +123,7 @@ async def wait_for_run_event(
     body: WaitRequest,
     action: Action = None,
 ) -> Signal:
-    state = await _run_in_scope(request, "publish", project, domain, name)
+    state = await _run_in_scope(request, project, domain, name, "publish")
     with _typed_values():
         return await wait_started(
             state.store,
@@ -160,7 +152,7 @@ async def time_out_run_event(
     event: EventName,
     action: Action = None,
 ) -> Signal:
-    state = await _run_in_scope(request, "publish", project, domain, name)
+    state = await _run_in_scope(request, project, domain, name, "publish")
     where = {"project": project, "domain": domain, "run_name": name, "name": event}
     await waiting_for(state.store, **where, action_name=action)  # 404 names the event
     return await time_out(state.store, **where, action_name=action)
@@ -181,7 +173,7 @@ async def signal_run_event(
     body: SignalRequest,
     action: Action = None,
 ) -> Signal:
-    state = await _run_in_scope(request, "publish", project, domain, name)
+    state = await _run_in_scope(request, project, domain, name, "publish")
     with _typed_values():
         return await give_signal(
             state.store,

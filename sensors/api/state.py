@@ -119,8 +119,8 @@ class ApiState:
         objects = ObjectStore(self.settings.objects_root)
         return RunService(self.settings, self.store, objects, await self.producer())
 
-    def authorize(self, request: Request, permission: Permission) -> Principal:
-        """The caller, if it may do ``permission``; rate limited per caller.
+    def authorize(self, request: Request, *permissions: Permission) -> Principal:
+        """The caller, if it may do one of ``permissions``; rate limited per caller.
 
         A bearer header wins; the web page's cookie stands in for it.
         """
@@ -128,7 +128,7 @@ class ApiState:
         if header is None and (cookie := request.cookies.get(TOKEN_COOKIE)):
             header = f"Bearer {cookie}"
         principal = self.auth.bearer(header)
-        principal.require(permission)
+        principal.require(*permissions)
         self.limit(principal)
         return principal
 

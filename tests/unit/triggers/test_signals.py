@@ -44,10 +44,12 @@ def test_without_an_api_url_the_sdk_reaches_the_store_through_the_engines_entry_
 
 
 def test_without_an_api_url_or_the_engine_it_says_what_to_set(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     # Given an SDK without tripwire's engine: no backend registered under its entry point
     monkeypatch.setattr(signals, "entry_points", lambda **_: EntryPoints(()))
+    signals._installed_backend.cache_clear()  # looked up once per process
+    request.addfinalizer(signals._installed_backend.cache_clear)
     monkeypatch.setenv("TRIPWIRE_HOME", str(tmp_path))
     monkeypatch.delenv("TRIPWIRE_API_URL", raising=False)
     with pytest.raises(ConfigurationError) as raised:
