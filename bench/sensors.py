@@ -42,12 +42,13 @@ from datetime import UTC, datetime, timedelta
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from bench.common import fill, kafka
+from sensors.core.changelog import PartitionLog
 from sensors.core.correlator import Correlator
 from sensors.core.router import Router
 from sensors.core.sensor import Sensor, build_sensors
 from sensors.core.types import Arrival, Offer
 from sensors.runs.store import RunStore
-from sensors.stages.correlation_stage import CorrelationStage
+from sensors.stages.correlation_stage import CorrelationStage, mark_sources
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.stages.sensor_stage import SensorStage
@@ -158,12 +159,15 @@ async def tripwire_stage(
         await producer.start()
         emitter = Emitter(s, store, producer)
         router_stage = SensorStage(Router(sensors), emitter, 1)
-        state_stage = CorrelationStage(s, Correlator(sensors), emitter, 1)
+        sources = mark_sources({s.topic_events: len(await producer.partitions_for(s.topic_events))})
+        state_stage = CorrelationStage(s, Correlator(sensors), emitter, 1, sources)
+        state_stage.logs[0] = PartitionLog(0, sources)  # restored: the topic is new
         gc.collect()
         gc.freeze()  # as sensors.engine does once its sensors are loaded
         events_in = new_consumer(s, s.topic_events, group_id=f"bench-sensors-{tag}")
         offers_in = new_consumer(s, s.topic_sensor_offers, group_id=f"bench-state-{tag}")
         await asyncio.gather(events_in.start(), offers_in.start())
+        router_stage.attach(events_in)  # it writes marks, as in a worker
         stop = asyncio.Event()
         started: list[float] = []
 
@@ -180,7 +184,9 @@ async def tripwire_stage(
         try:
             await asyncio.wait_for(
                 asyncio.gather(
-                    consume_batches(events_in, route, stop=stop, name="sensors"),
+                    consume_batches(
+                        events_in, route, stop=stop, name="sensors", tick=router_stage.tick
+                    ),
                     consume_batches(offers_in, correlate, stop=stop, name="correlator"),
                 ),
                 timeout=900,
@@ -203,7 +209,7 @@ def memory_per_held_event(count: int = 100_000) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    correlator.offer(offers, datetime.now(UTC))
+    correlator.offer(offers, None)
     offers.clear()  # what remains is what the state keeps
     gc.collect()
     after = tracemalloc.get_traced_memory()[0]

@@ -34,7 +34,7 @@ from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.sources import SourceSupervisor
 from sensors.sources.store import deploy_sources
-from sensors.stages.correlation_stage import CorrelationStage, StateRecovery
+from sensors.stages.correlation_stage import CorrelationStage, StateRecovery, mark_sources
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Handler, consume_batches, ensure_topics, new_consumer, new_producer
 from sensors.stages.launch_stage import LaunchStage
@@ -180,11 +180,14 @@ class Engine:
         self.sensor_stage = SensorStage(
             Router(deployed), emitter, partitions, StatusReporter(s, store)
         )
+        inputs = (s.topic_events, s.topic_run_events)
+        sources = mark_sources({t: len(await producer.partitions_for(t)) for t in inputs})
         self.correlation_stage = CorrelationStage(
             s,
-            Correlator(d for d in deployed if d.stateful),
+            Correlator((d for d in deployed if d.stateful), partitions),
             emitter,
             partitions,
+            sources,
             StatusReporter(s, store),
         )
 
@@ -212,6 +215,9 @@ class Engine:
         for consumer, st in zip(self._consumers, stages, strict=True):
             if isinstance(st.listener, StateRecovery):  # before the join assigns partitions
                 st.listener.attach(consumer)
+            if st.name == "sensors":
+                assert self.sensor_stage is not None
+                self.sensor_stage.attach(consumer)
         # start() returns after the group join, which Tansu holds for half the session
         # timeout: join all groups at once.
         await asyncio.gather(*(c.start() for c in self._consumers))

@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "BrokerError",
     "ConfigurationError",
+    "ConsumedError",
     "DeclarationError",
     "EventDecodeError",
     "IllegalTransitionError",
@@ -68,6 +69,10 @@ class RunNotFoundError(StoreError):
 
 class IllegalTransitionError(StoreError):
     """Raised when a run is asked to move to a phase its current phase does not allow."""
+
+
+class ConsumedError(StoreError):
+    """Raised when a run would consume an event another run of its sensor already consumed."""
 
 
 class SignalError(TripwireError):

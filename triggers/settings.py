@@ -208,10 +208,10 @@ class Settings(BaseSettings):
         5.0,
         gt=0,
         description=(
-            "Seconds an absence trigger waits after its window ends before it decides that "
-            "the event did not come: the lag an event may have on its way through the engine "
-            "and still count. After a worker (re)starts, it also waits this long before "
-            "deciding anything, so events that arrived while it was down are counted first."
+            "The lateness an event may have and still count (a producer's clock, its "
+            "linger): the sensor stage marks its progress this much behind what it has "
+            "routed, so absences and debounced fires are decided about this long after "
+            "their window or quiet period ends."
         ),
     )
     schedule_grace: float = Field(

@@ -1,4 +1,4 @@
-"""The correlation core: offers and a clock in, fire decisions and state changes out. No I/O.
+"""The correlation core: offers and a watermark in, fire decisions and state changes out. No I/O.
 
 The stateful half of the pure core (the stateless half, routing events to
 sensors, is :mod:`sensors.core.router`; the engine puts a Kafka repartition hop
@@ -11,43 +11,50 @@ none), and consumes what it used; the other kinds are in :mod:`sensors.core.trig
 
 Semantics (docs/architecture.md, "Semantics"): latest wins per dependency; an event id counts once
 per sensor for as long as the window; events of different correlation keys
-never combine; held events and remembered ids older than ``now - within`` are
+never combine; held events and remembered ids older than ``watermark - within`` are
 dropped, so state is bounded by dependencies x live keys.
+
+Nothing here reads a clock. Time is the *watermark* of an offers partition (the
+time up to which every event has been routed to it, from the marks the sensor stage
+writes into the partition, :mod:`sensors.core.changelog`), and it moves only at
+records of that partition. So what a partition decides is a function of its log:
+a replay decides as the original did, whatever the batch boundaries, the wall
+clock or the moment a worker took over (docs/architecture.md, "State and the changelog").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sensors.core.sensor import Sensor
 from sensors.core.timers import Timers
 from sensors.core.trigger_kinds import (
-    MAX_ABSENT_WINDOWS,
     Fired,
+    Kind,
     absence_due,
     absence_event,
     first_window,
     next_absence_deadline,
     sequence_event,
+    skipped_windows,
     take_all_of,
     threshold_event,
 )
 from sensors.core.types import (
     Arrival,
     Decisions,
-    Failure,
     Held,
     Offer,
     Pending,
     Progress,
     StateChange,
     StateKey,
+    event_id,
     make_fire,
 )
+from sensors.core.wire import partition_of
 from triggers.conditions import Condition
-from triggers.spec import AbsenceSpec
 
 __all__ = ["MAX_COALESCED", "Correlator"]
 
@@ -56,48 +63,44 @@ MAX_COALESCED = 1000
 so a stream that never goes quiet still runs, and its state stays bounded."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Kind:
-    """What a sensor that is not a plain all-of needs: its kind and options."""
-
-    sensor: Sensor
-    within: timedelta
-    condition: Condition
-    name: str  # 'all', 'threshold', 'sequence' or 'absence'
-    debounce: timedelta | None
-    threshold: int
-    steps: dict[str, int]
-    absence: AbsenceSpec | None
-
-    @classmethod
-    def of(cls, sensor: Sensor) -> _Kind | None:
-        t = sensor.trigger
-        if t.kind == "all" and t.debounce is None:
-            return None  # the fast path
-        steps = {d.dep: i for i, d in enumerate(t.dependencies)}
-        return cls(
-            sensor, t.within, t.condition(), t.kind, t.debounce, t.threshold or 0, steps, t.absence
-        )
-
-
-_Rule = tuple[Sensor, timedelta, Condition, _Kind | None]
+_Rule = tuple[Sensor, timedelta, Condition, Kind | None]
 
 
 class Correlator:
-    """Correlation state of stateful sensors, changed only by offers and the clock."""
+    """Correlation state of stateful sensors, changed only by offers and watermarks.
 
-    def __init__(self, sensors: Iterable[Sensor] = ()) -> None:
+    ``partitions`` is the offers topic's partition count: each key belongs to one
+    partition (:func:`~sensors.core.wire.partition_of`), whose watermark decides for it.
+    """
+
+    def __init__(self, sensors: Iterable[Sensor] = (), partitions: int = 1) -> None:
+        self.partitions = partitions
         self.sensors: dict[str, Sensor] = {}
         self._rules: dict[str, _Rule] = {}
-        self._absences: dict[str, _Kind] = {}  # wall-clock absences: the clock creates their key
+        self._absences: dict[str, Kind] = {}  # wall-clock absences: time creates their key
         self.state: dict[StateKey, Held] = {}
-        # When the oldest entry of each key leaves its window: expiry visits only the
-        # keys that are due, so it costs what expires, not what is held.
-        self._expiry = Timers()
-        # When the clock may fire something: an absence deadline or a debounce's end.
-        self._timers = Timers()
-        self._lag = timedelta(0)  # how far the watermark was behind the clock, last tick
+        # Per partition, when the oldest entry of each key leaves its window: expiry visits
+        # only the keys that are due, so it costs what expires, not what is held.
+        self._expiry: dict[int, Timers] = {}
+        # Per partition, when the watermark may fire something: an absence deadline or the
+        # end of a debounce's quiet period.
+        self._timers: dict[int, Timers] = {}
         self.update(sensors)
+
+    def _partition(self, key: StateKey) -> int:
+        return partition_of(key[0], key[1], self.partitions) if self.partitions > 1 else 0
+
+    def _expiry_of(self, partition: int) -> Timers:
+        timers = self._expiry.get(partition)
+        if timers is None:
+            timers = self._expiry[partition] = Timers()
+        return timers
+
+    def _timers_of(self, partition: int) -> Timers:
+        timers = self._timers.get(partition)
+        if timers is None:
+            timers = self._timers[partition] = Timers()
+        return timers
 
     def update(self, sensors: Iterable[Sensor]) -> set[str]:
         """Serve ``sensors`` from now on (a new deployment).
@@ -117,7 +120,7 @@ class Correlator:
             for sid, sensor in new.items()
         }
         self._rules = {
-            s.id: (s, s.trigger.within, s.trigger.condition(), _Kind.of(s))
+            s.id: (s, s.trigger.within, s.trigger.condition(), Kind.of(s))
             for s in self.sensors.values()
         }
         self._absences = {
@@ -129,11 +132,14 @@ class Correlator:
             self.drop(lambda key: key[0] not in gone)
         return gone
 
-    def offer(self, offers: Iterable[Offer], now: datetime) -> tuple[Decisions, list[StateChange]]:
-        """Apply a batch of offers; return the decisions and what changed, per key."""
+    def offer(
+        self, offers: Iterable[Offer], watermark: datetime | None, partition: int = 0
+    ) -> tuple[Decisions, list[StateChange]]:
+        """Apply offers of one partition, in log order, at the partition's ``watermark``
+        (None: not known yet); return the decisions and what changed, per key."""
         decisions = Decisions()
         counted: dict[StateKey, dict[str, datetime]] = {}
-        rules, state, expiry = self._rules, self.state, self._expiry
+        rules, state, expiry = self._rules, self.state, self._expiry_of(partition)
         horizons: dict[timedelta, datetime] = {}
         for offer in offers:
             rule = rules.get(offer.sensor_id)
@@ -142,32 +148,33 @@ class Correlator:
             sensor, within, condition, kind = rule
             arrival = offer.arrival
             event_time = arrival.event_time
-            horizon = horizons.get(within)
-            if horizon is None:
-                horizon = horizons[within] = now - within
-            if event_time < horizon and (kind is None or kind.absence is None):
-                continue  # already outside every window it could join
+            if watermark is not None:
+                horizon = horizons.get(within)
+                if horizon is None:
+                    horizon = horizons[within] = watermark - within
+                if event_time < horizon and (kind is None or kind.absence is None):
+                    continue  # already outside every window it could join
             key = (offer.sensor_id, offer.key)
-            event_id = arrival.envelope.id
+            event_key = arrival.key
             held = state.get(key)
             if held is None:
                 # A new key (with many sensors or keys, most offers): nothing to compare.
-                held = state[key] = Held({}, {event_id: event_time}, _progress(kind))
-                counted[key] = {event_id: event_time}
+                held = state[key] = Held({}, {event_key: event_time}, _progress(kind))
+                counted[key] = {event_key: event_time}
                 expiry.set(key, event_time + within)
                 events = held.events
                 if kind is None:
                     events[offer.dep] = arrival
             else:
                 seen = held.seen
-                if event_id in seen:
+                if event_key in seen:
                     continue  # counted once per sensor
-                seen[event_id] = event_time
+                seen[event_key] = event_time
                 ids = counted.get(key)
                 if ids is None:
-                    counted[key] = {event_id: event_time}
+                    counted[key] = {event_key: event_time}
                 else:
-                    ids[event_id] = event_time
+                    ids[event_key] = event_time
                 expiry.earlier(key, event_time + within)
                 events = held.events
                 if kind is None:
@@ -175,18 +182,29 @@ class Correlator:
                     if current is None or current.event_time <= event_time:
                         events[offer.dep] = arrival  # latest wins
             if kind is not None:
-                self._absorb(kind, key, held, offer.dep, arrival, decisions)
+                self._absorb(kind, key, held, offer.dep, arrival, decisions, partition)
                 continue
             if not condition.holds(events.keys()):
                 continue  # cheap test first: most events do not complete a condition
             used = take_all_of(events, condition, within)
             if used is not None:
                 make_fire(sensor, used, decisions)
-        changes = [_change(key, state[key], ids) for key, ids in counted.items() if key in state]
+        changes = [
+            _change(key, state[key], ids, rules[key[0]][0].version)
+            for key, ids in counted.items()
+            if key in state
+        ]
         return decisions, changes
 
     def _absorb(
-        self, kind: _Kind, key: StateKey, held: Held, dep: str, arrival: Arrival, d: Decisions
+        self,
+        kind: Kind,
+        key: StateKey,
+        held: Held,
+        dep: str,
+        arrival: Arrival,
+        d: Decisions,
+        partition: int,
     ) -> None:
         progress = held.progress
         assert progress is not None
@@ -207,10 +225,10 @@ class Correlator:
                 used = take_all_of(held.events, kind.condition, kind.within)
                 fired = (used, None, None) if used is not None else None
         if fired is not None:
-            self._launch(kind, key, held, fired, d)
-        self._arm(key, held, kind)
+            self._launch(kind, held, fired, d)
+        self._arm(key, held, kind, partition)
 
-    def _launch(self, kind: _Kind, key: StateKey, held: Held, fired: Fired, d: Decisions) -> None:
+    def _launch(self, kind: Kind, held: Held, fired: Fired, d: Decisions) -> None:
         """Fire now, or hold the fire back until the key has been quiet for ``debounce``."""
         used, info, ids = fired
         if kind.debounce is None:
@@ -218,9 +236,15 @@ class Correlator:
             return
         progress = held.progress
         assert progress is not None
-        names = list(ids) if ids is not None else [a.envelope.id for a in used.values()]
-        due = max(a.arrived_at for a in used.values()) + kind.debounce
+        names = list(ids) if ids is not None else [a.key for a in used.values()]
+        arrived = max(a.arrived_at for a in used.values())
+        due = arrived + kind.debounce
         pending = progress.pending
+        if pending is not None and arrived > pending.due:
+            # It came after the quiet period: that fire is complete, whether or not the
+            # watermark has passed its end yet (so tick timing cannot merge the two).
+            self._flush(kind, held, d)
+            pending = None
         if pending is not None:
             known = set(pending.ids)
             names = pending.ids + [i for i in names if i not in known]
@@ -231,16 +255,19 @@ class Correlator:
         if len(pending.ids) >= MAX_COALESCED:
             self._flush(kind, held, d)
 
-    def _flush(self, kind: _Kind, held: Held, d: Decisions) -> None:
+    def _flush(self, kind: Kind, held: Held, d: Decisions) -> None:
         """Launch a key's debounced fire, recording what it coalesced."""
         assert held.progress is not None and held.progress.pending is not None
         pending, held.progress.pending = held.progress.pending, None
-        coalesced = {"fires": pending.fires, "coalesced_event_ids": pending.ids}
+        coalesced = {
+            "fires": pending.fires,
+            "coalesced_event_ids": list(map(event_id, pending.ids)),
+        }
         info = (pending.info or {}) | {"debounce": coalesced}
         make_fire(kind.sensor, pending.used, d, info=info, ids=pending.ids)
 
-    def _arm(self, key: StateKey, held: Held, kind: _Kind) -> None:
-        """Set the key's timer to the next moment the clock may decide something for it."""
+    def _arm(self, key: StateKey, held: Held, kind: Kind, partition: int) -> None:
+        """Set the key's timer to the watermark at which it may decide something next."""
         times = []
         progress = held.progress
         if progress is not None and progress.pending is not None:
@@ -248,69 +275,75 @@ class Correlator:
         if kind.absence is not None:
             deadline = next_absence_deadline(held, kind.absence, kind.within)
             if deadline is not None:
-                times.append(deadline + self._lag)
+                times.append(deadline)
         if times:
-            self._timers.set(key, min(times))
+            self._timers_of(partition).set(key, min(times))
         else:
-            self._timers.discard(key)
+            self._timers_of(partition).discard(key)
 
-    def tick(
-        self, now: datetime, watermark: datetime, owns: Callable[[StateKey], bool]
+    def advance(
+        self, watermark: datetime, partition: int = 0
     ) -> tuple[Decisions, list[StateChange]]:
-        """Decide what the clock decides: absences and the ends of quiet periods.
+        """Decide what the partition's watermark, now at ``watermark``, decides: absences
+        and the ends of quiet periods. Call :meth:`expire` after it.
 
-        ``watermark`` is the time up to which every event is known to have been
-        offered (``now`` minus a grace for lag); an absence is decided only once it
-        passed the window. ``owns`` says which keys this correlator is responsible
-        for, so that a wall-clock absence starts on exactly one worker.
+        ``watermark`` is the time up to which every event has been offered to the
+        partition; an absence is decided only once it passed the window, and a debounced
+        fire once it passed the quiet period.
         """
-        self._lag = max(now - watermark, timedelta(0))
         decisions, touched = Decisions(), []
         for sid, kind in self._absences.items():
             key = (sid, "")
-            if key not in self.state and owns(key):
+            if key not in self.state and self._partition(key) == partition:
                 assert kind.absence is not None
                 cursor = first_window(kind.sensor.deployed_at, kind.absence, kind.within)
                 held = self.state[key] = Held(progress=Progress(cursor=cursor))
-                self._arm(key, held, kind)
+                self._arm(key, held, kind, partition)
                 touched.append(key)
-        for key in self._timers.pop(now):
+        for key in self._timers_of(partition).pop(watermark):
             rule = self._rules.get(key[0])
             found = self.state.get(key)
             if rule is None or rule[3] is None or found is None or found.progress is None:
                 continue
             kind, held, pending = rule[3], found, found.progress.pending
-            if pending is not None and pending.due <= now:
+            if pending is not None and pending.due <= watermark:
                 self._flush(kind, held, decisions)
             if kind.absence is not None:
                 fired, skipped = absence_due(held, kind.absence, kind.within, watermark)
                 for f in fired:
-                    self._launch(kind, key, held, f, decisions)
+                    self._launch(kind, held, f, decisions)
                 if skipped:
-                    decisions.failures.append(_skipped(kind, skipped))
-            self._arm(key, held, kind)
+                    decisions.failures.append(skipped_windows(kind, skipped))
+            self._arm(key, held, kind, partition)
             touched.append(key)
-        changes = [_change(key, self.state[key], {}) for key in touched if key in self.state]
+        changes = [
+            _change(key, self.state[key], {}, self._rules[key[0]][0].version)
+            for key in touched
+            if key in self.state
+        ]
         return decisions, changes
 
-    def expire(self, now: datetime) -> set[StateKey]:
-        """Drop held events and remembered ids older than their window; return changed keys."""
+    def expire(self, watermark: datetime, partition: int = 0) -> set[StateKey]:
+        """Drop what the partition's keys hold from before their window at ``watermark``;
+        return the changed keys. Not written to the changelog: a replay expires by the
+        same watermark."""
         changed: set[StateKey] = set()
-        for key in self._expiry.pop(now, strict=True):
+        expiry = self._expiry_of(partition)
+        for key in expiry.pop(watermark, strict=True):
             held = self.state.get(key)
             rule = self._rules.get(key[0])
             if held is None or rule is None:
                 if self.state.pop(key, None) is not None:
                     changed.add(key)
                 continue
-            if held.trim(now - rule[1]):
+            if held.trim(watermark - rule[1]):
                 changed.add(key)
             oldest = held.oldest()
             if oldest is not None:
-                self._expiry.set(key, oldest + rule[1])
+                expiry.set(key, oldest + rule[1])
             elif held.progress is None or held.progress.empty():
                 del self.state[key]
-                self._timers.discard(key)
+                self._timers_of(partition).discard(key)
         return changed
 
     def held(self, sensor_id: str) -> dict[str, dict[str, Arrival]]:
@@ -329,18 +362,24 @@ class Correlator:
     def held_count(self) -> int:
         return sum(len(h.events) for h in self.state.values())
 
-    def apply(self, change: StateChange, now: datetime) -> None:
-        """Replay one changelog entry, keeping only what is still inside its window.
+    def apply(self, change: StateChange, watermark: datetime | None) -> None:
+        """Replay one changelog entry, keeping only what is still inside its window at
+        ``watermark`` (the partition's, as of the entry).
 
         Filtering on the way in keeps a replay's memory bounded like the live state,
-        however long the changelog has grown.
+        however long the changelog has grown. An entry gathered under another definition
+        of its sensor (a redeploy changed it) is not applied: its events were not
+        filtered by the new one.
         """
         rule = self._rules.get(change.sensor_id)
         if rule is None:
             return  # a sensor no longer deployed
+        if change.version and change.version != rule[0].version:
+            return  # gathered under another definition; 0: written before versions
         key = (change.sensor_id, change.key)
         held = Held(dict(change.events), dict(change.seen), change.progress)
-        held.trim(now - rule[1])
+        if watermark is not None:
+            held.trim(watermark - rule[1])
         current = self.state.get(key)
         if current is not None:
             current.events = held.events
@@ -351,36 +390,28 @@ class Correlator:
         elif not (held.events or held.seen) and (held.progress is None or held.progress.empty()):
             return
         self.state[key] = held
+        partition = self._partition(key)
         oldest = held.oldest()
         if oldest is not None:
-            self._expiry.earlier(key, oldest + rule[1])
+            self._expiry_of(partition).earlier(key, oldest + rule[1])
         if rule[3] is not None:
-            self._arm(key, held, rule[3])
+            self._arm(key, held, rule[3], partition)
 
     def drop(self, keep: Callable[[StateKey], bool]) -> None:
         """Forget every key for which ``keep(key)`` is false (partitions given away)."""
         for key in [k for k in self.state if not keep(k)]:
             del self.state[key]
-        self._expiry.keep(lambda k: k in self.state)
-        self._timers.keep(lambda k: k in self.state)
+        for timers in [*self._expiry.values(), *self._timers.values()]:
+            timers.keep(lambda k: k in self.state)
 
 
-def _progress(kind: _Kind | None) -> Progress | None:
+def _progress(kind: Kind | None) -> Progress | None:
     return None if kind is None else Progress()
 
 
-def _change(key: StateKey, held: Held, ids: dict[str, datetime]) -> StateChange:
+def _change(key: StateKey, held: Held, ids: dict[str, datetime], version: int) -> StateChange:
     progress = held.progress.copy() if held.progress is not None else None
-    return StateChange(key[0], key[1], dict(held.events), ids, progress)
-
-
-def _skipped(kind: _Kind, count: int) -> Failure:
-    dep = kind.sensor.dependencies[-1]
-    reason = (
-        f"skipped about {count} window(s) without {dep.name!r} from while no worker ran the "
-        f"sensor; only the last {MAX_ABSENT_WINDOWS} fire"
-    )
-    return Failure(kind.sensor, dep.name, f"skipped:{count}", reason)
+    return StateChange(key[0], key[1], dict(held.events), ids, progress, version)
 
 
 def _same_sensor(a: Sensor, b: Sensor) -> bool:

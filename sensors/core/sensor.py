@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,9 @@ class Sensor:
     request_head: bytes = field(init=False, repr=False)
     """The fields of a run request (``NewRun``) that are the same for all its fires, as
     a JSON object without its closing brace: encoded once, not for every fire."""
+    version: int = field(init=False, repr=False)
+    """A fingerprint of what the sensor decides by (its trigger, flow and deployment
+    time): state gathered under another version is not restored."""
     _slug: str = field(init=False, repr=False)
     _name_prefix: bytes = field(init=False, repr=False)
 
@@ -53,6 +57,14 @@ class Sensor:
         object.__setattr__(self, "id", f"{self.flow.name}.{self.trigger.name}")
         object.__setattr__(self, "schema", ParameterSchema(self.flow.parameters))
         object.__setattr__(self, "request_head", msgspec.json.encode(self._request_fields())[:-1])
+        fingerprint = b"\x1f".join(
+            [
+                self.deployed_at.isoformat().encode(),
+                self.trigger.model_dump_json().encode(),
+                self.flow.model_dump_json().encode(),
+            ]
+        )
+        object.__setattr__(self, "version", zlib.crc32(fingerprint))
         object.__setattr__(self, "_slug", slug(self.flow.name))
         prefix = "\x1f".join([self.project, self.domain, self.id, ""])
         object.__setattr__(self, "_name_prefix", prefix.encode())

@@ -22,17 +22,21 @@ correlator then launches it, or holds it back for ``debounce``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sensors.core.schedule import wall_window
-from sensors.core.types import Arrival, Held, Progress
+from sensors.core.sensor import Sensor
+from sensors.core.types import Arrival, Failure, Held, Progress, event_id
 from triggers.conditions import Condition
 from triggers.spec import AbsenceSpec
 
 __all__ = [
     "MAX_ABSENT_WINDOWS",
     "Fired",
+    "Kind",
+    "skipped_windows",
     "absence_event",
     "absence_due",
     "first_window",
@@ -46,8 +50,32 @@ MAX_ABSENT_WINDOWS = 100
 """Empty windows fired at once after an outage; older ones are reported as skipped."""
 
 Fired = tuple[dict[str, Arrival], dict[str, Any] | None, list[str] | None]
-"""What fires: the events that give the parameters, the trigger info, the ids that name
-the run (None: the events' ids)."""
+"""What fires: the events that give the parameters, the trigger info, the events
+(:func:`~sensors.core.types.event_key`) that name the run (None: the events')."""
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """What a sensor that is not a plain all-of needs: its kind and options."""
+
+    sensor: Sensor
+    within: timedelta
+    condition: Condition
+    name: str  # 'all', 'threshold', 'sequence' or 'absence'
+    debounce: timedelta | None
+    threshold: int
+    steps: dict[str, int]
+    absence: AbsenceSpec | None
+
+    @classmethod
+    def of(cls, sensor: Sensor) -> Kind | None:
+        t = sensor.trigger
+        if t.kind == "all" and t.debounce is None:
+            return None  # the fast path
+        steps = {d.dep: i for i, d in enumerate(t.dependencies)}
+        return cls(
+            sensor, t.within, t.condition(), t.kind, t.debounce, t.threshold or 0, steps, t.absence
+        )
 
 
 def threshold_event(
@@ -55,7 +83,7 @@ def threshold_event(
 ) -> Fired | None:
     """Count an event; fire when ``threshold`` counted events fit in one window."""
     counted = progress.counted
-    counted[arrival.envelope.id] = arrival.event_time
+    counted[arrival.key] = arrival.event_time
     if len(counted) < threshold:
         return None
     newest = max(counted.values())
@@ -64,9 +92,10 @@ def threshold_event(
         progress.counted = live
         return None
     progress.counted = {}
-    ids = sorted(live, key=live.__getitem__)
-    info = {"kind": "threshold", "threshold": threshold, "count": len(ids), "event_ids": ids}
-    return {dep: arrival}, info, ids
+    keys = sorted(live, key=live.__getitem__)
+    shown = [event_id(k) for k in keys]
+    info = {"kind": "threshold", "threshold": threshold, "count": len(keys), "event_ids": shown}
+    return {dep: arrival}, info, keys
 
 
 def sequence_event(
@@ -129,7 +158,7 @@ def absence_event(
     if dep == spec.after:
         expected = held.events.get(spec.dep)  # it may have arrived first, from another topic
         if expected is None or not at <= expected.event_time <= at + within:
-            progress.starters[arrival.envelope.id] = arrival
+            progress.starters[arrival.key] = arrival
         return
     held.events[dep] = _latest(held.events.get(dep), arrival)
     progress.starters = {
@@ -148,12 +177,13 @@ def absence_due(
     assert progress is not None
     fired: list[Fired] = []
     if spec.after is not None:
-        for event_id, starter in sorted(progress.starters.items(), key=lambda s: s[1].event_time):
+        for key, starter in sorted(progress.starters.items(), key=lambda s: s[1].event_time):
             deadline = starter.event_time + within
             if deadline <= watermark:
-                del progress.starters[event_id]
-                info = _window_info(starter.event_time, deadline) | {"after_event_id": event_id}
-                fired.append(({spec.after: starter}, info, [event_id]))
+                del progress.starters[key]
+                info = _window_info(starter.event_time, deadline)
+                info["after_event_id"] = starter.envelope.id
+                fired.append(({spec.after: starter}, info, [key]))
         return fired, 0
     cursor, skipped = progress.cursor, 0
     assert cursor is not None
@@ -197,3 +227,13 @@ def _latest(current: Arrival | None, arrival: Arrival) -> Arrival:
     if current is None or current.event_time <= arrival.event_time:
         return arrival
     return current
+
+
+def skipped_windows(kind: Kind, count: int) -> Failure:
+    """The failure that reports empty windows too old to fire (an outage)."""
+    dep = kind.sensor.dependencies[-1]
+    reason = (
+        f"skipped about {count} window(s) without {dep.name!r} from while no worker ran the "
+        f"sensor; only the last {MAX_ABSENT_WINDOWS} fire"
+    )
+    return Failure(kind.sensor, dep.name, f"skipped:{count}", reason)

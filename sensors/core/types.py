@@ -22,6 +22,7 @@ from triggers.errors import TriggerError
 from triggers.spec import EventDependency
 
 __all__ = [
+    "PUBLISHED",
     "Arrival",
     "Decisions",
     "Failure",
@@ -34,8 +35,30 @@ __all__ = [
     "RunEvent",
     "StateChange",
     "StateKey",
+    "event_id",
+    "event_key",
     "make_fire",
 ]
+
+
+PUBLISHED = "tripwire://publish"
+"""The source of events from tripwire's own publishers, whose ids are UUIDs."""
+
+
+def event_key(source: str, id: str) -> str:
+    """An event's identity, as dedupe, the store's consumed events and run names use it.
+
+    CloudEvents makes ``source`` + ``id`` unique, not ``id`` alone, so two sources that
+    reuse an id (a date, a counter) publish two events. An event of tripwire's own
+    publishers is its id alone: those ids are unique, and its runs keep the names they
+    had before sources counted.
+    """
+    return id if source == PUBLISHED else f"{source}\x1f{id}"
+
+
+def event_id(key: str) -> str:
+    """The id in an :func:`event_key`, as runs show it (``trigger_info``)."""
+    return key.rpartition("\x1f")[2]
 
 
 class Arrival(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -47,6 +70,12 @@ class Arrival(msgspec.Struct, frozen=True, array_like=True, gc=False):
     @property
     def event_time(self) -> datetime:
         return self.envelope.time or self.arrived_at
+
+    @property
+    def key(self) -> str:
+        """Its identity (:func:`event_key`)."""
+        envelope = self.envelope
+        return event_key(envelope.source, envelope.id)
 
 
 class Offer(msgspec.Struct, frozen=True, array_like=True, gc=False):
@@ -78,6 +107,9 @@ class Fire(msgspec.Struct, frozen=True, gc=False):
     events: tuple[RunEvent, ...]  # oldest first
     info: dict[str, Any] | None = None
     """How a threshold, absence or debounce fired: the run's ``trigger_info``."""
+    consumes: tuple[str, ...] = ()
+    """The events (:func:`event_key`) the run is named from: the store lets one run
+    consume each."""
 
 
 class Failure(msgspec.Struct, frozen=True, gc=False):
@@ -109,7 +141,7 @@ class Pending(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     used: dict[str, Arrival]  # the latest fire's events: they give the parameters
     info: dict[str, Any] | None  # the latest fire's trigger info
-    ids: list[str]  # every event id of every coalesced fire, first seen first
+    ids: list[str]  # every event (key) of every coalesced fire, first seen first
     fires: int  # how many fires it coalesces
     due: datetime  # it fires once the clock passes this
 
@@ -121,13 +153,13 @@ class Progress(msgspec.Struct, array_like=True, gc=False):
     """
 
     counted: dict[str, datetime] = msgspec.field(default_factory=dict)
-    """Threshold: ids counted toward the next fire -> event time."""
+    """Threshold: events (:func:`event_key`) counted toward the next fire -> event time."""
     cursor: datetime | None = None
     """Absence: the start of the first window not decided yet."""
     present: list[datetime] = msgspec.field(default_factory=list)
     """Absence: starts of undecided windows in which the event happened."""
     starters: dict[str, Arrival] = msgspec.field(default_factory=dict)
-    """Absence with ``after``: the events that opened a window still open, by id."""
+    """Absence with ``after``: the events that opened a window still open, by key."""
     pending: Pending | None = None
     """Debounce: the fire waiting for a quiet period."""
 
@@ -144,7 +176,7 @@ class Held(msgspec.Struct, array_like=True, gc=False):
     """The state of one sensor under one correlation key."""
 
     events: dict[str, Arrival] = msgspec.field(default_factory=dict)  # dep -> latest event
-    seen: dict[str, datetime] = msgspec.field(default_factory=dict)  # event id -> event time
+    seen: dict[str, datetime] = msgspec.field(default_factory=dict)  # event key -> event time
     progress: Progress | None = None
 
     def trim(self, horizon: datetime) -> bool:
@@ -173,7 +205,7 @@ class StateChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     ``events`` is what the key holds after the batch (at most one event per
     dependency), and ``progress`` too; ``seen`` only the ids that the batch counted.
-    Expiry is not recorded: whoever replays the changelog expires by the clock. So
+    Expiry is not recorded: whoever replays the changelog expires by the same watermark. So
     an entry costs what the batch changed, not what the key remembers, which for a
     busy key is every event id of the last window. Entries must be replayed in the
     order of the batches that made them.
@@ -184,6 +216,9 @@ class StateChange(msgspec.Struct, frozen=True, array_like=True, gc=False):
     events: dict[str, Arrival]
     seen: dict[str, datetime]
     progress: Progress | None = None
+    version: int = 0
+    """The :attr:`~sensors.core.sensor.Sensor.version` it was gathered under: a replay
+    applies it only while that definition is deployed."""
 
 
 StateKey = tuple[str, str]  # (sensor id, correlation key)
@@ -226,8 +261,9 @@ def make_fire(
     for dep, arrival in contributing:
         e = arrival.envelope
         events.append(RunEvent(e.name, e.id, e.source, e.time, e.payload, dep.dep))
-    run_name = sensor.run_name(ids if ids is not None else [e.id for e in events])
-    decisions.fires.append(Fire(sensor, run_name, parameters, tuple(events), info))
+    consumes = tuple(ids) if ids is not None else tuple(a.key for _, a in contributing)
+    run_name = sensor.run_name(consumes)
+    decisions.fires.append(Fire(sensor, run_name, parameters, tuple(events), info, consumes))
 
 
 def _oldest_first(pair: tuple[EventDependency, Arrival]) -> tuple[datetime, str]:

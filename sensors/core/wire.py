@@ -24,9 +24,15 @@ import msgspec
 from sensors.core.types import Fire, Offer, StateChange
 
 __all__ = [
+    "Entry",
+    "Marks",
     "run_request",
     "decode_changes",
+    "decode_entry",
     "decode_offers",
+    "decode_offers_record",
+    "encode_entry",
+    "encode_marks",
     "encode_keyed",
     "key_partition",
     "pack",
@@ -34,9 +40,38 @@ __all__ = [
 ]
 
 
+class Entry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """One changelog record: some of a batch's state changes, written by one owner.
+
+    ``epoch`` is the owner's (:mod:`sensors.core.changelog`): a replay ignores the
+    records of an owner older than one it has seen. ``seq`` numbers an owner's records
+    so a replay can tell a record sent twice, or one whose predecessor never landed.
+    A batch's last record carries ``offset``, the offers offset it covered up to, and
+    ``marks``, the partition's progress marks then. A ``fence`` opens an epoch.
+    """
+
+    epoch: int
+    seq: int = 0
+    changes: list[StateChange] = msgspec.field(default_factory=list)
+    offset: int | None = None
+    marks: dict[str, int] | None = None
+    fence: bool = False
+    legacy: bool = False
+    """Written by a version of tripwire before epochs: applied in log order, as then."""
+
+
+class Marks(msgspec.Struct, frozen=True, gc=False):
+    """A record on the offers topic that carries no offers: how far the sensor stage
+    has routed its input partitions (``topic:partition`` -> epoch milliseconds)."""
+
+    marks: dict[str, int]
+
+
 _encode = msgspec.json.Encoder().encode
 _offers = msgspec.json.Decoder(list[Offer]).decode
 _changes = msgspec.json.Decoder(list[StateChange]).decode
+_entry = msgspec.json.Decoder(Entry).decode
+_marks = msgspec.json.Decoder(Marks).decode
 
 
 def partition_of(sensor_id: str, key: str, partitions: int) -> int:
@@ -83,8 +118,35 @@ def decode_offers(value: bytes) -> list[Offer]:
 
 
 def decode_changes(value: bytes) -> list[StateChange]:
-    """The state changes in one changelog record."""
+    """The state changes in a changelog record written before epochs (a bare array)."""
     return _changes(value)
+
+
+def encode_marks(marks: dict[str, int]) -> bytes:
+    """A record of progress marks for the offers topic (:class:`Marks`)."""
+    return _encode(Marks(marks))
+
+
+def decode_offers_record(value: bytes | None) -> list[Offer] | dict[str, int]:
+    """An offers-topic record: its offers, or, for a :class:`Marks` record, the marks.
+    Raises ``msgspec.DecodeError`` (a ValueError) if malformed."""
+    if not value:
+        return []
+    if value[:1] == b"{":
+        return _marks(value).marks
+    return _offers(value)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    return _encode(entry)
+
+
+def decode_entry(value: bytes) -> Entry:
+    """One changelog record; one written before epochs (a bare array of changes) comes
+    back as a ``legacy`` entry. Raises ``msgspec.DecodeError`` (a ValueError) if malformed."""
+    if value[:1] == b"[":
+        return Entry(0, changes=_changes(value), legacy=True)
+    return _entry(value)
 
 
 def run_request(fire: Fire) -> bytes:
@@ -96,7 +158,12 @@ def run_request(fire: Fire) -> bytes:
     comes from a deployed sensor or was coerced already, and the launcher
     validates what it reads as a ``NewRun``.
     """
-    fields = {"name": fire.run_name, "parameters": fire.parameters, "events": fire.events}
+    fields = {
+        "name": fire.run_name,
+        "parameters": fire.parameters,
+        "events": fire.events,
+        "consumes": fire.consumes,
+    }
     if fire.info is not None:
         fields["trigger_info"] = fire.info
     tail = _encode(fields)

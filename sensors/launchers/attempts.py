@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sensors.launchers.base import family_of
-from sensors.launchers.process import pid_alive
+from sensors.launchers.process import pid_alive, pid_namespace, process_started
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -20,6 +22,7 @@ from triggers.errors import IllegalTransitionError
 
 __all__ = [
     "ADOPT_EVERY",
+    "WorkerName",
     "begin_attempt",
     "end_attempt",
     "finish_run",
@@ -29,6 +32,8 @@ __all__ = [
     "run_error",
     "system_error",
     "take_over",
+    "worker_alive",
+    "worker_here",
     "worker_name",
 ]
 
@@ -37,9 +42,81 @@ ADOPT_EVERY = 60.0  # seconds between a launcher's looks for attempts nobody wat
 log = logging.getLogger(__name__)
 
 
+class WorkerName(NamedTuple):
+    """A worker's name taken apart (see :func:`worker_name`)."""
+
+    host: str
+    pid: int
+    instance: str | None  # None: a name from before instances, host:pid
+    started: int | None  # the process's start, in clock ticks since boot, where known
+    namespace: str | None  # its pid namespace; "" unknown, None an old name
+
+    @classmethod
+    def parse(cls, name: str | None) -> WorkerName | None:
+        """``name`` taken apart; None if it is no worker's name. A hostname has no colon."""
+        parts = (name or "").split(":")
+        if len(parts) not in (2, 3) or not parts[1].isdigit():
+            return None
+        if len(parts) == 2:
+            return cls(parts[0], int(parts[1]), None, None, None)
+        started, _, rest = parts[2].partition("-")
+        namespace, dash, _ = rest.partition("-")
+        return cls(
+            parts[0],
+            int(parts[1]),
+            parts[2],
+            int(started) if started.isdigit() else None,
+            namespace if dash else None,
+        )
+
+
 def worker_name() -> str:
-    """This worker as errors and attempts name it: host:pid."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """This worker as claims, attempts, errors and logs name it: ``host:pid:instance``.
+
+    ``instance`` tells this process start from any other with the same host and pid (a
+    restarted container runs its worker as PID 1 again, under the same hostname), so a
+    worker on the host can tell whether the one named is still running:
+    ``started-namespace-random``, the process's start in clock ticks since boot and its pid
+    namespace (each empty where /proc cannot tell), then random hex, which keeps names apart
+    where neither can be read. Named once per process; a forked child names itself anew.
+    """
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_instance(pid)}"
+
+
+@functools.cache  # by pid, so that a forked child does not inherit its parent's
+def _instance(pid: int) -> str:
+    started = process_started(pid)
+    return f"{'' if started is None else started}-{pid_namespace()}-{secrets.token_hex(4)}"
+
+
+def worker_here(name: str | None) -> WorkerName | None:
+    """The worker named ``name`` if it ran where this process sees its pid: on this host
+    and, where the name tells, in this pid namespace. None for any other worker, and for
+    what is no worker's name."""
+    worker = WorkerName.parse(name)
+    if worker is None or worker.host != socket.gethostname():
+        return None
+    if worker.namespace is not None and worker.namespace != pid_namespace():
+        return None  # another container with the same hostname: its pids are not ours
+    return worker
+
+
+def worker_alive(worker: WorkerName) -> bool:
+    """Whether the process start that ``worker``, one :func:`worker_here`, names still runs.
+
+    A name from before instances (host:pid) goes by its pid alone. Otherwise the process
+    now at that pid must be the same start: this process itself, or one that started when
+    the name says (where the name or /proc cannot tell, a live pid is taken for it).
+    """
+    if worker.instance is None:
+        return pid_alive(worker.pid)
+    if worker.pid == os.getpid():
+        return worker.instance == _instance(worker.pid)
+    if not pid_alive(worker.pid):
+        return False
+    started = process_started(worker.pid)
+    return worker.started is None or started is None or started == worker.started
 
 
 def run_error(
@@ -163,20 +240,19 @@ async def reclaim(
     """Claim again the ``live`` runs of ``family`` whose worker died after claiming them
     (QUEUED -> RUNNING) and before their first attempt began; the caller starts them.
 
-    A claimer on this host is dead when its process is; one elsewhere when the claim is
-    older than ``stale`` (remote launchers begin an attempt as soon as they claim; a local
-    run may wait for a slot, so only its own host can tell it is orphaned: pass a ``stale``
-    that never comes for it)."""
-    host = socket.gethostname()
+    A claimer on this host is dead when its process start is (:func:`worker_alive`); one
+    elsewhere when the claim is older than ``stale`` (remote launchers begin an attempt as
+    soon as they claim; a local run may wait for a slot, so only its own host can tell it is
+    orphaned: pass a ``stale`` that never comes for it)."""
     taken = []
     for run in live:
         if run.phase != WorkflowPhase.RUNNING or family_of(run.target) != family:
             continue
         if run.attempts or not run.claimed_by:
             continue
-        claimer_host, _, pid = run.claimed_by.rpartition(":")
-        if claimer_host == host and pid.isdigit():
-            if pid_alive(int(pid)):
+        claimer = worker_here(run.claimed_by)
+        if claimer is not None:
+            if worker_alive(claimer):
                 continue
         elif run.updated_at > stale:
             continue

@@ -18,7 +18,6 @@ import itertools
 import logging
 import os
 import signal
-import socket
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -34,6 +33,8 @@ from sensors.launchers.attempts import (
     reclaim,
     run_error,
     system_error,
+    worker_alive,
+    worker_here,
     worker_name,
 )
 from sensors.launchers.base import family_of
@@ -41,7 +42,6 @@ from sensors.launchers.process import (
     exit_reason,
     is_run_process,
     log_tail,
-    pid_alive,
     prepare,
     read_result,
     run_dir,
@@ -114,7 +114,6 @@ class LocalLauncher:
             self._adopter = asyncio.create_task(
                 keep_adopting(self.adopt, _ADOPT_EVERY), name="adopt local runs"
             )
-        host = socket.gethostname()
         taken = []
         live = await live_runs(self._store)
         never = datetime.min.replace(tzinfo=UTC)  # only this host can tell a local claim died
@@ -125,10 +124,10 @@ class LocalLauncher:
             if family_of(run.target) != "local" or not run.attempts:
                 continue
             attempt = (await runs_history.attempts(self._store, *run.key))[-1]
-            worker_host, _, pid = (attempt.worker or "").rpartition(":")
-            if attempt.phase != AttemptPhase.RUNNING or worker_host != host:
+            watcher = worker_here(attempt.worker)
+            if attempt.phase != AttemptPhase.RUNNING or watcher is None:
                 continue
-            if not pid.isdigit() or pid_alive(int(pid)):
+            if worker_alive(watcher):
                 continue  # its worker is alive and watching it
             if not await runs_history.adopt_attempt(
                 self._store, *run.key, attempt.number, attempt.worker or "", self.worker

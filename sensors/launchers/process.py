@@ -25,7 +25,9 @@ __all__ = [
     "is_run_process",
     "log_tail",
     "pid_alive",
+    "pid_namespace",
     "prepare",
+    "process_started",
     "read_result",
     "run_context",
     "run_dir",
@@ -53,6 +55,33 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def process_started(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot; None where it cannot be read.
+
+    With the pid it names one process start: a process given the same pid later started
+    later. Read from field 22 of ``/proc/<pid>/stat`` (Linux), after the command name in
+    parentheses, which may itself hold spaces and parentheses.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def pid_namespace() -> str:
+    """The pid namespace this process sees pids in (its inode number), or "" where unknown.
+
+    Containers that share a hostname (host networking, a fixed ``hostname``) each have
+    their own: a pid from another one means nothing here.
+    """
+    try:
+        link = os.readlink("/proc/self/ns/pid")  # "pid:[4026531836]"
+    except OSError:
+        return ""
+    return link.partition("[")[2].rstrip("]")
 
 
 def is_run_process(pid: int, folder: Path) -> bool:

@@ -25,8 +25,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.core.sensor import Sensor, build_sensors
 from sensors.runs.models import Project
-from sensors.runs.store import RunStore, dialect_insert, utc
-from sensors.runs.tables import flows, live, named, projects, sensors
+from sensors.runs.store import RunStore, utc
+from sensors.runs.tables import dialect_insert, flows, live, named, projects, sensors
 from triggers.errors import ConfigurationError, DeclarationError, RunNotFoundError, StoreError
 from triggers.spec import EventDependency, FlowSpec, TriggerSpec, finished_event
 

@@ -39,7 +39,7 @@ class RunError(BaseModel):
         None, description="The flow's traceback, or the tail of the run log for a SYSTEM error."
     )
     timestamp: UtcDatetime | None = Field(None, description="When the failure was seen.")
-    worker: str | None = Field(None, description="The worker (host:pid) that saw it.")
+    worker: str | None = Field(None, description="The worker (host:pid:instance) that saw it.")
 
 
 class NewRun(BaseModel):
@@ -60,6 +60,15 @@ class NewRun(BaseModel):
         None, description="`flow.trigger` of the sensor that fired; None when no sensor did."
     )
     trigger: str | None = Field(None, description="Name of the trigger that fired, if any.")
+    consumes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Ids of the events the sensor consumed for this run: those its name is made from. "
+            "The store lets each event of a sensor be consumed by one run only, so two workers "
+            "that decide different runs from the same events start one. Empty for runs no "
+            "sensor made (`tripwire runs create`, recover)."
+        ),
+    )
     target: str = Field("local://", description="Launch target URL; its scheme picks the launcher.")
     target_options: dict[str, Any] | None = Field(
         None, description="The target's options: an argv, a body template (triggers.targets)."
@@ -103,6 +112,11 @@ class NewRun(BaseModel):
 class RunRecord(NewRun):
     """A run as the store holds it."""
 
+    consumes: list[str] = Field(
+        default_factory=list,
+        exclude=True,
+        description="Not kept on the run (the store keeps claims apart): always empty here.",
+    )
     phase: WorkflowPhase = Field(description="Where the run is; only legal moves change it.")
     created_at: UtcDatetime = Field(description="When the store accepted the run (QUEUED).")
     updated_at: UtcDatetime = Field(description="Last write to the run, of any kind.")
@@ -113,7 +127,7 @@ class RunRecord(NewRun):
     attempts: int = Field(0, description="Attempts started so far.")
     abort_cause: str | None = Field(None, description="Why it was aborted, as given.")
     claimed_by: str | None = Field(
-        None, description="The worker (host:pid) that claimed the run to start it."
+        None, description="The worker (host:pid:instance) that claimed the run to start it."
     )
 
     @property

@@ -106,7 +106,12 @@ class RunService:
 
     async def admit(self, request: NewRun) -> tuple[RunRecord, bool]:
         """Write the run's inputs and persist it as QUEUED; an existing name is returned
-        as it is, with nothing written."""
+        as it is, with nothing written.
+
+        Raises:
+            ConsumedError: another run of its sensor consumed one of the events it
+                ``consumes``; the run was not created.
+        """
         try:
             return await self._store.get_run(
                 request.name, project=request.project, domain=request.domain

@@ -17,8 +17,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sensors.runs.store import RunStore, dialect_insert, utc_row
-from sensors.runs.tables import run_signals
+from sensors.runs.store import RunStore, utc_row
+from sensors.runs.tables import dialect_insert, run_signals
 from triggers.errors import SignalError, SignalNotFoundError
 from triggers.settings import Settings
 from triggers.waits import Signal, SignalPhase, check_value

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from sensors.runs.models import FilterCount, Hold, KeyProgress
-from sensors.runs.store import RunStore, dialect_insert, utc
-from sensors.runs.tables import filter_counts, sensor_holds, sensor_progress
+from sensors.runs.store import RunStore, utc
+from sensors.runs.tables import dialect_insert, filter_counts, sensor_holds, sensor_progress
 
 __all__ = [
     "add_filter_counts",

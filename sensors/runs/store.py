@@ -4,6 +4,9 @@ Three guarantees the engine builds on:
 
 - ``create_run`` accepts a run name once per project and domain (a unique key),
   so replays, redeliveries and racing workers never create a second run;
+- ``create_run`` lets each event of a sensor be consumed by one run only (the run's
+  ``consumes``, claimed in its transaction), so two workers that decide different names
+  from the same events (a stale partition owner, an older definition) still start one;
 - ``transition`` is a compare-and-set on the phase, so two writers can never
   both move a run out of the same phase;
 - the schema is migrated with alembic on open, under a PostgreSQL advisory lock
@@ -27,11 +30,11 @@ from typing import Any, TypeVar
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from sensors.runs.consumed import claim_consumed
 from sensors.runs.migrate import upgrade_schema
 from sensors.runs.models import NewRun, RunError, RunRecord
 from sensors.runs.phases import (
@@ -135,18 +138,29 @@ class RunStore:
     # runs
 
     async def create_run(self, new: NewRun) -> tuple[RunRecord, bool]:
-        """Create ``new`` as QUEUED; return the run and whether this call created it."""
+        """Create ``new`` as QUEUED; return the run and whether this call created it.
+
+        An existing name returns the existing run, whatever it consumed. A new run
+        claims the events it consumes in the same transaction.
+
+        Raises:
+            ConsumedError: another run of its sensor consumed one of those events;
+                nothing was written.
+        """
         now = datetime.now(UTC)
         row = {
-            **new.model_dump(),
+            **new.model_dump(exclude={"consumes"}),
             "phase": WorkflowPhase.QUEUED.value,
             "created_at": now,
             "updated_at": now,
         }
         try:
             async with self.connection(write=True) as conn:
+                # The run first: its unique name is the only IntegrityError here, since
+                # the claims insert skips conflicts and looks at them itself.
                 await conn.execute(runs.insert().values(**row))
                 await conn.execute(phase_change(new, None, WorkflowPhase.QUEUED, now))
+                await claim_consumed(conn, new, now)
         except IntegrityError:
             return await self.get_run(new.name, project=new.project, domain=new.domain), False
         return run_record(row), True
@@ -298,11 +312,6 @@ class RunStore:
                 continue  # it moved on meanwhile: look again
             return moved, True
         raise StoreError(f"run {name!r} kept changing under us; try again.")
-
-
-def dialect_insert(conn: AsyncConnection) -> Any:
-    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 def utc_row(row: Any) -> dict[str, Any]:

@@ -6,12 +6,16 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 if TYPE_CHECKING:
     from sensors.runs.models import NewRun, RunError
     from sensors.runs.phases import AttemptPhase, WorkflowPhase
 
 __all__ = [
+    "consumed_events",
+    "dialect_insert",
     "end_waits",
     "filter_counts",
     "flows",
@@ -91,6 +95,19 @@ trigger_failures = sa.Table(
     # A redelivered event records its failure once.
     sa.UniqueConstraint("sensor_id", "event_id", name="uq_trigger_failures_event"),
     sa.Index("ix_trigger_failures_created", "created_at"),
+)
+
+# Which run consumed each event of a sensor: at most one, whichever worker decided it
+# (a stale owner of a partition, or one with an older definition, may name another run).
+consumed_events = sa.Table(
+    "consumed_events",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("event_id", sa.String(255), primary_key=True),
+    sa.Column("run_name", sa.String(253), nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
 )
 
 sensors = sa.Table(
@@ -339,3 +356,8 @@ def live(table: sa.Table, project: str, domain: str) -> list[Any]:
 def named(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
     """The WHERE conditions that pick the rows of one named run (or flow) in ``table``."""
     return [table.c.project == project, table.c.domain == domain, table.c.name == name]
+
+
+def dialect_insert(conn: AsyncConnection) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert

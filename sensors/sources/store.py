@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from sensors.runs.deploy import against_races, deployment_mark, digest
-from sensors.runs.store import RunStore, dialect_insert, utc_row
-from sensors.runs.tables import live, named, source_leases, source_status, sources
+from sensors.runs.store import RunStore, utc_row
+from sensors.runs.tables import dialect_insert, live, named, source_leases, source_status, sources
 from triggers.sources import EventSource
 
 __all__ = [

@@ -2,29 +2,32 @@
 
 Each partition of the offers topic carries the events of some (sensor,
 correlation key) pairs, so exactly one worker holds each pair's state. After
-every batch, what it changed in each key (:class:`~sensors.core.correlator.StateChange`)
-is written to the same partition of the changelog topic, and the batch's
-offsets are committed only once that landed. A worker that is given a partition
-(at start, after a crash or in a rebalance) first replays that changelog
-partition, then expires by the clock, so it resumes with at least the state
-that the committed offsets imply. Until that replay completed, the partition's
-offers are neither handled nor committed (the partition is paused, and
+every batch, what it changed in each key (:class:`~sensors.core.types.StateChange`)
+is written to the same partition of the changelog topic, once the batch's fires
+have landed (so a durable changelog record implies its fires are), and the batch's
+offsets are committed once that landed too.
+
+A worker that is given a partition (at start, after a crash or in a rebalance)
+first replays that changelog partition, writes a fence that opens its epoch, reads
+on to the fence, and then resumes the offers where the restored state ends
+(:mod:`sensors.core.changelog`). Until then the partition's offers are neither
+handled nor committed (the partition is paused, and
 :func:`~sensors.stages.kafka.consume_batches` defers what was fetched already),
-as Kafka Streams never processes a task before its restoration: an offer handled
-on a half-restored state would be overwritten by the replay. A replay that fails
-(the broker just restarted) is retried, with the partition still paused. What it
-may see again after a crash are offers whose effects were already written; the id
-memory and the deterministic run names make those repeats harmless.
+as Kafka Streams never processes a task before its restoration. A replay that
+fails (the broker just restarted) is retried, with the partition still paused.
 
-The next batch is correlated while one batch's output is in flight, but its
-changelog entries land after this batch's, even when one has to be sent again
-(:meth:`~sensors.stages.emitter.Emitter.submit`): a replay depends on their order.
+Time is the partition's watermark, from the marks the sensor stage writes into
+the offers partitions, never the wall clock; so a replay decides as the original
+did, and the deterministic run names make its repeats harmless. An owner that was
+replaced (a rebalance, or a pause past the session timeout) stops: its pending
+output is abandoned once the partition is not its own any more, and whatever it
+wrote after the new owner's fence is ignored by every later replay.
 
-The changelog is written coarsely, one record per partition per batch
-(:mod:`sensors.core.wire`), because per-event table updates cap a process at a
-few thousand events per second (docs/architecture.md, "Measured facts"). Its
-records are deltas under a few keys, which compaction would destroy, so the topic
-is created with ``cleanup.policy=delete`` and no retention limit.
+The changelog is written coarsely, a record per partition per batch, because
+per-event table updates cap a process at a few thousand events per second
+(docs/architecture.md, "Measured facts"). Its records are deltas under a few
+keys, which compaction would destroy, so the topic is created with
+``cleanup.policy=delete`` and no retention limit.
 """
 
 from __future__ import annotations
@@ -34,26 +37,32 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
+from sensors.core.changelog import PartitionLog, correlate
 from sensors.core.correlator import Correlator
-from sensors.core.types import Decisions, Offer, StateKey
-from sensors.core.wire import decode_changes, decode_offers, encode_keyed, pack, partition_of
+from sensors.core.types import Decisions, StateKey
+from sensors.core.wire import decode_entry, partition_of
+from sensors.faults import crash_point
 from sensors.runs.store import log_failure
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Batch
 from sensors.stages.reporter import StatusReporter
 from triggers.settings import Settings
 
-__all__ = ["CorrelationStage", "StateRecovery"]
+__all__ = ["CorrelationStage", "StateRecovery", "mark_sources"]
 
 log = logging.getLogger(__name__)
 
-_EXPIRE_EVERY = 1.0  # seconds between sweeps of expired state
-_MAX_RECORDS = 5000  # consume_batches' batch size: a full batch means more are waiting
 _RESTORE_RETRY = (0.5, 30.0)  # first and longest wait between attempts at a failed replay
+
+
+def mark_sources(topics: dict[str, int]) -> frozenset[str]:
+    """The sources of a partition's marks: every partition of the sensor stage's input
+    topics (topic -> partition count), as ``topic:partition``."""
+    return frozenset(f"{t}:{p}" for t, count in topics.items() for p in range(count))
 
 
 class CorrelationStage:
@@ -65,6 +74,7 @@ class CorrelationStage:
         correlator: Correlator,
         emitter: Emitter,
         partitions: int,
+        sources: frozenset[str],
         reporter: StatusReporter | None = None,
     ) -> None:
         self._settings = settings
@@ -72,98 +82,82 @@ class CorrelationStage:
         self.correlator = correlator
         self._emitter = emitter
         self._partitions = partitions
-        self._last_expiry = 0.0
+        self.sources = sources
         self.offers = 0
         self.fires = 0
-        self.owned: set[int] = set()  # offers partitions assigned and restored here
-        self._grace = timedelta(seconds=settings.absence_grace)
-        self._settled_at = 0.0  # monotonic time from which the clock may decide
-        self._behind = False  # the last batch was full: more offers are waiting
+        self.logs: dict[int, PartitionLog] = {}
+        """The offers partitions owned here whose state is restored, by number."""
+
+    @property
+    def owned(self) -> set[int]:
+        return set(self.logs)
+
+    @property
+    def emitter(self) -> Emitter:
+        return self._emitter
 
     async def handle(self, batch: Batch) -> asyncio.Future[bool]:
         """Correlate a batch and hand its output to the producer; return the future of
         its landing, so that the next batch is correlated while this one's is in flight."""
-        now = datetime.now(UTC)
         decisions = Decisions()
         records: list[tuple[int, bytes]] = []
-        changed: list[StateKey] = []
+        changed: set[StateKey] = set()
+        epochs: dict[int, int] = {}
         limit = self._settings.max_payload_bytes
-        self._behind = sum(len(records) for records in batch.values()) >= _MAX_RECORDS
         for tp, batch_records in batch.items():
-            offers = [offer for r in batch_records for offer in _unpack(r.value)]
-            self.offers += len(offers)
-            done, changes = self.correlator.offer(offers, now)
-            decisions.fires += done.fires
-            decisions.failures += done.failures
-            # A key's offers and its changelog entries share a partition number
-            # (records.partition_of), so the record's partition is the changes' too.
-            records += [(tp.partition, record) for record in pack(changes, limit)]
-            changed += [(c.sensor_id, c.key) for c in changes]
-        landed = await self._emitter.submit(decisions, changes=records)
+            partition_log = self.logs.get(tp.partition)
+            if partition_log is None:
+                continue  # revoked since it was read; its new owner reads it again
+            out = correlate(
+                self.correlator, partition_log, ((r.offset, r.value) for r in batch_records)
+            )
+            for offset, reason in out.malformed:
+                log.error(
+                    "skipped a malformed offers record %s[%d]@%d: %s",
+                    tp.topic,
+                    tp.partition,
+                    offset,
+                    reason,
+                )
+            self.offers += out.offers
+            decisions.fires += out.decisions.fires
+            decisions.failures += out.decisions.failures
+            entries = partition_log.write(out.changes, batch_records[-1].offset + 1, limit)
+            records += [(tp.partition, entry) for entry in entries]
+            changed |= {(c.sensor_id, c.key) for c in out.changes} | out.expired
+            epochs[tp.partition] = partition_log.epoch
+        landed = await self._emitter.submit(
+            decisions, changes=records, owner=lambda: self._still_owns(epochs)
+        )
         self.fires += len(decisions.fires)
-        expired = self._maybe_expire(now)  # nothing to write: a replay expires by the clock
         if self.reporter is not None:
             self.reporter.holds_changed(changed)
-            self.reporter.holds_changed(expired)
         return landed
 
     async def tick(self) -> None:
-        """Fire what the clock decides, expire state, and report what sensors hold."""
-        now = datetime.now(UTC)
-        changed = self._maybe_expire(now)
-        if not self._behind and time.monotonic() >= self._settled_at:
-            # Every offer produced before now has been read: an event that is not here
-            # by now minus the grace is taken as absent.
-            decisions, changes = self.correlator.tick(now, now - self._grace, self._owns_key)
-            if decisions.fires or decisions.failures or changes:
-                limit = self._settings.max_payload_bytes
-                packed = encode_keyed(changes, self._partitions, limit)
-                await self._emitter.submit(decisions, changes=packed)
-                self.fires += len(decisions.fires)
-                changed |= {(c.sensor_id, c.key) for c in changes}
+        """Report what sensors hold. (Time moves with the marks in the offers, not here.)"""
         if self.reporter is not None:
-            self.reporter.holds_changed(changed)
             await self.reporter.flush(self.correlator)
-
-    def assigned(self, partitions: set[int]) -> None:
-        """Partitions were (re)assigned and restored: let the clock decide only after the
-        grace, so that events that arrived while no worker owned them are counted first."""
-        self.owned = set(partitions)
-        self._settled_at = time.monotonic() + self._grace.total_seconds()
 
     def ready(self, tp: TopicPartition) -> bool:
         """Whether offers of ``tp`` may be handled: it is ours, and its state is restored."""
-        return tp.partition in self.owned
+        return tp.partition in self.logs
 
-    def _owns_key(self, key: StateKey) -> bool:
-        return partition_of(key[0], key[1], self._partitions) in self.owned
-
-    def _maybe_expire(self, now: datetime) -> set[StateKey]:
-        clock = time.monotonic()
-        if clock - self._last_expiry < _EXPIRE_EVERY:
-            return set()
-        self._last_expiry = clock
-        return self.correlator.expire(now)
+    def _still_owns(self, epochs: dict[int, int]) -> bool:
+        """Whether every partition of a batch is still owned here, in the same epoch."""
+        logs = self.logs
+        return all(p in logs and logs[p].epoch == epoch for p, epoch in epochs.items())
 
     def owns(self, partitions: set[int]) -> Callable[[StateKey], bool]:
         return lambda key: partition_of(key[0], key[1], self._partitions) in partitions
 
 
-def _unpack(value: bytes | None) -> list[Offer]:
-    if not value:
-        return []
-    try:
-        return decode_offers(value)
-    except ValueError as exc:
-        log.error("skipped a malformed offers record: %s", exc)
-        return []
-
-
 class StateRecovery(ConsumerRebalanceListener):
-    """Replays the changelog of partitions as they are assigned; forgets revoked ones.
+    """Restores the state of partitions as they are assigned; forgets revoked ones.
 
     The offers consumer is :meth:`attach`-ed once it exists: its newly assigned
-    partitions stay paused until their state is restored.
+    partitions stay paused until their state is restored, then resume where that
+    state ends.
     """
 
     def __init__(
@@ -175,7 +169,6 @@ class StateRecovery(ConsumerRebalanceListener):
         self._settings = settings
         self._stage = stage
         self._consumer_factory = consumer_factory
-        self._restored: set[int] = set()
         self._offers: AIOKafkaConsumer | None = None
         self._retrying: asyncio.Task[None] | None = None
 
@@ -198,13 +191,14 @@ class StateRecovery(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         await self.close()  # what a retry restores may not be ours any more
-        self._restored -= {tp.partition for tp in revoked}
-        self._stage.owned = set(self._restored)
-        self._stage.correlator.drop(self._stage.owns(self._restored))
+        logs = self._stage.logs
+        for tp in revoked:
+            logs.pop(tp.partition, None)
+        self._stage.correlator.drop(self._stage.owns(set(logs)))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         tps = list(assigned)
-        fresh = {tp.partition for tp in tps} - self._restored
+        fresh = {tp.partition for tp in tps} - set(self._stage.logs)
         if not fresh:
             return
         self._pause([tp for tp in tps if tp.partition in fresh])
@@ -215,10 +209,10 @@ class StateRecovery(ConsumerRebalanceListener):
             )
 
     async def _restore(self, partitions: set[int]) -> bool:
-        """Replay ``partitions`` and let their offers through; False if the replay failed."""
+        """Restore ``partitions`` and let their offers through; False if that failed."""
         started = time.monotonic()
         try:
-            records = await self.replay(partitions)
+            logs, records = await self.replay(partitions, generation=self._generation())
         except Exception:
             log_failure(
                 log,
@@ -227,13 +221,15 @@ class StateRecovery(ConsumerRebalanceListener):
                 sorted(partitions),
             )
             return False
-        self._restored |= partitions
-        self._stage.assigned(self._restored)
-        self._resume(partitions)
+        self._stage.logs.update(logs)
+        self._resume(logs)
+        ignored = sum(partition_log.ignored for partition_log in logs.values())
         log.info(
-            "recovered correlation state of partitions %s from %d changelog records in %.2fs",
+            "recovered correlation state of partitions %s from %d changelog records "
+            "(%d from replaced owners or sent twice, not applied) in %.2fs",
             sorted(partitions),
             records,
+            ignored,
             time.monotonic() - started,
         )
         return True
@@ -246,61 +242,101 @@ class StateRecovery(ConsumerRebalanceListener):
                 return
             wait = min(wait * 2, longest)
 
+    def _generation(self) -> int:
+        """The consumer group's generation, which every rebalance moves forward: an epoch
+        at least this is newer than any an earlier assignment gave."""
+        coordinator: Any = getattr(self._offers, "_coordinator", None)
+        generation = getattr(coordinator, "generation", 0)
+        return generation if isinstance(generation, int) and generation > 0 else 0
+
     def _pause(self, tps: list[TopicPartition]) -> None:
         if self._offers is not None and tps:
             self._offers.pause(*tps)
 
-    def _resume(self, partitions: set[int]) -> None:
+    def _resume(self, logs: dict[int, PartitionLog]) -> None:
+        """Let the offers of restored partitions through, from where their state ends."""
         if self._offers is None:
             return
         topic = self._settings.topic_sensor_offers
         assignment = self._offers.assignment()
-        self._offers.resume(
-            *(tp for tp in assignment if tp.topic == topic and tp.partition in partitions)
-        )
+        tps = [tp for tp in assignment if tp.topic == topic and tp.partition in logs]
+        for tp in tps:
+            offset = logs[tp.partition].offset
+            if offset is not None:
+                self._offers.seek(tp, offset)
+        self._offers.resume(*tps)
 
-    async def replay(self, partitions: set[int]) -> int:
-        """Load the state of ``partitions`` from the changelog; return records read."""
+    async def replay(
+        self, partitions: set[int], *, generation: int = 0
+    ) -> tuple[dict[int, PartitionLog], int]:
+        """Load the state of ``partitions`` from the changelog and fence it: read to the
+        end, write a fence that opens this owner's epoch, and read on to the fence, so
+        that what a replaced owner wrote before the fence counts and nothing after it.
+        Return the partitions' logs and the number of records read."""
         topic = self._settings.topic_sensor_state
+        stage = self._stage
+        logs = {p: PartitionLog(p, stage.sources) for p in partitions}
         consumer = self._consumer_factory()
         await consumer.start()
-        count = 0
         loaded: set[StateKey] = set()
-        now = datetime.now(UTC)
         try:
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
-            remaining = {tp for tp in tps if ends[tp] > 0}
-            correlator = self._stage.correlator
-            while remaining:
-                batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
-                for tp, records in batch.items():
-                    for record in records:
-                        count += 1
-                        try:
-                            changes = decode_changes(record.value or b"[]")
-                        except ValueError as exc:
-                            # Not written by this version of tripwire: nothing in it can
-                            # be trusted, and refusing to start would stop every sensor.
-                            log.error(
-                                "skipped unreadable changelog record %s[%d]@%d: %s",
-                                topic,
-                                tp.partition,
-                                record.offset,
-                                exc,
-                            )
-                            continue
-                        for change in changes:
-                            correlator.apply(change, now)
-                            loaded.add((change.sensor_id, change.key))
-                    if records and records[-1].offset + 1 >= ends[tp]:
-                        remaining.discard(tp)
+            count = await self._read(consumer, logs, ends, loaded)
+            producer = stage.emitter.producer
+            fences = {}
+            for tp in tps:
+                sent = await producer.send_and_wait(
+                    topic, logs[tp.partition].fence(generation), partition=tp.partition
+                )
+                fences[tp] = sent.offset + 1
+            count += await self._read(consumer, logs, fences, loaded)
         finally:
             await consumer.stop()
-        correlator.expire(now)  # the changelog records no expiry
-        if self._stage.reporter is not None:
+        crash_point("correlation.fenced")
+        for partition_log in logs.values():
+            loaded |= partition_log.restored(stage.correlator)
+        if stage.reporter is not None:
             # The previous owner may have died before reporting its last changes.
-            self._stage.reporter.holds_changed(loaded)
+            stage.reporter.holds_changed(loaded)
+        return logs, count
+
+    async def _read(
+        self,
+        consumer: AIOKafkaConsumer,
+        logs: dict[int, PartitionLog],
+        until: dict[TopicPartition, int],
+        loaded: set[StateKey],
+    ) -> int:
+        """Apply changelog records from the consumer's positions up to ``until``."""
+        correlator = self._stage.correlator
+        count = 0
+        remaining = {tp for tp, end in until.items() if end > await consumer.position(tp)}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=1000, max_records=5000)
+            for tp, records in batch.items():
+                partition_log = logs[tp.partition]
+                for record in records:
+                    if record.offset >= until[tp]:
+                        break
+                    count += 1
+                    try:
+                        entry = decode_entry(record.value or b"[]")
+                    except ValueError as exc:
+                        # Not written by this version of tripwire: nothing in it can
+                        # be trusted, and refusing to start would stop every sensor.
+                        log.error(
+                            "skipped unreadable changelog record %s[%d]@%d: %s",
+                            tp.topic,
+                            tp.partition,
+                            record.offset,
+                            exc,
+                        )
+                        continue
+                    for change in partition_log.replay(entry, correlator):
+                        loaded.add((change.sensor_id, change.key))
+                if records and records[-1].offset + 1 >= until[tp]:
+                    remaining.discard(tp)
         return count

@@ -8,20 +8,22 @@ returns resolves, so nothing is committed before it has landed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from sensors.core.types import Decisions, Fire
+from sensors.core.types import Decisions, Failure, Fire
 from sensors.core.wire import key_partition, run_request
+from sensors.faults import crash_point
 from sensors.runs.models import TriggerFailure
 from sensors.runs.sensor_records import record_trigger_failure
 from sensors.runs.store import RunStore
 from sensors.stages.deadletter import DeadRecord
-from sensors.stages.kafka import send_records
+from sensors.stages.kafka import Superseded, send_records
 from triggers.settings import Settings
 
 __all__ = ["Emitter"]
@@ -48,6 +50,7 @@ class Emitter:
         offers: Sequence[tuple[int, bytes]] = (),
         changes: Sequence[tuple[int, bytes]] = (),
         dead: Sequence[DeadRecord] = (),
+        owner: Callable[[], bool] | None = None,
     ) -> asyncio.Future[bool]:
         """Hand a batch's output to the producer: the run requests of ``decisions``,
         plus packed ``offers`` and state ``changes`` as (partition, record).
@@ -56,14 +59,18 @@ class Emitter:
         once every record is acknowledged and the failures are recorded, sending again
         after each error until then. The caller commits its batch only after that.
 
-        State changes land in the order they were submitted, because a replay applies
-        them in log order: when an earlier batch's changes had to be sent again after
-        this batch's went out, this batch's are sent again after them. Run requests
-        and offers may land in any order. ``dead`` records go to the dead-letter topic.
+        State changes are sent only once the run requests and failures of their batch
+        landed, so a durable changelog record implies its batch's fires are; and after
+        the changes of earlier batches landed, so they land in order. Run requests and
+        offers may land in any order. ``dead`` records go to the dead-letter topic.
+
+        ``owner`` says whether the batch's partitions are still the caller's. Once they
+        are not, what has not landed is abandoned (the new owner decides it again) and
+        the future raises :class:`~sensors.stages.kafka.Superseded`.
         """
         try:
             acks: list[asyncio.Future[Any]] | None = await self._send(
-                decisions.fires, offers, changes, dead
+                decisions.fires, offers, (), dead
             )
         except asyncio.CancelledError:
             raise
@@ -72,7 +79,7 @@ class Emitter:
             acks = None
         previous = self._changes_landing if changes else None
         landing = asyncio.ensure_future(
-            self._land(acks, decisions, offers, changes, dead, previous)
+            self._land(acks, decisions, offers, changes, dead, previous, owner)
         )
         if changes:
             self._changes_landing = landing
@@ -86,53 +93,72 @@ class Emitter:
         changes: Sequence[tuple[int, bytes]],
         dead: Sequence[DeadRecord],
         previous: asyncio.Future[bool] | None,
+        owner: Callable[[], bool] | None,
     ) -> bool:
-        """Wait until the output landed, sending it again as needed; return whether the
-        changes were sent more than once (so may have landed after later ones)."""
-        resent = False
-        while True:
-            try:
-                if acks is None:
-                    await asyncio.sleep(_OUTPUT_RETRY)
-                    acks = await self._send(decisions.fires, offers, changes, dead)
-                    resent = True
-                for result in await asyncio.gather(*acks, return_exceptions=True):
-                    if isinstance(result, BaseException):
-                        raise result
-                if previous is not None and await previous:
-                    previous = None
-                    acks = await self._send([], (), changes)
-                    resent = True
-                    continue
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("emitting sensor decisions failed; retrying")
-                acks = None
+        """Wait until the output landed, sending it again as needed; return whether
+        anything had to be sent again."""
+        resent = acks is None
+        while not await _landed(acks):
+            _check_owner(owner)
+            await asyncio.sleep(_OUTPUT_RETRY)
+            acks = await self._sending(decisions.fires, offers, (), dead)
+            resent = True
         for fire in decisions.fires:
             log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
         for failure in decisions.failures:
-            log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
-            while True:
-                try:
-                    await record_trigger_failure(
-                        self._store,
-                        TriggerFailure(
-                            sensor_id=failure.sensor.id,
-                            event_name=failure.event_name,
-                            event_id=failure.event_id,
-                            reason=failure.reason,
-                            created_at=datetime.now(UTC),
-                        ),
-                    )
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("recording a trigger failure failed; retrying")
-                    await asyncio.sleep(_OUTPUT_RETRY)
+            await self._record(failure)
+        if not changes:
+            return resent
+        crash_point("correlation.fires_landed")
+        if previous is not None:
+            with contextlib.suppress(Exception):  # its partitions went: ours may not have
+                await previous
+        _check_owner(owner)
+        acks = await self._sending([], (), changes)
+        while not await _landed(acks):
+            _check_owner(owner)
+            await asyncio.sleep(_OUTPUT_RETRY)
+            acks = await self._sending([], (), changes)
+            resent = True
+        crash_point("correlation.changes_landed")
         return resent
+
+    async def _record(self, failure: Failure) -> None:
+        log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
+        while True:
+            try:
+                await record_trigger_failure(
+                    self._store,
+                    TriggerFailure(
+                        sensor_id=failure.sensor.id,
+                        event_name=failure.event_name,
+                        event_id=failure.event_id,
+                        reason=failure.reason,
+                        created_at=datetime.now(UTC),
+                    ),
+                )
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("recording a trigger failure failed; retrying")
+                await asyncio.sleep(_OUTPUT_RETRY)
+
+    async def _sending(
+        self,
+        fires: list[Fire],
+        offers: Sequence[tuple[int, bytes]],
+        changes: Sequence[tuple[int, bytes]],
+        dead: Sequence[DeadRecord] = (),
+    ) -> list[asyncio.Future[Any]] | None:
+        """:meth:`_send`, or None if handing the records over failed (logged)."""
+        try:
+            return await self._send(fires, offers, changes, dead)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("emitting sensor decisions failed; retrying")
+            return None
 
     async def _send(
         self,
@@ -168,3 +194,21 @@ class Emitter:
                 )
             )
         return acks
+
+
+async def _landed(acks: list[asyncio.Future[Any]] | None) -> bool:
+    """Whether every acknowledgement came (an error is logged: the caller sends again)."""
+    if acks is None:
+        return False
+    for result in await asyncio.gather(*acks, return_exceptions=True):
+        if isinstance(result, asyncio.CancelledError):
+            raise result
+        if isinstance(result, BaseException):
+            log.error("emitting sensor decisions failed; retrying: %s", result)
+            return False
+    return True
+
+
+def _check_owner(owner: Callable[[], bool] | None) -> None:
+    if owner is not None and not owner():
+        raise Superseded("the batch's partitions were given to another worker")

@@ -47,6 +47,7 @@ from triggers.settings import Settings
 __all__ = [
     "Batch",
     "Handler",
+    "Superseded",
     "consume_batches",
     "ensure_topics",
     "new_consumer",
@@ -57,6 +58,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+class Superseded(Exception):
+    """A batch's output was abandoned: its partitions belong to another worker now, which
+    handles them again. Its offsets are not committed."""
+
+
 Handler = Callable[[Batch], Awaitable[Awaitable[Any] | None]]
 """Handles a batch; returns None once its output landed, or an awaitable of that."""
 
@@ -179,18 +187,21 @@ async def consume_batches(
     A batch whose handler fails is retried, not skipped, so nothing that was
     read is lost; handlers must be idempotent (they are: run names are).
 
+    ``tick`` is called after each batch is handed over, and after each empty read.
+
     A handler may return an awaitable that completes once its output is
     acknowledged. The loop then reads and handles the next batch while that
     output is in flight, and commits the batch after it lands, in order, with
-    one batch in flight at most.
+    one batch in flight at most; one whose awaitable raises :class:`Superseded` is
+    not committed.
     """
     landing: asyncio.Task[None] | None = None
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
-            if tick is not None:
-                await tick()
             if not batch:
+                if tick is not None:
+                    await tick()
                 continue
             while True:
                 if ready is not None:
@@ -207,12 +218,13 @@ async def consume_batches(
                         log, "%s: handling a batch failed; retrying in %.1fs", name, retry_delay
                     )
                     await asyncio.sleep(retry_delay)
-            if not batch:
-                continue
-            offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
-            if landing is not None:
-                await landing
-            landing = asyncio.create_task(_commit_after(consumer, output, offsets, name))
+            if batch:
+                offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
+                if landing is not None:
+                    await landing
+                landing = asyncio.create_task(_commit_after(consumer, output, offsets, name))
+            if tick is not None:  # after the batch: a tick sees what was handled
+                await tick()
         if landing is not None:
             await landing
     except asyncio.CancelledError:
@@ -247,7 +259,11 @@ async def _commit_after(
     name: str,
 ) -> None:
     if output is not None:
-        await output
+        try:
+            await output
+        except Superseded as exc:
+            log.info("%s: not committing a batch: %s", name, exc)
+            return
     try:
         await consumer.commit(offsets)
     except (CommitFailedError, KafkaError) as exc:

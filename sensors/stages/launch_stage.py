@@ -9,6 +9,9 @@ rebalance cannot start it a second time; if this worker dies between the claim a
 the run's first attempt, a launcher's ``adopt`` claims it again and starts it. A
 run of a trigger at its ``rate_limit`` or ``max_concurrency`` stays QUEUED, and
 :meth:`LaunchStage.tick` starts it once there is room (:mod:`sensors.runs.limits`).
+A request whose events another run of its sensor consumed already (a stale worker's or an
+older definition's decision) is refused by the store, logged, counted in ``fenced`` and
+skipped.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.stages.kafka import Batch
-from triggers.errors import IllegalTransitionError
+from triggers.errors import ConsumedError, IllegalTransitionError
 
 __all__ = ["LaunchStage"]
 
@@ -49,6 +52,7 @@ class LaunchStage:
         self._launcher_for = launcher_for
         self.created = 0
         self.duplicates = 0
+        self.fenced = 0  # refused: another run of its sensor consumed its events
         self._last_look = 0.0
         self.worker = worker_name()
 
@@ -74,7 +78,12 @@ class LaunchStage:
             await self._create_and_launch(request)
 
     async def _create_and_launch(self, request: NewRun) -> None:
-        run, created = await self._service.admit(request)
+        try:
+            run, created = await self._service.admit(request)
+        except ConsumedError as exc:
+            self.fenced += 1
+            log.warning("skipped run request %s: %s", request.name, exc)
+            return
         if created:
             self.created += 1
             log.info("run %s QUEUED (flow %s)", run.name, run.flow)

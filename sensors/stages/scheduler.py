@@ -31,8 +31,8 @@ from sensors.core.sensor import Sensor, run_policy, slug, target_fields
 from sensors.runs.models import NewRun, TriggerFailure
 from sensors.runs.sensor_records import record_trigger_failure
 from sensors.runs.service import RunService
-from sensors.runs.store import RunStore, dialect_insert, utc
-from sensors.runs.tables import schedule_state
+from sensors.runs.store import RunStore, utc
+from sensors.runs.tables import dialect_insert, schedule_state
 from triggers.errors import TriggerError
 from triggers.settings import Settings
 from triggers.spec import SCHEDULED_AT, ScheduleSpec

@@ -9,20 +9,34 @@ partition, to the offers topic, partitioned by sensor and correlation key, so
 that each key's state lives on exactly one worker (:mod:`sensors.stages.correlation_stage`).
 Offsets are committed only after all of that, by
 :func:`sensors.stages.kafka.consume_batches`.
+
+It also writes *marks* into every offers partition: for each of its input
+partitions, the time up to which every event has been routed and its output has
+landed. The correlator decides time-driven fires (absences, debounce) and expiry
+by the oldest mark, never by its own clock (:mod:`sensors.core.changelog`). A
+partition that is caught up is marked with the time of its last fetch; one that is
+behind, with the timestamp of the last record handled; both minus
+``absence_grace``, the lateness an event may have (a producer's clock, its linger).
+A stage that is blocked (its output cannot land: the broker or the run store is
+down) writes no marks, so the correlator waits for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import msgspec
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 
 from sensors.core.router import Router
-from sensors.core.types import Arrival
-from sensors.core.wire import encode_keyed
+from sensors.core.types import Arrival, Decisions
+from sensors.core.wire import encode_keyed, encode_marks
 from sensors.runs.models import FilterCount
 from sensors.stages.deadletter import DeadRecord, dead_letter
 from sensors.stages.emitter import Emitter
@@ -35,6 +49,8 @@ from triggers.spec import RUN_EVENT_TYPE, finished_event
 __all__ = ["SensorStage", "SensorStats"]
 
 log = logging.getLogger(__name__)
+
+_MARK_EVERY = 0.5  # seconds between marks, at most
 
 
 @dataclass
@@ -66,10 +82,54 @@ class SensorStage:
         self._max_bytes = emitter.settings.max_payload_bytes
         self._reporter = reporter
         self.stats = SensorStats()
+        self._grace_ms = int(emitter.settings.absence_grace * 1000)
+        self._consumer: AIOKafkaConsumer | None = None
+        self._landing: asyncio.Future[bool] | None = None  # the last batch's output
+        self._marking: asyncio.Future[bool] | None = None  # the last marks
+        self._marked_at = 0.0
+        self._stamps: dict[TopicPartition, int] = {}  # last handled record's timestamp, ms
+
+    def attach(self, consumer: AIOKafkaConsumer) -> None:
+        """The consumer of the stage's input topics, whose progress the marks report."""
+        self._consumer = consumer
 
     async def tick(self) -> None:
         if self._reporter is not None:
             await self._reporter.flush()
+        await self.mark()
+
+    async def mark(self, *, force: bool = False) -> asyncio.Future[bool] | None:
+        """Write marks into every offers partition, if the last ones landed, what was
+        handled has landed, and (unless ``force``) it has been a while; return the future
+        of their landing, or None if it wrote none."""
+        consumer = self._consumer
+        if consumer is None or (not force and time.monotonic() - self._marked_at < _MARK_EVERY):
+            return None
+        if any(f is not None and not f.done() for f in (self._landing, self._marking)):
+            return None  # a mark must follow what it reports
+        marks = await self._marks(consumer)
+        self._marked_at = time.monotonic()
+        if not marks:
+            return None
+        record = encode_marks(marks)
+        offers = [(p, record) for p in range(self._partitions)]
+        self._marking = await self._emitter.submit(Decisions(), offers=offers)
+        return self._marking
+
+    async def _marks(self, consumer: AIOKafkaConsumer) -> dict[str, int]:
+        marks: dict[str, int] = {}
+        for tp in consumer.assignment():
+            with contextlib.suppress(IllegalStateError, AssertionError):  # revoked meanwhile
+                highwater = consumer.highwater(tp)
+                if highwater is None:
+                    continue  # not fetched yet
+                if await consumer.position(tp) >= highwater:
+                    at = consumer.last_poll_timestamp(tp)  # caught up as of that fetch
+                else:
+                    at = self._stamps.get(tp)
+                if at is not None:
+                    marks[f"{tp.topic}:{tp.partition}"] = at - self._grace_ms
+        return marks
 
     async def handle(self, batch: Batch) -> asyncio.Future[bool]:
         """Route a batch and hand its output to the producer; return the future of its
@@ -108,9 +168,11 @@ class SensorStage:
                     stamp = record.timestamp
                     arrived_at = datetime.fromtimestamp(stamp / 1000, UTC)
                 arrivals.append(Arrival(envelope, arrived_at))
+            if records:
+                self._stamps[tp] = records[-1].timestamp
         routed = self.router.route(arrivals)
         offers = encode_keyed(routed.offers, self._partitions, self._max_bytes)
-        landed = await self._emitter.submit(routed, offers=offers, dead=dead)
+        landed = self._landing = await self._emitter.submit(routed, offers=offers, dead=dead)
         stats = self.stats
         stats.events += len(arrivals)
         stats.fires += len(routed.fires)

@@ -11,10 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sensors.core.router import Router
-from sensors.core.types import Arrival
+from sensors.core.types import PUBLISHED, Arrival
 from sensors.core.wire import decode_changes, pack
 from tests.fixtures.core import DEPLOYED, HOUR, T0, Engine, arrival, sensors
 from triggers import trigger
+from triggers.envelope import Envelope
 
 
 @trigger(event="data_updated")
@@ -139,6 +140,29 @@ def test_a_duplicate_event_id_counts_once() -> None:
     engine.feed([arrival("customers", "c1")])
     assert engine.feed([arrival("orders", "o1")]).fires == []
     assert engine.correlator.held("join.trigger") == {}
+
+
+def test_two_sources_that_reuse_an_id_publish_two_events() -> None:
+    # Given two services that each name their daily event after the day, in one sensor
+    engine = Engine(join)
+    orders = Arrival(Envelope("orders", "2026-11-23", "svc://orders", T0, {}), T0)
+    customers = Arrival(Envelope("customers", "2026-11-23", "svc://crm", T0, {}), T0)
+    # When both arrive, and one of them is delivered again
+    fired = engine.feed([orders]).fires + engine.feed([customers, customers]).fires
+    # Then they are two events (CloudEvents: source and id), and fire once
+    [fire] = fired
+    assert sorted(e.source for e in fire.events) == ["svc://crm", "svc://orders"]
+    assert fire.consumes == ("svc://orders\x1f2026-11-23", "svc://crm\x1f2026-11-23")
+
+
+def test_the_run_names_of_events_that_tripwire_published_do_not_change() -> None:
+    # An event of tripwire's own publishers is its id alone, as before sources counted
+    [sensor] = sensors(refresh)
+    published = Arrival(Envelope("data_updated", "e1", PUBLISHED, T0, {}), T0)
+    elsewhere = Arrival(Envelope("data_updated", "e1", "svc://etl", T0, {}), T0)
+    [mine] = Router([sensor]).route([published]).fires
+    [theirs] = Router([sensor]).route([elsewhere]).fires
+    assert mine.run_name == sensor.run_name(["e1"]) != theirs.run_name
 
 
 def test_an_or_condition_fires_on_either_branch_and_records_who_contributed() -> None:

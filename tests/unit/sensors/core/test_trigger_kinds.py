@@ -38,7 +38,8 @@ class Clocked(Engine):
         return Decisions(routed.fires + decided.fires, routed.failures + decided.failures)
 
     def tick(self, now: datetime, grace: timedelta = timedelta(0)) -> Decisions:
-        decided, changes = self.correlator.tick(now, now - grace, lambda key: True)
+        """The watermark passes ``now - grace``."""
+        decided, changes = self.correlator.advance(now - grace)
         self.changelog += changes
         return decided
 
@@ -413,7 +414,7 @@ def test_debounce_launches_once_per_burst_and_every_event_in_exactly_one_run(
     engine, fires, pending = Clocked(ingest), [], list(arrivals)
     for second in range(0, 400):
         while pending and pending[0].arrived_at <= at(second):
-            engine.feed([pending.pop(0)], now=at(second))
+            fires += engine.feed([pending.pop(0)], now=at(second)).fires
         if second == takeover_at * 100:
             engine = engine.restored(ingest, now=at(second))
         fires += engine.tick(at(second)).fires

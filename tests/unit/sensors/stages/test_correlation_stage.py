@@ -13,17 +13,18 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
+from sensors.core.changelog import PartitionLog
 from sensors.core.correlator import Correlator
 from sensors.core.router import Router
-from sensors.core.wire import decode_changes, encode_keyed, partition_of
+from sensors.core.wire import decode_entry, encode_keyed, encode_marks, partition_of
 from sensors.runs.models import NewRun
 from sensors.runs.store import RunStore
 from sensors.stages import correlation_stage
-from sensors.stages.correlation_stage import CorrelationStage, StateRecovery
+from sensors.stages.correlation_stage import CorrelationStage, StateRecovery, mark_sources
 from sensors.stages.emitter import Emitter
-from sensors.stages.kafka import consume_batches
+from sensors.stages.kafka import Superseded, consume_batches
 from tests.fixtures.core import arrival, sensors
-from tests.fixtures.stub_kafka import StubConsumer, StubKafka, StubProducer, settle
+from tests.fixtures.stub_kafka import StubConsumer, StubKafka, StubProducer
 from tests.fixtures.waits import eventually
 from triggers import trigger
 from triggers.settings import Settings
@@ -49,22 +50,39 @@ def offer(kafka: StubKafka, settings: Settings, name: str, id: str, **payload: o
         kafka.append(settings.topic_sensor_offers, record, partition=partition)
 
 
-def stage_of(settings: Settings, emitter: Emitter) -> CorrelationStage:
-    return CorrelationStage(settings, Correlator(s for s in DEPLOYED if s.stateful), emitter, 4)
+def mark(kafka: StubKafka, settings: Settings, at: datetime) -> None:
+    """Write marks into every offers partition, as the sensor stage does: every event up to
+    ``at`` has been routed."""
+    record = encode_marks({f"{settings.topic_events}:0": int(at.timestamp() * 1000)})
+    for partition in range(4):
+        kafka.append(settings.topic_sensor_offers, record, partition=partition)
+
+
+def stage_of(
+    settings: Settings, emitter: Emitter, deployed: list[Any] = DEPLOYED
+) -> CorrelationStage:
+    correlator = Correlator((s for s in deployed if s.stateful), 4)
+    sources = mark_sources({settings.topic_events: 1})
+    return CorrelationStage(settings, correlator, emitter, 4, sources)
+
+
+def own(stage: CorrelationStage, *partitions: int) -> CorrelationStage:
+    """Make ``stage`` the restored owner of ``partitions`` (all four by default)."""
+    for p in partitions or range(4):
+        stage.logs[p] = PartitionLog(p, stage.sources)
+    return stage
 
 
 @pytest.fixture
 def stage(settings: Settings, emitter: Emitter) -> CorrelationStage:
-    return stage_of(settings, emitter)
+    return own(stage_of(settings, emitter))
 
 
 async def handled(
     stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
 ) -> None:
     """Hand ``stage`` everything on the offers topic as one batch, and land its output."""
-    landed = await stage.handle(kafka.batch(settings.topic_sensor_offers))
-    producer.release()
-    await asyncio.wait_for(landed, 5)
+    await producer.land(await stage.handle(kafka.batch(settings.topic_sensor_offers)))
 
 
 def held(stage: CorrelationStage) -> dict[str, list[str]]:
@@ -99,7 +117,9 @@ async def test_what_a_batch_changed_goes_to_the_changelog_on_the_partition_of_it
     await handled(stage, kafka, producer, settings)
     [record] = kafka.records(settings.topic_sensor_state)
     assert record.partition == D3 and record.value is not None
-    [change] = decode_changes(record.value)
+    entry = decode_entry(record.value)
+    assert (entry.seq, entry.offset) == (1, 1)  # the first record; covers offset 0
+    [change] = entry.changes
     assert (change.sensor_id, change.key) == ("daily.trigger", '"d3"')
     assert list(change.events) == ["orders"]
     assert kafka.records(settings.topic_run_requests) == []
@@ -115,21 +135,26 @@ async def test_a_malformed_offers_record_is_skipped_and_the_rest_of_the_batch_ha
     assert [r.parameters for r in requests(kafka, settings)] == [{"date": "d3"}]
 
 
-async def test_the_batch_is_done_only_once_its_run_requests_and_changelog_landed(
+async def test_the_changelog_of_a_batch_is_sent_only_once_its_run_requests_landed(
     stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
 ) -> None:
+    # Given a batch that fires a run and changes the state
     offer(kafka, settings, "orders", "o3", date="d3")
     offer(kafka, settings, "customers", "c3", date="d3")
     landed = await stage.handle(kafka.batch(settings.topic_sensor_offers))
-    assert {send.topic for send in producer.in_flight} == {
-        settings.topic_run_requests,
-        settings.topic_sensor_state,
-    }
-    producer.release(lambda send: send.topic == settings.topic_run_requests)
-    await settle()
+    # Then only its run request is in flight: a changelog record that landed before it
+    # would say the events were consumed while the run is lost to a crash
+    assert {send.topic for send in producer.in_flight} == {settings.topic_run_requests}
+    producer.fail()
+    await producer.sends(2)  # the run request, sent again
+    assert {send.topic for send in producer.in_flight} == {settings.topic_run_requests}
+    producer.release()
+    # And once the run request landed, the changelog goes, and the batch is done after it
+    await producer.sends(3)
+    assert {send.topic for send in producer.in_flight} == {settings.topic_sensor_state}
     assert not landed.done()
     producer.release()
-    assert await asyncio.wait_for(landed, 5) is False
+    assert await asyncio.wait_for(landed, 5) is True  # something was sent again
 
 
 async def test_a_worker_given_a_partition_replays_its_changelog_and_fires_on_the_next_offer(
@@ -137,7 +162,7 @@ async def test_a_worker_given_a_partition_replays_its_changelog_and_fires_on_the
 ) -> None:
     # Given a worker that held an order for d3, written to the changelog, and then died
     producer, offers = kafka.producer(), kafka.consumer(settings.topic_sensor_offers)
-    first = stage_of(settings, Emitter(settings, store, producer))
+    first = own(stage_of(settings, Emitter(settings, store, producer)))
     offer(kafka, settings, "orders", "o3", date="d3")
     await asyncio.wait_for(await first.handle(await offers.getmany()), 5)
     # When another worker is given the partition
@@ -153,6 +178,8 @@ async def test_a_worker_given_a_partition_replays_its_changelog_and_fires_on_the
     # Then it holds the order, read with a reader of its own that it closed
     assert (second.owned, held(second)) == ({D3}, {'"d3"': ["orders"]})
     assert [r.stopped for r in readers] == [True]
+    # And it fenced the partition: its epoch is newer than the first owner's
+    assert second.logs[D3].epoch > first.logs[D3].epoch
     # And the customers of d3 fire the run of both
     offer(kafka, settings, "customers", "c3", date="d3")
     await asyncio.wait_for(await second.handle(await offers.getmany()), 5)
@@ -164,16 +191,25 @@ async def test_an_unreadable_changelog_record_is_skipped_on_replay(
     settings: Settings, stage: CorrelationStage, kafka: StubKafka
 ) -> None:
     kafka.append(settings.topic_sensor_state, b"written by someone else", partition=D3)
+    stage.logs.clear()
+    stage.emitter.producer = kafka.producer()
     recovery = StateRecovery(settings, stage, kafka.consumer)
-    assert await recovery.replay({D3}) == 1
-    assert held(stage) == {}
+    logs, read = await recovery.replay({D3})
+    assert read == 2  # the unreadable record, and the fence
+    assert held(stage) == {} and logs[D3].offset is None
 
 
 async def test_the_state_of_revoked_partitions_is_dropped(
     stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
 ) -> None:
+    stage.logs.clear()
     recovery = StateRecovery(settings, stage, kafka.consumer)
-    await recovery.on_partitions_assigned([TopicPartition(settings.topic_sensor_offers, D3)])
+    assigning = asyncio.create_task(
+        recovery.on_partitions_assigned([TopicPartition(settings.topic_sensor_offers, D3)])
+    )
+    await producer.sends(1)
+    producer.release()  # the fence
+    await asyncio.wait_for(assigning, 5)
     offer(kafka, settings, "orders", "o3", date="d3")
     await handled(stage, kafka, producer, settings)
     assert held(stage) == {'"d3"': ["orders"]}
@@ -182,31 +218,89 @@ async def test_the_state_of_revoked_partitions_is_dropped(
     assert stage.owned == set()
 
 
-async def test_the_clock_decides_only_once_the_grace_after_an_assignment_passed(
+async def test_a_debounced_fire_is_decided_by_the_marks_in_the_offers_not_by_a_tick(
     tmp_path: Path, store: RunStore, kafka: StubKafka
 ) -> None:
-    # Given a debounced event whose quiet period is over, on a worker just given its partition
+    # Given a debounced event whose quiet period is long over by the wall clock
     settings = Settings(home=tmp_path, absence_grace=1)
-    stage = stage_of(settings, Emitter(settings, store, kafka.producer()))
-    routed = Router(DEPLOYED).route(
-        [arrival("file_landed", "f1", at=datetime.now(UTC) - timedelta(seconds=10), path="p")]
-    )
+    stage = own(stage_of(settings, Emitter(settings, store, kafka.producer())))
+    landed_at = datetime.now(UTC) - timedelta(seconds=10)
+    routed = Router(DEPLOYED).route([arrival("file_landed", "f1", at=landed_at, path="p")])
     [(partition, record)] = encode_keyed(routed.offers, 4, settings.max_payload_bytes)
     kafka.append(settings.topic_sensor_offers, record, partition=partition)
-    await asyncio.wait_for(await stage.handle(kafka.batch(settings.topic_sensor_offers)), 5)
-    stage.assigned({partition})
-    # When the clock ticks at once, nothing is decided
+    consumer = kafka.consumer(settings.topic_sensor_offers, group_id="correlator")
+    await asyncio.wait_for(await stage.handle(await consumer.getmany()), 5)
+    # When the stage ticks, nothing is decided: no mark says the quiet period is over
     await stage.tick()
     assert kafka.records(settings.topic_run_requests) == []
-
-    # Then once the grace has passed, the debounced run is requested
-    async def fired() -> list[NewRun]:
-        await stage.tick()
-        await settle()
-        return requests(kafka, settings)
-
-    [request] = await eventually(fired, "the debounced run", timeout=5, interval=0.05)
+    # Then a mark short of the quiet period's end decides nothing either
+    mark(kafka, settings, landed_at + timedelta(seconds=1))
+    await asyncio.wait_for(await stage.handle(await consumer.getmany()), 5)
+    assert kafka.records(settings.topic_run_requests) == []
+    # And a mark past it requests the debounced run
+    mark(kafka, settings, landed_at + timedelta(seconds=3))
+    await asyncio.wait_for(await stage.handle(await consumer.getmany()), 5)
+    [request] = requests(kafka, settings)
     assert request.parameters == {"path": "p"}
+
+
+async def test_events_correlated_long_after_they_arrived_still_fire(
+    emitter: Emitter, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    # Given both events of d3, which arrived two hours ago: longer than the window (1h)
+    # that the correlator fell behind, after an outage
+    two_hours_ago = datetime.now(UTC) - timedelta(hours=2)
+    deployed = sensors(daily, deployed_at=two_hours_ago - timedelta(hours=1))
+    stage = own(stage_of(settings, emitter, deployed))
+    routed = Router(deployed).route(
+        [
+            arrival("orders", "o3", at=two_hours_ago, date="d3"),
+            arrival("customers", "c3", at=two_hours_ago + timedelta(seconds=1), date="d3"),
+        ]
+    )
+    for partition, record in encode_keyed(routed.offers, 4, settings.max_payload_bytes):
+        kafka.append(settings.topic_sensor_offers, record, partition=partition)
+    # When the correlator gets to them now
+    await handled(stage, kafka, producer, settings)
+    # Then they fire, as they did when on time: time is the log's, not the wall clock's
+    [request] = requests(kafka, settings)
+    assert sorted(e["id"] for e in request.events) == ["c3", "o3"]
+
+
+async def test_offers_of_a_partition_revoked_after_they_were_fetched_are_not_handled(
+    stage: CorrelationStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    offer(kafka, settings, "orders", "o3", date="d3")
+    offer(kafka, settings, "customers", "c3", date="d3")
+    batch = kafka.batch(settings.topic_sensor_offers)
+    recovery = StateRecovery(settings, stage, kafka.consumer)
+    await recovery.on_partitions_revoked([TopicPartition(settings.topic_sensor_offers, D3)])
+    await producer.land(await stage.handle(batch))
+    assert (stage.offers, requests(kafka, settings), held(stage)) == (0, [], {})
+
+
+async def test_a_batch_whose_partition_was_revoked_is_abandoned_not_sent_forever(
+    stage: CorrelationStage,
+    kafka: StubKafka,
+    producer: StubProducer,
+    settings: Settings,
+    quick_retries: None,
+) -> None:
+    # Given a batch whose run request cannot land (the broker is out of reach)
+    offer(kafka, settings, "orders", "o3", date="d3")
+    offer(kafka, settings, "customers", "c3", date="d3")
+    landed = await stage.handle(kafka.batch(settings.topic_sensor_offers))
+    producer.fail()
+    await producer.sends(2)
+    # When its partition is given to another worker
+    recovery = StateRecovery(settings, stage, kafka.consumer)
+    await recovery.on_partitions_revoked([TopicPartition(settings.topic_sensor_offers, D3)])
+    producer.fail()
+    # Then the batch is abandoned, its changelog never sent, and it is not committed
+    with pytest.raises(Superseded):
+        await asyncio.wait_for(landed, 5)
+    assert {send.topic for send in producer.sent} == {settings.topic_run_requests}
+    assert kafka.records(settings.topic_sensor_state) == []
 
 
 class _HeldReader(StubConsumer):
@@ -233,7 +327,7 @@ class _BrokenReader(StubConsumer):
 async def _held_order(kafka: StubKafka, settings: Settings, store: RunStore) -> TopicPartition:
     """A worker that held the order o3 of d3, wrote it to the changelog, committed its
     offer and died; returns the offers partition of d3."""
-    first = stage_of(settings, Emitter(settings, store, kafka.producer()))
+    first = own(stage_of(settings, Emitter(settings, store, kafka.producer())))
     offer(kafka, settings, "orders", "o3", date="d3")
     group = kafka.consumer(settings.topic_sensor_offers, group_id="correlator")
     await asyncio.wait_for(await first.handle(await group.getmany()), 5)
@@ -321,6 +415,7 @@ async def retrying(
 ) -> StateRecovery:
     """A recovery given D3 while the broker cannot serve its replay, on its second try."""
     monkeypatch.setattr(correlation_stage, "_RESTORE_RETRY", (0.01, 0.05))
+    stage.logs.clear()
     readers: list[StubConsumer] = []
 
     def reader() -> StubConsumer:

@@ -39,7 +39,7 @@ def is_state(settings: Settings) -> Callable[[Send], bool]:
 async def test_a_batch_is_done_only_once_every_record_of_it_landed(
     emitter: Emitter, producer: StubProducer, settings: Settings
 ) -> None:
-    # Given a batch with a run request, an offer, a state change and a dead letter in flight
+    # Given a batch with a run request, an offer, a state change and a dead letter
     landed = await emitter.submit(
         fires("e1"),
         offers=[(1, b"offer")],
@@ -49,15 +49,18 @@ async def test_a_batch_is_done_only_once_every_record_of_it_landed(
     assert [send.topic for send in producer.in_flight] == [
         settings.topic_run_requests,
         settings.topic_sensor_offers,
-        settings.topic_sensor_state,
         settings.topic_dead_letter,
     ]
     # When all but the dead letter are acknowledged
     producer.release(lambda send: send.topic != settings.topic_dead_letter)
     await settle()
-    # Then the batch is not done
-    assert not landed.done()
-    # And once the dead letter is acknowledged too, it is, with nothing sent twice
+    # Then the batch is not done, and its state change waits
+    assert not landed.done() and len(producer.sent) == 3
+    # And once the dead letter is acknowledged too, the state change goes
+    producer.release()
+    [*_, change] = await producer.sends(4)
+    assert change.topic == settings.topic_sensor_state and not landed.done()
+    # And once that landed, the batch is done, with nothing sent twice
     producer.release()
     assert await asyncio.wait_for(landed, 5) is False
     assert len(producer.sent) == 4
@@ -88,8 +91,7 @@ async def test_offers_state_changes_and_dead_letters_go_to_their_topics_and_part
         changes=[(2, b"c2")],
         dead=[(b"key", b"junk", [("tripwire_reason", b"not an event")])],
     )
-    producer.release()
-    await asyncio.wait_for(landed, 5)
+    await producer.land(landed)
     assert [(r.partition, r.key, r.value) for r in kafka.records(settings.topic_sensor_offers)] == [
         (1, None, b"o1"),
         (3, None, b"o3"),
@@ -112,13 +114,14 @@ async def test_output_whose_send_fails_is_sent_again_and_the_batch_waits_for_it(
     kafka: StubKafka,
     settings: Settings,
 ) -> None:
-    # Given a batch whose run request lands and whose state change times out
+    # Given a batch whose run request lands and whose state change then times out
     decisions = fires("e1")
     landed = await emitter.submit(decisions, changes=[(0, b"change")])
-    producer.fail(is_state(settings))
     producer.release()
-    # Then the batch's output is sent again, and the batch waits for it
-    await producer.sends(4)
+    await producer.sends(2)
+    producer.fail(is_state(settings))
+    # Then the state change is sent again, and the batch waits for it
+    await producer.sends(3)
     await settle()
     assert not landed.done()
     # And once that lands the batch is done, saying it was sent again
@@ -143,49 +146,46 @@ async def test_output_the_producer_refuses_is_handed_over_again_until_it_goes_ou
     assert [r.key for r in kafka.records(settings.topic_run_requests)] == [fire.run_name.encode()]
 
 
-async def test_a_later_batch_waits_for_the_earlier_batchs_state_changes(
+async def test_a_later_batchs_state_changes_are_sent_once_the_earlier_batchs_landed(
     emitter: Emitter, producer: StubProducer, settings: Settings
 ) -> None:
-    # Given two batches' state changes in flight, on two partitions
+    # Given two batches' state changes, on two partitions
     first = await emitter.submit(Decisions(), changes=[(0, b"first")])
     second = await emitter.submit(Decisions(), changes=[(1, b"second")])
-    # When the later one lands first
-    producer.release(lambda send: send.partition == 1)
     await settle()
-    # Then it is not done before the earlier one
-    assert not second.done()
+    # Then only the earlier one is sent
+    assert [send.values for send in producer.in_flight] == [[b"first"]]
+    # And the later one goes once it landed, with nothing sent twice
     producer.release()
     assert await asyncio.wait_for(first, 5) is False
-    # And, the earlier one not having been sent again, nothing is sent twice
+    await producer.sends(2)
+    producer.release()
     assert await asyncio.wait_for(second, 5) is False
     assert len(producer.sent) == 2
 
 
 @pytest.mark.usefixtures("quick_retries")
-async def test_a_later_batchs_state_changes_are_sent_again_after_an_earlier_batch_sent_again(
+async def test_state_changes_land_in_the_order_of_their_batches_when_the_earlier_is_sent_again(
     emitter: Emitter,
     producer: StubProducer,
     kafka: StubKafka,
     settings: Settings,
 ) -> None:
-    # Given two batches' state changes in flight on one partition
+    # Given two batches' state changes on one partition
     first = await emitter.submit(Decisions(), changes=[(0, b"first")])
     second = await emitter.submit(Decisions(), changes=[(0, b"second")])
-    # When the earlier one's send is lost and the later one lands
-    producer.fail(lambda send: send.values == [b"first"])
-    producer.release(lambda send: send.values == [b"second"])
-    # Then the earlier one is sent again, and the later one waits for it
-    await producer.sends(3)
+    # When the earlier one's send is lost
+    await producer.sends(1)
+    producer.fail()
+    # Then it is sent again, and the later one waits for it
+    await producer.sends(2)
     await settle()
-    assert not second.done()
+    assert [send.values for send in producer.in_flight] == [[b"first"]]
     producer.release()
     assert await asyncio.wait_for(first, 5) is True
-    # And the later one is sent again after it, so the log ends with the newer state
-    await producer.sends(4)
-    assert producer.in_flight[0].values == [b"second"]
-    producer.release()
-    assert await asyncio.wait_for(second, 5) is True
-    assert kafka.values(settings.topic_sensor_state) == [b"second", b"first", b"second"]
+    # And the later one lands after it
+    assert await producer.land(second) is False
+    assert kafka.values(settings.topic_sensor_state) == [b"first", b"second"]
 
 
 async def test_run_requests_and_offers_do_not_wait_for_an_earlier_batch(

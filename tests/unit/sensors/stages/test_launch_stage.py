@@ -97,6 +97,30 @@ async def test_a_redelivered_request_starts_nothing_more(
     assert (stage.created, stage.duplicates) == (1, 1)
 
 
+async def test_a_request_whose_events_another_run_consumed_is_skipped_and_the_batch_goes_on(
+    stage: LaunchStage,
+    launcher: Launcher,
+    store: RunStore,
+    kafka: StubKafka,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a run that consumed event e1, decided by the partition's new owner
+    consumed = {"consumes": ["e1"]}
+    await store.create_run(NewRun.model_validate({**new_run("flow-a").model_dump(), **consumed}))
+    # When a stale owner's request of another name from e1 comes, then another request
+    stale = NewRun.model_validate({**new_run("flow-stale").model_dump(), **consumed})
+    request(kafka, stale)
+    request(kafka, new_run("flow-b"))
+    await stage.handle(kafka.batch(REQUESTS))
+    # Then the stale one is skipped with a warning, and the next one is created and launched
+    assert [r.name for r in launcher.launched] == ["flow-b"]
+    assert (stage.created, stage.fenced) == (1, 1)
+    assert sorted(run.name for run in await store.list_runs()) == ["flow-a", "flow-b"]
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert "'flow-stale' was not created" in warning.getMessage()
+    assert "'e1' by run 'flow-a'" in warning.getMessage()
+
+
 async def test_a_run_queued_but_never_claimed_is_launched_when_requested_again(
     stage: LaunchStage, launcher: Launcher, store: RunStore, kafka: StubKafka
 ) -> None:

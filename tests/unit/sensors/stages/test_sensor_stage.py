@@ -11,7 +11,7 @@ import pytest
 from aiokafka import TopicPartition
 
 from sensors.core.router import Router
-from sensors.core.wire import decode_offers, key_partition, partition_of
+from sensors.core.wire import decode_offers, decode_offers_record, key_partition, partition_of
 from sensors.runs.models import NewRun, PhaseChange
 from sensors.runs.store import RunStore
 from sensors.stages.deadletter import REASON
@@ -229,3 +229,64 @@ async def test_the_next_batch_is_routed_while_one_is_in_flight(
     producer.release()
     assert await asyncio.wait_for(first, 5) is False
     assert await asyncio.wait_for(second, 5) is False
+
+
+def marks_on(kafka: StubKafka, settings: Settings) -> list[dict[str, int]]:
+    """The marks records on every offers partition, in order."""
+    found = []
+    for value in kafka.values(settings.topic_sensor_offers):
+        item = decode_offers_record(value)
+        if isinstance(item, dict):
+            found.append(item)
+    return found
+
+
+async def test_marks_wait_until_what_they_report_has_landed(
+    stage: SensorStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    # Given a stage whose consumer is caught up on the events topic, with a batch routed
+    events = kafka.consumer(settings.topic_events, group_id="sensors")
+    stage.attach(events)
+    kafka.publish(settings.topic_events, "orders", {"date": "d1"})
+    landed = await stage.handle(await events.getmany())
+    polled_at = max(events.last_poll_timestamp(tp) or 0 for tp in events.assignment())
+    # When its output cannot land (the broker, or the run store, is down)
+    assert await stage.mark(force=True) is None
+    # Then no marks go out: the correlator must not take time past events still on their way
+    assert marks_on(kafka, settings) == []
+    # And once it landed, every offers partition is marked with the time of the last fetch,
+    # less the grace, for every input partition
+    producer.release()
+    await asyncio.wait_for(landed, 5)
+    marking = await stage.mark(force=True)
+    assert marking is not None
+    await producer.land(marking)
+    grace = int(settings.absence_grace * 1000)
+    expected = {
+        f"{tp.topic}:{tp.partition}": polled - grace
+        for tp in events.assignment()
+        if (polled := events.last_poll_timestamp(tp)) is not None
+    }
+    assert len(expected) == 4 and max(expected.values()) == polled_at - grace
+    assert marks_on(kafka, settings) == [expected] * 4
+
+
+async def test_a_partition_that_is_behind_is_marked_with_its_last_handled_record(
+    stage: SensorStage, kafka: StubKafka, producer: StubProducer, settings: Settings
+) -> None:
+    # Given two events on partition 0, the stage having handled only the first
+    events = kafka.consumer(settings.topic_events, group_id="sensors")
+    stage.attach(events)
+    tp = TopicPartition(settings.topic_events, 0)
+    kafka.publish(settings.topic_events, "orders", {"date": "d1"}, timestamp_ms=1_000_000)
+    kafka.publish(settings.topic_events, "orders", {"date": "d2"}, timestamp_ms=2_000_000)
+    await producer.land(await stage.handle({tp: [(await events.getmany(max_records=1))[tp][0]]}))
+    # When it marks
+    marking = await stage.mark(force=True)
+    assert marking is not None
+    await producer.land(marking)
+    # Then the partition is marked at the first record's time, less the grace
+    grace = int(settings.absence_grace * 1000)
+    assert {r[f"{settings.topic_events}:0"] for r in marks_on(kafka, settings)} == {
+        1_000_000 - grace
+    }
