@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sensors.runs.store import RunStore
-from tests.fixtures.chaos import CHAOS_FLOWS, Expected
+from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
 from tests.fixtures.processes import kill, ready, worker
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
@@ -46,7 +46,7 @@ async def test_a_worker_killed_after_fencing_and_before_resuming_the_offers(
             await ready(a, tmp_path / "a.log")
             # Given a worker that has correlated part of a stream, pairs among it
             stream = asyncio.create_task(expected.stream(ticks=40, pairs=8))
-            await eventually(lambda: _count(store, 5), "the first runs", timeout=60)
+            await eventually(lambda: runs_at_least(store, 5), "the first runs", timeout=60)
             kill(a)
         # When the worker that takes its partitions over dies once it fenced them
         with worker([CHAOS_FLOWS], crashing, tmp_path / "b.log") as b:
@@ -77,7 +77,7 @@ async def test_a_worker_paused_past_its_session_timeout_comes_back_as_a_fenced_z
             # Given two workers sharing a stream
             done = asyncio.Event()
             stream = asyncio.create_task(_stream_until(expected, done))
-            await eventually(lambda: _count(store, 5), "the first runs", timeout=60)
+            await eventually(lambda: runs_at_least(store, 5), "the first runs", timeout=60)
             a_restores, b_restores = (log.read_bytes().count(RECOVERED) for log in (a_log, b_log))
             # When one of them is paused past its session timeout, mid-stream and just
             # after a burst of pairs, so that it likely holds work in flight
@@ -140,7 +140,3 @@ async def _stream_until(expected: Expected, done: asyncio.Event) -> None:
     """Publish ticks and pairs, a few a second, until ``done``."""
     while not done.is_set():
         await expected.stream(ticks=5, pairs=1, pause=0.2)
-
-
-async def _count(store: RunStore, at_least: int) -> bool:
-    return len(await store.list_runs(limit=10_000)) >= at_least

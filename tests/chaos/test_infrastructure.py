@@ -12,7 +12,7 @@ import pytest
 
 from sensors.broker import EmbeddedBroker
 from sensors.runs.store import RunStore
-from tests.fixtures.chaos import CHAOS_FLOWS, Expected
+from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
 from tests.fixtures.db import PrivatePostgres
 from tests.fixtures.processes import ready, worker
 from tests.fixtures.waits import eventually
@@ -33,7 +33,7 @@ async def test_the_broker_restarted_with_its_data_in_s3(
             # Given events the worker took, and an event held for a second one
             await expected.stream(ticks=12, pairs=3)
             held = await publish.aio("chaos_a", {"k": "across"})
-            await eventually(lambda: _count(store, 4), "the first runs", timeout=60)
+            await eventually(lambda: runs_at_least(store, 4), "the first runs", timeout=60)
             # When the broker is killed and, a few seconds later, started again
             assert s3_broker.pid is not None
             os.kill(s3_broker.pid, signal.SIGKILL)
@@ -58,7 +58,7 @@ async def test_the_database_unavailable_for_10s(
         await ready(process, log)
         async with await RunStore.open(private_postgres.url) as store:
             await expected.stream(ticks=6, pairs=2)
-            await eventually(lambda: _count(store, 3), "the first runs", timeout=60)
+            await eventually(lambda: runs_at_least(store, 3), "the first runs", timeout=60)
         # When the database goes away for 10 s while events keep coming
         private_postgres.stop()
         down = time.monotonic()
@@ -70,7 +70,3 @@ async def test_the_database_unavailable_for_10s(
         async with await RunStore.open(private_postgres.url) as store:
             await expected.exactly_once(store)
         assert process.poll() is None
-
-
-async def _count(store: RunStore, at_least: int) -> bool:
-    return len(await store.list_runs(limit=10_000)) >= at_least

@@ -13,7 +13,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.fixtures.chaos import CHAOS_FLOWS, Expected
+from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
 from tests.fixtures.processes import kill, ready, worker
 from tests.fixtures.waits import eventually
 from triggers import publish
@@ -30,7 +30,7 @@ async def test_a_worker_sigkilled_mid_stream_then_restarted(
             await ready(first, log)
             # Given a stream of events, some of them held for a second one
             stream = asyncio.create_task(expected.stream(ticks=40, pairs=8))
-            await eventually(lambda: _count(store, 5), "the first runs", timeout=60)
+            await eventually(lambda: runs_at_least(store, 5), "the first runs", timeout=60)
             # When the worker is SIGKILLed mid-stream, and the stream goes on without it
             kill(first)
             await stream
@@ -51,7 +51,7 @@ async def test_one_of_two_workers_killed(chaos_env: dict[str, str], tmp_path: Pa
             await ready(two, log, times=2)
             # Given two workers sharing the stream
             stream = asyncio.create_task(expected.stream(ticks=40, pairs=8))
-            await eventually(lambda: _count(store, 5), "the first runs", timeout=60)
+            await eventually(lambda: runs_at_least(store, 5), "the first runs", timeout=60)
             # When one of them is SIGKILLed
             kill(two)
             await stream
@@ -112,10 +112,6 @@ async def _publish(expected: Expected, name: str, payload: dict[str, object]) ->
     event_id = await publish.aio(name, payload)
     expected.runs.append(frozenset([event_id]))
     return event_id
-
-
-async def _count(store: RunStore, at_least: int) -> bool:
-    return len(await store.list_runs(limit=10_000)) >= at_least
 
 
 async def _claimed_not_started(store: RunStore) -> RunRecord | None:
