@@ -3,9 +3,14 @@
 Prints, from one run on one broker:
   * raw aiokafka produce and consume throughput (the baseline);
   * sensor-stage throughput: decode + correlate + map + coerce + produce run requests;
-  * publish -> QUEUED and publish -> SUCCEEDED latency, p50 and p99, at a steady rate.
+  * publish -> QUEUED, -> RUNNING and -> SUCCEEDED latency, p50 and p99, at each of
+    a few steady rates, each event firing a run of a flow that does nothing; then the
+    time until a burst of events published at once all SUCCEEDED; with runs/s and the
+    CPU each run process took (the children's rusage: for a flow that does nothing,
+    its start-up).
 
-    python bench/e2e.py [--events 20000] [--runs 60] [--rate 5] [--bootstrap host:port]
+    python bench/e2e.py [--events 20000] [--runs 60] [--rates 1,10,50] [--burst 500]
+                        [--bootstrap host:port]
 
 Without --bootstrap (or TRIPWIRE_TEST_KAFKA) it starts the embedded broker.
 """
@@ -24,11 +29,13 @@ sys.path[:] = [str(Path(__file__).resolve().parents[1])] + [
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -142,37 +149,90 @@ async def sensor_throughput(settings: Settings, count: int) -> float:
             await producer.stop()
 
 
-async def latency(settings: Settings, runs: int, rate: float) -> tuple[list[float], list[float]]:
-    """Publish at ``rate``/s through a full engine; return (to QUEUED, to SUCCEEDED) in ms."""
+@dataclass
+class Phase:
+    """What one publishing pattern measured, per run, in ms; and the children's CPU."""
+
+    label: str
+    queued: list[float] = field(default_factory=list)
+    running: list[float] = field(default_factory=list)
+    succeeded: list[float] = field(default_factory=list)
+    wall: float = 0.0  # seconds from the first publish until every run finished
+    cpu: float = 0.0  # seconds of CPU of the run processes (children's rusage)
+
+    def report(self) -> None:
+        runs = len(self.succeeded)
+        print(
+            f"{self.label}: {runs} runs in {self.wall:.1f}s ({runs / self.wall:.1f} runs/s), "
+            f"{self.cpu / max(runs, 1) * 1000:.0f} ms of CPU per run process"
+        )
+        for name, values in (
+            ("publish -> QUEUED", self.queued),
+            ("publish -> RUNNING", self.running),
+            ("publish -> SUCCEEDED", self.succeeded),
+        ):
+            if values:
+                print(
+                    f"  {name:<22} p50 {percentile(values, 0.5):7.0f} ms   "
+                    f"p99 {percentile(values, 0.99):7.0f} ms   "
+                    f"mean {statistics.fmean(values):7.0f} ms"
+                )
+
+
+async def run_phase(engine: Engine, label: str, count: int, rate: float | None) -> Phase:
+    """Publish ``count`` events, each firing a run, at ``rate``/s (None: all at once);
+    measure until every run finished."""
     from triggers.publish import publish
 
+    assert engine.store is not None
+    phase, sent = Phase(label), {}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.time()
+    if rate is None:
+        stamps = [time.time()] * count
+        ids = await asyncio.gather(*(publish.aio("bench_tick", {"n": n}) for n in range(count)))
+        sent = dict(zip(ids, stamps, strict=True))
+    else:
+        for n in range(count):
+            started = time.time()
+            sent[await publish.aio("bench_tick", {"n": n})] = started
+            await asyncio.sleep(max(0.0, 1 / rate - (time.time() - started)))
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        done = [
+            r
+            for r in await engine.store.list_runs(
+                limit=100_000, since=datetime.fromtimestamp(began, UTC)
+            )
+            if r.phase in TERMINAL_PHASES and r.events and r.events[0]["id"] in sent
+        ]
+        if len(done) >= count:
+            break
+        await asyncio.sleep(0.2)
+    phase.wall = (
+        max((r.finished_at.timestamp() for r in done if r.finished_at), default=began) - began
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    phase.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    for run in done:
+        t0 = sent[run.events[0]["id"]]
+        if run.phase != WorkflowPhase.SUCCEEDED or run.finished_at is None:
+            continue
+        phase.queued.append((run.created_at.timestamp() - t0) * 1000)
+        if run.started_at is not None:
+            phase.running.append((run.started_at.timestamp() - t0) * 1000)
+        phase.succeeded.append((run.finished_at.timestamp() - t0) * 1000)
+    return phase
+
+
+async def latency(settings: Settings, runs: int, rates: list[float], burst: int) -> None:
+    """Publish at each of ``rates`` through one engine, then a burst; print each phase."""
     async with Engine(settings, discover_flows([FLOWS])) as engine:
         await engine.wait_ready()
-        sent: dict[str, float] = {}
-        for n in range(runs):
-            started = time.time()
-            event_id = await publish.aio("bench_tick", {"n": n})
-            sent[event_id] = started
-            await asyncio.sleep(max(0.0, 1 / rate - (time.time() - started)))
-        assert engine.store is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            done = [
-                r
-                for r in await engine.store.list_runs(limit=runs * 2)
-                if r.phase in TERMINAL_PHASES
-            ]
-            if len(done) >= runs:
-                break
-            await asyncio.sleep(0.5)
-        queued, succeeded = [], []
-        for run in done:
-            t0 = sent.get(run.events[0]["id"])
-            if t0 is None or run.phase != WorkflowPhase.SUCCEEDED or run.finished_at is None:
-                continue
-            queued.append((run.created_at.timestamp() - t0) * 1000)
-            succeeded.append((run.finished_at.timestamp() - t0) * 1000)
-        return queued, succeeded
+        for rate in rates:
+            (await run_phase(engine, f"{runs} events at {rate:g}/s", runs, rate)).report()
+        if burst:
+            (await run_phase(engine, f"a burst of {burst} events", burst, None)).report()
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -214,15 +274,8 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
             }
         )
         os.environ["TRIPWIRE_TOPIC_EVENTS"] = e2e.topic_events
-        queued, succeeded = await latency(e2e, args.runs, args.rate)
-        print(f"latency over {len(succeeded)} runs at {args.rate:g} events/s:")
-        for label, values in (("publish -> QUEUED", queued), ("publish -> SUCCEEDED", succeeded)):
-            if values:
-                print(
-                    f"  {label:<22} p50 {percentile(values, 0.5):7.0f} ms   "
-                    f"p99 {percentile(values, 0.99):7.0f} ms   "
-                    f"mean {statistics.fmean(values):7.0f} ms"
-                )
+        print(f"local runs: TRIPWIRE_MAX_PARALLEL_RUNS={e2e.max_parallel_runs}")
+        await latency(e2e, args.runs, [float(r) for r in args.rates.split(",")], args.burst)
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -233,6 +286,7 @@ if __name__ == "__main__":
     )
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=60)
-    parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--rates", default="1,10,50", help="events/s, one phase each")
+    parser.add_argument("--burst", type=int, default=500, help="events published at once")
     parser.add_argument("--bootstrap")
     asyncio.run(main(parser.parse_args()))

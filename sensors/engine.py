@@ -226,6 +226,8 @@ class Engine:
                 consumer, st.handle, stop=self._stop, name=st.name, tick=st.tick, ready=st.ready
             )
             self._spawn(work, f"tripwire {st.name}")
+        assert self.launch_stage is not None
+        self.launch_stage.start()
 
     def _consuming_stages(self) -> list[_Stage]:
         """The sensor, correlator and launcher stages, and egress when it is enabled."""
@@ -246,7 +248,7 @@ class Engine:
                 tick=correlation.tick,
                 ready=correlation.ready,
             ),
-            _Stage("launcher", (s.topic_run_requests,), launch.handle, tick=launch.tick),
+            _Stage("launcher", (s.topic_run_requests,), launch.handle),
         ]
         if s.cloud_events.enable:
             self.egress = EgressStage(s.cloud_events, sink_for(s.cloud_events, s))
@@ -375,6 +377,8 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks = []
+        if self.launch_stage is not None:
+            await self.launch_stage.close()
         for launcher in self._launchers.values():
             await launcher.close()
         self._launchers = {}

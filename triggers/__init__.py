@@ -8,6 +8,8 @@ flow reads :data:`current` and can pause for a signal with :func:`wait_for_event
 which :class:`Event` gives from outside.
 """
 
+from typing import TYPE_CHECKING
+
 from triggers.current import TriggerEvent, current
 from triggers.decorators import schedule, trigger, trigger_on_finish
 from triggers.errors import (
@@ -21,9 +23,11 @@ from triggers.errors import (
 )
 from triggers.placement import resources, target
 from triggers.publish import publish, safe_publish
-from triggers.settings import Settings
 from triggers.signals import Event, wait_for_event
 from triggers.sources import EventSource
+
+if TYPE_CHECKING:
+    from triggers.settings import Settings
 
 __all__ = [
     # declaring flows
@@ -56,3 +60,14 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # The one name imported on first use: pydantic-settings costs more than the rest of
+    # the SDK together (0.15 s), and a run, a publisher or `tripwire --help` may never
+    # read settings (issue: a light SDK). Everything else is imported above, by name.
+    if name == "Settings":
+        from triggers.settings import Settings
+
+        return Settings
+    raise AttributeError(f"module 'triggers' has no attribute {name!r}")

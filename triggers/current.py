@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from triggers.errors import ConfigurationError
-from triggers.settings import get_settings
 from triggers.spec import RUN_EVENT_TYPE
 
 __all__ = ["Current", "RunContext", "TriggerEvent", "UpstreamRun", "current"]
@@ -126,6 +125,8 @@ class Current:
 
     def _ctx(self) -> RunContext | None:
         if not self._loaded:
+            from triggers.settings import get_settings  # settings cost 0.1 s: on first use
+
             path = get_settings().run_context
             self._context = RunContext.load(path) if path else None
             self._loaded = True

@@ -17,14 +17,15 @@ import os
 import threading
 from collections.abc import Coroutine
 from datetime import datetime
-from typing import Any
-
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from typing import TYPE_CHECKING, Any
 
 from triggers.envelope import KafkaRecord, encode, make_envelope
 from triggers.errors import ConfigurationError, PublishError
-from triggers.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
+
+    from triggers.settings import Settings
 
 __all__ = ["publish", "safe_publish"]
 
@@ -55,6 +56,8 @@ class _ProducerThread:
             return self._loop
 
     async def send(self, settings: Settings, record: KafkaRecord) -> None:
+        from aiokafka.errors import KafkaError  # aiokafka costs 0.1 s: only to publish
+
         bootstrap = settings.require_bootstrap()
         producer = await self._producer(bootstrap, settings)
         try:
@@ -68,6 +71,8 @@ class _ProducerThread:
     async def _producer(self, bootstrap: str, settings: Settings) -> AIOKafkaProducer:
         producer = self._producers.get(bootstrap)
         if producer is None:
+            from aiokafka import AIOKafkaProducer
+
             producer = AIOKafkaProducer(
                 bootstrap_servers=bootstrap,
                 acks="all",
@@ -128,6 +133,8 @@ async def _send(
     )
     record = encode(envelope)
     bootstrap = settings.require_bootstrap()
+    from aiokafka.errors import KafkaError
+
     try:
         await asyncio.wait_for(_PRODUCERS.send(settings, record), settings.publish_timeout)
     except TimeoutError:
@@ -145,6 +152,8 @@ async def _send(
 
 
 def _settings_or_error() -> Settings:
+    from triggers.settings import get_settings  # built on first use, not at import
+
     try:
         return get_settings()
     except ConfigurationError:
@@ -251,6 +260,8 @@ class _SafePublish:
 
 
 def _is_local_run() -> bool:
+    from triggers.settings import get_settings
+
     settings = get_settings()
     return settings.run_context is None and settings.kafka_bootstrap is None
 

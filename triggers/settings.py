@@ -253,7 +253,10 @@ class Settings(BaseSettings):
     max_parallel_runs: int = Field(
         8,
         ge=1,
-        description="Runs a worker's local launcher executes at once; more wait their turn.",
+        description=(
+            "Runs a worker's local launcher executes at once; more wait in QUEUED and start, "
+            "oldest first, as runs end (on this worker or another)."
+        ),
     )
     system_retries: int = Field(
         0,

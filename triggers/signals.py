@@ -21,15 +21,15 @@ import functools
 import json
 from collections.abc import Callable, Coroutine, Iterator
 from datetime import UTC, datetime, timedelta
-from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from triggers.api_signals import ApiSignals
 from triggers.current import current
 from triggers.errors import ConfigurationError, SignalError, SignalTimeoutError
-from triggers.settings import Settings, get_settings
 from triggers.spec import parse_duration
 from triggers.waits import SIGNAL_TYPES, Signal, SignalBackend, SignalPhase, check_value
+
+if TYPE_CHECKING:
+    from triggers.settings import Settings
 
 __all__ = ["Event", "wait_for_event"]
 
@@ -73,6 +73,8 @@ def _backend(settings: Settings) -> SignalBackend:
     through the backend that tripwire's engine installs (entry point ``signals`` of
     ``tripwire.backends``), so that the SDK imports no engine module."""
     if settings.api_url:
+        from triggers.api_signals import ApiSignals  # httpx: only where it is used
+
         return ApiSignals(settings)
     open_backend = _installed_backend()
     if open_backend is None:
@@ -88,6 +90,8 @@ def _backend(settings: Settings) -> SignalBackend:
 def _installed_backend() -> Callable[[Settings], SignalBackend] | None:
     """The engine's store backend, looked up once: the look-up reads every installed
     package's metadata."""
+    from importlib.metadata import entry_points  # 12 ms: only for signals
+
     found = entry_points(group="tripwire.backends", name="signals")
     if not found:
         return None
@@ -178,7 +182,7 @@ class Event:
         domain: str | None = None,
     ) -> Event | None:
         """The event ``name`` that run ``run_name`` waits (or waited) for; None if none."""
-        settings = get_settings()
+        settings = _settings()
         async with _backend(settings) as backend:
             record = await backend.get_signal(
                 **_scope(settings, project, domain),
@@ -198,7 +202,7 @@ class Event:
         domain: str | None = None,
     ) -> Iterator[Event]:
         """The events run ``run_name`` waits or waited for, oldest first."""
-        settings = get_settings()
+        settings = _settings()
         async with _backend(settings) as backend:
             records = await backend.list_signals(
                 **_scope(settings, project, domain),
@@ -218,7 +222,7 @@ class Event:
         """
         what = f"event {self.name!r} of run {self.run_name!r}"
         check_value(self._record.expected_type, payload, what=what)  # before any I/O
-        async with _backend(get_settings()) as backend:
+        async with _backend(_settings()) as backend:
             record = await backend.give_signal(
                 project=self.project,
                 domain=self.domain,
@@ -272,7 +276,7 @@ async def _wait_for_event(
     deadline = datetime.now(UTC) + limit if limit is not None else None
     key: dict[str, Any] = {"project": current.project, "domain": current.domain}
     key |= {"run_name": run_name, "name": name, "action_name": action_name}
-    settings = get_settings()
+    settings = _settings()
     async with _backend(settings) as backend:
         record = await backend.wait_started(**key, expected_type=_TYPES[type], timeout_at=deadline)
         if record.phase == SignalPhase.RUNNING:
@@ -301,3 +305,9 @@ async def _wait_for_event(
 
 
 wait_for_event = _Dual(_wait_for_event)
+
+
+def _settings() -> Settings:
+    from triggers.settings import get_settings  # built on first use, not at import
+
+    return get_settings()

@@ -13,13 +13,13 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from triggers.errors import TripwireError
-from triggers.settings import Settings, get_settings
+if TYPE_CHECKING:
+    from triggers.settings import Settings
 
 __all__ = [
     "DomainOption",
@@ -61,6 +61,11 @@ RunName = Annotated[str, typer.Argument(help="Run name, as `tripwire runs list` 
 
 
 def cli_settings() -> Settings:
+    # Here, not at the top: any module of triggers loads the whole SDK (0.2 s on 2 cores),
+    # which `tripwire --help` does not need (bench/startup.py).
+    from triggers.errors import TripwireError
+    from triggers.settings import get_settings
+
     try:
         return get_settings()
     except TripwireError:
@@ -71,6 +76,8 @@ def cli_settings() -> Settings:
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     """Run a coroutine, turning tripwire errors into a one-line message and exit code 1."""
+    from triggers.errors import TripwireError
+
     try:
         return asyncio.run(coro)
     except TripwireError as exc:

@@ -17,7 +17,6 @@ from sensors.cli.base import (
     out,
     run_sync,
 )
-from triggers.errors import TripwireError
 
 __all__ = ["api_app", "broker", "dev", "worker"]
 
@@ -32,6 +31,7 @@ def dev(
     verbose: VerboseOption = False,
 ) -> None:
     """Run everything on this machine: embedded broker, one worker, SQLite store."""
+    # Each command imports the engine it runs, so that `tripwire --help` starts fast.
     from sensors.dev import run_dev
 
     configure_logging(verbose)
@@ -128,6 +128,7 @@ def broker(
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, in memory) in the foreground."""
     from sensors.broker import run_broker
+    from triggers.errors import TripwireError
 
     def ready(bootstrap: str) -> None:
         err.print(f"[green]broker ready[/green] at {bootstrap} (in memory; Ctrl-C stops it)")

@@ -8,7 +8,7 @@ Signals go to the run store, so they work while no worker runs.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -25,12 +25,11 @@ from sensors.cli.base import (
     scope,
     with_store,
 )
-from sensors.queries.runs import when
-from sensors.runs.signals import give_signal, list_signals, waiting_for
-from sensors.stages.deadletter import DeadLetter, read_dead_letters, replay
-from triggers.errors import TripwireError
-from triggers.publish import publish as publish_event
-from triggers.waits import EXAMPLES, Signal, parse_value
+from sensors.queries.times import when
+
+if TYPE_CHECKING:
+    from sensors.stages.deadletter import DeadLetter
+    from triggers.waits import Signal
 
 
 def publish(
@@ -52,6 +51,11 @@ def publish(
     as_json: JsonOption = False,
 ) -> None:
     """Publish an event and print its id."""
+    # Imported in each command, not at the top: the run store, the dead letters' Kafka
+    # client and even the SDK cost start-up time that `tripwire --help` should not pay.
+    from triggers.errors import TripwireError
+    from triggers.publish import publish as publish_event
+
     body: dict[str, Any] = {}
     if payload is not None:
         try:
@@ -95,6 +99,8 @@ def events_list(
     as_json: JsonOption = False,
 ) -> None:
     """List the events a run waits (or waited) for: phase, type and signalled value."""
+    from sensors.runs.signals import list_signals
+
     where = scope(project, domain)
 
     async def gather(store: Any) -> list[Signal]:
@@ -136,6 +142,8 @@ def events_signal(
     as_json: JsonOption = False,
 ) -> None:
     """Signal a waiting run: it gets VALUE, parsed as the type it waits for."""
+    from sensors.runs.signals import give_signal, waiting_for
+
     where = scope(project, domain)
 
     async def give(store: Any) -> Signal:
@@ -154,6 +162,8 @@ def events_signal(
 
 
 def _parse(text: str, expected_type: str, name: str) -> bool | int | float | str:
+    from triggers.waits import EXAMPLES, parse_value
+
     try:
         return parse_value(text, expected_type)
     except ValueError as exc:
@@ -179,6 +189,8 @@ def dead_letter_list(
     as_json: JsonOption = False,
 ) -> None:
     """List dead letters: when, why, and where each came from."""
+    from sensors.stages.deadletter import read_dead_letters
+
     letters = run_sync(read_dead_letters(cli_settings(), limit))
     if as_json:
         out.print_json(json.dumps([_letter_json(d) for d in letters]))
@@ -214,6 +226,8 @@ def dead_letter_replay(
     A record that still does not decode becomes a dead letter again. One cut for size
     cannot be replayed (its value is not whole).
     """
+    from sensors.stages.deadletter import read_dead_letters, replay
+
     if not offsets and not replay_all:
         err.print("[red]error:[/red] name dead letters with --offset N (repeatable), or --all.")
         raise typer.Exit(2)

@@ -10,18 +10,21 @@ import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from sensors.dev import DevInfo
-from sensors.queries.runs import RunDetail, when
-from sensors.queries.sensors import SensorStatus, describe, limits, progress_lines
-from sensors.runs.deploy import Deployment
-from sensors.runs.models import DeployedSensor, Project, RunRecord
-from sensors.runs.phases import WorkflowPhase
-from triggers.sources import EventSource
+from sensors.queries.times import when
+
+if TYPE_CHECKING:
+    from sensors.dev import DevInfo
+    from sensors.queries.runs import RunDetail
+    from sensors.queries.sensors import SensorStatus
+    from sensors.runs.deploy import Deployment
+    from sensors.runs.models import DeployedSensor, Project, RunRecord
+    from sensors.runs.phases import WorkflowPhase
+    from triggers.sources import EventSource
 
 __all__ = [
     "dump",
@@ -36,13 +39,15 @@ __all__ = [
     "warn_unidentified",
 ]
 
+# By WorkflowPhase value (a StrEnum, equal to its value): importing it loads the SDK, which
+# `tripwire --help` does not need (start-up time, bench/startup.py).
 _PHASE_STYLE = {
-    WorkflowPhase.SUCCEEDED: "green",
-    WorkflowPhase.FAILED: "red",
-    WorkflowPhase.TIMED_OUT: "red",
-    WorkflowPhase.ABORTED: "yellow",
-    WorkflowPhase.RUNNING: "cyan",
-    WorkflowPhase.QUEUED: "blue",
+    "SUCCEEDED": "green",
+    "FAILED": "red",
+    "TIMED_OUT": "red",
+    "ABORTED": "yellow",
+    "RUNNING": "cyan",
+    "QUEUED": "blue",
 }
 
 
@@ -210,6 +215,9 @@ def print_projects(console: Console, projects: Sequence[Project], *, as_json: bo
 
 
 def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_json: bool) -> None:
+    # Here, not at the top: the read model imports the run store (start-up time).
+    from sensors.queries.sensors import describe
+
     if as_json:
         dump(console, [s.model_dump(mode="json") for s in sensors])
         return
@@ -221,6 +229,8 @@ def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_jso
 
 
 def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_json: bool) -> None:
+    from sensors.queries.sensors import describe, limits, progress_lines
+
     if as_json:
         dump(console, [s.model_dump(mode="json") for s in statuses])
         return

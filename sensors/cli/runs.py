@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 import typer
@@ -30,9 +30,9 @@ from sensors.cli.base import (
     scope,
     with_store,
 )
-from sensors.queries.runs import parse_since, run_detail, run_logs
-from sensors.runs.phases import WorkflowPhase
-from triggers.errors import ConfigurationError, TripwireError
+
+if TYPE_CHECKING:
+    from sensors.runs.phases import WorkflowPhase
 
 __all__ = ["deploy", "projects_app", "runs_app"]
 
@@ -58,11 +58,13 @@ def deploy(
     The same content again changes nothing; a changed flow or source gets a new
     revision and the old one is retired. Running workers pick the changes up.
     """
+    # Each command imports the store and the SDK it uses, so that `tripwire --help` starts fast.
     import dataclasses
 
     from sensors.registry import discover
     from sensors.runs.deploy import deploy as deploy_flows
     from sensors.sources.store import deploy_sources
+    from triggers.errors import TripwireError
 
     async def main(store: Any) -> Any:
         specs, sources = discover(paths)
@@ -112,6 +114,7 @@ async def _with_service(action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
     from sensors.runs.objects import ObjectStore
     from sensors.runs.service import RunService
     from sensors.stages.kafka import new_producer
+    from triggers.errors import ConfigurationError
 
     settings = cli_settings()
     settings.require_bootstrap()
@@ -213,6 +216,8 @@ def runs_list(
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
+    from sensors.queries.runs import parse_since
+
     phases = parse_phase(phase) if phase else None
     try:
         after = parse_since(since, datetime.now(UTC)) if since else None
@@ -240,6 +245,8 @@ def runs_get(
     as_json: JsonOption = False,
 ) -> None:
     """Show one run: phase, parameters, events, attempts, phase history and error."""
+    from sensors.queries.runs import run_detail
+
     detail = run_sync(
         with_store(
             lambda store: run_detail(
@@ -260,6 +267,8 @@ def runs_logs(
     domain: DomainOption = None,
 ) -> None:
     """Print a run's log (its process output, or its HTTP calls) from this machine."""
+    from sensors.queries.runs import run_logs
+
     run = run_sync(with_store(lambda store: store.get_run(name, **scope(project, domain))))
     for entry in run_logs(run):
         where = urlsplit(entry.uri)
@@ -309,6 +318,8 @@ def runs_abort(
 
 def parse_phase(text: str) -> list[WorkflowPhase]:
     """``FAILED`` or ``failed,aborted`` into phases, or a usage error listing the valid ones."""
+    from sensors.runs.phases import WorkflowPhase
+
     phases = []
     for part in text.split(","):
         try:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sensors.cli import render
 from sensors.cli.base import JsonOption, cli_settings, out, run_sync, with_store
-from sensors.queries.sensors import SensorStatus, sensor_statuses
-from sensors.runs.sensor_records import list_sensors
+
+if TYPE_CHECKING:
+    from sensors.queries.sensors import SensorStatus
 
 __all__ = ["sensors_app"]
 
@@ -19,6 +20,9 @@ sensors_app = typer.Typer(help="Inspect deployed sensors.", no_args_is_help=True
 @sensors_app.command("list")
 def sensors_list(as_json: JsonOption = False) -> None:
     """List deployed sensors and the events they wait for."""
+    # Here, not at the top: the run store costs start-up time that `tripwire --help` need not pay.
+    from sensors.runs.sensor_records import list_sensors
+
     settings = cli_settings()
     sensors = run_sync(
         with_store(
@@ -34,6 +38,8 @@ def sensors_status(
     as_json: JsonOption = False,
 ) -> None:
     """Show each sensor's last run and its recent trigger failures, with reasons."""
+    from sensors.queries.sensors import sensor_statuses
+
     settings = cli_settings()
 
     async def gather(store: Any) -> list[SensorStatus]:

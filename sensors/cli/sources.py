@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -23,8 +23,10 @@ from sensors.cli.base import (
     run_sync,
     with_store,
 )
-from sensors.sources.store import SourceStatus, deployed_sources, list_source_status
-from triggers.sources import EventSource, shown_url
+
+if TYPE_CHECKING:
+    from sensors.sources.store import SourceStatus
+    from triggers.sources import EventSource
 
 sources_app = typer.Typer(
     help="Event sources: list them, see how they do, or run them on their own.",
@@ -38,6 +40,11 @@ _SILENT = timedelta(seconds=30)
 @sources_app.command("list")
 def sources_list(as_json: JsonOption = False) -> None:
     """List the deployed event sources: bus, where they read, the event they make."""
+    # Here, not at the top: the sources' store costs start-up time that `tripwire --help`
+    # need not pay.
+    from sensors.sources.store import deployed_sources
+    from triggers.sources import shown_url
+
     settings = cli_settings()
     found = run_sync(
         with_store(
@@ -84,6 +91,8 @@ def sources_status(
     One row per source and process that runs it; a deployed source that no process
     reports says `not running`.
     """
+    from sensors.sources.store import deployed_sources, list_source_status
+
     settings = cli_settings()
 
     async def gather(store: Any) -> tuple[list[tuple[EventSource, int]], list[SourceStatus]]:

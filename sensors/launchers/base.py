@@ -3,13 +3,14 @@ the values target templates may use."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sensors.runs.models import RunRecord
 from triggers.errors import ConfigurationError
 
-__all__ = ["Launcher", "family_of", "scheme_of", "template_values"]
+__all__ = ["Launcher", "Unbounded", "family_of", "scheme_of", "template_values"]
 
 _FAMILIES = {
     "local": "local",
@@ -22,16 +23,45 @@ _FAMILIES = {
 
 
 class Launcher(Protocol):
-    """Starts runs on one kind of target and keeps their phases up to date in the store."""
+    """Starts runs on one kind of target and keeps their phases up to date in the store.
+
+    The launch stage starts a QUEUED run only once its launcher has a slot for it: it
+    :meth:`reserve`-s one, claims the run (QUEUED -> RUNNING), then :meth:`launch`-es
+    it, or :meth:`release`-s the slot when another worker claimed the run first.
+    """
+
+    def reserve(self) -> bool:
+        """Take a slot for a run about to be claimed; False when there is none free."""
+
+    def release(self) -> None:
+        """Give back a slot that :meth:`reserve` took, for a run that was not launched."""
+
+    def on_room(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a slot frees, so that the next run starts at once."""
 
     async def launch(self, run: RunRecord) -> None:
-        """Start ``run``, which the caller has just claimed (moved to RUNNING)."""
+        """Start ``run``, which the caller has just claimed (moved to RUNNING) after it
+        reserved a slot. Returns once the run is started, not when it ends."""
 
     async def adopt(self) -> list[str]:
         """Take over this target's runs whose worker died; return their names."""
 
     async def close(self) -> None:
         """Stop watching; runs still going are ended as the target requires."""
+
+
+class Unbounded:
+    """The slots of a launcher whose capacity is the target's (a cluster, an HTTP service):
+    always one free."""
+
+    def reserve(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def on_room(self, callback: Callable[[], None]) -> None:
+        pass
 
 
 def scheme_of(url: str) -> str:

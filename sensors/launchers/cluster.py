@@ -36,6 +36,7 @@ from sensors.launchers.attempts import (
     take_over,
     worker_name,
 )
+from sensors.launchers.base import Unbounded
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -95,7 +96,7 @@ def attempt_name(run: RunRecord, number: int) -> str:
     return run.name if number == 1 else f"{run.name[:58]}-a{number}"
 
 
-class ClusterLauncher(ABC):
+class ClusterLauncher(Unbounded, ABC):
     """Runs attempts as objects in a cluster; subclasses say how to create, read and stop them."""
 
     family = "remote"

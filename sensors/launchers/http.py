@@ -43,7 +43,7 @@ from sensors.launchers.attempts import (
     take_over,
     worker_name,
 )
-from sensors.launchers.base import template_values
+from sensors.launchers.base import Unbounded, template_values
 from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
@@ -73,7 +73,7 @@ class _Ended(Exception):
         self.phase, self.error = phase, error
 
 
-class HttpLauncher:
+class HttpLauncher(Unbounded):
     """Calls each run's web hook; many runs at once (calls wait on the network, not the CPU)."""
 
     def __init__(self, *, settings: Settings, store: RunStore) -> None:

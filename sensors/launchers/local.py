@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,9 @@ class LocalLauncher:
     def __init__(self, *, settings: Settings, store: RunStore) -> None:
         self._settings = settings
         self._store = store
-        self._slots = asyncio.Semaphore(settings.max_parallel_runs)
+        self._free = settings.max_parallel_runs  # slots, of TRIPWIRE_MAX_PARALLEL_RUNS
+        self._freed = asyncio.Event()
+        self._room_callbacks: list[Callable[[], None]] = []
         self._running: dict[str, int] = {}  # run name -> pid of its process group leader
         self._active: dict[str, RunRecord] = {}  # started here and not final, by name
         self._aborted: set[str] = set()
@@ -83,14 +85,35 @@ class LocalLauncher:
         self._closing = False
         self.worker = worker_name()
 
+    def reserve(self) -> bool:
+        if self._free <= 0 or self._closing:
+            return False
+        self._free -= 1
+        return True
+
+    def release(self) -> None:
+        self._free += 1
+        self._freed.set()
+        for callback in self._room_callbacks:
+            callback()
+
+    def on_room(self, callback: Callable[[], None]) -> None:
+        self._room_callbacks.append(callback)
+
     async def launch(self, run: RunRecord) -> None:
-        # Waiting for a slot holds up the launcher's batch: back-pressure, not a queue.
-        await self._slots.acquire()
         self._watch(run, self._execute(run))
 
     def _spawn_later(self, run: RunRecord) -> None:
-        """Launch ``run`` once a slot is free, without holding up the caller."""
-        task = asyncio.create_task(self.launch(run), name=f"launch {run.name}")
+        """Launch ``run``, claimed already, once a slot is free, without holding up the
+        caller (a run reclaimed from a worker that died)."""
+
+        async def when_free() -> None:
+            while not self.reserve():
+                self._freed.clear()
+                await self._freed.wait()
+            await self.launch(run)
+
+        task = asyncio.create_task(when_free(), name=f"launch {run.name}")
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
@@ -173,7 +196,7 @@ class LocalLauncher:
             self._active.pop(run.name, None)
             self._aborted.discard(run.name)
             if slot:
-                self._slots.release()
+                self.release()
 
     async def _attempt(
         self, run: RunRecord, deadline: float | None, adopted: Attempt | None

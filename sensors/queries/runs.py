@@ -18,7 +18,7 @@ from triggers.errors import DeclarationError
 from triggers.settings import get_settings
 from triggers.spec import parse_duration
 
-__all__ = ["RunDetail", "TaskLog", "parse_since", "run_detail", "run_logs", "when"]
+__all__ = ["RunDetail", "TaskLog", "parse_since", "run_detail", "run_logs"]
 
 
 class TaskLog(BaseModel):
@@ -77,7 +77,3 @@ def parse_since(text: str, now: datetime) -> datetime:
                 "duration back from now (90m, 1d)"
             ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)
-
-
-def when(value: datetime | None) -> str:
-    return value.isoformat(timespec="seconds") if value else "-"

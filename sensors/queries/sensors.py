@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pydantic import BaseModel, Field
 
 from sensors.core.schedule import next_tick
-from sensors.queries.runs import when
+from sensors.queries.times import when
 from sensors.runs.limits import queued_counts
 from sensors.runs.models import (
     DeployedSensor,

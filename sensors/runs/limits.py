@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, run_record
 from sensors.runs.tables import runs
 from triggers.errors import IllegalTransitionError
 
@@ -71,10 +71,16 @@ async def claim(store: RunStore, run: RunRecord, now: datetime, worker: str) -> 
             return None  # another worker claimed it first
 
 
-async def waiting(store: RunStore, limit: int = 1000) -> list[RunRecord]:
-    """QUEUED runs of limited triggers, oldest first."""
-    queued = await store.list_runs(phase=WorkflowPhase.QUEUED, limit=limit)
-    return sorted((r for r in queued if limited(r)), key=lambda r: r.created_at)
+async def waiting(store: RunStore, limit: int = 500) -> list[RunRecord]:
+    """The ``limit`` oldest QUEUED runs, oldest first: the order runs start in."""
+    query = (
+        sa.select(runs)
+        .where(runs.c.phase == WorkflowPhase.QUEUED.value)
+        .order_by(runs.c.created_at, runs.c.id)
+        .limit(limit)
+    )
+    async with store.connection() as conn:
+        return [run_record(r) for r in (await conn.execute(query)).mappings()]
 
 
 async def queued_counts(store: RunStore, *, project: str, domain: str) -> dict[str, int]:

@@ -1,48 +1,57 @@
-"""The launcher stage: run requests in, runs out, each exactly once.
+"""The launch stage: run requests in, runs out, each exactly once. Admission apart from
+execution.
 
-A request is admitted by the run service (inputs to the object store, the run
-to the store) under its deterministic name; the
-store's unique key turns a replayed or duplicated request into a no-op. The
-run is then claimed (QUEUED -> RUNNING, a conditional update, naming this
-worker) before it is started, so a request redelivered to another worker after a
-rebalance cannot start it a second time; if this worker dies between the claim and
-the run's first attempt, a launcher's ``adopt`` claims it again and starts it. A
-run of a trigger at its ``rate_limit`` or ``max_concurrency`` stays QUEUED, and
-:meth:`LaunchStage.tick` starts it once there is room (:mod:`sensors.runs.limits`).
-A request whose events another run of its sensor consumed already (a stale worker's or an
-older definition's decision) is refused by the store, logged, counted in ``fenced`` and
-skipped.
+**Admission.** A request is admitted by the run service (inputs to the object store, the
+run to the store as QUEUED) under its deterministic name; the store's unique key turns a
+replayed or duplicated request into a no-op. That is all the consumer waits for, so a
+fired run is QUEUED, and visible to `runs list`, the page and the API, within
+milliseconds, whatever the launch capacity. A request whose events another run of its
+sensor consumed already (a stale worker's or an older definition's decision) is refused
+by the store, logged, counted in ``fenced`` and skipped.
+
+**Execution.** A starter task of each worker starts QUEUED runs, oldest first, while their
+launcher has a free slot (:meth:`~sensors.launchers.base.Launcher.reserve`) and their
+trigger's ``rate_limit`` and ``max_concurrency`` allow (:mod:`sensors.runs.limits`). It
+looks when runs were admitted here, when a slot frees, and every second (runs admitted by
+other workers). A run is claimed (QUEUED -> RUNNING, a conditional update naming this
+worker) before it is started, so of all the workers looking, one starts it; if this
+worker dies between the claim and the run's first attempt, a launcher's ``adopt`` claims
+it again and starts it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from sensors.faults import crash_point
 from sensors.launchers.attempts import worker_name
-from sensors.launchers.base import Launcher
+from sensors.launchers.base import Launcher, family_of
 from sensors.runs import limits
 from sensors.runs.limits import limited
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
-from sensors.runs.store import RunStore
+from sensors.runs.store import RunStore, log_failure
 from sensors.stages.kafka import Batch
-from triggers.errors import ConsumedError, IllegalTransitionError
+from triggers.errors import ConfigurationError, ConsumedError, IllegalTransitionError
 
 __all__ = ["LaunchStage"]
 
 log = logging.getLogger(__name__)
 
-_LOOK_EVERY = 1.0  # seconds between looks at runs waiting for a limit
+_LOOK_EVERY = 1.0  # seconds between looks for runs that other workers admitted
+_LOOK_AT = 500  # the oldest QUEUED runs considered per look
 
 
 class LaunchStage:
-    """Creates requested runs in the store and hands new ones to their launcher."""
+    """Admits requested runs to the store, and starts QUEUED runs as their launchers have
+    room."""
 
     def __init__(
         self, store: RunStore, service: RunService, launcher_for: Callable[[str], Launcher]
@@ -53,10 +62,14 @@ class LaunchStage:
         self.created = 0
         self.duplicates = 0
         self.fenced = 0  # refused: another run of its sensor consumed its events
-        self._last_look = 0.0
+        self.started = 0
         self.worker = worker_name()
+        self._wake = asyncio.Event()
+        self._starter: asyncio.Task[None] | None = None
+        self._watched: set[int] = set()  # launchers whose freed slots wake the starter
 
     async def handle(self, batch: Batch) -> None:
+        """Admit a batch's requests as QUEUED runs; the starter starts them."""
         requests: dict[str, NewRun] = {}
         for tp, records in batch.items():
             for record in records:
@@ -75,56 +88,104 @@ class LaunchStage:
                     self.duplicates += 1
                 requests[request.name] = request
         for request in requests.values():
-            await self._create_and_launch(request)
+            await self._admit(request)
+        self._wake.set()
 
-    async def _create_and_launch(self, request: NewRun) -> None:
+    def start(self) -> None:
+        """Start the starter task: from now on, QUEUED runs start as launchers have room."""
+        if self._starter is None or self._starter.done():
+            self._starter = asyncio.create_task(self._keep_starting(), name="tripwire starter")
+
+    async def close(self) -> None:
+        """Stop starting runs (the worker stops); runs already started go on."""
+        if self._starter is not None:
+            self._starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._starter
+            self._starter = None
+
+    async def _admit(self, request: NewRun) -> None:
         try:
             run, created = await self._service.admit(request)
         except ConsumedError as exc:
             self.fenced += 1
-            log.warning("skipped run request %s: %s", request.name, exc)
+            log.warning("run %s not created: %s", request.name, exc)
             return
         if created:
             self.created += 1
             log.info("run %s QUEUED (flow %s)", run.name, run.flow)
         else:
             self.duplicates += 1
-        if run.phase != WorkflowPhase.QUEUED:
-            return  # already started, by us before a crash or by another worker
-        if not await self._start(run) and limited(run):
-            log.info("run %s waits in QUEUED: trigger %s is at its limit", run.name, run.sensor_id)
 
-    async def _start(self, run: RunRecord) -> bool:
-        """Claim a QUEUED run and launch it; False if a limit or another worker came first."""
-        if limited(run):
-            claimed = await limits.claim(self._store, run, datetime.now(UTC), self.worker)
-            if claimed is None:
-                return False
-        else:
+    async def _keep_starting(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), _LOOK_EVERY)
+            self._wake.clear()
             try:
-                claimed = await self._store.transition(
-                    run.project,
-                    run.domain,
-                    run.name,
-                    WorkflowPhase.RUNNING,
-                    expected=WorkflowPhase.QUEUED,
-                    claimed_by=self.worker,
-                )
-            except IllegalTransitionError:
-                return False  # another worker claimed it first
-        await self._launcher_for(claimed.target).launch(claimed)
-        return True
+                while await self.start_queued() == _LOOK_AT:
+                    pass  # a full look: there may be more to start at once
+            except Exception:
+                log_failure(log, "starting queued runs failed; will look again")
 
-    async def tick(self) -> None:
-        """Start the runs that waited for a limit, oldest first, once their trigger has room."""
-        clock = time.monotonic()
-        if clock - self._last_look < _LOOK_EVERY:
-            return
-        self._last_look = clock
+    async def start_queued(self) -> int:
+        """Start QUEUED runs, oldest first, while their launchers have room and their
+        triggers' limits allow; return how many runs were looked at.
+
+        A run that cannot start keeps its place: runs of the same launcher family, and
+        of the same limited trigger, never overtake it.
+        """
+        queued = await limits.waiting(self._store, _LOOK_AT)
+        full: set[str] = set()  # launcher families without a free slot
+        at_limit: set[str | None] = set()  # limited triggers without room
+        for run in queued:
+            if run.sensor_id in at_limit:
+                continue
+            try:
+                family = family_of(run.target)
+                launcher = self._launcher(run.target)
+            except ConfigurationError as exc:
+                log.error("run %s cannot start: %s", run.name, exc)
+                continue
+            if family in full:
+                continue
+            if not launcher.reserve():
+                full.add(family)
+                continue
+            claimed = await self._claim(run)
+            if claimed is None:
+                launcher.release()
+                if limited(run):
+                    at_limit.add(run.sensor_id)
+                continue
+            crash_point("launch.claimed")
+            try:
+                await launcher.launch(claimed)
+            except Exception:
+                launcher.release()
+                raise
+            self.started += 1
+        return len(queued)
+
+    def _launcher(self, target: str) -> Launcher:
+        launcher = self._launcher_for(target)
+        if id(launcher) not in self._watched:
+            self._watched.add(id(launcher))
+            launcher.on_room(self._wake.set)
+        return launcher
+
+    async def _claim(self, run: RunRecord) -> RunRecord | None:
+        """Claim a QUEUED run for this worker; None if a limit or another worker came first."""
+        if limited(run):
+            return await limits.claim(self._store, run, datetime.now(UTC), self.worker)
         try:
-            full: set[str | None] = set()
-            for run in await limits.waiting(self._store):
-                if run.sensor_id not in full and not await self._start(run):
-                    full.add(run.sensor_id)  # keep its queue in order: none overtakes
-        except Exception:
-            log.exception("starting runs that waited for a limit failed; will try again")
+            return await self._store.transition(
+                run.project,
+                run.domain,
+                run.name,
+                WorkflowPhase.RUNNING,
+                expected=WorkflowPhase.QUEUED,
+                claimed_by=self.worker,
+            )
+        except IllegalTransitionError:
+            return None  # another worker claimed it first

@@ -63,21 +63,23 @@ async def test_one_of_two_workers_killed(chaos_env: dict[str, str], tmp_path: Pa
 async def test_the_launcher_killed_between_queued_and_running(
     chaos_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # Given a worker that runs one run at a time, so the next one is claimed and waits
-    env = {**chaos_env, "TRIPWIRE_MAX_PARALLEL_RUNS": "1"}
+    # Given a worker that dies the moment it has claimed a run (QUEUED -> RUNNING), before
+    # the run's first attempt: a crash point, since that moment lasts a few milliseconds
+    crashing = {**chaos_env, "TRIPWIRE_CRASH_AT": "launch.claimed"}
     log, expected = tmp_path / "worker.log", Expected()
-    async with await RunStore.open(env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([CHAOS_FLOWS], env, log) as first:
+    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([CHAOS_FLOWS], crashing, log) as first:
             await ready(first, log)
             for n in range(3):
-                await _publish(expected, "chaos_slow", {"n": n, "seconds": 3})
-            # When it is SIGKILLed while a run is claimed and not yet started
-            claimed = await eventually(
-                lambda: _claimed_not_started(store), "a claimed run without an attempt"
-            )
-            kill(first)
+                await _publish(expected, "chaos_slow", {"n": n, "seconds": 1})
+            # When it is killed there
+            await eventually(lambda: first.poll() is not None, "the crash point", timeout=60)
+            assert first.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        claimed = await eventually(
+            lambda: _claimed_not_started(store), "a claimed run without an attempt"
+        )
         assert claimed.claimed_by and claimed.claimed_by.split(":")[1] == str(first.pid)
-        with worker([CHAOS_FLOWS], env, log) as second:
+        with worker([CHAOS_FLOWS], chaos_env, log) as second:
             await ready(second, log, times=2)
             # Then each run still starts, once, and the claimed one in one attempt
             runs = await expected.exactly_once(store, timeout=120)

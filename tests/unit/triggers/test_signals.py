@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 from importlib.metadata import EntryPoints
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_without_an_api_url_or_the_engine_it_says_what_to_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
 ) -> None:
     # Given an SDK without tripwire's engine: no backend registered under its entry point
-    monkeypatch.setattr(signals, "entry_points", lambda **_: EntryPoints(()))
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **_: EntryPoints(()))
     signals._installed_backend.cache_clear()  # looked up once per process
     request.addfinalizer(signals._installed_backend.cache_clear)
     monkeypatch.setenv("TRIPWIRE_HOME", str(tmp_path))

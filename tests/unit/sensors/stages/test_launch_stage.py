@@ -1,9 +1,12 @@
-"""The launcher stage: a batch of run requests creates each run once, claims it and hands it to
-its launcher; a malformed request is skipped, a redelivered one starts nothing more."""
+"""The launch stage: a batch of run requests admits each run once, as QUEUED, whatever the
+launch capacity; the starter then claims QUEUED runs oldest first and hands them to their
+launcher as it has room. A malformed request is skipped, a redelivered one starts nothing
+more."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from aiokafka import TopicPartition
@@ -16,24 +19,38 @@ from sensors.runs.store import RunStore
 from sensors.stages.kafka import consume_batches
 from sensors.stages.launch_stage import LaunchStage
 from tests.fixtures.runs import new_run
-from tests.fixtures.stub_kafka import StubKafka, settle
+from tests.fixtures.stub_kafka import StubKafka
+from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
 REQUESTS = "run-requests"
 
 
 class Launcher:
-    """Records the runs it launched; holds each launch until ``opened`` is set."""
+    """The launch stage's side of a launcher (sensors.launchers.base.Launcher): ``slots``
+    free slots, and the runs it launched, in order. Running a run is the launchers' own
+    tests' business."""
 
-    def __init__(self) -> None:
+    def __init__(self, slots: int = 100) -> None:
+        self.slots = slots
         self.launched: list[RunRecord] = []
-        self.asked = asyncio.Event()
-        self.opened = asyncio.Event()
-        self.opened.set()
+        self._room: list[Callable[[], None]] = []
+
+    def reserve(self) -> bool:
+        if self.slots <= 0:
+            return False
+        self.slots -= 1
+        return True
+
+    def release(self) -> None:
+        self.slots += 1
+        for callback in self._room:
+            callback()
+
+    def on_room(self, callback: Callable[[], None]) -> None:
+        self._room.append(callback)
 
     async def launch(self, run: RunRecord) -> None:
-        self.asked.set()
-        await self.opened.wait()
         self.launched.append(run)
 
     async def adopt(self) -> list[str]:
@@ -69,6 +86,7 @@ async def test_each_requested_run_is_created_once_claimed_and_launched(
     request(kafka, new_run("flow-a"))
     # When the stage handles it
     assert await stage.handle(kafka.batch(REQUESTS)) is None  # done: nothing in flight
+    await stage.start_queued()
     # Then each run was created once and launched once, claimed by this worker
     assert sorted(r.name for r in launcher.launched) == ["flow-a", "flow-b"]
     assert (stage.created, stage.duplicates) == (2, 1)
@@ -82,6 +100,7 @@ async def test_a_malformed_run_request_is_skipped_and_the_rest_of_the_batch_laun
     kafka.append(REQUESTS, b'{"name": "no flow"}')
     request(kafka, new_run("flow-a"))
     await stage.handle(kafka.batch(REQUESTS))
+    await stage.start_queued()
     assert [r.name for r in launcher.launched] == ["flow-a"]
     assert f"skipped malformed run request {REQUESTS}[0]@0" in caplog.text
 
@@ -91,8 +110,10 @@ async def test_a_redelivered_request_starts_nothing_more(
 ) -> None:
     request(kafka, new_run("flow-a"))
     await stage.handle(kafka.batch(REQUESTS))
+    await stage.start_queued()
     # When the same batch comes again, as after a rebalance before its commit
     await stage.handle(kafka.batch(REQUESTS))
+    await stage.start_queued()
     assert [r.name for r in launcher.launched] == ["flow-a"]
     assert (stage.created, stage.duplicates) == (1, 1)
 
@@ -112,8 +133,10 @@ async def test_a_request_whose_events_another_run_consumed_is_skipped_and_the_ba
     request(kafka, stale)
     request(kafka, new_run("flow-b"))
     await stage.handle(kafka.batch(REQUESTS))
+    await stage.start_queued()
     # Then the stale one is skipped with a warning, and the next one is created and launched
-    assert [r.name for r in launcher.launched] == ["flow-b"]
+    # (with flow-a, which waited QUEUED)
+    assert sorted(r.name for r in launcher.launched) == ["flow-a", "flow-b"]
     assert (stage.created, stage.fenced) == (1, 1)
     assert sorted(run.name for run in await store.list_runs()) == ["flow-a", "flow-b"]
     [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
@@ -129,6 +152,7 @@ async def test_a_run_queued_but_never_claimed_is_launched_when_requested_again(
     # When its request is delivered again, then it starts here
     request(kafka, new_run("flow-a"))
     await stage.handle(kafka.batch(REQUESTS))
+    await stage.start_queued()
     assert [r.name for r in launcher.launched] == ["flow-a"]
     assert stage.created == 0
 
@@ -140,6 +164,7 @@ async def test_a_run_over_its_trigger_limit_waits_queued_until_there_is_room(
     for name in ("flow-a", "flow-b"):
         request(kafka, new_run(name).model_copy(update={"max_concurrency": 1}))
     await stage.handle(kafka.batch(REQUESTS))
+    await stage.start_queued()
     # Then one starts, and the other waits
     [first] = launcher.launched
     [waiting] = await store.list_runs(phase=WorkflowPhase.QUEUED)
@@ -148,27 +173,73 @@ async def test_a_run_over_its_trigger_limit_waits_queued_until_there_is_room(
     await store.transition(
         first.project, first.domain, first.name, WorkflowPhase.SUCCEEDED, expected=first.phase
     )
-    await stage.tick()
+    await stage.start_queued()
     assert [r.name for r in launcher.launched] == [first.name, waiting.name]
 
 
-async def test_the_batch_is_committed_only_after_its_runs_were_handed_to_their_launcher(
+async def test_a_batch_is_admitted_and_committed_while_the_launcher_has_no_room(
     stage: LaunchStage, launcher: Launcher, store: RunStore, kafka: StubKafka
 ) -> None:
-    # Given the stage consuming run requests, and a launcher that is slow to take runs
+    # Given the stage consuming run requests, and a launcher whose slots are all taken
+    launcher.slots = 0
     consumer = kafka.consumer(REQUESTS, group_id="launcher")
     stop = asyncio.Event()
     loop = asyncio.create_task(consume_batches(consumer, stage.handle, stop=stop, name="launcher"))
-    launcher.opened.clear()
-    request(kafka, new_run("flow-a"))
-    # When the run is created, claimed and being launched
-    await asyncio.wait_for(launcher.asked.wait(), 5)
-    await settle()
-    # Then the batch is not committed
-    assert consumer.commits == []
-    # And once the launcher took it, it is
-    launcher.opened.set()
-    await consumer.polled(2)
-    assert consumer.commits == [{TopicPartition(REQUESTS, 0): 1}]
+    stage.start()
+    # When three runs are requested
+    for name in ("flow-a", "flow-b", "flow-c"):
+        request(kafka, new_run(name))
+    # Then they are QUEUED, visible in the store, and the batch is committed
+    await eventually(lambda: consumer.commits, "the commit of the batch")
+    assert consumer.commits[-1] == {TopicPartition(REQUESTS, 0): 3}
+    queued = await store.list_runs(phase=WorkflowPhase.QUEUED)
+    assert sorted(r.name for r in queued) == ["flow-a", "flow-b", "flow-c"]
+    assert launcher.launched == []
+    # And as slots free, they start, oldest first
+    launcher.release()
+    await eventually(lambda: len(launcher.launched) == 1, "the oldest run to start")
+    launcher.release()
+    launcher.release()
+    await eventually(lambda: len(launcher.launched) == 3, "the other two to start")
+    assert [r.name for r in launcher.launched] == ["flow-a", "flow-b", "flow-c"]
     stop.set()
     await asyncio.wait_for(loop, 5)
+    await stage.close()
+
+
+async def test_runs_admitted_by_another_worker_start_here_when_this_one_has_room(
+    settings: Settings, store: RunStore, launcher: Launcher, kafka: StubKafka
+) -> None:
+    # Given two workers' launch stages on one store, the first without room
+    service = RunService(settings, store, ObjectStore(settings.objects_root))
+    full = Launcher(slots=0)
+    first = LaunchStage(store, service, lambda target: full)
+    second = LaunchStage(store, service, lambda target: launcher)
+    request(kafka, new_run("flow-a"))
+    # When the first admits the run
+    await first.handle(kafka.batch(REQUESTS))
+    assert await first.start_queued() == 1 and full.launched == []
+    # Then the second starts it, claimed by itself, and the first never does
+    await second.start_queued()
+    [run] = launcher.launched
+    assert run.claimed_by == second.worker
+    full.slots = 1
+    await first.start_queued()
+    assert full.launched == [] and full.slots == 1
+
+
+async def test_a_run_that_cannot_start_keeps_its_place_in_the_queue(
+    stage: LaunchStage, launcher: Launcher, store: RunStore, kafka: StubKafka
+) -> None:
+    # Given one slot, and three runs in the order they were requested
+    launcher.slots = 1
+    for name in ("flow-a", "flow-b", "flow-c"):
+        request(kafka, new_run(name))
+        await stage.handle(kafka.batch(REQUESTS))
+        kafka.topics.clear()
+    # When the starter looks three times, a slot freeing in between
+    for _ in range(3):
+        await stage.start_queued()
+        launcher.release()
+    # Then they started oldest first
+    assert [r.name for r in launcher.launched] == ["flow-a", "flow-b", "flow-c"]
