@@ -233,6 +233,7 @@ async def latency(settings: Settings, runs: int, rates: list[float], burst: int)
             (await run_phase(engine, f"{runs} events at {rate:g}/s", runs, rate)).report()
         if burst:
             (await run_phase(engine, f"a burst of {burst} events", burst, None)).report()
+        await asyncio.sleep(1)  # let the last runs' processes be reaped before the next mode
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -275,7 +276,18 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
         )
         os.environ["TRIPWIRE_TOPIC_EVENTS"] = e2e.topic_events
         print(f"local runs: TRIPWIRE_MAX_PARALLEL_RUNS={e2e.max_parallel_runs}")
-        await latency(e2e, args.runs, [float(r) for r in args.rates.split(",")], args.burst)
+        rates = [float(r) for r in args.rates.split(",")]
+        for mode in args.start.split(","):
+            print(f"\nTRIPWIRE_RUN_START={mode}")
+            tag = uuid.uuid4().hex[:8]
+            topics = {
+                "topic_events": f"bench-lat-events-{tag}",
+                "topic_run_requests": f"bench-lat-rr-{tag}",
+            }
+            os.environ["TRIPWIRE_TOPIC_EVENTS"] = topics["topic_events"]
+            await latency(
+                e2e.model_copy(update={**topics, "run_start": mode}), args.runs, rates, args.burst
+            )
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -288,5 +300,8 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--rates", default="1,10,50", help="events/s, one phase each")
     parser.add_argument("--burst", type=int, default=500, help="events published at once")
+    parser.add_argument(
+        "--start", default="spawn,fork", help="TRIPWIRE_RUN_START modes, measured in turn"
+    )
     parser.add_argument("--bootstrap")
     asyncio.run(main(parser.parse_args()))

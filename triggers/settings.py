@@ -250,6 +250,15 @@ class Settings(BaseSettings):
             "(`wait_for_event`): the most a signal waits to reach the run."
         ),
     )
+    run_start: Literal["spawn", "fork"] = Field(
+        "spawn",
+        description=(
+            "How a local run's process starts: `spawn`, a new interpreter that imports the "
+            "SDK and the flow (a few hundred ms of CPU); `fork`, forked from a warm parent "
+            'per flow revision that imported them once (README, "Warm starts"). A '
+            "flow whose module starts threads at import is spawned either way."
+        ),
+    )
     max_parallel_runs: int = Field(
         8,
         ge=1,

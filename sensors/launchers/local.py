@@ -37,11 +37,12 @@ from sensors.launchers.attempts import (
     worker_here,
     worker_name,
 )
-from sensors.launchers.base import family_of
+from sensors.launchers.base import family_of, scheme_of
 from sensors.launchers.process import (
     exit_reason,
     is_run_process,
     log_tail,
+    note_forked,
     prepare,
     read_result,
     run_dir,
@@ -49,6 +50,7 @@ from sensors.launchers.process import (
     stop_group,
     wait_pid,
 )
+from sensors.launchers.zygotes import WarmProcess, Zygotes
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -76,6 +78,7 @@ class LocalLauncher:
         self._free = settings.max_parallel_runs  # slots, of TRIPWIRE_MAX_PARALLEL_RUNS
         self._freed = asyncio.Event()
         self._room_callbacks: list[Callable[[], None]] = []
+        self._zygotes = Zygotes(settings.home / "runs") if settings.run_start == "fork" else None
         self._running: dict[str, int] = {}  # run name -> pid of its process group leader
         self._active: dict[str, RunRecord] = {}  # started here and not final, by name
         self._aborted: set[str] = set()
@@ -353,7 +356,11 @@ class LocalLauncher:
                     self._watchers.add(task)
                     task.add_done_callback(self._watchers.discard)
 
-    async def _spawn(self, run: RunRecord, folder: Path) -> asyncio.subprocess.Process:
+    async def _spawn(
+        self, run: RunRecord, folder: Path
+    ) -> asyncio.subprocess.Process | WarmProcess:
+        """Start the run's process: forked from its flow's zygote with
+        ``TRIPWIRE_RUN_START=fork`` (sensors.launchers.zygotes), else a new interpreter."""
         context, result = prepare(run, folder)
         env = {
             **os.environ,
@@ -368,6 +375,19 @@ class LocalLauncher:
         if self._settings.kafka_bootstrap:
             # So that safe_publish() inside the flow reaches the same broker.
             env["TRIPWIRE_KAFKA_BOOTSTRAP"] = self._settings.kafka_bootstrap
+        if self._zygotes is not None and scheme_of(run.target) == "local":
+            warm = await self._zygotes.fork(
+                run.entrypoint,
+                run.flow_revision or 0,
+                context=context,
+                result=result,
+                log=folder / "run.log",
+                cwd=Path.cwd(),
+                env=env,
+            )
+            if warm is not None:
+                note_forked(warm.pid, folder)
+                return warm
         with (folder / "run.log").open("ab") as out:
             return await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -390,6 +410,8 @@ class LocalLauncher:
     async def close(self, timeout: float = 5.0) -> None:
         """Terminate runs still going (they end FAILED, SYSTEM) and wait for their watchers."""
         self._closing = True
+        if self._zygotes is not None:
+            await self._zygotes.close()
         for task in (self._abort_watch, self._adopter):
             if task is not None:
                 task.cancel()

@@ -24,6 +24,7 @@ __all__ = [
     "exit_reason",
     "is_run_process",
     "log_tail",
+    "note_forked",
     "pid_alive",
     "pid_namespace",
     "prepare",
@@ -87,7 +88,9 @@ def pid_namespace() -> str:
 def is_run_process(pid: int, folder: Path) -> bool:
     """True if ``pid`` is alive and is the run process of the run in ``folder``.
 
-    Checks its command line where /proc exists, so a reused pid is not mistaken for it.
+    Checks its command line where /proc exists, so a reused pid is not mistaken for it; a
+    run process forked from a zygote has the zygote's command line, and is told by the
+    start time its launcher noted (:func:`note_forked`).
     """
     if not pid_alive(pid):
         return False
@@ -95,9 +98,16 @@ def is_run_process(pid: int, folder: Path) -> bool:
     if not Path("/proc/self").exists():
         return True  # no /proc here: the pid is all we can go by
     try:
-        return str(folder / "context.json").encode() in cmdline.read_bytes()
+        if str(folder / "context.json").encode() in cmdline.read_bytes():
+            return True
+        return (folder / "run.pid").read_text() == f"{pid} {process_started(pid)}"
     except OSError:
         return False
+
+
+def note_forked(pid: int, folder: Path) -> None:
+    """Note in the run's folder which process start ``pid`` is, for :func:`is_run_process`."""
+    (folder / "run.pid").write_text(f"{pid} {process_started(pid)}")
 
 
 async def wait_pid(pid: int) -> None:
