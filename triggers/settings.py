@@ -251,7 +251,7 @@ class Settings(BaseSettings):
         ),
     )
     run_start: Literal["spawn", "fork"] = Field(
-        "spawn",
+        "fork",
         description=(
             "How a local run's process starts: `spawn`, a new interpreter that imports the "
             "SDK and the flow (a few hundred ms of CPU); `fork`, forked from a warm parent "
