@@ -37,7 +37,7 @@ from sensors.launchers.attempts import (
     worker_here,
     worker_name,
 )
-from sensors.launchers.base import family_of, scheme_of
+from sensors.launchers.base import family_of
 from sensors.launchers.process import (
     exit_reason,
     is_run_process,
@@ -375,7 +375,7 @@ class LocalLauncher:
         if self._settings.kafka_bootstrap:
             # So that safe_publish() inside the flow reaches the same broker.
             env["TRIPWIRE_KAFKA_BOOTSTRAP"] = self._settings.kafka_bootstrap
-        if self._zygotes is not None and scheme_of(run.target) == "local":
+        if self._zygotes is not None:  # local:// and command:// alike: both start warm
             warm = await self._zygotes.fork(
                 run.entrypoint,
                 run.flow_revision or 0,
