@@ -94,6 +94,11 @@ class Zygote:
     def alive(self) -> bool:
         return self.process.returncode is None and not self._reader.done()
 
+    @property
+    def forking(self) -> bool:
+        """Whether a fork was asked for and not answered yet."""
+        return bool(self._forks)
+
     async def fork(
         self, *, context: Path, result: Path, log: Path, cwd: Path, env: dict[str, str]
     ) -> WarmProcess:
@@ -180,11 +185,15 @@ async def _unknown_end(pid: int, ended: asyncio.Future[int | None]) -> None:
 
 
 class Zygotes:
-    """The zygotes of one launcher, one per flow revision."""
+    """The zygotes of one launcher, one per flow revision, at most ``warm`` of them: each
+    holds its flow's imports in memory, so the least recently used one that is not forking
+    ends when another flow needs one (its runs go on; its next run starts a new one)."""
 
-    def __init__(self, logs: Path) -> None:
+    def __init__(self, logs: Path, warm: int = 8) -> None:
         self._logs = logs
-        self._by_flow: dict[str, Zygote] = {}  # entrypoint -> the zygote of its revision
+        self._warm = warm
+        # entrypoint -> the zygote of its revision, least recently used first
+        self._by_flow: dict[str, Zygote] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._cold: dict[str, str] = {}  # key -> why its runs start cold
 
@@ -203,6 +212,8 @@ class Zygotes:
             if zygote is None or zygote.key != key or not zygote.alive:
                 if zygote is not None:
                     await zygote.close()  # a new revision, or a dead one
+                    self._by_flow.pop(flow, None)
+                await self._make_room()
                 try:
                     zygote = await Zygote.start(entrypoint, key, self._logs / "zygotes.log")
                 except Unsafe as exc:
@@ -216,6 +227,7 @@ class Zygotes:
                     )
                     return None
                 self._by_flow[flow] = zygote
+            self._by_flow[flow] = self._by_flow.pop(flow)  # the most recently used now
         try:
             return await zygote.fork(**request)
         except ConnectionError:
@@ -226,6 +238,20 @@ class Zygotes:
             if not retry:
                 raise
             return await self.fork(entrypoint, revision, retry=False, **request)
+
+    async def _make_room(self) -> None:
+        """End the least recently used idle zygotes beyond ``warm - 1``."""
+        for flow, zygote in list(self._by_flow.items()):
+            if len(self._by_flow) < self._warm:
+                return
+            if not zygote.forking:
+                del self._by_flow[flow]
+                await zygote.close()
+
+    @property
+    def warm(self) -> int:
+        """How many zygotes there are now."""
+        return len(self._by_flow)
 
     async def close(self) -> None:
         for zygote in self._by_flow.values():
