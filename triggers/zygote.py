@@ -29,6 +29,7 @@ import select
 import signal
 import sys
 import threading
+import traceback
 from typing import Any
 
 __all__ = ["main"]
@@ -85,10 +86,13 @@ def _fork(request: dict[str, Any], own: tuple[int, ...]) -> None:
     if pid:
         _report({"id": request["id"], "pid": pid})
         return
-    code = 3
+    code = 3  # SYSTEM, as triggers.run says of a run that could not start
     try:
         code = _child(request, own)
+    except BaseException:
+        traceback.print_exc()  # to the run's log, if the child got that far
     finally:
+        sys.stderr.flush()
         os._exit(code)
 
 
