@@ -255,7 +255,7 @@ class Settings(BaseSettings):
         description=(
             "How a local run's process starts: `spawn`, a new interpreter that imports the "
             "SDK and the flow (a few hundred ms of CPU); `fork`, forked from a warm parent "
-            'per flow revision that imported them once (README, "Warm starts"). A '
+            'per flow module and revision that imported them once (README, "Warm starts"). A '
             "flow whose module starts threads at import is spawned either way."
         ),
     )

@@ -1,9 +1,9 @@
-"""Warm starts for local runs: a zygote (``python -m triggers.zygote``) per flow revision,
-which has imported the SDK and the flow's module once and forks each run process.
+"""Warm starts for local runs: a zygote (``python -m triggers.zygote``) per flow module and
+revision, which has imported the SDK and the module once and forks each run process.
 
-:class:`Zygotes` keeps one per (entrypoint, revision) and starts it on the first run of
-that revision; a new revision gets a new one, and the old one is closed. A zygote that
-died is started again on the next run. A flow whose module cannot be forked safely (it
+:class:`Zygotes` keeps one per flow module and revision (flows of one file share it)
+and starts it on the first run; a new revision gets a new one, and the old one is
+closed. A zygote that died is started again on the next run. A flow whose module cannot be forked safely (it
 starts a thread at import) is started cold, with a warning saying why. The worker is
 never the one that forks: it is multi-threaded and runs an event loop, the zygote
 neither.
@@ -55,6 +55,7 @@ class Zygote:
         self._forks: dict[int, asyncio.Future[int]] = {}
         self._ended: dict[int, asyncio.Future[int | None]] = {}
         self._early: dict[int, int] = {}  # exits reported before their fork's answer
+        self.users = 0  # forks handed this zygote and not answered yet
         self._watches: set[asyncio.Future[None]] = set()  # children of a dead zygote
         self._reader = asyncio.create_task(self._read(), name=f"zygote {process.pid}")
 
@@ -96,8 +97,8 @@ class Zygote:
 
     @property
     def forking(self) -> bool:
-        """Whether a fork was asked for and not answered yet."""
-        return bool(self._forks)
+        """Whether a run was handed this zygote and its fork is not answered yet."""
+        return self.users > 0
 
     async def fork(
         self, *, context: Path, result: Path, log: Path, cwd: Path, env: dict[str, str]
@@ -185,14 +186,15 @@ async def _unknown_end(pid: int, ended: asyncio.Future[int | None]) -> None:
 
 
 class Zygotes:
-    """The zygotes of one launcher, one per flow revision, at most ``warm`` of them: each
-    holds its flow's imports in memory, so the least recently used one that is not forking
-    ends when another flow needs one (its runs go on; its next run starts a new one)."""
+    """The zygotes of one launcher, one per flow module and revision, at most ``warm`` of
+    them: each holds its module's imports in memory, so the least recently used one that is
+    not forking ends when another needs room (its runs go on; its next run starts a new
+    one)."""
 
     def __init__(self, logs: Path, warm: int = 8) -> None:
         self._logs = logs
         self._warm = warm
-        # entrypoint -> the zygote of its revision, least recently used first
+        # a flow module -> the zygote of its revision, least recently used first
         self._by_flow: dict[str, Zygote] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._cold: dict[str, str] = {}  # key -> why its runs start cold
@@ -201,8 +203,11 @@ class Zygotes:
         self, entrypoint: dict[str, Any], revision: int, *, retry: bool = True, **request: Any
     ) -> WarmProcess | None:
         """Fork a run of ``entrypoint`` at ``revision`` from its zygote; None when runs of
-        this revision start cold (a warning says why, once)."""
-        flow = json.dumps(entrypoint, sort_keys=True)
+        this revision start cold (a warning says why, once).
+
+        Flows of one module share its zygote (the module is what it imports), per revision.
+        """
+        flow = json.dumps({k: v for k, v in entrypoint.items() if k != "function"}, sort_keys=True)
         key = f"{flow}@{revision}"
         if key in self._cold:
             return None
@@ -228,6 +233,7 @@ class Zygotes:
                     return None
                 self._by_flow[flow] = zygote
             self._by_flow[flow] = self._by_flow.pop(flow)  # the most recently used now
+            zygote.users += 1  # before the lock goes: not ended to make room meanwhile
         try:
             return await zygote.fork(**request)
         except ConnectionError:
@@ -238,6 +244,8 @@ class Zygotes:
             if not retry:
                 raise
             return await self.fork(entrypoint, revision, retry=False, **request)
+        finally:
+            zygote.users -= 1
 
     async def _make_room(self) -> None:
         """End the least recently used idle zygotes beyond ``warm - 1``."""
