@@ -3,8 +3,9 @@ revision, which has imported the SDK and the module once and forks each run proc
 
 :class:`Zygotes` keeps one per flow module and revision (flows of one file share it)
 and starts it on the first run; a new revision gets a new one, and the old one is
-closed. A zygote that died is started again on the next run. A flow whose module cannot be forked safely (it
-starts a thread at import) is started cold, with a warning saying why. The worker is
+closed. A zygote that died is started again on the next run. A flow whose module
+cannot be forked safely (it starts a thread at import) is started cold, with a warning
+saying why. The worker is
 never the one that forks: it is multi-threaded and runs an event loop, the zygote
 neither.
 """
