@@ -68,15 +68,7 @@ class Emitter:
         are not, what has not landed is abandoned (the new owner decides it again) and
         the future raises :class:`~sensors.stages.kafka.Superseded`.
         """
-        try:
-            acks: list[asyncio.Future[Any]] | None = await self._send(
-                decisions.fires, offers, (), dead
-            )
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sending sensor decisions failed; retrying")
-            acks = None
+        acks = await self._sending(decisions.fires, offers, (), dead)
         previous = self._changes_landing if changes else None
         landing = asyncio.ensure_future(
             self._land(acks, decisions, offers, changes, dead, previous, owner)
@@ -97,12 +89,7 @@ class Emitter:
     ) -> bool:
         """Wait until the output landed, sending it again as needed; return whether
         anything had to be sent again."""
-        resent = acks is None
-        while not await _landed(acks):
-            _check_owner(owner)
-            await asyncio.sleep(_OUTPUT_RETRY)
-            acks = await self._sending(decisions.fires, offers, (), dead)
-            resent = True
+        resent = await self._until_landed(acks, owner, decisions.fires, offers, (), dead)
         for fire in decisions.fires:
             log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
         for failure in decisions.failures:
@@ -115,12 +102,27 @@ class Emitter:
                 await previous
         _check_owner(owner)
         acks = await self._sending([], (), changes)
+        resent = await self._until_landed(acks, owner, [], (), changes) or resent
+        crash_point("correlation.changes_landed")
+        return resent
+
+    async def _until_landed(
+        self,
+        acks: list[asyncio.Future[Any]] | None,
+        owner: Callable[[], bool] | None,
+        fires: list[Fire],
+        offers: Sequence[tuple[int, bytes]],
+        changes: Sequence[tuple[int, bytes]],
+        dead: Sequence[DeadRecord] = (),
+    ) -> bool:
+        """Wait for ``acks``, sending the records again after each error, while ``owner``
+        allows; return whether they had to be sent again (``acks`` None: not sent yet)."""
+        resent = acks is None
         while not await _landed(acks):
             _check_owner(owner)
             await asyncio.sleep(_OUTPUT_RETRY)
-            acks = await self._sending([], (), changes)
+            acks = await self._sending(fires, offers, changes, dead)
             resent = True
-        crash_point("correlation.changes_landed")
         return resent
 
     async def _record(self, failure: Failure) -> None:
