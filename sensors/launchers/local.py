@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sensors.faults import crash_point
 from sensors.launchers.attempts import (
     begin_attempt,
     end_attempt,
@@ -60,6 +61,13 @@ from triggers.settings import Settings
 __all__ = ["LocalLauncher"]
 
 log = logging.getLogger(__name__)
+
+# How the run ends when its worker died after recording its last attempt's end.
+_SETTLES = {
+    AttemptPhase.SUCCEEDED: WorkflowPhase.SUCCEEDED,
+    AttemptPhase.FAILED: WorkflowPhase.FAILED,
+    AttemptPhase.ABORTED: WorkflowPhase.ABORTED,
+}
 
 
 class LocalLauncher:
@@ -151,10 +159,19 @@ class LocalLauncher:
                 continue
             attempt = (await runs_history.attempts(self._store, *run.key))[-1]
             watcher = worker_here(attempt.worker)
-            if attempt.phase != AttemptPhase.RUNNING or watcher is None:
+            if watcher is None or worker_alive(watcher):
+                continue  # its worker is alive and watching it, or not on this host
+            if attempt.phase in _SETTLES:
+                # Its worker recorded how the attempt ended, and stopped before the run did.
+                phase = _SETTLES[attempt.phase]
+                if attempt.error is not None and attempt.error.code == "Timeout":
+                    phase = WorkflowPhase.TIMED_OUT
+                log.warning("run %s: its worker %s stopped; ending it", run.name, attempt.worker)
+                await self._finish(run, phase, attempt.error)
+                taken.append(run.name)
                 continue
-            if worker_alive(watcher):
-                continue  # its worker is alive and watching it
+            if attempt.phase != AttemptPhase.RUNNING:
+                continue
             if not await runs_history.adopt_attempt(
                 self._store, *run.key, attempt.number, attempt.worker or "", self.worker
             ):
@@ -177,6 +194,7 @@ class LocalLauncher:
             for retried in itertools.count():
                 phase, error, retry = await self._attempt(run, deadline, adopted)
                 adopted = None
+                crash_point("launch.attempt_ended")
                 if not retry:
                     await self._finish(run, phase, error)
                     return

@@ -87,6 +87,27 @@ async def test_the_launcher_killed_between_queued_and_running(
     assert "claimed it and stopped; starting it" in log.read_text()
 
 
+async def test_the_worker_killed_after_an_attempt_ended_and_before_its_run_did(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a worker that dies once a run's attempt is recorded as ended, before the run
+    # is (a warm run takes milliseconds, so a SIGKILL from outside lands there too)
+    crashing = {**chaos_env, "TRIPWIRE_CRASH_AT": "launch.attempt_ended"}
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([CHAOS_FLOWS], crashing, log) as first:
+            await ready(first, log)
+            await expected.tick(0)
+            await eventually(lambda: first.poll() is not None, "the crash point", timeout=60)
+            assert first.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        with worker([CHAOS_FLOWS], chaos_env, log) as second:
+            await ready(second, log, times=2)
+            # Then the next worker ends the run as its attempt did, once
+            [run] = await expected.exactly_once(store, timeout=60)
+    assert run.attempts == 1
+    assert "stopped; ending it" in log.read_text()
+
+
 async def test_a_run_process_killed_fails_as_system_and_is_retried(
     chaos_env: dict[str, str], tmp_path: Path
 ) -> None:
