@@ -9,6 +9,7 @@ from that file, so a second terminal reaches the dev engine with no setup.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -360,8 +361,42 @@ def read_dev_file(home: Path) -> dict[str, Any] | None:
 
 
 def get_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment (and dev.json), with explicit overrides on top."""
-    return Settings(**overrides)
+    """Build settings from the environment (and dev.json), with explicit overrides on top.
+
+    Without overrides, settings built before are reused (a copy) while what they were read
+    from is unchanged: the ``TRIPWIRE_*`` variables, the working folder (a relative home)
+    and the files they name. Building them reads every source anew, a few milliseconds,
+    which a loop of ``publish()`` calls would otherwise pay per event.
+    """
+    global _last
+    if overrides:
+        return Settings(**overrides)
+    key = _sources_now()
+    if _last is None or _last[0] != key:
+        _last = (key, Settings())
+    return _last[1].model_copy(deep=True)
+
+
+_last: tuple[tuple[Any, ...], Settings] | None = None  # what get_settings() built last
+
+
+def _sources_now() -> tuple[Any, ...]:
+    """What :func:`get_settings` reads, as it is now: equal while the settings are."""
+    env = tuple(sorted((k, v) for k, v in os.environ.items() if k.upper().startswith("TRIPWIRE_")))
+    values = {k.upper(): v for k, v in env}
+    home = Path(values.get("TRIPWIRE_HOME", ".tripwire"))
+    files = [home / DEV_FILE_NAME]
+    if values.get("TRIPWIRE_CLOUD_EVENTS_FILE"):
+        files.append(Path(values["TRIPWIRE_CLOUD_EVENTS_FILE"]))
+    return (env, os.getcwd(), *(_stamp(f) for f in files))
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def reference_markdown() -> str:

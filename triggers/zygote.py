@@ -44,6 +44,9 @@ def main() -> int:
     # into the pipe of reports.
     _REPORTS = os.dup(1)
     os.dup2(2, 1)
+    import gc
+
+    import triggers.run  # noqa: F401  # what each child runs, imported once
     from triggers.loader import load_entrypoint
     from triggers.spec import Entrypoint
 
@@ -60,6 +63,7 @@ def main() -> int:
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
+    gc.freeze()
     _report({"ready": os.getpid()})
     pending = b""
     while True:

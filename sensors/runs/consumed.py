@@ -5,6 +5,7 @@ older definition) still start one run."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -15,8 +16,9 @@ from sensors.runs.models import NewRun
 from sensors.runs.tables import consumed_events, dialect_insert
 from triggers.errors import ConsumedError
 
-__all__ = ["claim_consumed"]
+__all__ = ["claim_all", "claim_consumed"]
 
+_ROWS = 1000  # claims per INSERT: SQLite binds at most 32,766 values in one statement
 _KEY_LENGTH = 255  # the column's; a longer event key (a long source) is stored as its hash
 
 
@@ -54,6 +56,35 @@ async def claim_consumed(conn: AsyncConnection, new: NewRun, now: datetime) -> N
             f"created, its events were consumed already ({taken}). It is a stale worker's or "
             "an older definition's decision from the same events; nothing needs doing."
         )
+
+
+async def claim_all(conn: AsyncConnection, news: Sequence[NewRun], now: datetime) -> None:
+    """Record that each of ``news`` consumed its events, in their transaction: one insert.
+
+    Raises:
+        ConsumedError: some event was consumed already, by another run or by two of
+            ``news``; the caller undoes the transaction and creates the runs one at a time
+            (:func:`claim_consumed` says which run holds what).
+    """
+    claims = [
+        {
+            "project": new.project,
+            "domain": new.domain,
+            "sensor_id": new.sensor_id,
+            "event_id": stored,
+            "run_name": new.name,
+            "created_at": now,
+        }
+        for new in news
+        if new.sensor_id is not None
+        for stored in sorted({_stored(key) for key in new.consumes})
+    ]
+    insert = dialect_insert(conn)
+    for start in range(0, len(claims), _ROWS):
+        chunk = claims[start : start + _ROWS]
+        statement = insert(consumed_events).values(chunk).on_conflict_do_nothing()
+        if (await conn.execute(statement)).rowcount != len(chunk):
+            raise ConsumedError("some of these runs' events were consumed already")
 
 
 def _stored(key: str) -> str:

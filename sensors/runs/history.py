@@ -16,9 +16,9 @@ import sqlalchemy as sa
 
 from sensors.runs.models import Attempt, PhaseChange, RunError
 from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
-from sensors.runs.store import CAS_ATTEMPTS, RunStore, utc_row
-from sensors.runs.tables import named, phase_change, run_attempts, run_phases, runs
-from triggers.errors import IllegalTransitionError, StoreError
+from sensors.runs.store import RunStore, utc_row
+from sensors.runs.tables import named, phase_change, run_attempts, run_phases, run_ref, runs
+from triggers.errors import IllegalTransitionError, RunNotFoundError
 
 __all__ = [
     "adopt_attempt",
@@ -50,33 +50,41 @@ async def start_attempt(
     phase: AttemptPhase = AttemptPhase.RUNNING,
 ) -> Attempt:
     """Record the run's next attempt as ``phase`` (RUNNING, or INITIALIZING for a target that
-    must first schedule it) and return it."""
-    for _ in range(CAS_ATTEMPTS):
-        run = await store.get_run(name, project=project, domain=domain)
-        now = datetime.now(UTC)
+    must first schedule it) and return it.
+
+    One transaction, with no read before it: the run's count of attempts goes up by one in
+    the statement that says which number this attempt has.
+
+    Raises:
+        RunNotFoundError: no such run.
+    """
+    now = datetime.now(UTC)
+    count = (
+        runs.update()
+        .where(*named(runs, project, domain, name))
+        .values(attempts=runs.c.attempts + 1, pid=pid, updated_at=now)
+        .returning(runs.c.attempts)
+    )
+    async with store.connection(write=True) as conn:
+        number = (await conn.execute(count)).scalar()
+        if number is None:
+            raise RunNotFoundError(
+                f"no run named {name!r} in {project}/{domain}; list runs with `tripwire runs list`."
+            )
         attempt = Attempt(
             project=project,
             domain=domain,
             name=name,
-            number=run.attempts + 1,
+            number=number,
             phase=phase,
             started_at=now,
             updated_at=now,
             pid=pid,
             worker=worker,
         )
-        claim = (
-            runs.update()
-            .where(*named(runs, project, domain, name), runs.c.attempts == run.attempts)
-            .values(attempts=attempt.number, pid=pid, updated_at=now)
-        )
-        async with store.connection(write=True) as conn:
-            if (await conn.execute(claim)).rowcount != 1:
-                continue
-            await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
-            await conn.execute(phase_change(run, attempt.number, phase, now))
-        return attempt
-    raise StoreError(f"run {name!r} kept changing under us; try again.")
+        await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
+        await conn.execute(phase_change(run_ref(project, domain, name), number, phase, now))
+    return attempt
 
 
 async def finish_attempt(
@@ -91,7 +99,6 @@ async def finish_attempt(
     """Move a running attempt to a final ``phase``; False if it had one already."""
     if phase not in TERMINAL_ATTEMPT_PHASES:
         raise IllegalTransitionError(f"an attempt cannot finish as {phase}")
-    run = await store.get_run(name, project=project, domain=domain)
     now = datetime.now(UTC)
     update = (
         run_attempts.update()
@@ -110,6 +117,7 @@ async def finish_attempt(
     async with store.connection(write=True) as conn:
         if (await conn.execute(update)).rowcount != 1:
             return False
+        run = run_ref(project, domain, name)
         await conn.execute(phase_change(run, number, phase, now, error))
     return True
 
@@ -121,7 +129,6 @@ async def move_attempt(
     RUNNING), as its target reports it; False if it is there already or has ended."""
     if phase not in _LIVE_ATTEMPT:
         raise IllegalTransitionError(f"an attempt cannot move to {phase}; finish it instead")
-    run = await store.get_run(name, project=project, domain=domain)
     now = datetime.now(UTC)
     update = (
         run_attempts.update()
@@ -135,7 +142,7 @@ async def move_attempt(
     async with store.connection(write=True) as conn:
         if (await conn.execute(update)).rowcount != 1:
             return False
-        await conn.execute(phase_change(run, number, phase, now))
+        await conn.execute(phase_change(run_ref(project, domain, name), number, phase, now))
     return True
 
 

@@ -17,29 +17,46 @@ import contextlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore, run_record
+from sensors.runs.store import RunStore
 from sensors.runs.tables import runs
 from triggers.errors import IllegalTransitionError
 
-__all__ = ["claim", "limited", "queued_counts", "waiting"]
+__all__ = ["Waiting", "claim", "queued_counts", "waiting"]
 
 _LIVE = (WorkflowPhase.RUNNING.value, WorkflowPhase.ABORTING.value)
 _LOCKS: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
 
-def limited(run: RunRecord) -> bool:
-    """Whether a run's trigger limits how its runs start (runs by hand are not limited)."""
-    return run.sensor_id is not None and (
-        run.max_concurrency is not None or run.rate_limit_count is not None
-    )
+class Waiting(NamedTuple):
+    """A QUEUED run as the starter looks at it: what decides whether it may start now."""
+
+    id: int
+    project: str
+    domain: str
+    name: str
+    target: str
+    sensor_id: str | None
+    max_concurrency: int | None
+    rate_limit_count: int | None
+    rate_limit_seconds: float | None
+
+    @property
+    def limited(self) -> bool:
+        """Whether its trigger limits how its runs start (runs by hand are not limited)."""
+        return self.sensor_id is not None and (
+            self.max_concurrency is not None or self.rate_limit_count is not None
+        )
 
 
-async def claim(store: RunStore, run: RunRecord, now: datetime, worker: str) -> RunRecord | None:
+async def claim(
+    store: RunStore, run: Waiting | RunRecord, now: datetime, worker: str
+) -> RunRecord | None:
     """Claim a limited run for ``worker`` if its trigger has room; None if it must wait (or
     was claimed)."""
     where = (
@@ -71,16 +88,16 @@ async def claim(store: RunStore, run: RunRecord, now: datetime, worker: str) -> 
             return None  # another worker claimed it first
 
 
-async def waiting(store: RunStore, limit: int = 500) -> list[RunRecord]:
+async def waiting(store: RunStore, limit: int = 500) -> list[Waiting]:
     """The ``limit`` oldest QUEUED runs, oldest first: the order runs start in."""
     query = (
-        sa.select(runs)
+        sa.select(*(runs.c[field] for field in Waiting._fields))
         .where(runs.c.phase == WorkflowPhase.QUEUED.value)
         .order_by(runs.c.created_at, runs.c.id)
         .limit(limit)
     )
     async with store.connection() as conn:
-        return [run_record(r) for r in (await conn.execute(query)).mappings()]
+        return [Waiting._make(row) for row in await conn.execute(query)]
 
 
 async def queued_counts(store: RunStore, *, project: str, domain: str) -> dict[str, int]:

@@ -108,6 +108,11 @@ class NewRun(BaseModel):
         "or debounce (fires, coalesced_event_ids) fired; None for other triggers.",
     )
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(project, domain, name): what identifies a run in the store."""
+        return (self.project, self.domain, self.name)
+
 
 class RunRecord(NewRun):
     """A run as the store holds it."""
@@ -129,11 +134,6 @@ class RunRecord(NewRun):
     claimed_by: str | None = Field(
         None, description="The worker (host:pid:instance) that claimed the run to start it."
     )
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """(project, domain, name): what identifies a run in the store."""
-        return (self.project, self.domain, self.name)
 
 
 class TriggerFailure(BaseModel):

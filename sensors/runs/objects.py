@@ -42,10 +42,22 @@ class ObjectStore:
 
     async def put_json(self, key: str, data: Any) -> str:
         """Write ``data`` under ``key``; return its URI."""
-        uri = f"{self.root}/{key}"
-        body = json.dumps(data, sort_keys=True, default=str).encode()
-        await asyncio.to_thread(self._write, uri, body)
+        [uri] = await self.put_many([(key, data)])
         return uri
+
+    async def put_many(self, documents: list[tuple[str, Any]]) -> list[str]:
+        """Write each ``(key, data)``, in one hop to a thread; return their URIs."""
+        written = [
+            (f"{self.root}/{key}", json.dumps(data, sort_keys=True, default=str).encode())
+            for key, data in documents
+        ]
+        if written:
+            await asyncio.to_thread(self._write_all, written)
+        return [uri for uri, _ in written]
+
+    def _write_all(self, written: list[tuple[str, bytes]]) -> None:
+        for uri, body in written:
+            self._write(uri, body)
 
     async def get_json(self, uri: str) -> Any:
         """Read the JSON document at ``uri``."""

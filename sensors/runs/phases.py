@@ -16,6 +16,7 @@ __all__ = [
     "AttemptPhase",
     "ErrorKind",
     "WorkflowPhase",
+    "can_move",
     "check_transition",
     "is_terminal",
 ]
@@ -83,9 +84,14 @@ def allowed_next(phase: WorkflowPhase) -> frozenset[WorkflowPhase]:
     return _NEXT[phase]
 
 
+def can_move(current: WorkflowPhase, new: WorkflowPhase) -> bool:
+    """Whether a run may move from ``current`` to ``new``."""
+    return new == current or new in _NEXT[current]
+
+
 def check_transition(current: WorkflowPhase, new: WorkflowPhase) -> None:
     """Raise IllegalTransitionError unless a run may move from ``current`` to ``new``."""
-    if new == current or new in _NEXT[current]:
+    if can_move(current, new):
         return
     allowed = ", ".join(sorted(_NEXT[current])) or "nothing (it is final)"
     raise IllegalTransitionError(

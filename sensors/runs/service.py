@@ -13,18 +13,20 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from sensors.core.sensor import run_policy, slug, target_fields
 from sensors.core.wire import key_partition
+from sensors.runs import batch
 from sensors.runs.deploy import flow_revision
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase, is_terminal
 from sensors.runs.store import RunStore
-from triggers.errors import ConfigurationError, RunNotFoundError
+from triggers.errors import ConfigurationError, ConsumedError, RunNotFoundError
 from triggers.params import ParameterSchema
 from triggers.settings import Settings
 
@@ -123,6 +125,37 @@ class RunService:
             key, {"parameters": request.parameters, "events": request.events}
         )
         return await self._store.create_run(request.model_copy(update={"inputs_uri": uri}))
+
+    async def admit_many(
+        self, requests: Sequence[NewRun]
+    ) -> list[tuple[RunRecord, bool] | ConsumedError]:
+        """:meth:`admit` for each of ``requests`` (distinct names), together: one query for
+        the names that exist, the new runs' inputs written, and one transaction for the
+        runs (see :mod:`sensors.runs.batch`). The answers are in the order of ``requests``:
+        the run and whether this call created it, or the ConsumedError that refused it."""
+        existing = await batch.runs_named(self._store, [request.key for request in requests])
+        new = [request for request in requests if request.key not in existing]
+        uris = await self._objects.put_many(
+            [
+                (
+                    self._objects.inputs_key(*request.key),
+                    {"parameters": request.parameters, "events": request.events},
+                )
+                for request in new
+            ]
+        )
+        created = await batch.create_runs(
+            self._store,
+            [
+                request.model_copy(update={"inputs_uri": uri})
+                for request, uri in zip(new, uris, strict=True)
+            ],
+        )
+        answers = dict(zip((request.key for request in new), created, strict=True))
+        return [
+            (existing[request.key], False) if request.key in existing else answers[request.key]
+            for request in requests
+        ]
 
     async def recover(
         self,

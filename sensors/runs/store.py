@@ -39,6 +39,7 @@ from sensors.runs.migrate import upgrade_schema
 from sensors.runs.models import NewRun, RunError, RunRecord
 from sensors.runs.phases import (
     WorkflowPhase,
+    can_move,
     check_transition,
     is_terminal,
 )
@@ -240,6 +241,10 @@ class RunStore:
                 run is not in ``expected``.
             RunNotFoundError: no such run.
         """
+        given = {"error": error, "pid": pid, "abort_cause": abort_cause, "claimed_by": claimed_by}
+        moved = await self._move(project, domain, name, phase, expected, **given)
+        if moved is not None:
+            return moved
         for _ in range(CAS_ATTEMPTS):
             current = await self.get_run(name, project=project, domain=domain)
             if expected is not None and current.phase != expected:
@@ -289,6 +294,53 @@ class RunStore:
             await asyncio.sleep(0)  # someone else wrote in between: read again
         raise StoreError(f"run {name!r} kept changing under us; try again.")
 
+    async def _move(
+        self,
+        project: str,
+        domain: str,
+        name: str,
+        phase: WorkflowPhase,
+        expected: WorkflowPhase | None,
+        **given: Any,
+    ) -> RunRecord | None:
+        """:meth:`transition`'s common case in one statement, with no read before it: move
+        the run to ``phase`` if it is in a phase it may move there from (``expected`` only,
+        when given) and return it as updated; None if it was not, and nothing was written
+        (:meth:`transition` then reads the run to say why, or to find a repeated final word).
+        """
+        sources = [p.value for p in _SOURCES[phase] if expected is None or p == expected]
+        if not sources:
+            return None
+        now = datetime.now(UTC)
+        values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
+        if phase == WorkflowPhase.RUNNING:
+            values["started_at"] = sa.func.coalesce(runs.c.started_at, now)
+        if is_terminal(phase):
+            values["finished_at"] = now
+            values["pid"] = None
+        if given["pid"] is not None:
+            values["pid"] = given["pid"]
+        if given["error"] is not None:
+            values["error"] = given["error"].model_dump(mode="json")
+        for key in ("abort_cause", "claimed_by"):
+            if given[key] is not None:
+                values[key] = given[key]
+        update = (
+            runs.update()
+            .where(*named(runs, project, domain, name), runs.c.phase.in_(sources))
+            .values(**values)
+            .returning(*runs.c)
+        )
+        async with self.connection(write=True) as conn:
+            row = (await conn.execute(update)).mappings().first()
+            if row is None:
+                return None
+            run = run_record(row)
+            await conn.execute(phase_change(run, None, phase, now, given["error"]))
+            if is_terminal(phase):
+                await conn.execute(end_waits(run, phase))
+        return run
+
     async def request_abort(
         self, project: str, domain: str, name: str, cause: str
     ) -> tuple[RunRecord, bool]:
@@ -312,6 +364,13 @@ class RunStore:
                 continue  # it moved on meanwhile: look again
             return moved, True
         raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+
+# The phases a run may move to each phase from (a move to its own phase is not among them).
+_SOURCES = {
+    phase: [p for p in WorkflowPhase if p != phase and can_move(p, phase)]
+    for phase in WorkflowPhase
+}
 
 
 def utc_row(row: Any) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,9 +23,12 @@ __all__ = [
     "metadata",
     "named",
     "phase_change",
+    "phase_row",
     "projects",
+    "RunRef",
     "run_attempts",
     "run_phases",
+    "run_ref",
     "run_signals",
     "runs",
     "schedule_state",
@@ -267,24 +270,50 @@ run_signals = sa.Table(
 )
 
 
+class RunRef(NamedTuple):
+    """A run as its history rows name it, where no record of it was read: ``flow`` is the
+    SQL that reads it (:func:`run_ref`)."""
+
+    project: str
+    domain: str
+    name: str
+    flow: Any
+
+
+def run_ref(project: str, domain: str, name: str) -> RunRef:
+    flow = sa.select(runs.c.flow).where(*named(runs, project, domain, name)).scalar_subquery()
+    return RunRef(project, domain, name, flow)
+
+
 def phase_change(
-    run: NewRun,
+    run: NewRun | RunRef,
     attempt: int | None,
     phase: WorkflowPhase | AttemptPhase,
     at: datetime,
     error: RunError | None = None,
 ) -> Any:
     """The INSERT that records one phase change of a run (``attempt`` None) or attempt."""
-    return run_phases.insert().values(
-        project=run.project,
-        domain=run.domain,
-        name=run.name,
-        flow=run.flow,
-        attempt=attempt,
-        phase=phase.value,
-        at=at,
-        error=error.model_dump(mode="json") if error else None,
-    )
+    return run_phases.insert().values(**phase_row(run, attempt, phase, at, error))
+
+
+def phase_row(
+    run: NewRun | RunRef,
+    attempt: int | None,
+    phase: WorkflowPhase | AttemptPhase,
+    at: datetime,
+    error: RunError | None = None,
+) -> dict[str, Any]:
+    """One phase change as a row of ``run_phases`` (see :func:`phase_change`)."""
+    return {
+        "project": run.project,
+        "domain": run.domain,
+        "name": run.name,
+        "flow": run.flow,
+        "attempt": attempt,
+        "phase": phase.value,
+        "at": at,
+        "error": error.model_dump(mode="json") if error else None,
+    }
 
 
 # Deployed event sources, by revision, like flows: the current one has no retired_at.

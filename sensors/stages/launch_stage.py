@@ -33,13 +33,13 @@ from sensors.faults import crash_point
 from sensors.launchers.attempts import worker_name
 from sensors.launchers.base import Launcher, family_of
 from sensors.runs import limits
-from sensors.runs.limits import limited
+from sensors.runs.batch import claim_runs
+from sensors.runs.limits import Waiting
 from sensors.runs.models import NewRun, RunRecord
-from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore, log_failure
 from sensors.stages.kafka import Batch
-from triggers.errors import ConfigurationError, ConsumedError, IllegalTransitionError
+from triggers.errors import ConfigurationError, ConsumedError
 
 __all__ = ["LaunchStage"]
 
@@ -70,7 +70,7 @@ class LaunchStage:
 
     async def handle(self, batch: Batch) -> None:
         """Admit a batch's requests as QUEUED runs; the starter starts them."""
-        requests: dict[str, NewRun] = {}
+        requests: dict[tuple[str, str, str], NewRun] = {}
         for tp, records in batch.items():
             for record in records:
                 try:
@@ -84,11 +84,13 @@ class LaunchStage:
                         exc,
                     )
                     continue
-                if request.name in requests:
+                if request.key in requests:
                     self.duplicates += 1
-                requests[request.name] = request
-        for request in requests.values():
-            await self._admit(request)
+                requests[request.key] = request
+        if requests:
+            answers = await self._service.admit_many(list(requests.values()))
+            for request, answer in zip(requests.values(), answers, strict=True):
+                self._admitted(request, answer)
         self._wake.set()
 
     def start(self) -> None:
@@ -104,16 +106,13 @@ class LaunchStage:
                 await self._starter
             self._starter = None
 
-    async def _admit(self, request: NewRun) -> None:
-        try:
-            run, created = await self._service.admit(request)
-        except ConsumedError as exc:
+    def _admitted(self, request: NewRun, answer: tuple[RunRecord, bool] | ConsumedError) -> None:
+        if isinstance(answer, ConsumedError):
             self.fenced += 1
-            log.warning("run %s not created: %s", request.name, exc)
-            return
-        if created:
+            log.warning("run %s not created: %s", request.name, answer)
+        elif answer[1]:
             self.created += 1
-            log.info("run %s QUEUED (flow %s)", run.name, run.flow)
+            log.info("run %s QUEUED (flow %s)", request.name, request.flow)
         else:
             self.duplicates += 1
 
@@ -138,6 +137,7 @@ class LaunchStage:
         queued = await limits.waiting(self._store, _LOOK_AT)
         full: set[str] = set()  # launcher families without a free slot
         at_limit: set[str | None] = set()  # limited triggers without room
+        chosen: list[tuple[Waiting, Launcher]] = []  # to claim together: no limit applies
         for run in queued:
             if run.sensor_id in at_limit:
                 continue
@@ -152,20 +152,31 @@ class LaunchStage:
             if not launcher.reserve():
                 full.add(family)
                 continue
-            claimed = await self._claim(run)
-            if claimed is None:
-                launcher.release()
-                if limited(run):
-                    at_limit.add(run.sensor_id)
+            if not run.limited:
+                chosen.append((run, launcher))
                 continue
-            crash_point("launch.claimed")
-            try:
-                await launcher.launch(claimed)
-            except Exception:
+            one = await self._claim(run)
+            if one is None:
                 launcher.release()
-                raise
-            self.started += 1
+                at_limit.add(run.sensor_id)
+                continue
+            await self._launch(one, launcher)
+        claimed = await claim_runs(self._store, [run for run, _ in chosen], self.worker)
+        launchers = {(run.project, run.domain, run.name): launcher for run, launcher in chosen}
+        for record in claimed:
+            await self._launch(record, launchers.pop(record.key))
+        for launcher in launchers.values():
+            launcher.release()  # another worker claimed its run first
         return len(queued)
+
+    async def _launch(self, run: RunRecord, launcher: Launcher) -> None:
+        crash_point("launch.claimed")
+        try:
+            await launcher.launch(run)
+        except Exception:
+            launcher.release()
+            raise
+        self.started += 1
 
     def _launcher(self, target: str) -> Launcher:
         launcher = self._launcher_for(target)
@@ -174,18 +185,7 @@ class LaunchStage:
             launcher.on_room(self._wake.set)
         return launcher
 
-    async def _claim(self, run: RunRecord) -> RunRecord | None:
-        """Claim a QUEUED run for this worker; None if a limit or another worker came first."""
-        if limited(run):
-            return await limits.claim(self._store, run, datetime.now(UTC), self.worker)
-        try:
-            return await self._store.transition(
-                run.project,
-                run.domain,
-                run.name,
-                WorkflowPhase.RUNNING,
-                expected=WorkflowPhase.QUEUED,
-                claimed_by=self.worker,
-            )
-        except IllegalTransitionError:
-            return None  # another worker claimed it first
+    async def _claim(self, run: Waiting) -> RunRecord | None:
+        """Claim a QUEUED run of a limited trigger for this worker; None if the limit or
+        another worker came first."""
+        return await limits.claim(self._store, run, datetime.now(UTC), self.worker)
