@@ -16,8 +16,17 @@ import sqlalchemy as sa
 
 from sensors.runs.models import Attempt, PhaseChange, RunError
 from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
-from sensors.runs.store import RunStore, utc_row
-from sensors.runs.tables import named, phase_change, run_attempts, run_phases, run_ref, runs
+from sensors.runs.store import RunStore, Transaction, utc_row
+from sensors.runs.tables import (
+    RunRef,
+    named,
+    phase_change,
+    phase_row,
+    run_attempts,
+    run_phases,
+    run_ref,
+    runs,
+)
 from triggers.errors import IllegalTransitionError, RunNotFoundError
 
 __all__ = [
@@ -52,22 +61,24 @@ async def start_attempt(
     """Record the run's next attempt as ``phase`` (RUNNING, or INITIALIZING for a target that
     must first schedule it) and return it.
 
-    One transaction, with no read before it: the run's count of attempts goes up by one in
-    the statement that says which number this attempt has.
+    With no read before it: the run's count of attempts goes up by one in the statement
+    that says which number this attempt has. Attempts that start at once are recorded
+    together (:meth:`RunStore.together`).
 
     Raises:
         RunNotFoundError: no such run.
     """
-    now = datetime.now(UTC)
-    count = (
-        runs.update()
-        .where(*named(runs, project, domain, name))
-        .values(attempts=runs.c.attempts + 1, pid=pid, updated_at=now)
-        .returning(runs.c.attempts)
-    )
-    async with store.connection(write=True) as conn:
-        number = (await conn.execute(count)).scalar()
-        if number is None:
+
+    async def write(transaction: Transaction) -> Attempt:
+        now = datetime.now(UTC)
+        count = (
+            runs.update()
+            .where(*named(runs, project, domain, name))
+            .values(attempts=runs.c.attempts + 1, pid=pid, updated_at=now)
+            .returning(runs.c.attempts, runs.c.flow)
+        )
+        row = (await transaction.conn.execute(count)).first()
+        if row is None:
             raise RunNotFoundError(
                 f"no run named {name!r} in {project}/{domain}; list runs with `tripwire runs list`."
             )
@@ -75,16 +86,19 @@ async def start_attempt(
             project=project,
             domain=domain,
             name=name,
-            number=number,
+            number=row.attempts,
             phase=phase,
             started_at=now,
             updated_at=now,
             pid=pid,
             worker=worker,
         )
-        await conn.execute(run_attempts.insert().values(**attempt.model_dump()))
-        await conn.execute(phase_change(run_ref(project, domain, name), number, phase, now))
-    return attempt
+        await transaction.conn.execute(run_attempts.insert().values(**attempt.model_dump()))
+        run = RunRef(project, domain, name, row.flow)
+        transaction.phases.append(phase_row(run, attempt.number, phase, now))
+        return attempt
+
+    return await store.together(write)
 
 
 async def finish_attempt(
@@ -96,30 +110,34 @@ async def finish_attempt(
     phase: AttemptPhase,
     error: RunError | None = None,
 ) -> bool:
-    """Move a running attempt to a final ``phase``; False if it had one already."""
+    """Move a running attempt to a final ``phase``; False if it had one already. Attempts
+    that end at once are recorded together (:meth:`RunStore.together`)."""
     if phase not in TERMINAL_ATTEMPT_PHASES:
         raise IllegalTransitionError(f"an attempt cannot finish as {phase}")
-    now = datetime.now(UTC)
-    update = (
-        run_attempts.update()
-        .where(
-            *named(run_attempts, project, domain, name),
-            run_attempts.c.number == number,
-            run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT]),
+
+    async def write(transaction: Transaction) -> bool:
+        now = datetime.now(UTC)
+        update = (
+            run_attempts.update()
+            .where(
+                *named(run_attempts, project, domain, name),
+                run_attempts.c.number == number,
+                run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT]),
+            )
+            .values(
+                phase=phase.value,
+                finished_at=now,
+                updated_at=now,
+                error=error.model_dump(mode="json") if error else None,
+            )
         )
-        .values(
-            phase=phase.value,
-            finished_at=now,
-            updated_at=now,
-            error=error.model_dump(mode="json") if error else None,
-        )
-    )
-    async with store.connection(write=True) as conn:
-        if (await conn.execute(update)).rowcount != 1:
+        if (await transaction.conn.execute(update)).rowcount != 1:
             return False
         run = run_ref(project, domain, name)
-        await conn.execute(phase_change(run, number, phase, now, error))
-    return True
+        transaction.phases.append(phase_row(run, number, phase, now, error))
+        return True
+
+    return await store.together(write)
 
 
 async def move_attempt(

@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import asyncpg
 import sqlalchemy as sa
@@ -43,7 +43,8 @@ from sensors.runs.phases import (
     check_transition,
     is_terminal,
 )
-from sensors.runs.tables import end_waits, named, phase_change, runs
+from sensors.runs.tables import end_waits, named, phase_change, phase_row, run_phases, runs
+from sensors.runs.together import GroupCommit
 from triggers.errors import (
     IllegalTransitionError,
     RunNotFoundError,
@@ -51,7 +52,15 @@ from triggers.errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["RunStore", "log_failure", "persistently", "run_record", "shown_url"]
+__all__ = [
+    "RunStore",
+    "Transaction",
+    "Write",
+    "log_failure",
+    "persistently",
+    "run_record",
+    "shown_url",
+]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -72,6 +81,11 @@ class RunStore:
     def __init__(self, engine: AsyncEngine, url: str) -> None:
         self._engine = engine
         self.url = url
+        # SQLite lets one connection write at a time, and one that finds another writing
+        # sleeps and tries again (busy_timeout), for milliseconds at a time: this process's
+        # writers take turns here instead. PostgreSQL writes rows, not the file, in parallel.
+        self._writing = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._writes: GroupCommit[Write[Any], Any] = GroupCommit(self._write_many)
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> RunStore:
@@ -102,6 +116,42 @@ class RunStore:
                 raise _store_error(f"cannot open the run store at {shown}", exc) from exc
         return store
 
+    async def together(self, write: Write[T]) -> T:
+        """Run ``write`` in a transaction with the writes other callers ask for meanwhile
+        (:class:`~sensors.runs.together.GroupCommit`), and return its answer.
+
+        ``write`` gets the :class:`Transaction`: its connection, and the phase changes to
+        record at its end. A batch in which a write raises is undone, and each of its writes
+        is tried again alone, so that a write at fault fails its own caller only; an outage
+        of the store fails them all. For the store's companion modules.
+        """
+        answer: T = await self._writes(write)
+        return answer
+
+    async def _write_many(self, writes: list[Write[Any]]) -> list[Any]:
+        try:
+            return await self._write_in_one(writes)
+        except StoreUnavailableError:
+            raise
+        except Exception:
+            if len(writes) == 1:
+                raise
+        answers: list[Any] = []
+        for write in writes:  # one at a time, so that the write at fault fails alone
+            try:
+                answers += await self._write_in_one([write])
+            except Exception as exc:
+                answers.append(exc)
+        return answers
+
+    async def _write_in_one(self, writes: list[Write[Any]]) -> list[Any]:
+        async with self.connection(write=True) as conn:
+            transaction = Transaction(conn)
+            answers = [await write(transaction) for write in writes]
+            if transaction.phases:
+                await conn.execute(run_phases.insert().values(transaction.phases))
+        return answers
+
     @property
     def engine(self) -> AsyncEngine:
         """The SQLAlchemy engine, for the store's companion modules (sensors.runs.status)."""
@@ -129,7 +179,12 @@ class RunStore:
 
         Public for the store's companion modules (deploy, status)."""
         try:
-            async with self._engine.begin() if write else self._engine.connect() as conn:
+            async with contextlib.AsyncExitStack() as stack:
+                if write and self._writing is not None:
+                    await stack.enter_async_context(self._writing)
+                conn = await stack.enter_async_context(
+                    self._engine.begin() if write else self._engine.connect()
+                )
                 yield conn
         except IntegrityError:
             raise  # a constraint said no: an answer for the caller, not an outage
@@ -307,39 +362,31 @@ class RunStore:
         the run to ``phase`` if it is in a phase it may move there from (``expected`` only,
         when given) and return it as updated; None if it was not, and nothing was written
         (:meth:`transition` then reads the run to say why, or to find a repeated final word).
+        Moves that callers ask for at once are written together (:class:`GroupCommit`).
         """
         sources = [p.value for p in _SOURCES[phase] if expected is None or p == expected]
         if not sources:
             return None
-        now = datetime.now(UTC)
-        values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
-        if phase == WorkflowPhase.RUNNING:
-            values["started_at"] = sa.func.coalesce(runs.c.started_at, now)
-        if is_terminal(phase):
-            values["finished_at"] = now
-            values["pid"] = None
-        if given["pid"] is not None:
-            values["pid"] = given["pid"]
-        if given["error"] is not None:
-            values["error"] = given["error"].model_dump(mode="json")
-        for key in ("abort_cause", "claimed_by"):
-            if given[key] is not None:
-                values[key] = given[key]
-        update = (
-            runs.update()
-            .where(*named(runs, project, domain, name), runs.c.phase.in_(sources))
-            .values(**values)
-            .returning(*runs.c)
-        )
-        async with self.connection(write=True) as conn:
-            row = (await conn.execute(update)).mappings().first()
+        move = _Move(project, domain, name, phase, sources, given)
+
+        async def write(transaction: Transaction) -> RunRecord | None:
+            now = datetime.now(UTC)
+            update = (
+                runs.update()
+                .where(*named(runs, *move.key), runs.c.phase.in_(move.sources))
+                .values(**move.values(now))
+                .returning(*runs.c)
+            )
+            row = (await transaction.conn.execute(update)).mappings().first()
             if row is None:
                 return None
             run = run_record(row)
-            await conn.execute(phase_change(run, None, phase, now, given["error"]))
+            transaction.phases.append(phase_row(run, None, phase, now, given["error"]))
             if is_terminal(phase):
-                await conn.execute(end_waits(run, phase))
-        return run
+                await transaction.conn.execute(end_waits(run, phase))
+            return run
+
+        return await self.together(write)
 
     async def request_abort(
         self, project: str, domain: str, name: str, cause: str
@@ -364,6 +411,48 @@ class RunStore:
                 continue  # it moved on meanwhile: look again
             return moved, True
         raise StoreError(f"run {name!r} kept changing under us; try again.")
+
+
+class Transaction:
+    """A write transaction of :meth:`RunStore.together`: its connection, and the phase
+    changes its writes made, recorded at its end in one insert."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.phases: list[dict[str, Any]] = []  # rows of run_phases (tables.phase_row)
+
+
+Write = Callable[[Transaction], Awaitable[T]]
+
+
+class _Move(NamedTuple):
+    """One move of :meth:`RunStore._move`, waiting to be written with others."""
+
+    project: str
+    domain: str
+    name: str
+    phase: WorkflowPhase
+    sources: list[str]  # the phases it may be in, as stored
+    given: dict[str, Any]  # error, pid, abort_cause, claimed_by: None where not given
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.project, self.domain, self.name)
+
+    def values(self, now: datetime) -> dict[str, Any]:
+        """What the move writes to the run's row."""
+        values: dict[str, Any] = {"phase": self.phase.value, "updated_at": now}
+        if self.phase == WorkflowPhase.RUNNING:
+            values["started_at"] = sa.func.coalesce(runs.c.started_at, now)
+        if is_terminal(self.phase):
+            values["finished_at"] = now
+            values["pid"] = None
+        if self.given["error"] is not None:
+            values["error"] = self.given["error"].model_dump(mode="json")
+        for key in ("pid", "abort_cause", "claimed_by"):
+            if self.given[key] is not None:
+                values[key] = self.given[key]
+        return values
 
 
 # The phases a run may move to each phase from (a move to its own phase is not among them).

@@ -1,0 +1,69 @@
+"""Group commit: writes that callers make one at a time, made together in one transaction.
+
+A transaction costs about as much as its statements whatever rows they write, and on
+SQLite one transaction writes at a time. So when many runs start and end at once, each
+waiting for its own transaction in turn, the queue grows with the load. A
+:class:`GroupCommit` writes the first call at once; calls that arrive while that write is
+under way wait for it to end and then go together, in the next one. At one call at a time
+nothing waits longer than before; under load, the transactions grow instead of the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Generic, TypeVar
+
+__all__ = ["GroupCommit"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class GroupCommit(Generic[T, R]):
+    """Calls ``write`` with the items of the calls that arrived while it last ran.
+
+    ``write`` writes a list of items in one transaction and returns an answer per item, in
+    order: a result, or the exception that item alone raises. An exception ``write`` raises
+    (an outage of the store) is raised to every caller of that batch.
+    """
+
+    def __init__(self, write: Callable[[list[T]], Awaitable[Sequence[R | Exception]]]) -> None:
+        self._write = write
+        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def __call__(self, item: T) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_retrieved)  # a cancelled caller leaves its answer unread
+        self._pending.append((item, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending(), name="group commit")
+        # A caller that is cancelled does not take its item back: it may be written already.
+        return await asyncio.shield(future)
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                answers = await self._write([item for item, _ in batch])
+            except Exception as exc:
+                answers = [exc] * len(batch)
+            except BaseException as exc:  # cancelled: the callers must not wait forever
+                for _, future in batch + self._pending:
+                    if not future.done():
+                        future.set_exception(exc)
+                self._pending = []
+                raise
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if future.done():
+                    continue
+                if isinstance(answer, Exception):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+
+
+def _retrieved(future: asyncio.Future[R]) -> None:
+    if not future.cancelled():
+        future.exception()
