@@ -234,10 +234,8 @@ class LocalLauncher:
             except Exception as exc:
                 log.exception("run %s: could not start its process", run.name)
                 message = f"could not start the run's process: {exc}"
-                return (
-                    WorkflowPhase.FAILED,
-                    system_error("SpawnFailed", message, self.worker),
-                    False,
+                return await self._not_started(
+                    run, system_error("SpawnFailed", message, self.worker)
                 )
             pid, ended = process.pid, asyncio.ensure_future(process.wait())
             try:
@@ -266,6 +264,22 @@ class LocalLauncher:
         )
         await end_attempt(self._store, run, attempt.number, attempt_phase, error)
         return phase, error, retry
+
+    async def _not_started(
+        self, run: RunRecord, error: RunError
+    ) -> tuple[WorkflowPhase, RunError | None, bool]:
+        """Record an attempt whose process could not start, a SYSTEM failure; return as
+        :meth:`_attempt` does. Nothing of the flow ran, so it is retried whatever
+        ``settings.system_retries`` says, up to ``_START_RETRIES`` times."""
+        attempt = await begin_attempt(self._store, run, self.worker)
+        earlier = await persistently(
+            f"run {run.name}: its attempts", runs_history.attempts, self._store, *run.key
+        )
+        unstarted = sum(1 for a in earlier if a.error is not None and a.error.code == error.code)
+        retry = unstarted < _START_RETRIES and not self._closing
+        phase = AttemptPhase.RETRYABLE_FAILED if retry else AttemptPhase.FAILED
+        await end_attempt(self._store, run, attempt.number, phase, error)
+        return (WorkflowPhase.RUNNING if retry else WorkflowPhase.FAILED), error, retry
 
     async def _failures(self, run: RunRecord, attempt: Attempt) -> dict[ErrorKind, int]:
         """How many attempts before ``attempt`` failed, by kind of error."""
@@ -444,6 +458,7 @@ class LocalLauncher:
 
 
 _ABORT_POLL = 0.5  # seconds between looks for aborted runs
+_START_RETRIES = 2  # times a run whose process could not start is tried again
 _ADOPT_EVERY = 10.0  # seconds between looks for runs of workers on this host that died
 
 

@@ -243,6 +243,14 @@ class Zygotes:
                 if self._by_flow.get(flow) is zygote:
                     self._by_flow.pop(flow)
             if not retry:
+                # Its zygotes die as they fork (the module's own fork hooks, the memory
+                # limit): the runs of this revision start cold from now on.
+                self._cold[key] = "its zygote died twice while forking a run"
+                log.warning(
+                    "runs of %s start cold from now on: its zygote died twice while forking "
+                    "a run, which fails as a SYSTEM error and is retried",
+                    entrypoint.get("path") or entrypoint.get("module"),
+                )
                 raise
             return await self.fork(entrypoint, revision, retry=False, **request)
         finally:

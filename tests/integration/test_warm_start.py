@@ -17,7 +17,8 @@ import pytest
 
 from sensors.engine import Engine
 from sensors.registry import discover_flows
-from sensors.runs.phases import WorkflowPhase
+from sensors.runs import history as runs_history
+from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from tests.fixtures.engine import finished_run
 from tests.fixtures.servers import pid_alive
 from tests.fixtures.waits import eventually
@@ -119,6 +120,34 @@ async def test_a_flow_module_that_starts_a_thread_at_import_starts_cold_and_says
     assert info["ppid"] == os.getpid()  # a new interpreter, started by the worker itself
     [warning] = [r.getMessage() for r in caplog.records if "start cold" in r.getMessage()]
     assert "started threads at import" in warning
+
+
+DIES_AS_ZYGOTE_FORKS = """
+import sys
+if getattr(sys.modules["__main__"].__spec__, "name", "") == "triggers.zygote":
+    os.register_at_fork(before=lambda: os._exit(9))  # a zygote of it dies at each fork
+"""
+
+
+@pytest.mark.parametrize("probe_flows", [DIES_AS_ZYGOTE_FORKS], indirect=True)
+async def test_a_run_whose_zygotes_die_as_they_fork_fails_as_system_and_is_retried_cold(
+    probe_engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert probe_engine.store is not None
+    caplog.set_level(logging.WARNING, logger="sensors.launchers.zygotes")
+    # When a run of a flow whose zygote, and the one started after it, die as they fork
+    info = await _probe(probe_engine, tmp_path / "retried.json")
+    # Then its first attempt failed as a SYSTEM error, and its retry ran cold
+    assert info["ppid"] == os.getpid()
+    [run] = await probe_engine.store.list_runs(flow="warm_probe")
+    first, second = await runs_history.attempts(probe_engine.store, *run.key)
+    assert first.error is not None and (first.error.kind, first.error.code) == (
+        ErrorKind.SYSTEM,
+        "SpawnFailed",
+    )
+    assert (first.phase, second.phase) == (AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED)
+    [warning] = [r.getMessage() for r in caplog.records if "start cold" in r.getMessage()]
+    assert "died twice while forking" in warning
 
 
 async def test_runs_start_anyway_after_their_zygote_was_sigkilled(
