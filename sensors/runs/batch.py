@@ -22,8 +22,8 @@ from sensors.runs.consumed import claim_all
 from sensors.runs.limits import Waiting
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore, run_record
-from sensors.runs.tables import dialect_insert, phase_row, run_phases, runs
+from sensors.runs.store import RunStore, Transaction, run_record
+from sensors.runs.tables import dialect_insert, phase_row, runs
 from triggers.errors import ConsumedError
 
 __all__ = ["claim_runs", "create_runs", "runs_named"]
@@ -54,11 +54,13 @@ async def claim_runs(store: RunStore, queued: Sequence[Waiting], worker: str) ->
         )
         .returning(*runs.c)
     )
-    async with store.connection(write=True) as conn:
-        claimed = [run_record(row) for row in (await conn.execute(update)).mappings()]
-        if claimed:
-            phases = [phase_row(run, None, WorkflowPhase.RUNNING, now) for run in claimed]
-            await conn.execute(run_phases.insert().values(phases))
+
+    def write(transaction: Transaction) -> list[RunRecord]:
+        claimed = [run_record(row) for row in transaction.conn.execute(update).mappings()]
+        transaction.phases += [phase_row(run, None, WorkflowPhase.RUNNING, now) for run in claimed]
+        return claimed
+
+    claimed = await store.together(write)
     order = {run.id: n for n, run in enumerate(queued)}
     ids = {(run.project, run.domain, run.name): run.id for run in queued}
     return sorted(claimed, key=lambda run: order[ids[run.key]])
@@ -121,9 +123,10 @@ async def _create_together(
         }
         for new in news
     }
-    created: dict[Key, RunRecord] = {}
-    async with store.connection(write=True) as conn:
-        insert = dialect_insert(conn)
+
+    def write(transaction: Transaction) -> dict[Key, RunRecord]:
+        created: dict[Key, RunRecord] = {}
+        insert = dialect_insert(transaction.conn)
         values = list(rows.values())
         for start in range(0, len(values), _ROWS):
             statement = (
@@ -132,17 +135,15 @@ async def _create_together(
                 .on_conflict_do_nothing(index_elements=["project", "domain", "name"])
                 .returning(runs.c.project, runs.c.domain, runs.c.name)
             )
-            for key in await conn.execute(statement):
-                created[tuple(key)] = run_record(rows[tuple(key)])  # type: ignore[index]
+            for row in transaction.conn.execute(statement):
+                key = (str(row.project), str(row.domain), str(row.name))
+                created[key] = run_record(rows[key])
         fresh = [new for new in news if new.key in created]
-        for start in range(0, len(fresh), _ROWS):
-            phases = [
-                phase_row(new, None, WorkflowPhase.QUEUED, now)
-                for new in fresh[start : start + _ROWS]
-            ]
-            await conn.execute(run_phases.insert().values(phases))
-        await claim_all(conn, fresh, now)
-    return created
+        transaction.phases += [phase_row(new, None, WorkflowPhase.QUEUED, now) for new in fresh]
+        claim_all(transaction.conn, fresh, now)
+        return created
+
+    return await store.together(write)
 
 
 async def _create_alone(store: RunStore, new: NewRun) -> tuple[RunRecord, bool] | ConsumedError:

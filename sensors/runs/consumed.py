@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.core.types import event_id
@@ -58,7 +59,7 @@ async def claim_consumed(conn: AsyncConnection, new: NewRun, now: datetime) -> N
         )
 
 
-async def claim_all(conn: AsyncConnection, news: Sequence[NewRun], now: datetime) -> None:
+def claim_all(conn: Connection, news: Sequence[NewRun], now: datetime) -> None:
     """Record that each of ``news`` consumed its events, in their transaction: one insert.
 
     Raises:
@@ -83,7 +84,7 @@ async def claim_all(conn: AsyncConnection, news: Sequence[NewRun], now: datetime
     for start in range(0, len(claims), _ROWS):
         chunk = claims[start : start + _ROWS]
         statement = insert(consumed_events).values(chunk).on_conflict_do_nothing()
-        if (await conn.execute(statement)).rowcount != len(chunk):
+        if conn.execute(statement).rowcount != len(chunk):
             raise ConsumedError("some of these runs' events were consumed already")
 
 

@@ -69,7 +69,7 @@ async def start_attempt(
         RunNotFoundError: no such run.
     """
 
-    async def write(transaction: Transaction) -> Attempt:
+    def write(transaction: Transaction) -> Attempt:
         now = datetime.now(UTC)
         count = (
             runs.update()
@@ -77,7 +77,7 @@ async def start_attempt(
             .values(attempts=runs.c.attempts + 1, pid=pid, updated_at=now)
             .returning(runs.c.attempts, runs.c.flow)
         )
-        row = (await transaction.conn.execute(count)).first()
+        row = transaction.conn.execute(count).first()
         if row is None:
             raise RunNotFoundError(
                 f"no run named {name!r} in {project}/{domain}; list runs with `tripwire runs list`."
@@ -93,7 +93,7 @@ async def start_attempt(
             pid=pid,
             worker=worker,
         )
-        await transaction.conn.execute(run_attempts.insert().values(**attempt.model_dump()))
+        transaction.attempts.append(attempt.model_dump())
         run = RunRef(project, domain, name, row.flow)
         transaction.phases.append(phase_row(run, attempt.number, phase, now))
         return attempt
@@ -115,7 +115,7 @@ async def finish_attempt(
     if phase not in TERMINAL_ATTEMPT_PHASES:
         raise IllegalTransitionError(f"an attempt cannot finish as {phase}")
 
-    async def write(transaction: Transaction) -> bool:
+    def write(transaction: Transaction) -> bool:
         now = datetime.now(UTC)
         update = (
             run_attempts.update()
@@ -131,7 +131,7 @@ async def finish_attempt(
                 error=error.model_dump(mode="json") if error else None,
             )
         )
-        if (await transaction.conn.execute(update)).rowcount != 1:
+        if transaction.conn.execute(update).rowcount != 1:
             return False
         run = run_ref(project, domain, name)
         transaction.phases.append(phase_row(run, number, phase, now, error))

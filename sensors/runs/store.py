@@ -22,6 +22,7 @@ import contextlib
 import logging
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -30,7 +31,7 @@ from typing import Any, NamedTuple, TypeVar
 import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, Engine, create_engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -43,7 +44,16 @@ from sensors.runs.phases import (
     check_transition,
     is_terminal,
 )
-from sensors.runs.tables import end_waits, named, phase_change, phase_row, run_phases, runs
+from sensors.runs.tables import (
+    end_all_waits,
+    end_waits,
+    named,
+    phase_change,
+    phase_row,
+    run_attempts,
+    run_phases,
+    runs,
+)
 from sensors.runs.together import GroupCommit
 from triggers.errors import (
     IllegalTransitionError,
@@ -66,6 +76,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CAS_ATTEMPTS = 20
+_ROWS = 200  # rows per multi-row INSERT
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -78,7 +89,7 @@ def utc(value: datetime | None) -> datetime | None:
 class RunStore:
     """Runs in one SQL database, which the companion modules of sensors.runs share."""
 
-    def __init__(self, engine: AsyncEngine, url: str) -> None:
+    def __init__(self, engine: AsyncEngine, url: str, writer: Engine | None = None) -> None:
         self._engine = engine
         self.url = url
         # SQLite lets one connection write at a time, and one that finds another writing
@@ -86,6 +97,13 @@ class RunStore:
         # writers take turns here instead. PostgreSQL writes rows, not the file, in parallel.
         self._writing = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._writes: GroupCommit[Write[Any], Any] = GroupCommit(self._write_many)
+        # SQLite through aiosqlite hops to a thread and back for every call of a statement,
+        # and each hop waits its turn in a busy event loop. The batches of `together` go to
+        # this synchronous engine's thread in one hop instead (a file's database only).
+        self._writer = writer
+        self._writer_thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="tripwire-store") if writer else None
+        )
 
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> RunStore:
@@ -107,7 +125,14 @@ class RunStore:
         engine = create_async_engine(url, **options)
         if parsed.get_backend_name() == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        store = cls(engine, shown)
+        writer = None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            writer = create_engine(
+                parsed.set(drivername="sqlite+pysqlite"),
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            event.listen(writer, "connect", _sqlite_pragmas)
+        store = cls(engine, shown, writer)
         if migrate:
             try:
                 await upgrade_schema(engine, parsed)
@@ -145,12 +170,23 @@ class RunStore:
         return answers
 
     async def _write_in_one(self, writes: list[Write[Any]]) -> list[Any]:
-        async with self.connection(write=True) as conn:
-            transaction = Transaction(conn)
-            answers = [await write(transaction) for write in writes]
-            if transaction.phases:
-                await conn.execute(run_phases.insert().values(transaction.phases))
-        return answers
+        if self._writer is None or self._writer_thread is None or self._writing is None:
+            async with self.connection(write=True) as conn:
+                return await conn.run_sync(_write_all, writes)
+        async with self._writing:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._writer_thread, self._write_here, writes)
+
+    def _write_here(self, writes: list[Write[Any]]) -> list[Any]:
+        """The writer thread's part: the whole transaction, with no hop back."""
+        assert self._writer is not None
+        try:
+            with self._writer.begin() as conn:
+                return _write_all(conn, writes)
+        except IntegrityError:
+            raise
+        except (SQLAlchemyError, OSError) as exc:
+            raise _store_error(f"the run store at {self.url} failed", exc) from exc
 
     @property
     def engine(self) -> AsyncEngine:
@@ -159,6 +195,11 @@ class RunStore:
 
     async def close(self) -> None:
         await self._engine.dispose()
+        if self._writer is not None and self._writer_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(
+                self._writer_thread, self._writer.dispose
+            )
+            self._writer_thread.shutdown(wait=False)
 
     async def ping(self) -> None:
         """Raise StoreError unless the database answers."""
@@ -369,7 +410,7 @@ class RunStore:
             return None
         move = _Move(project, domain, name, phase, sources, given)
 
-        async def write(transaction: Transaction) -> RunRecord | None:
+        def write(transaction: Transaction) -> RunRecord | None:
             now = datetime.now(UTC)
             update = (
                 runs.update()
@@ -377,13 +418,13 @@ class RunStore:
                 .values(**move.values(now))
                 .returning(*runs.c)
             )
-            row = (await transaction.conn.execute(update)).mappings().first()
+            row = transaction.conn.execute(update).mappings().first()
             if row is None:
                 return None
             run = run_record(row)
             transaction.phases.append(phase_row(run, None, phase, now, given["error"]))
             if is_terminal(phase):
-                await transaction.conn.execute(end_waits(run, phase))
+                transaction.ended.append((run, phase))
             return run
 
         return await self.together(write)
@@ -414,15 +455,39 @@ class RunStore:
 
 
 class Transaction:
-    """A write transaction of :meth:`RunStore.together`: its connection, and the phase
-    changes its writes made, recorded at its end in one insert."""
+    """A write transaction of :meth:`RunStore.together`: its connection (synchronous: the
+    whole transaction runs without a hop back to the event loop), and what its writes
+    leave for its end, to be written there in one statement each: attempts and phase
+    changes to insert, runs whose waits to end.
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    A write sees what the writes before it in the batch did at once (their updates), not
+    what they left for the end. It never needs to: a caller asks for a run's next write
+    once its previous one is written.
+    """
+
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.attempts: list[dict[str, Any]] = []  # rows of run_attempts
         self.phases: list[dict[str, Any]] = []  # rows of run_phases (tables.phase_row)
+        self.ended: list[tuple[RunRecord, WorkflowPhase]] = []  # runs final: end their waits
+
+    def finish(self) -> None:
+        """Write what the batch's writes left for the end."""
+        for table, rows in ((run_attempts, self.attempts), (run_phases, self.phases)):
+            for start in range(0, len(rows), _ROWS):  # SQLite binds at most 32,766 values
+                self.conn.execute(table.insert().values(rows[start : start + _ROWS]))
+        for statement in end_all_waits(self.ended):
+            self.conn.execute(statement)
 
 
-Write = Callable[[Transaction], Awaitable[T]]
+Write = Callable[[Transaction], T]
+
+
+def _write_all(conn: Connection, writes: list[Write[Any]]) -> list[Any]:
+    transaction = Transaction(conn)
+    answers = [write(transaction) for write in writes]
+    transaction.finish()
+    return answers
 
 
 class _Move(NamedTuple):

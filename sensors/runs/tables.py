@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 if TYPE_CHECKING:
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "consumed_events",
     "dialect_insert",
+    "end_all_waits",
     "end_waits",
     "filter_counts",
     "flows",
@@ -364,7 +367,7 @@ source_leases = sa.Table(
 
 def end_waits(run: NewRun, phase: WorkflowPhase) -> Any:
     """The UPDATE that ends the waits of a run that reached final ``phase`` unsignalled."""
-    ended = "ABORTED" if phase.value == "ABORTED" else "FAILED"
+    ended = _waits_end(phase)
     return (
         run_signals.update()
         .where(
@@ -377,6 +380,26 @@ def end_waits(run: NewRun, phase: WorkflowPhase) -> Any:
     )
 
 
+def end_all_waits(ended: Sequence[tuple[NewRun, WorkflowPhase]]) -> list[Any]:
+    """The UPDATEs that end the waits of runs that reached their final phases: one for
+    the runs aborted, one for the others (see :func:`end_waits`)."""
+    keys: dict[str, list[tuple[str, str, str]]] = {}
+    for run, phase in ended:
+        keys.setdefault(_waits_end(phase), []).append((run.project, run.domain, run.name))
+    signal_key = sa.tuple_(run_signals.c.project, run_signals.c.domain, run_signals.c.run_name)
+    return [
+        run_signals.update()
+        .where(signal_key.in_(runs_), run_signals.c.phase == "RUNNING")
+        .values(phase=phase)
+        for phase, runs_ in keys.items()
+    ]
+
+
+def _waits_end(phase: WorkflowPhase) -> str:
+    """How the waits of a run that ended ``phase`` unsignalled end."""
+    return "ABORTED" if phase.value == "ABORTED" else "FAILED"
+
+
 def live(table: sa.Table, project: str, domain: str) -> list[Any]:
     """The WHERE conditions that pick the current (not retired) rows of a deployment."""
     return [table.c.project == project, table.c.domain == domain, table.c.retired_at.is_(None)]
@@ -387,6 +410,6 @@ def named(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
     return [table.c.project == project, table.c.domain == domain, table.c.name == name]
 
 
-def dialect_insert(conn: AsyncConnection) -> Any:
+def dialect_insert(conn: AsyncConnection | Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
