@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import inspect
 import json
 import os
@@ -44,18 +45,26 @@ def _call_arguments(func: Any, parameters: dict[str, Any]) -> dict[str, Any]:
     A parameter still equal to its (JSON) default is left out, so the function
     gets its own Python default object rather than a JSON copy of it.
     """
-    hints = inspect.get_annotations(func, eval_str=True)
-    specs = {spec.name: spec for spec in ParamSpec.of(func)}
     arguments: dict[str, Any] = {}
+    adapters = prepare(func)
     for name, value in parameters.items():
-        spec = specs.get(name)
-        if spec is None:
+        if name not in adapters:
             continue
+        spec, adapter = adapters[name]
         if not spec.required and value == spec.default:
             continue
-        annotation = hints.get(name, Any)
-        arguments[name] = TypeAdapter(annotation).validate_python(value)
+        arguments[name] = adapter.validate_python(value)
     return arguments
+
+
+@functools.cache
+def prepare(func: Any) -> dict[str, tuple[ParamSpec, TypeAdapter[Any]]]:
+    """``func``'s parameters and the validator of each, built once per function: a zygote
+    builds them before it forks, so that its runs do not (see :mod:`triggers.zygote`)."""
+    hints = inspect.get_annotations(func, eval_str=True)
+    return {
+        spec.name: (spec, TypeAdapter(hints.get(spec.name, Any))) for spec in ParamSpec.of(func)
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,20 +81,25 @@ def main(argv: list[str] | None = None) -> int:
         args.context = Path(tempfile.mkdtemp(prefix="tripwire-")) / "context.json"
         args.context.write_text(os.environ.get(args.context_from_env, ""))
         os.environ["TRIPWIRE_RUN_CONTEXT"] = str(args.context)
+    return run(args.context, args.result)
 
+
+def run(context_file: Path, result_file: Path) -> int:
+    """Run the flow that ``context_file`` names, write its outcome to ``result_file``, and
+    return the process's exit code (what ``main`` does once it read its arguments)."""
     try:
-        raw = json.loads(args.context.read_text())
-        context = RunContext.load(args.context)
+        raw = json.loads(context_file.read_text())
+        context = RunContext.load(context_file)
         entrypoint = Entrypoint.model_validate(raw["entrypoint"])
     except Exception as exc:
         _write(
-            args.result,
+            result_file,
             {"ok": False, "kind": "SYSTEM", "code": "BadContext", "message": f"bad context: {exc}"},
         )
         return EXIT_SYSTEM
 
     if raw.get("command"):
-        return _run_command(raw["command"], args.result)
+        return _run_command(raw["command"], result_file)
     current._bind(context)
     try:
         func = load_entrypoint(entrypoint)
@@ -96,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ValidationError):
             message = f"the run's parameters no longer fit flow {context.flow!r}: {exc}"
         _write(
-            args.result,
+            result_file,
             {
                 "ok": False,
                 "kind": "SYSTEM",
@@ -113,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_await(result))
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
-            _write(args.result, {"ok": True})
+            _write(result_file, {"ok": True})
             return EXIT_OK
         _write(
-            args.result,
+            result_file,
             {
                 "ok": False,
                 "kind": "USER",
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         traceback.print_exc()
         return EXIT_USER
-    _write(args.result, {"ok": True})
+    _write(result_file, {"ok": True})
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ folder, and binds ``triggers.current`` from its own context file, exactly like a
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -30,6 +31,7 @@ import signal
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import Any
 
 __all__ = ["main"]
@@ -44,14 +46,12 @@ def main() -> int:
     # into the pipe of reports.
     _REPORTS = os.dup(1)
     os.dup2(2, 1)
-    import gc
-
-    import triggers.run  # noqa: F401  # what each child runs, imported once
+    import triggers.run  # what each child runs, imported once
     from triggers.loader import load_entrypoint
     from triggers.spec import Entrypoint
 
     try:
-        load_entrypoint(Entrypoint.model_validate_json(sys.argv[1]))
+        triggers.run.prepare(load_entrypoint(Entrypoint.model_validate_json(sys.argv[1])))
     except BaseException as exc:  # the cold path reports it, with the run's own log
         _report({"unsafe": f"its module did not import here: {type(exc).__name__}: {exc}"})
         return 0
@@ -116,9 +116,9 @@ def _child(request: dict[str, Any], own: tuple[int, ...]) -> int:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    from triggers.run import main as run
+    from triggers.run import run
 
-    code = run(["--context", request["context"], "--result", request["result"]])
+    code = run(Path(request["context"]), Path(request["result"]))
     sys.stdout.flush()
     sys.stderr.flush()
     return code
