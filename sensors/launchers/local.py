@@ -185,6 +185,7 @@ class LocalLauncher:
     async def _execute(
         self, run: RunRecord, adopted: Attempt | None = None, *, slot: bool = True
     ) -> None:
+        held = _Slot(self, slot)
         started = run.started_at or datetime.now(UTC)
         deadline = None
         if run.timeout_seconds:
@@ -192,7 +193,7 @@ class LocalLauncher:
             deadline = _now() + left
         try:
             for retried in itertools.count():
-                phase, error, retry = await self._attempt(run, deadline, adopted)
+                phase, error, retry = await self._attempt(run, deadline, adopted, held)
                 adopted = None
                 crash_point("launch.attempt_ended")
                 if not retry:
@@ -216,14 +217,14 @@ class LocalLauncher:
         finally:
             self._active.pop(run.name, None)
             self._aborted.discard(run.name)
-            if slot:
-                self.release()
+            held.release()
 
     async def _attempt(
-        self, run: RunRecord, deadline: float | None, adopted: Attempt | None
+        self, run: RunRecord, deadline: float | None, adopted: Attempt | None, slot: _Slot
     ) -> tuple[WorkflowPhase, RunError | None, bool]:
         """Run one attempt (or watch an adopted one to its end); return the run's phase,
-        its error, and whether to retry."""
+        its error, and whether to retry. The run's ``slot`` is released as soon as its
+        process ended for good, before the store records it: the slots count processes."""
         folder = run_dir(self._settings, run.name)
         if adopted is not None:
             attempt, pid = adopted, adopted.pid or 0
@@ -262,6 +263,8 @@ class LocalLauncher:
         phase, attempt_phase, error, retry = self._outcome(
             run, folder, code, timed_out, attempt, failed
         )
+        if not retry:
+            slot.release()
         await end_attempt(self._store, run, attempt.number, attempt_phase, error)
         return phase, error, retry
 
@@ -455,6 +458,20 @@ class LocalLauncher:
                 signal_group(pid, signal.SIGKILL)
             if pending:
                 await asyncio.wait(pending, timeout=timeout)
+
+
+class _Slot:
+    """A run's slot of :class:`LocalLauncher`, released once (``held`` False: it had none,
+    as an adopted run that was running already)."""
+
+    def __init__(self, launcher: LocalLauncher, held: bool) -> None:
+        self._launcher = launcher
+        self._held = held
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._launcher.release()
 
 
 _ABORT_POLL = 0.5  # seconds between looks for aborted runs
