@@ -114,11 +114,12 @@ class LocalLauncher:
     async def launch(self, run: RunRecord) -> None:
         self._watch(run, self._execute(run))
 
-    def _spawn_later(self, run: RunRecord) -> None:
-        """Launch ``run``, claimed already, once a slot is free, without holding up the
-        caller (a run reclaimed from a worker that died)."""
+    def _spawn_later(self, run: RunRecord, after: float = 0.0) -> None:
+        """Launch ``run``, claimed already, ``after`` seconds and once a slot is free,
+        without holding up the caller (a run taken over from a worker that died)."""
 
         async def when_free() -> None:
+            await asyncio.sleep(after)
             while not self.reserve():
                 self._freed.clear()
                 await self._freed.wait()
@@ -169,6 +170,17 @@ class LocalLauncher:
                 log.warning("run %s: its worker %s stopped; ending it", run.name, attempt.worker)
                 await self._finish(run, phase, attempt.error)
                 taken.append(run.name)
+                continue
+            if attempt.phase == AttemptPhase.RETRYABLE_FAILED:
+                # Its worker stopped while the run waited for its retry: retry it here.
+                if await runs_history.take_retry(
+                    self._store, *run.key, attempt.number, attempt.worker or "", self.worker
+                ):
+                    log.warning(
+                        "run %s: its worker %s stopped; retrying it", run.name, attempt.worker
+                    )
+                    self._spawn_later(run, after=_backoff_left(run, attempt))
+                    taken.append(run.name)
                 continue
             if attempt.phase != AttemptPhase.RUNNING:
                 continue
@@ -483,6 +495,14 @@ async def _adopted_end(pid: int, folder: Path) -> None:
     """Wait until an adopted run process is gone (its exit code cannot be known)."""
     if pid and is_run_process(pid, folder):
         await wait_pid(pid)
+
+
+def _backoff_left(run: RunRecord, failed: Attempt) -> float:
+    """Seconds until the retry after attempt ``failed`` is due: the backoff doubles with
+    each attempt, counted from the attempt's end."""
+    backoff = run.retry_backoff_seconds * 2 ** (failed.number - 1)
+    ended = failed.finished_at or datetime.now(UTC)
+    return max(0.0, backoff - (datetime.now(UTC) - ended).total_seconds())
 
 
 def _now() -> float:

@@ -38,6 +38,8 @@ __all__ = [
     "history",
     "mark_published",
     "start_attempt",
+    "take_claim",
+    "take_retry",
     "unpublished_changes",
 ]
 
@@ -194,6 +196,32 @@ async def adopt_attempt(
             run_attempts.c.number == number,
             run_attempts.c.phase.in_([p.value for p in _LIVE_ATTEMPT]),
             run_attempts.c.worker == old,
+        )
+        .values(worker=new, updated_at=datetime.now(UTC))
+    )
+    async with store.connection(write=True) as conn:
+        return bool((await conn.execute(update)).rowcount == 1)
+
+
+async def take_retry(
+    store: RunStore, project: str, domain: str, name: str, number: int, old: str, new: str
+) -> bool:
+    """Move a run whose attempt ``number`` failed and waits to be retried from worker
+    ``old`` (gone) to ``new``, which starts the next attempt; False if another worker took
+    it first, or the next attempt began meanwhile."""
+    newer = (
+        sa.select(run_attempts.c.number)
+        .where(*named(run_attempts, project, domain, name), run_attempts.c.number > number)
+        .exists()
+    )
+    update = (
+        run_attempts.update()
+        .where(
+            *named(run_attempts, project, domain, name),
+            run_attempts.c.number == number,
+            run_attempts.c.phase == AttemptPhase.RETRYABLE_FAILED.value,
+            run_attempts.c.worker == old,
+            ~newer,
         )
         .values(worker=new, updated_at=datetime.now(UTC))
     )

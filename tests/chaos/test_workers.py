@@ -108,6 +108,27 @@ async def test_the_worker_killed_after_an_attempt_ended_and_before_its_run_did(
     assert "stopped; ending it" in log.read_text()
 
 
+async def test_the_worker_killed_while_a_run_waited_for_its_retry(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a worker that dies once a run's first attempt failed and before its retry began
+    crashing = {**chaos_env, "TRIPWIRE_CRASH_AT": "launch.attempt_ended"}
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+        with worker([CHAOS_FLOWS], crashing, log) as first:
+            await ready(first, log)
+            await _publish(expected, "chaos_fails_once", {"marker": str(tmp_path / "failed")})
+            await eventually(lambda: first.poll() is not None, "the crash point", timeout=60)
+            assert first.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        with worker([CHAOS_FLOWS], chaos_env, log) as second:
+            await ready(second, log, times=2)
+            # Then the next worker runs the retry, once, and the run succeeds
+            [run] = await expected.exactly_once(store, timeout=60)
+            attempts = await runs_history.attempts(store, *run.key)
+    assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
+    assert "stopped; retrying it" in log.read_text()
+
+
 async def test_a_run_process_killed_fails_as_system_and_is_retried(
     chaos_env: dict[str, str], tmp_path: Path
 ) -> None:

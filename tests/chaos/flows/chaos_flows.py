@@ -25,3 +25,11 @@ def sleeps_once(marker: str = "") -> None:
     if not Path(marker).exists():
         Path(marker).touch()
         time.sleep(120)
+
+
+@trigger(event="chaos_fails_once", retries=1)
+def fails_once(marker: str = "") -> None:
+    """Fails the first time (its retry is what the test is about), and ends at once the next."""
+    if not Path(marker).exists():
+        Path(marker).touch()
+        raise RuntimeError("the first attempt fails")
