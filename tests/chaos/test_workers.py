@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -65,20 +66,18 @@ async def test_the_launcher_killed_between_queued_and_running(
 ) -> None:
     # Given a worker that dies the moment it has claimed a run (QUEUED -> RUNNING), before
     # the run's first attempt: a crash point, since that moment lasts a few milliseconds
-    crashing = {**chaos_env, "TRIPWIRE_CRASH_AT": "launch.claimed"}
     log, expected = tmp_path / "worker.log", Expected()
+
+    async def three_runs() -> None:
+        for n in range(3):
+            await _publish(expected, "chaos_slow", {"n": n, "seconds": 1})
+
     async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([CHAOS_FLOWS], crashing, log) as first:
-            await ready(first, log)
-            for n in range(3):
-                await _publish(expected, "chaos_slow", {"n": n, "seconds": 1})
-            # When it is killed there
-            await eventually(lambda: first.poll() is not None, "the crash point", timeout=60)
-            assert first.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        crashed = await _crashed_at("launch.claimed", chaos_env, log, three_runs)
         claimed = await eventually(
             lambda: _claimed_not_started(store), "a claimed run without an attempt"
         )
-        assert claimed.claimed_by and claimed.claimed_by.split(":")[1] == str(first.pid)
+        assert claimed.claimed_by and claimed.claimed_by.split(":")[1] == str(crashed)
         with worker([CHAOS_FLOWS], chaos_env, log) as second:
             await ready(second, log, times=2)
             # Then each run still starts, once, and the claimed one in one attempt
@@ -92,14 +91,9 @@ async def test_the_worker_killed_after_an_attempt_ended_and_before_its_run_did(
 ) -> None:
     # Given a worker that dies once a run's attempt is recorded as ended, before the run
     # is (a warm run takes milliseconds, so a SIGKILL from outside lands there too)
-    crashing = {**chaos_env, "TRIPWIRE_CRASH_AT": "launch.attempt_ended"}
     log, expected = tmp_path / "worker.log", Expected()
     async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([CHAOS_FLOWS], crashing, log) as first:
-            await ready(first, log)
-            await expected.tick(0)
-            await eventually(lambda: first.poll() is not None, "the crash point", timeout=60)
-            assert first.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        await _crashed_at("launch.attempt_ended", chaos_env, log, lambda: expected.tick(0))
         with worker([CHAOS_FLOWS], chaos_env, log) as second:
             await ready(second, log, times=2)
             # Then the next worker ends the run as its attempt did, once
@@ -112,14 +106,15 @@ async def test_the_worker_killed_while_a_run_waited_for_its_retry(
     chaos_env: dict[str, str], tmp_path: Path
 ) -> None:
     # Given a worker that dies once a run's first attempt failed and before its retry began
-    crashing = {**chaos_env, "TRIPWIRE_CRASH_AT": "launch.attempt_ended"}
     log, expected = tmp_path / "worker.log", Expected()
+    marker: dict[str, object] = {"marker": str(tmp_path / "failed")}
     async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        with worker([CHAOS_FLOWS], crashing, log) as first:
-            await ready(first, log)
-            await _publish(expected, "chaos_fails_once", {"marker": str(tmp_path / "failed")})
-            await eventually(lambda: first.poll() is not None, "the crash point", timeout=60)
-            assert first.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        await _crashed_at(
+            "launch.attempt_ended",
+            chaos_env,
+            log,
+            lambda: _publish(expected, "chaos_fails_once", marker),
+        )
         with worker([CHAOS_FLOWS], chaos_env, log) as second:
             await ready(second, log, times=2)
             # Then the next worker runs the retry, once, and the run succeeds
@@ -127,6 +122,19 @@ async def test_the_worker_killed_while_a_run_waited_for_its_retry(
             attempts = await runs_history.attempts(store, *run.key)
     assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
     assert "stopped; retrying it" in log.read_text()
+
+
+async def _crashed_at(
+    point: str, env: dict[str, str], log: Path, cause: Callable[[], Awaitable[object]]
+) -> int:
+    """Start a worker that dies at crash ``point``, ``cause`` what makes it get there, and
+    wait until it died there; return its pid."""
+    with worker([CHAOS_FLOWS], {**env, "TRIPWIRE_CRASH_AT": point}, log) as crashing:
+        await ready(crashing, log)
+        await cause()
+        await eventually(lambda: crashing.poll() is not None, "the crash point", timeout=60)
+        assert crashing.returncode == -signal.SIGKILL, log.read_text()[-4000:]
+        return crashing.pid
 
 
 async def test_a_run_process_killed_fails_as_system_and_is_retried(
