@@ -21,7 +21,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["EVENT_KINDS", "CloudEventsConfig", "load_cloud_events"]
@@ -109,6 +108,8 @@ def load_cloud_events(path: Path) -> dict[str, Any]:
     Raises:
         ValueError: the file is missing or is not YAML with a mapping.
     """
+    import yaml  # here: every import of the settings would pay for it (12 ms), few read it
+
     try:
         data = yaml.safe_load(path.read_text())  # safe: a config file, never code
     except (OSError, yaml.YAMLError) as exc:

@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from triggers.errors import ConfigurationError
-from triggers.settings import Settings
+from triggers.settings import Settings, WebhookSource, get_settings
 
 
 @pytest.fixture(autouse=True)
@@ -65,3 +66,27 @@ def test_no_broker_configured_says_how_to_configure_one() -> None:
 
 def test_the_store_defaults_to_sqlite_under_home(tmp_path: Path) -> None:
     assert Settings().store_url == f"sqlite+aiosqlite:///{(tmp_path / 'tripwire.db').resolve()}"
+
+
+def test_settings_built_before_are_reused_only_while_their_sources_are_unchanged(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given settings read once
+    first = get_settings()
+    assert first.kafka_bootstrap is None
+    # When a running dev engine writes its dev.json, then a variable changes
+    write_dev(tmp_path, kafka_bootstrap="127.0.0.1:1")
+    from_dev = get_settings()
+    monkeypatch.setenv("TRIPWIRE_PROJECT", "analytics")
+    changed = get_settings()
+    # Then each read sees what changed, as a fresh Settings() would
+    assert from_dev.kafka_bootstrap == "127.0.0.1:1"
+    assert (changed.project, changed.kafka_bootstrap) == ("analytics", "127.0.0.1:1")
+    assert changed == Settings()
+
+
+def test_settings_reused_are_a_copy_that_the_caller_may_change() -> None:
+    settings = get_settings()
+    settings.project = "mine"
+    settings.webhook_sources["x"] = WebhookSource(secret=SecretStr("s"))
+    assert get_settings() == Settings()
