@@ -36,7 +36,7 @@ _CLOCK = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 class Filter(BaseModel):
     """Keep an event only when the value at ``path`` compares true with ``value``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     path: str = Field(description="JSONPath into the payload; any match may satisfy the filter.")
     op: Operator
@@ -52,7 +52,7 @@ class Filter(BaseModel):
 class TimeOfDay(BaseModel):
     """Keep an event only when its time falls between two clock times in a time zone."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     start: time
     stop: time = Field(description="Exclusive. A stop before the start spans midnight.")

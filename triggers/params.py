@@ -103,7 +103,7 @@ def rebuild_type(ref: TypeRef) -> Any:
 class ParamSpec(BaseModel):
     """One flow parameter: name, type (as data), JSON default, and whether it is required."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     type: TypeRef

@@ -95,7 +95,7 @@ class Expression(BaseModel):
     """A parsed ``event``/``id``/``time`` expression: ``parts`` are literal text and
     placeholders (``$...`` JSONPaths, message fields, ``headers.NAME``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     text: str
     kind: Literal["literal", "jsonpath", "template"]
@@ -142,7 +142,7 @@ class EventSource(BaseModel):
     """One event source; see the module docs. Declare it at the top level of a flow file
     (``orders = EventSource(name=..., url=..., subject=..., event=...)``) or in YAML."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     name: str = Field(description="Identifies the source: lowercase letters, digits, _ and -.")
     url: str = Field(description="The bus: its scheme says which. ${NAME} reads the environment.")

@@ -41,7 +41,7 @@ EVENT_ATTRIBUTES = ("$event.id", "$event.name", "$event.time", "$event.source")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class EventDependency(_Frozen):

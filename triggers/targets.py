@@ -49,7 +49,7 @@ CONTEXT_FIELDS = ("run_name", "project", "domain", "flow", "parameters", "events
 
 
 class _Options(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class CommandTarget(_Options):
@@ -157,7 +157,7 @@ _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 class TargetSpec(BaseModel):
     """A target URL and its options, as a deployed flow carries them."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     url: str = "local://"
     options: dict[str, Any] = Field(default_factory=dict)

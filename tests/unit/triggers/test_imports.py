@@ -18,6 +18,10 @@ def test_importing_the_sdk_loads_no_settings_kafka_http_or_database_library() ->
     assert _loaded_after("import triggers") == []
 
 
+def test_a_publisher_loads_no_jsonpath_parser_until_an_expression_is_declared() -> None:
+    assert loaded_by("import triggers", ["jsonpath_ng"])["loaded"] == []
+
+
 def test_a_flow_module_that_declares_triggers_loads_none_of_them_either() -> None:
     flow = (
         "from triggers import trigger, current\n"
