@@ -27,7 +27,7 @@ from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
 from sensors.registry import discover
-from sensors.runs.store import shown_url
+from sensors.runs.outages import shown_url
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
 from triggers.spec import FlowSpec

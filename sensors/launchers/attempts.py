@@ -16,8 +16,9 @@ from sensors.launchers.base import family_of
 from sensors.launchers.process import pid_alive, pid_namespace, process_started
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
+from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore, log_failure, persistently
+from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
 
 __all__ = [

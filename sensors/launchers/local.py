@@ -54,8 +54,9 @@ from sensors.launchers.process import (
 from sensors.launchers.zygotes import WarmProcess, Zygotes
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
+from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
-from sensors.runs.store import RunStore, log_failure, persistently
+from sensors.runs.store import RunStore
 from triggers.settings import Settings
 
 __all__ = ["LocalLauncher"]

@@ -22,8 +22,9 @@ from sensors.runs.consumed import claim_all
 from sensors.runs.limits import Waiting
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore, Transaction, run_record
+from sensors.runs.store import RunStore, run_record
 from sensors.runs.tables import dialect_insert, phase_row, runs
+from sensors.runs.together import Transaction
 from triggers.errors import ConsumedError
 
 __all__ = ["claim_runs", "create_runs", "runs_named"]

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from sensors.runs.models import Attempt, PhaseChange, RunError
 from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
-from sensors.runs.store import RunStore, Transaction, utc_row
+from sensors.runs.store import RunStore, utc_row
 from sensors.runs.tables import (
     RunRef,
     named,
@@ -27,6 +27,7 @@ from sensors.runs.tables import (
     run_ref,
     runs,
 )
+from sensors.runs.together import Transaction
 from triggers.errors import IllegalTransitionError, RunNotFoundError
 
 __all__ = [

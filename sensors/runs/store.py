@@ -20,24 +20,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine, create_engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.engine import Engine, create_engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sensors.runs.consumed import claim_consumed
 from sensors.runs.migrate import upgrade_schema
 from sensors.runs.models import NewRun, RunError, RunRecord
+from sensors.runs.outages import shown_url, store_error
 from sensors.runs.phases import (
     WorkflowPhase,
     can_move,
@@ -45,16 +44,13 @@ from sensors.runs.phases import (
     is_terminal,
 )
 from sensors.runs.tables import (
-    end_all_waits,
     end_waits,
     named,
     phase_change,
     phase_row,
-    run_attempts,
-    run_phases,
     runs,
 )
-from sensors.runs.together import GroupCommit
+from sensors.runs.together import GroupCommit, Transaction, Write, write_all
 from triggers.errors import (
     IllegalTransitionError,
     RunNotFoundError,
@@ -62,15 +58,7 @@ from triggers.errors import (
     StoreUnavailableError,
 )
 
-__all__ = [
-    "RunStore",
-    "Transaction",
-    "Write",
-    "log_failure",
-    "persistently",
-    "run_record",
-    "shown_url",
-]
+__all__ = ["RunStore", "run_record", "utc", "utc_row"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -138,7 +126,7 @@ class RunStore:
                 await upgrade_schema(engine, parsed)
             except (SQLAlchemyError, OSError) as exc:
                 await engine.dispose()
-                raise _store_error(f"cannot open the run store at {shown}", exc) from exc
+                raise store_error(f"cannot open the run store at {shown}", exc) from exc
         return store
 
     async def together(self, write: Write[T]) -> T:
@@ -172,7 +160,7 @@ class RunStore:
     async def _write_in_one(self, writes: list[Write[Any]]) -> list[Any]:
         if self._writer is None or self._writer_thread is None or self._writing is None:
             async with self.connection(write=True) as conn:
-                return await conn.run_sync(_write_all, writes)
+                return await conn.run_sync(write_all, writes)
         async with self._writing:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._writer_thread, self._write_here, writes)
@@ -182,11 +170,11 @@ class RunStore:
         assert self._writer is not None
         try:
             with self._writer.begin() as conn:
-                return _write_all(conn, writes)
+                return write_all(conn, writes)
         except IntegrityError:
             raise
         except (SQLAlchemyError, OSError) as exc:
-            raise _store_error(f"the run store at {self.url} failed", exc) from exc
+            raise store_error(f"the run store at {self.url} failed", exc) from exc
 
     @property
     def engine(self) -> AsyncEngine:
@@ -230,7 +218,7 @@ class RunStore:
         except IntegrityError:
             raise  # a constraint said no: an answer for the caller, not an outage
         except (SQLAlchemyError, OSError) as exc:
-            raise _store_error(f"the run store at {self.url} failed", exc) from exc
+            raise store_error(f"the run store at {self.url} failed", exc) from exc
 
     # runs
 
@@ -454,42 +442,6 @@ class RunStore:
         raise StoreError(f"run {name!r} kept changing under us; try again.")
 
 
-class Transaction:
-    """A write transaction of :meth:`RunStore.together`: its connection (synchronous: the
-    whole transaction runs without a hop back to the event loop), and what its writes
-    leave for its end, to be written there in one statement each: attempts and phase
-    changes to insert, runs whose waits to end.
-
-    A write sees what the writes before it in the batch did at once (their updates), not
-    what they left for the end. It never needs to: a caller asks for a run's next write
-    once its previous one is written.
-    """
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.attempts: list[dict[str, Any]] = []  # rows of run_attempts
-        self.phases: list[dict[str, Any]] = []  # rows of run_phases (tables.phase_row)
-        self.ended: list[tuple[RunRecord, WorkflowPhase]] = []  # runs final: end their waits
-
-    def finish(self) -> None:
-        """Write what the batch's writes left for the end."""
-        for table, rows in ((run_attempts, self.attempts), (run_phases, self.phases)):
-            for start in range(0, len(rows), _ROWS):  # SQLite binds at most 32,766 values
-                self.conn.execute(table.insert().values(rows[start : start + _ROWS]))
-        for statement in end_all_waits(self.ended):
-            self.conn.execute(statement)
-
-
-Write = Callable[[Transaction], T]
-
-
-def _write_all(conn: Connection, writes: list[Write[Any]]) -> list[Any]:
-    transaction = Transaction(conn)
-    answers = [write(transaction) for write in writes]
-    transaction.finish()
-    return answers
-
-
 class _Move(NamedTuple):
     """One move of :meth:`RunStore._move`, waiting to be written with others."""
 
@@ -548,70 +500,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _store_error(what: str, exc: BaseException) -> StoreError:
-    reason = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        reason = f"{type(exc.orig).__name__}: {exc.orig}".strip()
-    kind = StoreUnavailableError if _unavailable(exc) else StoreError
-    return kind(
-        f"{what}: {reason}. Check that the database is running and TRIPWIRE_DATABASE_URL is right."
-    )
-
-
-# What a server that is down, restarting or unreachable raises, through any wrapping.
-_OUTAGES = (
-    OSError,
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-)
-
-
-def _unavailable(exc: BaseException | None) -> bool:
-    """True if ``exc``, or what it wraps, says the database could not be reached."""
-    while exc is not None:
-        if isinstance(exc, _OUTAGES):
-            return True
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            return True
-        if isinstance(exc, OperationalError) and "database is locked" in str(exc):
-            return True  # SQLite: another process held the write lock past busy_timeout
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-async def persistently(
-    what: str, call: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
-) -> T:
-    """Await ``call(*args, **kwargs)`` until the store answers: while it is unavailable (an
-    outage, a restart), try again with backoff (0.5 s doubling to 10 s), logging ``what``
-    was waiting. Other errors propagate."""
-    delay = 0.5
-    while True:
-        try:
-            return await call(*args, **kwargs)
-        except StoreUnavailableError as exc:
-            log.warning(
-                "%s: the run store is unavailable, trying again in %.1fs: %s", what, delay, exc
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-
-
-def log_failure(logger: logging.Logger, message: str, *args: object) -> None:
-    """Log the exception being handled: one line for an outage of the run store (that says
-    it all, and repeats while the outage lasts), with its traceback for anything else."""
-    exc = sys.exc_info()[1]
-    if isinstance(exc, StoreUnavailableError):
-        logger.warning(message + ": %s", *args, exc)
-    else:
-        logger.exception(message, *args)
-
-
-def shown_url(url: str) -> str:
-    """``url`` as logs and messages may show it: with its password as ``***``."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads: show none of it
-        return "(a database URL that does not parse)"

@@ -12,9 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-__all__ = ["GroupCommit"]
+from sqlalchemy.engine import Connection
+
+from sensors.runs.tables import end_all_waits, run_attempts, run_phases
+
+if TYPE_CHECKING:
+    from sensors.runs.models import RunRecord
+    from sensors.runs.phases import WorkflowPhase
+
+__all__ = ["GroupCommit", "Transaction", "Write", "write_all"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -67,3 +75,42 @@ class GroupCommit(Generic[T, R]):
 def _retrieved(future: asyncio.Future[R]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+_ROWS = 200  # rows per multi-row INSERT: SQLite binds at most 32,766 values
+
+
+class Transaction:
+    """A write transaction of :meth:`RunStore.together`: its connection (synchronous: the
+    whole transaction runs without a hop back to the event loop), and what its writes
+    leave for its end, to be written there in one statement each: attempts and phase
+    changes to insert, runs whose waits to end.
+
+    A write sees what the writes before it in the batch did at once (their updates), not
+    what they left for the end. It never needs to: a caller asks for a run's next write
+    once its previous one is written.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.attempts: list[dict[str, Any]] = []  # rows of run_attempts
+        self.phases: list[dict[str, Any]] = []  # rows of run_phases (tables.phase_row)
+        self.ended: list[tuple[RunRecord, WorkflowPhase]] = []  # runs final: end their waits
+
+    def finish(self) -> None:
+        """Write what the batch's writes left for the end."""
+        for table, rows in ((run_attempts, self.attempts), (run_phases, self.phases)):
+            for start in range(0, len(rows), _ROWS):
+                self.conn.execute(table.insert().values(rows[start : start + _ROWS]))
+        for statement in end_all_waits(self.ended):
+            self.conn.execute(statement)
+
+
+Write = Callable[[Transaction], T]
+
+
+def write_all(conn: Connection, writes: list[Write[Any]]) -> list[Any]:
+    transaction = Transaction(conn)
+    answers = [write(transaction) for write in writes]
+    transaction.finish()
+    return answers

@@ -46,7 +46,7 @@ from sensors.core.correlator import Correlator
 from sensors.core.types import Decisions, StateKey
 from sensors.core.wire import decode_entry, partition_of
 from sensors.faults import crash_point
-from sensors.runs.store import log_failure
+from sensors.runs.outages import log_failure
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Batch
 from sensors.stages.reporter import StatusReporter

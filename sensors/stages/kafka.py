@@ -41,7 +41,7 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
 )
 
-from sensors.runs.store import log_failure
+from sensors.runs.outages import log_failure
 from triggers.settings import Settings
 
 __all__ = [

@@ -36,8 +36,9 @@ from sensors.runs import limits
 from sensors.runs.batch import claim_runs
 from sensors.runs.limits import Waiting
 from sensors.runs.models import NewRun, RunRecord
+from sensors.runs.outages import log_failure
 from sensors.runs.service import RunService
-from sensors.runs.store import RunStore, log_failure
+from sensors.runs.store import RunStore
 from sensors.stages.kafka import Batch
 from triggers.errors import ConfigurationError, ConsumedError
 

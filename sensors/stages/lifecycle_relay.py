@@ -26,8 +26,9 @@ from cloudevents.core.v1.event import CloudEvent
 
 from sensors.runs import history as runs_history
 from sensors.runs.models import PhaseChange
+from sensors.runs.outages import log_failure
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore, log_failure
+from sensors.runs.store import RunStore
 from triggers.envelope import KafkaRecord
 from triggers.settings import Settings
 from triggers.spec import RUN_EVENT_TYPE

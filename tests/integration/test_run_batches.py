@@ -14,8 +14,9 @@ from sensors.runs.batch import claim_runs, create_runs
 from sensors.runs.limits import waiting
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore, Transaction
+from sensors.runs.store import RunStore
 from sensors.runs.tables import run_phases, runs
+from sensors.runs.together import Transaction
 from tests.fixtures.runs import new_run
 from tests.integration.test_consumed_events import claims, consuming
 from triggers.errors import ConsumedError, RunNotFoundError

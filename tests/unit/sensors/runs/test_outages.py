@@ -7,8 +7,8 @@ import sqlite3
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from sensors.runs import store as store_module
-from sensors.runs.store import _store_error, persistently, shown_url
+from sensors.runs import outages as outages_module
+from sensors.runs.outages import persistently, shown_url, store_error
 from triggers.errors import StoreError, StoreUnavailableError
 
 
@@ -32,7 +32,7 @@ def _wrapped(cause: BaseException) -> BaseException:
     ids=["refused", "reset, wrapped", "sqlite locked"],
 )
 def test_a_connection_failure_is_an_outage(exc: BaseException) -> None:
-    assert isinstance(_store_error("the run store failed", exc), StoreUnavailableError)
+    assert isinstance(store_error("the run store failed", exc), StoreUnavailableError)
 
 
 @pytest.mark.parametrize(
@@ -44,7 +44,7 @@ def test_a_connection_failure_is_an_outage(exc: BaseException) -> None:
     ids=["constraint", "no table"],
 )
 def test_an_answer_of_the_database_is_not_an_outage(exc: BaseException) -> None:
-    error = _store_error("the run store failed", exc)
+    error = store_error("the run store failed", exc)
     assert isinstance(error, StoreError) and not isinstance(error, StoreUnavailableError)
 
 
@@ -56,7 +56,7 @@ async def test_persistently_waits_out_an_outage_and_passes_other_errors(
     async def sleep(seconds: float) -> None:
         waits.append(seconds)
 
-    monkeypatch.setattr(store_module.asyncio, "sleep", sleep)
+    monkeypatch.setattr(outages_module.asyncio, "sleep", sleep)
     calls = iter([StoreUnavailableError("down"), StoreUnavailableError("down"), "answer"])
 
     async def call(x: int) -> str:
