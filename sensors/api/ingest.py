@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from cloudevents.core.bindings.http import HTTPMessage, from_http
@@ -23,7 +24,7 @@ from cloudevents.core.formats.json import JSONFormat
 from triggers.envelope import Envelope, make_envelope
 from triggers.errors import PublishError
 
-__all__ = ["BATCH", "STRUCTURED", "BadRequest", "parse_events"]
+__all__ = ["BATCH", "STRUCTURED", "BadRequest", "argo_event", "parse_events"]
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -105,6 +106,48 @@ def parse_events(
             max_payload_bytes=max_payload_bytes,
         )
     ]
+
+
+def argo_event(body: bytes) -> tuple[str, bytes, dict[str, str]]:
+    """An event in Argo Events' webhook shape, as Metaflow's ``ArgoEvent.publish()`` sends
+    it: ``{"name": NAME, "payload": {...}}``; return its name, its payload as a JSON body,
+    and the id and time it carries (``payload.id``, ``payload.timestamp`` in epoch seconds)
+    as :func:`parse_events` takes them.
+
+    Raises:
+        BadRequest: 400 not JSON or not that shape, 422 a key or an id or time it cannot use.
+    """
+    shape = 'the body is {"name": "...", "payload": {...}}'
+    data = _json(body, "the body")
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        raise BadRequest(
+            400,
+            "bad_request",
+            f"{shape} (Argo Events' webhook, as Metaflow's ArgoEvent sends it); to publish "
+            "a payload as it is, POST it to /api/v1/events/{name}",
+        )
+    unknown = sorted(set(data) - {"name", "payload"})
+    if unknown:
+        raise BadRequest(422, "invalid_event", f"unknown key(s) {unknown}: {shape}")
+    payload = data.get("payload", {})
+    if not isinstance(payload, dict):
+        raise BadRequest(422, "invalid_event", f"payload must be a JSON object: {shape}")
+    query = {}
+    if payload.get("id") is not None:
+        if not isinstance(payload["id"], str | int) or isinstance(payload["id"], bool):
+            raise BadRequest(422, "invalid_event", "payload.id must be a string: the event id")
+        query["id"] = str(payload["id"])
+    stamp = payload.get("timestamp")
+    if stamp is not None:
+        if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+            raise BadRequest(
+                422, "invalid_event", "payload.timestamp must be a number: epoch seconds"
+            )
+        try:
+            query["time"] = datetime.fromtimestamp(stamp, UTC).isoformat()
+        except (OverflowError, OSError, ValueError) as exc:
+            raise BadRequest(422, "invalid_event", f"payload.timestamp {stamp}: {exc}") from None
+    return data["name"], json.dumps(payload).encode(), query
 
 
 def _json(body: bytes, what: str) -> Any:

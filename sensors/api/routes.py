@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Annotated
 
 from aiokafka.errors import KafkaError
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from sensors.api.auth import SIGNATURE_HEADER, Principal
-from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, parse_events
+from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, argo_event, parse_events
 from sensors.api.state import SCOPE, ApiState, BrokerUnavailable, error_responses, state_of
 from sensors.queries.sensors import SensorStatus, sensor_statuses
 from triggers.envelope import encode, validate_event_name
@@ -137,19 +138,82 @@ async def publish_event(
     started = time.perf_counter()
     body = await _read_body(request, state.settings.api_max_body_bytes)
     principal = _publisher(state, request, source, body)
-    try:
-        validate_event_name(name)
-    except PublishError as exc:
-        raise BadRequest(422, "invalid_event", str(exc)) from None
-    principal.require_event(name)
     query = {k: v for k, v in {"id": id, "source": source}.items() if v is not None}
     if time_ is not None:
         query["time"] = time_
+    return await _publish(request, principal, name, body, request.headers, query, started)
+
+
+@router.post(
+    "/api/v1/events",
+    tags=["events"],
+    summary="Publish an event in Argo Events' webhook shape, as Metaflow's ArgoEvent sends it.",
+    status_code=202,
+    responses=error_responses(400, 403, 413, 422, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["name"],
+                        "properties": {
+                            "name": {"type": "string", "description": "The event name."},
+                            "payload": {
+                                "type": "object",
+                                "description": "The payload; its `id` is the event id "
+                                "(dedupe), its `timestamp` (epoch seconds) the event time.",
+                            },
+                        },
+                    }
+                }
+            },
+        }
+    },
+)
+async def publish_argo_event(request: Request) -> Accepted:
+    """Answers 202 once the broker has acknowledged the event, as ``POST
+    /api/v1/events/{name}`` does: point Metaflow's ``ARGO_EVENTS_WEBHOOK_URL`` here and its
+    ``ArgoEvent(...).publish()`` works unchanged. Authenticate with a bearer token of scope
+    ``publish`` (Metaflow's ``access_token``, or ``METAFLOW_SERVICE_HEADERS`` with
+    ``ARGO_EVENTS_WEBHOOK_AUTH=service``).
+    """
+    state = state_of(request)
+    started = time.perf_counter()
+    body = await _read_body(request, state.settings.api_max_body_bytes)
+    principal = state.authorize(request, "publish")
+    try:
+        name, payload, query = argo_event(body)
+    except BadRequest as exc:
+        state.metrics.rejected.labels(str(exc.status)).inc()
+        raise
+    as_json = {"content-type": "application/json"}  # the payload, whatever the body's type
+    return await _publish(request, principal, name, payload, as_json, query, started)
+
+
+async def _publish(
+    request: Request,
+    principal: Principal,
+    name: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    query: dict[str, str],
+    started: float,
+) -> Accepted:
+    """Publish the events of a request to ``name`` and answer once the broker has them."""
+    state = state_of(request)
+    try:
+        validate_event_name(name)
+    except PublishError as exc:
+        state.metrics.rejected.labels("422").inc()
+        raise BadRequest(422, "invalid_event", str(exc)) from None
+    principal.require_event(name)
     try:
         events = parse_events(
             name,
             body,
-            request.headers,
+            headers,
             query,
             default_source=state.settings.source,
             max_payload_bytes=state.settings.max_payload_bytes,

@@ -6,8 +6,11 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
+import sys
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -376,3 +379,72 @@ async def test_the_openapi_document_describes_every_route(client: httpx.AsyncCli
         "application/cloudevents-batch+json",
     }
     await eventually(lambda: True, "nothing")
+
+
+METAFLOW_PUBLISH = """
+import json, sys
+from metaflow.integrations import ArgoEvent
+event = ArgoEvent("data_updated", url=sys.argv[1], access_token=sys.argv[2] or None)
+print(event.publish({"table": "orders", "rows": 7}, ignore_errors=False))
+"""
+
+
+async def _metaflow_publishes(api: Api, home: Path, token: str, **env: str) -> str:
+    """Publish ``data_updated`` with Metaflow's own ArgoEvent, in a process of its own, as a
+    Metaflow user's flow or script would; return the event id it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        METAFLOW_PUBLISH,
+        f"{api.url}/api/v1/events",
+        token,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "METAFLOW_HOME": str(home), **env},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return out.decode().strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("auth", ["access_token", "service_headers"])
+async def test_metaflows_argo_event_publishes_unchanged_and_triggers_its_run(
+    api: Api, store: RunStore, auth: str, tmp_path: Path
+) -> None:
+    # Given a Metaflow user pointing ArgoEvent at the API, with a token of scope publish
+    # passed as its access_token, or in METAFLOW_SERVICE_HEADERS
+    token = api.tokens["publish"]
+    service = {
+        "METAFLOW_ARGO_EVENTS_WEBHOOK_AUTH": "service",
+        "METAFLOW_SERVICE_HEADERS": json.dumps({"Authorization": f"Bearer {token}"}),
+    }
+    if auth == "access_token":
+        event_id = await _metaflow_publishes(api, tmp_path, token)
+    else:
+        event_id = await _metaflow_publishes(api, tmp_path, "", **service)
+    # Then the run it triggers has the payload's parameters, and Metaflow's id as its event's
+    run = await finished_run(store, event_id)
+    assert run.phase == WorkflowPhase.SUCCEEDED, run.error
+    assert (run.parameters["table"], run.parameters["rows"]) == ("orders", 7)
+    [event] = run.events
+    assert event["id"] == event_id and event["name"] == "data_updated"
+    assert abs(datetime.fromisoformat(event["time"]) - datetime.now(UTC)).total_seconds() < 600
+
+
+async def test_the_argo_events_shape_says_what_is_wrong_with_a_body(
+    api: Api, client: httpx.AsyncClient
+) -> None:
+    async def post(body: object) -> httpx.Response:
+        return await client.post("/api/v1/events", json=body, headers=api.headers("publish"))
+
+    assert (await client.post("/api/v1/events", json={"name": "data_updated"})).status_code == 401
+    missing = await post({"payload": {"rows": 1}})
+    assert missing.status_code == 400 and "/api/v1/events/{name}" in missing.text
+    extra = await post({"name": "data_updated", "payload": {}, "body": {}})
+    assert extra.status_code == 422 and "['body']" in extra.text
+    stamp = await post({"name": "data_updated", "payload": {"timestamp": "yesterday"}})
+    assert stamp.status_code == 422 and "epoch seconds" in stamp.text
+    bad_name = await post({"name": "no spaces please", "payload": {}})
+    assert bad_name.status_code == 422
+    ok = await post({"name": "data_updated", "payload": {"id": 42, "timestamp": 1764547200}})
+    assert ok.status_code == 202 and ok.json()["id"] == "42"
