@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -44,7 +44,6 @@ from sensors.runs.phases import (
     is_terminal,
 )
 from sensors.runs.tables import (
-    end_waits,
     named,
     phase_change,
     phase_row,
@@ -64,7 +63,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 CAS_ATTEMPTS = 20
-_ROWS = 200  # rows per multi-row INSERT
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -326,10 +324,12 @@ class RunStore:
             RunNotFoundError: no such run.
         """
         given = {"error": error, "pid": pid, "abort_cause": abort_cause, "claimed_by": claimed_by}
-        moved = await self._move(project, domain, name, phase, expected, **given)
-        if moved is not None:
-            return moved
+        sources = [p.value for p in _SOURCES[phase] if expected is None or p == expected]
         for _ in range(CAS_ATTEMPTS):
+            moved = await self._move(project, domain, name, phase, sources, given)
+            if moved is not None:
+                return moved
+            # It was in no phase it may move from: read it, to say why.
             current = await self.get_run(name, project=project, domain=domain)
             if expected is not None and current.phase != expected:
                 raise IllegalTransitionError(
@@ -340,42 +340,13 @@ class RunStore:
             except IllegalTransitionError as exc:
                 log.warning("run %s/%s/%s: refused: %s", project, domain, name, exc)
                 raise
-            if phase == current.phase and is_terminal(phase):
-                return current  # a repeated final word (redelivery, retry): the first one stands
-            now = datetime.now(UTC)
-            values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
-            if phase == WorkflowPhase.RUNNING and current.started_at is None:
-                values["started_at"] = now
-            if is_terminal(phase):
-                values["finished_at"] = now
-                values["pid"] = None
-            if pid is not None:
-                values["pid"] = pid
-            if error is not None:
-                values["error"] = error.model_dump(mode="json")
-            if abort_cause is not None:
-                values["abort_cause"] = abort_cause
-            if claimed_by is not None:
-                values["claimed_by"] = claimed_by
-            update = (
-                runs.update()
-                .where(
-                    *named(runs, project, domain, name),
-                    runs.c.phase == current.phase.value,
-                    runs.c.updated_at == current.updated_at,
-                )
-                .values(**values)
-            )
-            async with self.connection(write=True) as conn:
-                if (await conn.execute(update)).rowcount == 1:
-                    if phase != current.phase:
-                        await conn.execute(phase_change(current, None, phase, now, error))
-                    if is_terminal(phase):
-                        await conn.execute(end_waits(current, phase))
-                    return current.model_copy(
-                        update={**values, "phase": phase, "error": error or current.error}
-                    )
-            await asyncio.sleep(0)  # someone else wrote in between: read again
+            if phase == current.phase:
+                if is_terminal(phase):
+                    return current  # a repeated final word (redelivery, retry): the first stands
+                same = await self._move(project, domain, name, phase, [phase.value], given)
+                if same is not None:
+                    return same
+            # Otherwise it moved in between: try again.
         raise StoreError(f"run {name!r} kept changing under us; try again.")
 
     async def _move(
@@ -384,33 +355,31 @@ class RunStore:
         domain: str,
         name: str,
         phase: WorkflowPhase,
-        expected: WorkflowPhase | None,
-        **given: Any,
+        sources: list[str],
+        given: dict[str, Any],
     ) -> RunRecord | None:
-        """:meth:`transition`'s common case in one statement, with no read before it: move
-        the run to ``phase`` if it is in a phase it may move there from (``expected`` only,
-        when given) and return it as updated; None if it was not, and nothing was written
-        (:meth:`transition` then reads the run to say why, or to find a repeated final word).
-        Moves that callers ask for at once are written together (:class:`GroupCommit`).
-        """
-        sources = [p.value for p in _SOURCES[phase] if expected is None or p == expected]
+        """Move the run to ``phase`` in one statement, with no read before it, if it is in
+        one of ``sources`` (phases, as stored), and return it as updated; None if it was not,
+        and nothing was written. A move to another phase records the phase change, and one
+        to a final phase ends the run's waits. Moves that callers ask for at once are written
+        together (:meth:`together`)."""
         if not sources:
             return None
-        move = _Move(project, domain, name, phase, sources, given)
 
         def write(transaction: Transaction) -> RunRecord | None:
             now = datetime.now(UTC)
             update = (
                 runs.update()
-                .where(*named(runs, *move.key), runs.c.phase.in_(move.sources))
-                .values(**move.values(now))
+                .where(*named(runs, project, domain, name), runs.c.phase.in_(sources))
+                .values(**_moved(phase, given, now))
                 .returning(*runs.c)
             )
             row = transaction.conn.execute(update).mappings().first()
             if row is None:
                 return None
             run = run_record(row)
-            transaction.phases.append(phase_row(run, None, phase, now, given["error"]))
+            if sources != [phase.value]:  # not a write within its phase: a phase change
+                transaction.phases.append(phase_row(run, None, phase, now, given["error"]))
             if is_terminal(phase):
                 transaction.ended.append((run, phase))
             return run
@@ -442,34 +411,21 @@ class RunStore:
         raise StoreError(f"run {name!r} kept changing under us; try again.")
 
 
-class _Move(NamedTuple):
-    """One move of :meth:`RunStore._move`, waiting to be written with others."""
-
-    project: str
-    domain: str
-    name: str
-    phase: WorkflowPhase
-    sources: list[str]  # the phases it may be in, as stored
-    given: dict[str, Any]  # error, pid, abort_cause, claimed_by: None where not given
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.project, self.domain, self.name)
-
-    def values(self, now: datetime) -> dict[str, Any]:
-        """What the move writes to the run's row."""
-        values: dict[str, Any] = {"phase": self.phase.value, "updated_at": now}
-        if self.phase == WorkflowPhase.RUNNING:
-            values["started_at"] = sa.func.coalesce(runs.c.started_at, now)
-        if is_terminal(self.phase):
-            values["finished_at"] = now
-            values["pid"] = None
-        if self.given["error"] is not None:
-            values["error"] = self.given["error"].model_dump(mode="json")
-        for key in ("pid", "abort_cause", "claimed_by"):
-            if self.given[key] is not None:
-                values[key] = self.given[key]
-        return values
+def _moved(phase: WorkflowPhase, given: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """What a move to ``phase`` writes to the run's row; ``given`` holds the error, pid,
+    abort cause and claimer the caller gave (None where it gave none)."""
+    values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
+    if phase == WorkflowPhase.RUNNING:
+        values["started_at"] = sa.func.coalesce(runs.c.started_at, now)
+    if is_terminal(phase):
+        values["finished_at"] = now
+        values["pid"] = None
+    if given["error"] is not None:
+        values["error"] = given["error"].model_dump(mode="json")
+    for key in ("pid", "abort_cause", "claimed_by"):
+        if given[key] is not None:
+            values[key] = given[key]
+    return values
 
 
 # The phases a run may move to each phase from (a move to its own phase is not among them).

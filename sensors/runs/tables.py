@@ -19,7 +19,6 @@ __all__ = [
     "consumed_events",
     "dialect_insert",
     "end_all_waits",
-    "end_waits",
     "filter_counts",
     "flows",
     "live",
@@ -365,27 +364,13 @@ source_leases = sa.Table(
 )
 
 
-def end_waits(run: NewRun, phase: WorkflowPhase) -> Any:
-    """The UPDATE that ends the waits of a run that reached final ``phase`` unsignalled."""
-    ended = _waits_end(phase)
-    return (
-        run_signals.update()
-        .where(
-            run_signals.c.project == run.project,
-            run_signals.c.domain == run.domain,
-            run_signals.c.run_name == run.name,
-            run_signals.c.phase == "RUNNING",
-        )
-        .values(phase=ended)
-    )
-
-
 def end_all_waits(ended: Sequence[tuple[NewRun, WorkflowPhase]]) -> list[Any]:
-    """The UPDATEs that end the waits of runs that reached their final phases: one for
-    the runs aborted, one for the others (see :func:`end_waits`)."""
+    """The UPDATEs that end the waits of runs that reached their final phases unsignalled:
+    one for the runs aborted (their waits end ABORTED), one for the others (FAILED)."""
     keys: dict[str, list[tuple[str, str, str]]] = {}
     for run, phase in ended:
-        keys.setdefault(_waits_end(phase), []).append((run.project, run.domain, run.name))
+        ended_as = "ABORTED" if phase.value == "ABORTED" else "FAILED"
+        keys.setdefault(ended_as, []).append((run.project, run.domain, run.name))
     signal_key = sa.tuple_(run_signals.c.project, run_signals.c.domain, run_signals.c.run_name)
     return [
         run_signals.update()
@@ -393,11 +378,6 @@ def end_all_waits(ended: Sequence[tuple[NewRun, WorkflowPhase]]) -> list[Any]:
         .values(phase=phase)
         for phase, runs_ in keys.items()
     ]
-
-
-def _waits_end(phase: WorkflowPhase) -> str:
-    """How the waits of a run that ended ``phase`` unsignalled end."""
-    return "ABORTED" if phase.value == "ABORTED" else "FAILED"
 
 
 def live(table: sa.Table, project: str, domain: str) -> list[Any]:
