@@ -22,14 +22,13 @@ from sensors.runs.consumed import claim_all
 from sensors.runs.limits import Waiting
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import WorkflowPhase
-from sensors.runs.store import RunStore, run_record
-from sensors.runs.tables import dialect_insert, phase_row, runs
+from sensors.runs.store import RunStore, queued_row, run_record
+from sensors.runs.tables import ROWS, dialect_insert, phase_row, runs
 from sensors.runs.together import Transaction
 from triggers.errors import ConsumedError
 
 __all__ = ["claim_runs", "create_runs", "runs_named"]
 
-_ROWS = 200  # rows per INSERT: SQLite binds at most 32,766 values in one statement
 
 Key = tuple[str, str, str]  # project, domain, name
 
@@ -61,17 +60,15 @@ async def claim_runs(store: RunStore, queued: Sequence[Waiting], worker: str) ->
         transaction.phases += [phase_row(run, None, WorkflowPhase.RUNNING, now) for run in claimed]
         return claimed
 
-    claimed = await store.together(write)
-    order = {run.id: n for n, run in enumerate(queued)}
-    ids = {(run.project, run.domain, run.name): run.id for run in queued}
-    return sorted(claimed, key=lambda run: order[ids[run.key]])
+    position = {run.key: n for n, run in enumerate(queued)}
+    return sorted(await store.together(write), key=lambda run: position[run.key])
 
 
 async def runs_named(store: RunStore, keys: Sequence[Key]) -> dict[Key, RunRecord]:
     """The runs that exist of those named, by (project, domain, name)."""
     found: dict[Key, RunRecord] = {}
-    for start in range(0, len(keys), _ROWS):
-        chunk = keys[start : start + _ROWS]
+    for start in range(0, len(keys), ROWS):
+        chunk = keys[start : start + ROWS]
         query = sa.select(runs).where(
             sa.tuple_(runs.c.project, runs.c.domain, runs.c.name).in_(chunk)
         )
@@ -115,24 +112,16 @@ async def _create_together(
         ConsumedError: one of them consumed an event that a run consumed already; nothing
             was written.
     """
-    rows = {
-        new.key: {
-            **new.model_dump(exclude={"consumes"}),
-            "phase": WorkflowPhase.QUEUED.value,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for new in news
-    }
+    rows = {new.key: queued_row(new, now) for new in news}
 
     def write(transaction: Transaction) -> dict[Key, RunRecord]:
         created: dict[Key, RunRecord] = {}
         insert = dialect_insert(transaction.conn)
         values = list(rows.values())
-        for start in range(0, len(values), _ROWS):
+        for start in range(0, len(values), ROWS):
             statement = (
                 insert(runs)
-                .values(values[start : start + _ROWS])
+                .values(values[start : start + ROWS])
                 .on_conflict_do_nothing(index_elements=["project", "domain", "name"])
                 .returning(runs.c.project, runs.c.domain, runs.c.name)
             )

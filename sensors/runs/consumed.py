@@ -14,12 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.core.types import event_id
 from sensors.runs.models import NewRun
-from sensors.runs.tables import consumed_events, dialect_insert
+from sensors.runs.tables import ROWS, consumed_events, dialect_insert
 from triggers.errors import ConsumedError
 
 __all__ = ["claim_all", "claim_consumed"]
 
-_ROWS = 1000  # claims per INSERT: SQLite binds at most 32,766 values in one statement
 _KEY_LENGTH = 255  # the column's; a longer event key (a long source) is stored as its hash
 
 
@@ -34,11 +33,9 @@ async def claim_consumed(conn: AsyncConnection, new: NewRun, now: datetime) -> N
     """
     if new.sensor_id is None or not new.consumes:
         return
-    # Sorted: two transactions claiming overlapping ids lock them in one order, so on
-    # PostgreSQL the second waits for the first rather than deadlocking with it.
-    ids = sorted({_stored(key) for key in new.consumes})
+    claims = _claims(new, now)
+    ids = [claim["event_id"] for claim in claims]
     scope = {"project": new.project, "domain": new.domain, "sensor_id": new.sensor_id}
-    claims = [{**scope, "event_id": i, "run_name": new.name, "created_at": now} for i in ids]
     insert = dialect_insert(conn)(consumed_events).values(claims).on_conflict_do_nothing()
     if (await conn.execute(insert)).rowcount == len(ids):
         return
@@ -67,7 +64,20 @@ def claim_all(conn: Connection, news: Sequence[NewRun], now: datetime) -> None:
             ``news``; the caller undoes the transaction and creates the runs one at a time
             (:func:`claim_consumed` says which run holds what).
     """
-    claims = [
+    claims = [claim for new in news if new.sensor_id is not None for claim in _claims(new, now)]
+    insert = dialect_insert(conn)
+    for start in range(0, len(claims), ROWS):
+        chunk = claims[start : start + ROWS]
+        statement = insert(consumed_events).values(chunk).on_conflict_do_nothing()
+        if conn.execute(statement).rowcount != len(chunk):
+            raise ConsumedError("some of these runs' events were consumed already")
+
+
+def _claims(new: NewRun, now: datetime) -> list[dict[str, object]]:
+    """The ``consumed_events`` rows of run ``new``: one per event it consumes, sorted (two
+    transactions claiming overlapping ids lock them in one order, so on PostgreSQL the
+    second waits for the first rather than deadlocking with it)."""
+    return [
         {
             "project": new.project,
             "domain": new.domain,
@@ -76,16 +86,8 @@ def claim_all(conn: Connection, news: Sequence[NewRun], now: datetime) -> None:
             "run_name": new.name,
             "created_at": now,
         }
-        for new in news
-        if new.sensor_id is not None
         for stored in sorted({_stored(key) for key in new.consumes})
     ]
-    insert = dialect_insert(conn)
-    for start in range(0, len(claims), _ROWS):
-        chunk = claims[start : start + _ROWS]
-        statement = insert(consumed_events).values(chunk).on_conflict_do_nothing()
-        if conn.execute(statement).rowcount != len(chunk):
-            raise ConsumedError("some of these runs' events were consumed already")
 
 
 def _stored(key: str) -> str:

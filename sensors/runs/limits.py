@@ -47,6 +47,11 @@ class Waiting(NamedTuple):
     rate_limit_seconds: float | None
 
     @property
+    def key(self) -> tuple[str, str, str]:
+        """(project, domain, name), as :attr:`RunRecord.key`."""
+        return (self.project, self.domain, self.name)
+
+    @property
     def limited(self) -> bool:
         """Whether its trigger limits how its runs start (runs by hand are not limited)."""
         return self.sensor_id is not None and (

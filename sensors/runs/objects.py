@@ -40,11 +40,6 @@ class ObjectStore:
     def inputs_key(self, project: str, domain: str, name: str) -> str:
         return f"{project}/{domain}/{name}/inputs-{uuid.uuid4().hex[:12]}.json"
 
-    async def put_json(self, key: str, data: Any) -> str:
-        """Write ``data`` under ``key``; return its URI."""
-        [uri] = await self.put_many([(key, data)])
-        return uri
-
     async def put_many(self, documents: list[tuple[str, Any]]) -> list[str]:
         """Write each ``(key, data)``, in one hop to a thread; return their URIs."""
         written = [

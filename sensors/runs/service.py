@@ -114,17 +114,10 @@ class RunService:
             ConsumedError: another run of its sensor consumed one of the events it
                 ``consumes``; the run was not created.
         """
-        try:
-            return await self._store.get_run(
-                request.name, project=request.project, domain=request.domain
-            ), False
-        except RunNotFoundError:
-            pass
-        key = self._objects.inputs_key(request.project, request.domain, request.name)
-        uri = await self._objects.put_json(
-            key, {"parameters": request.parameters, "events": request.events}
-        )
-        return await self._store.create_run(request.model_copy(update={"inputs_uri": uri}))
+        [answer] = await self.admit_many([request])
+        if isinstance(answer, ConsumedError):
+            raise answer
+        return answer
 
     async def admit_many(
         self, requests: Sequence[NewRun]

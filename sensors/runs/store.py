@@ -57,7 +57,7 @@ from triggers.errors import (
     StoreUnavailableError,
 )
 
-__all__ = ["RunStore", "run_record", "utc", "utc_row"]
+__all__ = ["RunStore", "queued_row", "run_record", "utc", "utc_row"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -231,12 +231,7 @@ class RunStore:
                 nothing was written.
         """
         now = datetime.now(UTC)
-        row = {
-            **new.model_dump(exclude={"consumes"}),
-            "phase": WorkflowPhase.QUEUED.value,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row = queued_row(new, now)
         try:
             async with self.connection(write=True) as conn:
                 # The run first: its unique name is the only IntegrityError here, since
@@ -438,6 +433,16 @@ _SOURCES = {
 def utc_row(row: Any) -> dict[str, Any]:
     """A row as a dict, its datetimes in UTC (SQLite returns them naive)."""
     return {k: utc(v) if isinstance(v, datetime) else v for k, v in row.items()}
+
+
+def queued_row(new: NewRun, now: datetime) -> dict[str, Any]:
+    """The ``runs`` row of a run admitted now, QUEUED (its claims are kept apart)."""
+    return {
+        **new.model_dump(exclude={"consumes"}),
+        "phase": WorkflowPhase.QUEUED.value,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def run_record(row: Any) -> RunRecord:

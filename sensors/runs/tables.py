@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from sensors.runs.phases import AttemptPhase, WorkflowPhase
 
 __all__ = [
+    "ROWS",
     "consumed_events",
     "dialect_insert",
     "end_all_waits",
@@ -41,6 +42,8 @@ __all__ = [
     "sources",
     "trigger_failures",
 ]
+
+ROWS = 200  # rows per multi-row statement: SQLite binds at most 32,766 values in one
 
 metadata = sa.MetaData()
 _TS = sa.DateTime(timezone=True)

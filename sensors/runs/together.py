@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from sensors.runs.tables import end_all_waits, run_attempts, run_phases
+from sensors.runs.tables import ROWS, end_all_waits, run_attempts, run_phases
 
 if TYPE_CHECKING:
     from sensors.runs.models import RunRecord
@@ -77,9 +77,6 @@ def _retrieved(future: asyncio.Future[R]) -> None:
         future.exception()
 
 
-_ROWS = 200  # rows per multi-row INSERT: SQLite binds at most 32,766 values
-
-
 class Transaction:
     """A write transaction of :meth:`RunStore.together`: its connection (synchronous: the
     whole transaction runs without a hop back to the event loop), and what its writes
@@ -100,8 +97,8 @@ class Transaction:
     def finish(self) -> None:
         """Write what the batch's writes left for the end."""
         for table, rows in ((run_attempts, self.attempts), (run_phases, self.phases)):
-            for start in range(0, len(rows), _ROWS):
-                self.conn.execute(table.insert().values(rows[start : start + _ROWS]))
+            for start in range(0, len(rows), ROWS):
+                self.conn.execute(table.insert().values(rows[start : start + ROWS]))
         for statement in end_all_waits(self.ended):
             self.conn.execute(statement)
 

@@ -163,7 +163,7 @@ class LaunchStage:
                 continue
             await self._launch(one, launcher)
         claimed = await claim_runs(self._store, [run for run, _ in chosen], self.worker)
-        launchers = {(run.project, run.domain, run.name): launcher for run, launcher in chosen}
+        launchers = {run.key: launcher for run, launcher in chosen}
         for record in claimed:
             await self._launch(record, launchers.pop(record.key))
         for launcher in launchers.values():
