@@ -288,10 +288,8 @@ class LocalLauncher:
         :meth:`_attempt` does. Nothing of the flow ran, so it is retried whatever
         ``settings.system_retries`` says, up to ``_START_RETRIES`` times."""
         attempt = await begin_attempt(self._store, run, self.worker)
-        earlier = await persistently(
-            f"run {run.name}: its attempts", runs_history.attempts, self._store, *run.key
-        )
-        unstarted = sum(1 for a in earlier if a.error is not None and a.error.code == error.code)
+        earlier = await self._errors_before(run, attempt)
+        unstarted = sum(1 for failure in earlier if failure.code == error.code)
         retry = unstarted < _START_RETRIES and not self._closing
         phase = AttemptPhase.RETRYABLE_FAILED if retry else AttemptPhase.FAILED
         await end_attempt(self._store, run, attempt.number, phase, error)
@@ -300,13 +298,16 @@ class LocalLauncher:
     async def _failures(self, run: RunRecord, attempt: Attempt) -> dict[ErrorKind, int]:
         """How many attempts before ``attempt`` failed, by kind of error."""
         failed = dict.fromkeys(ErrorKind, 0)
-        earlier_attempts = await persistently(
+        for error in await self._errors_before(run, attempt):
+            failed[error.kind] += 1
+        return failed
+
+    async def _errors_before(self, run: RunRecord, attempt: Attempt) -> list[RunError]:
+        """The errors of the run's attempts before ``attempt``, first first."""
+        attempts = await persistently(
             f"run {run.name}: its attempts", runs_history.attempts, self._store, *run.key
         )
-        for earlier in earlier_attempts:
-            if earlier.number < attempt.number and earlier.error is not None:
-                failed[earlier.error.kind] += 1
-        return failed
+        return [a.error for a in attempts if a.number < attempt.number and a.error is not None]
 
     def _outcome(
         self,

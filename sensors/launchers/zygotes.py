@@ -223,14 +223,8 @@ class Zygotes:
                 try:
                     zygote = await Zygote.start(entrypoint, key, self._logs / "zygotes.log")
                 except Unsafe as exc:
-                    self._cold[key] = str(exc)
                     self._by_flow.pop(flow, None)
-                    log.warning(
-                        "runs of %s start cold (a new interpreter each), not forked from a "
-                        "warm parent: %s",
-                        entrypoint.get("path") or entrypoint.get("module"),
-                        exc,
-                    )
+                    self._start_cold(key, entrypoint, str(exc))
                     return None
                 self._by_flow[flow] = zygote
             self._by_flow[flow] = self._by_flow.pop(flow)  # the most recently used now
@@ -245,16 +239,25 @@ class Zygotes:
             if not retry:
                 # Its zygotes die as they fork (the module's own fork hooks, the memory
                 # limit): the runs of this revision start cold from now on.
-                self._cold[key] = "its zygote died twice while forking a run"
-                log.warning(
-                    "runs of %s start cold from now on: its zygote died twice while forking "
-                    "a run, which fails as a SYSTEM error and is retried",
-                    entrypoint.get("path") or entrypoint.get("module"),
+                self._start_cold(
+                    key,
+                    entrypoint,
+                    "its zygote died twice while forking a run, which fails as a SYSTEM error "
+                    "and is retried",
                 )
                 raise
             return await self.fork(entrypoint, revision, retry=False, **request)
         finally:
             zygote.users -= 1
+
+    def _start_cold(self, key: str, entrypoint: dict[str, Any], reason: str) -> None:
+        """From now on, runs of ``key`` (a flow module at a revision) start cold; say why."""
+        self._cold[key] = reason
+        log.warning(
+            "runs of %s start cold (a new interpreter each), not forked from a warm parent: %s",
+            entrypoint.get("path") or entrypoint.get("module"),
+            reason,
+        )
 
     async def _make_room(self) -> None:
         """End the least recently used idle zygotes beyond ``warm - 1``."""
