@@ -123,8 +123,11 @@ class LaunchStage:
                 await asyncio.wait_for(self._wake.wait(), _LOOK_EVERY)
             self._wake.clear()
             try:
-                while await self.start_queued() == _LOOK_AT:
-                    pass  # a full look: there may be more to start at once
+                # A full look that started runs: there may be more to start at once. One
+                # that started none waits for a slot to free, not looks again at once.
+                started = self.started
+                while await self.start_queued() == _LOOK_AT and self.started > started:
+                    started = self.started
             except Exception:
                 log_failure(log, "starting queued runs failed; will look again")
 
