@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# faust pins croniter below 6, so the benchmark's faust baseline gets a virtualenv of its own.
+# faust pins croniter below 6 and click below 8.4, so faust gets a virtualenv of its own: the
+# benchmark's baseline runs there, and so do the faust apps of the tests (tests/integration/test_faust_app.py).
 FAUST_VENV := .venv-faust
 
 .PHONY: demo test lint bench clean
@@ -30,7 +31,7 @@ $(FAUST_VENV)/bin/python: pyproject.toml
 demo: $(VENV)/.runtime  ## start tripwire dev examples/, publish data_updated, show the run
 	$(BIN)/python examples/demo.py
 
-test: $(VENV)/.dev  ## the whole test suite (what CI runs, after `make lint`)
+test: $(VENV)/.dev $(FAUST_VENV)/bin/python  ## the whole test suite (what CI runs, after `make lint`)
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15
 
 lint: $(VENV)/.dev  ## ruff, mypy, and the layer contracts (import-linter)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+from sensors.interop.metaflow import metaflow_flows
 from triggers.declarations import flow_spec, is_flow
 from triggers.errors import DeclarationError
 from triggers.loader import load_file
@@ -99,7 +100,8 @@ def discover_flows(paths: Iterable[str | Path]) -> list[FlowSpec]:
     """Import every flow file under ``paths`` and return the specs of the flows they declare.
 
     A flow is a function decorated with ``@trigger`` (or another tripwire decorator)
-    defined at the top level of a file. Importing the same function under two names
+    defined at the top level of a file, or a Metaflow ``FlowSpec`` class defined there
+    (:mod:`sensors.interop.metaflow`). Importing the same function under two names
     declares it once.
 
     Raises:
@@ -113,10 +115,12 @@ def _flows_in(files: list[Path]) -> list[FlowSpec]:
     specs: dict[str, FlowSpec] = {}
     for file in files:
         module = load_file(file)
-        for value in vars(module).values():
-            if not is_flow(value) or value.__module__ != module.__name__:
-                continue
-            spec = flow_spec(value, path=file)
+        found = [
+            flow_spec(value, path=file)
+            for value in vars(module).values()
+            if is_flow(value) and value.__module__ == module.__name__
+        ]
+        for spec in [*found, *metaflow_flows(module, file)]:
             other = specs.get(spec.name)
             if other is not None and other.entrypoint != spec.entrypoint:
                 raise DeclarationError(

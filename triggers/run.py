@@ -2,7 +2,8 @@
 
 It loads the flow function, binds ``triggers.current``, validates the run's
 parameters against the function's annotations, and calls it; or, for a
-``command://`` target, runs the command the context names (no shell). The outcome is
+``command://`` target, runs the command the context names (no shell); or, for a
+Metaflow flow, runs ``python flow.py run --PARAM VALUE ...``. The outcome is
 written to the result file as JSON, so the launcher can tell a flow's own
 exception (kind USER, with message and traceback) from a broken run
 environment (kind SYSTEM).
@@ -16,7 +17,6 @@ import functools
 import inspect
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import traceback
@@ -27,16 +27,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from triggers.current import RunContext, current
 from triggers.loader import load_entrypoint
+from triggers.outcome import EXIT_OK, EXIT_SYSTEM, EXIT_USER, process_outcome, run_process, write
 from triggers.params import ParamSpec
 from triggers.spec import Entrypoint
-
-EXIT_OK, EXIT_USER, EXIT_SYSTEM = 0, 1, 3
-
-
-def _write(result_path: Path, outcome: dict[str, Any]) -> None:
-    tmp = result_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome))
-    tmp.replace(result_path)
 
 
 def _call_arguments(func: Any, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +85,7 @@ def run(context_file: Path, result_file: Path) -> int:
         context = RunContext.load(context_file)
         entrypoint = Entrypoint.model_validate(raw["entrypoint"])
     except Exception as exc:
-        _write(
+        write(
             result_file,
             {"ok": False, "kind": "SYSTEM", "code": "BadContext", "message": f"bad context: {exc}"},
         )
@@ -100,6 +93,10 @@ def run(context_file: Path, result_file: Path) -> int:
 
     if raw.get("command"):
         return _run_command(raw["command"], result_file)
+    if entrypoint.metaflow is not None:
+        from triggers.metaflow_run import run_metaflow  # only a Metaflow flow's runs need it
+
+        return run_metaflow(entrypoint, context, context_file, result_file)
     current._bind(context)
     try:
         func = load_entrypoint(entrypoint)
@@ -109,7 +106,7 @@ def run(context_file: Path, result_file: Path) -> int:
         message = f"cannot start flow {context.flow!r}: {type(exc).__name__}: {exc}"
         if isinstance(exc, ValidationError):
             message = f"the run's parameters no longer fit flow {context.flow!r}: {exc}"
-        _write(
+        write(
             result_file,
             {
                 "ok": False,
@@ -127,9 +124,9 @@ def run(context_file: Path, result_file: Path) -> int:
             asyncio.run(_await(result))
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
-            _write(result_file, {"ok": True})
+            write(result_file, {"ok": True})
             return EXIT_OK
-        _write(
+        write(
             result_file,
             {
                 "ok": False,
@@ -141,42 +138,15 @@ def run(context_file: Path, result_file: Path) -> int:
         )
         traceback.print_exc()
         return EXIT_USER
-    _write(result_file, {"ok": True})
+    write(result_file, {"ok": True})
     return EXIT_OK
 
 
 def _run_command(command: dict[str, Any], result: Path) -> int:
     """Run a ``command://`` target's argv, no shell, its output going to the run log."""
     argv = [str(item) for item in command["argv"]]
-    try:
-        done = subprocess.run(
-            argv,
-            env={**os.environ, **command.get("env", {})},
-            cwd=command.get("cwd"),
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-    except OSError as exc:
-        # Not there, or not executable, on this worker: the machine's problem, not the flow's.
-        message = f"cannot start command {argv[0]!r}: {exc}"
-        print(message, file=sys.stderr)
-        _write(
-            result, {"ok": False, "kind": "SYSTEM", "code": "CommandNotStarted", "message": message}
-        )
-        return EXIT_SYSTEM
-    if done.returncode == 0:
-        _write(result, {"ok": True})
-        return EXIT_OK
-    if done.returncode < 0:
-        message = f"command {argv[0]!r} was killed by signal {-done.returncode}"
-        return _failed(result, "SYSTEM", "ProcessKilled", message)
-    message = f"command {argv[0]!r} exited with code {done.returncode}"
-    return _failed(result, "USER", "NonZeroExit", message)
-
-
-def _failed(result: Path, kind: str, code: str, message: str) -> int:
-    _write(result, {"ok": False, "kind": kind, "code": code, "message": message})
-    return EXIT_USER if kind == "USER" else EXIT_SYSTEM
+    done = run_process(argv, command.get("env", {}), command.get("cwd"), result)
+    return done if isinstance(done, int) else process_outcome(argv, done.returncode, result)
 
 
 async def _await(awaitable: Any) -> Any:

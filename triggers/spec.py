@@ -27,6 +27,7 @@ __all__ = [
     "EventDependency",
     "RateLimit",
     "FlowSpec",
+    "MetaflowRun",
     "ScheduleSpec",
     "TriggerSpec",
     "parse_duration",
@@ -42,6 +43,10 @@ EVENT_ATTRIBUTES = ("$event.id", "$event.name", "$event.time", "$event.source")
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+
+
+def _unset(value: object) -> bool:
+    return value is None
 
 
 class EventDependency(_Frozen):
@@ -278,6 +283,14 @@ class TriggerSpec(_Frozen):
     target_options: dict[str, Any] = Field(
         default_factory=dict, description="The options of `target` (triggers.targets)."
     )
+    reset_at: ScheduleSpec | None = Field(
+        None,
+        # Left out of the JSON while unset, so that specs deployed before it keep their digest
+        # and their sensors their state; so is every field added since.
+        exclude_if=_unset,
+        description="Held events that came before the latest tick of this schedule (event "
+        "time) no longer count: Metaflow's and Argo Events' conditions reset.",
+    )
 
     @model_validator(mode="after")
     def _valid(self) -> TriggerSpec:
@@ -299,6 +312,8 @@ class TriggerSpec(_Frozen):
                 raise ValueError(f"a sequence names each event once; {twice} appear twice")
         if self.absence is not None:
             self._valid_absence(self.absence, names)
+        if self.reset_at is not None and self.kind != "all":
+            raise ValueError(f"reset_at applies to all-of triggers, not to a {self.kind}")
         if self.debounce is not None and (self.absence is not None or self.schedule is not None):
             raise ValueError(
                 "debounce applies to event triggers; absences and schedules fire "
@@ -341,12 +356,47 @@ class TriggerSpec(_Frozen):
         return parse_condition(self.conditions, names)
 
 
+class MetaflowRun(_Frozen):
+    """How a run process starts a Metaflow flow: ``python FILE [--branch B] [--production]
+    run --PARAM VALUE ...``, as read from the flow's ``@project`` when it was deployed."""
+
+    flow: str = Field(description="The FlowSpec class, which is Metaflow's flow name.")
+    project: str | None = Field(None, description="@project's name.")
+    branch: str | None = Field(
+        None, description="Metaflow's branch: 'user.NAME', 'test.B', 'prod'..."
+    )
+    given_branch: str | None = Field(None, description="The --branch option the runs get.")
+    production: bool = Field(False, description="Whether the runs get --production.")
+    owner: str | None = Field(
+        None, description="METAFLOW_OWNER of a user branch, so every worker names it alike."
+    )
+
+    @property
+    def project_flow_name(self) -> str:
+        """``project.branch.Flow`` under @project, else the flow's name (Metaflow's own)."""
+        if self.project and self.branch:
+            return f"{self.project}.{self.branch}.{self.flow}"
+        return self.flow
+
+    @property
+    def end_event(self) -> str:
+        """The event Metaflow's Argo integration publishes when a run of this flow ends."""
+        return metaflow_end_event(self.project_flow_name)
+
+
+def metaflow_end_event(project_flow_name: str) -> str:
+    """``metaflow.[PROJECT.BRANCH.]FLOW.end``: what ``@trigger_on_finish`` listens to."""
+    return f"metaflow.{project_flow_name}.end"
+
+
 class Entrypoint(_Frozen):
-    """Where a run process finds the flow: a file path or a module, and a function name."""
+    """Where a run process finds the flow: a file path or a module, and a function name
+    (for a Metaflow flow, its FlowSpec class and how to start it)."""
 
     function: str
     path: str | None = None
     module: str | None = None
+    metaflow: MetaflowRun | None = Field(None, exclude_if=_unset)
 
 
 class FlowSpec(_Frozen):

@@ -125,6 +125,9 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     if run.abort_cause:
         rows.append(("aborted", run.abort_cause))
     rows += _trigger_info_rows(run.trigger_info or {})
+    metaflow = (run.outputs or {}).get("metaflow") or {}
+    if metaflow.get("pathspec"):
+        rows.append(("metaflow", str(metaflow["pathspec"])))
     rows += [("log", log.uri) for log in detail.logs]
     for key, value in rows:
         console.print(f"  {key:<10} {value}")

@@ -186,7 +186,7 @@ class Correlator:
                 continue
             if not condition.holds(events.keys()):
                 continue  # cheap test first: most events do not complete a condition
-            used = take_all_of(events, condition, within)
+            used = take_all_of(events, condition, within, sensor.trigger.reset_at)
             if used is not None:
                 make_fire(sensor, used, decisions)
         changes = [
@@ -222,7 +222,9 @@ class Correlator:
             if current is None or current.event_time <= arrival.event_time:
                 held.events[dep] = arrival
             if kind.condition.holds(held.events.keys()):
-                used = take_all_of(held.events, kind.condition, kind.within)
+                used = take_all_of(
+                    held.events, kind.condition, kind.within, kind.sensor.trigger.reset_at
+                )
                 fired = (used, None, None) if used is not None else None
         if fired is not None:
             self._launch(kind, held, fired, d)

@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sensors.core.schedule import wall_window
+from sensors.core.schedule import previous_ticks, wall_window
 from sensors.core.sensor import Sensor
 from sensors.core.types import Arrival, Failure, Held, Progress, event_id
 from triggers.conditions import Condition
-from triggers.spec import AbsenceSpec
+from triggers.spec import AbsenceSpec, ScheduleSpec
 
 __all__ = [
     "MAX_ABSENT_WINDOWS",
@@ -122,11 +122,21 @@ def sequence_event(
 
 
 def take_all_of(
-    events: dict[str, Arrival], condition: Condition, within: timedelta
+    events: dict[str, Arrival],
+    condition: Condition,
+    within: timedelta,
+    reset: ScheduleSpec | None = None,
 ) -> dict[str, Arrival] | None:
-    """Consume and return the held events that satisfy ``condition`` inside one window."""
+    """Consume and return the held events that satisfy ``condition`` inside one window.
+
+    With ``reset``, the window also starts no earlier than the latest tick of that schedule
+    at or before the newest event: what came before a reset no longer counts.
+    """
     newest = max(a.event_time for a in events.values())
-    live = {d: a for d, a in events.items() if a.event_time >= newest - within}
+    start = newest - within
+    if reset is not None:
+        start = max([start, *previous_ticks(reset, until=newest, after=start, limit=1)])
+    live = {d: a for d, a in events.items() if a.event_time >= start}
     if not condition.holds(live.keys()):
         return None
     for dep in live:

@@ -173,14 +173,20 @@ async def end_attempt(
 
 
 async def finish_run(
-    store: RunStore, run: RunRecord, phase: WorkflowPhase, error: RunError | None
+    store: RunStore,
+    run: RunRecord,
+    phase: WorkflowPhase,
+    error: RunError | None,
+    outputs: dict[str, Any] | None = None,
 ) -> None:
-    """Record a run's final phase; a run aborted meanwhile ends ABORTED. Waits out an outage
-    of the store; raises nothing else."""
+    """Record a run's final phase, and what it reported about itself; a run aborted
+    meanwhile ends ABORTED. Waits out an outage of the store; raises nothing else."""
 
     async def record() -> WorkflowPhase:
         try:
-            await store.transition(run.project, run.domain, run.name, phase, error=error)
+            await store.transition(
+                run.project, run.domain, run.name, phase, error=error, outputs=outputs
+            )
         except IllegalTransitionError:
             # Aborted while it was ending: ABORTING can only end ABORTED.
             current = await store.get_run(run.name, project=run.project, domain=run.domain)

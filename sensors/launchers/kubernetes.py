@@ -30,7 +30,7 @@ from sensors.launchers.process import run_context
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
 from triggers.errors import ConfigurationError
-from triggers.run import EXIT_USER
+from triggers.outcome import EXIT_USER
 from triggers.targets import KubernetesTarget, TargetSpec, render
 
 __all__ = ["RUN_LABEL", "KubernetesLauncher"]

@@ -454,7 +454,11 @@ class LocalLauncher:
             )
 
     async def _finish(self, run: RunRecord, phase: WorkflowPhase, error: RunError | None) -> None:
-        await finish_run(self._store, run, phase, error)
+        # What the last attempt reported about itself, e.g. the Metaflow run it made.
+        outputs = read_result(run_dir(self._settings, run.name) / "result.json").get("outputs")
+        await finish_run(
+            self._store, run, phase, error, outputs if isinstance(outputs, dict) else None
+        )
 
     async def close(self, timeout: float = 5.0) -> None:
         """Terminate runs still going (they end FAILED, SYSTEM) and wait for their watchers."""

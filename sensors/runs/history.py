@@ -14,9 +14,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from sensors.runs.models import Attempt, PhaseChange, RunError
+from sensors.runs.models import Attempt, PhaseChange, RunError, RunRecord
 from sensors.runs.phases import TERMINAL_ATTEMPT_PHASES, AttemptPhase
-from sensors.runs.store import RunStore, utc_row
+from sensors.runs.store import RunStore, run_record, utc_row
 from sensors.runs.tables import (
     RunRef,
     named,
@@ -280,6 +280,17 @@ async def unpublished_changes(store: RunStore, limit: int = 500) -> list[PhaseCh
     async with store.connection() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [PhaseChange.model_validate(utc_row(r)) for r in rows]
+
+
+async def runs_of(store: RunStore, changes: Sequence[PhaseChange]) -> list[RunRecord]:
+    """The runs ``changes`` are of, in one query (the relay's, for what a run's end says)."""
+    keys = {(c.project, c.domain, c.name) for c in changes}
+    if not keys:
+        return []
+    query = sa.select(runs).where(sa.tuple_(runs.c.project, runs.c.domain, runs.c.name).in_(keys))
+    async with store.connection() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    return [run_record(r) for r in rows]
 
 
 async def mark_published(store: RunStore, ids: Sequence[int]) -> None:

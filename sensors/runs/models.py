@@ -134,6 +134,11 @@ class RunRecord(NewRun):
     claimed_by: str | None = Field(
         None, description="The worker (host:pid:instance) that claimed the run to start it."
     )
+    outputs: dict[str, Any] | None = Field(
+        None,
+        description="What the run reported about itself when it ended, e.g. "
+        "{'metaflow': {'pathspec': 'Flow/12', ...}} for a Metaflow flow.",
+    )
 
 
 class TriggerFailure(BaseModel):

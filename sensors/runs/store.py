@@ -304,6 +304,7 @@ class RunStore:
         pid: int | None = None,
         abort_cause: str | None = None,
         claimed_by: str | None = None,
+        outputs: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Move a run to ``phase`` (compare-and-set) and return it as updated.
 
@@ -318,7 +319,13 @@ class RunStore:
                 run is not in ``expected``.
             RunNotFoundError: no such run.
         """
-        given = {"error": error, "pid": pid, "abort_cause": abort_cause, "claimed_by": claimed_by}
+        given = {
+            "error": error,
+            "pid": pid,
+            "abort_cause": abort_cause,
+            "claimed_by": claimed_by,
+            "outputs": outputs,
+        }
         sources = [p.value for p in _SOURCES[phase] if expected is None or p == expected]
         for _ in range(CAS_ATTEMPTS):
             moved = await self._move(project, domain, name, phase, sources, given)
@@ -408,7 +415,7 @@ class RunStore:
 
 def _moved(phase: WorkflowPhase, given: dict[str, Any], now: datetime) -> dict[str, Any]:
     """What a move to ``phase`` writes to the run's row; ``given`` holds the error, pid,
-    abort cause and claimer the caller gave (None where it gave none)."""
+    abort cause, claimer and outputs the caller gave (None where it gave none)."""
     values: dict[str, Any] = {"phase": phase.value, "updated_at": now}
     if phase == WorkflowPhase.RUNNING:
         values["started_at"] = sa.func.coalesce(runs.c.started_at, now)
@@ -417,7 +424,7 @@ def _moved(phase: WorkflowPhase, given: dict[str, Any], now: datetime) -> dict[s
         values["pid"] = None
     if given["error"] is not None:
         values["error"] = given["error"].model_dump(mode="json")
-    for key in ("pid", "abort_cause", "claimed_by"):
+    for key in ("pid", "abort_cause", "claimed_by", "outputs"):
         if given[key] is not None:
             values[key] = given[key]
     return values

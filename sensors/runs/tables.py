@@ -84,6 +84,7 @@ runs = sa.Table(
     sa.Column("rate_limit_seconds", sa.Float),
     sa.Column("max_concurrency", sa.Integer),
     sa.Column("claimed_by", sa.String(300)),
+    sa.Column("outputs", sa.JSON),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),

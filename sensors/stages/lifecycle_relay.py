@@ -7,6 +7,11 @@ it (:meth:`~sensors.runs.store.RunStore.transition`), so the history is an outbo
 between publishes a change again, under the same event id, so consumers (a
 ``trigger_on_finish`` sensor counts an event id once) see it once.
 
+A run of a Metaflow flow that succeeds also publishes, to the events topic, the event
+Metaflow's Argo integration would (``metaflow.[PROJECT.BRANCH.]FLOW.end``, see
+:func:`sensors.interop.metaflow.end_event`), before its change is marked published: so
+``@trigger_on_finish`` chains on tripwire and on Argo alike.
+
 Event shape, after Flyte's cloud events: type ``com.tripwire.resource.workflow``
 with subject ``WorkflowExecutionEvent`` for a run, ``com.tripwire.resource.task``
 with subject ``TaskExecutionEvent`` for an attempt; the key is the run name, so
@@ -24,12 +29,13 @@ from aiokafka import AIOKafkaProducer
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 
+from sensors.interop.metaflow import end_event
 from sensors.runs import history as runs_history
 from sensors.runs.models import PhaseChange
 from sensors.runs.outages import log_failure
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from triggers.envelope import KafkaRecord
+from triggers.envelope import KafkaRecord, encode, make_envelope
 from triggers.settings import Settings
 from triggers.spec import RUN_EVENT_TYPE
 
@@ -112,7 +118,7 @@ class LifecycleRelay:
         if not changes:
             return 0
         topic = self._settings.topic_run_events
-        acks = []
+        acks = [await self._send(record) for record in await self._end_events(changes)]
         for change in changes:
             record = lifecycle_record(change, self._settings)
             acks.append(
@@ -124,3 +130,26 @@ class LifecycleRelay:
         await runs_history.mark_published(self._store, [c.id for c in changes])
         self.published += len(changes)
         return len(changes)
+
+    async def _end_events(self, changes: list[PhaseChange]) -> list[KafkaRecord]:
+        """The end events of the Metaflow runs among the runs that ``changes`` end well."""
+        ended = {
+            (c.project, c.domain, c.name): c
+            for c in changes
+            if c.attempt is None and c.phase == WorkflowPhase.SUCCEEDED
+        }
+        records = []
+        for run in await runs_history.runs_of(self._store, list(ended.values())):
+            event = end_event(run, ended[run.key].at)
+            if event is not None:
+                name, event_id, payload = event
+                envelope, _ = make_envelope(
+                    name, payload, id=event_id, source="tripwire://metaflow", time=ended[run.key].at
+                )
+                records.append(encode(envelope))
+        return records
+
+    async def _send(self, record: KafkaRecord) -> asyncio.Future[Any]:
+        return await self._producer.send(
+            self._settings.topic_events, record.value, key=record.key, headers=record.headers
+        )

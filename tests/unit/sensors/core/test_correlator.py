@@ -15,7 +15,9 @@ from sensors.core.types import PUBLISHED, Arrival
 from sensors.core.wire import decode_changes, pack
 from tests.fixtures.core import DEPLOYED, HOUR, T0, Engine, arrival, sensors
 from triggers import trigger
+from triggers.declarations import flow_spec
 from triggers.envelope import Envelope
+from triggers.spec import ScheduleSpec
 
 
 @trigger(event="data_updated")
@@ -332,3 +334,25 @@ def test_a_correlator_rebuilt_from_its_changelog_decides_the_rest_the_same_way(
     for a in arrivals[cut:]:
         clock = max(clock, a.event_time)
         assert feed(restored, a) == feed(original, a)
+
+
+def test_reset_at_drops_what_was_held_before_the_latest_tick_by_event_time() -> None:
+    # Given join, reset at midnight UTC (Metaflow's options={"reset_at": ...}), with a window
+    # long enough to hold events for days
+    spec = flow_spec(join)
+    reset = ScheduleSpec(cron="0 0 * * *", tz="UTC")
+    trigger = spec.triggers[0].model_copy(update={"reset_at": reset, "within": 3 * 24 * HOUR})
+    engine = Engine(spec.model_copy(update={"triggers": (trigger,)}))
+    midnight = T0.replace(hour=0)
+    # An orders event before midnight and a customers event after it do not fire together
+    engine.feed([arrival("orders", "o1", at=midnight - HOUR, rows=1)])
+    assert engine.feed([arrival("customers", "c1", at=midnight + HOUR)]).fires == []
+    # An orders event after midnight does, with the customers event it waited for
+    [fire] = engine.feed([arrival("orders", "o2", at=midnight + 2 * HOUR, rows=2)]).fires
+    assert [e.id for e in fire.events] == ["c1", "o2"] and fire.parameters["rows"] == 2
+    # Without reset_at, the same two events across midnight do fire together
+    plain = Engine(
+        spec.model_copy(update={"triggers": (trigger.model_copy(update={"reset_at": None}),)})
+    )
+    plain.feed([arrival("orders", "o1", at=midnight - HOUR)])
+    assert len(plain.feed([arrival("customers", "c1", at=midnight + HOUR)]).fires) == 1

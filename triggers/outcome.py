@@ -1,0 +1,74 @@
+"""What a run process reports: its exit code, and the result file the launcher reads.
+
+The result file is JSON: ``{"ok": true}`` or ``{"ok": false, "kind": "USER"|"SYSTEM",
+"code", "message", "traceback"}``, plus ``outputs`` when the run reported something about
+itself (a Metaflow run's pathspec). It is written whole or not at all (a rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXIT_OK", "EXIT_SYSTEM", "EXIT_USER", "process_outcome", "run_process", "write"]
+
+EXIT_OK, EXIT_USER, EXIT_SYSTEM = 0, 1, 3
+
+
+def write(result_path: Path, outcome: dict[str, Any]) -> None:
+    tmp = result_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(outcome))
+    tmp.replace(result_path)
+
+
+def run_process(
+    argv: list[str], env: dict[str, str], cwd: str | None, result: Path
+) -> subprocess.CompletedProcess[bytes] | int:
+    """Run ``argv`` to its end, no shell, its output going to the run log; the exit code
+    of the run process instead if it could not start (written to ``result``)."""
+    try:
+        return subprocess.run(
+            argv, env={**os.environ, **env}, cwd=cwd, stdin=subprocess.DEVNULL, check=False
+        )
+    except OSError as exc:
+        # Not there, or not executable, on this worker: the machine's problem, not the flow's.
+        message = f"cannot start command {argv[0]!r}: {exc}"
+        print(message, file=sys.stderr)
+        write(
+            result, {"ok": False, "kind": "SYSTEM", "code": "CommandNotStarted", "message": message}
+        )
+        return EXIT_SYSTEM
+
+
+def process_outcome(
+    argv: list[str],
+    code: int,
+    result: Path,
+    outputs: dict[str, Any] | None = None,
+    *,
+    message: str | None = None,
+    error: str = "NonZeroExit",
+) -> int:
+    """Write what a process's exit code means to ``result``; return the run's exit code.
+    ``outputs`` is what the run reports about itself (a Metaflow run's pathspec); ``message``
+    and ``error`` say why a failure failed, when more is known than the exit code."""
+    extra = {"outputs": outputs} if outputs else {}
+    if code == 0:
+        write(result, {"ok": True, **extra})
+        return EXIT_OK
+    if code < 0:
+        message = f"command {argv[0]!r} was killed by signal {-code}"
+        return _failed(result, "SYSTEM", "ProcessKilled", message, extra)
+    message = message or f"command {argv[0]!r} exited with code {code}"
+    return _failed(result, "USER", error, message, extra)
+
+
+def _failed(
+    result: Path, kind: str, code: str, message: str, extra: dict[str, Any] | None = None
+) -> int:
+    write(result, {"ok": False, "kind": kind, "code": code, "message": message, **(extra or {})})
+    return EXIT_USER if kind == "USER" else EXIT_SYSTEM
