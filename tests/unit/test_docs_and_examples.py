@@ -40,6 +40,9 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "ci_rebuild",
         "train_model",
         "nightly_etl",
+        # examples/metaflow/: Metaflow flows, unchanged
+        "RefreshFlow",
+        "ReportFlow",
         # examples/sources/: one flow per bus
         "pack_order",
         "cool_down",
@@ -62,6 +65,13 @@ def test_the_source_examples_declare_one_source_per_bus() -> None:
         "rabbitmq",
         "redis",
     ]
+
+
+def test_the_faust_page_shows_the_faust_example_as_it_runs_in_its_test() -> None:
+    # examples/_faust/ needs the faust extra, so tests/integration/test_faust_app.py runs it
+    example = (ROOT / "examples" / "_faust" / "sales_loader.py").read_text()
+    code = example.split('\n"""\n', 1)[1].strip()  # after the module docstring
+    assert f"```python\n{code}\n```" in (ROOT / "docs" / "faust.md").read_text()
 
 
 @pytest.mark.parametrize(
