@@ -92,8 +92,12 @@ def _spec(cls: type, path: Path) -> FlowSpec:
         decorators = _initialised(flow)
         project = _project(decorators)
         triggers = [
-            *_event_triggers(decorators, parameters),
-            *_finish_triggers(decorators, project),
+            _trigger(kind, decorators[kind][0], dependencies)
+            for kind, dependencies in (
+                ("trigger", _events(decorators, parameters)),
+                ("trigger_on_finish", _upstreams(decorators, project)),
+            )
+            if dependencies
         ]
     except (MetaflowException, DeclarationError) as exc:
         reason = exc.message if isinstance(exc, MetaflowException) else str(exc)
@@ -172,13 +176,24 @@ def _project(decorators: dict[str, list[Any]]) -> dict[str, Any]:
     }
 
 
-def _event_triggers(
+def _trigger(name: str, deco: Any, dependencies: list[EventDependency]) -> TriggerSpec:
+    """``@trigger`` or ``@trigger_on_finish`` as a trigger: all of its events, held until it
+    fires or its ``reset_at`` ticks."""
+    return TriggerSpec(
+        name=name,
+        dependencies=tuple(dependencies),
+        within=METAFLOW_WINDOW,
+        reset_at=_reset_at(deco.options),
+    )
+
+
+def _events(
     decorators: dict[str, list[Any]], parameters: dict[str, ParamSpec]
-) -> list[TriggerSpec]:
+) -> list[EventDependency]:
+    """``@trigger``'s events, each with its parameters and required fields."""
     if "trigger" not in decorators:
         return []
-    deco = decorators["trigger"][0]
-    events = deco.triggers
+    events = decorators["trigger"][0].triggers
     seen: set[str] = set()
     dependencies = []
     for event in events:
@@ -192,14 +207,7 @@ def _event_triggers(
         if len(events) == 1 and not mapping:
             mapping = {spec.name: spec.name for spec in parameters.values()}  # Metaflow's default
         dependencies.append(_dependency(name, mapping, parameters, seen))
-    return [
-        TriggerSpec(
-            name="trigger",
-            dependencies=tuple(dependencies),
-            within=METAFLOW_WINDOW,
-            reset_at=_reset_at(deco.options),
-        )
-    ]
+    return dependencies
 
 
 def _dependency(
@@ -250,15 +258,12 @@ def _reset_at(options: dict[str, Any]) -> ScheduleSpec | None:
         raise DeclarationError(f"options['reset_at']: {exc}") from None
 
 
-def _finish_triggers(
-    decorators: dict[str, list[Any]], project: dict[str, Any]
-) -> list[TriggerSpec]:
-    """``@trigger_on_finish``: the end events of the upstream flows, all of them."""
+def _upstreams(decorators: dict[str, list[Any]], project: dict[str, Any]) -> list[EventDependency]:
+    """``@trigger_on_finish``: the end events of the upstream flows."""
     if "trigger_on_finish" not in decorators:
         return []
-    deco = decorators["trigger_on_finish"][0]
     dependencies = []
-    for upstream in deco.triggers:
+    for upstream in decorators["trigger_on_finish"][0].triggers:
         project_name = upstream.get("project") or project.get("project")
         branch_name = upstream.get("branch") or project.get("branch")
         if bool(project_name) != bool(branch_name):
@@ -274,14 +279,7 @@ def _finish_triggers(
         )
         name = metaflow_end_event(qualified)
         dependencies.append(EventDependency(name=name, dep=name, parameters={}, filters=filters))
-    return [
-        TriggerSpec(
-            name="trigger_on_finish",
-            dependencies=tuple(dependencies),
-            within=METAFLOW_WINDOW,
-            reset_at=_reset_at(deco.options),
-        )
-    ]
+    return dependencies
 
 
 def end_event(run: RunRecord, at: datetime) -> tuple[str, str, dict[str, Any]] | None:
