@@ -1,8 +1,11 @@
-"""Events on the wire: CloudEvents 1.0 in Kafka binary content mode.
+"""Events on the wire: CloudEvents 1.0 in the Kafka binding's binary or structured mode.
 
 Encoding goes through the ``cloudevents`` SDK's Kafka binding, so what we write
 is exactly what any CloudEvents consumer expects: ``ce_*`` headers, the JSON
 payload as the value, and the event name as both the ``type`` and the key.
+Decoding also reads structured mode (``content-type: application/cloudevents+json``,
+the whole event as the value), which the binding asks receivers to support, so
+that any Kafka client's CloudEvents reach the sensors (docs/wire.md).
 
 Decoding sits on the engine's hot path. The SDK's ``from_binary`` costs about
 24 µs per record here (it builds and validates a full event object), which is
@@ -33,8 +36,10 @@ from triggers.errors import EventDecodeError, PublishError
 
 __all__ = ["Envelope", "KafkaRecord", "decode", "encode", "make_envelope", "validate_event_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-:/]{0,254}$")
-_JSON_TYPES = ("application/json", "text/json")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-:/]{0,254}")
+_JSON_TYPES = (b"application/json", b"text/json")
+_STRUCTURED = b"application/cloudevents"  # the binding's prefix for structured mode
+_JSON_FORMAT = b"application/cloudevents+json"
 
 Headers = list[tuple[str, bytes]]
 
@@ -74,7 +79,7 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
 def validate_event_name(name: object, *, error: type[Exception] = PublishError) -> str:
     """Return ``name`` if it is a valid event name, else raise ``error`` saying what is allowed."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise error(
             f"invalid event name {name!r}: use 1-255 characters from letters, digits and "
             "`_ . - : /`, starting with a letter or digit (e.g. 'data_updated')."
@@ -160,7 +165,7 @@ def encode(envelope: Envelope) -> KafkaRecord:
 
 
 def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]) -> Envelope:
-    """Decode a binary-mode CloudEvent record.
+    """Decode a CloudEvent record: binary mode, or structured mode in the JSON event format.
 
     Raises:
         EventDecodeError: with the reason, when the record is not a CloudEvent with a
@@ -169,28 +174,39 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
     attrs = dict(headers)  # in C; the binding spells headers `ce_type`, `content-type`
     if "ce_type" not in attrs or "ce_id" not in attrs:
         attrs = {key.lower(): raw for key, raw in headers}  # another spelling, or missing
+    content_type = attrs.get("content-type", b"application/json")
+    if content_type != b"application/json":
+        if content_type is None:
+            _refuse_nulls(attrs)
+        # The binding tells the modes apart by this prefix, matched case-insensitively.
+        elif content_type[:23].lower() == _STRUCTURED:
+            return _decode_structured(value, content_type)
     try:
         name = attrs["ce_type"].decode()
         event_id = attrs["ce_id"].decode()
         source = attrs.get("ce_source", b"").decode()
+        raw_time = attrs.get("ce_time", b"")
+        event_time = _event_time(raw_time.decode(errors="replace"), event_id) if raw_time else None
     except KeyError as exc:
         raise EventDecodeError(
             f"record is not a binary-mode CloudEvent: header {exc.args[0]} is missing"
         ) from None
     except UnicodeDecodeError as exc:
         raise EventDecodeError(f"record has a CloudEvent header that is not UTF-8: {exc}") from None
-    if not event_id:
-        raise EventDecodeError("record has an empty ce_id header: a CloudEvent needs an id")
-    validate_event_name(name, error=EventDecodeError)
-    content_type = attrs.get("content-type", b"application/json")
+    except AttributeError:  # a header without a value: Kafka allows it, the binding does not
+        _refuse_nulls(attrs)
+        raise
+    if raw_time is None:  # a ce_time header without a value
+        _refuse_nulls(attrs)
     if attrs.get("ce_specversion", b"1.0") != b"1.0":
+        _refuse_nulls(attrs)  # one without a value is refused as such
         raise EventDecodeError(
             f"event {event_id!r} has unsupported specversion; tripwire reads 1.0"
         )
-    if (
-        content_type != b"application/json"
-        and content_type.split(b";", 1)[0].strip().decode(errors="replace") not in _JSON_TYPES
-    ):
+    if not event_id:
+        raise EventDecodeError("record has an empty ce_id header: a CloudEvent needs an id")
+    validate_event_name(name, error=EventDecodeError)
+    if content_type != b"application/json" and not _is_json(content_type):
         raise EventDecodeError(
             f"event {event_id!r} has content type {content_type!r}; tripwire reads JSON only"
         )
@@ -204,18 +220,88 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         raise EventDecodeError(
             f"event {event_id!r} has a {type(payload).__name__} payload; it must be a JSON object"
         )
-    raw_time = attrs.get("ce_time")
-    event_time: datetime | None = None
-    if raw_time:
-        try:
-            event_time = datetime.fromisoformat(raw_time.decode())
+    return Envelope(name=name, id=event_id, source=source, time=event_time, payload=payload)
+
+
+def _decode_structured(value: bytes | None, content_type: bytes) -> Envelope:
+    """Decode a structured-mode record: the whole CloudEvent, as JSON, in the value."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    if media != _JSON_FORMAT:
+        raise EventDecodeError(
+            f"record is a structured-mode CloudEvent in {media.decode(errors='replace')}; "
+            "tripwire reads application/cloudevents+json or binary mode"
+        )
+    try:
+        event = _decode_json(value or b"")
+    except msgspec.DecodeError as exc:
+        raise EventDecodeError(f"structured-mode record is not JSON: {exc}") from None
+    if not isinstance(event, dict):
+        raise EventDecodeError(
+            f"structured-mode record is a JSON {type(event).__name__}; a CloudEvent is an object"
+        )
+    event_id = event.get("id")
+    if not isinstance(event_id, str) or not event_id:
+        raise EventDecodeError("structured-mode CloudEvent has no id: a CloudEvent needs one")
+    if "type" not in event:
+        raise EventDecodeError(f"structured-mode event {event_id!r} has no type")
+    name = validate_event_name(event["type"], error=EventDecodeError)
+    source = event.get("source", "")
+    if not isinstance(source, str):
+        raise EventDecodeError(f"structured-mode event {event_id!r} has a source that is not text")
+    if event.get("specversion", "1.0") != "1.0":
+        raise EventDecodeError(
+            f"event {event_id!r} has unsupported specversion; tripwire reads 1.0"
+        )
+    data_type = event.get("datacontenttype", "application/json")
+    if not isinstance(data_type, str) or not _is_json(data_type.encode(errors="replace")):
+        raise EventDecodeError(
+            f"event {event_id!r} has datacontenttype {data_type!r}; tripwire reads JSON only"
+        )
+    if "data_base64" in event:
+        raise EventDecodeError(
+            f"event {event_id!r} carries data_base64; tripwire reads JSON data only"
+        )
+    payload = event.get("data", {})
+    if not isinstance(payload, dict):
+        raise EventDecodeError(
+            f"event {event_id!r} has a {type(payload).__name__} payload; it must be a JSON object"
+        )
+    raw_time = event.get("time")
+    if raw_time is not None and not isinstance(raw_time, str):
+        raise EventDecodeError(f"event {event_id!r} has a time that is not RFC 3339: {raw_time!r}")
+    event_time = _event_time(raw_time, event_id) if raw_time else None
+    return Envelope(name=name, id=event_id, source=source, time=event_time, payload=payload)
+
+
+def _refuse_nulls(attrs: dict[str, bytes]) -> None:
+    """Raise :class:`EventDecodeError` naming the CloudEvent headers that have no value."""
+    nulls = sorted(
+        key
+        for key, raw in attrs.items()
+        if raw is None and (key[:3] == "ce_" or key == "content-type")
+    )
+    if nulls:
+        raise EventDecodeError(f"record has CloudEvent headers without a value (null): {nulls}")
+
+
+def _is_json(content_type: bytes) -> bool:
+    """True for a JSON media type: application/json, text/json or any ``+json``, as the
+    CloudEvents JSON format counts them; parameters (``; charset=utf-8``) aside."""
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media in _JSON_TYPES or media.endswith(b"+json")
+
+
+def _event_time(raw: str, event_id: str) -> datetime:
+    try:
+        event_time = datetime.fromisoformat(raw)
+    except ValueError:
+        try:  # RFC 3339 allows a lower-case `t` and `z`, which fromisoformat does not read
+            event_time = datetime.fromisoformat(raw.upper())
         except ValueError:
             raise EventDecodeError(
-                f"event {event_id!r} has a time that is not RFC 3339: {raw_time!r}"
+                f"event {event_id!r} has a time that is not RFC 3339: {raw!r}"
             ) from None
-        if event_time.tzinfo is None:
-            event_time = event_time.replace(tzinfo=UTC)
-    return Envelope(name=name, id=event_id, source=source, time=event_time, payload=payload)
+    return event_time if event_time.tzinfo is not None else event_time.replace(tzinfo=UTC)
 
 
 _decode_json = msgspec.json.Decoder().decode

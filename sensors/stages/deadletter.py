@@ -1,6 +1,6 @@
 """Dead letters: records of the events topic that are not events, kept with the reason.
 
-A record that does not decode (not a binary-mode CloudEvent, a payload that is
+A record that does not decode (not a CloudEvent in binary or structured mode, a payload that is
 not a JSON object, an unknown content type, over ``TRIPWIRE_MAX_PAYLOAD_BYTES``)
 goes to ``tripwire.dead-letter`` as it was, with headers saying why and where it
 came from; the worker commits past it only once it landed there, so nothing

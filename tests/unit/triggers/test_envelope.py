@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
+from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given
 
 from tests.strategies import event_names, payloads
@@ -48,7 +49,7 @@ def test_a_payload_over_the_limit_is_refused_naming_the_limit_and_the_setting() 
         make_envelope("data_updated", {"blob": "x" * 200}, max_payload_bytes=100)
 
 
-@pytest.mark.parametrize("name", ["", "has space", "-leading", "x" * 300, None, 5])
+@pytest.mark.parametrize("name", ["", "has space", "-leading", "x" * 300, "trailing\n", None, 5])
 def test_an_invalid_event_name_is_refused_saying_what_is_allowed(name: object) -> None:
     with pytest.raises(PublishError, match=r"invalid event name.*letters, digits"):
         make_envelope(name, {})  # type: ignore[arg-type]
@@ -129,3 +130,105 @@ def test_a_bad_record_is_refused_with_the_reason(
 def test_an_empty_value_decodes_to_an_empty_payload_and_no_time_is_none() -> None:
     envelope = decode(None, _headers())
     assert envelope.payload == {} and envelope.time is None
+
+
+@pytest.mark.parametrize(
+    "header", ["ce_type", "ce_id", "ce_source", "ce_time", "ce_specversion", "content-type"]
+)
+def test_a_cloudevent_header_without_a_value_is_refused_naming_it(header: str) -> None:
+    # Kafka allows a header with a null value (librdkafka, the Java client); the binding
+    # wants UTF-8 strings. Such a record is a dead letter, never a crash of the stage.
+    headers = [(k, v) for k, v in _headers(ce_time=b"2026-01-01T00:00:00Z") if k != header]
+    with pytest.raises(EventDecodeError, match=rf"without a value \(null\): \['{header}'\]"):
+        decode(b"{}", [*headers, (header, None)])  # type: ignore[list-item]
+
+
+def test_a_header_without_a_value_that_is_not_a_cloudevent_attribute_is_ignored() -> None:
+    envelope = decode(b"{}", [*_headers(), ("traceparent", None)])  # type: ignore[list-item]
+    assert envelope.name == "e"
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        b"Application/JSON",
+        b"application/json; charset=utf-8",
+        b"text/json",
+        b"application/vnd.x+json",
+    ],
+)
+def test_any_json_media_type_is_read_as_json(content_type: bytes) -> None:
+    envelope = decode(b'{"rows": 1}', _headers(**{"content-type": content_type}))
+    assert envelope.payload == {"rows": 1}
+
+
+def test_a_time_with_a_lower_case_t_and_z_is_rfc_3339() -> None:
+    envelope = decode(b"{}", _headers(ce_time=b"2026-05-01t12:00:00z"))
+    assert envelope.time == datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+
+def _structured(**attributes: object) -> bytes:
+    event = {"specversion": "1.0", "type": "e", "source": "s", "id": "1", "data": {"rows": 1}}
+    event.update(attributes)
+    return json.dumps({k: v for k, v in event.items() if v is not None}).encode()
+
+
+STRUCTURED = [("content-type", b"application/cloudevents+json")]
+
+
+@given(names, payloads)
+def test_a_structured_mode_event_decodes_as_the_cloudevents_sdk_wrote_it(
+    name: str,
+    payload: dict,  # type: ignore[type-arg]
+) -> None:
+    envelope, _ = make_envelope(name, payload, source="test://source")
+    attributes = {"type": name, "source": envelope.source, "id": envelope.id, "time": envelope.time}
+    message = ce_kafka.to_structured_event(CloudEvent(attributes=attributes, data=payload))
+    assert decode(message.value, list(message.headers.items())) == envelope
+
+
+def test_structured_mode_is_told_by_the_content_type_whatever_the_other_headers_say() -> None:
+    # The binding: a content type starting `application/cloudevents` (any case) is structured
+    # mode, and ce_* headers may be there too; the value is the event.
+    value = _structured(time="2026-05-01T12:00:00Z")
+    content_type = b"Application/CloudEvents+JSON; charset=UTF-8"
+    for headers in (
+        _headers(ce_type=b"other", **{"content-type": content_type}),
+        [("Content-Type", content_type)],
+    ):
+        envelope = decode(value, headers)
+        assert (envelope.name, envelope.id, envelope.source) == ("e", "1", "s")
+        assert envelope.payload == {"rows": 1}
+        assert envelope.time == datetime(2026, 5, 1, 12, tzinfo=UTC)
+
+
+def test_a_structured_mode_event_without_data_or_time_has_an_empty_payload_and_no_time() -> None:
+    envelope = decode(_structured(data=None), STRUCTURED)
+    assert envelope.payload == {} and envelope.time is None
+
+
+@pytest.mark.parametrize(
+    ("value", "content_type", "reason"),
+    [
+        (_structured(), b"application/cloudevents+avro", "tripwire reads application/cloudevents"),
+        (b"{nope", STRUCTURED[0][1], "structured-mode record is not JSON"),
+        (b"[1]", STRUCTURED[0][1], "is a JSON list; a CloudEvent is an object"),
+        (None, STRUCTURED[0][1], "structured-mode record is not JSON"),
+        (_structured(id=None), STRUCTURED[0][1], "has no id"),
+        (_structured(id=""), STRUCTURED[0][1], "has no id"),
+        (_structured(type=None), STRUCTURED[0][1], "has no type"),
+        (_structured(type="has space"), STRUCTURED[0][1], "invalid event name"),
+        (_structured(source=5), STRUCTURED[0][1], "source that is not text"),
+        (_structured(specversion="0.3"), STRUCTURED[0][1], "specversion"),
+        (_structured(datacontenttype="text/csv"), STRUCTURED[0][1], "JSON only"),
+        (_structured(data=None, data_base64="e30="), STRUCTURED[0][1], "data_base64"),
+        (_structured(data=[1]), STRUCTURED[0][1], "list payload; it must be a JSON object"),
+        (_structured(time="tomorrow"), STRUCTURED[0][1], "not RFC 3339"),
+        (_structured(time=5), STRUCTURED[0][1], "not RFC 3339"),
+    ],
+)
+def test_a_bad_structured_mode_record_is_refused_with_the_reason(
+    value: bytes | None, content_type: bytes, reason: str
+) -> None:
+    with pytest.raises(EventDecodeError, match=reason):
+        decode(value, [("content-type", content_type)])

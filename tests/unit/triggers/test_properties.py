@@ -21,7 +21,7 @@ from triggers.spec import FlowSpec
 @settings(max_examples=500)
 @given(records())
 def test_a_record_decodes_to_an_event_or_says_why_not(
-    record: tuple[bytes | None, tuple[tuple[str, bytes], ...]],
+    record: tuple[bytes | None, tuple[tuple[str, bytes | None], ...]],
 ) -> None:
     value, headers = record
     try:
