@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from sensors.cli import engine, events, runs, sensors, sources
+from sensors.cli import engine, events, imports, runs, sensors, sources
 
 __all__ = ["app", "main"]
 
@@ -29,6 +29,7 @@ app.add_typer(sensors.sensors_app, name="sensors")
 app.add_typer(runs.projects_app, name="projects")
 app.add_typer(events.events_app, name="events")
 app.add_typer(sources.sources_app, name="sources")
+app.add_typer(imports.import_app, name="import")
 
 
 def main() -> None:

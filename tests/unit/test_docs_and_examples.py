@@ -95,3 +95,20 @@ def test_each_example_runs_as_a_plain_script(example: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_the_argo_example_imports_as_docs_argo_events_shows(tmp_path: Path) -> None:
+    # The command of docs/argo-events.md, on examples/argo/sensor.yaml
+    out = tmp_path / "flows.py"
+    sensor = ROOT / "examples" / "argo" / "sensor.yaml"
+    command = ["import", "argo-sensor", str(sensor), "--partial", "-o", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "sensors", *command],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "refused: trigger 'notify-sales'" in done.stderr
+    [flow] = discover_flows([out])
+    assert (flow.name, flow.target) == ("ship_order", "argo://shop/ship-order")
