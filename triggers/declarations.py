@@ -23,15 +23,19 @@ from triggers.targets import TargetSpec, parse_target
 
 __all__ = [
     "Declaration",
+    "Placement",
     "add_trigger",
+    "class_target",
     "declaration_of",
     "first_error",
     "flow_spec",
     "is_flow",
+    "placement_of",
     "run_policy",
 ]
 
 _ATTR = "__tripwire_flow__"
+_PLACEMENT = "__tripwire_placement__"
 
 
 @dataclass
@@ -53,6 +57,44 @@ def declaration_of(func: Any, where: str) -> Declaration:
         decl = Declaration(parameters=ParamSpec.of(func))
         setattr(func, _ATTR, decl)
     return decl
+
+
+@dataclass
+class Placement:
+    """``@target`` and ``@resources`` on a flow class (a Metaflow ``FlowSpec``), whose
+    triggers its own decorators declare: kept as given, and checked against the flow's
+    parameters when it is deployed (:func:`class_target`)."""
+
+    url: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+def placement_of(cls: type) -> Placement:
+    """The placement kept on flow class ``cls``, made on the first decorator applied."""
+    placement = cls.__dict__.get(_PLACEMENT)
+    if not isinstance(placement, Placement):
+        placement = Placement()
+        setattr(cls, _PLACEMENT, placement)
+    return placement
+
+
+def class_target(cls: type, parameters: list[str]) -> tuple[str, dict[str, Any]]:
+    """Where the runs of flow class ``cls`` execute: its ``@target`` (``local://`` without
+    one), validated against its ``parameters``, with its ``@resources`` for ``k8s://``.
+
+    Raises:
+        DeclarationError: an unknown scheme, a bad option or an unknown placeholder.
+    """
+    placement = cls.__dict__.get(_PLACEMENT) or Placement()
+    if placement.url is None:
+        return TargetSpec().url, _sized(TargetSpec().url, {}, placement.resources)
+    where = f"@target on {cls.__qualname__!r}"
+    try:
+        target = parse_target(placement.url, placement.options, parameters)
+    except DeclarationError as exc:
+        raise DeclarationError(f"{where}: {exc}") from None
+    return target.url, _sized(target.url, target.options, placement.resources)
 
 
 def add_trigger(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from triggers.declarations import declaration_of
+from triggers.declarations import declaration_of, placement_of
 from triggers.errors import DeclarationError
 from triggers.targets import parse_target
 
@@ -23,7 +24,8 @@ def target(url: str, **options: Any) -> Callable[[F], F]:
     ``retries=``, ``backoff=``, ``timeout=``, ``hmac_secret_env=``). Templates take
     the flow's parameters and ``run_name``, ``project``, ``domain``, ``flow``,
     ``parameters``, ``events`` as ``{placeholders}``, substituted as data.
-    See :mod:`triggers.targets`.
+    See :mod:`triggers.targets`. On a Metaflow ``FlowSpec`` class it places the class's
+    runs (``python flow.py run``) the same way; its options are checked when it is deployed.
 
     Raises:
         DeclarationError: an unknown scheme, a bad option or an unknown placeholder.
@@ -31,6 +33,12 @@ def target(url: str, **options: Any) -> Callable[[F], F]:
 
     def decorate(func: F) -> F:
         where = f"@target on {getattr(func, '__qualname__', func)!r}"
+        if inspect.isclass(func):
+            placement = placement_of(func)
+            if placement.url is not None:
+                raise DeclarationError(f"{where}: the flow has a target already.")
+            placement.url, placement.options = url, options
+            return func
         decl = declaration_of(func, where)
         if decl.target is not None:
             raise DeclarationError(f"{where}: the flow has a target already.")
@@ -70,7 +78,11 @@ def resources(
         given["gpu"] = gpu
 
     def decorate(func: F) -> F:
-        decl = declaration_of(func, f"@resources on {getattr(func, '__qualname__', func)!r}")
+        where = f"@resources on {getattr(func, '__qualname__', func)!r}"
+        if inspect.isclass(func):
+            placement_of(func).resources = given
+            return func
+        decl = declaration_of(func, where)
         decl.resources = given
         return func
 

@@ -34,6 +34,7 @@ from typing import Any
 import pydantic_core
 
 from sensors.runs.models import RunRecord
+from triggers.declarations import class_target
 from triggers.errors import DeclarationError
 from triggers.filters import Filter
 from triggers.params import ParamSpec
@@ -89,6 +90,7 @@ def _spec(cls: type, path: Path) -> FlowSpec:
     try:
         flow = cls(use_cli=False)
         parameters = _parameters(cls)
+        target, options = class_target(cls, [spec.name for spec in parameters.values()])
         decorators = _initialised(flow)
         project = _project(decorators)
         triggers = [
@@ -108,6 +110,8 @@ def _spec(cls: type, path: Path) -> FlowSpec:
         entrypoint=Entrypoint(function=name, path=str(path.resolve()), metaflow=run),
         parameters=tuple(parameters.values()),
         triggers=tuple(triggers),
+        target=target,
+        target_options=options,
     )
 
 

@@ -55,10 +55,12 @@ _UNREADABLE_LOOKS = 30  # looks in a row that fail before the run fails (SYSTEM)
 
 @dataclass(frozen=True)
 class Observation:
-    """What the target says of an attempt: a live phase, or a final one with its error."""
+    """What the target says of an attempt: a live phase, or a final one with its error and
+    what the run reported about itself (``outputs``, where the target passes it on)."""
 
     phase: AttemptPhase
     error: RunError | None = None
+    outputs: dict[str, Any] | None = None
 
 
 def kube_client(api_url: str | None) -> Any:
@@ -176,7 +178,7 @@ class ClusterLauncher(Unbounded, ABC):
         task.add_done_callback(lambda _: self._watched.discard(run.name))
 
     async def _execute(self, run: RunRecord, adopted: Attempt | None) -> None:
-        phase, error = WorkflowPhase.FAILED, None
+        phase, error, outputs = WorkflowPhase.FAILED, None, None
         try:
             while True:
                 if adopted is None:
@@ -200,6 +202,7 @@ class ClusterLauncher(Unbounded, ABC):
                 done = AttemptPhase.RETRYABLE_FAILED if retry else ended.phase
                 await end_attempt(self._store, run, attempt.number, done, ended.error)
                 phase, error = _run_phase(ended)
+                outputs = ended.outputs
                 if not retry:
                     return
                 await asyncio.sleep(run.retry_backoff_seconds * 2 ** (attempt.number - 1))
@@ -211,7 +214,7 @@ class ClusterLauncher(Unbounded, ABC):
             error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)
         finally:
             if phase != WorkflowPhase.RUNNING:
-                await asyncio.shield(finish_run(self._store, run, phase, error))
+                await asyncio.shield(finish_run(self._store, run, phase, error, outputs))
 
     async def _follow(self, run: RunRecord, attempt: Attempt, name: str) -> Observation | None:
         """Watch an attempt's object until it ends, the run is aborted, or it times out;

@@ -37,6 +37,7 @@ __all__ = ["RUN_LABEL", "KubernetesLauncher"]
 
 RUN_LABEL = "tripwire.io/run"
 _STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
+_RESULT = "/tmp/result"  # the run process's result file, in the pod
 
 
 class KubernetesLauncher(ClusterLauncher):
@@ -100,7 +101,10 @@ class KubernetesLauncher(ClusterLauncher):
             name="run",
             image=image,
             command=["python", "-m", "triggers.run"],
-            args=["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON", "--result", "/tmp/result"],
+            args=["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON", "--result", _RESULT],
+            # Kubernetes keeps the result file in the pod's status: what the run reported
+            # about itself (a Metaflow run's pathspec) reaches the launcher from there.
+            termination_message_path=_RESULT,
             env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()],
             resources=client.V1ResourceRequirements(
                 requests={k: v for k, v in limits.items() if k != "nvidia.com/gpu"} or None,
@@ -132,10 +136,11 @@ class KubernetesLauncher(ClusterLauncher):
             )
         reported = job.status.conditions if job.status else None  # none yet on a new Job
         conditions = {c.type: c for c in reported or [] if c.status == "True"}
-        if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
-            return Observation(AttemptPhase.SUCCEEDED)
+        succeeded = "Complete" in conditions or "SuccessCriteriaMet" in conditions
         pods = (await core.list_namespaced_pod(namespace, label_selector=f"job-name={name}")).items
         pod = pods[-1] if pods else None
+        if succeeded:
+            return Observation(AttemptPhase.SUCCEEDED, outputs=_reported(pod))
         failed = conditions.get("Failed") or conditions.get("FailureTarget")
         if failed is not None:
             return self._why(namespace, name, failed, pod)
@@ -176,6 +181,20 @@ class KubernetesLauncher(ClusterLauncher):
         except client.exceptions.ApiException as exc:
             if exc.status != 404:
                 raise
+
+
+def _reported(pod: Any) -> dict[str, Any] | None:
+    """The ``outputs`` of the result file the run wrote, from its container's termination
+    message (Kubernetes keeps up to 4 KiB of it); None when there are none."""
+    for state in (pod.status.container_statuses or []) if pod and pod.status else []:
+        ended = state.state.terminated if state.state else None
+        if ended is not None and ended.message:
+            try:
+                outputs = json.loads(ended.message).get("outputs")
+            except (ValueError, AttributeError):
+                return None
+            return outputs if isinstance(outputs, dict) else None
+    return None
 
 
 def namespace_of(run: RunRecord) -> str:

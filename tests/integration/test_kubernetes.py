@@ -121,6 +121,8 @@ async def test_a_run_becomes_one_labelled_job_even_when_its_request_is_replayed(
     context = json.loads(env["TRIPWIRE_RUN_CONTEXT_JSON"])
     assert context["parameters"] == {"day": "2026-11-23", "rows": 5}
     assert container.args[:2] == ["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON"]
+    # the result file is the container's termination message: Kubernetes reports it
+    assert container.termination_message_path == container.args[3] == "/tmp/result"
 
 
 async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
@@ -153,6 +155,11 @@ async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
             pod["metadata"]["name"], NS, {"status": {"phase": "Running", "conditions": []}}
         )
         await eventually(lambda: _is(store, run, AttemptPhase.RUNNING), "RUNNING")
+        # The run ends, its result file (a Metaflow run's pathspec) in its termination message
+        result = {"ok": True, "outputs": {"metaflow": {"pathspec": "LoadFlow/7"}}}
+        await core.patch_namespaced_pod_status(
+            pod["metadata"]["name"], NS, {"status": _ended("Succeeded", 0, "Completed", result)}
+        )
         complete = {"type": "Complete", "status": "True"}
         await batch.patch_namespaced_job_status(
             run.name, NS, {"status": {"succeeded": 1, "conditions": [complete]}}
@@ -161,6 +168,7 @@ async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.SUCCEEDED
+    assert done.outputs == result["outputs"]
     moves = [c.phase for c in await runs_history.history(store, *run.key) if c.attempt == 1]
     assert moves == ["INITIALIZING", "WAITING_FOR_RESOURCES", "RUNNING", "SUCCEEDED"]
 
@@ -312,9 +320,23 @@ async def _fail_job(api: Any, job: str, *, exit_code: int, reason: str) -> None:
         "spec": {"containers": [{"name": "run", "image": "flows:1"}]},
     }
     await core.create_namespaced_pod(NS, pod)
-    terminated = {"exitCode": exit_code, "reason": reason}
-    status = {
-        "phase": "Failed",
+    status = _ended("Failed", exit_code, reason)
+    await core.patch_namespaced_pod_status(f"{job}-p", NS, {"status": status})
+    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
+    await client.BatchV1Api(api).patch_namespaced_job_status(
+        job, NS, {"status": {"failed": 1, "conditions": [failed]}}
+    )
+
+
+def _ended(
+    phase: str, exit_code: int, reason: str, result: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A pod's status once its container ended; ``result`` as its termination message."""
+    terminated: dict[str, Any] = {"exitCode": exit_code, "reason": reason}
+    if result is not None:
+        terminated["message"] = json.dumps(result)
+    return {
+        "phase": phase,
         "containerStatuses": [
             {
                 "name": "run",
@@ -326,11 +348,6 @@ async def _fail_job(api: Any, job: str, *, exit_code: int, reason: str) -> None:
             }
         ],
     }
-    await core.patch_namespaced_pod_status(f"{job}-p", NS, {"status": status})
-    failed = {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}
-    await client.BatchV1Api(api).patch_namespaced_job_status(
-        job, NS, {"status": {"failed": 1, "conditions": [failed]}}
-    )
 
 
 async def _workflow(api: Any, name: str) -> dict[str, Any] | None:

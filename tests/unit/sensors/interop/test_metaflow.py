@@ -208,3 +208,39 @@ def test_the_end_event_is_metaflows_with_the_end_tasks_pathspec_as_its_id(tmp_pa
     assert payload["timestamp"] == int(at.timestamp()) and payload["auto-generated-by-metaflow"]
     plain = run.model_copy(update={"entrypoint": {"function": "f", "path": "/x.py"}})
     assert end_event(plain, at) is None
+
+
+def test_target_and_resources_place_a_metaflow_flows_runs(tmp_path: Path) -> None:
+    [flow] = flows(
+        tmp_path,
+        """
+        from triggers import resources, target
+
+        @target("k8s://data", image="registry/flows:1")
+        @resources(cpu=2, memory=4096)
+        @trigger(event="orders")
+        """,
+    )
+    assert flow.target == "k8s://data"
+    assert flow.target_options == {"cpu": "2", "memory": "4096Mi", "image": "registry/flows:1"}
+
+
+def test_a_command_target_is_checked_against_metaflows_parameters(tmp_path: Path) -> None:
+    [flow] = flows(
+        tmp_path,
+        """
+        from triggers import target
+
+        @target("command://", argv=["python", "load.py", "run", "--table", "{table}"])
+        """,
+    )
+    assert flow.target == "command://"
+    with pytest.raises(DeclarationError, match="LoadFlow.*nope"):
+        flows(
+            tmp_path,
+            """
+            from triggers import target
+
+            @target("command://", argv=["run", "{nope}"])
+            """,
+        )
