@@ -21,7 +21,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 payloads = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
-event_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-:/]{0,30}", fullmatch=True)
+event_names = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.\-:/@+]{0,30}", fullmatch=True)
 
 
 @st.composite

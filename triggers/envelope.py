@@ -36,7 +36,8 @@ from triggers.errors import EventDecodeError, PublishError
 
 __all__ = ["Envelope", "KafkaRecord", "decode", "encode", "make_envelope", "validate_event_name"]
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-:/]{0,254}")
+# `@` and `+`: Metaflow's end events name the branch, which names the user (an e-mail).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-:/@+]{0,254}")
 _JSON_TYPES = (b"application/json", b"text/json")
 _STRUCTURED = b"application/cloudevents"  # the binding's prefix for structured mode
 _JSON_FORMAT = b"application/cloudevents+json"
@@ -82,7 +83,7 @@ def validate_event_name(name: object, *, error: type[Exception] = PublishError) 
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise error(
             f"invalid event name {name!r}: use 1-255 characters from letters, digits and "
-            "`_ . - : /`, starting with a letter or digit (e.g. 'data_updated')."
+            "`_ . - : / @ +`, starting with a letter or digit (e.g. 'data_updated')."
         )
     return name
 

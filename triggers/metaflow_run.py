@@ -68,7 +68,7 @@ def metaflow_argv(
         top += ["--branch", flow.given_branch]
     if flow.production:
         top.append("--production")
-    for upstream in _upstream_runs(context, folder):
+    for upstream in _upstream_runs(flow, context, folder):
         top += ["--trigger", upstream]
     parameters: list[str] = []
     for name, value in context.parameters.items():
@@ -88,19 +88,21 @@ def _text(value: Any) -> str:
     return json.dumps(value)
 
 
-def _upstream_runs(context: RunContext, folder: Path) -> list[str]:
-    """The Metaflow runs whose end events triggered this one (``Flow/run_id``), for
-    Metaflow's ``--trigger``, which gives the steps ``current.trigger``. Metaflow allows it
-    only for runs its metadata knows, so only runs in the local metadata here are named."""
+def _upstream_runs(flow: MetaflowRun, context: RunContext, folder: Path) -> list[str]:
+    """The Metaflow runs whose end events triggered this one through its
+    ``@trigger_on_finish`` (``Flow/run_id``), for Metaflow's ``--trigger``, which gives the
+    steps ``current.trigger``. Metaflow allows it only for runs its metadata knows, so only
+    runs in the local metadata here are named."""
     if os.environ.get("METAFLOW_DEFAULT_METADATA", "local") != "local":
         return []
     root = Path(os.environ.get("METAFLOW_DATASTORE_SYSROOT_LOCAL") or folder) / ".metaflow"
     runs = []
     for event in context.events:
-        flow, run_id = event.payload.get("flow_name"), event.payload.get("run_id")
-        ended = event.name.startswith("metaflow.") and event.name.endswith(".end")
-        if ended and flow and run_id and (root / str(flow) / str(run_id)).is_dir():
-            runs.append(f"{flow}/{run_id}")
+        if event.name not in flow.upstream_events:
+            continue
+        upstream, run_id = event.payload.get("flow_name"), event.payload.get("run_id")
+        if upstream and run_id and (root / str(upstream) / str(run_id)).is_dir():
+            runs.append(f"{upstream}/{run_id}")
     return runs
 
 

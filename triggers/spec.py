@@ -370,6 +370,11 @@ class MetaflowRun(_Frozen):
     owner: str | None = Field(
         None, description="METAFLOW_OWNER of a user branch, so every worker names it alike."
     )
+    upstream_events: tuple[str, ...] = Field(
+        (),
+        description="The end events its @trigger_on_finish waits for: a run they start gets "
+        "Metaflow's --trigger, which only such flows take.",
+    )
 
     @property
     def project_flow_name(self) -> str:

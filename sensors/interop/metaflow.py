@@ -23,6 +23,7 @@ parses its own parameters.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import sys
@@ -32,9 +33,11 @@ from types import ModuleType
 from typing import Any
 
 import pydantic_core
+from pydantic import ValidationError
 
 from sensors.runs.models import RunRecord
-from triggers.declarations import class_target
+from triggers.declarations import class_target, first_error
+from triggers.envelope import validate_event_name
 from triggers.errors import DeclarationError
 from triggers.filters import Filter
 from triggers.params import ParamSpec
@@ -104,7 +107,18 @@ def _spec(cls: type, path: Path) -> FlowSpec:
     except (MetaflowException, DeclarationError) as exc:
         reason = exc.message if isinstance(exc, MetaflowException) else str(exc)
         raise DeclarationError(f"Metaflow flow {name} in {path}: {reason}") from None
-    run = MetaflowRun(flow=name, **project)
+    upstreams = [t for t in triggers if t.name == "trigger_on_finish"]
+    run = MetaflowRun(
+        flow=name,
+        **project,
+        upstream_events=tuple(d.name for t in upstreams for d in t.dependencies),
+    )
+    try:
+        validate_event_name(run.end_event, error=DeclarationError)
+    except DeclarationError as exc:
+        raise DeclarationError(
+            f"Metaflow flow {name} in {path}: its end event cannot be published: {exc}"
+        ) from None
     return FlowSpec(
         name=name,
         entrypoint=Entrypoint(function=name, path=str(path.resolve()), metaflow=run),
@@ -142,19 +156,62 @@ class _NoMetadata:
         pass
 
 
+_READ = ("project", "trigger", "trigger_on_finish")  # in this order: names use the project
+_IGNORED = ("schedule",)  # flow decorators with a meaning tripwire does not bring over
+
+
 def _initialised(flow: Any) -> dict[str, list[Any]]:
-    """The flow's decorators, after Metaflow's own ``flow_init`` and deploy-time hooks."""
-    decorators: dict[str, list[Any]] = dict(flow._flow_decorators)
-    for group in decorators.values():
-        for deco in group:
-            deco.external_init()
-    for group in decorators.values():
-        for deco in group:
-            options = {k.replace("-", "_"): v["default"] for k, v in deco.options.items()}
-            deco.flow_init(flow, flow._graph, None, None, _NoMetadata(), None, _quiet, options)
-    for deco in (*decorators.get("trigger", ()), *decorators.get("trigger_on_finish", ())):
-        deco.format_deploytime_value()
+    """The flow's ``@project``, ``@trigger`` and ``@trigger_on_finish``, after Metaflow's
+    own ``flow_init`` and deploy-time hooks (the others need a datastore or an environment,
+    and say nothing about when the flow runs)."""
+    decorators = {k: v for k, v in flow._flow_decorators.items() if k in _READ}
+    for name in sorted(set(flow._flow_decorators) & set(_IGNORED)):
+        log.warning("Metaflow flow %s: @%s is not brought over to tripwire", flow.name, name)
+    _deploy_context(flow)
+    for name in _READ:
+        for deco in decorators.get(name, ()):
+            where = f"@{name}"
+            try:
+                deco.external_init()
+                # The defaults of its command-line options, as the class declares them.
+                options = {k.replace("-", "_"): v["default"] for k, v in type(deco).options.items()}
+                deco.flow_init(flow, flow._graph, None, None, _NoMetadata(), None, _quiet, options)
+                if name != "project":
+                    deco.format_deploytime_value()
+            except (DeclarationError, _metaflow_error()):
+                raise
+            except Exception as exc:
+                raise DeclarationError(f"{where}: {type(exc).__name__}: {exc}") from None
     return decorators
+
+
+def _metaflow_error() -> type[Exception]:
+    from metaflow.exception import MetaflowException
+
+    return MetaflowException
+
+
+class _LocalDatastore:
+    """What Metaflow's parameter context reads of a datastore: its type."""
+
+    TYPE = "local"
+
+
+def _deploy_context(flow: Any) -> None:
+    """What Metaflow's command line sets up before deploy-time values are computed (a
+    callable event name, such as ``namespaced_event_name``, reads it)."""
+    from metaflow import current, parameters
+    from metaflow.flowspec import FlowStateItems
+    from metaflow.user_configs.config_parameters import ConfigValue
+
+    configs = type(flow)._flow_state[FlowStateItems.CONFIGS].items()
+    current._set_env(flow=flow, is_running=False)
+    parameters.set_parameter_context(
+        flow.name,
+        _quiet,
+        _LocalDatastore(),
+        {k: v if plain or v is None else ConfigValue(v) for k, (v, plain) in configs},
+    )
 
 
 def _quiet(*args: Any, **kwargs: Any) -> None:
@@ -208,20 +265,27 @@ def _events(
                 "(Metaflow's rule)."
             )
         mapping = dict(event.get("parameters") or {})
-        if len(events) == 1 and not mapping:
-            mapping = {spec.name: spec.name for spec in parameters.values()}  # Metaflow's default
-        dependencies.append(_dependency(name, mapping, parameters, seen))
+        implicit = len(events) == 1 and not mapping
+        if implicit:  # Metaflow's default: every parameter from the field of its name
+            mapping = {spec.name: spec.name for spec in parameters.values()}
+        dependencies.append(_dependency(name, mapping, parameters, seen, checked=not implicit))
     return dependencies
 
 
 def _dependency(
-    name: str, mapping: dict[str, str], parameters: dict[str, ParamSpec], seen: set[str]
+    name: str,
+    mapping: dict[str, str],
+    parameters: dict[str, ParamSpec],
+    seen: set[str],
+    *,
+    checked: bool = True,
 ) -> EventDependency:
-    """One event of ``@trigger``: its parameters, and a filter for each required one."""
+    """One event of ``@trigger``: its parameters, and a filter for each required one.
+    ``checked``: the user wrote the payload keys, so Metaflow's rule for them applies."""
     mapped: dict[str, str] = {}
     filters = []
     for param, field in mapping.items():
-        if not _PAYLOAD_KEY.match(field):
+        if checked and not _PAYLOAD_KEY.match(field):
             raise DeclarationError(
                 f"@trigger: payload key {field!r} of event {name!r} may hold only letters, "
                 "digits and '_' (Metaflow's rule)."
@@ -240,8 +304,14 @@ def _dependency(
         mapped[spec.name] = field
         if spec.required:
             # Argo's sensor lets through only events that carry every required field.
-            filters.append(Filter(path=f"$.{field}", op="exists", value=True))
+            filters.append(Filter(path=_field(field), op="exists", value=True))
     return EventDependency(name=name, dep=name, parameters=mapped, filters=tuple(filters))
+
+
+def _field(key: str) -> str:
+    """The JSONPath of top-level payload field ``key``, bracketed: ``$.where`` would read
+    a reserved word, ``$.1abc`` a number."""
+    return "$[" + json.dumps(key) + "]"
 
 
 def _reset_at(options: dict[str, Any]) -> ScheduleSpec | None:
@@ -258,8 +328,8 @@ def _reset_at(options: dict[str, Any]) -> ScheduleSpec | None:
         )
     try:
         return ScheduleSpec(cron=reset["cron"], tz=reset.get("timezone") or "UTC")
-    except ValueError as exc:
-        raise DeclarationError(f"options['reset_at']: {exc}") from None
+    except ValidationError as exc:
+        raise DeclarationError(f"options['reset_at']: {first_error(exc)}") from None
 
 
 def _upstreams(decorators: dict[str, list[Any]], project: dict[str, Any]) -> list[EventDependency]:
@@ -277,7 +347,7 @@ def _upstreams(decorators: dict[str, list[Any]], project: dict[str, Any]) -> lis
             )
         qualified = ".".join(v for v in (project_name, branch_name, upstream["flow"]) if v)
         filters = tuple(
-            Filter(path=f"$.{key}", op="==", value=value)
+            Filter(path=_field(key), op="==", value=value)
             for key, value in (("project_name", project_name), ("branch_name", branch_name))
             if value
         )
@@ -296,16 +366,24 @@ def end_event(run: RunRecord, at: datetime) -> tuple[str, str, dict[str, Any]] |
         return None
     flow = MetaflowRun.model_validate(declared)
     reported = (run.outputs or {}).get("metaflow") or {}
-    run_id, end_task = reported.get("run_id"), reported.get("end_task")
-    task_id = end_task.rsplit("/", 1)[-1] if end_task else None
-    event_id = end_task or f"tripwire:{run.project}.{run.domain}.{run.name}:end"
+    end_task = reported.get("end_task")
+    if not isinstance(end_task, str) or end_task.count("/") != 3:
+        # Consumers read the run from the id (Metaflow's current.trigger does): no pathspec,
+        # no event. A command:// run, or a run whose client could not name its end task.
+        log.warning(
+            "run %s: no end event %s, since its Metaflow end task is unknown",
+            run.name,
+            flow.end_event,
+        )
+        return None
+    _, run_id, step_name, task_id = end_task.split("/")
     payload: dict[str, Any] = {
-        "id": event_id,
+        "id": end_task,
         "name": flow.end_event,
         "pathspec": end_task,
         "flow_name": flow.flow,
         "run_id": run_id,
-        "step_name": "end",
+        "step_name": step_name,
         "task_id": task_id,
         "timestamp": int(at.timestamp()),
         "utc_date": at.astimezone(UTC).strftime("%Y%m%d"),
@@ -314,11 +392,12 @@ def end_event(run: RunRecord, at: datetime) -> tuple[str, str, dict[str, Any]] |
         "tripwire_run": run.name,
     }
     if flow.project:
-        payload |= {
+        project = {
             "project_name": flow.project,
             "branch_name": flow.branch,
             "is_user_branch": flow.branch is not None and flow.branch.startswith("user."),
             "is_production": flow.production,
             "project_flow_name": flow.project_flow_name,
         }
-    return flow.end_event, event_id, payload
+        payload |= {k: v for k, v in project.items() if v}  # Metaflow leaves out what is not
+    return flow.end_event, end_task, payload

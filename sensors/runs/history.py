@@ -38,6 +38,7 @@ __all__ = [
     "move_attempt",
     "history",
     "mark_published",
+    "runs_of",
     "start_attempt",
     "take_claim",
     "take_retry",

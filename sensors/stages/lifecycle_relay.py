@@ -36,6 +36,7 @@ from sensors.runs.outages import log_failure
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
 from triggers.envelope import KafkaRecord, encode, make_envelope
+from triggers.errors import PublishError
 from triggers.settings import Settings
 from triggers.spec import RUN_EVENT_TYPE
 
@@ -140,13 +141,20 @@ class LifecycleRelay:
         }
         records = []
         for run in await runs_history.runs_of(self._store, list(ended.values())):
-            event = end_event(run, ended[run.key].at)
-            if event is not None:
-                name, event_id, payload = event
+            at = ended[run.key].at
+            event = end_event(run, at)
+            if event is None:
+                continue
+            name, event_id, payload = event
+            try:
                 envelope, _ = make_envelope(
-                    name, payload, id=event_id, source="tripwire://metaflow", time=ended[run.key].at
+                    name, payload, id=event_id, source="tripwire://metaflow", time=at
                 )
-                records.append(encode(envelope))
+            except PublishError as exc:
+                # One run's end event must never hold back the lifecycle of every run.
+                log.error("run %s: its Metaflow end event cannot be published: %s", run.name, exc)
+                continue
+            records.append(encode(envelope))
         return records
 
     async def _send(self, record: KafkaRecord) -> asyncio.Future[Any]:

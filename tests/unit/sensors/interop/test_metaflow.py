@@ -3,17 +3,22 @@ Workflows integration gives them (sensors.interop.metaflow)."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from sensors.core.filters import rejection
 from sensors.interop.metaflow import METAFLOW_WINDOW, end_event, metaflow_flows
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
+from triggers.current import RunContext
+from triggers.envelope import Envelope, make_envelope
 from triggers.errors import DeclarationError
 from triggers.loader import load_file
+from triggers.metaflow_run import metaflow_argv
 from triggers.spec import FlowSpec
 
 _FLOW = """
@@ -61,7 +66,7 @@ def test_one_event_without_parameters_fills_every_parameter_by_name(tmp_path: Pa
         "day": "day",
     }
     # the required parameter's field must be there for the event to count
-    assert [(f.path, f.op, f.value) for f in dep.filters] == [("$.table", "exists", True)]
+    assert [(f.path, f.op, f.value) for f in dep.filters] == [('$["table"]', "exists", True)]
     assert trigger.within == METAFLOW_WINDOW and trigger.reset_at is None
     assert {p.name: (p.required, p.default) for p in flow.parameters} == {
         "table": (True, None),
@@ -88,7 +93,7 @@ def test_the_dict_and_the_list_of_strings_and_pairs_forms(tmp_path: Path) -> Non
     )
     orders, quality = flow.triggers[0].dependencies
     assert orders.parameters == {"table": "table_name"}
-    assert [f.path for f in orders.filters] == ["$.table_name"]
+    assert [f.path for f in orders.filters] == ['$["table_name"]']
     assert quality.parameters == {"rows": "rows", "day": "date"} and quality.filters == ()
 
 
@@ -143,8 +148,8 @@ def test_trigger_on_finish_waits_for_the_end_event_metaflow_names(tmp_path: Path
     up, side = trigger.dependencies
     assert up.name == "metaflow.shop.user.ann.Up.end"
     assert [(f.path, f.value) for f in up.filters] == [
-        ("$.project_name", "shop"),
-        ("$.branch_name", "user.ann"),
+        ('$["project_name"]', "shop"),
+        ('$["branch_name"]', "user.ann"),
     ]
     assert side.name == "metaflow.other.prod.Side.end" and side.parameters == {}
     run = flow.entrypoint.metaflow
@@ -178,22 +183,7 @@ def test_one_flow_per_file(tmp_path: Path) -> None:
 def test_the_end_event_is_metaflows_with_the_end_tasks_pathspec_as_its_id(tmp_path: Path) -> None:
     [flow] = flows(tmp_path, '@project(name="shop")')
     at = datetime(2026, 12, 4, 10, tzinfo=UTC)
-    run = RunRecord.model_validate(
-        {
-            "project": "p",
-            "domain": "d",
-            "name": "loadflow-1",
-            "flow": "LoadFlow",
-            "target": "local://",
-            "entrypoint": flow.entrypoint.model_dump(),
-            "parameters": {},
-            "events": [],
-            "phase": WorkflowPhase.SUCCEEDED,
-            "created_at": at,
-            "updated_at": at,
-            "outputs": {"metaflow": {"run_id": "7", "end_task": "LoadFlow/7/end/3"}},
-        }
-    )
+    run = _succeeded(flow, at, {"metaflow": {"run_id": "7", "end_task": "LoadFlow/7/end/3"}})
     event = end_event(run, at)
     assert event is not None
     name, event_id, payload = event
@@ -235,7 +225,7 @@ def test_a_command_target_is_checked_against_metaflows_parameters(tmp_path: Path
         """,
     )
     assert flow.target == "command://"
-    with pytest.raises(DeclarationError, match="LoadFlow.*nope"):
+    with pytest.raises(DeclarationError, match=r"LoadFlow.*nope"):
         flows(
             tmp_path,
             """
@@ -244,3 +234,111 @@ def test_a_command_target_is_checked_against_metaflows_parameters(tmp_path: Path
             @target("command://", argv=["run", "{nope}"])
             """,
         )
+
+
+def test_a_required_field_named_like_a_jsonpath_word_still_counts(tmp_path: Path) -> None:
+    # "where" is a reserved word of JSONPath, and "my-p" no payload key Metaflow allows in a
+    # mapping: the default mapping reads them all the same, as Metaflow's sensor does
+    file = tmp_path / "odd.py"
+    file.write_text(
+        _FLOW.replace(
+            'table = Parameter("table", required=True)',
+            'where = Parameter("where", '
+            'required=True)\n    dashed = Parameter("my-p", default="x")',
+        ).format(decorators='@trigger(event="orders")', name="OddFlow")
+    )
+    [flow] = metaflow_flows(load_file(file), file)
+    [dep] = flow.triggers[0].dependencies
+    assert dep.parameters is not None and dep.parameters["my-p"] == "my-p"
+
+    def rejects(payload: dict[str, object]) -> str | None:
+        event = Envelope(name="orders", id="1", source="s", time=None, payload=payload)
+        return rejection(dep, event, datetime.now(UTC))
+
+    assert rejects({"where": "eu"}) is None and rejects({"other": 1}) is not None
+
+
+def test_a_namespaced_event_name_resolves_under_the_project(tmp_path: Path) -> None:
+    decorators = """
+        from metaflow import namespaced_event_name
+
+        @project(name="shop")
+        @trigger(event=namespaced_event_name("ready"))
+        """
+    [flow] = flows(tmp_path, decorators)
+    assert flow.triggers[0].dependencies[0].name == "mfns.shop.user.ann.ready"
+    [again] = flows(tmp_path, decorators)  # the same module, read a second time
+    assert again == flow
+
+
+def test_decorators_that_need_a_datastore_are_left_alone(tmp_path: Path) -> None:
+    [flow] = flows(
+        tmp_path,
+        """
+        from metaflow import pypi_base
+
+        @pypi_base(packages={"pandas": "2.2.0"})
+        @trigger(event="orders")
+        """,
+    )
+    assert [d.name for d in flow.triggers[0].dependencies] == ["orders"]
+
+
+def test_a_user_branch_named_after_an_e_mail_publishes_its_end_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("METAFLOW_USER", "ann.lee+ci@corp.com")
+    monkeypatch.setenv("USER", "ann.lee+ci@corp.com")
+    [flow] = flows(tmp_path, '@project(name="shop")')
+    run = flow.entrypoint.metaflow
+    assert run is not None
+    assert run.end_event == "metaflow.shop.user.ann.lee+ci@corp.com.LoadFlow.end"
+    assert make_envelope(run.end_event, {})[0].name == run.end_event
+
+
+def test_only_the_end_events_of_trigger_on_finish_give_metaflows_trigger_option(
+    tmp_path: Path,
+) -> None:
+    [flow] = flows(tmp_path, '@trigger_on_finish(flow="Up")')
+    mf = flow.entrypoint.metaflow
+    assert mf is not None and mf.upstream_events == ("metaflow.Up.end",)
+    (tmp_path / ".metaflow" / "Up" / "5").mkdir(parents=True)
+    end = {"flow_name": "Up", "run_id": "5"}
+    file = tmp_path / "context.json"
+    events = [
+        {"name": "metaflow.Up.end", "id": "Up/5/end/2", "payload": end},
+        {"name": "metaflow.Other.end", "id": "Other/5/end/2", "payload": end},
+    ]
+    context = {"run_name": "r", "project": "p", "domain": "d", "flow": "LoadFlow"}
+    file.write_text(json.dumps({**context, "parameters": {"table": "t"}, "events": events}))
+    context = RunContext.load(file)
+    argv = metaflow_argv("load.py", mf, context, tmp_path / "id", tmp_path)
+    assert argv[argv.index("--trigger") + 1] == "Up/5" and argv.count("--trigger") == 1
+    plain = mf.model_copy(update={"upstream_events": ()})
+    assert "--trigger" not in metaflow_argv("load.py", plain, context, tmp_path / "id", tmp_path)
+
+
+def test_no_end_event_without_the_end_tasks_pathspec(tmp_path: Path) -> None:
+    [flow] = flows(tmp_path, "")
+    at = datetime(2026, 12, 4, 10, tzinfo=UTC)
+    run = _succeeded(flow, at, {"metaflow": {"run_id": "7", "end_task": None}})
+    assert end_event(run, at) is None
+
+
+def _succeeded(flow: FlowSpec, at: datetime, outputs: dict[str, object]) -> RunRecord:
+    return RunRecord.model_validate(
+        {
+            "project": "p",
+            "domain": "d",
+            "name": "loadflow-1",
+            "flow": flow.name,
+            "target": "local://",
+            "entrypoint": flow.entrypoint.model_dump(),
+            "parameters": {},
+            "events": [],
+            "phase": WorkflowPhase.SUCCEEDED,
+            "created_at": at,
+            "updated_at": at,
+            "outputs": outputs,
+        }
+    )
