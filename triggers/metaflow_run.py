@@ -23,6 +23,9 @@ from triggers.spec import Entrypoint, MetaflowRun
 
 __all__ = ["metaflow_argv", "run_metaflow"]
 
+_USER_VARIABLES = ("METAFLOW_USER", "SUDO_USER", "USERNAME", "USER")
+"""Where Metaflow looks for the user a run is for (it does not count root)."""
+
 
 def run_metaflow(
     entrypoint: Entrypoint, context: RunContext, context_file: Path, result_file: Path
@@ -39,6 +42,10 @@ def run_metaflow(
         env = {"TRIPWIRE_RUN_CONTEXT": str(context_file.resolve())}
         if flow.owner:
             env["METAFLOW_OWNER"] = flow.owner  # the user branch it was deployed on
+        if not any(os.environ.get(name) not in (None, "", "root") for name in _USER_VARIABLES):
+            # Metaflow refuses to run for nobody, and root is nobody to it; a pod often has no
+            # user, and Argo sets one too.
+            env["METAFLOW_USER"] = flow.owner or "tripwire"
         done = run_process(argv, env, str(folder), result_file)
         if isinstance(done, int):
             return done
