@@ -156,3 +156,43 @@ async def test_reset_at_drops_what_was_held_before_the_tick(
     assert sorted(e["name"] for e in run.events) == ["mf.reset.a", "mf.reset.b"]
     assert all(e["time"] != before_midnight.isoformat() for e in run.events)
     assert len(await _runs_of(store, "ResetFlow")) == 1
+
+
+def test_a_run_with_no_user_name_runs_as_the_user_it_was_deployed_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a flow deployed by ann, run where Metaflow finds no user (root does not count)
+    folder = shutil.copytree(FLOWS, tmp_path / "flows")
+    monkeypatch.setenv("USER", "ann")
+    [flow] = [f for f in discover_flows([folder]) if f.name == "UpstreamFlow"]
+    for name in ("METAFLOW_USER", "SUDO_USER", "USERNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("USER", "root")
+    monkeypatch.setenv("METAFLOW_HOME", str(tmp_path / "metaflow-home"))
+    context = tmp_path / "context.json"
+    context.write_text(
+        json.dumps(
+            {
+                "run_name": "upstream-1",
+                "project": "p",
+                "domain": "d",
+                "flow": flow.name,
+                "entrypoint": flow.entrypoint.model_dump(),
+                "parameters": {"note": "hi"},
+                "events": [],
+            }
+        )
+    )
+    result = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "triggers.run", "--context", str(context), "--result", str(result)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    # Then Metaflow ran it, on ann's user branch
+    assert done.returncode == 0, done.stdout + done.stderr
+    outcome = json.loads(result.read_text())
+    assert outcome["ok"] and outcome["outputs"]["metaflow"]["pathspec"].startswith("UpstreamFlow/")
+    assert "Unknown user" not in done.stdout + done.stderr
