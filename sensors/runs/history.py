@@ -8,7 +8,7 @@ written in the transaction that makes the change, and published from there by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +38,7 @@ __all__ = [
     "move_attempt",
     "history",
     "mark_published",
+    "relay_changes",
     "runs_of",
     "start_attempt",
     "take_claim",
@@ -281,6 +282,58 @@ async def unpublished_changes(store: RunStore, limit: int = 500) -> list[PhaseCh
     async with store.connection() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [PhaseChange.model_validate(utc_row(r)) for r in rows]
+
+
+async def relay_changes(
+    store: RunStore,
+    send: Callable[[list[PhaseChange]], Awaitable[None]],
+    limit: int = 500,
+) -> int:
+    """Hand the oldest unpublished changes to ``send``, and mark them published once it
+    returned; return how many. If ``send`` raises, none is marked.
+
+    On PostgreSQL the changes are claimed: locked in a transaction until they are marked
+    (``FOR UPDATE SKIP LOCKED``), so the relays of several workers never send one twice.
+    A relay takes no change of a run while an earlier change of that run is unpublished,
+    so each run's changes go out in order whichever relay sends them. On SQLite one
+    process relays, and holding its one write lock while the broker answers would stall
+    every write, so it reads, sends, then marks.
+    """
+    if store.sqlite:
+        changes = await unpublished_changes(store, limit)
+        if changes:
+            await send(changes)
+            await mark_published(store, [c.id for c in changes])
+        return len(changes)
+    earlier = run_phases.alias("earlier")
+    query = (
+        sa.select(run_phases)
+        .where(
+            run_phases.c.published_at.is_(None),
+            ~sa.exists().where(
+                earlier.c.project == run_phases.c.project,
+                earlier.c.domain == run_phases.c.domain,
+                earlier.c.name == run_phases.c.name,
+                earlier.c.id < run_phases.c.id,
+                earlier.c.published_at.is_(None),
+            ),
+        )
+        .order_by(run_phases.c.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    async with store.connection(write=True) as conn:
+        rows = (await conn.execute(query)).mappings().all()
+        changes = [PhaseChange.model_validate(utc_row(r)) for r in rows]
+        if changes:
+            await send(changes)
+            published = (
+                run_phases.update()
+                .where(run_phases.c.id.in_([c.id for c in changes]))
+                .values(published_at=datetime.now(UTC))
+            )
+            await conn.execute(published)
+    return len(changes)
 
 
 async def runs_of(store: RunStore, changes: Sequence[PhaseChange]) -> list[RunRecord]:

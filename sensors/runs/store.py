@@ -91,6 +91,11 @@ class RunStore:
             ThreadPoolExecutor(1, thread_name_prefix="tripwire-store") if writer else None
         )
 
+    @property
+    def sqlite(self) -> bool:
+        """Whether the store is SQLite, whose writers take turns (one file, one writer)."""
+        return self._writing is not None
+
     @classmethod
     async def open(cls, url: str, *, migrate: bool = True) -> RunStore:
         """Connect to ``url`` and bring its schema up to date.

@@ -115,9 +115,13 @@ class LifecycleRelay:
 
     async def relay_once(self) -> int:
         """Publish one batch of unpublished changes; return how many went out."""
-        changes = await runs_history.unpublished_changes(self._store, limit=_BATCH)
-        if not changes:
-            return 0
+        sent = await runs_history.relay_changes(self._store, self._publish, limit=_BATCH)
+        self.published += sent
+        return sent
+
+    async def _publish(self, changes: list[PhaseChange]) -> None:
+        """Send ``changes`` (and the end events of the Metaflow runs they end) and wait
+        until the broker has them all."""
         topic = self._settings.topic_run_events
         acks = [await self._send(record) for record in await self._end_events(changes)]
         for change in changes:
@@ -128,9 +132,6 @@ class LifecycleRelay:
                 )
             )
         await asyncio.gather(*acks)
-        await runs_history.mark_published(self._store, [c.id for c in changes])
-        self.published += len(changes)
-        return len(changes)
 
     async def _end_events(self, changes: list[PhaseChange]) -> list[KafkaRecord]:
         """The end events of the Metaflow runs among the runs that ``changes`` end well."""

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from sensors.runs import history as runs_history
-from sensors.runs.models import RunRecord
+from sensors.runs.models import PhaseChange, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
@@ -174,3 +176,68 @@ async def _claimed_not_started(store: RunStore) -> RunRecord | None:
 async def _with_pid(store: RunStore) -> RunRecord | None:
     running = await store.list_runs(phase=WorkflowPhase.RUNNING, limit=100)
     return next((r for r in running if r.pid), None)
+
+
+async def test_three_workers_on_postgresql_publish_each_lifecycle_event_once(
+    chaos_env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    # four partitions: each of the three workers gets some
+    env = {**chaos_env, "TRIPWIRE_DATABASE_URL": pg_url, "TRIPWIRE_TOPIC_PARTITIONS": "4"}
+    log, expected = tmp_path / "workers.log", Expected()
+    async with await RunStore.open(pg_url) as store:
+        with (
+            worker([CHAOS_FLOWS], env, log) as one,
+            worker([CHAOS_FLOWS], env, log) as two,
+            worker([CHAOS_FLOWS], env, log) as three,
+        ):
+            for process in (one, two, three):
+                await ready(process, log, times=3)
+            # Given three workers relaying one outbox while runs come and go
+            await expected.stream(ticks=30, pairs=6)
+            await expected.exactly_once(store)
+            await eventually(
+                lambda: _all_published(store), "every phase change published", timeout=60
+            )
+            changes = await _all_changes(store)
+    # Then each phase change is on the topic once, and each run's changes in order
+    records = await _whole_topic(env["TRIPWIRE_KAFKA_BOOTSTRAP"], env["TRIPWIRE_TOPIC_RUN_EVENTS"])
+    ids = [dict(r.headers)["ce_id"].decode() for r in records]
+    repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
+    assert not repeated, f"published more than once: {repeated[:10]}"
+    project, domain = changes[0].project, changes[0].domain
+    assert set(ids) == {f"{project}.{domain}.phase-{c.id}" for c in changes}
+    by_run: dict[bytes, list[int]] = {}
+    for record in records:  # one run's events share a key, so a partition, so an order
+        by_run.setdefault(record.key, []).append(int(dict(record.headers)["ce_id"].split(b"-")[-1]))
+    assert all(order == sorted(order) for order in by_run.values())
+
+
+async def _all_changes(store: RunStore) -> list[PhaseChange]:
+    runs = await store.list_runs(limit=10_000)
+    return [c for run in runs for c in await runs_history.history(store, *run.key)]
+
+
+async def _all_published(store: RunStore) -> bool:
+    return not await runs_history.unpublished_changes(store, limit=1)
+
+
+async def _whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+    """Every record of ``topic``, from its start to its end as of now."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            await consumer.topics()
+            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while [p for p in partitions if await consumer.position(p) < ends[p]]:
+            batches = await consumer.getmany(timeout_ms=1000)
+            for batch in batches.values():
+                records.extend(batch)
+        return records
+    finally:
+        await consumer.stop()
