@@ -14,6 +14,7 @@ import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -26,9 +27,12 @@ from sensors.core.wire import key_partition
 from sensors.egress import sink_for
 from sensors.egress.stage import EgressStage
 from sensors.launchers import by_url
+from sensors.launchers.attempts import this_host, worker_name
 from sensors.launchers.base import Launcher, family_of
+from sensors.runs import workers
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
 from sensors.runs.objects import ObjectStore
+from sensors.runs.outages import log_failure
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
@@ -107,6 +111,8 @@ class Engine:
         """Connect to the store and the broker, deploy the sensors and start consuming."""
         try:
             self.store = await RunStore.open(self.settings.store_url)
+            await self._beat(self.store, datetime.now(UTC))
+            self._spawn(self._heartbeat(self.store), "tripwire heartbeat")
             await self._adopt()
             deployed = await self._deploy(self.store)
             await self._make_topics()
@@ -287,6 +293,27 @@ class Engine:
                 mark = latest
             except Exception:
                 log.exception("reading the deployed flows failed; retrying")
+
+    async def _heartbeat(self, store: RunStore) -> None:
+        """Write this worker's heartbeat every ``worker_heartbeat`` seconds; when another
+        worker's stops, settle what it left (:mod:`sensors.runs.workers`)."""
+        started = datetime.now(UTC)
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), self.settings.worker_heartbeat)
+            if self._stop.is_set():
+                return
+            if await self._beat(store, started):
+                await self._adopt()
+
+    async def _beat(self, store: RunStore, started: datetime) -> bool:
+        """One heartbeat; whether it found workers gone since the last."""
+        try:
+            await workers.beat(store, worker_name(), this_host(), started)
+            return bool(await workers.mark_gone(store, self.settings.worker_heartbeat))
+        except Exception:
+            log_failure(log, "writing this worker's heartbeat failed; trying again")
+            return False
 
     def serve(self, deployed: list[Sensor]) -> None:
         """Route to ``deployed`` from the next batch on; keep the state of unchanged sensors."""

@@ -276,6 +276,19 @@ class Settings(BaseSettings):
         "out of memory, its worker lost) is started again, apart from the flow's own "
         "`retries` for exceptions; like Flyte's system retries. 0: such a run fails (SYSTEM).",
     )
+    worker_host: str | None = Field(
+        None,
+        description="The host a worker names itself after (default: the machine's hostname). "
+        "Workers of one host tell whether another still runs from its process; workers of "
+        "different hosts from its heartbeat. Give each machine its own name.",
+    )
+    worker_heartbeat: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds between a worker's heartbeats in the run store. One silent for "
+        "six of them is gone: any live worker settles the runs it left.",
+    )
     run_context: Path | None = Field(
         None,
         description="Set by the engine in a run's process: the JSON file describing the run.",

@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -20,6 +20,7 @@ from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from triggers.errors import IllegalTransitionError
+from triggers.settings import get_settings
 
 __all__ = [
     "ADOPT_EVERY",
@@ -33,6 +34,7 @@ __all__ = [
     "run_error",
     "system_error",
     "take_over",
+    "this_host",
     "worker_alive",
     "worker_here",
     "worker_name",
@@ -82,7 +84,14 @@ def worker_name() -> str:
     where neither can be read. Named once per process; a forked child names itself anew.
     """
     pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_instance(pid)}"
+    return f"{this_host()}:{pid}:{_instance(pid)}"
+
+
+def this_host() -> str:
+    """The host this worker names itself after: ``TRIPWIRE_WORKER_HOST``, else the machine's
+    hostname. Workers of one host tell each other's liveness from pids; workers of
+    different hosts from heartbeats (:mod:`sensors.runs.workers`)."""
+    return get_settings().worker_host or socket.gethostname()
 
 
 @functools.cache  # by pid, so that a forked child does not inherit its parent's
@@ -96,7 +105,7 @@ def worker_here(name: str | None) -> WorkerName | None:
     and, where the name tells, in this pid namespace. None for any other worker, and for
     what is no worker's name."""
     worker = WorkerName.parse(name)
-    if worker is None or worker.host != socket.gethostname():
+    if worker is None or worker.host != this_host():
         return None
     if worker.namespace is not None and worker.namespace != pid_namespace():
         return None  # another container with the same hostname: its pids are not ours
@@ -242,15 +251,20 @@ async def take_over(
 
 
 async def reclaim(
-    store: RunStore, live: list[RunRecord], family: str, stale: datetime, worker: str
+    store: RunStore,
+    live: list[RunRecord],
+    family: str,
+    stale: datetime,
+    worker: str,
+    gone: Container[str] = (),
 ) -> list[RunRecord]:
     """Claim again the ``live`` runs of ``family`` whose worker died after claiming them
     (QUEUED -> RUNNING) and before their first attempt began; the caller starts them.
 
     A claimer on this host is dead when its process start is (:func:`worker_alive`); one
-    elsewhere when the claim is older than ``stale`` (remote launchers begin an attempt as
-    soon as they claim; a local run may wait for a slot, so only its own host can tell it is
-    orphaned: pass a ``stale`` that never comes for it)."""
+    elsewhere when its heartbeat stopped (named in ``gone``), or when the claim is older
+    than ``stale`` (remote launchers begin an attempt as soon as they claim; a local run
+    may wait for a slot, so pass a ``stale`` that never comes for it)."""
     taken = []
     for run in live:
         if run.phase != WorkflowPhase.RUNNING or family_of(run.target) != family:
@@ -261,7 +275,7 @@ async def reclaim(
         if claimer is not None:
             if worker_alive(claimer):
                 continue
-        elif run.updated_at > stale:
+        elif run.claimed_by not in gone and run.updated_at > stale:
             continue
         if await runs_history.take_claim(store, *run.key, run.claimed_by, worker):
             log.warning("run %s: %s claimed it and stopped; starting it", run.name, run.claimed_by)

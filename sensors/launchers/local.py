@@ -26,6 +26,7 @@ from typing import Any
 
 from sensors.faults import crash_point
 from sensors.launchers.attempts import (
+    WorkerName,
     begin_attempt,
     end_attempt,
     finish_run,
@@ -34,6 +35,7 @@ from sensors.launchers.attempts import (
     reclaim,
     run_error,
     system_error,
+    this_host,
     worker_alive,
     worker_here,
     worker_name,
@@ -53,6 +55,7 @@ from sensors.launchers.process import (
 )
 from sensors.launchers.zygotes import WarmProcess, Zygotes
 from sensors.runs import history as runs_history
+from sensors.runs import workers
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -64,6 +67,7 @@ __all__ = ["LocalLauncher"]
 log = logging.getLogger(__name__)
 
 # How the run ends when its worker died after recording its last attempt's end.
+_LOST = (AttemptPhase.FAILED, WorkflowPhase.FAILED)
 _SETTLES = {
     AttemptPhase.SUCCEEDED: WorkflowPhase.SUCCEEDED,
     AttemptPhase.FAILED: WorkflowPhase.FAILED,
@@ -139,28 +143,46 @@ class LocalLauncher:
             self._abort_watch = asyncio.create_task(self._watch_aborts(), name="abort watch")
 
     async def adopt(self) -> list[str]:
-        """Take over the local runs of a worker on this host that died; return their names.
+        """Take over the local runs of a worker that died; return their names.
 
-        A run process outlives its worker (it has its own session): one still going
-        is watched from here on, as if this worker had started it; one that ended is
-        settled from its result file, and one that left none ends FAILED (SYSTEM,
+        On this host, a run process outlives its worker (it has its own session): one
+        still going is watched from here on, as if this worker had started it; one that
+        ended is settled from its result file, and one that left none ends FAILED (SYSTEM,
         WorkerLost), so it can be recovered. A run being aborted ends ABORTED.
+
+        A worker on another host is dead when its heartbeat stopped
+        (:mod:`sensors.runs.workers`). What it claimed and had not started, and what
+        waited for a retry, is started here; what it had recorded the end of is ended. A
+        run process it was watching runs there, where nothing here can watch or stop it:
+        its run ends FAILED (SYSTEM, WorkerLost), or ABORTED if it was being aborted.
         """
         if self._adopter is None:
             self._adopter = asyncio.create_task(
                 keep_adopting(self.adopt, _ADOPT_EVERY), name="adopt local runs"
             )
         taken = []
-        live = await live_runs(self._store)
-        never = datetime.min.replace(tzinfo=UTC)  # only this host can tell a local claim died
-        for run in await reclaim(self._store, live, "local", never, self.worker):
+        live = [run for run in await live_runs(self._store) if family_of(run.target) == "local"]
+        latest = {
+            run.name: (await runs_history.attempts(self._store, *run.key))[-1]
+            for run in live
+            if run.attempts
+        }
+        elsewhere = [a.worker for a in latest.values() if a.worker and not worker_here(a.worker)]
+        elsewhere += [r.claimed_by for r in live if r.claimed_by and not worker_here(r.claimed_by)]
+        gone = await workers.gone(self._store, elsewhere, self._settings.worker_heartbeat)
+        never = datetime.min.replace(tzinfo=UTC)  # a local claim waits for a slot, for long
+        for run in await reclaim(self._store, live, "local", never, self.worker, gone):
             self._spawn_later(run)
             taken.append(run.name)
         for run in live:
-            if family_of(run.target) != "local" or not run.attempts:
+            attempt = latest.get(run.name)
+            if attempt is None:
                 continue
-            attempt = (await runs_history.attempts(self._store, *run.key))[-1]
             watcher = worker_here(attempt.worker)
+            if watcher is None and attempt.worker in gone:
+                if await self._settle_elsewhere(run, attempt, gone[attempt.worker]):
+                    taken.append(run.name)
+                continue
             if watcher is None or worker_alive(watcher):
                 continue  # its worker is alive and watching it, or not on this host
             if attempt.phase in _SETTLES:
@@ -194,6 +216,43 @@ class LocalLauncher:
             self._watch(run, self._execute(run, adopted=attempt, slot=False))
             taken.append(run.name)
         return taken
+
+    async def _settle_elsewhere(self, run: RunRecord, attempt: Attempt, last: datetime) -> bool:
+        """Settle a run whose worker on another host stopped heartbeating at ``last``;
+        return whether this worker did (another one may have been first)."""
+        dead = attempt.worker or ""
+        if attempt.phase in _SETTLES:
+            log.warning("run %s: its worker %s stopped; ending it", run.name, dead)
+            await self._finish(run, _SETTLES[attempt.phase], attempt.error)
+            return True
+        if attempt.phase == AttemptPhase.RETRYABLE_FAILED:
+            if not await runs_history.take_retry(
+                self._store, *run.key, attempt.number, dead, self.worker
+            ):
+                return False
+            log.warning("run %s: its worker %s stopped; retrying it here", run.name, dead)
+            self._spawn_later(run, after=_backoff_left(run, attempt))
+            return True
+        if attempt.phase not in (AttemptPhase.RUNNING, AttemptPhase.INITIALIZING):
+            return False
+        if not await runs_history.adopt_attempt(
+            self._store, *run.key, attempt.number, dead, self.worker
+        ):
+            return False
+        host = WorkerName.parse(dead)
+        message = (
+            f"its worker {dead} stopped (no heartbeat since {last.isoformat()}), and its run "
+            f"process on {host.host if host else 'another host'} can be neither watched nor "
+            f"stopped from {this_host()}; run it again with `tripwire runs recover {run.name}`"
+        )
+        error = system_error("WorkerLost", message, self.worker)
+        log.warning("run %s: %s", run.name, message)
+        # Aborted or not, the error says that its process may still run there.
+        aborting = run.phase == WorkflowPhase.ABORTING
+        phases = (AttemptPhase.ABORTED, WorkflowPhase.ABORTED) if aborting else _LOST
+        await end_attempt(self._store, run, attempt.number, phases[0], error)
+        await self._finish(run, phases[1], error)
+        return True
 
     async def _execute(
         self, run: RunRecord, adopted: Attempt | None = None, *, slot: bool = True

@@ -41,6 +41,7 @@ __all__ = [
     "source_status",
     "sources",
     "trigger_failures",
+    "workers",
 ]
 
 ROWS = 200  # rows per multi-row statement: SQLite binds at most 32,766 values in one
@@ -365,6 +366,17 @@ source_leases = sa.Table(
     sa.Column("source", sa.String(200), primary_key=True),
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("expires_at", _TS, nullable=False),
+)
+
+# Each worker's heartbeat: how a worker on another host learns that one stopped.
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(300), primary_key=True),
+    sa.Column("host", sa.String(255), nullable=False),
+    sa.Column("started_at", _TS, nullable=False),
+    sa.Column("heartbeat_at", _TS, nullable=False),
+    sa.Column("gone_at", _TS),  # when a live worker found its heartbeat stale
 )
 
 

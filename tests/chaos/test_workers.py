@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from collections import Counter
@@ -241,3 +242,124 @@ async def _whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes,
         return records
     finally:
         await consumer.stop()
+
+
+# Two hosts: workers that cannot see each other's processes, only their heartbeats
+
+
+def _hosts(env: dict[str, str], pg_url: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The environments of a worker on "host-a" and one on "host-b", sharing PostgreSQL;
+    heartbeats every 0.5 s, so that one silent for 3 s is gone."""
+    shared = {**env, "TRIPWIRE_DATABASE_URL": pg_url, "TRIPWIRE_WORKER_HEARTBEAT": "0.5"}
+    return {**shared, "TRIPWIRE_WORKER_HOST": "host-a"}, {
+        **shared,
+        "TRIPWIRE_WORKER_HOST": "host-b",
+    }
+
+
+async def test_a_claim_of_a_worker_on_another_host_that_stopped_is_started_elsewhere(
+    chaos_env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    host_a, host_b = _hosts(chaos_env, pg_url)
+    log, expected = tmp_path / "workers.log", Expected()
+
+    async def three_runs() -> None:
+        for n in range(3):
+            await _publish(expected, "chaos_slow", {"n": n, "seconds": 1})
+
+    async with await RunStore.open(pg_url) as store:
+        # Given a worker on host-a that died the moment it claimed a run
+        await _crashed_at("launch.claimed", host_a, log, three_runs)
+        claimed = await eventually(
+            lambda: _claimed_not_started(store), "a claimed run without an attempt"
+        )
+        assert claimed.claimed_by and claimed.claimed_by.startswith("host-a:")
+        # When a worker on host-b runs, which cannot see host-a's processes
+        with worker([CHAOS_FLOWS], host_b, log) as other:
+            await ready(other, log, times=2)
+            # Then it starts the claimed run once its heartbeat stopped, and each run once
+            runs = await expected.exactly_once(store, timeout=120)
+    assert next(r for r in runs if r.name == claimed.name).attempts == 1
+    assert "claimed it and stopped; starting it" in log.read_text()
+
+
+async def test_a_retry_of_a_worker_on_another_host_that_stopped_runs_elsewhere(
+    chaos_env: dict[str, str], pg_url: str, tmp_path: Path
+) -> None:
+    host_a, host_b = _hosts(chaos_env, pg_url)
+    log, expected = tmp_path / "workers.log", Expected()
+    marker: dict[str, object] = {"marker": str(tmp_path / "failed")}
+    async with await RunStore.open(pg_url) as store:
+        # Given a worker on host-a that died while a run waited for its retry
+        await _crashed_at(
+            "launch.attempt_ended",
+            host_a,
+            log,
+            lambda: _publish(expected, "chaos_fails_once", marker),
+        )
+        with worker([CHAOS_FLOWS], host_b, log) as other:
+            await ready(other, log, times=2)
+            # Then a worker on host-b retries it, once, and the run succeeds
+            [run] = await expected.exactly_once(store, timeout=60)
+            attempts = await runs_history.attempts(store, *run.key)
+    assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
+    assert attempts[1].worker and attempts[1].worker.startswith("host-b:")
+    assert "stopped; retrying it here" in log.read_text()
+
+
+@pytest.mark.parametrize("aborted", [False, True], ids=["running", "aborting"])
+async def test_a_run_of_a_worker_on_another_host_that_stopped_is_settled(
+    chaos_env: dict[str, str], pg_url: str, tmp_path: Path, aborted: bool
+) -> None:
+    host_a, host_b = _hosts(chaos_env, pg_url)
+    log = tmp_path / "workers.log"
+    marker = {"marker": str(tmp_path / "slept")}
+    orphan = 0
+    async with await RunStore.open(pg_url) as store:
+        try:
+            stack = contextlib.ExitStack()  # host-b's worker, which outlives host-a's
+            with worker([CHAOS_FLOWS], host_a, log) as first:
+                await ready(first, log, times=1)
+                # Given a run whose process host-a's worker watches, and a worker on host-b
+                event_id = await publish.aio("chaos_sleeps_once", marker)
+                run = await eventually(
+                    lambda: _watched_by(store, event_id, "host-a:"), "the run on host-a"
+                )
+                orphan = (await runs_history.attempts(store, *run.key))[-1].pid or 0
+                other = stack.enter_context(worker([CHAOS_FLOWS], host_b, log))
+                await ready(other, log, times=2)
+                # When host-a's worker is SIGKILLed (its run process goes on, on host-a)
+                kill(first)
+            with stack:
+                if aborted:
+                    await store.request_abort(run.project, run.domain, run.name, "test")
+                # Then the worker on host-b settles the run once host-a's heartbeat stopped
+                ended = await eventually(
+                    lambda: _ended(store, run.name), "the run settled", timeout=60
+                )
+                attempts = await runs_history.attempts(store, *run.key)
+        finally:
+            stack.close()
+            if orphan:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(orphan, signal.SIGKILL)  # the run process, in its own session
+    assert ended.phase == (WorkflowPhase.ABORTED if aborted else WorkflowPhase.FAILED)
+    assert ended.error is not None and ended.error.code == "WorkerLost"
+    assert "tripwire runs recover" in ended.error.message
+    [attempt] = attempts
+    assert attempt.phase == (AttemptPhase.ABORTED if aborted else AttemptPhase.FAILED)
+    assert attempt.worker and attempt.worker.startswith("host-b:")
+
+
+async def _watched_by(store: RunStore, event_id: str, host: str) -> RunRecord | None:
+    for run in await store.list_runs(phase=(WorkflowPhase.RUNNING,), limit=100):
+        if any(e["id"] == event_id for e in run.events) and run.attempts:
+            attempt = (await runs_history.attempts(store, *run.key))[-1]
+            if attempt.phase == AttemptPhase.RUNNING and (attempt.worker or "").startswith(host):
+                return run
+    return None
+
+
+async def _ended(store: RunStore, name: str) -> RunRecord | None:
+    run = await store.get_run(name)
+    return run if run.finished_at is not None else None
