@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from sensors.launchers.base import family_of
 from sensors.launchers.process import pid_alive, pid_namespace, process_started
 from sensors.runs import history as runs_history
+from sensors.runs import workers
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -25,6 +26,8 @@ from triggers.settings import get_settings
 __all__ = [
     "ADOPT_EVERY",
     "WorkerName",
+    "abandoned_retries",
+    "backoff_left",
     "begin_attempt",
     "end_attempt",
     "finish_run",
@@ -281,6 +284,44 @@ async def reclaim(
             log.warning("run %s: %s claimed it and stopped; starting it", run.name, run.claimed_by)
             taken.append(run.model_copy(update={"claimed_by": worker}))
     return taken
+
+
+async def abandoned_retries(
+    store: RunStore, live: list[RunRecord], family: str, worker: str, heartbeat: float
+) -> list[tuple[RunRecord, Attempt]]:
+    """Take the ``live`` runs of ``family`` whose worker died while they waited for a retry
+    (their last attempt RETRYABLE_FAILED, its worker dead on this host or gone from its
+    heartbeat elsewhere); return each with that attempt. Compare-and-set on the old worker,
+    so one live worker takes each. The caller starts the retry when its backoff is over
+    (:func:`backoff_left`)."""
+    waiting: dict[str, tuple[RunRecord, Attempt]] = {}
+    for run in live:
+        if family_of(run.target) != family or run.phase != WorkflowPhase.RUNNING:
+            continue
+        if run.attempts:
+            attempt = (await runs_history.attempts(store, *run.key))[-1]
+            if attempt.phase == AttemptPhase.RETRYABLE_FAILED and attempt.worker:
+                waiting[run.name] = (run, attempt)
+    names = [a.worker for _, a in waiting.values() if a.worker and not worker_here(a.worker)]
+    gone = await workers.gone(store, names, heartbeat)
+    taken = []
+    for run, attempt in waiting.values():
+        here = worker_here(attempt.worker)
+        dead = attempt.worker in gone if here is None else not worker_alive(here)
+        if dead and await runs_history.take_retry(
+            store, *run.key, attempt.number, attempt.worker or "", worker
+        ):
+            log.warning("run %s: its worker %s stopped; retrying it here", run.name, attempt.worker)
+            taken.append((run, attempt))
+    return taken
+
+
+def backoff_left(run: RunRecord, failed: Attempt) -> float:
+    """Seconds until the retry after attempt ``failed`` is due: the backoff doubles with
+    each attempt, counted from the attempt's end."""
+    backoff = run.retry_backoff_seconds * 2 ** (failed.number - 1)
+    ended = failed.finished_at or datetime.now(UTC)
+    return max(0.0, backoff - (datetime.now(UTC) - ended).total_seconds())
 
 
 async def keep_adopting(adopt: Callable[[], Awaitable[Any]], every: float = ADOPT_EVERY) -> None:

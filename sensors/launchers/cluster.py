@@ -25,6 +25,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sensors.launchers.attempts import (
+    abandoned_retries,
+    backoff_left,
     begin_attempt,
     end_attempt,
     finish_run,
@@ -155,7 +157,13 @@ class ClusterLauncher(Unbounded, ABC):
         claimed = await reclaim(self._store, live, self.family, stale, self.worker)
         for run in claimed:
             self._watch(run, None)
-        return [run.name for run, _ in taken] + [run.name for run in claimed]
+        retried = await abandoned_retries(
+            self._store, live, self.family, self.worker, self._settings.worker_heartbeat
+        )
+        for run, attempt in retried:
+            self._watch(run, None, after=backoff_left(run, attempt))
+        taken_over = [run.name for run, _ in taken] + [run.name for run, _ in retried]
+        return taken_over + [run.name for run in claimed]
 
     async def close(self) -> None:
         """Stop watching; the objects go on in the cluster, and a worker takes them over."""
@@ -170,16 +178,18 @@ class ClusterLauncher(Unbounded, ABC):
 
     # the attempt loop
 
-    def _watch(self, run: RunRecord, adopted: Attempt | None) -> None:
+    def _watch(self, run: RunRecord, adopted: Attempt | None, after: float = 0.0) -> None:
+        """Run ``run`` to its end, from ``adopted`` or from a new attempt ``after`` seconds."""
         self._watched.add(run.name)
-        task = asyncio.create_task(self._execute(run, adopted), name=f"run {run.name}")
+        task = asyncio.create_task(self._execute(run, adopted, after), name=f"run {run.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(lambda _: self._watched.discard(run.name))
 
-    async def _execute(self, run: RunRecord, adopted: Attempt | None) -> None:
+    async def _execute(self, run: RunRecord, adopted: Attempt | None, after: float = 0.0) -> None:
         phase, error, outputs = WorkflowPhase.FAILED, None, None
         try:
+            await asyncio.sleep(after)  # a retry taken over from a worker that died waits on
             while True:
                 if adopted is None:
                     adopted = await begin_attempt(

@@ -32,6 +32,8 @@ from typing import Any
 import httpx
 
 from sensors.launchers.attempts import (
+    abandoned_retries,
+    backoff_left,
     begin_attempt,
     end_attempt,
     finish_run,
@@ -86,7 +88,11 @@ class HttpLauncher(Unbounded):
         self.worker = worker_name()
 
     async def launch(self, run: RunRecord) -> None:
-        task = asyncio.create_task(self._execute(run), name=f"run {run.name}")
+        self._call_later(run, 0.0)
+
+    def _call_later(self, run: RunRecord, after: float) -> None:
+        """Run ``run``'s calls from a new attempt, ``after`` seconds from now."""
+        task = asyncio.create_task(self._execute(run, after), name=f"run {run.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -112,7 +118,13 @@ class HttpLauncher(Unbounded):
         claimed = await reclaim(self._store, live, "http", stale, self.worker)
         for run in claimed:
             await self.launch(run)
-        return [run.name for run, _ in taken] + [run.name for run in claimed]
+        retried = await abandoned_retries(
+            self._store, live, "http", self.worker, self._settings.worker_heartbeat
+        )
+        for run, attempt in retried:
+            self._call_later(run, backoff_left(run, attempt))
+        taken_over = [run.name for run, _ in taken] + [run.name for run, _ in retried]
+        return taken_over + [run.name for run in claimed]
 
     async def close(self) -> None:
         if self._adopter is not None:
@@ -123,7 +135,8 @@ class HttpLauncher(Unbounded):
             await asyncio.wait(set(self._tasks), timeout=5)
         await self._client.aclose()
 
-    async def _execute(self, run: RunRecord) -> None:
+    async def _execute(self, run: RunRecord, after: float = 0.0) -> None:
+        await asyncio.sleep(after)  # a retry taken over from a worker that died waits on
         options = TargetSpec(url=run.target, options=run.target_options or {}).model()
         assert isinstance(options, HttpTarget)
         started = run.started_at or datetime.now(UTC)

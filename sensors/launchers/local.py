@@ -27,6 +27,7 @@ from typing import Any
 from sensors.faults import crash_point
 from sensors.launchers.attempts import (
     WorkerName,
+    backoff_left,
     begin_attempt,
     end_attempt,
     finish_run,
@@ -202,7 +203,7 @@ class LocalLauncher:
                     log.warning(
                         "run %s: its worker %s stopped; retrying it", run.name, attempt.worker
                     )
-                    self._spawn_later(run, after=_backoff_left(run, attempt))
+                    self._spawn_later(run, after=backoff_left(run, attempt))
                     taken.append(run.name)
                 continue
             if attempt.phase != AttemptPhase.RUNNING:
@@ -231,7 +232,7 @@ class LocalLauncher:
             ):
                 return False
             log.warning("run %s: its worker %s stopped; retrying it here", run.name, dead)
-            self._spawn_later(run, after=_backoff_left(run, attempt))
+            self._spawn_later(run, after=backoff_left(run, attempt))
             return True
         if attempt.phase not in (AttemptPhase.RUNNING, AttemptPhase.INITIALIZING):
             return False
@@ -560,14 +561,6 @@ async def _adopted_end(pid: int, folder: Path) -> None:
     """Wait until an adopted run process is gone (its exit code cannot be known)."""
     if pid and is_run_process(pid, folder):
         await wait_pid(pid)
-
-
-def _backoff_left(run: RunRecord, failed: Attempt) -> float:
-    """Seconds until the retry after attempt ``failed`` is due: the backoff doubles with
-    each attempt, counted from the attempt's end."""
-    backoff = run.retry_backoff_seconds * 2 ** (failed.number - 1)
-    ended = failed.finished_at or datetime.now(UTC)
-    return max(0.0, backoff - (datetime.now(UTC) - ended).total_seconds())
 
 
 def _now() -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,14 @@ import pytest
 from kubernetes.aio import client
 
 from sensors.launchers.argo import ArgoLauncher
-from sensors.launchers.cluster import ClusterLauncher
+from sensors.launchers.attempts import run_error
+from sensors.launchers.cluster import ClusterLauncher, attempt_name
 from sensors.launchers.kubernetes import RUN_LABEL, KubernetesLauncher
 from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from sensors.runs.tables import workers
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -371,3 +374,37 @@ async def _argo_status(custom: Any, name: str, phase: str, message: str = "") ->
         name,
         {"status": {"phase": phase, "message": message}},
     )
+
+
+async def test_a_retry_whose_worker_on_another_host_stopped_during_its_backoff_is_started(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    # Given a run whose first Job failed in the flow, to be retried by a worker on another
+    # host, whose heartbeat stopped an hour ago, while it waited out the backoff
+    dead = "host-x:41:1-2-abcd"
+    run = await claimed(store, f"k8s://{NS}", retries=1, retry_backoff_seconds=0.0)
+    attempt = await runs_history.start_attempt(store, *run.key, pid=None, worker=dead)
+    error = run_error("FlowFailed", ErrorKind.USER, "it raised", dead)
+    await runs_history.finish_attempt(
+        store, *run.key, attempt.number, AttemptPhase.RETRYABLE_FAILED, error
+    )
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    async with store.connection(write=True) as conn:
+        await conn.execute(
+            workers.insert().values(
+                name=dead, host="host-x", started_at=an_hour_ago, heartbeat_at=an_hour_ago
+            )
+        )
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    try:
+        # When a live worker looks for what nobody watches
+        taken = await launcher.adopt()
+        # Then it takes the retry: the second attempt's Job is created
+        assert taken == [run.name]
+        await eventually(lambda: _job_exists(api, attempt_name(run, 2)), "the retry's Job")
+    finally:
+        await launcher.close()
+    attempts = await runs_history.attempts(store, *run.key)
+    assert [a.number for a in attempts] == [1, 2]
+    assert attempts[1].worker == launcher.worker
