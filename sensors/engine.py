@@ -71,6 +71,25 @@ class _Stage(NamedTuple):
     """Whether a partition's records may be handled yet (its state is restored)."""
 
 
+class _Joined(ConsumerRebalanceListener):
+    """Notes that a consumer joined its group, whatever it was given: a worker beyond the
+    partition count joins with none, and stands by. Passes the calls on to ``inner``."""
+
+    def __init__(self, inner: ConsumerRebalanceListener | None) -> None:
+        self.inner = inner
+        self.joined = False
+        self.partitions = 0
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        if self.inner is not None:
+            await self.inner.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.inner is not None:
+            await self.inner.on_partitions_assigned(assigned)
+        self.joined, self.partitions = True, len(assigned)
+
+
 class Engine:
     """Runs the stages of one worker until stopped.
 
@@ -97,6 +116,7 @@ class Engine:
         self.egress: EgressStage | None = None
         self._producer: AIOKafkaProducer | None = None
         self._consumers: list[AIOKafkaConsumer] = []
+        self._joined: list[_Joined] = []
         self._recovery: StateRecovery | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
@@ -214,9 +234,10 @@ class Engine:
         s = self.settings
         stages = self._consuming_stages()
         group = f"tripwire.{s.project}.{s.domain}"
+        self._joined = [_Joined(st.listener) for st in stages]
         self._consumers = [
-            new_consumer(s, *st.topics, group_id=f"{group}.{st.name}", listener=st.listener)
-            for st in stages
+            new_consumer(s, *st.topics, group_id=f"{group}.{st.name}", listener=joined)
+            for st, joined in zip(stages, self._joined, strict=True)
         ]
         for consumer, st in zip(self._consumers, stages, strict=True):
             if isinstance(st.listener, StateRecovery):  # before the join assigns partitions
@@ -363,13 +384,15 @@ class Engine:
         return launcher
 
     async def wait_ready(self, timeout: float = 30.0) -> None:
-        """Return once every stage owns its partitions, so published events will be read.
+        """Return once every stage joined its group and got its partitions, so published
+        events will be read: by this worker, or by those that own them when there are more
+        workers than partitions (this one then stands by, and says so).
 
         Raises:
             TripwireError: the consumer groups did not settle within ``timeout``.
         """
         deadline = time.monotonic() + timeout
-        while not all(c.assignment() for c in self._consumers):
+        while not all(j.joined for j in self._joined):
             failed = [t for t in self._tasks if t.done()]
             if failed:
                 failed[0].result()
@@ -379,6 +402,14 @@ class Engine:
                     f"{self.settings.kafka_bootstrap}; check the broker and its logs."
                 )
             await asyncio.sleep(0.05)
+        idle = [c for c, j in zip(self._consumers, self._joined, strict=True) if not j.partitions]
+        if idle:
+            log.info(
+                "%d of %d stages got no partitions: more workers than partitions share them "
+                "(TRIPWIRE_TOPIC_PARTITIONS); this worker stands by for them",
+                len(idle),
+                len(self._consumers),
+            )
 
     def request_stop(self) -> None:
         """Ask :meth:`run_forever` to return; safe from a signal handler."""
