@@ -9,7 +9,9 @@ Declared on a dependency, each filter is validated when the decorator runs:
     ], "filters_operator": "and"}
 
 Comparators: ``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``, ``in``, ``regex`` and
-``exists``. The engine evaluates them (:mod:`sensors.core.filters`).
+``exists``. The engine evaluates them (:mod:`sensors.core.filters`). A comparison reads a
+numeric string as its number and an ISO date as a point in time; with ``"strict": True``
+(dict form only) it reads each JSON value as its own type instead.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ class Filter(BaseModel):
             "list, `regex` a pattern (searched), `exists` true or false."
         ),
     )
+    strict: bool = Field(
+        False,
+        # Left out of the JSON when off, so the specs (and digests) of filters declared
+        # before it existed do not change.
+        exclude_if=lambda strict: not strict,
+        description=(
+            "Compare without converting: a value compares only with a value of its own JSON "
+            "type. `==` and `in` need the same type, `!=` passes a value of another type, "
+            "`<`, `<=`, `>`, `>=` need two numbers or two strings (strings by code point, "
+            "never as dates), `regex` matches strings only."
+        ),
+    )
 
 
 class TimeOfDay(BaseModel):
@@ -82,10 +96,11 @@ def parse_filter(item: Any, *, where: str) -> Filter | TimeOfDay:
         )
     if "between" in item:
         return _time_of_day(item, where)
-    unknown = set(item) - {"path", "op", "value"}
+    unknown = set(item) - {"path", "op", "value", "strict"}
     if unknown or "path" not in item or "op" not in item:
         raise DeclarationError(
-            f"{where}: filter {item!r} needs 'path' and 'op' (and usually 'value'), nothing else."
+            f"{where}: filter {item!r} needs 'path' and 'op' (and usually 'value', perhaps "
+            "'strict'), nothing else."
         )
     if item["op"] not in OPERATORS:
         raise DeclarationError(
@@ -94,7 +109,13 @@ def parse_filter(item: Any, *, where: str) -> Filter | TimeOfDay:
     if not isinstance(item["path"], str) or not item["path"].startswith("$"):
         raise DeclarationError(f"{where}: filter path {item['path']!r} must be a JSONPath ($...).")
     compile_jsonpath(item["path"])
-    op, value = item["op"], item.get("value")
+    op, value, strict = item["op"], item.get("value"), item.get("strict", False)
+    if not isinstance(strict, bool):
+        raise DeclarationError(f"{where}: 'strict' takes true or false, not {strict!r}.")
+    if strict and op == "exists":
+        raise DeclarationError(
+            f"{where}: 'strict' applies to comparisons; 'exists' compares nothing, so drop it."
+        )
     if op == "exists":
         value = True if value is None else value
         if not isinstance(value, bool):
@@ -114,7 +135,7 @@ def parse_filter(item: Any, *, where: str) -> Filter | TimeOfDay:
         )
     if op == "in":
         value = list(value or ())
-    return Filter(path=item["path"], op=op, value=value)
+    return Filter(path=item["path"], op=op, value=value, strict=strict)
 
 
 def _value(raw: str) -> Any:

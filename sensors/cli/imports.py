@@ -1,20 +1,22 @@
 """``tripwire import argo-sensor``: a flow file from another system's declarations.
 
 Exit codes: 0 written; 1 the manifest cannot be read or is not a Sensor Argo would accept
-(or the output exists); 3 a trigger cannot be translated exactly, so nothing was written
-(``--partial`` writes the others); 2 a usage error.
+(or the output exists or cannot be written, or the importer failed: a bug, reported in one
+line, with the traceback under ``--verbose``); 3 a trigger cannot be translated exactly,
+so nothing was written (``--partial`` writes the others); 2 a usage error.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
 from rich.markup import escape
 
-from sensors.cli.base import err
+from sensors.cli.base import VerboseOption, err
 
 __all__ = ["REFUSED", "import_app"]
 
@@ -67,6 +69,7 @@ def argo_sensor(
         typer.Option(help="The namespace of resources that name none (default: the Sensor's)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Write a flow file from an Argo Events Sensor: one flow per trigger.
 
@@ -91,6 +94,13 @@ def argo_sensor(
         done = translate(read_manifest(text, origin), origin=origin, options=options)
     except DeclarationError as exc:
         _fail(str(exc))
+    except Exception as exc:  # whatever the manifest holds, a crash is the importer's
+        if verbose:
+            err.print(traceback.format_exc(), markup=False, highlight=False)
+        _fail(
+            f"an importer bug: {type(exc).__name__}: {' '.join(str(exc).split())}; please "
+            "report it with the manifest" + ("." if verbose else " (--verbose shows where).")
+        )
     for finding in done.ordered():
         err.print(f"{finding.kind}: {finding.line()}", markup=False, highlight=False)
     if done.refused and not partial:
@@ -104,7 +114,10 @@ def argo_sensor(
     if output is None:
         sys.stdout.write(done.source)
     else:
-        output.write_text(done.source, encoding="utf-8")
+        try:
+            output.write_text(done.source, encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot write {output}: {exc}.")
         names = ", ".join(f.name for f in done.flows)
         err.print(f"wrote {len(done.flows)} flow(s) to {output}: {names}", markup=False)
 

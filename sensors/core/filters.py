@@ -3,6 +3,8 @@
 Comparisons are typed the way a user reads them: a number compares with a
 number (a numeric string counts), ISO dates and datetimes compare as points in
 time, booleans only equal booleans, and anything else compares as a string.
+A strict filter converts nothing: each JSON value is of its own type, and values of
+different types are unequal and unordered (how Argo Events' expressions compare).
 A JSONPath with several matches passes when any match passes.
 """
 
@@ -69,10 +71,14 @@ def _fails(item: Filter, payload: dict[str, Any]) -> str | None:
         return f"{item.path} is missing" if item.value else f"{item.path} exists"
     if not values:
         return f"{item.path} is missing"
-    if any(_holds(actual, item.op, item.value) for actual in values):
-        return None
+    # A loop, not any(...) over a generator: this runs per filter per event.
+    holds, op, expected = _holds_strictly if item.strict else _holds, item.op, item.value
+    for actual in values:
+        if holds(actual, op, expected):
+            return None
     shown = values[0] if len(values) == 1 else values
-    return f"{item.path} = {_short(shown)} is not {item.op} {_short(item.value)}"
+    strictly = " (strict)" if item.strict else ""
+    return f"{item.path} = {_short(shown)} is not {item.op} {_short(item.value)}{strictly}"
 
 
 def _holds(actual: Any, op: str, expected: Any) -> bool:
@@ -99,6 +105,62 @@ def _holds(actual: Any, op: str, expected: Any) -> bool:
     if op == ">":
         return bool(a > b)
     return bool(a >= b)
+
+
+def _holds_strictly(actual: Any, op: str, expected: Any) -> bool:
+    if op == "==":
+        return _same(actual, expected)
+    if op == "!=":
+        return not _same(actual, expected)
+    if op == "in":
+        return any(_same(actual, option) for option in expected)
+    if op == "regex":
+        return isinstance(actual, str) and _regex(str(expected)).search(actual) is not None
+    kind = _kind(actual)
+    if kind != _kind(expected):
+        return False
+    if kind == "number":
+        a, b = _float(actual), _float(expected)
+    elif kind == "string":
+        a, b = actual, expected
+    else:
+        return False
+    if op == "<":
+        return bool(a < b)
+    if op == "<=":
+        return bool(a <= b)
+    if op == ">":
+        return bool(a > b)
+    return bool(a >= b)
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of a payload value."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list | tuple):
+        return "array"
+    return "null" if value is None else type(value).__name__
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON values: same type, numbers by value, containers item by item."""
+    kind = _kind(a)
+    if kind != _kind(b):
+        return False
+    if kind == "number":
+        return _float(a) == _float(b)
+    if kind == "object":
+        return a.keys() == b.keys() and all(_same(a[key], b[key]) for key in a)
+    if kind == "array":
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
 
 
 def _equal(actual: Any, expected: Any) -> bool:
@@ -129,13 +191,22 @@ def _orderable(actual: Any, expected: Any) -> tuple[Any, Any] | None:
 
 def _number(value: Any) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        return _float(value)
     if isinstance(value, str):
         try:
             return float(value)
         except ValueError:
             return None
     return None
+
+
+def _float(number: float) -> float:
+    """A JSON number as a float; an integer beyond the float range is infinite, as JSON
+    parsers read it (payloads keep big integers exact, and ``float()`` refuses them)."""
+    try:
+        return float(number)
+    except OverflowError:
+        return float("inf") if number > 0 else float("-inf")
 
 
 @lru_cache(maxsize=4096)

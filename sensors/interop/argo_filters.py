@@ -3,12 +3,18 @@
 Argo's semantics (``pkg/sensors/dependencies/filter.go``), which the translation keeps:
 
 - ``filtersLogicalOperator`` joins the kinds present (exprs, data, context, time); with
-  ``or`` a kind that is absent counts for nothing, with ``and`` for true.
+  ``or`` a kind that is absent counts for nothing, with ``and`` for true. An error in a
+  kind (a path the event lacks, a value an expression cannot compare) rejects the event
+  whatever the operator, so with ``or`` exprs or data translate only as the one kind
+  present (a context filter that never holds does not count).
 - A data filter reads ``path`` as its ``type``. Its ``value`` list is a choice: any value
   that compares true passes. ``string`` values are Go regexes, searched (``=``), or
   required *not* to be found (``!=``); ``number`` values compare as floats with the
   ``comparator``; ``bool`` values are Go booleans (``t``, ``TRUE``, ``0``...). Values are
   read in order up to the first that does not parse, where Argo stops with an error.
+  gjson reads an event value of any type as the filter's type (as text, as a float, as a
+  boolean), where tripwire's filters compare a value of the type it has: each typed data
+  filter reports how the two differ.
 - An expr filter is false when one of its fields is missing; its expression is read by
   :mod:`sensors.interop.govaluate`.
 - A missing path fails a data filter; ``dataLogicalOperator`` and ``exprLogicalOperator``
@@ -22,7 +28,9 @@ Argo's semantics (``pkg/sensors/dependencies/filter.go``), which the translation
 
 from __future__ import annotations
 
+import operator as compare
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -50,6 +58,34 @@ _GO_SPECIAL = re.compile(r"[+-]?(?:inf(?:inity)?|nan|0[xX].*)", re.IGNORECASE)
 _GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
 _GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
 _CLOCK = re.compile(r"(\d{1,2}):(\d\d):(\d\d)(\.\d+)?")
+_NUMERIC: dict[str, Callable[[float, float], bool]] = {
+    "": compare.eq,
+    "=": compare.eq,
+    "!=": compare.ne,
+    "<": compare.lt,
+    "<=": compare.le,
+    ">": compare.gt,
+    ">=": compare.ge,
+}
+# How gjson reads an event value as the filter's type, and how tripwire's filters differ.
+_AS_STRING = (
+    "Argo matches the text gjson gives any value: an integer as written, another number in "
+    "plain decimals (1e2 and 100.0 are 100), true or false, '' for null, an object's or "
+    "array's JSON; here strings and numbers are matched, a number as Python writes it "
+    "(100.0, 1e-05), and other values fail"
+)
+_AS_TRUE = (
+    "Argo also passes a string it reads as true ('true', 't' or '1', in any case) and a "
+    "number other than 0; here only true passes"
+)
+_AS_FALSE = (
+    "Argo also passes null, 0, an object or array, and a string it does not read as true "
+    "('false', 'no', ''); here only false passes"
+)
+_AS_NUMBER = (
+    "a string is read as a number by Go in Argo and by Python here, which also reads ' 5' "
+    "and '1_0' (as 5 and 10; Go as 0)"
+)
 
 Filters = tuple[list[dict[str, Any]], Literal["and", "or"], list[Finding]]
 
@@ -92,17 +128,42 @@ def dependency_filters(dependency: dict[str, Any], *, root: str, where: str) -> 
         )
     if raw.get("script"):
         raise Untranslatable("its Lua script filter has no tripwire equivalent")
-    parts: list[Formula] = []
+    kinds: dict[str, Formula] = {}
     if raw.get("exprs") is not None:
-        parts.append(reader.exprs(raw["exprs"], raw.get("exprLogicalOperator")))
+        kinds["exprs"] = reader.exprs(raw["exprs"], raw.get("exprLogicalOperator"))
     if raw.get("data") is not None:
-        parts.append(reader.data(raw["data"], raw.get("dataLogicalOperator")))
+        kinds["data"] = reader.data(raw["data"], raw.get("dataLogicalOperator"))
     if raw.get("context") is not None:
-        parts.append(reader.context(raw["context"]))
+        kinds["context"] = reader.context(raw["context"])
     if raw.get("time") is not None:
-        parts.append(reader.time(raw["time"]))
+        kinds["time"] = reader.time(raw["time"])
+    parts = list(kinds.values())
+    if operator == "or":
+        _without_errors(kinds)
     filters, joined = flatten(any_of(parts) if operator == "or" else all_of(parts))
     return filters, joined, reader.findings
+
+
+def _without_errors(kinds: dict[str, Formula]) -> None:
+    """Refuse kinds joined by ``or`` whose errors would matter: Argo rejects an event on
+    which exprs or data filters meet an error even when another kind passes it.
+
+    Raises:
+        Untranslatable: exprs or data filters are joined by ``or`` with another kind.
+    """
+    # A context filter neither fails with an error nor, when it never holds, passes.
+    live = [
+        k for k, formula in kinds.items() if not (k == "context" and isinstance(formula, Never))
+    ]
+    failing = [k for k in live if k in ("exprs", "data")]
+    if len(live) > 1 and failing:
+        other = next(k for k in live if k != failing[0])
+        raise Untranslatable(
+            f"with filtersLogicalOperator or, Argo rejects an event on which its {failing[0]} "
+            "filters meet an error (a path the event lacks, a value they cannot compare) even "
+            f"when its {other} filter passes; tripwire's filters have no errors, so they "
+            "cannot say that"
+        )
 
 
 class _Reader:
@@ -171,12 +232,20 @@ class _Reader:
             raise Untranslatable(f"{where}.template (a Go template) has no tripwire equivalent")
         path = self._path(item.get("path"), where)
         if kind == "string":
-            return self._string(path, values, comparator, where)
-        if kind == "number":
-            return self._number(path, values, comparator, where)
-        if kind == "bool":
-            return self._bool(path, values, where)
-        return Never(f"{where}.type {kind!r} is not bool, number or string")
+            formula, differs = self._string(path, values, comparator, where), _AS_STRING
+        elif kind == "number":
+            formula, differs = self._number(path, values, comparator, where)
+        elif kind == "bool":
+            formula = self._bool(path, values, where)
+            item = formula.item if isinstance(formula, Atom) else {}
+            # With both values it is an ``exists``, which passes every value, as Argo does.
+            wanted = item.get("value") if item.get("op") == "==" else None
+            differs = _AS_TRUE if wanted is True else _AS_FALSE if wanted is False else ""
+        else:
+            return Never(f"{where}.type {kind!r} is not bool, number or string")
+        if differs and not isinstance(formula, Never):
+            self.findings.append(Finding("differs", where, differs))
+        return formula
 
     @staticmethod
     def _string(path: str, values: list[str], comparator: str, where: str) -> Formula:
@@ -187,7 +256,9 @@ class _Reader:
         return Never(f"{where}: a string filter compares with = or != only, not {comparator}")
 
     @staticmethod
-    def _number(path: str, values: list[str], comparator: str, where: str) -> Formula:
+    def _number(path: str, values: list[str], comparator: str, where: str) -> tuple[Formula, str]:
+        """The filter, and how it differs from Argo's reading of values that are not
+        numbers (none when it passes every value, as Argo's does)."""
         numbers: list[float] = []
         for value in values:
             if _GO_SPECIAL.fullmatch(value.strip()):
@@ -200,18 +271,19 @@ class _Reader:
                 break  # Go's ParseFloat fails here, and Argo stops with an error
             numbers.append(number)
         if not numbers:
-            return Never(f"{where}: {values[0]!r} is not a number Go can parse")
-        if comparator in ("", "="):
-            if len(set(numbers)) == 1:
-                return Atom({"path": path, "op": "==", "value": numbers[0]}, path)
-            return Atom({"path": path, "op": "in", "value": list(dict.fromkeys(numbers))}, path)
-        if comparator == "!=":
-            if len(set(numbers)) == 1:
-                return Atom({"path": path, "op": "!=", "value": numbers[0]}, path)
+            return Never(f"{where}: {values[0]!r} is not a number Go can parse"), ""
+        if comparator == "!=" and len(set(numbers)) > 1:
             # A number differs from one of two different values: every event passes.
-            return Atom({"path": path, "op": "exists", "value": True}, path)
-        bound = min(numbers) if comparator in (">", ">=") else max(numbers)
-        return Atom({"path": path, "op": comparator, "value": bound}, path)
+            return Atom({"path": path, "op": "exists", "value": True}, path), ""
+        item: dict[str, Any]
+        if comparator in ("", "=") and len(set(numbers)) > 1:
+            item = {"path": path, "op": "in", "value": list(dict.fromkeys(numbers))}
+        elif comparator in ("", "=", "!="):
+            item = {"path": path, "op": "!=" if comparator == "!=" else "==", "value": numbers[0]}
+        else:
+            bound = min(numbers) if comparator in (">", ">=") else max(numbers)
+            item = {"path": path, "op": comparator, "value": bound}
+        return Atom(item, path), _number_differs(comparator, numbers)
 
     @staticmethod
     def _bool(path: str, values: list[str], where: str) -> Formula:
@@ -242,12 +314,10 @@ class _Reader:
                 f"{where}.type is the kind of the Argo event source (webhook, kafka...), "
                 "which tripwire events do not carry"
             )
-        parts: list[Formula] = []
         for key, actual in fixed.items():
-            if raw.get(key):
-                same = raw[key] == actual
-                parts.append(ALWAYS if same else Never(f"{where}.{key} is never {raw[key]!r}"))
-        return all_of(parts)
+            if raw.get(key) and raw[key] != actual:
+                return Never(f"{where}.{key} is never {raw[key]!r}")
+        return ALWAYS
 
     def time(self, raw: object) -> Formula:
         where = f"{self.where}.time"
@@ -277,6 +347,23 @@ class _Reader:
             )
         item = {"between": f"{start[0]:02d}:{start[1]:02d}-{stop[0]:02d}:{stop[1]:02d}", "tz": zone}
         return Atom(item)
+
+
+def _number_differs(comparator: str, numbers: list[float]) -> str:
+    """How a number filter decides values that are not numbers, against Argo: gjson reads
+    true as 1 and every other such value as 0; tripwire's ``!=`` passes them, its other
+    comparisons fail them."""
+    here = comparator == "!="
+    parts = []
+    for value, which in (
+        (0.0, "false, null, objects, arrays and text that is not a number"),
+        (1.0, "true"),
+    ):
+        argo = any(_NUMERIC[comparator](value, n) for n in numbers)
+        if argo != here:
+            verb = "pass" if argo else "fail"
+            parts.append(f"{which} {verb} in Argo (read as {value:g}) but not here")
+    return "; ".join([*parts, _AS_NUMBER])
 
 
 def _clock(raw: object, where: str) -> tuple[int, int]:

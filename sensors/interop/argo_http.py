@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sensors.interop.argo_params import bind, escape
-from sensors.interop.argo_resources import TargetPlan, TargetReader, text
+from sensors.interop.argo_resources import TargetPlan, TargetReader, mapping, text
 from sensors.interop.findings import Untranslatable
 from sensors.interop.pysource import Code
 from triggers.errors import DeclarationError
@@ -67,30 +67,57 @@ def http_target(reader: TargetReader, spec: dict[str, Any], where: str) -> Targe
         plan.add(binding)
     if not spec.get("payload"):
         reader.note("differs", where, "Argo sends an empty body; tripwire sends {}")
-    headers = {str(k): escape(text(v)) for k, v in (spec.get("headers") or {}).items()}
+    written = mapping(spec.get("headers"), f"{where}.headers")
+    headers = {str(k): escape(text(v)) for k, v in written.items()}
     if spec.get("host"):
         headers["Host"] = escape(str(spec["host"]))
     for dest, here, source in reader.sources(spec.get("dynamicHeaders"), f"{where}.dynamicHeaders"):
         binding = bind(source, reader.context, None, annotation="Any", where=here)
         headers[dest] = binding.template()
         plan.add(binding)
-    plan.options = {"method": method, "body": body, "timeout": f"{int(spec.get('timeout') or 60)}s"}
+    timeout = spec.get("timeout") or 60
+    if isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 0:
+        raise DeclarationError(
+            f"{where}.timeout is {timeout!r}; Argo takes a whole number of seconds (timeout: 30)."
+        )
+    plan.options = {"method": method, "body": body, "timeout": f"{timeout}s"}
     if headers:
         plan.options["headers"] = headers
-    allowed = ((reader.trigger.get("policy") or {}).get("status") or {}).get("allow")
-    plan.options["success"] = (
-        [int(s) for s in allowed] if allowed else Code("list(range(100, 600))")
-    )
+    allowed = _allowed(reader)
+    plan.options["success"] = allowed or Code("list(range(100, 600))")
     _retries(reader, plan, where)
     return plan
 
 
+def _allowed(reader: TargetReader) -> list[int]:
+    """The statuses ``policy.status.allow`` counts as done (none: any)."""
+    where = f"{reader.where}.policy"
+    status = mapping(mapping(reader.trigger.get("policy"), where).get("status"), f"{where}.status")
+    allowed = status.get("allow")
+    if allowed is None:
+        return []
+    if not isinstance(allowed, list) or not all(
+        isinstance(code, int) and not isinstance(code, bool) for code in allowed
+    ):
+        raise DeclarationError(
+            f"{where}.status.allow is {allowed!r}; Argo takes a list of HTTP statuses as "
+            "numbers (allow: [200, 201])."
+        )
+    return allowed
+
+
 def _retries(reader: TargetReader, plan: TargetPlan, where: str) -> None:
     strategy = reader.trigger.get("retryStrategy")
-    if not isinstance(strategy, dict):
+    if strategy is None:
         plan.options["retries"] = 0
         return
-    steps = int(strategy.get("steps") or 5)  # Argo's default when the strategy gives none
+    strategy = mapping(strategy, f"{reader.where}.retryStrategy")
+    steps = strategy.get("steps") or 5  # Argo's default when the strategy gives none
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise DeclarationError(
+            f"{reader.where}.retryStrategy.steps is {steps!r}; Argo takes a whole number of "
+            "tries (steps: 3)."
+        )
     plan.options["retries"] = plan.policy["retries"] = max(steps - 1, 0)
     plan.options["backoff"] = f"{_seconds(strategy.get('duration', '1s'), where):g}s"
     reader.note(

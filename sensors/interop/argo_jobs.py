@@ -14,16 +14,19 @@ import re
 from typing import Any
 
 from sensors.interop.argo_params import Binding, bind, escape
-from sensors.interop.argo_resources import NAMES, TargetPlan, TargetReader, text
+from sensors.interop.argo_resources import NAMES, TargetPlan, TargetReader, mapping, text
 from sensors.interop.findings import Untranslatable
-from sensors.interop.pysource import literal
+from sensors.interop.pysource import literal, reserved_names
 from triggers.errors import DeclarationError
 
-__all__ = ["job_target"]
+__all__ = ["BODY_NAMES", "job_target"]
 
 _ITEM = re.compile(r"spec\.template\.spec\.containers\.0\.(command|args)\.(\d+)")
 _ENV = re.compile(r"spec\.template\.spec\.containers\.0\.env\.(\d+)\.value")
 _BACKOFF_LIMIT = 6  # Kubernetes' default for a Job
+# The flow body runs the container's argv: subprocess.run([item, _text(parameter)...]).
+_RUN = "subprocess.run"
+_TEXT = "_text({})"  # a parameter as text (the helper of flowfile)
 _CONTAINER_KEYS = (
     "name",
     "image",
@@ -61,8 +64,10 @@ def job_target(
         "tripwire's pod has one container and a service account, no volumes",
     )
     containers = pod.get("containers")
-    if not isinstance(containers, list) or len(containers) != 1:
-        raise Untranslatable(f"{where} runs {len(containers or [])} containers; k8s:// runs one")
+    if not isinstance(containers, list):
+        raise DeclarationError(f"{where}.spec.template.spec.containers must be a list.")
+    if len(containers) != 1:
+        raise Untranslatable(f"{where} runs {len(containers)} containers; k8s:// runs one")
     here = f"{where}.spec.template.spec.containers[0]"
     container = reader.only(
         containers[0], _CONTAINER_KEYS, here, "k8s:// sets the image, command, env and resources"
@@ -81,7 +86,7 @@ def job_target(
         reader.note("dropped", f"{here}.imagePullPolicy", "Kubernetes' default applies")
     if spec.get("ttlSecondsAfterFinished") is not None:
         reader.note("dropped", f"{where}.spec.ttlSecondsAfterFinished", "tripwire keeps Jobs")
-    plan = TargetPlan(url=f"k8s://{reader.namespace_of(metadata)}", imports={"subprocess"})
+    plan = TargetPlan(url=f"k8s://{reader.namespace_of(metadata, where)}", imports={"subprocess"})
     items = [literal(item) for item in argv]
     for dest, place, source in reader.sources(parameters, f"{where}.parameters"):
         if dest in NAMES:
@@ -110,21 +115,37 @@ def job_target(
     keywords = ["check=True"]
     if container.get("workingDir"):
         keywords.append(f"cwd={literal(str(container['workingDir']))}")
-    plan.body = _call("subprocess.run", f"[{', '.join(items)}]", items, keywords)
+    plan.body = _call(_RUN, f"[{', '.join(items)}]", items, keywords)
     plan.options = {"image": str(container["image"])}
-    plan.options |= _resources(container.get("resources") or {}, f"{here}.resources")
+    plan.options |= _resources(container.get("resources"), f"{here}.resources")
     if env:
         plan.options["env"] = env
     if pod.get("serviceAccountName"):
         plan.options["service_account"] = str(pod["serviceAccountName"])
-    pod_labels = (template.get("metadata") or {}).get("labels")
-    plan.options["labels"] = reader.labels(metadata.get("labels"), pod_labels)
+    pod_metadata = mapping(template.get("metadata"), f"{where}.spec.template.metadata")
+    plan.options["labels"] = reader.labels(
+        {
+            f"{where}.metadata.labels": metadata.get("labels"),
+            f"{where}.spec.template.metadata.labels": pod_metadata.get("labels"),
+        }
+    )
     limit = spec.get("backoffLimit", _BACKOFF_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= 100:
         raise Untranslatable(f"{where}.spec.backoffLimit {limit!r} is not 0 to 100 retries")
     plan.policy["retries"] = limit
-    if spec.get("activeDeadlineSeconds"):
-        plan.policy["timeout"] = f"{int(spec['activeDeadlineSeconds'])}s"
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is not None:
+        if isinstance(deadline, bool) or not isinstance(deadline, int) or deadline < 0:
+            raise DeclarationError(
+                f"{where}.spec.activeDeadlineSeconds is {deadline!r}; Kubernetes takes a "
+                "whole number of seconds (activeDeadlineSeconds: 600)."
+            )
+        if deadline == 0:
+            raise Untranslatable(
+                f"{where}.spec.activeDeadlineSeconds 0 ends the Job as it starts; a tripwire "
+                "timeout is longer"
+            )
+        plan.policy["timeout"] = f"{deadline}s"
     reader.note(
         "differs",
         where,
@@ -146,12 +167,16 @@ def _env(reader: TargetReader, raw: object, where: str) -> dict[str, str]:
             f"{where}[{n}]",
             "values from secrets or config maps are not carried over",
         )
-        env[str(item["name"])] = escape(text(item.get("value") or ""))
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            raise DeclarationError(f"{where}[{n}] needs a name; Kubernetes refuses it.")
+        env[item["name"]] = escape(text(item.get("value") or ""))
     return env
 
 
-def _resources(raw: dict[str, Any], where: str) -> dict[str, Any]:
-    limits, requests = raw.get("limits") or {}, raw.get("requests") or {}
+def _resources(raw: object, where: str) -> dict[str, Any]:
+    raw = mapping(raw, where)
+    limits = mapping(raw.get("limits"), f"{where}.limits")
+    requests = mapping(raw.get("requests"), f"{where}.requests")
     known = {"cpu", "memory", "nvidia.com/gpu"}
     if set(raw) - {"limits", "requests"} or (set(limits) | set(requests)) - known:
         raise Untranslatable(f"{where} asks for more than cpu, memory and nvidia.com/gpu")
@@ -161,7 +186,15 @@ def _resources(raw: dict[str, Any], where: str) -> dict[str, Any]:
         )
     options: dict[str, Any] = {k: str(limits[k]) for k in ("cpu", "memory") if k in limits}
     if "nvidia.com/gpu" in limits:
-        options["gpu"] = int(limits["nvidia.com/gpu"])
+        gpus = limits["nvidia.com/gpu"]
+        if isinstance(gpus, str) and gpus.isdecimal() and gpus.isascii():
+            gpus = int(gpus)
+        if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 0:
+            raise DeclarationError(
+                f"{where}.limits.nvidia.com/gpu is {gpus!r}; Kubernetes takes a whole number "
+                'of GPUs (nvidia.com/gpu: "1").'
+            )
+        options["gpu"] = gpus
     return options
 
 
@@ -170,7 +203,7 @@ def _python(binding: Binding) -> str:
     if binding.param is None:
         return literal(binding.literal)
     parts = [literal(binding.before)] if binding.before else []
-    parts.append(f"_text({binding.param.name})")
+    parts.append(_TEXT.format(binding.param.name))
     parts += [literal(binding.after)] if binding.after else []
     return " + ".join(parts)
 
@@ -188,6 +221,10 @@ def _call(function: str, argv: str, items: list[str], keywords: list[str]) -> li
         *(f"    {keyword}," for keyword in keywords),
         ")",
     ]
+
+
+BODY_NAMES = reserved_names("\n".join(_call(_RUN, f"[{_TEXT.format('None')}]", [], ["check=True"])))
+"""What a Job's flow body reads besides its parameters."""
 
 
 def _strings(raw: object, where: str) -> list[str]:

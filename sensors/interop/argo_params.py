@@ -65,7 +65,7 @@ class ParamContext:
     condition: Condition
     root: str
     findings: list[Finding] = field(default_factory=list)
-    taken: set[str] = field(default_factory=set)
+    taken: set[str] = field(default_factory=set)  # names a parameter must not take
 
     def always(self, dependency: str) -> bool:
         """Whether every fire of the trigger has an event of ``dependency``."""

@@ -4,17 +4,18 @@ carries, its namespace and labels; and the :class:`TargetPlan` a target module m
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import yaml
-
 from sensors.interop.argo_params import Binding, Param, ParamContext, Source, read_source
 from sensors.interop.findings import Finding, Untranslatable
+from sensors.interop.kube_yaml import load
 from triggers.errors import DeclarationError
 
-__all__ = ["NAMES", "TargetPlan", "TargetReader", "text"]
+__all__ = ["NAMES", "TargetPlan", "TargetReader", "mapping", "namespace", "text"]
 
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 NAMES = ("metadata.name", "metadata.generateName")
 """Dests that name the created object; tripwire names it after the run."""
 
@@ -92,10 +93,7 @@ class TargetReader:
         if source.get("resource") is not None:
             resource = source["resource"]
         elif source.get("inline") is not None:
-            try:
-                resource = yaml.safe_load(str(source["inline"]))
-            except yaml.YAMLError as exc:
-                raise DeclarationError(f"{where}.source.inline is not YAML: {exc}") from None
+            resource = load(str(source["inline"]), f"{where}.source.inline")
         else:
             kinds = sorted(source) or ["nothing"]
             raise Untranslatable(
@@ -121,27 +119,56 @@ class TargetReader:
             self.note("dropped", f"{where}.metadata.annotations", "tripwire sets labels only")
         return metadata
 
-    def namespace_of(self, metadata: dict[str, Any]) -> str:
-        namespace = metadata.get("namespace") or self.namespace
-        if not namespace:
+    def namespace_of(self, metadata: dict[str, Any], where: str) -> str:
+        if metadata.get("namespace"):
+            return namespace(metadata["namespace"], f"{where}.metadata.namespace")
+        if not self.namespace:
             raise Untranslatable(
                 "its resource has no namespace: set metadata.namespace on it or on the "
                 "Sensor, or pass --namespace"
             )
-        return str(namespace)
+        return self.namespace
 
-    def labels(self, *sources: object) -> dict[str, str]:
-        """The object's labels, with those Argo adds that are the same for every run."""
+    def labels(self, places: dict[str, object]) -> dict[str, str]:
+        """The object's labels (by where they are written), with those Argo adds that are
+        the same for every run."""
         labels = {
             "events.argoproj.io/sensor": self.sensor,
             "events.argoproj.io/trigger": self.context.trigger,
         }
-        for raw in sources:
-            for key, value in raw.items() if isinstance(raw, dict) else ():
+        for where, raw in places.items():
+            for key, value in mapping(raw, where).items():
                 if labels.get(key, value) != value:
                     raise Untranslatable(f"label {key} has two values, {labels[key]!r}, {value!r}")
                 labels[str(key)] = str(value)
         return labels
+
+
+def namespace(raw: object, where: str) -> str:
+    """``raw`` as a Kubernetes namespace name.
+
+    Raises:
+        DeclarationError: not one (a DNS label), which Kubernetes refuses.
+    """
+    if not isinstance(raw, str) or not _NAMESPACE.fullmatch(raw):
+        raise DeclarationError(
+            f"{where} is {raw!r}, not a namespace: Kubernetes takes up to 63 lower-case "
+            "letters, digits and '-', starting and ending with a letter or digit."
+        )
+    return raw
+
+
+def mapping(raw: object, where: str) -> dict[str, Any]:
+    """``raw`` as a mapping, nothing (None) as an empty one.
+
+    Raises:
+        DeclarationError: ``raw`` is something else, which Argo refuses.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise DeclarationError(f"{where} must be a mapping of keys to values, not {raw!r}.")
+    return raw
 
 
 def text(value: object) -> str:

@@ -23,13 +23,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from sensors.interop.argo_filters import dependency_filters
 from sensors.interop.argo_params import ParamContext
-from sensors.interop.argo_targets import KINDS, target_of
+from sensors.interop.argo_resources import mapping, namespace
+from sensors.interop.argo_targets import BODY_NAMES, KINDS, target_of
 from sensors.interop.findings import Finding, Untranslatable
-from sensors.interop.flowfile import FlowPlan, load_flows, render
+from sensors.interop.flowfile import MODULE_NAMES, FlowPlan, load_flows, render
+from sensors.interop.kube_yaml import check_json, load_all
 from sensors.interop.pysource import identifier
 from triggers.conditions import parse_condition
 from triggers.envelope import validate_event_name
@@ -55,6 +55,8 @@ _SENSOR_SETTINGS = {
     "errorOnFailedRound": "a failed run is a failed run in tripwire",
 }
 _RATE_UNITS = {"Second": "s", "Minute": "m", "Hour": "h"}
+# Names a flow or a parameter must not take: the file's and the flow bodies' own.
+_RESERVED = MODULE_NAMES | BODY_NAMES
 
 
 @dataclass(frozen=True)
@@ -98,18 +100,14 @@ class _Dependency:
 
 
 def read_manifest(text: str, origin: str) -> dict[str, Any]:
-    """The Sensor in a YAML text (of one or more documents).
+    """The Sensor in a YAML text (of one or more documents), read as Kubernetes reads it
+    (:mod:`~sensors.interop.kube_yaml`).
 
     Raises:
-        DeclarationError: not YAML, or not exactly one Sensor; the message says which.
+        DeclarationError: not YAML, not exactly one Sensor, or a Sensor that is not JSON;
+            the message says which.
     """
-    try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or exc
-        raise DeclarationError(f"{origin} is not valid YAML{at}: {problem}.") from None
+    documents = [d for d in load_all(text, origin) if d is not None]
     sensors = [d for d in documents if isinstance(d, dict) and d.get("kind") == "Sensor"]
     if len(sensors) != 1:
         kinds = [d.get("kind") if isinstance(d, dict) else type(d).__name__ for d in documents]
@@ -117,6 +115,7 @@ def read_manifest(text: str, origin: str) -> dict[str, Any]:
             f"{origin} holds {len(sensors)} Sensors (kinds: {kinds or 'none'}); give a file "
             "with exactly one `kind: Sensor` manifest (apiVersion argoproj.io/v1alpha1)."
         )
+    check_json(sensors[0], origin)
     return sensors[0]
 
 
@@ -153,12 +152,18 @@ def translate(manifest: dict[str, Any], *, origin: str, options: Options) -> Tra
 
 
 class _Reader:
-    def __init__(self, sensor: str, namespace: object, origin: str, options: Options) -> None:
+    def __init__(self, sensor: str, written: object, origin: str, options: Options) -> None:
+        """``written``: the Sensor's metadata.namespace."""
         self.sensor, self.origin, self.options = sensor, origin, options
-        self.namespace = options.namespace or (str(namespace) if namespace else None)
+        if options.namespace:
+            self.namespace: str | None = namespace(options.namespace, "--namespace")
+        elif written:
+            self.namespace = namespace(written, f"{origin}: metadata.namespace")
+        else:
+            self.namespace = None
         self.findings: list[Finding] = []
         self.deps: dict[str, _Dependency] = {}
-        self.taken: set[str] = {"current", "target", "trigger", "json", "subprocess", "Any"}
+        self.taken: set[str] = set(_RESERVED)
 
     def _unknown(self, raw: dict[str, Any], known: tuple[str, ...], where: str) -> None:
         for key in raw:
@@ -307,6 +312,7 @@ class _Reader:
             subjects={d.name: d.subject for d in used},
             condition=condition,
             root=self.options.payload_root,
+            taken=set(_RESERVED),
         )
         if item.get("parameters"):
             raise Untranslatable("its parameters rewrite the trigger's own template")
@@ -358,8 +364,8 @@ class _Reader:
     ) -> dict[str, Any]:
         where = f"trigger {name!r}"
         policy: dict[str, Any] = {}
-        limit = item.get("rateLimit")
-        if isinstance(limit, dict) and limit.get("requestsPerUnit"):
+        limit = mapping(item.get("rateLimit"), f"{where}.rateLimit")
+        if limit.get("requestsPerUnit"):
             unit = _RATE_UNITS.get(str(limit.get("unit") or "Second"))
             count = limit["requestsPerUnit"]
             if unit is None or not isinstance(count, int) or count < 1:
@@ -380,7 +386,7 @@ class _Reader:
             if http
             else "tripwire does not retry creating the resource; a failed create fails the run",
             "policy": None
-            if http and not (item.get("policy") or {}).get("k8s")
+            if http and not mapping(item.get("policy"), f"{where}.policy").get("k8s")
             else "tripwire follows the Job or Workflow to its end itself",
             "atLeastOnce": "tripwire launches each fire exactly once",
             "dlqTrigger": "a flow with @trigger_on_finish(on=['FAILED']) can act on failed runs",

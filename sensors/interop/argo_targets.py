@@ -16,15 +16,23 @@ from __future__ import annotations
 from typing import Any
 
 from sensors.interop.argo_http import http_target
+from sensors.interop.argo_jobs import BODY_NAMES as JOB_BODY_NAMES
 from sensors.interop.argo_jobs import job_target
 from sensors.interop.argo_params import ParamContext
 from sensors.interop.argo_resources import TargetPlan, TargetReader
 from sensors.interop.argo_workflows import workflow_target
 from sensors.interop.findings import Untranslatable
+from sensors.interop.pysource import reserved_names
 from triggers.errors import DeclarationError
 
-__all__ = ["KINDS", "target_of"]
+__all__ = ["BODY_NAMES", "KINDS", "target_of"]
 
+_LOG_BODY = (
+    "for event in current.events:",
+    '    print(f"{event.dependency}: {event.name} {event.id} {event.payload}")',
+)
+BODY_NAMES = JOB_BODY_NAMES | reserved_names("\n".join(_LOG_BODY))
+"""What the flow bodies of every target read besides their parameters."""
 KINDS = (
     "argoWorkflow",
     "k8s",
@@ -97,14 +105,7 @@ def target_of(
     if kind == "log":
         if isinstance(spec, dict) and spec.get("intervalSeconds"):
             reader.note("dropped", f"{where}.intervalSeconds", "every run prints its events")
-        return TargetPlan(
-            url=None,
-            imports={"current"},
-            body=[
-                "for event in current.events:",
-                '    print(f"{event.dependency}: {event.name} {event.id} {event.payload}")',
-            ],
-        )
+        return TargetPlan(url=None, imports={"current"}, body=list(_LOG_BODY))
     raise Untranslatable(
         f"{kind} triggers have no tripwire target (local://, command://, http(s)://, k8s://, "
         "argo://); write the flow by hand, e.g. with a command:// or http(s):// target"

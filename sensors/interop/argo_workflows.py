@@ -15,6 +15,7 @@ from typing import Any
 from sensors.interop.argo_params import bind, escape
 from sensors.interop.argo_resources import NAMES, TargetPlan, TargetReader, text
 from sensors.interop.findings import Untranslatable
+from triggers.errors import DeclarationError
 
 __all__ = ["workflow_target"]
 
@@ -53,19 +54,22 @@ def workflow_target(
         "argo:// passes parameters only",
     )
     declared = arguments.get("parameters") or []
-    for n, item in enumerate(declared):
-        reader.only(
-            item,
-            ("name", "value"),
-            f"{where}.spec.arguments.parameters[{n}]",
-            "argo:// passes literal values",
+    if not isinstance(declared, list):
+        raise DeclarationError(
+            f"{where}.spec.arguments.parameters must be a list of {{name, value}}, not "
+            f"{declared!r}."
         )
+    for n, item in enumerate(declared):
+        here = f"{where}.spec.arguments.parameters[{n}]"
+        reader.only(item, ("name", "value"), here, "argo:// passes literal values")
+        if not isinstance(item.get("name"), str) or not item["name"]:
+            raise DeclarationError(f"{here} needs a name; Argo refuses an argument without one.")
     # In the Workflow's order; an argument without a value that no parameter sets is left
     # out, so the WorkflowTemplate's default applies, as when Argo submits it.
     values: dict[str, str | None] = {
         str(a["name"]): escape(text(a["value"])) if "value" in a else None for a in declared
     }
-    plan = TargetPlan(url=f"argo://{reader.namespace_of(metadata)}/{reference['name']}")
+    plan = TargetPlan(url=f"argo://{reader.namespace_of(metadata, where)}/{reference['name']}")
     for dest, here, source in reader.sources(parameters, f"{where}.parameters"):
         if dest in NAMES:
             reader.note("dropped", here, "tripwire names the Workflow after the run")
@@ -80,5 +84,6 @@ def workflow_target(
         values[name] = binding.template()
         plan.add(binding)
     given = {name: value for name, value in values.items() if value is not None}
-    plan.options = {"parameters": given, "labels": reader.labels(metadata.get("labels"))}
+    labels = reader.labels({f"{where}.metadata.labels": metadata.get("labels")})
+    plan.options = {"parameters": given, "labels": labels}
     return plan

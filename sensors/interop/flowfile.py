@@ -14,12 +14,12 @@ from typing import Any
 
 from sensors.interop.argo_params import REQUIRED, Param
 from sensors.interop.findings import Finding
-from sensors.interop.pysource import comment, literal
+from sensors.interop.pysource import comment, literal, reserved_names
 from triggers.declarations import flow_spec, is_flow
 from triggers.loader import load_file
 from triggers.spec import FlowSpec
 
-__all__ = ["FlowPlan", "load_flows", "render"]
+__all__ = ["MODULE_NAMES", "FlowPlan", "load_flows", "render"]
 
 _LINE = 100
 _HEADINGS = {
@@ -60,20 +60,36 @@ def render(plans: list[FlowPlan], findings: list[Finding], title: str, origin: s
         if chosen:
             lines += ["#", f"# {heading}"]
             lines += [line for f in chosen for line in comment(f"- {f.line()}")]
-    lines += [f'"""{_docstring(title)}"""', "", "from __future__ import annotations", ""]
+    lines += [f'"""{_docstring(title)}"""', ""]
     needs = set().union(*(p.imports for p in plans)) if plans else set()
-    imports = [f"import {name}" for name in ("json", "subprocess") if name in needs]
-    if "json" in needs or any(p.annotation == "Any" for plan in plans for p in plan.params):
-        imports.append("from typing import Any")
-    lines += [*imports, ""] if imports else []
-    names = ["current"] if "current" in needs else []
-    names += ["target"] if any(p.target for p in plans) else []
-    lines += [f"from triggers import {', '.join([*names, 'trigger'])}", ""]
-    if "json" in needs:
-        lines += ["", _TEXT_HELPER]
+    typed = any(p.annotation == "Any" for plan in plans for p in plan.params)
+    lines += _preamble(needs, typed=typed, targets=any(p.target for p in plans))
     for plan in plans:
         lines += ["", *_flow(plan)]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _preamble(needs: set[str], *, typed: bool, targets: bool) -> list[str]:
+    """The imports and helpers of a file whose flows need ``needs`` (module names and
+    ``current``), with parameters typed ``Any`` or not, and targets or not."""
+    lines = ["from __future__ import annotations", ""]
+    imports = [f"import {name}" for name in ("json", "subprocess") if name in needs]
+    if "json" in needs or typed:
+        imports.append("from typing import Any")
+    lines += [*imports, ""] if imports else []
+    names = ["current"] if "current" in needs else []
+    names += ["target"] if targets else []
+    lines += [f"from triggers import {', '.join([*names, 'trigger'])}", ""]
+    if "json" in needs:
+        lines += ["", _TEXT_HELPER]
+    return lines
+
+
+MODULE_NAMES = reserved_names(
+    "\n".join(_preamble({"current", "json", "subprocess"}, typed=True, targets=True))
+)
+"""What a generated file binds at its top level or reads there (builtins its helper
+uses): a flow or a parameter named so would shadow it."""
 
 
 def _docstring(title: str) -> str:

@@ -16,7 +16,7 @@ from functools import lru_cache
 
 from sensors.interop.findings import Untranslatable
 
-__all__ = ["equal_to", "matches_any", "misses_any", "not_equal_to", "python_regex"]
+__all__ = ["matches_any", "misses_any", "python_regex"]
 
 Ranges = list[tuple[int, int]]
 
@@ -82,16 +82,6 @@ def misses_any(patterns: list[str]) -> str:
     """
     misses = [rf"(?![\s\S]*(?:{python_regex(p)}))" for p in patterns]
     return r"\A(?:" + "|".join(misses) + ")"
-
-
-def equal_to(text: str) -> str:
-    """A regex found only in exactly ``text``."""
-    return rf"\A{_text(text)}\Z"
-
-
-def not_equal_to(text: str) -> str:
-    """A regex found in every string but ``text``."""
-    return rf"\A(?!{_text(text)}\Z)"
 
 
 class _Parser:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import keyword
 import re
 import textwrap
 from typing import Any
 
-__all__ = ["Code", "comment", "identifier", "literal"]
+__all__ = ["Code", "comment", "identifier", "literal", "reserved_names"]
 
 _WIDTH = 88
 
@@ -46,6 +47,28 @@ def _flat(value: Any) -> str:
     if isinstance(value, int | float | bool) or value is None:
         return repr(value)
     raise TypeError(f"no literal for {type(value).__name__}")
+
+
+def reserved_names(code: str) -> frozenset[str]:
+    """The names ``code`` binds at its top level (imports, definitions) or reads without
+    binding them (builtins, globals): what a name written in or next to it must not be."""
+    tree = ast.parse(code)
+    top: set[str] = set()
+    for statement in tree.body:
+        if isinstance(statement, ast.Import | ast.ImportFrom) and not (
+            isinstance(statement, ast.ImportFrom) and statement.module == "__future__"
+        ):
+            top |= {(alias.asname or alias.name).split(".")[0] for alias in statement.names}
+        elif isinstance(statement, ast.FunctionDef | ast.ClassDef):
+            top.add(statement.name)
+    bound: set[str] = set()
+    read: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (read if isinstance(node.ctx, ast.Load) else bound).add(node.id)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return frozenset(top | (read - bound))
 
 
 def identifier(text: str, taken: set[str]) -> str:

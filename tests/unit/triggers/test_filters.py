@@ -28,6 +28,16 @@ def test_the_compact_string_form_parses_values_as_json_or_strings(
     assert parse_filter(compact, where="w") == expected
 
 
+def test_a_strict_filter_is_declared_in_the_dict_form_and_left_out_of_the_json_when_off() -> None:
+    strict = parse_filter({"path": "$.n", "op": ">", "value": 5, "strict": True}, where="w")
+    assert strict == Filter(path="$.n", op=">", value=5, strict=True)
+    assert strict.model_dump(mode="json")["strict"] is True
+    # Specs of filters declared before strict existed keep their JSON, and so their digest
+    assert parse_filter("$.n > 5", where="w").model_dump_json() == (
+        '{"path":"$.n","op":">","value":5}'
+    )
+
+
 def test_a_time_of_day_filter_takes_a_window_and_a_zone() -> None:
     parsed = parse_filter({"between": "22:00-06:00", "tz": "Europe/Paris"}, where="w")
     assert parsed == TimeOfDay(start=time(22), stop=time(6), tz="Europe/Paris")
@@ -46,6 +56,8 @@ def test_a_time_of_day_filter_takes_a_window_and_a_zone() -> None:
         ({"between": "9-5"}, "HH:MM-HH:MM"),
         ({"between": "09:00-17:00", "tz": "Mars/Olympus"}, "bad time-of-day"),
         ({"path": "$.a", "op": "==", "extra": 1}, "nothing else"),
+        ({"path": "$.a", "op": "==", "value": 1, "strict": "yes"}, "'strict' takes true or false"),
+        ({"path": "$.a", "op": "exists", "strict": True}, "'exists' compares nothing"),
         (42, "a filter is a dict"),
     ],
 )

@@ -11,6 +11,7 @@ from typer.testing import CliRunner, Result
 from sensors.cli import app
 from sensors.cli.imports import REFUSED
 from sensors.registry import discover_flows
+from tests.fixtures.argo import HTTP_SENSOR, JOB_SENSOR, WORKFLOW_SENSOR
 from tests.fixtures.imports import loaded_by
 
 SENSOR = """
@@ -124,6 +125,115 @@ def test_a_bad_manifest_fails_with_one_line_naming_the_problem(
     done = run(str(manifest))
     assert done.exit_code == 1
     assert message in done.stderr and "Traceback" not in done.output
+
+
+HTTP_TRIGGER = "  triggers:\n    - template:"
+
+
+def http_trigger_with(setting: str) -> str:
+    """HTTP_SENSOR with a trigger-level setting (YAML at the template's level)."""
+    return HTTP_SENSOR.replace(HTTP_TRIGGER, f"  triggers:\n    - {setting}\n      template:")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            HTTP_SENSOR.replace("method: POST", "method: POST\n          timeout: 30s"),
+            "http.timeout is '30s'; Argo takes a whole number of seconds (timeout: 30).",
+        ),
+        (
+            http_trigger_with("policy: {status: {allow: ['2xx']}}"),
+            "policy.status.allow is ['2xx']; Argo takes a list of HTTP statuses as numbers",
+        ),
+        (
+            http_trigger_with("policy: {status: {allow: 200}}"),
+            "policy.status.allow is 200; Argo takes a list of HTTP statuses as numbers",
+        ),
+        (
+            http_trigger_with("retryStrategy: {steps: abc}"),
+            "retryStrategy.steps is 'abc'; Argo takes a whole number of tries (steps: 3).",
+        ),
+        (
+            HTTP_SENSOR.replace("headers:\n            X-Team: data", "headers: [a]"),
+            "http.headers must be a mapping of keys to values, not ['a'].",
+        ),
+        (http_trigger_with("policy: k8s"), "policy must be a mapping of keys to values"),
+        (
+            WORKFLOW_SENSOR.replace("- name: greeting\n", "- "),
+            "arguments.parameters[1] needs a name; Argo refuses an argument without one.",
+        ),
+        (
+            JOB_SENSOR.replace("- name: MODE\n", "- "),
+            "containers[0].env[0] needs a name; Kubernetes refuses it.",
+        ),
+        (
+            JOB_SENSOR.replace('cpu: "2"', 'cpu: "2"\n' + " " * 28 + 'nvidia.com/gpu: "1x"'),
+            "limits.nvidia.com/gpu is '1x'; Kubernetes takes a whole number of GPUs",
+        ),
+        (
+            JOB_SENSOR.replace("activeDeadlineSeconds: 600", "activeDeadlineSeconds: 1h"),
+            "activeDeadlineSeconds is '1h'; Kubernetes takes a whole number of seconds",
+        ),
+        (
+            HTTP_SENSOR.replace("X-Team: data", "X-Team: &h {again: *h}"),
+            "headers.X-Team.again holds itself (a YAML alias inside its own anchor)",
+        ),
+        (
+            HTTP_SENSOR.replace("X-Team: data", 'X-Team: "\\ud800"'),
+            "headers.X-Team holds text that is not Unicode ('\\ud800': a lone surrogate)",
+        ),
+        (
+            HTTP_SENSOR.replace("X-Team: data", "X-Team: !!binary aGk="),
+            "headers.X-Team holds a bytes (a YAML tag such as !!binary or !!set)",
+        ),
+        (
+            WORKFLOW_SENSOR.replace("namespace: argo-events", "namespace: [a]"),
+            "metadata.namespace is ['a'], not a namespace",
+        ),
+    ],
+)
+def test_a_manifest_argo_would_refuse_fails_with_one_line_naming_the_field_and_the_fix(
+    manifest: Path, text: str, message: str
+) -> None:
+    manifest.write_text(text)
+    done = run(str(manifest))
+    assert done.exit_code == 1, done.output
+    assert message in " ".join(done.stderr.split()) and "Traceback" not in done.output
+
+
+@pytest.mark.parametrize(
+    ("text", "setting"),
+    [
+        # Kubernetes reads a manifest's dates as text: no date object reaches the file
+        (WORKFLOW_SENSOR.replace("value: hi", "value: 2024-01-01"), '"greeting": "2024-01-01{'),
+        (HTTP_SENSOR.replace("X-Team: data", "X-Date: 2024-01-01"), '"X-Date": "2024-01-01"'),
+    ],
+)
+def test_dates_in_a_manifest_stay_text_as_kubernetes_reads_them(
+    manifest: Path, text: str, setting: str
+) -> None:
+    manifest.write_text(text)
+    done = run(str(manifest))
+    assert done.exit_code == 0, done.output
+    assert setting in done.stdout
+
+
+def test_an_importer_bug_is_one_line_and_exit_1_with_the_traceback_under_verbose(
+    manifest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom\nand more")
+
+    monkeypatch.setattr("sensors.interop.argo_sensor.translate", broken)
+    done = run(str(manifest))
+    assert done.exit_code == 1
+    assert done.stderr.strip() == (
+        "error: an importer bug: RuntimeError: boom and more; please report it with the "
+        "manifest (--verbose shows where)."
+    )
+    verbose = run(str(manifest), "--verbose")
+    assert verbose.exit_code == 1 and "Traceback" in verbose.stderr
 
 
 def test_a_missing_manifest_fails_without_a_traceback(tmp_path: Path) -> None:

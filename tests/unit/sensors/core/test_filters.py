@@ -56,6 +56,43 @@ def test_filters_compare_values_as_their_types(
     assert (check([flt], payload) is None) == passes
 
 
+@pytest.mark.parametrize(
+    ("op", "value", "passing", "failing"),
+    [
+        # Each JSON value is of its own type: no numeric strings, no dates
+        ("==", 5, [5, 5.0], ["5", True, None, [5]]),
+        ("!=", 5, ["5", None, True, {"a": 5}, 4], [5, 5.0]),
+        ("==", "5", ["5"], [5, 5.0]),
+        ("!=", "x", [None, 1, False, "y"], ["x"]),
+        ("in", [1, "b"], [1.0, "b"], ["1", "a", True]),
+        (">", 5, [6, 5.5], ["7", True, None]),
+        ("<", "b", ["a", "B"], [1, None, "c"]),
+        (">=", "2026-11-01", ["2026-11-02", "3"], ["2026-1-5", 20261102]),  # text, not dates
+        ("regex", "^2", ["200"], [200, 2.5, True]),
+        ("==", True, [True], [1, "true"]),
+        ("==", {"a": [1]}, [{"a": [1.0]}], [{"a": [True]}, {"a": ["1"]}, {"a": [1], "b": 2}]),
+    ],
+)
+def test_strict_filters_compare_json_values_of_the_same_type_only(
+    op: str, value: Any, passing: list[Any], failing: list[Any]
+) -> None:
+    flt = {"path": "$.v", "op": op, "value": value, "strict": True}
+    assert [check([flt], {"v": v}) is None for v in passing] == [True] * len(passing)
+    assert [check([flt], {"v": v}) is None for v in failing] == [False] * len(failing)
+
+
+def test_a_strict_filters_reason_says_it_is_strict() -> None:
+    flt = {"path": "$.n", "op": ">", "value": 5, "strict": True}
+    assert check([flt], {"n": "7"}) == "$.n = '7' is not > 5 (strict)"
+
+
+def test_an_integer_beyond_the_float_range_compares_as_infinite() -> None:
+    # JSON parsers read it so; payloads keep big integers exact, which float() refuses
+    huge = 10**400
+    assert check(["$.n > 5"], {"n": huge}) is None
+    assert check([{"path": "$.n", "op": "<", "value": 5, "strict": True}], {"n": -huge}) is None
+
+
 def test_a_missing_field_fails_with_the_path_in_the_reason() -> None:
     assert check(["$.amount > 5"], {}) == "$.amount is missing"
 

@@ -4,8 +4,10 @@ is refused with the reason."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from tests.fixtures.argo import (
     with_dependencies,
     with_filters,
 )
+from triggers.spec import EventDependency
 
 # --- data filters -----------------------------------------------------------------------
 
@@ -134,6 +137,60 @@ def test_bool_values_are_read_as_go_reads_booleans() -> None:
         )
     )
     assert passes(dep, {"ok": True}) and not passes(dep, {"ok": False})
+
+
+@pytest.mark.parametrize(
+    ("datum", "said"),
+    [
+        ('type: string\n  value: ["^2"]', "Argo matches the text gjson gives any value"),
+        ('type: bool\n  value: ["true"]', "number other than 0; here only true passes"),
+        ('type: bool\n  value: ["false"]', "('false', 'no', ''); here only false passes"),
+        (
+            'type: number\n  comparator: "<="\n  value: ["5"]',
+            "false, null, objects, arrays and text that is not a number pass in Argo (read "
+            "as 0) but not here; true pass in Argo (read as 1) but not here; a string is read "
+            "as a number by Go in Argo and by Python here",
+        ),
+        ('type: number\n  comparator: ">"\n  value: ["5"]', "by Go in Argo and by Python here"),
+    ],
+)
+def test_each_typed_data_filter_says_how_argos_reading_of_other_types_differs(
+    datum: str, said: str
+) -> None:
+    # gjson reads a value of any type as the filter's type; tripwire's filters do not
+    done = with_filters("data:\n" + textwrap.indent(f"- path: body.x\n  {datum}", "  "))
+    [differs] = texts(done, "differs")
+    assert differs.startswith("dependency 'd'.filters.data[0]: ") and said in differs
+    assert done.source is not None and "# Differs (translated; worth knowing):" in done.source
+
+
+def test_a_data_filter_that_passes_every_value_as_argos_does_says_nothing() -> None:
+    done = with_filters("""
+            data:
+              - path: body.ok
+                type: bool
+                value: ["true", "false"]
+              - path: body.n
+                type: number
+                comparator: "!="
+                value: ["1", "2"]
+    """)
+    assert texts(done, "differs") == []
+    assert passes(dependency(done), {"ok": None, "n": "x"})
+
+
+def test_bool_and_number_filters_pass_only_their_own_types_and_say_what_argo_also_passes() -> None:
+    # Argo's gjson reads null, 0 and "no" as false; the translation keeps JSON false only
+    dep = dependency(
+        with_filters("""
+            data:
+              - path: body.ok
+                type: bool
+                value: ["false"]
+    """)
+    )
+    assert passes(dep, {"ok": False})
+    assert [passes(dep, {"ok": v}) for v in (None, 0, "no", "false")] == [False] * 4
 
 
 def test_data_filters_joined_by_or_pass_when_one_does() -> None:
@@ -281,6 +338,85 @@ def test_an_expression_and_its_fields_must_all_hold() -> None:
     )
 
 
+def expr_filter(expr: str) -> EventDependency:
+    """The dependency of one expr filter over the field ``a`` (at body.a)."""
+    return dependency(
+        with_filters(f"""
+            exprs:
+              - expr: {json.dumps(expr)}
+                fields:
+                  - name: a
+                    path: body.a
+        """)
+    )
+
+
+@pytest.mark.parametrize(
+    ("expr", "value", "argo"),
+    [
+        # govaluate's == is reflect.DeepEqual: a string is never a number
+        ("a == 5", "5", False),
+        ("a == 5", 5.0, True),
+        ("a == '5'", 5, False),
+        ("a == '5'", "5", True),
+        ("a != 'x'", None, True),
+        ("a != 'x'", 1, True),
+        ("a != 5", "5", True),
+        ("a != 5", 5, False),
+        # <, <=, >, >= compare two numbers or two strings, else fail with an error
+        ("a > 5", "7", False),
+        ("a > 5", 7, True),
+        ("a > 5", True, False),
+        ("a < 'b'", "a", True),
+        ("a < 'b'", 1, False),
+        # =~ and !~ need a string on the left
+        ("a =~ '^2'", 200, False),
+        ("a =~ '^2'", "200", True),
+        ("a !~ '^2'", 300, False),
+        ("a !~ '^2'", "300", True),
+        # a field alone is true only when it is the boolean true
+        ("a", "true", False),
+        ("!a", 0, False),
+        ("!a", False, True),
+    ],
+)
+def test_expressions_keep_govaluates_types(expr: str, value: Any, argo: bool) -> None:
+    assert passes(expr_filter(expr), {"a": value}) is argo
+
+
+def test_an_operand_of_or_that_may_fail_with_an_error_before_another_holds_is_refused() -> None:
+    # Given a string: govaluate fails `a > 5` with an error and rejects the event, without
+    # reading `a == "x"`
+    done = with_filters("""
+            exprs:
+              - expr: a > 5 || a == "x"
+                fields:
+                  - name: a
+                    path: body.a
+    """)
+    assert "a > 5 is an error when a is not a number" in refusal(done)
+    assert "without reading a == 'x'" in refusal(done)
+
+
+@pytest.mark.parametrize(
+    ("expr", "passing", "failing"),
+    [
+        # an error only where the later operand cannot hold either
+        ("a > 5 || a < 2", [7, 1], [3, "x", "7"]),
+        # an operand that never fails first: govaluate stops at it when it holds
+        ("a == 'x' || a > 5", ["x", 7], ["y", "7"]),
+        ("a =~ '^x' || a == 'y'", ["xa", "y"], [1, "z"]),
+    ],
+)
+def test_or_translates_when_no_error_can_hide_an_operand_that_holds(
+    expr: str, passing: list[Any], failing: list[Any]
+) -> None:
+    dep = expr_filter(expr)
+    assert dep.filters_operator == "or"
+    assert [passes(dep, {"a": v}) for v in passing] == [True] * len(passing)
+    assert [passes(dep, {"a": v}) for v in failing] == [False] * len(failing)
+
+
 def test_an_expression_over_one_field_may_use_or() -> None:
     dep = dependency(
         with_filters(
@@ -302,7 +438,8 @@ def test_an_expression_over_one_field_may_use_or() -> None:
     [
         # Argo's own example: an event without c fails it even when a == "b"
         ('a == "b" || c != 10', "need both"),
-        ('a =~ "start" || (b == true && c == 2)', "need both"),
+        # a regex against a value that is not a string fails the expression, there and then
+        ('a =~ "start" || (b == true && c == 2)', "is an error when a is not a string"),
         ("c * 2 > 10", "uses '*'"),
         ('a > "2026-01-01"', "as a date"),
     ],
@@ -382,9 +519,10 @@ def test_a_time_filter_with_seconds_is_refused() -> None:
     assert "has seconds" in refusal(done)
 
 
-def test_filter_kinds_joined_by_or_pass_when_one_kind_does() -> None:
-    dep = dependency(
-        with_dependencies("""
+def test_kinds_joined_by_or_with_data_or_exprs_are_refused_since_argo_errors_reject() -> None:
+    # Argo rejects an event its data filter cannot read (here: without body.urgent) even
+    # when its time filter passes, which "or" over tripwire filters cannot say
+    done = with_dependencies("""
         - name: d
           eventSourceName: w
           eventName: e
@@ -398,9 +536,42 @@ def test_filter_kinds_joined_by_or_pass_when_one_kind_does() -> None:
                 type: bool
                 value: ["true"]
     """)
-    )
-    assert passes(dep, {"urgent": True}) and passes(dep, {}, datetime(2026, 1, 1, 9, 5, tzinfo=UTC))
-    assert not passes(dep, {"urgent": False})
+    assert "Argo rejects an event on which its data filters meet an error" in refusal(done)
+    assert "even when its time filter passes" in refusal(done)
+
+
+def test_kinds_joined_by_or_translate_when_only_one_can_pass_or_none_can_fail() -> None:
+    # A context filter that never holds neither passes nor fails with an error: data decides
+    data = with_dependencies("""
+        - name: d
+          eventSourceName: w
+          eventName: e
+          filtersLogicalOperator: "or"
+          filters:
+            context:
+              source: elsewhere
+            data:
+              - path: body.urgent
+                type: bool
+                value: ["true"]
+    """)
+    assert passes(dependency(data), {"urgent": True})
+    assert not passes(dependency(data), {"urgent": False})
+    # Time and context filters never fail with an error
+    times = with_dependencies("""
+        - name: d
+          eventSourceName: w
+          eventName: e
+          filtersLogicalOperator: "or"
+          filters:
+            context:
+              source: elsewhere
+            time:
+              start: "09:00:00"
+              stop: "10:00:00"
+    """)
+    assert passes(dependency(times), {}, datetime(2026, 1, 1, 9, 5, tzinfo=UTC))
+    assert not passes(dependency(times), {})
 
 
 def test_kinds_joined_by_and_over_data_joined_by_or_are_refused_with_the_shape() -> None:

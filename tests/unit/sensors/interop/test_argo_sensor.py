@@ -3,6 +3,8 @@ without an equivalent, the file written, and manifests Argo itself would refuse.
 
 from __future__ import annotations
 
+from datetime import time
+
 import pytest
 import yaml
 
@@ -18,6 +20,7 @@ from tests.fixtures.argo import (
     with_filters,
 )
 from triggers.errors import DeclarationError
+from triggers.filters import TimeOfDay
 from triggers.spec import FlowSpec
 
 # --- event names and dependencies --------------------------------------------------------
@@ -309,6 +312,20 @@ def test_filters_argo_would_refuse_fail_the_import_naming_the_fix(
 ) -> None:
     with pytest.raises(DeclarationError, match=message):
         with_filters(filters)
+
+
+def test_unquoted_clock_times_and_dates_are_text_as_kubernetes_reads_them() -> None:
+    # PyYAML's YAML 1.1 would read 10:00:00 as 36,000 (base 60) and 2026-01-01 as a date
+    done = with_filters("""
+            time:
+              start: 10:00:00
+              stop: 11:30:00
+            context:
+              subject: 2026-01-01
+    """)
+    assert "never '2026-01-01'" in refusal(done)
+    dep = dependency(with_filters("time:\n  start: 10:00:00\n  stop: 11:30:00"))
+    assert dep.filters == (TimeOfDay(start=time(10), stop=time(11, 30)),)
 
 
 def test_every_flow_spec_of_the_file_is_what_tripwire_deploys() -> None:

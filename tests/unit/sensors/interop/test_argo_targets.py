@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.argo import (
+    HTTP_SENSOR,
+    JOB_SENSOR,
     WORKFLOW_SENSOR,
     dependency,
     only,
@@ -171,62 +173,6 @@ def test_a_k8s_trigger_creating_a_workflow_becomes_an_argo_target() -> None:
     assert translated(text).flows[0].target == "argo://argo-events/print-message"
 
 
-JOB_SENSOR = """
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata:
-  name: jobs
-spec:
-  dependencies:
-    - name: test-dep
-      eventSourceName: webhook
-      eventName: example
-  triggers:
-    - template:
-        name: k8s-job
-        k8s:
-          operation: create
-          source:
-            resource:
-              apiVersion: batch/v1
-              kind: Job
-              metadata:
-                generateName: hello-
-                namespace: batch
-              spec:
-                backoffLimit: 2
-                activeDeadlineSeconds: 600
-                template:
-                  metadata:
-                    labels:
-                      app: hello
-                  spec:
-                    serviceAccountName: runner
-                    restartPolicy: Never
-                    containers:
-                      - name: hello
-                        image: registry.example/hello:1
-                        command:
-                          - PYTHON
-                          - -c
-                          - "import sys; open(sys.argv[1], 'w').write(sys.argv[2])"
-                        args: [OUT, hello]
-                        env:
-                          - name: MODE
-                            value: fast
-                        resources:
-                          limits:
-                            cpu: "2"
-                            memory: 4Gi
-          parameters:
-            - src:
-                dependencyName: test-dep
-                dataKey: body.name
-              dest: spec.template.spec.containers.0.args.1
-              operation: prepend
-"""
-
-
 def test_a_job_becomes_a_k8s_target_whose_flow_runs_the_containers_command(
     tmp_path: Path,
 ) -> None:
@@ -260,6 +206,29 @@ def test_a_job_becomes_a_k8s_target_whose_flow_runs_the_containers_command(
     assert out.read_text() == "42hello"
 
 
+@pytest.mark.parametrize("key", ["subprocess", "_text", "json", "current", "print", "Any"])
+def test_a_parameter_named_like_a_name_the_flow_body_uses_does_not_shadow_it(
+    key: str, tmp_path: Path
+) -> None:
+    # Given a parameter whose key is a name the generated file or body uses
+    out = tmp_path / "out.txt"
+    text = (
+        JOB_SENSOR.replace("PYTHON", sys.executable)
+        .replace("OUT", str(out))
+        .replace("dataKey: body.name", f"dataKey: body.{key}")
+    )
+    done = translated(text)
+    [flow] = done.flows
+    [parameter] = flow.parameters
+    assert parameter.name not in {"subprocess", "_text", "json", "current", "print", "Any"}
+    # When the flow runs, the body still calls what it names
+    assert done.source is not None
+    written = tmp_path / "flows.py"
+    written.write_text(done.source)
+    getattr(load_file(written), flow.name)(**{parameter.name: "x"})
+    assert out.read_text() == "xhello"
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
@@ -291,37 +260,6 @@ def test_a_job_without_a_command_is_refused_since_its_entrypoint_is_unknown() ->
     # Given the Job without its command: the container would run its image's entrypoint
     done = translated(re.sub(r" +command:\n( +- .*\n)+", "", JOB_SENSOR))
     assert "needs an image and a command" in refusal(done)
-
-
-HTTP_SENSOR = """
-apiVersion: argoproj.io/v1alpha1
-kind: Sensor
-metadata:
-  name: webhook
-spec:
-  dependencies:
-    - name: test-dep
-      eventSourceName: webhook
-      eventName: example
-  triggers:
-    - template:
-        name: http-trigger
-        http:
-          url: https://example.com/hook
-          method: POST
-          headers:
-            X-Team: data
-          payload:
-            - src:
-                dependencyName: test-dep
-                dataKey: body.message
-              dest: message
-            - src:
-                dependencyName: test-dep
-                dataKey: body.count
-                useRawData: true
-              dest: stats.count
-"""
 
 
 def test_an_http_trigger_becomes_an_http_target_with_the_body_argo_builds() -> None:

@@ -7,7 +7,7 @@ import re
 import pytest
 
 from sensors.interop.findings import Untranslatable
-from sensors.interop.go_regex import equal_to, matches_any, misses_any, not_equal_to, python_regex
+from sensors.interop.go_regex import matches_any, misses_any, python_regex
 
 
 @pytest.mark.parametrize(
@@ -73,8 +73,3 @@ def test_a_pattern_that_misses_is_one_regex_too_anchors_included() -> None:
     assert missing.search("main") and missing.search("release/1")  # hotfix is not found
     assert not re.compile(misses_any(["^release/"])).search("release/1")
     assert re.compile(misses_any(["^release/"])).search("x release/1")
-
-
-def test_string_equality_regexes_hold_for_exactly_one_text() -> None:
-    assert re.search(equal_to("a.b (c)"), "a.b (c)") and not re.search(equal_to("a.b"), "a.bc")
-    assert re.search(not_equal_to("end"), "ending") and not re.search(not_equal_to("end"), "end")
