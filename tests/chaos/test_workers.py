@@ -64,24 +64,26 @@ async def test_one_of_two_workers_killed(chaos_env: dict[str, str], tmp_path: Pa
             assert one.poll() is None
 
 
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same host", "another host"])
 async def test_the_launcher_killed_between_queued_and_running(
-    chaos_env: dict[str, str], tmp_path: Path
+    chaos_env: dict[str, str], tmp_path: Path, pg_url: str, elsewhere: bool
 ) -> None:
     # Given a worker that dies the moment it has claimed a run (QUEUED -> RUNNING), before
     # the run's first attempt: a crash point, since that moment lasts a few milliseconds
+    first, then = _hosts(chaos_env, pg_url) if elsewhere else (chaos_env, chaos_env)
     log, expected = tmp_path / "worker.log", Expected()
 
     async def three_runs() -> None:
         for n in range(3):
             await _publish(expected, "chaos_slow", {"n": n, "seconds": 1})
 
-    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        crashed = await _crashed_at("launch.claimed", chaos_env, log, three_runs)
+    async with await RunStore.open(then["TRIPWIRE_DATABASE_URL"]) as store:
+        crashed = await _crashed_at("launch.claimed", first, log, three_runs)
         claimed = await eventually(
             lambda: _claimed_not_started(store), "a claimed run without an attempt"
         )
         assert claimed.claimed_by and claimed.claimed_by.split(":")[1] == str(crashed)
-        with worker([CHAOS_FLOWS], chaos_env, log) as second:
+        with worker([CHAOS_FLOWS], then, log) as second:
             await ready(second, log, times=2)
             # Then each run still starts, once, and the claimed one in one attempt
             runs = await expected.exactly_once(store, timeout=120)
@@ -105,25 +107,31 @@ async def test_the_worker_killed_after_an_attempt_ended_and_before_its_run_did(
     assert "stopped; ending it" in log.read_text()
 
 
+@pytest.mark.parametrize("elsewhere", [False, True], ids=["same host", "another host"])
 async def test_the_worker_killed_while_a_run_waited_for_its_retry(
-    chaos_env: dict[str, str], tmp_path: Path
+    chaos_env: dict[str, str], tmp_path: Path, pg_url: str, elsewhere: bool
 ) -> None:
     # Given a worker that dies once a run's first attempt failed and before its retry began
+    # (on another host, the next worker learns it from its heartbeat, not its process)
+    first, then = _hosts(chaos_env, pg_url) if elsewhere else (chaos_env, chaos_env)
     log, expected = tmp_path / "worker.log", Expected()
     marker: dict[str, object] = {"marker": str(tmp_path / "failed")}
-    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+    async with await RunStore.open(then["TRIPWIRE_DATABASE_URL"]) as store:
         await _crashed_at(
             "launch.attempt_ended",
-            chaos_env,
+            first,
             log,
             lambda: _publish(expected, "chaos_fails_once", marker),
         )
-        with worker([CHAOS_FLOWS], chaos_env, log) as second:
+        with worker([CHAOS_FLOWS], then, log) as second:
             await ready(second, log, times=2)
             # Then the next worker runs the retry, once, and the run succeeds
             [run] = await expected.exactly_once(store, timeout=60)
             attempts = await runs_history.attempts(store, *run.key)
     assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
+    assert attempts[1].worker and attempts[1].worker.startswith(
+        then.get("TRIPWIRE_WORKER_HOST", "")
+    )
     assert "stopped; retrying it" in log.read_text()
 
 
@@ -258,65 +266,15 @@ def _hosts(env: dict[str, str], pg_url: str) -> tuple[dict[str, str], dict[str, 
     }
 
 
-async def test_a_claim_of_a_worker_on_another_host_that_stopped_is_started_elsewhere(
-    chaos_env: dict[str, str], pg_url: str, tmp_path: Path
-) -> None:
-    host_a, host_b = _hosts(chaos_env, pg_url)
-    log, expected = tmp_path / "workers.log", Expected()
-
-    async def three_runs() -> None:
-        for n in range(3):
-            await _publish(expected, "chaos_slow", {"n": n, "seconds": 1})
-
-    async with await RunStore.open(pg_url) as store:
-        # Given a worker on host-a that died the moment it claimed a run
-        await _crashed_at("launch.claimed", host_a, log, three_runs)
-        claimed = await eventually(
-            lambda: _claimed_not_started(store), "a claimed run without an attempt"
-        )
-        assert claimed.claimed_by and claimed.claimed_by.startswith("host-a:")
-        # When a worker on host-b runs, which cannot see host-a's processes
-        with worker([CHAOS_FLOWS], host_b, log) as other:
-            await ready(other, log, times=2)
-            # Then it starts the claimed run once its heartbeat stopped, and each run once
-            runs = await expected.exactly_once(store, timeout=120)
-    assert next(r for r in runs if r.name == claimed.name).attempts == 1
-    assert "claimed it and stopped; starting it" in log.read_text()
-
-
-async def test_a_retry_of_a_worker_on_another_host_that_stopped_runs_elsewhere(
-    chaos_env: dict[str, str], pg_url: str, tmp_path: Path
-) -> None:
-    host_a, host_b = _hosts(chaos_env, pg_url)
-    log, expected = tmp_path / "workers.log", Expected()
-    marker: dict[str, object] = {"marker": str(tmp_path / "failed")}
-    async with await RunStore.open(pg_url) as store:
-        # Given a worker on host-a that died while a run waited for its retry
-        await _crashed_at(
-            "launch.attempt_ended",
-            host_a,
-            log,
-            lambda: _publish(expected, "chaos_fails_once", marker),
-        )
-        with worker([CHAOS_FLOWS], host_b, log) as other:
-            await ready(other, log, times=2)
-            # Then a worker on host-b retries it, once, and the run succeeds
-            [run] = await expected.exactly_once(store, timeout=60)
-            attempts = await runs_history.attempts(store, *run.key)
-    assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
-    assert attempts[1].worker and attempts[1].worker.startswith("host-b:")
-    assert "stopped; retrying it here" in log.read_text()
-
-
 @pytest.mark.parametrize("aborted", [False, True], ids=["running", "aborting"])
 async def test_a_run_of_a_worker_on_another_host_that_stopped_is_settled(
-    chaos_env: dict[str, str], pg_url: str, tmp_path: Path, aborted: bool
+    chaos_env: dict[str, str], tmp_path: Path, pg_url: str, aborted: bool
 ) -> None:
     host_a, host_b = _hosts(chaos_env, pg_url)
     log = tmp_path / "workers.log"
     marker = {"marker": str(tmp_path / "slept")}
     orphan = 0
-    async with await RunStore.open(pg_url) as store:
+    async with await RunStore.open(host_b["TRIPWIRE_DATABASE_URL"]) as store:
         try:
             stack = contextlib.ExitStack()  # host-b's worker, which outlives host-a's
             with worker([CHAOS_FLOWS], host_a, log) as first:
