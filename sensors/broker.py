@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from triggers.errors import BrokerError
 
-__all__ = ["EmbeddedBroker", "free_port", "probe_metadata", "run_broker"]
+__all__ = ["EmbeddedBroker", "free_port", "probe_api_versions", "probe_metadata", "run_broker"]
 
 _PR_SET_PDEATHSIG = 1
 _LOG_TAIL = 1500
@@ -42,11 +42,21 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def probe_metadata(bootstrap: str, timeout: float = 1.0) -> bool:
     """True when ``host:port`` answers a Kafka Metadata (v0) request; stdlib only."""
+    # api_key=3 (Metadata), api_version=0; topics=[] (all)
+    return _probe(bootstrap, 3, struct.pack(">i", 0), timeout)
+
+
+def probe_api_versions(bootstrap: str, timeout: float = 1.0) -> bool:
+    """True when ``host:port`` answers a Kafka ApiVersions (v0) request, the one request a
+    broker that wants a login answers before it; stdlib only."""
+    return _probe(bootstrap, 18, b"", timeout)
+
+
+def _probe(bootstrap: str, api_key: int, request: bytes, timeout: float) -> bool:
     host, _, port = bootstrap.rpartition(":")
     correlation = 0x7472
     client = b"tripwire-probe"
-    # api_key=3 (Metadata), api_version=0, correlation id, client id, topics=[] (all)
-    body = struct.pack(">hhih", 3, 0, correlation, len(client)) + client + struct.pack(">i", 0)
+    body = struct.pack(">hhih", api_key, 0, correlation, len(client)) + client + request
     try:
         with socket.create_connection((host, int(port)), timeout=timeout) as sock:
             sock.settimeout(timeout)
@@ -96,9 +106,16 @@ class EmbeddedBroker:
         log_path: Path | None = None,
         binary: str | None = None,
         env: Mapping[str, str] | None = None,
+        authentication: bool = False,
+        advertised: str | None = None,
     ) -> None:
+        """``authentication``: require a SASL login (Tansu 0.6's memory and S3 storage keep
+        no users, so every login is refused: for tests of refusals). ``advertised``:
+        the ``host:port`` clients are told to connect to (a TLS terminator in front)."""
         self.host = host
         self.port = port
+        self.authentication = authentication
+        self.advertised = advertised
         self.storage = storage
         self.log_path = log_path
         self.binary = binary
@@ -154,6 +171,7 @@ class EmbeddedBroker:
 
     def _spawn(self, binary: str) -> None:
         url = f"tcp://{self.host}:{self.port}"
+        options = ["--authentication"] if self.authentication else []
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             self._log = self.log_path.open("ab")
@@ -164,9 +182,10 @@ class EmbeddedBroker:
                 "--listener-url",
                 url,
                 "--advertised-listener-url",
-                url,
+                f"tcp://{self.advertised}" if self.advertised else url,
                 "--storage-engine",
                 self.storage,
+                *options,
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._log or subprocess.DEVNULL,
@@ -181,7 +200,8 @@ class EmbeddedBroker:
         while time.monotonic() < deadline:
             if self._process is None or self._process.poll() is not None:
                 return False
-            if probe_metadata(self.bootstrap, timeout=0.5):
+            probe = probe_api_versions if self.authentication else probe_metadata
+            if probe(self.bootstrap, timeout=0.5):
                 return True
             time.sleep(0.02)
         return False

@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.db",
     "tests.fixtures.s3",
     "tests.fixtures.buses",
+    "tests.fixtures.tls",
 ]

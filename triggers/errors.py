@@ -14,6 +14,7 @@ __all__ = [
     "DeclarationError",
     "EventDecodeError",
     "IllegalTransitionError",
+    "KafkaSecurityError",
     "PublishError",
     "RunNotFoundError",
     "SignalError",
@@ -32,6 +33,10 @@ class TripwireError(Exception):
 
 class ConfigurationError(TripwireError):
     """Raised when settings or the environment are invalid or incomplete."""
+
+
+class KafkaSecurityError(ConfigurationError):
+    """Raised when a Kafka broker refuses a connection's TLS or SASL (certificate, login)."""
 
 
 class DeclarationError(TripwireError):

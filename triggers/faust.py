@@ -36,6 +36,7 @@ try:
     import faust
     from faust.exceptions import ValueDecodeError
     from faust.types import Message
+    from faust.types.auth import CredentialsT
 except ImportError:
     raise ConfigurationError(
         "triggers.faust needs faust (faust-streaming): pip install 'tripwire[faust]'"
@@ -244,19 +245,46 @@ def broker_settings() -> dict[str, Any]:
     """faust ``App`` settings that reach tripwire's Kafka as the engine does.
 
     ``broker`` comes from TRIPWIRE_KAFKA_BOOTSTRAP, or from a running ``tripwire dev``;
-    the session timeout is TRIPWIRE_KAFKA_SESSION_TIMEOUT, because the embedded broker
-    holds a group join for half of it (faust's 60 s default would mean 30 s).
+    ``broker_credentials`` from the TRIPWIRE_KAFKA_* security settings, through the same
+    arguments the engine's clients get; the session timeout is
+    TRIPWIRE_KAFKA_SESSION_TIMEOUT, because the embedded broker holds a group join for
+    half of it (faust's 60 s default would mean 30 s).
 
     Raises:
-        ConfigurationError: no broker is configured.
+        ConfigurationError: no broker is configured, or a certificate, key or token
+            provider of the security settings cannot be loaded.
     """
     settings = get_settings()
-    hosts = settings.require_bootstrap().split(",")
+    connection = settings.kafka_connection()
+    hosts = connection["bootstrap_servers"].split(",")
     return {
         "broker": ";".join(f"kafka://{host.strip()}" for host in hosts),
+        "broker_credentials": _credentials(connection),
         "broker_session_timeout": settings.kafka_session_timeout,
         "broker_heartbeat_interval": settings.kafka_session_timeout / 3,
     }
+
+
+def _credentials(connection: dict[str, Any]) -> CredentialsT | None:
+    """aiokafka's security arguments as faust's credentials, which faust turns back into
+    the same arguments for its producer, consumers and admin client."""
+    protocol = connection.get("security_protocol", "PLAINTEXT")
+    context = connection.get("ssl_context")
+    mechanism = connection.get("sasl_mechanism")
+    if mechanism == "OAUTHBEARER":
+        return faust.OAuthCredentials(
+            oauth_cb=connection["sasl_oauth_token_provider"], ssl_context=context
+        )
+    if mechanism is not None:
+        return faust.SASLCredentials(
+            username=connection["sasl_plain_username"],
+            password=connection["sasl_plain_password"],
+            ssl_context=context,
+            mechanism=mechanism,
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return None
 
 
 def events_topic(app: faust.App, **options: Any) -> faust.TopicT:

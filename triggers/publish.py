@@ -20,11 +20,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from triggers.envelope import KafkaRecord, encode, make_envelope
-from triggers.errors import ConfigurationError, PublishError
+from triggers.errors import ConfigurationError, KafkaSecurityError, PublishError
 
 if TYPE_CHECKING:
     from aiokafka import AIOKafkaProducer
 
+    from triggers.kafka_security import KafkaSecurity
     from triggers.settings import Settings
 
 __all__ = ["publish", "safe_publish"]
@@ -32,14 +33,17 @@ __all__ = ["publish", "safe_publish"]
 log = logging.getLogger(__name__)
 
 
+_Cluster = tuple[str, "KafkaSecurity"]  # a producer's broker, and how it connects there
+
+
 class _ProducerThread:
-    """One producer per (process, bootstrap), on a private loop in a daemon thread."""
+    """One producer per (process, broker and security), on a private loop in a daemon thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pid = 0
-        self._producers: dict[str, AIOKafkaProducer] = {}
+        self._producers: dict[_Cluster, AIOKafkaProducer] = {}
 
     def submit(self, coro: Coroutine[Any, Any, str]) -> concurrent.futures.Future[str]:
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop())
@@ -58,38 +62,41 @@ class _ProducerThread:
     async def send(self, settings: Settings, record: KafkaRecord) -> None:
         from aiokafka.errors import KafkaError  # aiokafka costs 0.1 s: only to publish
 
-        bootstrap = settings.require_bootstrap()
-        producer = await self._producer(bootstrap, settings)
+        cluster = (settings.require_bootstrap(), settings.kafka_security)
+        producer = await self._producer(cluster, settings)
         try:
             await producer.send_and_wait(
                 settings.topic_events, record.value, key=record.key, headers=record.headers
             )
         except (KafkaError, OSError):
-            await self._discard(bootstrap)
+            await self._discard(cluster)
             raise
 
-    async def _producer(self, bootstrap: str, settings: Settings) -> AIOKafkaProducer:
-        producer = self._producers.get(bootstrap)
+    async def _producer(self, cluster: _Cluster, settings: Settings) -> AIOKafkaProducer:
+        producer = self._producers.get(cluster)
         if producer is None:
             from aiokafka import AIOKafkaProducer
 
+            from triggers.kafka_client import connect
+
+            connection = settings.kafka_connection()
             producer = AIOKafkaProducer(
-                bootstrap_servers=bootstrap,
+                **connection,
                 acks="all",
                 request_timeout_ms=int(settings.publish_timeout * 1000),
                 max_request_size=settings.max_payload_bytes + 64 * 1024,
                 linger_ms=0,
             )
             try:
-                await producer.start()
+                await connect(producer, connection)
             except BaseException:
                 await producer.stop()
                 raise
-            self._producers[bootstrap] = producer
+            self._producers[cluster] = producer
         return producer
 
-    async def _discard(self, bootstrap: str) -> None:
-        producer = self._producers.pop(bootstrap, None)
+    async def _discard(self, cluster: _Cluster) -> None:
+        producer = self._producers.pop(cluster, None)
         if producer is not None:
             await producer.stop()
 
@@ -100,8 +107,8 @@ class _ProducerThread:
             return
 
         async def stop_all() -> None:
-            for bootstrap in list(self._producers):
-                await self._discard(bootstrap)
+            for cluster in list(self._producers):
+                await self._discard(cluster)
 
         try:
             asyncio.run_coroutine_threadsafe(stop_all(), loop).result(timeout=5)
@@ -143,6 +150,8 @@ async def _send(
             f"{settings.publish_timeout:g}s; check that the broker is running "
             "(`tripwire dev` or TRIPWIRE_KAFKA_BOOTSTRAP)."
         ) from None
+    except KafkaSecurityError as exc:
+        raise PublishError(f"cannot publish event {name!r}: {exc}") from exc
     except (KafkaError, OSError) as exc:
         raise PublishError(
             f"cannot publish event {name!r} to the Kafka broker at {bootstrap}: {exc}. "

@@ -17,11 +17,18 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from triggers.cloud_events import CloudEventsConfig, load_cloud_events
+from triggers.database_url import asyncpg_url, url_problem
 from triggers.errors import ConfigurationError
+from triggers.kafka_security import KafkaSecurity, Mechanism, Protocol
 
 __all__ = ["DEV_FILE_NAME", "ApiToken", "Settings", "WebhookSource", "get_settings"]
 
 DEV_FILE_NAME = "dev.json"
+
+
+def _about(field: str) -> str | None:
+    """The description of a KafkaSecurity field, which a TRIPWIRE_KAFKA_* setting sets."""
+    return KafkaSecurity.model_fields[field].description
 
 
 class ApiToken(BaseModel):
@@ -74,7 +81,9 @@ class Settings(BaseSettings):
         None,
         description=(
             "SQLAlchemy async URL of the run store, e.g. "
-            "`postgresql+asyncpg://user@host/db`. Unset: SQLite at $TRIPWIRE_HOME/tripwire.db."
+            "`postgresql+asyncpg://user@host/db`; over TLS add `?sslmode=verify-full` and give "
+            "the CA in PGSSLROOTCERT (docs/deploy.md). Unset: SQLite at "
+            "$TRIPWIRE_HOME/tripwire.db."
         ),
     )
     objects_url: str | None = Field(
@@ -174,6 +183,18 @@ class Settings(BaseSettings):
             "when data arrives sooner, so this bounds the latency of every hop."
         ),
     )
+    kafka_security_protocol: Protocol = Field("PLAINTEXT", description=_about("protocol"))
+    kafka_sasl_mechanism: Mechanism | None = Field(None, description=_about("sasl_mechanism"))
+    kafka_sasl_username: SecretStr | None = Field(None, description=_about("sasl_username"))
+    kafka_sasl_password: SecretStr | None = Field(None, description=_about("sasl_password"))
+    kafka_sasl_oauth_token_provider: str | None = Field(
+        None, description=_about("sasl_oauth_token_provider")
+    )
+    kafka_ssl_ca_file: Path | None = Field(None, description=_about("ssl_ca_file"))
+    kafka_ssl_cert_file: Path | None = Field(None, description=_about("ssl_cert_file"))
+    kafka_ssl_key_file: Path | None = Field(None, description=_about("ssl_key_file"))
+    kafka_ssl_key_password: SecretStr | None = Field(None, description=_about("ssl_key_password"))
+    kafka_ssl_check_hostname: bool = Field(True, description=_about("ssl_check_hostname"))
     sensor_status_interval: float = Field(
         1.0,
         ge=0,
@@ -330,6 +351,39 @@ class Settings(BaseSettings):
             self.api_token = SecretStr(info["api_token"])
         return self
 
+    @model_validator(mode="after")
+    def _connections_valid(self) -> Settings:
+        if (problem := self.kafka_security.problem()) is not None:
+            raise ConfigurationError(problem)
+        if self.database_url and (problem := url_problem(self.database_url)) is not None:
+            raise ConfigurationError(problem)
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        """How tripwire's own Kafka connections authenticate and encrypt (TRIPWIRE_KAFKA_*)."""
+        return KafkaSecurity(
+            **{
+                field: getattr(self, f"kafka_{'security_' if field == 'protocol' else ''}{field}")
+                for field in _KAFKA_SECURITY_FIELDS
+            }
+        )
+
+    def kafka_connection(self, bootstrap: str | None = None) -> dict[str, Any]:
+        """aiokafka's arguments for tripwire's cluster: ``bootstrap_servers`` (``bootstrap``,
+        else the configured one) and the security ones, for any producer, consumer or admin.
+
+        Raises:
+            ConfigurationError: no broker is configured, or a certificate, key or token
+                provider cannot be loaded.
+        """
+        from triggers.kafka_client import client_options  # aiokafka: only where one connects
+
+        return {
+            "bootstrap_servers": bootstrap or self.require_bootstrap(),
+            **client_options(self.kafka_security),
+        }
+
     @property
     def dev_file(self) -> Path:
         """Where `tripwire dev` records its broker, store and API."""
@@ -337,9 +391,10 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        """The run store URL, defaulting to SQLite under the home directory."""
+        """The run store URL, defaulting to SQLite under the home directory; libpq's
+        ``sslmode=`` of a PostgreSQL URL is asyncpg's ``ssl=`` (docs/deploy.md)."""
         if self.database_url:
-            return self.database_url
+            return asyncpg_url(self.database_url)
         return f"sqlite+aiosqlite:///{(self.home / 'tripwire.db').resolve()}"
 
     @property
@@ -410,6 +465,9 @@ def _stamp(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+_KAFKA_SECURITY_FIELDS = tuple(KafkaSecurity.model_fields)
 
 
 def reference_markdown() -> str:

@@ -31,14 +31,23 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from triggers.envelope import validate_event_name
 from triggers.errors import ConfigurationError, DeclarationError
 from triggers.filters import Filter, TimeOfDay, parse_filter
 from triggers.jsonpath import compile_jsonpath
+from triggers.kafka_security import KafkaSecurity
 
 __all__ = [
     "ADDRESS",
@@ -82,12 +91,13 @@ _OPTIONS: dict[Kind, frozenset[str]] = {
     "mqtt": frozenset({"qos", "client_id"}),
     "rabbitmq": frozenset({"exchange", "routing_key", "prefetch"}),
     "redis": frozenset({"group", "start", "claim_after", "field"}),
-    "kafka": frozenset({"group", "start"}),
+    "kafka": frozenset({"group", "start", "security"}),
     "postgres": frozenset(),
 }
 MESSAGE_FIELDS = ("subject", "id", "key", "time")
 _NAME = re.compile(r"^[a-z][a-z0-9_\-]{0,62}$")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_SECRETS = ("sasl_username", "sasl_password", "ssl_key_password")  # never in a declaration
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -199,6 +209,14 @@ class EventSource(BaseModel):
     claim_after: float | None = Field(
         None, gt=0, description="Redis: seconds before a dead consumer's pending messages move."
     )
+    security: KafkaSecurity | None = Field(
+        None,
+        description=(
+            "Kafka on another cluster: its TLS and SASL (protocol, sasl_mechanism, ssl_ca_file, "
+            "...), with the user name and password in the URL (kafka://${USER}:${PASSWORD}@...). "
+            "Default: PLAINTEXT; `kafka://` without brokers connects as tripwire does."
+        ),
+    )
 
     def __init__(self, **data: Any) -> None:
         """As pydantic's, but a wrong declaration raises DeclarationError naming the fields,
@@ -252,6 +270,8 @@ class EventSource(BaseModel):
             raise ValueError("durable, start and ack_wait need a JetStream 'stream'")
         if kind == "nats" and self.stream is not None and self.queue_group:
             raise ValueError("queue_group is for core NATS; a JetStream durable is shared already")
+        if kind == "kafka":
+            self._kafka_security_valid()
         for field in ("id", "time"):
             value = getattr(self, field)
             if value is not None:
@@ -260,6 +280,45 @@ class EventSource(BaseModel):
             validate_event_name(self.event, error=DeclarationError)
             compile_jsonpath(self.payload)
         return self
+
+    def _kafka_security_valid(self) -> None:
+        if not urlsplit(self.url).netloc:
+            if self.security is None:
+                return
+            raise ValueError(
+                "a kafka:// source without brokers reads tripwire's own cluster, as tripwire "
+                "connects to it (TRIPWIRE_KAFKA_*): drop 'security', or name the brokers"
+            )
+        secrets = [f for f in _SECRETS if self.security and getattr(self.security, f)]
+        if secrets:
+            raise ValueError(
+                f"security.{secrets[0]}: put the user name and password in the URL, "
+                "kafka://${USER}:${PASSWORD}@host:port, so that they stay in the environment "
+                "of the worker (an encrypted key's password is not supported: mount the key "
+                "unencrypted from a Secret)"
+            )
+        problem = self.kafka_security(self.url).problem(self.security_field, files=False)
+        if problem is not None:
+            raise ValueError(problem)
+
+    def kafka_security(self, url: str) -> KafkaSecurity:
+        """How a kafka source on another cluster connects: its ``security``, with the user
+        name and password of ``url`` (resolved where the source runs)."""
+        parts = urlsplit(url)
+        login = {
+            "sasl_username": parts.username,
+            "sasl_password": parts.password,
+        }
+        return (self.security or KafkaSecurity()).model_copy(
+            update={k: SecretStr(unquote(v)) if v else None for k, v in login.items()}
+        )
+
+    @staticmethod
+    def security_field(field: str) -> str:
+        """How messages name a field of :meth:`kafka_security` in a declaration."""
+        if field in ("sasl_username", "sasl_password"):
+            return f"the {'user name' if field == 'sasl_username' else 'password'} in the URL"
+        return f"security.{field}"
 
     @property
     def kind(self) -> Kind:

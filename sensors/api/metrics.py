@@ -21,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from sensors.runs.store import RunStore
 from sensors.runs.tables import filter_counts, runs
+from triggers.kafka_client import connect
 from triggers.settings import Settings
 
 __all__ = ["Metrics"]
@@ -128,14 +129,15 @@ async def _lag_family(settings: Settings) -> Metric:
     for stage, topics in stages.items():
         # A member that never subscribes reads the group's commits without joining it
         # (the admin client's OffsetFetch is not understood by every broker).
+        connection = s.kafka_connection()
         reader = AIOKafkaConsumer(
-            bootstrap_servers=s.require_bootstrap(),
+            **connection,
             group_id=f"{group}.{stage}",
             enable_auto_commit=False,
             request_timeout_ms=5000,
         )
         try:
-            await reader.start()
+            await connect(reader, connection)
             await reader.topics()  # fetches the metadata
             for topic in topics:
                 partitions = [

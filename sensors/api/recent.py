@@ -13,7 +13,8 @@ from aiokafka.errors import KafkaError
 
 from sensors.stages.kafka import new_consumer
 from triggers.envelope import decode
-from triggers.errors import EventDecodeError
+from triggers.errors import EventDecodeError, KafkaSecurityError
+from triggers.kafka_client import connect
 from triggers.settings import Settings
 
 __all__ = ["RecentEvents"]
@@ -39,6 +40,9 @@ class RecentEvents:
         while not stop.is_set():
             try:
                 await self._tail(stop)
+            except KafkaSecurityError as exc:
+                log.error("recent events: %s; retrying", exc)
+                await asyncio.sleep(_RETRY)
             except (KafkaError, OSError) as exc:
                 log.warning("recent events: the broker went away (%s); retrying", exc)
                 await asyncio.sleep(_RETRY)
@@ -50,7 +54,7 @@ class RecentEvents:
         topic = self._settings.topic_events
         consumer = new_consumer(self._settings, group_id=None)
         try:
-            await consumer.start()
+            await connect(consumer, self._settings.kafka_connection())
             await consumer.topics()  # fetches the metadata
             partitions = sorted(consumer.partitions_for_topic(topic) or ())
             assigned = [TopicPartition(topic, p) for p in partitions]

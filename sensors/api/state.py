@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -26,6 +27,8 @@ from sensors.runs.objects import ObjectStore
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.stages.kafka import ensure_topics
+from triggers.errors import KafkaSecurityError
+from triggers.kafka_client import connect
 from triggers.settings import Settings
 
 __all__ = [
@@ -41,6 +44,8 @@ __all__ = [
     "RateLimited",
     "state_of",
 ]
+
+log = logging.getLogger(__name__)
 
 _BROKER_RETRY = 2.0  # seconds between attempts to reach a broker that was down
 
@@ -84,8 +89,9 @@ class ApiState:
                     raise BrokerUnavailable(self._down_message())
                 self._last_try = time.monotonic()
                 s = self.settings
+                connection = s.kafka_connection()
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=s.require_bootstrap(),
+                    **connection,
                     acks="all",
                     # Concurrent requests share produce requests: on a broker that takes
                     # ~3 ms per request, batching is what lets the API keep up.
@@ -94,8 +100,12 @@ class ApiState:
                     max_request_size=s.max_payload_bytes + 64 * 1024,
                 )
                 try:
-                    await asyncio.wait_for(producer.start(), s.publish_timeout)
+                    await asyncio.wait_for(connect(producer, connection), s.publish_timeout)
                     await ensure_topics(s, [s.topic_events, s.topic_run_requests])
+                except KafkaSecurityError as exc:
+                    await producer.stop()
+                    log.error("the API cannot publish: %s", exc)
+                    raise BrokerUnavailable(f"nothing was published: {exc}") from exc
                 except (KafkaError, OSError, TimeoutError) as exc:
                     await producer.stop()
                     raise BrokerUnavailable(f"{self._down_message()} ({exc})") from exc

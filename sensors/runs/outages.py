@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -27,9 +28,19 @@ def store_error(what: str, exc: BaseException) -> StoreError:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         reason = f"{type(exc.orig).__name__}: {exc.orig}".strip()
     kind = StoreUnavailableError if _unavailable(exc) else StoreError
-    return kind(
-        f"{what}: {reason}. Check that the database is running and TRIPWIRE_DATABASE_URL is right."
-    )
+    return kind(f"{what}: {reason}. {_what_to_check(exc)}")
+
+
+def _what_to_check(exc: BaseException | None) -> str:
+    while exc is not None:
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return (
+                "The server's certificate did not verify: give the CA that signed it in "
+                "PGSSLROOTCERT, and connect by a name the certificate holds (docs/deploy.md, "
+                '"PostgreSQL over TLS").'
+            )
+        exc = exc.__cause__ or exc.__context__
+    return "Check that the database is running and TRIPWIRE_DATABASE_URL is right."
 
 
 # What a server that is down, restarting or unreachable raises, through any wrapping.

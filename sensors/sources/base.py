@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
+from triggers.settings import Settings
 from triggers.sources import EventSource, shown_url
 
 __all__ = ["Inbox", "Message", "Upstream", "UpstreamLost"]
@@ -45,9 +46,12 @@ class Upstream(abc.ABC):
     # True where only one process may read the source at a time (a lease decides which).
     exclusive: ClassVar[bool] = False
 
-    def __init__(self, spec: EventSource, url: str, instance: str, group: str) -> None:
+    def __init__(
+        self, spec: EventSource, url: str, instance: str, group: str, settings: Settings
+    ) -> None:
         self.spec = spec
         self.url = url  # with the ${...} of the declaration resolved
+        self.settings = settings  # of the worker that runs the source
         self.instance = instance  # this process, where the bus names consumers
         self.group = spec.group or group  # the durable consumer, group, queue group, client id
         self.where = shown_url(spec.url)  # for messages: no password

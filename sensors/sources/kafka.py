@@ -5,6 +5,10 @@ where each partition starts as soon as the group first gets it.
 aiokafka reconnects to the cluster by itself; a rebalance in the middle of a batch
 makes its commit fail, and the next owner of the partition reads it again (the
 events keep their ids: ``topic:partition:offset`` by default).
+
+``kafka://`` reads tripwire's own cluster and connects as tripwire does (TRIPWIRE_KAFKA_*).
+Another cluster's brokers get the source's own ``security`` and the URL's user name and
+password, never the worker's credentials.
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from sensors.sources.base import Message, Upstream
+from triggers.errors import ConfigurationError
+from triggers.kafka_client import client_options, connect
+from triggers.sources import EventSource
 
 __all__ = ["KafkaUpstream", "bootstrap_of"]
 
 
 def bootstrap_of(url: str) -> str:
-    """``kafka://host:9092,host2:9092`` -> ``host:9092,host2:9092``."""
+    """``kafka://user:pw@host:9092,host2:9092`` -> ``host:9092,host2:9092``; ``kafka://`` -> ``""``
+    (tripwire's own cluster)."""
     return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
@@ -33,8 +41,9 @@ class KafkaUpstream(Upstream):
         self._consumer: AIOKafkaConsumer | None = None
 
     async def connect(self) -> None:
+        connection = self._connection()
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_of(self.url),
+            **connection,
             group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.spec.start == "all" else "latest",
@@ -47,11 +56,29 @@ class KafkaUpstream(Upstream):
         )
         self._consumer.subscribe([self.spec.address], listener=_Pin(self._consumer))
         try:
-            await self._consumer.start()
+            await connect(self._consumer, connection, EventSource.security_field)
         except BaseException:
             await self._consumer.stop()
             self._consumer = None
             raise
+
+    def _connection(self) -> dict[str, Any]:
+        """aiokafka's arguments: tripwire's own for ``kafka://``, else the brokers of the URL
+        with the source's ``security`` (never the worker's credentials, for another cluster).
+
+        Raises:
+            ConfigurationError: a certificate, key or token provider cannot be loaded.
+        """
+        brokers = bootstrap_of(self.url)
+        if not brokers:
+            return self.settings.kafka_connection()
+        security = self.spec.kafka_security(self.url)
+        if (problem := security.problem(EventSource.security_field)) is not None:
+            raise ConfigurationError(problem)  # a file missing where the source runs
+        return {
+            "bootstrap_servers": brokers,
+            **client_options(security, EventSource.security_field),
+        }
 
     async def receive(self, limit: int, timeout: float) -> list[Message]:
         assert self._consumer is not None

@@ -196,10 +196,8 @@ class SourceRunner:
                 f"where this worker runs: pip install 'tripwire[{self.spec.kind}]'."
             ) from None
         url = resolve_url(self.spec.url)
-        if self.spec.kind == "kafka" and url.rstrip("/") == "kafka:":
-            url = f"kafka://{self.settings.require_bootstrap()}"  # tripwire's own cluster
         group = consumer_group(self.settings.project, self.settings.domain, self.spec.name)
-        upstream: Upstream = cls(self.spec, url, self.instance, group)
+        upstream: Upstream = cls(self.spec, url, self.instance, group, self.settings)
         return upstream
 
     async def _lease(self) -> bool:

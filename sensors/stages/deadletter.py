@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from triggers.kafka_client import connect
 from triggers.settings import Settings
 
 __all__ = [
@@ -95,12 +96,11 @@ def source_letter(
 
 async def read_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLetter]:
     """The newest ``limit`` dead letters, oldest first."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.require_bootstrap(), enable_auto_commit=False
-    )
-    await consumer.start()
+    connection = settings.kafka_connection()
+    consumer = AIOKafkaConsumer(**connection, enable_auto_commit=False)
     found: list[DeadLetter] = []
     try:
+        await connect(consumer, connection)
         await consumer.topics()  # fresh metadata: the topic may be younger than the client
         partitions = consumer.partitions_for_topic(settings.topic_dead_letter) or set()
         tps = [TopicPartition(settings.topic_dead_letter, p) for p in sorted(partitions)]
@@ -128,13 +128,12 @@ async def replay(settings: Settings, letters: list[DeadLetter]) -> int:
     """Send dead letters back to the topic they came from, as they were; return how many.
     Cut ones are refused: their value is not whole; so are those of event sources, which
     came from another bus (fix the source's declaration and send them there again)."""
+    connection = settings.kafka_connection()
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.require_bootstrap(),
-        acks="all",
-        max_request_size=settings.max_payload_bytes * 4,
+        **connection, acks="all", max_request_size=settings.max_payload_bytes * 4
     )
-    await producer.start()
     try:
+        await connect(producer, connection)
         acks = [
             await producer.send(
                 letter.topic,

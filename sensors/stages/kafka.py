@@ -42,6 +42,7 @@ from aiokafka.errors import (
 )
 
 from sensors.runs.outages import log_failure
+from triggers.kafka_client import connect
 from triggers.settings import Settings
 
 __all__ = [
@@ -82,7 +83,7 @@ def new_consumer(
     """
     session_ms = int(settings.kafka_session_timeout * 1000)
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.require_bootstrap(),
+        **settings.kafka_connection(),
         "group_id": group_id,
         "enable_auto_commit": False,
         # A new group reads from the start, so nothing published while workers join
@@ -105,7 +106,7 @@ def new_consumer(
 def new_producer(settings: Settings, **overrides: Any) -> AIOKafkaProducer:
     """A producer that waits for full acknowledgement."""
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.require_bootstrap(),
+        **settings.kafka_connection(),
         "acks": "all",
         "linger_ms": 2,
         # The stages send a batch's output at once (send_records): few, large batches.
@@ -144,10 +145,16 @@ async def send_records(
 async def ensure_topics(
     settings: Settings, names: Iterable[str], configs: dict[str, dict[str, str]] | None = None
 ) -> None:
-    """Create the engine's topics with the configured partition count, if missing."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.require_bootstrap())
-    await admin.start()
+    """Create the engine's topics with the configured partition count, if missing.
+
+    Raises:
+        KafkaSecurityError: the broker refused the connection's TLS or SASL; this is where
+            the engine and the API first meet the broker, so it says why at start.
+    """
+    connection = settings.kafka_connection()
+    admin = AIOKafkaAdminClient(**connection)
     try:
+        await connect(admin, connection)
         existing = set(await admin.list_topics())
         wanted = [
             NewTopic(

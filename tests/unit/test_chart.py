@@ -10,6 +10,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from triggers.kafka_security import KafkaSecurity
 from triggers.settings import Settings
 
 CHART = Path(__file__).resolve().parents[2] / "charts" / "tripwire"
@@ -18,6 +19,7 @@ VALUES = {
     "egress": CHART / "ci" / "egress-values.yaml",
     "external-postgres": CHART / "ci" / "external-postgres-values.yaml",
     "sources": CHART / "ci" / "sources-values.yaml",
+    "tls": CHART / "ci" / "tls-values.yaml",
 }
 KUBERNETES = "1.30"
 
@@ -111,3 +113,67 @@ def test_dedicated_sources_run_apart_and_workers_leave_them_alone() -> None:
     worker = {e["name"]: e.get("value") for e in apart["tw-tripwire-worker"]["env"]}
     assert worker["TRIPWIRE_SOURCES"] == "false"
     assert Settings(sources=worker["TRIPWIRE_SOURCES"]).sources is False  # type: ignore[arg-type]
+
+
+def test_kafka_security_comes_from_secrets_and_is_a_combination_the_engine_accepts() -> None:
+    docs = rendered(VALUES["tls"])
+    [config] = by_kind(docs, "ConfigMap")
+    for deployment in by_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        # The login and the key's password come from Secrets, never from the ConfigMap
+        env = {
+            e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e
+        }
+        assert env["TRIPWIRE_KAFKA_SASL_USERNAME"] == {"name": "kafka-login", "key": "username"}
+        assert env["TRIPWIRE_KAFKA_SASL_PASSWORD"] == {"name": "kafka-login", "key": "password"}
+        assert env["TRIPWIRE_KAFKA_SSL_KEY_PASSWORD"] == {
+            "name": "kafka-tls",
+            "key": "client.key.password",
+        }
+        # The TLS files are the Secret's, mounted read-only where the settings point
+        [volume] = [v for v in pod["volumes"] if v["name"] == "kafka-tls"]
+        assert volume["secret"]["secretName"] == "kafka-tls"
+        [mount] = [m for m in container["volumeMounts"] if m["name"] == "kafka-tls"]
+        assert mount == {"name": "kafka-tls", "mountPath": "/etc/kafka-tls", "readOnly": True}
+    data = config["data"]
+    assert not any("PASSWORD" in name or "USERNAME" in name for name in data)
+    assert data["TRIPWIRE_KAFKA_SSL_CA_FILE"] == "/etc/kafka-tls/ca.crt"
+    # And what the pods get is a combination the engine accepts (the files exist in the pod)
+    security = KafkaSecurity(
+        protocol=data["TRIPWIRE_KAFKA_SECURITY_PROTOCOL"],
+        sasl_mechanism=data["TRIPWIRE_KAFKA_SASL_MECHANISM"],
+        sasl_username="from-the-secret",
+        sasl_password="from-the-secret",
+        ssl_ca_file=data["TRIPWIRE_KAFKA_SSL_CA_FILE"],
+        ssl_cert_file=data["TRIPWIRE_KAFKA_SSL_CERT_FILE"],
+        ssl_key_file=data["TRIPWIRE_KAFKA_SSL_KEY_FILE"],
+        ssl_key_password="from-the-secret",
+    )
+    assert security.problem(files=False) is None
+
+
+def test_the_postgresql_ca_is_mounted_from_a_secret_where_pgsslrootcert_points() -> None:
+    docs = rendered(VALUES["tls"])
+    [config] = by_kind(docs, "ConfigMap")
+    assert config["data"]["PGSSLROOTCERT"] == "/etc/postgres-tls/ca.crt"
+    for deployment in by_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        [volume] = [v for v in pod["volumes"] if v["name"] == "postgres-tls"]
+        assert volume["secret"]["secretName"] == "postgres-ca"
+        [mount] = [m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "postgres-tls"]
+        assert mount["mountPath"] == "/etc/postgres-tls" and mount["readOnly"] is True
+
+
+def test_by_default_kafka_is_plaintext_and_no_tls_secret_is_mounted() -> None:
+    docs = rendered(None)
+    [config] = by_kind(docs, "ConfigMap")
+    assert config["data"]["TRIPWIRE_KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert not [
+        k
+        for k in config["data"]
+        if k.startswith(("TRIPWIRE_KAFKA_SSL", "TRIPWIRE_KAFKA_SASL", "PGSSL"))
+    ]
+    for deployment in by_kind(docs, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert not {"kafka-tls", "postgres-tls"} & {v["name"] for v in pod["volumes"]}

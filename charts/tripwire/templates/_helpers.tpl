@@ -31,13 +31,37 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
-{{/* The environment every tripwire container gets: config, and the database URL from a Secret. */}}
+{{/* The environment every tripwire container gets: config, and from Secrets the database URL
+and the Kafka login. */}}
 {{- define "tripwire.env" -}}
 - name: TRIPWIRE_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ .Values.database.existingSecret }}
       key: {{ .Values.database.urlKey }}
+{{- with .Values.kafka.security.sasl }}
+{{- if .existingSecret }}
+- name: TRIPWIRE_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .usernameKey }}
+- name: TRIPWIRE_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- with .Values.kafka.security.tls }}
+{{- if and .existingSecret .keyPasswordKey }}
+- name: TRIPWIRE_KAFKA_SSL_KEY_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .keyPasswordKey }}
+{{- end }}
+{{- end }}
 - name: TRIPWIRE_CLOUD_EVENTS_FILE
   value: /etc/tripwire/cloud_events.yaml
 {{- end -}}
@@ -50,6 +74,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   emptyDir: {}
 - name: tmp
   emptyDir: {}
+{{- with .Values.kafka.security.tls.existingSecret }}
+- name: kafka-tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
+{{- with .Values.database.tls.existingSecret }}
+- name: postgres-tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+{{- end }}
 {{- end -}}
 
 {{- define "tripwire.mounts" -}}
@@ -60,4 +96,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
   mountPath: /home/tripwire/state
 - name: tmp
   mountPath: /tmp
+{{- if .Values.kafka.security.tls.existingSecret }}
+- name: kafka-tls
+  mountPath: /etc/kafka-tls
+  readOnly: true
+{{- end }}
+{{- if .Values.database.tls.existingSecret }}
+- name: postgres-tls
+  mountPath: /etc/postgres-tls
+  readOnly: true
+{{- end }}
 {{- end -}}

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sensors.broker import EmbeddedBroker, free_port, probe_metadata
+from sensors.broker import EmbeddedBroker, free_port, probe_api_versions, probe_metadata
 from triggers.errors import BrokerError
 
 
@@ -16,6 +16,10 @@ def test_probe_metadata_is_false_quickly_when_nothing_listens() -> None:
     started = time.monotonic()
     assert probe_metadata(f"127.0.0.1:{port}", timeout=1) is False
     assert time.monotonic() - started < 1
+
+
+def test_the_api_versions_probe_is_false_quickly_when_nothing_listens() -> None:
+    assert probe_api_versions(f"127.0.0.1:{free_port()}", timeout=1) is False
 
 
 def test_probe_metadata_is_false_for_a_server_that_is_not_kafka() -> None:

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,11 +37,16 @@ def _wire(record: KafkaRecord) -> list[Any]:
 def _in_faust(events: list[KafkaRecord], run_events: list[KafkaRecord]) -> dict[str, Any]:
     """What the faust schemas make of these records, in the faust virtualenv."""
     records = {"events": [_wire(r) for r in events], "run_events": [_wire(r) for r in run_events]}
+    return _faust_run(["-m", "tests.unit.triggers.faust_codec"], faust_env(), json.dumps(records))
+
+
+def _faust_run(args: list[str], env: dict[str, str], stdin: str = "") -> dict[str, Any]:
+    """The JSON the faust virtualenv's Python prints last, run with ``args``."""
     done = subprocess.run(
-        [faust_python(), "-m", "tests.unit.triggers.faust_codec"],
-        input=json.dumps(records),
+        [faust_python(), *args],
+        input=stdin,
         cwd=ROOT,
-        env=faust_env(),
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
@@ -131,3 +137,74 @@ def test_without_faust_the_module_names_the_extra_to_install(
     monkeypatch.delitem(sys.modules, "triggers.faust", raising=False)
     with pytest.raises(ConfigurationError, match=r"pip install 'tripwire\[faust\]'"):
         importlib.import_module("triggers.faust")
+
+
+_CREDENTIALS = """
+import json
+from triggers.faust import broker_settings
+settings = broker_settings()
+credentials = settings["broker_credentials"]
+print(json.dumps({
+    "broker": settings["broker"],
+    "kind": type(credentials).__name__,
+    "protocol": credentials.protocol.value if credentials else None,
+    "mechanism": getattr(getattr(credentials, "mechanism", None), "value", None),
+    "username": getattr(credentials, "username", None),
+    "password": getattr(credentials, "password", None),
+    "context": type(
+        getattr(credentials, "ssl_context", None) or getattr(credentials, "context", None)
+    ).__name__,
+    "provider": repr(getattr(credentials, "oauth_cb", None)),
+}))
+"""
+
+
+def _faust_credentials(tmp_path: Path, **security: str) -> dict[str, Any]:
+    env = {k: v for k, v in faust_env().items() if not k.startswith("TRIPWIRE_")}
+    env |= {"TRIPWIRE_HOME": str(tmp_path), "TRIPWIRE_KAFKA_BOOTSTRAP": "k1:9093,k2:9093"}
+    env |= {f"TRIPWIRE_KAFKA_{k.upper()}": v for k, v in security.items()}
+    return _faust_run(["-c", _CREDENTIALS], env)
+
+
+@pytest.mark.parametrize(
+    ("security", "expected"),
+    [
+        ({}, {"kind": "NoneType", "protocol": None}),
+        ({"security_protocol": "SSL"}, {"kind": "SSLCredentials", "context": "SSLContext"}),
+        (
+            {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_username": "tw",
+                "sasl_password": "s3cret",
+            },
+            {
+                "kind": "SASLCredentials",
+                "protocol": "SASL_SSL",
+                "mechanism": "SCRAM-SHA-512",
+                "username": "tw",
+                "password": "s3cret",
+                "context": "SSLContext",
+            },
+        ),
+        (
+            {
+                "security_protocol": "SASL_PLAINTEXT",
+                "sasl_mechanism": "OAUTHBEARER",
+                "sasl_oauth_token_provider": "os:getcwd",
+            },
+            {
+                "kind": "OAuthCredentials",
+                "protocol": "SASL_PLAINTEXT",
+                "mechanism": "OAUTHBEARER",
+                "provider": "TokenProvider('os:getcwd')",
+            },
+        ),
+    ],
+)
+def test_faust_apps_get_the_broker_and_the_credentials_the_engine_connects_with(
+    tmp_path: Path, security: dict[str, str], expected: dict[str, Any]
+) -> None:
+    seen = _faust_credentials(tmp_path, **security)
+    assert seen["broker"] == "kafka://k1:9093;kafka://k2:9093"
+    assert {k: seen[k] for k in expected} == expected

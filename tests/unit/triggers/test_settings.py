@@ -90,3 +90,24 @@ def test_settings_reused_are_a_copy_that_the_caller_may_change() -> None:
     settings.project = "mine"
     settings.webhook_sources["x"] = WebhookSource(secret=SecretStr("s"))
     assert get_settings() == Settings()
+
+
+def test_libpq_sslmode_in_a_postgresql_url_is_what_asyncpg_calls_ssl() -> None:
+    url = "postgresql+asyncpg://tw:p%40ss@db.example.com:5432/tw?sslmode=verify-full"
+    assert Settings(database_url=url).store_url == (
+        "postgresql+asyncpg://tw:p%40ss@db.example.com:5432/tw?ssl=verify-full"
+    )
+    plain = "postgresql+asyncpg://tw@db/tw?ssl=require"
+    assert Settings(database_url=plain).store_url == plain
+
+
+@pytest.mark.parametrize(
+    ("parameter", "variable"),
+    [("sslrootcert", "PGSSLROOTCERT"), ("sslcert", "PGSSLCERT"), ("sslkey", "PGSSLKEY")],
+)
+def test_a_certificate_file_in_a_postgresql_url_says_which_variable_takes_it(
+    parameter: str, variable: str
+) -> None:
+    url = f"postgresql+asyncpg://tw@db/tw?sslmode=verify-full&{parameter}=/etc/pg/file.pem"
+    with pytest.raises(ConfigurationError, match=f"{parameter}=.*environment variable {variable}"):
+        Settings(database_url=url)

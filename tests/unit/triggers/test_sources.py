@@ -147,3 +147,66 @@ def test_a_wrong_python_declaration_raises_declaration_error_naming_the_field() 
         EventSource(name="orders", url="redis://h", event="e")  # no stream
     with pytest.raises(DeclarationError, match="source 'orders': prefetch"):
         EventSource(name="orders", url="amqp://h", queue="q", event="e", prefetch=0)
+
+
+def test_a_kafka_source_on_another_cluster_declares_its_security_and_logs_in_from_the_url() -> None:
+    # Given a source on a partner's cluster: SCRAM over TLS, its credentials in the URL
+    source = EventSource(
+        name="partner_orders",
+        url="kafka://${PARTNER_USER}:${PARTNER_PASSWORD}@broker.partner.example:9094",
+        topic="orders",
+        event="partner_order",
+        security={
+            "protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512",
+            "ssl_ca_file": "/etc/partner/ca.pem",
+        },
+    )
+    # When the URL is resolved where it runs, Then the login comes from it
+    security = source.kafka_security("kafka://svc%40partner:p%3Ass@broker.partner.example:9094")
+    assert security.protocol == "SASL_SSL" and security.ssl_ca_file == Path("/etc/partner/ca.pem")
+    assert security.sasl_username is not None and security.sasl_password is not None
+    assert security.sasl_username.get_secret_value() == "svc@partner"
+    assert security.sasl_password.get_secret_value() == "p:ss"
+
+
+@pytest.mark.parametrize(
+    ("url", "security", "says"),
+    [
+        (
+            "kafka://",
+            {"protocol": "SSL"},
+            "a kafka:// source without brokers reads tripwire's own cluster, as tripwire "
+            "connects to it (TRIPWIRE_KAFKA_*)",
+        ),
+        (
+            "kafka://b:9094",
+            {"protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_password": "x"},
+            "security.sasl_password: put the user name and password in the URL",
+        ),
+        (
+            "kafka://b:9094",
+            {"protocol": "SASL_SSL", "sasl_mechanism": "PLAIN"},
+            "security.sasl_mechanism=PLAIN needs the user name in the URL and the password in "
+            "the URL",
+        ),
+        (
+            "kafka://${U}:${P}@b:9094",
+            None,
+            "the user name in the URL, the password in the URL are set, but "
+            "security.protocol=PLAINTEXT sends no SASL login",
+        ),
+        ("kafka://b:9094", {"protocol": "TLS"}, "security.protocol: Input should be"),
+    ],
+)
+def test_a_kafka_source_security_that_cannot_work_is_refused_where_declared(
+    url: str, security: dict[str, str] | None, says: str
+) -> None:
+    with pytest.raises(DeclarationError) as refused:
+        EventSource(name="partner", url=url, topic="t", event="e", security=security)
+    assert says in str(refused.value)
+
+
+def test_security_is_for_kafka_sources_only() -> None:
+    with pytest.raises(DeclarationError, match="security does not apply to a nats source"):
+        EventSource(name="n", url="nats://h:4222", subject="s", event="e", security={})

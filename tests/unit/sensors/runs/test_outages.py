@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import ssl
 
 import pytest
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -81,3 +82,10 @@ def test_a_shown_url_hides_the_password() -> None:
         == "postgresql+asyncpg://u:***@db:5432/t"
     )
     assert "s3cret" not in shown_url("not a url s3cret")
+
+
+def test_a_server_certificate_that_does_not_verify_says_where_the_ca_goes() -> None:
+    refused = ssl.SSLCertVerificationError(1, "certificate verify failed")
+    message = str(store_error("cannot open the run store at postgresql+asyncpg://db/tw", refused))
+    assert "certificate verify failed" in message and "PGSSLROOTCERT" in message
+    assert "Check that the database is running" not in message
