@@ -6,6 +6,9 @@ it marks it so (compare-and-set), and every launcher then settles what it left
 (:meth:`~sensors.launchers.base.Launcher.adopt`). A worker on the same host needs none of
 this: it sees whether the process still runs. A name with no row is a worker from
 before heartbeats, and is never taken for gone.
+
+Every time here is the database's clock, read in the same transaction: the workers'
+own clocks may differ, and one running ahead would take the others for gone.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.runs.store import RunStore
 from sensors.runs.tables import dialect_insert, workers
@@ -27,8 +31,8 @@ _FORGET = timedelta(days=7)  # rows of workers gone this long are deleted
 
 async def beat(store: RunStore, name: str, host: str, started_at: datetime) -> None:
     """Write worker ``name``'s heartbeat now."""
-    now = datetime.now(UTC)
     async with store.connection(write=True) as conn:
+        now = await _now(conn)
         insert = dialect_insert(conn)(workers).values(
             name=name, host=host, started_at=started_at, heartbeat_at=now
         )
@@ -43,18 +47,17 @@ async def mark_gone(store: RunStore, every: float) -> list[str]:
     """Mark gone the workers whose heartbeat is older than :data:`MISSED_BEATS` beats of
     ``every`` seconds; return those this call marked (another worker may have been first).
     Rows of workers gone for a week are deleted."""
-    now = datetime.now(UTC)
-    stale = now - timedelta(seconds=every * MISSED_BEATS)
-    mark = (
-        workers.update()
-        .where(workers.c.gone_at.is_(None), workers.c.heartbeat_at < stale)
-        .values(gone_at=now)
-        .returning(workers.c.name)
-    )
-    forget = workers.delete().where(workers.c.heartbeat_at < now - _FORGET)
     async with store.connection(write=True) as conn:
+        now = await _now(conn)
+        stale = now - timedelta(seconds=every * MISSED_BEATS)
+        mark = (
+            workers.update()
+            .where(workers.c.gone_at.is_(None), workers.c.heartbeat_at < stale)
+            .values(gone_at=now)
+            .returning(workers.c.name)
+        )
         marked = [row.name for row in await conn.execute(mark)]
-        await conn.execute(forget)
+        await conn.execute(workers.delete().where(workers.c.heartbeat_at < now - _FORGET))
     return marked
 
 
@@ -64,13 +67,23 @@ async def gone(store: RunStore, names: Iterable[str], every: float) -> dict[str,
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    stale = datetime.now(UTC) - timedelta(seconds=every * MISSED_BEATS)
-    query = sa.select(workers.c.name, workers.c.heartbeat_at).where(
-        workers.c.name.in_(wanted),
-        sa.or_(workers.c.gone_at.is_not(None), workers.c.heartbeat_at < stale),
-    )
     async with store.connection() as conn:
+        stale = await _now(conn) - timedelta(seconds=every * MISSED_BEATS)
+        query = sa.select(workers.c.name, workers.c.heartbeat_at).where(
+            workers.c.name.in_(wanted),
+            sa.or_(workers.c.gone_at.is_not(None), workers.c.heartbeat_at < stale),
+        )
         return {row.name: _aware(row.heartbeat_at) for row in await conn.execute(query)}
+
+
+async def _now(conn: AsyncConnection) -> datetime:
+    """The database's clock, in UTC."""
+    now = await conn.scalar(sa.select(sa.func.current_timestamp(type_=_TIME)))
+    assert now is not None  # CURRENT_TIMESTAMP always answers
+    return _aware(now)
+
+
+_TIME = sa.DateTime(timezone=True)
 
 
 def _aware(at: datetime) -> datetime:
