@@ -85,9 +85,11 @@ class _Joined(ConsumerRebalanceListener):
             await self.inner.on_partitions_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        # Joined before the inner listener runs: a restore can take long, and its
+        # partitions wait for it (the stage's `ready`), not the worker's start.
+        self.joined, self.partitions = True, len(assigned)
         if self.inner is not None:
             await self.inner.on_partitions_assigned(assigned)
-        self.joined, self.partitions = True, len(assigned)
 
 
 class Engine:
@@ -317,24 +319,36 @@ class Engine:
 
     async def _heartbeat(self, store: RunStore) -> None:
         """Write this worker's heartbeat every ``worker_heartbeat`` seconds; when another
-        worker's stops, settle what it left (:mod:`sensors.runs.workers`)."""
+        worker's stops, settle what it left (:mod:`sensors.runs.workers`).
+
+        A worker judges others only once its own beats have gone through for as long as a
+        silence that makes one gone: after an outage of the store every worker is silent,
+        and the first one back must not take the others, which beat again, for gone."""
         started = datetime.now(UTC)
+        every = self.settings.worker_heartbeat
+        healthy = 0  # beats that went through in a row
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), self.settings.worker_heartbeat)
+                await asyncio.wait_for(self._stop.wait(), every)
             if self._stop.is_set():
                 return
-            if await self._beat(store, started):
-                await self._adopt()
+            healthy = healthy + 1 if await self._beat(store, started) else 0
+            if healthy <= workers.MISSED_BEATS:
+                continue
+            try:
+                if await workers.mark_gone(store, every):
+                    await self._adopt()
+            except Exception:
+                log_failure(log, "settling the runs of workers that stopped failed; retrying")
 
     async def _beat(self, store: RunStore, started: datetime) -> bool:
-        """One heartbeat; whether it found workers gone since the last."""
+        """One heartbeat; whether it went through."""
         try:
             await workers.beat(store, worker_name(), this_host(), started)
-            return bool(await workers.mark_gone(store, self.settings.worker_heartbeat))
         except Exception:
             log_failure(log, "writing this worker's heartbeat failed; trying again")
             return False
+        return True
 
     def serve(self, deployed: list[Sensor]) -> None:
         """Route to ``deployed`` from the next batch on; keep the state of unchanged sensors."""

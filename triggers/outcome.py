@@ -14,15 +14,36 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_OK", "EXIT_SYSTEM", "EXIT_USER", "process_outcome", "run_process", "write"]
+__all__ = [
+    "EXIT_OK",
+    "EXIT_SYSTEM",
+    "EXIT_USER",
+    "TERMINATION_LOG",
+    "process_outcome",
+    "run_process",
+    "write",
+]
 
 EXIT_OK, EXIT_USER, EXIT_SYSTEM = 0, 1, 3
+
+TERMINATION_LOG = "TRIPWIRE_TERMINATION_LOG"
+"""Names the file a pod's container reports through (its terminationMessagePath)."""
+_TERMINATION_LIMIT = 4096
 
 
 def write(result_path: Path, outcome: dict[str, Any]) -> None:
     tmp = result_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(outcome))
     tmp.replace(result_path)
+    report = os.environ.get(TERMINATION_LOG)
+    if report and outcome.get("outputs"):
+        # In a pod: Kubernetes keeps this file in the container's status (4 KiB at most),
+        # which is how the launcher learns what the run reported. It is a mounted file:
+        # written in place, never replaced.
+        text = json.dumps({"outputs": outcome["outputs"]})
+        if len(text.encode()) <= _TERMINATION_LIMIT:
+            with open(report, "w") as out:
+                out.write(text)
 
 
 def run_process(

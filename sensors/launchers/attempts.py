@@ -287,7 +287,7 @@ async def reclaim(
 
 
 async def abandoned_retries(
-    store: RunStore, live: list[RunRecord], family: str, worker: str, heartbeat: float
+    store: RunStore, live: list[RunRecord], family: str, worker: str
 ) -> list[tuple[RunRecord, Attempt]]:
     """Take the ``live`` runs of ``family`` whose worker died while they waited for a retry
     (their last attempt RETRYABLE_FAILED, its worker dead on this host or gone from its
@@ -303,7 +303,7 @@ async def abandoned_retries(
             if attempt.phase == AttemptPhase.RETRYABLE_FAILED and attempt.worker:
                 waiting[run.name] = (run, attempt)
     names = [a.worker for _, a in waiting.values() if a.worker and not worker_here(a.worker)]
-    gone = await workers.gone(store, names, heartbeat)
+    gone = await workers.gone(store, names)
     taken = []
     for run, attempt in waiting.values():
         here = worker_here(attempt.worker)

@@ -157,9 +157,7 @@ class ClusterLauncher(Unbounded, ABC):
         claimed = await reclaim(self._store, live, self.family, stale, self.worker)
         for run in claimed:
             self._watch(run, None)
-        retried = await abandoned_retries(
-            self._store, live, self.family, self.worker, self._settings.worker_heartbeat
-        )
+        retried = await abandoned_retries(self._store, live, self.family, self.worker)
         for run, attempt in retried:
             self._watch(run, None, after=backoff_left(run, attempt))
         taken_over = [run.name for run, _ in taken] + [run.name for run, _ in retried]

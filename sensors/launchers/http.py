@@ -118,9 +118,7 @@ class HttpLauncher(Unbounded):
         claimed = await reclaim(self._store, live, "http", stale, self.worker)
         for run in claimed:
             await self.launch(run)
-        retried = await abandoned_retries(
-            self._store, live, "http", self.worker, self._settings.worker_heartbeat
-        )
+        retried = await abandoned_retries(self._store, live, "http", self.worker)
         for run, attempt in retried:
             self._call_later(run, backoff_left(run, attempt))
         taken_over = [run.name for run, _ in taken] + [run.name for run, _ in retried]

@@ -30,7 +30,7 @@ from sensors.launchers.process import run_context
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
 from triggers.errors import ConfigurationError
-from triggers.outcome import EXIT_USER
+from triggers.outcome import EXIT_USER, TERMINATION_LOG
 from triggers.targets import KubernetesTarget, TargetSpec, render
 
 __all__ = ["RUN_LABEL", "KubernetesLauncher"]
@@ -38,6 +38,7 @@ __all__ = ["RUN_LABEL", "KubernetesLauncher"]
 RUN_LABEL = "tripwire.io/run"
 _STUCK = ("ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError")
 _RESULT = "/tmp/result"  # the run process's result file, in the pod
+_REPORT = "/dev/termination-log"  # Kubernetes' default terminationMessagePath
 
 
 class KubernetesLauncher(ClusterLauncher):
@@ -89,6 +90,7 @@ class KubernetesLauncher(ClusterLauncher):
             "TRIPWIRE_PROJECT": run.project,
             "TRIPWIRE_DOMAIN": run.domain,
             "PYTHONUNBUFFERED": "1",
+            TERMINATION_LOG: _REPORT,
             **render(options.env, template_values(run), typed=False),
         }
         if self._settings.kafka_bootstrap:
@@ -102,9 +104,10 @@ class KubernetesLauncher(ClusterLauncher):
             image=image,
             command=["python", "-m", "triggers.run"],
             args=["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON", "--result", _RESULT],
-            # Kubernetes keeps the result file in the pod's status: what the run reported
-            # about itself (a Metaflow run's pathspec) reaches the launcher from there.
-            termination_message_path=_RESULT,
+            # Kubernetes keeps this file in the pod's status: what the run reported about
+            # itself (a Metaflow run's pathspec) reaches the launcher from there. It is a
+            # file the kubelet mounts, apart from the result file, which is renamed into place.
+            termination_message_path=_REPORT,
             env=[client.V1EnvVar(name=k, value=v) for k, v in env.items()],
             resources=client.V1ResourceRequirements(
                 requests={k: v for k, v in limits.items() if k != "nvidia.com/gpu"} or None,

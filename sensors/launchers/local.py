@@ -69,6 +69,15 @@ log = logging.getLogger(__name__)
 
 # How the run ends when its worker died after recording its last attempt's end.
 _LOST = (AttemptPhase.FAILED, WorkflowPhase.FAILED)
+
+
+def _settled(attempt: Attempt) -> WorkflowPhase:
+    """The run's phase for an attempt whose end was recorded and whose run was not."""
+    if attempt.error is not None and attempt.error.code == "Timeout":
+        return WorkflowPhase.TIMED_OUT
+    return _SETTLES[attempt.phase]
+
+
 _SETTLES = {
     AttemptPhase.SUCCEEDED: WorkflowPhase.SUCCEEDED,
     AttemptPhase.FAILED: WorkflowPhase.FAILED,
@@ -170,7 +179,7 @@ class LocalLauncher:
         }
         elsewhere = [a.worker for a in latest.values() if a.worker and not worker_here(a.worker)]
         elsewhere += [r.claimed_by for r in live if r.claimed_by and not worker_here(r.claimed_by)]
-        gone = await workers.gone(self._store, elsewhere, self._settings.worker_heartbeat)
+        gone = await workers.gone(self._store, elsewhere)
         never = datetime.min.replace(tzinfo=UTC)  # a local claim waits for a slot, for long
         for run in await reclaim(self._store, live, "local", never, self.worker, gone):
             self._spawn_later(run)
@@ -188,11 +197,8 @@ class LocalLauncher:
                 continue  # its worker is alive and watching it, or not on this host
             if attempt.phase in _SETTLES:
                 # Its worker recorded how the attempt ended, and stopped before the run did.
-                phase = _SETTLES[attempt.phase]
-                if attempt.error is not None and attempt.error.code == "Timeout":
-                    phase = WorkflowPhase.TIMED_OUT
                 log.warning("run %s: its worker %s stopped; ending it", run.name, attempt.worker)
-                await self._finish(run, phase, attempt.error)
+                await self._finish(run, _settled(attempt), attempt.error)
                 taken.append(run.name)
                 continue
             if attempt.phase == AttemptPhase.RETRYABLE_FAILED:
@@ -224,7 +230,7 @@ class LocalLauncher:
         dead = attempt.worker or ""
         if attempt.phase in _SETTLES:
             log.warning("run %s: its worker %s stopped; ending it", run.name, dead)
-            await self._finish(run, _SETTLES[attempt.phase], attempt.error)
+            await self._finish(run, _settled(attempt), attempt.error)
             return True
         if attempt.phase == AttemptPhase.RETRYABLE_FAILED:
             if not await runs_history.take_retry(

@@ -61,18 +61,17 @@ async def mark_gone(store: RunStore, every: float) -> list[str]:
     return marked
 
 
-async def gone(store: RunStore, names: Iterable[str], every: float) -> dict[str, datetime]:
-    """Which of ``names`` are gone, with their last heartbeat: marked, or silent for more
-    than :data:`MISSED_BEATS` beats of ``every`` seconds."""
+async def gone(store: RunStore, names: Iterable[str]) -> dict[str, datetime]:
+    """Which of ``names`` a live worker marked gone (:func:`mark_gone`), with their last
+    heartbeat. Only marks count: a worker marks others only while its own heartbeats go
+    through, so an outage of the store makes nobody gone."""
     wanted = sorted(set(names))
     if not wanted:
         return {}
+    query = sa.select(workers.c.name, workers.c.heartbeat_at).where(
+        workers.c.name.in_(wanted), workers.c.gone_at.is_not(None)
+    )
     async with store.connection() as conn:
-        stale = await _now(conn) - timedelta(seconds=every * MISSED_BEATS)
-        query = sa.select(workers.c.name, workers.c.heartbeat_at).where(
-            workers.c.name.in_(wanted),
-            sa.or_(workers.c.gone_at.is_not(None), workers.c.heartbeat_at < stale),
-        )
         return {row.name: _aware(row.heartbeat_at) for row in await conn.execute(query)}
 
 

@@ -109,7 +109,9 @@ class LifecycleRelay:
             except Exception:
                 log_failure(log, "publishing run lifecycle events failed; retrying")
                 sent = 0
-            if sent < _BATCH:
+            # A pass sends a run's changes one at a time while earlier ones of that run go
+            # out (relay_changes), so it looks again at once whenever it sent something.
+            if not sent:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), _RELAY_EVERY)
 
@@ -131,7 +133,9 @@ class LifecycleRelay:
                     topic, record.value, key=record.key, headers=record.headers
                 )
             )
-        await asyncio.gather(*acks)
+        # The changes stay claimed (locked, on PostgreSQL) until the broker answers: a
+        # broker that never does must not hold them, and the other relays, for ever.
+        await asyncio.wait_for(asyncio.gather(*acks), self._settings.publish_timeout * 3)
 
     async def _end_events(self, changes: list[PhaseChange]) -> list[KafkaRecord]:
         """The end events of the Metaflow runs among the runs that ``changes`` end well."""

@@ -124,8 +124,8 @@ async def test_a_run_becomes_one_labelled_job_even_when_its_request_is_replayed(
     context = json.loads(env["TRIPWIRE_RUN_CONTEXT_JSON"])
     assert context["parameters"] == {"day": "2026-11-23", "rows": 5}
     assert container.args[:2] == ["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON"]
-    # the result file is the container's termination message: Kubernetes reports it
-    assert container.termination_message_path == container.args[3] == "/tmp/result"
+    # what the run reports goes to the termination message, a file apart from its result
+    assert container.termination_message_path == env["TRIPWIRE_TERMINATION_LOG"]
 
 
 async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
@@ -393,7 +393,11 @@ async def test_a_retry_whose_worker_on_another_host_stopped_during_its_backoff_i
     async with store.connection(write=True) as conn:
         await conn.execute(
             workers.insert().values(
-                name=dead, host="host-x", started_at=an_hour_ago, heartbeat_at=an_hour_ago
+                name=dead,
+                host="host-x",
+                started_at=an_hour_ago,
+                heartbeat_at=an_hour_ago,
+                gone_at=an_hour_ago,  # a live worker found it silent
             )
         )
     launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
