@@ -11,6 +11,7 @@ A JSONPath with several matches passes when any match passes.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -81,6 +82,9 @@ def _fails(item: Filter, payload: dict[str, Any]) -> str | None:
     return f"{item.path} = {_short(shown)} is not {item.op} {_short(item.value)}{strictly}"
 
 
+_ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
+
+
 def _holds(actual: Any, op: str, expected: Any) -> bool:
     if op == "==":
         return _equal(actual, expected)
@@ -95,16 +99,7 @@ def _holds(actual: Any, op: str, expected: Any) -> bool:
             and _regex(str(expected)).search(str(actual)) is not None
         )
     pair = _orderable(actual, expected)
-    if pair is None:
-        return False
-    a, b = pair
-    if op == "<":
-        return bool(a < b)
-    if op == "<=":
-        return bool(a <= b)
-    if op == ">":
-        return bool(a > b)
-    return bool(a >= b)
+    return pair is not None and bool(_ORDER[op](*pair))
 
 
 def _holds_strictly(actual: Any, op: str, expected: Any) -> bool:
@@ -117,21 +112,11 @@ def _holds_strictly(actual: Any, op: str, expected: Any) -> bool:
     if op == "regex":
         return isinstance(actual, str) and _regex(str(expected)).search(actual) is not None
     kind = _kind(actual)
-    if kind != _kind(expected):
-        return False
+    if kind != _kind(expected) or kind not in ("number", "string"):
+        return False  # strict: two numbers or two strings, nothing converted
     if kind == "number":
-        a, b = _float(actual), _float(expected)
-    elif kind == "string":
-        a, b = actual, expected
-    else:
-        return False
-    if op == "<":
-        return bool(a < b)
-    if op == "<=":
-        return bool(a <= b)
-    if op == ">":
-        return bool(a > b)
-    return bool(a >= b)
+        return bool(_ORDER[op](_float(actual), _float(expected)))
+    return bool(_ORDER[op](actual, expected))
 
 
 def _kind(value: Any) -> str:
