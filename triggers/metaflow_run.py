@@ -10,7 +10,6 @@ context file is in the environment.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from typing import Any
 from triggers.current import RunContext
 from triggers.outcome import process_outcome, run_process
 from triggers.spec import Entrypoint, MetaflowRun
+from triggers.targets import as_text
 
 __all__ = ["metaflow_argv", "run_metaflow"]
 
@@ -80,19 +80,8 @@ def metaflow_argv(
     parameters: list[str] = []
     for name, value in context.parameters.items():
         if value is not None:
-            parameters += [f"--{name}", _text(value)]
+            parameters += [f"--{name}", as_text(value)]  # JSONType: as JSON
     return [sys.executable, path, *top, "run", "--run-id-file", str(run_id_file), *parameters]
-
-
-def _text(value: Any) -> str:
-    """A parameter value as Metaflow's command line reads it (JSONType: as JSON)."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    return json.dumps(value)
 
 
 def _upstream_runs(flow: MetaflowRun, context: RunContext, folder: Path) -> list[str]:

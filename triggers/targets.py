@@ -39,6 +39,7 @@ __all__ = [
     "HttpTarget",
     "KubernetesTarget",
     "TargetSpec",
+    "as_text",
     "parse_target",
     "placeholders",
     "render",
@@ -268,7 +269,7 @@ def render(template: Any, values: dict[str, Any], *, typed: bool) -> Any:
         for literal, name, _, _ in fields:
             out.append(literal)
             if name is not None:
-                out.append(_text(values[name]))
+                out.append(as_text(values[name]))
         return "".join(out)
     if isinstance(template, dict):
         return {k: render(v, values, typed=typed) for k, v in template.items()}
@@ -277,7 +278,8 @@ def render(template: Any, values: dict[str, Any], *, typed: bool) -> Any:
     return template
 
 
-def _text(value: Any) -> str:
+def as_text(value: Any) -> str:
+    """A value as one argument of a command line: a string as it is, anything else as JSON."""
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
