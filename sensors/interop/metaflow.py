@@ -164,6 +164,8 @@ def _initialised(flow: Any) -> dict[str, list[Any]]:
     """The flow's ``@project``, ``@trigger`` and ``@trigger_on_finish``, after Metaflow's
     own ``flow_init`` and deploy-time hooks (the others need a datastore or an environment,
     and say nothing about when the flow runs)."""
+    from metaflow.exception import MetaflowException
+
     decorators = {k: v for k, v in flow._flow_decorators.items() if k in _READ}
     for name in sorted(set(flow._flow_decorators) & set(_IGNORED)):
         log.warning("Metaflow flow %s: @%s is not brought over to tripwire", flow.name, name)
@@ -178,17 +180,11 @@ def _initialised(flow: Any) -> dict[str, list[Any]]:
                 deco.flow_init(flow, flow._graph, None, None, _NoMetadata(), None, _quiet, options)
                 if name != "project":
                     deco.format_deploytime_value()
-            except (DeclarationError, _metaflow_error()):
+            except (DeclarationError, MetaflowException):
                 raise
             except Exception as exc:
                 raise DeclarationError(f"{where}: {type(exc).__name__}: {exc}") from None
     return decorators
-
-
-def _metaflow_error() -> type[Exception]:
-    from metaflow.exception import MetaflowException
-
-    return MetaflowException
 
 
 class _LocalDatastore:
