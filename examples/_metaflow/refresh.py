@@ -1,6 +1,6 @@
 """A Metaflow flow, as Metaflow users write it: tripwire deploys it unchanged.
 
-    tripwire dev examples/metaflow
+    tripwire dev examples/_metaflow
     tripwire publish table_loaded '{"table_name": "sales", "rows": 1234}'
 
 ``table`` is required, so a ``table_loaded`` event without ``table_name`` does not count.
