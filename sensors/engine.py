@@ -46,6 +46,7 @@ from sensors.stages.lifecycle_relay import LifecycleRelay
 from sensors.stages.reporter import StatusReporter
 from sensors.stages.scheduler import Scheduler
 from sensors.stages.sensor_stage import SensorStage
+from sensors.stages.snapshots import Snapshots
 from triggers.errors import TripwireError
 from triggers.settings import Settings
 from triggers.sources import EventSource
@@ -53,6 +54,7 @@ from triggers.spec import FlowSpec
 
 __all__ = ["Engine"]
 
+_STOP_WAIT = 5.0  # seconds a stopping worker waits for its changelog records, to snapshot
 # The changelog is written in per-batch deltas, which compaction would destroy.
 _CHANGELOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
@@ -217,6 +219,7 @@ class Engine:
             partitions,
             sources,
             StatusReporter(s, store),
+            Snapshots(s, store, worker_name()),
         )
 
     async def _make_launch_stages(
@@ -439,6 +442,17 @@ class Engine:
         finally:
             stop.cancel()
 
+    @staticmethod
+    async def _hand_over(stage: CorrelationStage) -> None:
+        """Snapshot the partitions a stopping worker owns, so that their next owner replays
+        less; a failure only makes it replay more."""
+        try:
+            await stage.handover(wait=_STOP_WAIT)
+            if stage.snapshots is not None:
+                await stage.snapshots.close()
+        except Exception:
+            log.exception("snapshotting the correlation state at stop failed")
+
     async def stop(self) -> None:
         """Stop consuming, end local runs, and close every connection. Idempotent."""
         self._stop.set()
@@ -449,6 +463,8 @@ class Engine:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._tasks = []
+        if self.correlation_stage is not None:
+            await self._hand_over(self.correlation_stage)
         if self.launch_stage is not None:
             await self.launch_stage.close()
         for launcher in self._launchers.values():

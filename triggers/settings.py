@@ -226,6 +226,17 @@ class Settings(BaseSettings):
             "flows (`tripwire deploy`); it starts serving them without a restart."
         ),
     )
+    snapshot_interval: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Seconds after which a worker snapshots the correlation state of a partition "
+            "that changed since its last snapshot; it also snapshots once the changelog it "
+            "wrote since then is as big as the state, and when it gives a partition away. "
+            "A worker that takes a partition over replays only the changelog after the "
+            "latest snapshot."
+        ),
+    )
     absence_grace: float = Field(
         5.0,
         gt=0,

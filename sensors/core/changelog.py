@@ -19,6 +19,12 @@ the offers after it, decide exactly as the original owner did
   or one whose predecessor never landed (the owner died first). A batch's records
   apply together, when its last one, which names the offers offset the batch
   covered up to, is read. The new owner resumes the offers there.
+
+A replay need not start at the changelog's beginning: an owner saves a :class:`Snapshot`
+of a partition's whole state now and then (:meth:`PartitionLog.snapshot`), and a new
+owner loads the latest (:meth:`PartitionLog.load`) and reads on from the first record it
+does not cover. The snapshot carries the epoch and number of the last record it covers,
+so what follows is read exactly as if the replay had read up to there.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from datetime import UTC, datetime
 
 from sensors.core.correlator import Correlator
 from sensors.core.types import Decisions, Offer, StateChange, StateKey
-from sensors.core.wire import Entry, decode_offers_record, encode_entry
+from sensors.core.wire import Entry, Snapshot, decode_offers_record, encode_entry
 
 __all__ = ["Clock", "Outcome", "PartitionLog", "correlate"]
 
@@ -81,6 +87,13 @@ class PartitionLog:
         self.ignored = 0
         """Records a replay did not apply: an older owner's, repeats, and orphans."""
         self._batch: list[StateChange] = []
+        self.claim = 0
+        """This ownership's claim in the run store, under which its snapshots are saved."""
+        self.unsaved = 0
+        """Bytes of changelog records this owner wrote since its last snapshot."""
+        self.landed: tuple[int, int] | None = None
+        """The number of this owner's last changelog record known to have landed, and an
+        offset past it and every record before it, before any record written after it."""
 
     # reading: a new owner's replay
 
@@ -114,10 +127,16 @@ class PartitionLog:
         return batch
 
     def replay(self, entry: Entry, correlator: Correlator) -> list[StateChange]:
-        """:meth:`read` ``entry`` and apply what it completes to ``correlator``; return that."""
+        """:meth:`read` ``entry`` and apply what it completes to ``correlator``; return that.
+
+        What the watermark of the batch leaves behind expires at once, as it did for the
+        owner that wrote it, so a replay holds no more than the live state did."""
         changes = self.read(entry)
+        watermark = self.clock.watermark
         for change in changes:
-            correlator.apply(change, self.clock.watermark)
+            correlator.apply(change, watermark)
+        if changes and watermark is not None:
+            correlator.expire(watermark, self.partition)
         return changes
 
     def restored(self, correlator: Correlator) -> set[StateKey]:
@@ -125,6 +144,22 @@ class PartitionLog:
         the original owner did; return the keys that changed."""
         watermark = self.clock.watermark
         return set() if watermark is None else correlator.expire(watermark, self.partition)
+
+    def load(self, snapshot: Snapshot, correlator: Correlator) -> set[StateKey]:
+        """Start the replay from ``snapshot`` rather than the changelog's beginning: the
+        records after the last one it covers are read next. Return the keys it holds."""
+        self.epoch, self.seq, self.offset = snapshot.epoch, snapshot.seq, snapshot.offset
+        self.clock.restore(snapshot.marks)
+        watermark = self.clock.watermark
+        for change in snapshot.changes:
+            correlator.apply(change, watermark)
+        return {(change.sensor_id, change.key) for change in snapshot.changes}
+
+    def snapshot(self, correlator: Correlator) -> Snapshot:
+        """The partition's whole state as of the last record :meth:`write` numbered."""
+        self.unsaved = 0
+        changes = correlator.snapshot(self.partition)
+        return Snapshot(self.epoch, self.seq, self.offset, dict(self.clock.marks), changes)
 
     def fence(self, generation: int) -> bytes:
         """The record that opens this owner's epoch, once it has read the changelog to its
@@ -147,6 +182,7 @@ class PartitionLog:
             return []
         records = self._records(list(changes), offset, limit, last=True)
         self.offset = offset
+        self.unsaved += sum(map(len, records))
         return records
 
     def _records(

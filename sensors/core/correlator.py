@@ -399,6 +399,15 @@ class Correlator:
         if rule[3] is not None:
             self._arm(key, held, rule[3], partition)
 
+    def snapshot(self, partition: int) -> list[StateChange]:
+        """The whole state of the keys of ``partition``, as changes that :meth:`apply`
+        restores: each holds every id its key remembers, not only a batch's."""
+        return [
+            _change(key, held, dict(held.seen), self._rules[key[0]][0].version)
+            for key, held in self.state.items()
+            if key[0] in self._rules and self._partition(key) == partition
+        ]
+
     def drop(self, keep: Callable[[StateKey], bool]) -> None:
         """Forget every key for which ``keep(key)`` is false (partitions given away)."""
         for key in [k for k in self.state if not keep(k)]:

@@ -26,14 +26,17 @@ from sensors.core.types import Fire, Offer, StateChange
 __all__ = [
     "Entry",
     "Marks",
+    "Snapshot",
     "run_request",
     "decode_changes",
     "decode_entry",
     "decode_offers",
     "decode_offers_record",
+    "decode_snapshot",
     "encode_entry",
     "encode_marks",
     "encode_keyed",
+    "encode_snapshot",
     "key_partition",
     "pack",
     "partition_of",
@@ -60,6 +63,20 @@ class Entry(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
     """Written by a version of tripwire before epochs: applied in log order, as then."""
 
 
+class Snapshot(msgspec.Struct, frozen=True, gc=False):
+    """The whole state of one offers partition after a batch, as its owner saves it
+    (:mod:`sensors.core.changelog`): the owner's ``epoch`` and the ``seq`` of its last
+    changelog record, the offers ``offset`` and ``marks`` the state covers, and each key's
+    state as a :class:`~sensors.core.types.StateChange` that holds all of it (every id
+    the window remembers, not only a batch's)."""
+
+    epoch: int
+    seq: int
+    offset: int | None
+    marks: dict[str, int]
+    changes: list[StateChange]
+
+
 class Marks(msgspec.Struct, frozen=True, gc=False):
     """A record on the offers topic that carries no offers: how far the sensor stage
     has routed its input partitions (``topic:partition`` -> epoch milliseconds)."""
@@ -72,6 +89,7 @@ _offers = msgspec.json.Decoder(list[Offer]).decode
 _changes = msgspec.json.Decoder(list[StateChange]).decode
 _entry = msgspec.json.Decoder(Entry).decode
 _marks = msgspec.json.Decoder(Marks).decode
+_snapshot = msgspec.json.Decoder(Snapshot).decode
 
 
 def partition_of(sensor_id: str, key: str, partitions: int) -> int:
@@ -147,6 +165,15 @@ def decode_entry(value: bytes) -> Entry:
     if value[:1] == b"[":
         return Entry(0, changes=_changes(value), legacy=True)
     return _entry(value)
+
+
+def encode_snapshot(snapshot: Snapshot) -> bytes:
+    return _encode(snapshot)
+
+
+def decode_snapshot(value: bytes) -> Snapshot:
+    """A partition's snapshot. Raises ``msgspec.DecodeError`` (a ValueError) if malformed."""
+    return _snapshot(value)
 
 
 def run_request(fire: Fire) -> bytes:

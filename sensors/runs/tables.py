@@ -40,6 +40,7 @@ __all__ = [
     "source_leases",
     "source_status",
     "sources",
+    "state_snapshots",
     "trigger_failures",
     "workers",
 ]
@@ -377,6 +378,22 @@ workers = sa.Table(
     sa.Column("started_at", _TS, nullable=False),
     sa.Column("heartbeat_at", _TS, nullable=False),
     sa.Column("gone_at", _TS),  # when a live worker found its heartbeat stale
+)
+
+# The latest snapshot of each changelog partition's correlation state, and who may save the
+# next: ``claim`` moves on with each new owner (sensors/runs/snapshots.py).
+state_snapshots = sa.Table(
+    "state_snapshots",
+    metadata,
+    sa.Column("topic", sa.String(249), primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("claim", sa.BigInteger, nullable=False),
+    sa.Column("owner", sa.String(300), nullable=False),
+    sa.Column("claimed_at", _TS, nullable=False),
+    sa.Column("changelog_offset", sa.BigInteger),  # the first record it does not cover
+    sa.Column("data", sa.LargeBinary),
+    sa.Column("key_count", sa.Integer),
+    sa.Column("saved_at", _TS),
 )
 
 

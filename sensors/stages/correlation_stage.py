@@ -27,7 +27,9 @@ The changelog is written coarsely, a record per partition per batch, because
 per-event table updates cap a process at a few thousand events per second
 (docs/architecture.md, "Measured facts"). Its records are deltas under a few
 keys, which compaction would destroy, so the topic is created with
-``cleanup.policy=delete`` and no retention limit.
+``cleanup.policy=delete`` and no retention limit. Instead, snapshots of each
+partition's state in the run store bound what a new owner replays, and let the
+records before them go (:mod:`sensors.stages.snapshots`).
 """
 
 from __future__ import annotations
@@ -47,9 +49,11 @@ from sensors.core.types import Decisions, StateKey
 from sensors.core.wire import decode_entry, partition_of
 from sensors.faults import crash_point
 from sensors.runs.outages import log_failure
+from sensors.runs.snapshots import Claimed
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Batch
 from sensors.stages.reporter import StatusReporter
+from sensors.stages.snapshots import Snapshots, Taken
 from triggers.settings import Settings
 
 __all__ = ["CorrelationStage", "StateRecovery", "mark_sources"]
@@ -57,6 +61,7 @@ __all__ = ["CorrelationStage", "StateRecovery", "mark_sources"]
 log = logging.getLogger(__name__)
 
 _RESTORE_RETRY = (0.5, 30.0)  # first and longest wait between attempts at a failed replay
+_HANDOVER_WAIT = 10.0  # seconds a revoke waits for changelog records in flight, to snapshot
 
 
 def mark_sources(topics: dict[str, int]) -> frozenset[str]:
@@ -76,8 +81,10 @@ class CorrelationStage:
         partitions: int,
         sources: frozenset[str],
         reporter: StatusReporter | None = None,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._settings = settings
+        self.snapshots = snapshots
         self.reporter = reporter
         self.correlator = correlator
         self._emitter = emitter
@@ -103,6 +110,8 @@ class CorrelationStage:
         records: list[tuple[int, bytes]] = []
         changed: set[StateKey] = set()
         epochs: dict[int, int] = {}
+        written: dict[int, tuple[PartitionLog, int]] = {}  # the number of its last record
+        taken: list[Taken] = []
         limit = self._settings.max_payload_bytes
         for tp, batch_records in batch.items():
             partition_log = self.logs.get(tp.partition)
@@ -126,8 +135,15 @@ class CorrelationStage:
             records += [(tp.partition, entry) for entry in entries]
             changed |= {(c.sensor_id, c.key) for c in out.changes} | out.expired
             epochs[tp.partition] = partition_log.epoch
+            if entries:
+                written[tp.partition] = (partition_log, partition_log.seq)
+                if self.snapshots is not None and self.snapshots.due(partition_log):
+                    taken.append(self.snapshots.take(partition_log, self.correlator))
         landed = await self._emitter.submit(
-            decisions, changes=records, owner=lambda: self._still_owns(epochs)
+            decisions,
+            changes=records,
+            owner=lambda: self._still_owns(epochs),
+            on_changes=lambda ends: self._landed(written, taken, ends),
         )
         self.fires += len(decisions.fires)
         if self.reporter is not None:
@@ -138,6 +154,29 @@ class CorrelationStage:
         """Report what sensors hold. (Time moves with the marks in the offers, not here.)"""
         if self.reporter is not None:
             await self.reporter.flush(self.correlator)
+
+    def _landed(
+        self,
+        written: dict[int, tuple[PartitionLog, int]],
+        taken: list[Taken],
+        ends: dict[int, int],
+    ) -> None:
+        """A batch's changelog records landed, ending at ``ends`` on each partition: note
+        it, and save the snapshots taken after the batch."""
+        for p, end in ends.items():
+            partition_log, seq = written[p]
+            if self.logs.get(p) is partition_log:
+                partition_log.landed = (seq, end)
+        if self.snapshots is not None:
+            self.snapshots.save_later(taken, ends)
+
+    async def handover(
+        self, partitions: set[int] | None = None, wait: float = _HANDOVER_WAIT
+    ) -> None:
+        """Snapshot ``partitions`` (all owned ones by default) before they are given away."""
+        if self.snapshots is not None:
+            logs = [pl for p, pl in self.logs.items() if partitions is None or p in partitions]
+            await self.snapshots.handover(logs, self.correlator, self._emitter.changes_landed, wait)
 
     def ready(self, tp: TopicPartition) -> bool:
         """Whether offers of ``tp`` may be handled: it is ours, and its state is restored."""
@@ -191,6 +230,11 @@ class StateRecovery(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         await self.close()  # what a retry restores may not be ours any more
+        revoked = list(revoked)
+        try:
+            await self._stage.handover({tp.partition for tp in revoked})
+        except Exception:  # the next owner replays more changelog; nothing is lost
+            log.exception("snapshotting partitions before giving them away failed")
         logs = self._stage.logs
         for tp in revoked:
             logs.pop(tp.partition, None)
@@ -276,14 +320,23 @@ class StateRecovery(ConsumerRebalanceListener):
         topic = self._settings.topic_sensor_state
         stage = self._stage
         logs = {p: PartitionLog(p, stage.sources) for p in partitions}
+        # Claimed before the fence, so no earlier owner's snapshot is saved after it.
+        claims = {p: await stage.snapshots.claim(p) for p in partitions} if stage.snapshots else {}
         consumer = self._consumer_factory()
         await consumer.start()
         loaded: set[StateKey] = set()
         try:
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            firsts = await consumer.beginning_offsets(tps)
             ends = await consumer.end_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, firsts[tp])
+                if tp.partition in claims:
+                    start = await self._start(
+                        claims[tp.partition], logs[tp.partition], loaded, (firsts[tp], ends[tp])
+                    )
+                    consumer.seek(tp, start)
             count = await self._read(consumer, logs, ends, loaded)
             producer = stage.emitter.producer
             fences = {}
@@ -302,6 +355,32 @@ class StateRecovery(ConsumerRebalanceListener):
             # The previous owner may have died before reporting its last changes.
             stage.reporter.holds_changed(loaded)
         return logs, count
+
+    async def _start(
+        self,
+        claimed: Claimed,
+        partition_log: PartitionLog,
+        loaded: set[StateKey],
+        held: tuple[int, int],
+    ) -> int:
+        """Start ``partition_log``'s replay from the snapshot ``claimed`` found, if any and
+        usable; return the changelog offset to read on from."""
+        assert self._stage.snapshots is not None
+        partition_log.claim = claimed.claim
+        start = await self._stage.snapshots.load(
+            claimed, partition_log, self._stage.correlator, held
+        )
+        if start is None:
+            return held[0]
+        offset, keys = start
+        loaded |= keys
+        log.info(
+            "partition %d: loaded a snapshot of %d keys; replaying the changelog from offset %d",
+            partition_log.partition,
+            len(keys),
+            offset,
+        )
+        return offset
 
     async def _read(
         self,

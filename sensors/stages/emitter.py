@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -51,6 +52,7 @@ class Emitter:
         changes: Sequence[tuple[int, bytes]] = (),
         dead: Sequence[DeadRecord] = (),
         owner: Callable[[], bool] | None = None,
+        on_changes: Callable[[dict[int, int]], None] | None = None,
     ) -> asyncio.Future[bool]:
         """Hand a batch's output to the producer: the run requests of ``decisions``,
         plus packed ``offers`` and state ``changes`` as (partition, record).
@@ -67,15 +69,27 @@ class Emitter:
         ``owner`` says whether the batch's partitions are still the caller's. Once they
         are not, what has not landed is abandoned (the new owner decides it again) and
         the future raises :class:`~sensors.stages.kafka.Superseded`.
+
+        ``on_changes`` is called once the state changes landed, before the future
+        completes, with the offset after them on each of their changelog partitions: at
+        most the offset after the last of them, and past every record before the first.
         """
         acks = await self._sending(decisions.fires, offers, (), dead)
         previous = self._changes_landing if changes else None
         landing = asyncio.ensure_future(
-            self._land(acks, decisions, offers, changes, dead, previous, owner)
+            self._land(acks, decisions, offers, changes, dead, previous, owner, on_changes)
         )
         if changes:
             self._changes_landing = landing
         return landing
+
+    async def changes_landed(self, timeout: float) -> None:
+        """Wait, at most ``timeout`` seconds, until the state changes submitted so far landed
+        or were abandoned."""
+        landing = self._changes_landing
+        if landing is not None:
+            with contextlib.suppress(Exception):  # abandoned, or still in flight: the caller checks
+                await asyncio.wait_for(asyncio.shield(landing), timeout)
 
     async def _land(
         self,
@@ -86,10 +100,11 @@ class Emitter:
         dead: Sequence[DeadRecord],
         previous: asyncio.Future[bool] | None,
         owner: Callable[[], bool] | None,
+        on_changes: Callable[[dict[int, int]], None] | None,
     ) -> bool:
         """Wait until the output landed, sending it again as needed; return whether
         anything had to be sent again."""
-        resent = await self._until_landed(acks, owner, decisions.fires, offers, (), dead)
+        resent, _ = await self._until_landed(acks, owner, decisions.fires, offers, (), dead)
         for fire in decisions.fires:
             log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
         for failure in decisions.failures:
@@ -102,9 +117,11 @@ class Emitter:
                 await previous
         _check_owner(owner)
         acks = await self._sending([], (), changes)
-        resent = await self._until_landed(acks, owner, [], (), changes) or resent
+        resent_changes, landed = await self._until_landed(acks, owner, [], (), changes)
         crash_point("correlation.changes_landed")
-        return resent
+        if on_changes is not None:
+            on_changes(_ends(landed, changes))
+        return resent or resent_changes
 
     async def _until_landed(
         self,
@@ -114,16 +131,18 @@ class Emitter:
         offers: Sequence[tuple[int, bytes]],
         changes: Sequence[tuple[int, bytes]],
         dead: Sequence[DeadRecord] = (),
-    ) -> bool:
+    ) -> tuple[bool, list[asyncio.Future[Any]]]:
         """Wait for ``acks``, sending the records again after each error, while ``owner``
-        allows; return whether they had to be sent again (``acks`` None: not sent yet)."""
+        allows; return whether they had to be sent again (``acks`` None: not sent yet),
+        and the acknowledgements of the records that landed."""
         resent = acks is None
         while not await _landed(acks):
             _check_owner(owner)
             await asyncio.sleep(_OUTPUT_RETRY)
             acks = await self._sending(fires, offers, changes, dead)
             resent = True
-        return resent
+        assert acks is not None
+        return resent, acks
 
     async def _record(self, failure: Failure) -> None:
         log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
@@ -209,6 +228,21 @@ async def _landed(acks: list[asyncio.Future[Any]] | None) -> bool:
             log.error("emitting sensor decisions failed; retrying: %s", result)
             return False
     return True
+
+
+def _ends(acks: list[asyncio.Future[Any]], changes: Sequence[tuple[int, bytes]]) -> dict[int, int]:
+    """Where ``changes``, which landed with ``acks``, end on each partition: the first offset
+    of the partition's first produce batch plus its record count. Records of another
+    producer in between would only make that less than the true end, never more."""
+    firsts: dict[int, int] = {}
+    for ack in acks:
+        metadata = ack.result()
+        first = firsts.get(metadata.partition)
+        firsts[metadata.partition] = (
+            metadata.offset if first is None else min(first, metadata.offset)
+        )
+    counts = Counter(partition for partition, _ in changes)
+    return {partition: first + counts[partition] for partition, first in firsts.items()}
 
 
 def _check_owner(owner: Callable[[], bool] | None) -> None:

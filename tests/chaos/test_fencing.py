@@ -36,6 +36,20 @@ async def test_a_worker_killed_after_a_batchs_changelog_landed_and_before_its_co
     await _crash_in_a_batch_then_restart(chaos_env, tmp_path, "correlation.changes_landed")
 
 
+@pytest.mark.parametrize(
+    ("point", "loaded"), [("snapshot.writing", False), ("snapshot.saved", True)]
+)
+async def test_a_worker_killed_while_it_saved_a_snapshot(
+    chaos_env: dict[str, str], tmp_path: Path, point: str, loaded: bool
+) -> None:
+    # Snapshots due after every batch: the first one is written as the stream begins.
+    env = {**chaos_env, "TRIPWIRE_SNAPSHOT_INTERVAL": "0.001"}
+    second = await _crash_in_a_batch_then_restart(env, tmp_path, point)
+    # (in the middle of its transaction, the snapshot is not saved; after it, the next
+    # owner starts from it)
+    assert (b"loaded a snapshot" in second.read_bytes()) is loaded
+
+
 async def test_a_worker_killed_after_fencing_and_before_resuming_the_offers(
     chaos_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -112,7 +126,9 @@ async def test_a_worker_paused_past_its_session_timeout_comes_back_as_a_fenced_z
 
 async def _crash_in_a_batch_then_restart(
     chaos_env: dict[str, str], tmp_path: Path, point: str
-) -> None:
+) -> Path:
+    """Crash a worker at ``point`` mid-stream, start another, and check each run happens
+    once; return the second worker's log."""
     crashing, log = {**chaos_env, "TRIPWIRE_CRASH_AT": point}, tmp_path / "first.log"
     expected = Expected()
     async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
@@ -128,6 +144,7 @@ async def _crash_in_a_batch_then_restart(
             await ready(second, tmp_path / "second.log")
             # Then, once another one starts, each run happens exactly once
             await expected.exactly_once(store)
+    return tmp_path / "second.log"
 
 
 async def _killed_itself(process: subprocess.Popen[bytes], log: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import uuid
@@ -97,6 +98,29 @@ async def test_held_state_survives_a_sigkilled_worker(
         assert {e["id"] for e in run.events} == {orders, customers}
         assert run.parameters == {"date": "d1", "orders": 1, "customers": 2}
         assert len(await runs_of(store, "daily_join")) == 1
+
+
+async def test_a_stopped_worker_snapshots_what_it_holds_and_the_next_one_starts_from_it(
+    engine_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="sensors.stages.correlation_stage")
+    async with Engine(Settings(), discover_flows([FLOWS])) as first:
+        await first.wait_ready(timeout=30)
+        # Given orders held by a worker
+        orders = await publish.aio("orders_loaded", {"date": "d1", "rows": 1})
+        assert first.correlation_stage is not None
+        stage = first.correlation_stage
+        await eventually(lambda: stage.correlator.held("daily_join.trigger"), "the orders held")
+    # When it stops, and another worker starts
+    async with Engine(Settings(), discover_flows([FLOWS])) as second:
+        await second.wait_ready(timeout=30)
+        # Then the other one loads what the first held from its snapshot
+        await eventually(lambda: "loaded a snapshot of 1 keys" in caplog.text, "the snapshot")
+        # And the other event makes one run of both
+        customers = await publish.aio("customers_loaded", {"date": "d1", "rows": 2})
+        assert second.store is not None
+        run = await finished_run(second.store, customers)
+        assert {e["id"] for e in run.events} == {orders, customers}
 
 
 async def _changelog_has_records(engine_env: dict[str, str]) -> bool:

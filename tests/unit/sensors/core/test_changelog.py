@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
@@ -15,10 +16,13 @@ from sensors.core.router import Router
 from sensors.core.sensor import Sensor
 from sensors.core.types import Arrival
 from sensors.core.wire import (
+    Snapshot,
     decode_entry,
     decode_offers_record,
+    decode_snapshot,
     encode_keyed,
     encode_marks,
+    encode_snapshot,
     pack,
 )
 from tests.fixtures.core import T0, arrival, sensors
@@ -76,14 +80,28 @@ class Owner:
         entries = self.log.write(out.changes, records[-1][0] + 1, limit)
         return {f.run_name for f in out.decisions.fires}, entries
 
-    def restore(self, changelog: list[bytes], generation: int = 0) -> list[bytes]:
-        """Replay ``changelog``, then fence it as the stage does; return it with the fence."""
-        for record in changelog:
+    def restore(
+        self,
+        changelog: list[bytes],
+        generation: int = 0,
+        snapshot: tuple[Snapshot, int] | None = None,
+    ) -> list[bytes]:
+        """Replay ``changelog`` (from a snapshot and the position it says to read on from,
+        if given), then fence it as the stage does; return it with the fence."""
+        start = 0
+        if snapshot is not None:
+            saved, start = snapshot
+            self.log.load(decode_snapshot(encode_snapshot(saved)), self.correlator)
+        for record in changelog[start:]:
             self.log.replay(decode_entry(record), self.correlator)
         fenced = [*changelog, self.log.fence(generation)]
         self.log.replay(decode_entry(fenced[-1]), self.correlator)
         self.log.restored(self.correlator)
         return fenced
+
+    def state(self) -> dict[tuple[str, str], bytes]:
+        """Everything each key holds: events, remembered ids and progress."""
+        return {key: msgspec.json.encode(held) for key, held in self.correlator.state.items()}
 
     def held(self) -> dict[str, dict[str, list[str]]]:
         return {
@@ -305,6 +323,68 @@ def test_any_takeover_fires_exactly_what_an_uninterrupted_owner_fires(
     for batch in cut(data.draw, records[third.log.offset or 0 :]):
         fires, _ = third.handle(batch)
         fired |= fires
+    # Then, together, they fired exactly the runs of the uninterrupted owner, and the last
+    # one holds what it holds
+    assert fired == expected
+    assert third.held() == uninterrupted.held()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(streams(), st.data())
+def test_a_takeover_from_any_saved_snapshot_fires_exactly_what_an_uninterrupted_owner_fires(
+    stream: list[bytes], data: st.DataObject
+) -> None:
+    records = numbered(stream)
+    note(f"records: {[(n, decode_offers_record(v)) for n, v in records]}")
+    uninterrupted = Owner()
+    expected, _ = uninterrupted.handle(records)
+
+    def run(owner: Owner, batches: list[list[tuple[int, bytes]]], changelog: list[bytes]) -> None:
+        """``owner`` handles ``batches``, and snapshots after some: each may be saved once its
+        batch's records landed, saying to read on from the first record of the batch's last
+        produce batch or any offset after it up to the batch's end."""
+        nonlocal fired
+        for batch in batches:
+            fires, entries = owner.handle(batch, limit=data.draw(st.sampled_from([300, LIMIT])))
+            fired |= fires
+            changelog += entries
+            if entries and data.draw(st.booleans()):
+                end = len(changelog)
+                read_on = data.draw(st.integers(end - 1, end))
+                taken.append((owner.log.snapshot(owner.correlator), read_on, end))
+
+    # Given an owner that snapshots now and then, and dies with a random prefix of its
+    # changelog landed: its latest snapshot whose batch landed is the one saved
+    first, fired, changelog = Owner(), set[str](), list[bytes]()
+    taken: list[tuple[Snapshot, int, int]] = []
+    batches = cut(data.draw, records)
+    died_after = data.draw(st.integers(0, len(batches)))
+    run(first, batches[:died_after], changelog)
+    landed = changelog[: data.draw(st.integers(0, len(changelog)))]
+    saved = [(snap, at) for snap, at, end in taken if end <= len(landed)][-1:]
+    # When a new owner loads it, replays the changelog after it, and goes on, snapshotting
+    # too, while the first one, a zombie, writes records after the fence
+    second = Owner()
+    changelog = second.restore(landed, data.draw(st.integers(0, 2)), *saved)
+    resume = second.log.offset or 0
+    for batch in batches[died_after : died_after + data.draw(st.integers(0, 2))]:
+        zombie_fires, zombie_entries = first.handle(batch)
+        fired |= zombie_fires
+        changelog += zombie_entries
+    taken = [(snap, at, at) for snap, at in saved]
+    rest = cut(data.draw, records[resume:])
+    run(second, rest[: data.draw(st.integers(0, len(rest)))], changelog)
+    # And a third owner takes over from the latest snapshot saved, or from the beginning
+    third = Owner()
+    third.restore(changelog, 3, *[(snap, at) for snap, at, _ in taken[-1:]])
+    # (holding what an uninterrupted owner held at the offset it resumes from)
+    upto = Owner()
+    if third.log.offset:
+        upto.handle(records[: third.log.offset])
+    upto.log.restored(upto.correlator)
+    assert third.state() == upto.state()
+    for batch in cut(data.draw, records[third.log.offset or 0 :]):
+        fired |= third.handle(batch)[0]
     # Then, together, they fired exactly the runs of the uninterrupted owner, and the last
     # one holds what it holds
     assert fired == expected
