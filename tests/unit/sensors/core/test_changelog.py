@@ -280,15 +280,21 @@ def cut(draw: st.DrawFn, records: list[tuple[int, bytes]]) -> list[list[tuple[in
     return batches
 
 
+def reference(stream: list[bytes]) -> tuple[list[tuple[int, bytes]], Owner, set[str]]:
+    """``stream``'s records, numbered, and an uninterrupted owner of them with its fires."""
+    records = numbered(stream)
+    note(f"records: {[(n, decode_offers_record(v)) for n, v in records]}")
+    uninterrupted = Owner()
+    expected, _ = uninterrupted.handle(records)
+    return records, uninterrupted, expected
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(streams(), st.data())
 def test_any_takeover_fires_exactly_what_an_uninterrupted_owner_fires(
     stream: list[bytes], data: st.DataObject
 ) -> None:
-    records = numbered(stream)
-    note(f"records: {[(n, decode_offers_record(v)) for n, v in records]}")
-    uninterrupted = Owner()
-    expected, _ = uninterrupted.handle(records)
+    records, uninterrupted, expected = reference(stream)
     # Given an owner that handles the stream in random batches and dies at a random point,
     # having landed a random prefix of its changelog (and the fires of those batches; of
     # later ones, some or none), and maybe having lost one record of that prefix
@@ -334,15 +340,12 @@ def test_any_takeover_fires_exactly_what_an_uninterrupted_owner_fires(
 def test_a_takeover_from_any_saved_snapshot_fires_exactly_what_an_uninterrupted_owner_fires(
     stream: list[bytes], data: st.DataObject
 ) -> None:
-    records = numbered(stream)
-    note(f"records: {[(n, decode_offers_record(v)) for n, v in records]}")
-    uninterrupted = Owner()
-    expected, _ = uninterrupted.handle(records)
+    records, uninterrupted, expected = reference(stream)
 
     def run(owner: Owner, batches: list[list[tuple[int, bytes]]], changelog: list[bytes]) -> None:
         """``owner`` handles ``batches``, and snapshots after some: each may be saved once its
-        batch's records landed, saying to read on from the first record of the batch's last
-        produce batch or any offset after it up to the batch's end."""
+        batch's records landed, saying to read on from their end, or from one record before
+        it (another producer's records fell among them: the replay reads one again)."""
         nonlocal fired
         for batch in batches:
             fires, entries = owner.handle(batch, limit=data.draw(st.sampled_from([300, LIMIT])))
