@@ -70,15 +70,17 @@ async def test_malformed_records_are_dead_lettered_and_the_worker_keeps_going(
         assert letter.topic == engine_env["TRIPWIRE_TOPIC_EVENTS"]
         assert letter.size == len(value) and letter.truncated == (len(value) > LIMIT)
     # And the CLI lists them, and replays one (still bad: it comes back)
-    listed = json.loads(tripwire_cli(engine_env, "events", "dead-letter", "list", "--json").stdout)
+    listed = json.loads(
+        (await tripwire_cli(engine_env, "events", "dead-letter", "list", "--json")).stdout
+    )
     assert [d["truncated"] for d in listed] == [False, False, False, False, True]
-    again = tripwire_cli(
+    again = await tripwire_cli(
         engine_env, "events", "dead-letter", "replay", "--offset", str(letters[1].offset)
     )
     assert again.returncode == 0 and "replayed 1 dead letter(s)" in again.stdout
     back = await eventually(lambda: _at_least(settings, len(BAD) + 1), "the replayed record")
     assert "not JSON" in back[-1].reason
-    refused = tripwire_cli(engine_env, "events", "dead-letter", "replay", "--offset", "99")
+    refused = await tripwire_cli(engine_env, "events", "dead-letter", "replay", "--offset", "99")
     assert refused.returncode == 1 and "no dead letter at offset(s) [99]" in refused.stderr
 
 

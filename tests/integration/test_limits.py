@@ -86,7 +86,7 @@ async def test_runs_over_max_concurrency_wait_in_queued_and_all_run(
         runs = await worker.list_runs(flow="one_at_a_time")
         most = max(most, sum(r.phase == WorkflowPhase.RUNNING for r in runs))
         if not shown and sum(r.phase == WorkflowPhase.QUEUED for r in runs) >= 2:
-            status = tripwire_cli(engine_env, "sensors", "status", "one_at_a_time.trigger")
+            status = await tripwire_cli(engine_env, "sensors", "status", "one_at_a_time.trigger")
             shown = "limits     2 at once;" in status.stdout and "queued" in status.stdout
         done = [r for r in runs if r.phase == WorkflowPhase.SUCCEEDED]
         return runs if len(done) == 6 else None

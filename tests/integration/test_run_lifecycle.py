@@ -98,7 +98,7 @@ async def test_abort_stops_a_running_run_through_aborting_and_records_the_cause(
     run = await _running(store, event_id)
     await eventually(pid_file.exists, "the flow to start its child")
 
-    aborted = tripwire_cli(engine_env, "runs", "abort", run.name, "--cause", "wrong table")
+    aborted = await tripwire_cli(engine_env, "runs", "abort", run.name, "--cause", "wrong table")
     assert aborted.returncode == 0, aborted.stderr
     assert "ABORTING" in aborted.stdout
 
@@ -109,7 +109,7 @@ async def test_abort_stops_a_running_run_through_aborting_and_records_the_cause(
     moves = [(c.attempt, c.phase) for c in history]
     assert moves[-3:] == [(None, "ABORTING"), (1, "ABORTED"), (None, "ABORTED")]
 
-    again = tripwire_cli(engine_env, "runs", "abort", run.name)
+    again = await tripwire_cli(engine_env, "runs", "abort", run.name)
     assert again.returncode == 0 and "already ABORTED" in again.stdout
 
 
@@ -180,7 +180,7 @@ async def test_runs_created_and_recovered_from_the_cli_run_with_the_same_inputs(
     store: RunStore, engine_env: dict[str, str], tmp_path: Path
 ) -> None:
     marker = tmp_path / "n"
-    created = tripwire_cli(
+    created = await tripwire_cli(
         engine_env,
         "runs",
         "create",
@@ -203,17 +203,17 @@ async def test_runs_created_and_recovered_from_the_cli_run_with_the_same_inputs(
     run = await eventually(lambda: finished("by-hand"), "the created run to finish")
     assert run.phase == P.SUCCEEDED and run.parameters["fail_times"] == 0
 
-    again = tripwire_cli(engine_env, "runs", "create", "flaky", "--name", "by-hand")
+    again = await tripwire_cli(engine_env, "runs", "create", "flaky", "--name", "by-hand")
     assert again.returncode == 0 and "already exists" in again.stdout
 
-    recovered = tripwire_cli(engine_env, "runs", "recover", "by-hand")
+    recovered = await tripwire_cli(engine_env, "runs", "recover", "by-hand")
     assert recovered.returncode == 0, recovered.stderr
     assert "by-hand-r1" in recovered.stdout
     rerun = await eventually(lambda: finished("by-hand-r1"), "the recovered run to finish")
     assert rerun.parameters == run.parameters and rerun.recovered_from == "by-hand"
     assert marker.read_text() == "2"  # the flow ran twice
 
-    refused = tripwire_cli(engine_env, "runs", "recover", "by-hand", "-p", "fail_times=3")
+    refused = await tripwire_cli(engine_env, "runs", "recover", "by-hand", "-p", "fail_times=3")
     assert refused.returncode == 1 and "create a new run instead" in refused.stderr
 
 
@@ -226,10 +226,13 @@ async def test_a_running_worker_serves_deployed_flows_within_five_seconds(
         "@trigger(event='extra_happened')\n"
         "def extra(rows: int = 0) -> None: ...\n"
     )
-    first = tripwire_cli(engine_env, "deploy", str(flow))
+    first = await tripwire_cli(engine_env, "deploy", str(flow))
     assert first.returncode == 0, first.stderr
     assert "created    extra (revision 1)" in first.stdout
-    assert "unchanged  extra (revision 1)" in tripwire_cli(engine_env, "deploy", str(flow)).stdout
+    assert (
+        "unchanged  extra (revision 1)"
+        in (await tripwire_cli(engine_env, "deploy", str(flow))).stdout
+    )
 
     def serving(event: str) -> bool:
         assert engine.sensor_stage is not None
@@ -241,7 +244,7 @@ async def test_a_running_worker_serves_deployed_flows_within_five_seconds(
 
     # When the trigger changes, the new revision replaces the old one
     flow.write_text(flow.read_text().replace("extra_happened", "extra_changed"))
-    changed = tripwire_cli(engine_env, "deploy", str(flow), "--json")
+    changed = await tripwire_cli(engine_env, "deploy", str(flow), "--json")
     assert json.loads(changed.stdout)["changed"] == ["extra"]
     await eventually(lambda: serving("extra_changed"), "the worker to serve revision 2", timeout=5)
     assert not serving("extra_happened")
@@ -254,11 +257,13 @@ async def test_deploy_and_projects_refuse_bad_names_from_the_cli(
 ) -> None:
     flow = tmp_path / "extra_flow.py"
     flow.write_text("from triggers import trigger\n\n@trigger(event='e')\ndef f() -> None: ...\n")
-    bad = tripwire_cli(engine_env, "deploy", str(flow), "--project", "Not_Valid")
+    bad = await tripwire_cli(engine_env, "deploy", str(flow), "--project", "Not_Valid")
     assert bad.returncode == 1 and "invalid project name 'Not_Valid'" in bad.stderr
-    made = tripwire_cli(engine_env, "projects", "create", "data-platform", "--description", "ETL")
+    made = await tripwire_cli(
+        engine_env, "projects", "create", "data-platform", "--description", "ETL"
+    )
     assert made.returncode == 0 and "created" in made.stdout
-    listed = json.loads(tripwire_cli(engine_env, "projects", "list", "--json").stdout)
+    listed = json.loads((await tripwire_cli(engine_env, "projects", "list", "--json")).stdout)
     assert [(p["name"], p["description"]) for p in listed] == [("data-platform", "ETL")]
 
 
@@ -319,7 +324,7 @@ async def test_the_engine_runs_on_postgresql(
         assert run.phase == P.SUCCEEDED and run.attempts == 2
         history = await runs_history.history(running.store, run.project, run.domain, run.name)
         assert [c.phase for c in history if c.attempt is None][-1] == "SUCCEEDED"
-        shown = tripwire_cli(
+        shown = await tripwire_cli(
             engine_env | {"TRIPWIRE_DATABASE_URL": pg_url}, "runs", "get", run.name, "--json"
         )
         assert shown.returncode == 0, shown.stderr
@@ -358,9 +363,11 @@ async def test_a_worker_starting_ends_the_runs_of_a_dead_worker_on_its_host(
         assert attempt.phase == A.FAILED
 
 
-def test_runs_create_with_the_broker_down_names_the_address(engine_env: dict[str, str]) -> None:
+async def test_runs_create_with_the_broker_down_names_the_address(
+    engine_env: dict[str, str],
+) -> None:
     down = engine_env | {"TRIPWIRE_KAFKA_BOOTSTRAP": "127.0.0.1:1", "TRIPWIRE_PUBLISH_TIMEOUT": "2"}
-    done = tripwire_cli(down, "runs", "create", "flaky", "-p", "fail_times=0")
+    done = await tripwire_cli(down, "runs", "create", "flaky", "-p", "fail_times=0")
     assert done.returncode == 1
     assert "cannot reach the Kafka broker at 127.0.0.1:1" in done.stderr
     assert "Traceback" not in done.stderr

@@ -338,11 +338,11 @@ async def test_sensors_list_and_status_show_a_schedule_and_its_next_tick(
         domain="development",
     )
     env = engine_env | {"TRIPWIRE_DATABASE_URL": store_url}
-    listed = tripwire_cli(env, "sensors", "list")
+    listed = await tripwire_cli(env, "sensors", "list")
     assert listed.returncode == 0, listed.stderr
     assert "the clock" in listed.stdout and "every 0:00:01, catchup all" in listed.stdout
     before = datetime.now(UTC)
-    shown = tripwire_cli(env, "sensors", "status", "with_tick.schedule", "--json")
+    shown = await tripwire_cli(env, "sensors", "status", "with_tick.schedule", "--json")
     after = datetime.now(UTC)
     assert shown.returncode == 0, shown.stderr
     [status] = json.loads(shown.stdout)

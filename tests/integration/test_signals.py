@@ -93,7 +93,7 @@ async def test_aborting_a_waiting_run_ends_the_wait_and_the_run_as_aborted(
 ) -> None:
     event_id = await publish.aio("needs_approval", {})
     run = await waiting_run(store, event_id, "approval")
-    done = tripwire_cli(engine_env, "runs", "abort", run.name, "--cause", "not today")
+    done = await tripwire_cli(engine_env, "runs", "abort", run.name, "--cause", "not today")
     assert done.returncode == 0, done.stderr
     ended = await finished_run(store, event_id)
     assert ended.phase == WorkflowPhase.ABORTED
@@ -108,7 +108,7 @@ async def test_the_cli_lists_and_signals_a_waiting_run(
 ) -> None:
     event_id = await publish.aio("needs_approval", {})
     run = await waiting_run(store, event_id, "approval")
-    listed = tripwire_cli(engine_env, "events", "list", "--run", run.name, "--json")
+    listed = await tripwire_cli(engine_env, "events", "list", "--run", run.name, "--json")
     assert listed.returncode == 0, listed.stderr
     [shown] = json.loads(listed.stdout)
     assert (shown["name"], shown["phase"], shown["expected_type"]) == (
@@ -116,23 +116,23 @@ async def test_the_cli_lists_and_signals_a_waiting_run(
         "RUNNING",
         "bool",
     )
-    table = tripwire_cli(engine_env, "events", "list", "--run", run.name)
+    table = await tripwire_cli(engine_env, "events", "list", "--run", run.name)
     assert "approval" in table.stdout and "RUNNING" in table.stdout
     # A value that is not the event's type is refused with an example
-    bad = tripwire_cli(
+    bad = await tripwire_cli(
         engine_env, "events", "signal", "approval", "--run", run.name, "--value", "maybe"
     )
     assert bad.returncode == 2
     assert "expects a bool, and 'maybe' is not one; e.g. --value true" in bad.stderr
-    unknown = tripwire_cli(
+    unknown = await tripwire_cli(
         engine_env, "events", "signal", "approvl", "--run", run.name, "--value", "1"
     )
     assert unknown.returncode == 1
     assert "does not wait for an event 'approvl'" in unknown.stderr
-    no_run = tripwire_cli(engine_env, "events", "list", "--run", "no-such-run")
+    no_run = await tripwire_cli(engine_env, "events", "list", "--run", "no-such-run")
     assert no_run.returncode == 1 and "no run named 'no-such-run'" in no_run.stderr
     # When it is signalled from the command line
-    given = tripwire_cli(
+    given = await tripwire_cli(
         engine_env, "events", "signal", "approval", "--run", run.name, "--value", "true"
     )
     assert given.returncode == 0, given.stderr
@@ -171,7 +171,7 @@ async def test_a_signal_given_while_the_worker_is_down_reaches_the_run(
             # When the worker dies, and the first run is signalled while it is down
             worker.send_signal(signal.SIGKILL)
             worker.wait(10)
-            given = tripwire_cli(
+            given = await tripwire_cli(
                 engine_env, "events", "signal", "approval", "--run", runs[0].name, "--value", "true"
             )
             assert given.returncode == 0, given.stderr

@@ -38,10 +38,10 @@ async def test_deploy_a_sources_file_then_see_it_run_from_the_command_line(
         "    filters: ['$.amount >= 10']\n"
     )
     # Given a sources file deployed with the flows, as any deploy
-    deployed = tripwire_cli(engine_env, "deploy", str(file), str(SOURCE_FLOWS))
+    deployed = await tripwire_cli(engine_env, "deploy", str(file), str(SOURCE_FLOWS))
     assert deployed.returncode == 0, deployed.stderr
     assert f"created    source {name}" in deployed.stdout
-    listed = tripwire_cli(engine_env, "sources", "list")
+    listed = await tripwire_cli(engine_env, "sources", "list")
     assert name in listed.stdout and f"orders-{unique_name}" in listed.stdout, listed.stdout
     # When a worker runs and messages arrive: one good, one filtered out, one not JSON
     async with Engine(Settings(), discover_flows([SOURCE_FLOWS])) as engine:
@@ -54,7 +54,7 @@ async def test_deploy_a_sources_file_then_see_it_run_from_the_command_line(
         await ran(engine.store, "o-1")
         await eventually(lambda: _reported(engine.store, name), "the status report")
         # Then `tripwire sources status` shows the connection, the counts and the last error
-        status = tripwire_cli(engine_env, "sources", "status", "--json")
+        status = await tripwire_cli(engine_env, "sources", "status", "--json")
         (row,) = json.loads(status.stdout)
         assert row["state"] == "connected"
         assert (row["messages_in"], row["events_out"], row["filtered"], row["dead_lettered"]) == (
@@ -64,17 +64,17 @@ async def test_deploy_a_sources_file_then_see_it_run_from_the_command_line(
             1,
         )
         assert "the body is not JSON" in row["last_error"]
-        table = tripwire_cli(engine_env, "sources", "status")
+        table = await tripwire_cli(engine_env, "sources", "status")
         assert "connected" in table.stdout and "not JSON" in table.stdout, table.stdout
         # And the message that made no event waits among the dead letters, with the reason
-        letters = tripwire_cli(engine_env, "events", "dead-letter", "list", "--json")
+        letters = await tripwire_cli(engine_env, "events", "dead-letter", "list", "--json")
         (letter,) = json.loads(letters.stdout)
         assert letter["topic"] == f"source:{name}"
         assert "not JSON" in letter["reason"]
     # After the worker stopped, the source says so
-    stopped = tripwire_cli(engine_env, "sources", "status", name, "--json")
+    stopped = await tripwire_cli(engine_env, "sources", "status", name, "--json")
     assert [r["state"] for r in json.loads(stopped.stdout)] == ["stopped"]
-    unknown = tripwire_cli(engine_env, "sources", "status", "nope")
+    unknown = await tripwire_cli(engine_env, "sources", "status", "nope")
     assert unknown.returncode == 1 and "no deployed source 'nope'" in unknown.stderr
 
 
@@ -84,13 +84,13 @@ async def _reported(store: RunStore, name: str) -> bool:
     return any(r.source == name and r.messages_in == 3 for r in found)
 
 
-def test_a_wrong_sources_file_is_refused_naming_the_field(
+async def test_a_wrong_sources_file_is_refused_naming_the_field(
     engine_env: dict[str, str], tmp_path: Path
 ) -> None:
     file = tmp_path / "sources.yaml"
     file.write_text(
         "sources:\n  - name: orders\n    url: redis://127.0.0.1\n    event: order_placed\n"
     )
-    refused = tripwire_cli(engine_env, "deploy", str(file))
+    refused = await tripwire_cli(engine_env, "deploy", str(file))
     assert refused.returncode == 1
     assert "source 'orders'" in refused.stderr and "needs 'stream'" in refused.stderr

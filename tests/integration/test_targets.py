@@ -148,7 +148,7 @@ async def test_a_command_gets_values_as_argv_items_and_no_shell_sees_them(
     assert out.read_text() == hostile
     assert not Path("/tmp/pwned-by-tripwire").exists()
     # And its output is the run's log, which the CLI prints
-    logs = tripwire_cli(engine_env, "runs", "logs", run.name)
+    logs = await tripwire_cli(engine_env, "runs", "logs", run.name)
     assert logs.returncode == 0 and f"wrote {hostile}" in logs.stdout
 
 

@@ -112,10 +112,11 @@ async def test_an_sla_fires_when_the_finish_does_not_follow_the_start_in_time(
     await publish.aio("load_finished", {"day": "mon"})
     tue = await publish.aio("load_started", {"day": "tue"})
     # While it waits, `sensors status` shows the deadline
-    await eventually(
-        lambda: "fires at" in tripwire_cli(engine_env, "sensors", "status").stdout,
-        "the absence deadline in `tripwire sensors status`",
-    )
+
+    async def deadline_shown() -> bool:
+        return "fires at" in (await tripwire_cli(engine_env, "sensors", "status")).stdout
+
+    await eventually(deadline_shown, "the absence deadline in `tripwire sensors status`")
     [run] = await finished(kinds, "late_load")
     assert run.parameters == {"day": "tue"}
     assert run.trigger_info is not None and run.trigger_info["after_event_id"] == tue
@@ -128,8 +129,8 @@ async def test_sensors_status_explains_counts_and_sequence_positions(
     await publish.aio("order_failed", {"customer": "c9", "order": 1})
     await publish.aio("extract_done", {"batch": "b"})
 
-    def explained() -> str | None:
-        out = tripwire_cli(engine_env, "sensors", "status").stdout
+    async def explained() -> str | None:
+        out = (await tripwire_cli(engine_env, "sensors", "status")).stdout
         return out if "count      1/3 (key" in out and "at step 1/2" in out else None
 
     out = await eventually(explained, "count and position in `tripwire sensors status`")
