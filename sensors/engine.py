@@ -347,10 +347,18 @@ class Engine:
     async def _beat(self, store: RunStore, started: datetime) -> bool:
         """One heartbeat; whether it went through."""
         try:
-            await workers.beat(store, worker_name(), this_host(), started)
+            marked = await workers.beat(store, worker_name(), this_host(), started)
         except Exception:
             log_failure(log, "writing this worker's heartbeat failed; trying again")
             return False
+        if marked is not None:
+            log.error(
+                "the other workers took this one for gone at %s: its heartbeats stopped for "
+                "%d beats (a long pause, or the run store out of its reach). Runs it had "
+                "claimed may have gone to them; the store refuses it any attempt of those",
+                marked.isoformat(),
+                workers.MISSED_BEATS,
+            )
         return True
 
     def serve(self, deployed: list[Sensor]) -> None:

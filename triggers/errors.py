@@ -72,6 +72,11 @@ class RunNotFoundError(StoreError):
     """Raised when a run name is not in the run store."""
 
 
+class ClaimLostError(StoreError):
+    """Raised when a worker would begin an attempt of a run that another worker took over,
+    because the others took this one for gone (its heartbeats stopped)."""
+
+
 class IllegalTransitionError(StoreError):
     """Raised when a run is asked to move to a phase its current phase does not allow."""
 

@@ -18,7 +18,9 @@ __all__ = [
     "EXIT_OK",
     "EXIT_SYSTEM",
     "EXIT_USER",
+    "GATE",
     "TERMINATION_LOG",
+    "passed_gate",
     "process_outcome",
     "run_process",
     "write",
@@ -26,9 +28,35 @@ __all__ = [
 
 EXIT_OK, EXIT_USER, EXIT_SYSTEM = 0, 1, 3
 
+GATE = "TRIPWIRE_RUN_GATE"
+"""Names the FIFO a local run's process waits at before anything of its flow runs."""
+
 TERMINATION_LOG = "TRIPWIRE_TERMINATION_LOG"
 """Names the file a pod's container reports through (its terminationMessagePath)."""
 _TERMINATION_LIMIT = 4096
+
+
+def passed_gate() -> bool:
+    """Wait at the run's gate, if it has one: whether its worker let it through.
+
+    A local run's worker starts its process, then records its attempt, which the store
+    refuses to a worker that the others took for gone (and whose run went to another).
+    So the process waits here, before it loads the flow, until the worker writes a byte
+    to the FIFO that ``TRIPWIRE_RUN_GATE`` names. An end of file instead (the worker
+    closed it, or died) means that the flow must not run.
+    """
+    path = os.environ.get(GATE)
+    if not path:
+        return True
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no writer left: no wait to open
+    except FileNotFoundError:
+        return False  # the worker removed it: the attempt is over
+    try:
+        os.set_blocking(fd, True)
+        return os.read(fd, 1) == b"1"
+    finally:
+        os.close(fd)
 
 
 def write(result_path: Path, outcome: dict[str, Any]) -> None:

@@ -27,7 +27,15 @@ from pydantic import TypeAdapter, ValidationError
 
 from triggers.current import RunContext, current
 from triggers.loader import load_entrypoint
-from triggers.outcome import EXIT_OK, EXIT_SYSTEM, EXIT_USER, process_outcome, run_process, write
+from triggers.outcome import (
+    EXIT_OK,
+    EXIT_SYSTEM,
+    EXIT_USER,
+    passed_gate,
+    process_outcome,
+    run_process,
+    write,
+)
 from triggers.params import ParamSpec
 from triggers.spec import Entrypoint
 
@@ -80,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
 def run(context_file: Path, result_file: Path) -> int:
     """Run the flow that ``context_file`` names, write its outcome to ``result_file``, and
     return the process's exit code (what ``main`` does once it read its arguments)."""
+    if not passed_gate():
+        print("tripwire: this run's attempt was not recorded; nothing of it ran", file=sys.stderr)
+        return EXIT_SYSTEM
     try:
         raw = json.loads(context_file.read_text())
         context = RunContext.load(context_file)

@@ -43,7 +43,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
-from triggers.errors import ConfigurationError
+from triggers.errors import ClaimLostError, ConfigurationError
 from triggers.settings import Settings
 
 __all__ = ["Observation", "ClusterLauncher", "attempt_name", "kube_client"]
@@ -217,6 +217,9 @@ class ClusterLauncher(Unbounded, ABC):
         except asyncio.CancelledError:
             phase = WorkflowPhase.RUNNING  # the worker stops: another one takes it over
             raise
+        except ClaimLostError as exc:
+            log.error("run %s: not created from here: %s", run.name, exc)
+            phase = WorkflowPhase.RUNNING  # another worker's now: left as it is
         except Exception as exc:
             log.exception("run %s: the launcher failed", run.name)
             error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)

@@ -51,6 +51,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.errors import ClaimLostError
 from triggers.settings import Settings
 from triggers.targets import CONTEXT_FIELDS, HttpTarget, TargetSpec, render
 
@@ -141,7 +142,7 @@ class HttpLauncher(Unbounded):
         deadline = started.timestamp() + run.timeout_seconds if run.timeout_seconds else None
         log_path = run_dir(self._settings, run.name) / "run.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        phase: WorkflowPhase = WorkflowPhase.FAILED
+        phase: WorkflowPhase | None = WorkflowPhase.FAILED
         error: RunError | None = None
         try:
             for number in range(1, run.retries + 2):
@@ -169,13 +170,17 @@ class HttpLauncher(Unbounded):
             phase = WorkflowPhase.FAILED
             error = system_error("EngineStopped", "the engine stopped during the call", self.worker)
             raise
+        except ClaimLostError as exc:
+            log.error("run %s: not called from here: %s", run.name, exc)
+            phase = None  # the run is another worker's now
         except Exception as exc:
             log.exception("run %s: the launcher failed", run.name)
             phase = WorkflowPhase.FAILED
             error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)
         finally:
             self._attempts.pop(run.name, None)
-            await asyncio.shield(finish_run(self._store, run, phase, error))
+            if phase is not None:
+                await asyncio.shield(finish_run(self._store, run, phase, error))
 
     async def _call(
         self, run: RunRecord, options: HttpTarget, log_path: Path, deadline: float | None

@@ -43,6 +43,7 @@ from sensors.launchers.attempts import (
 )
 from sensors.launchers.base import family_of
 from sensors.launchers.process import (
+    Gate,
     exit_reason,
     is_run_process,
     log_tail,
@@ -61,6 +62,8 @@ from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.errors import ClaimLostError
+from triggers.outcome import GATE
 from triggers.settings import Settings
 
 __all__ = ["LocalLauncher"]
@@ -284,6 +287,8 @@ class LocalLauncher:
                 if ended is not None:
                     await self._finish(run, *ended)
                     return
+        except ClaimLostError as exc:
+            log.error("run %s: not started here: %s", run.name, exc)  # its process was stopped
         except Exception:
             log.exception("run %s: the launcher failed", run.name)
             await self._finish(
@@ -305,13 +310,18 @@ class LocalLauncher:
         its error, and whether to retry. The run's ``slot`` is released as soon as its
         process ended for good, before the store records it: the slots count processes."""
         folder = run_dir(self._settings, run.name)
+        gate: Gate | None = None
         if adopted is not None:
             attempt, pid = adopted, adopted.pid or 0
             ended: asyncio.Future[int | None] = asyncio.ensure_future(_adopted_end(pid, folder))
         else:
+            # The process waits at the gate until the store recorded its attempt, which it
+            # refuses to a worker that the others took for gone: so the flow runs only here.
+            gate = Gate(folder)
             try:
-                process = await self._spawn(run, folder)
+                process = await self._spawn(run, folder, gate)
             except Exception as exc:
+                gate.close()
                 log.exception("run %s: could not start its process", run.name)
                 message = f"could not start the run's process: {exc}"
                 return await self._not_started(
@@ -321,8 +331,10 @@ class LocalLauncher:
             try:
                 attempt = await begin_attempt(self._store, run, self.worker, pid=pid)
             except BaseException:
+                gate.close()  # an end of file: the process ends, none of the flow ran
                 await stop_group(pid, ended)  # nothing may run that the store does not know of
                 raise
+            gate.open()
         self._running[run.name] = pid
         try:
             timeout = None if deadline is None else max(0.0, deadline - _now())
@@ -334,6 +346,8 @@ class LocalLauncher:
                 code, timed_out = await ended, True
         finally:
             self._running.pop(run.name, None)
+            if gate is not None:
+                gate.close()
         failed = (
             await self._failures(run, attempt)
             if attempt.number > 1
@@ -472,10 +486,11 @@ class LocalLauncher:
                     task.add_done_callback(self._watchers.discard)
 
     async def _spawn(
-        self, run: RunRecord, folder: Path
+        self, run: RunRecord, folder: Path, gate: Gate
     ) -> asyncio.subprocess.Process | WarmProcess:
-        """Start the run's process: forked from its flow's zygote with
-        ``TRIPWIRE_RUN_START=fork`` (sensors.launchers.zygotes), else a new interpreter."""
+        """Start the run's process, which waits at ``gate``: forked from its flow's zygote
+        with ``TRIPWIRE_RUN_START=fork`` (sensors.launchers.zygotes), else a new
+        interpreter."""
         context, result = prepare(run, folder)
         env = {
             **os.environ,
@@ -486,6 +501,7 @@ class LocalLauncher:
             # The store, for wait_for_event: the run reads its signals from there.
             "TRIPWIRE_DATABASE_URL": self._settings.store_url,
             "PYTHONUNBUFFERED": "1",
+            GATE: str(gate.path),
         }
         if self._settings.kafka_bootstrap:
             # So that safe_publish() inside the flow reaches the same broker.

@@ -21,6 +21,7 @@ from triggers.settings import Settings
 from triggers.targets import CommandTarget, TargetSpec, render
 
 __all__ = [
+    "Gate",
     "exit_reason",
     "is_run_process",
     "log_tail",
@@ -38,6 +39,36 @@ __all__ = [
 ]
 
 _LOG_TAIL_BYTES = 2000
+
+
+class Gate:
+    """Where a run's process waits until its attempt is recorded (triggers.outcome,
+    ``passed_gate``): a FIFO in the run's folder, held open here for writing from before
+    the process starts until the attempt ends. :meth:`open` lets the process through;
+    :meth:`close` without it (or this worker dying) sends it an end of file, and nothing
+    of the flow runs."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "start.gate"
+        self.path.unlink(missing_ok=True)  # an earlier attempt's
+        os.mkfifo(self.path, 0o600)
+        # Read and write: opening a FIFO so never waits for the other end.
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+
+    def open(self) -> None:
+        """Let the process through. The FIFO stays open until :meth:`close`: a byte left
+        in a FIFO that nobody holds open is lost."""
+        assert self._fd is not None
+        os.write(self._fd, b"1")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+            self.path.unlink(missing_ok=True)
+
+
 _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 _PID_POLL = 0.2  # seconds between looks at a process that is not our child
 

@@ -28,7 +28,7 @@ from sensors.runs.tables import (
     runs,
 )
 from sensors.runs.together import Transaction
-from triggers.errors import IllegalTransitionError, RunNotFoundError
+from triggers.errors import ClaimLostError, IllegalTransitionError, RunNotFoundError
 
 __all__ = [
     "adopt_attempt",
@@ -70,23 +70,29 @@ async def start_attempt(
     that says which number this attempt has. Attempts that start at once are recorded
     together (:meth:`RunStore.together`).
 
+    Fenced: only the worker that holds the run's claim (``claimed_by``; none, for a run
+    from before claims) begins its attempts. A worker the others took for gone learns here
+    that its runs went to another one.
+
     Raises:
         RunNotFoundError: no such run.
+        ClaimLostError: another worker holds the run's claim.
     """
 
     def write(transaction: Transaction) -> Attempt:
         now = datetime.now(UTC)
         count = (
             runs.update()
-            .where(*named(runs, project, domain, name))
+            .where(
+                *named(runs, project, domain, name),
+                runs.c.claimed_by.is_(None) | (runs.c.claimed_by == worker),
+            )
             .values(attempts=runs.c.attempts + 1, pid=pid, updated_at=now)
             .returning(runs.c.attempts, runs.c.flow)
         )
         row = transaction.conn.execute(count).first()
         if row is None:
-            raise RunNotFoundError(
-                f"no run named {name!r} in {project}/{domain}; list runs with `tripwire runs list`."
-            )
+            raise _not_begun(transaction, project, domain, name, worker)
         attempt = Attempt(
             project=project,
             domain=domain,
@@ -104,6 +110,24 @@ async def start_attempt(
         return attempt
 
     return await store.together(write)
+
+
+def _not_begun(
+    transaction: Transaction, project: str, domain: str, name: str, worker: str
+) -> ClaimLostError | RunNotFoundError:
+    """Why ``worker`` could not begin an attempt of the run: another worker's claim, or no run."""
+    owner = transaction.conn.execute(
+        sa.select(runs.c.claimed_by).where(*named(runs, project, domain, name))
+    ).first()
+    if owner is None:
+        return RunNotFoundError(
+            f"no run named {name!r} in {project}/{domain}; list runs with `tripwire runs list`."
+        )
+    return ClaimLostError(
+        f"run {name!r} was taken over by worker {owner.claimed_by} while the others took this "
+        f"worker ({worker}) for gone; it leaves the run to that worker. Check why its "
+        "heartbeats stopped (a long pause, or the run store out of its reach)."
+    )
 
 
 async def finish_attempt(
@@ -202,8 +226,7 @@ async def adopt_attempt(
         )
         .values(worker=new, updated_at=datetime.now(UTC))
     )
-    async with store.connection(write=True) as conn:
-        return bool((await conn.execute(update)).rowcount == 1)
+    return await _moved(store, update, project, domain, name, new)
 
 
 async def take_retry(
@@ -228,8 +251,21 @@ async def take_retry(
         )
         .values(worker=new, updated_at=datetime.now(UTC))
     )
+    return await _moved(store, update, project, domain, name, new)
+
+
+async def _moved(
+    store: RunStore, update: Any, project: str, domain: str, name: str, new: str
+) -> bool:
+    """Run ``update``, which moves an attempt to worker ``new``; if it moved one, move the
+    run's claim to ``new`` in the same transaction, so that only ``new`` begins its next
+    attempt (:func:`start_attempt`). Return whether it moved."""
     async with store.connection(write=True) as conn:
-        return bool((await conn.execute(update)).rowcount == 1)
+        if (await conn.execute(update)).rowcount != 1:
+            return False
+        claim = runs.update().where(*named(runs, project, domain, name)).values(claimed_by=new)
+        await conn.execute(claim)
+        return True
 
 
 async def take_claim(

@@ -29,10 +29,12 @@ MISSED_BEATS = 6
 _FORGET = timedelta(days=7)  # rows of workers gone this long are deleted
 
 
-async def beat(store: RunStore, name: str, host: str, started_at: datetime) -> None:
-    """Write worker ``name``'s heartbeat now."""
+async def beat(store: RunStore, name: str, host: str, started_at: datetime) -> datetime | None:
+    """Write worker ``name``'s heartbeat now. Return when a live worker marked it gone, if
+    one did since its last beat: its runs may have gone to others meanwhile."""
     async with store.connection(write=True) as conn:
         now = await _now(conn)
+        marked = await conn.scalar(sa.select(workers.c.gone_at).where(workers.c.name == name))
         insert = dialect_insert(conn)(workers).values(
             name=name, host=host, started_at=started_at, heartbeat_at=now
         )
@@ -41,6 +43,7 @@ async def beat(store: RunStore, name: str, host: str, started_at: datetime) -> N
                 index_elements=[workers.c.name], set_={"heartbeat_at": now, "gone_at": None}
             )
         )
+    return None if marked is None else _aware(marked)
 
 
 async def mark_gone(store: RunStore, every: float) -> list[str]:

@@ -322,3 +322,49 @@ async def _watched_by(store: RunStore, event_id: str, host: str) -> RunRecord | 
 async def _ended(store: RunStore, name: str) -> RunRecord | None:
     run = await store.get_run(name)
     return run if run.finished_at is not None else None
+
+
+async def test_a_worker_paused_after_claiming_a_run_and_taken_for_gone_runs_none_of_it(
+    chaos_env: dict[str, str], tmp_path: Path, pg_url: str
+) -> None:
+    host_a, host_b = _hosts(chaos_env, pg_url)
+    pausing = {**host_a, "TRIPWIRE_PAUSE_AT": "launch.claimed"}
+    a_log, b_log, marker = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "ran"
+    async with await RunStore.open(pg_url) as store:
+        with worker([CHAOS_FLOWS], pausing, a_log) as a:
+            await ready(a, a_log)
+            # Given a worker that stops the moment it has claimed a run, before it begins it
+            event_id = await publish.aio("chaos_counted", {"marker": str(marker)})
+            await eventually(lambda: _stopped(a.pid), "the worker stopped at its claim")
+            # When the others take it for gone, and a worker on another host runs the run
+            with worker([CHAOS_FLOWS], host_b, b_log) as b:
+                await ready(b, b_log)
+                run = await eventually(
+                    lambda: _succeeded(store, event_id), "the run, on host-b", timeout=90
+                )
+                # and then the stopped worker goes on from its claim
+                a.send_signal(signal.SIGCONT)
+                await eventually(
+                    lambda: b"not started here" in a_log.read_bytes(),
+                    "the paused worker to give the run up",
+                    timeout=60,
+                )
+                assert a.poll() is None and b.poll() is None
+        attempts = await runs_history.attempts(store, *run.key)
+    # Then the flow ran once, on host-b; the store refused the paused worker's attempt, and
+    # the process it had started ran none of the flow
+    assert marker.read_text().splitlines() == ["ran"]
+    assert [(at.number, (at.worker or "").split(":")[0]) for at in attempts] == [(1, "host-b")]
+    assert b"took this one for gone" in a_log.read_bytes()
+
+
+def _stopped(pid: int) -> bool:
+    """Whether process ``pid`` is stopped (by a signal)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+
+
+async def _succeeded(store: RunStore, event_id: str) -> RunRecord | None:
+    for run in await store.list_runs(phase=(WorkflowPhase.SUCCEEDED,), limit=100):
+        if any(e["id"] == event_id for e in run.events):
+            return run
+    return None

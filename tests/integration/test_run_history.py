@@ -11,7 +11,7 @@ from sensors.runs.models import RunError
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.runs import new_run
-from triggers.errors import IllegalTransitionError
+from triggers.errors import ClaimLostError, IllegalTransitionError, RunNotFoundError
 
 pytestmark = pytest.mark.integration
 
@@ -115,3 +115,36 @@ async def test_runs_can_be_listed_since_a_time(run_store: RunStore) -> None:
     now = datetime.now(UTC)
     assert [r.name for r in await run_store.list_runs(since=now - timedelta(minutes=1))] == ["old"]
     assert await run_store.list_runs(since=now + timedelta(minutes=1)) == []
+
+
+async def test_only_the_worker_holding_a_runs_claim_begins_its_attempts(
+    run_store: RunStore,
+) -> None:
+    # Given a run claimed by worker a, which the others took for gone, so that b took the
+    # claim over before a began its first attempt
+    run, _ = await run_store.create_run(new_run())
+    await run_store.transition("p", "d", run.name, P.RUNNING, claimed_by="a:1")
+    assert await runs_history.take_claim(run_store, "p", "d", run.name, "a:1", "b:1")
+    # When a, back from its pause, begins the attempt
+    with pytest.raises(ClaimLostError, match=r"taken over by worker b:1.*\(a:1\) for gone"):
+        await runs_history.start_attempt(run_store, "p", "d", run.name, pid=1, worker="a:1")
+    # Then the store refuses it, and only b's attempt is recorded
+    first = await runs_history.start_attempt(run_store, "p", "d", run.name, pid=2, worker="b:1")
+    assert [a.worker for a in await runs_history.attempts(run_store, "p", "d", run.name)] == ["b:1"]
+    # And so on when a retry, and then a running attempt, move to another worker
+    await runs_history.finish_attempt(
+        run_store, "p", "d", run.name, first.number, A.RETRYABLE_FAILED
+    )
+    assert await runs_history.take_retry(run_store, "p", "d", run.name, 1, "b:1", "c:1")
+    with pytest.raises(ClaimLostError):
+        await runs_history.start_attempt(run_store, "p", "d", run.name, pid=3, worker="b:1")
+    second = await runs_history.start_attempt(run_store, "p", "d", run.name, pid=4, worker="c:1")
+    assert await runs_history.adopt_attempt(
+        run_store, "p", "d", run.name, second.number, "c:1", "d:1"
+    )
+    with pytest.raises(ClaimLostError):
+        await runs_history.start_attempt(run_store, "p", "d", run.name, pid=5, worker="c:1")
+    assert (await run_store.get_run(run.name, project="p", domain="d")).claimed_by == "d:1"
+    # (a name that is no run is still that)
+    with pytest.raises(RunNotFoundError):
+        await runs_history.start_attempt(run_store, "p", "d", "no-such-run", pid=6, worker="a:1")

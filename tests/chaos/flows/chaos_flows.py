@@ -33,3 +33,10 @@ def fails_once(marker: str = "") -> None:
     if not Path(marker).exists():
         Path(marker).touch()
         raise RuntimeError("the first attempt fails")
+
+
+@trigger(event="chaos_counted")
+def counted(marker: str = "") -> None:
+    """Adds a line to ``marker`` each time it runs: how often the flow ran, whoever ran it."""
+    with Path(marker).open("a") as out:
+        out.write("ran\n")
