@@ -45,7 +45,7 @@ def passed_gate() -> bool:
     to the FIFO that ``TRIPWIRE_RUN_GATE`` names. An end of file instead (the worker
     closed it, or died) means that the flow must not run.
     """
-    path = os.environ.get(GATE)
+    path = os.environ.pop(GATE, None)  # the flow's own child processes have none
     if not path:
         return True
     try:
