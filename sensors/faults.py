@@ -21,8 +21,9 @@ _paused: set[str] = set()  # the pause points passed: each stops a process once
 def crash_point(name: str) -> None:
     """SIGKILL this process if ``TRIPWIRE_CRASH_AT`` (a comma-separated list) names ``name``;
     SIGSTOP it if ``TRIPWIRE_PAUSE_AT`` does and it has not stopped there before."""
-    if name in os.environ.get("TRIPWIRE_CRASH_AT", "").split(","):
+    crash, pause = os.environ.get("TRIPWIRE_CRASH_AT"), os.environ.get("TRIPWIRE_PAUSE_AT")
+    if crash and name in crash.split(","):
         os.kill(os.getpid(), signal.SIGKILL)
-    if name in os.environ.get("TRIPWIRE_PAUSE_AT", "").split(",") and name not in _paused:
+    if pause and name in pause.split(",") and name not in _paused:
         _paused.add(name)
         os.kill(os.getpid(), signal.SIGSTOP)

@@ -50,11 +50,13 @@ def passed_gate() -> bool:
         return True
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no writer left: no wait to open
-    except FileNotFoundError:
+    except OSError:
         return False  # the worker removed it: the attempt is over
     try:
         os.set_blocking(fd, True)
         return os.read(fd, 1) == b"1"
+    except OSError:
+        return False
     finally:
         os.close(fd)
 

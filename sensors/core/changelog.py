@@ -91,6 +91,8 @@ class PartitionLog:
         """This ownership's claim in the run store, under which its snapshots are saved."""
         self.unsaved = 0
         """Bytes of changelog records this owner wrote since its last snapshot."""
+        self.handled: int | None = None
+        """The offers offset the last batch covered, whether or not it changed anything."""
         self.landed: tuple[int, int] | None = None
         """The number of this owner's last changelog record known to have landed, and an
         offset past it and every record before it, before any record written after it."""
@@ -155,11 +157,13 @@ class PartitionLog:
             correlator.apply(change, watermark)
         return {(change.sensor_id, change.key) for change in snapshot.changes}
 
-    def snapshot(self, correlator: Correlator) -> Snapshot:
-        """The partition's whole state as of the last record :meth:`write` numbered."""
+    def snapshot(self, changes: list[StateChange]) -> Snapshot:
+        """The partition's whole state, ``changes`` (``Correlator.snapshot``), as of the
+        last batch :meth:`write` was given: its offers offset and marks, and the number of
+        the last record this owner wrote."""
         self.unsaved = 0
-        changes = correlator.snapshot(self.partition)
-        return Snapshot(self.epoch, self.seq, self.offset, dict(self.clock.marks), changes)
+        offset = self.offset if self.handled is None else self.handled
+        return Snapshot(self.epoch, self.seq, offset, dict(self.clock.marks), changes)
 
     def fence(self, generation: int) -> bytes:
         """The record that opens this owner's epoch, once it has read the changelog to its
@@ -178,6 +182,7 @@ class PartitionLog:
         """The changelog records of a batch that covered the offers up to ``offset``:
         ``changes`` in records of at most ``limit`` bytes (or one change each, when
         bigger), numbered on from the last."""
+        self.handled = offset
         if not changes:
             return []
         records = self._records(list(changes), offset, limit, last=True)

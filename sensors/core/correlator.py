@@ -399,14 +399,17 @@ class Correlator:
         if rule[3] is not None:
             self._arm(key, held, rule[3], partition)
 
-    def snapshot(self, partition: int) -> list[StateChange]:
-        """The whole state of the keys of ``partition``, as changes that :meth:`apply`
-        restores: each holds every id its key remembers, not only a batch's."""
-        return [
-            _change(key, held, dict(held.seen), self._rules[key[0]][0].version)
-            for key, held in self.state.items()
-            if key[0] in self._rules and self._partition(key) == partition
-        ]
+    def snapshot(self, partitions: set[int]) -> dict[int, list[StateChange]]:
+        """The whole state of the keys of each of ``partitions``, in one pass, as changes
+        that :meth:`apply` restores: each holds every id its key remembers, not only a
+        batch's."""
+        states: dict[int, list[StateChange]] = {p: [] for p in partitions}
+        rules = self._rules
+        for key, held in self.state.items():
+            rule = rules.get(key[0])
+            if rule is not None and (state := states.get(self._partition(key))) is not None:
+                state.append(_change(key, held, dict(held.seen), rule[0].version))
+        return states
 
     def drop(self, keep: Callable[[StateKey], bool]) -> None:
         """Forget every key for which ``keep(key)`` is false (partitions given away)."""

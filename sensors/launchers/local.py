@@ -320,8 +320,10 @@ class LocalLauncher:
             gate = Gate(folder)
             try:
                 process = await self._spawn(run, folder, gate)
-            except Exception as exc:
+            except BaseException as exc:
                 gate.close()
+                if not isinstance(exc, Exception):
+                    raise
                 log.exception("run %s: could not start its process", run.name)
                 message = f"could not start the run's process: {exc}"
                 return await self._not_started(

@@ -111,6 +111,7 @@ class CorrelationStage:
         changed: set[StateKey] = set()
         epochs: dict[int, int] = {}
         written: dict[int, tuple[PartitionLog, int]] = {}  # the number of its last record
+        due: list[PartitionLog] = []
         taken: list[Taken] = []
         limit = self._settings.max_payload_bytes
         for tp, batch_records in batch.items():
@@ -138,7 +139,10 @@ class CorrelationStage:
             if entries:
                 written[tp.partition] = (partition_log, partition_log.seq)
                 if self.snapshots is not None and self.snapshots.due(partition_log):
-                    taken.append(self.snapshots.take(partition_log, self.correlator))
+                    due.append(partition_log)
+        if due:
+            assert self.snapshots is not None
+            taken = self.snapshots.take(due, self.correlator)
         landed = await self._emitter.submit(
             decisions,
             changes=records,

@@ -32,6 +32,7 @@ import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
@@ -53,7 +54,9 @@ log = logging.getLogger(__name__)
 
 FLOOR = 256 * 1024
 """Bytes of changelog since the last snapshot below which only the interval takes one."""
-_REFUSALS = 3  # deletes refused in a row after which a worker stops asking the broker
+_REFUSALS = 3  # deletes refused in a row after which a worker pauses asking the broker
+_LOOK_AGAIN = 0.05  # seconds a handover waits for a batch between its correlation and its send
+_ASK_AGAIN = 600.0  # seconds such a pause lasts: Tansu never deletes, a real broker had a blip
 
 
 @dataclass(frozen=True)
@@ -76,20 +79,25 @@ class Snapshots:
         self.topic = settings.topic_sensor_state
         self._taken_at: dict[int, float] = {}
         self._sizes: dict[int, int] = {}
-        self._failed: set[int] = set()
-        self._saving: set[asyncio.Task[bool]] = set()
+        self._saving: set[asyncio.Task[Any]] = set()
         self._lock = asyncio.Lock()  # saves go one at a time, in the order taken
         self._admin: AIOKafkaAdminClient | None = None
         self._refusals = 0  # deletes the broker refused in a row
+        self._ask_again = 0.0  # monotonic time before which no delete is asked for
+        self._closed = False
         self.saved = 0
 
     async def close(self) -> None:
-        """Finish the saves under way, and close the admin connection."""
-        if self._saving:
+        """Finish the saves and deletes under way, and close the admin connection."""
+        while self._saving:
             await asyncio.gather(*self._saving, return_exceptions=True)
+        self._closed = True
+        await self._close_admin()
+
+    async def _close_admin(self) -> None:
         if self._admin is not None:
-            await self._admin.close()
-            self._admin = None
+            admin, self._admin = self._admin, None
+            await admin.close()
 
     # the owner's side
 
@@ -98,19 +106,23 @@ class Snapshots:
         if not partition_log.unsaved:
             return False
         p = partition_log.partition
-        if p in self._failed or partition_log.unsaved >= max(FLOOR, self._sizes.get(p, 0)):
+        if partition_log.unsaved >= max(FLOOR, self._sizes.get(p, 0)):
             return True
         now = time.monotonic()
         taken = self._taken_at.setdefault(p, now)  # a new owner: the interval starts now
         return now - taken >= self._settings.snapshot_interval
 
-    def take(self, partition_log: PartitionLog, correlator: Correlator) -> Taken:
-        """Encode the partition's state now, as of the last changelog record it wrote."""
-        snapshot = partition_log.snapshot(correlator)
-        p = partition_log.partition
-        self._taken_at[p] = time.monotonic()
-        self._failed.discard(p)
-        return Taken(p, partition_log.claim, encode_snapshot(snapshot), len(snapshot.changes))
+    def take(self, logs: Iterable[PartitionLog], correlator: Correlator) -> list[Taken]:
+        """Encode the state of the partitions of ``logs`` now, in one pass over the state."""
+        by_partition = {pl.partition: pl for pl in logs}
+        states = correlator.snapshot(set(by_partition))
+        taken = []
+        for p, partition_log in by_partition.items():
+            snapshot = partition_log.snapshot(states[p])
+            self._taken_at[p] = time.monotonic()
+            data = encode_snapshot(snapshot)
+            taken.append(Taken(p, partition_log.claim, data, len(snapshot.changes)))
+        return taken
 
     def save_later(self, taken: Iterable[Taken], ends: dict[int, int]) -> None:
         """Save each of ``taken`` whose batch's changelog landed, ending at ``ends``
@@ -133,13 +145,16 @@ class Snapshots:
                 saved = await stored.save(
                     self._store, self.topic, p, taken.claim, changelog_offset, data, taken.keys
                 )
-            except Exception:
-                self._failed.add(p)
-                log_failure(log, "saving a snapshot of partition %d failed; trying again", p)
+            except Exception:  # the next one is due after the interval, as usual
+                log_failure(log, "saving a snapshot of partition %d failed", p)
                 return False
             crash_point("snapshot.saved")
             if not saved:
-                log.info("not saving a snapshot of partition %d: another worker took it over", p)
+                log.info(
+                    "not saving a snapshot of partition %d: another worker took it over, or "
+                    "a later snapshot was saved first",
+                    p,
+                )
                 return False
             self._sizes[p] = len(taken.data)
             self.saved += 1
@@ -150,7 +165,10 @@ class Snapshots:
                 len(data),
                 changelog_offset,
             )
-            await self._delete_before(p, changelog_offset)
+            if not self._closed:  # off the save's path: a rebalance waits for saves
+                task = asyncio.create_task(self._delete_before(p, changelog_offset))
+                self._saving.add(task)
+                task.add_done_callback(self._saving.discard)
             return True
 
     async def handover(
@@ -167,10 +185,13 @@ class Snapshots:
         deadline = time.monotonic() + wait
         while pending and (left := deadline - time.monotonic()) > 0:
             await landing(left)
-            for partition_log in [pl for pl in pending if pl.landed and pl.landed[0] == pl.seq]:
+            ready = [pl for pl in pending if pl.landed and pl.landed[0] == pl.seq]
+            if not ready:
+                await asyncio.sleep(_LOOK_AGAIN)  # a batch is still being handed over
+                continue
+            for partition_log, taken in zip(ready, self.take(ready, correlator), strict=True):
                 assert partition_log.landed is not None
                 pending.remove(partition_log)
-                taken = self.take(partition_log, correlator)
                 await self.save(taken, partition_log.landed[1])
         for partition_log in pending:
             log.info(
@@ -182,30 +203,30 @@ class Snapshots:
 
     async def _delete_before(self, partition: int, offset: int) -> None:
         """Delete the changelog records before ``offset``, which a saved snapshot covers."""
-        if self._refusals >= _REFUSALS:
+        if time.monotonic() < self._ask_again:
             return
         connection = self._settings.kafka_connection()
         try:
             if self._admin is None:
-                admin = AIOKafkaAdminClient(**connection)
-                await connect(admin, connection)
-                self._admin = admin
+                self._admin = AIOKafkaAdminClient(**connection)
+                await connect(self._admin, connection)
             tp = TopicPartition(self.topic, partition)
             await self._admin.delete_records({tp: RecordsToDelete(offset)}, timeout_ms=10_000)
             self._refusals = 0
         except Exception as exc:
             # Tansu closes the connection: it lists DeleteRecords but does not implement it.
+            await self._close_admin()
             self._refusals += 1
-            if self._admin is not None:
-                await self._admin.close()
-                self._admin = None
+            pause = self._refusals >= _REFUSALS
+            if pause:
+                self._refusals = 0
+                self._ask_again = time.monotonic() + _ASK_AGAIN
             log.info(
-                "the broker did not delete the changelog records before a snapshot (%s: %s)%s",
-                type(exc).__name__,
-                exc,
-                "; not asking again: the changelog keeps its history, and a new owner still "
-                "replays only what follows the latest snapshot"
-                if self._refusals >= _REFUSALS
+                "the broker did not delete the changelog records before a snapshot (%s)%s",
+                str(exc) or type(exc).__name__,
+                f"; not asking again for {_ASK_AGAIN:.0f}s: meanwhile the changelog keeps its "
+                "history, and a new owner still replays only what follows the latest snapshot"
+                if pause
                 else "",
             )
 
@@ -244,12 +265,18 @@ class Snapshots:
         try:
             snapshot = decode_snapshot(await asyncio.to_thread(zlib.decompress, claimed.data))
         except (ValueError, zlib.error) as exc:
+            lost = (
+                f"; the records before offset {first} were deleted, so what they held is lost"
+                if first
+                else ""
+            )
             log.error(
-                "the snapshot of partition %d cannot be read (%s); replaying the changelog "
-                "from offset %d instead",
+                "the snapshot of partition %d cannot be read (%s: written by another version "
+                "of tripwire?); replaying the changelog from offset %d instead%s",
                 p,
                 exc,
                 first,
+                lost,
             )
             return None
         return at, partition_log.load(snapshot, correlator)

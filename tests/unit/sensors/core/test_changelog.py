@@ -345,16 +345,18 @@ def test_a_takeover_from_any_saved_snapshot_fires_exactly_what_an_uninterrupted_
     def run(owner: Owner, batches: list[list[tuple[int, bytes]]], changelog: list[bytes]) -> None:
         """``owner`` handles ``batches``, and snapshots after some: each may be saved once its
         batch's records landed, saying to read on from their end, or from one record before
-        it (another producer's records fell among them: the replay reads one again)."""
+        it (another producer's records fell among them: the replay reads one again); after
+        a batch that wrote none, as a handover does, from the end of the changelog."""
         nonlocal fired
         for batch in batches:
             fires, entries = owner.handle(batch, limit=data.draw(st.sampled_from([300, LIMIT])))
             fired |= fires
             changelog += entries
-            if entries and data.draw(st.booleans()):
+            if data.draw(st.booleans()):  # (after a batch that wrote nothing: a handover)
                 end = len(changelog)
-                read_on = data.draw(st.integers(end - 1, end))
-                taken.append((owner.log.snapshot(owner.correlator), read_on, end))
+                read_on = data.draw(st.integers(end - 1, end)) if entries else end
+                state = owner.correlator.snapshot({0})[0]
+                taken.append((owner.log.snapshot(state), read_on, end))
 
     # Given an owner that snapshots now and then, and dies with a random prefix of its
     # changelog landed: its latest snapshot whose batch landed is the one saved

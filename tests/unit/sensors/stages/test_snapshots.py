@@ -42,7 +42,7 @@ async def test_a_snapshot_is_due_once_the_changelog_since_the_last_is_as_big_as_
     assert not snapshots.due(written(partition_log, FLOOR - 1))
     # At the floor: due; taking it starts the count again
     assert snapshots.due(written(partition_log, 1))
-    snapshots.take(partition_log, Correlator())
+    snapshots.take([partition_log], Correlator())
     assert partition_log.unsaved == 0 and not snapshots.due(written(partition_log, FLOOR - 1))
 
 
