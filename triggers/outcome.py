@@ -41,9 +41,10 @@ def passed_gate() -> bool:
 
     A local run's worker starts its process, then records its attempt, which the store
     refuses to a worker that the others took for gone (and whose run went to another).
-    So the process waits here, before it loads the flow, until the worker writes a byte
-    to the FIFO that ``TRIPWIRE_RUN_GATE`` names. An end of file instead (the worker
-    closed it, or died) means that the flow must not run.
+    So the process waits here, before it loads the flow, on the FIFO that
+    ``TRIPWIRE_RUN_GATE`` names, until the worker writes a byte to it or closes it (or
+    dies). Once the attempt is recorded, the worker also creates the file ``GATE.go``,
+    which outlives it: the flow runs if either says so, and not otherwise.
     """
     path = os.environ.pop(GATE, None)  # the flow's own child processes have none
     if not path:
@@ -51,14 +52,16 @@ def passed_gate() -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no writer left: no wait to open
     except OSError:
-        return False  # the worker removed it: the attempt is over
+        return os.path.exists(path + ".go")
     try:
         os.set_blocking(fd, True)
-        return os.read(fd, 1) == b"1"
+        if os.read(fd, 1) == b"1":
+            return True
     except OSError:
-        return False
+        pass
     finally:
         os.close(fd)
+    return os.path.exists(path + ".go")  # the worker died after it let the run through
 
 
 def write(result_path: Path, outcome: dict[str, Any]) -> None:

@@ -89,7 +89,12 @@ def run(context_file: Path, result_file: Path) -> int:
     """Run the flow that ``context_file`` names, write its outcome to ``result_file``, and
     return the process's exit code (what ``main`` does once it read its arguments)."""
     if not passed_gate():
-        print("tripwire: this run's attempt was not recorded; nothing of it ran", file=sys.stderr)
+        print(
+            "tripwire: not started: the store refused this worker the run's attempt (another "
+            "worker took the run over), or the worker stopped before it recorded it; nothing "
+            "of the flow ran",
+            file=sys.stderr,
+        )
         return EXIT_SYSTEM
     try:
         raw = json.loads(context_file.read_text())

@@ -45,21 +45,24 @@ class Gate:
     """Where a run's process waits until its attempt is recorded (triggers.outcome,
     ``passed_gate``): a FIFO in the run's folder, held open here for writing from before
     the process starts until the attempt ends. :meth:`open` lets the process through;
-    :meth:`close` without it (or this worker dying) sends it an end of file, and nothing
-    of the flow runs."""
+    :meth:`close` without it (or this worker dying before it) sends it an end of file,
+    and nothing of the flow runs."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.path = folder / "start.gate"
+        self._go = folder / "start.gate.go"
         self.path.unlink(missing_ok=True)  # an earlier attempt's
+        self._go.unlink(missing_ok=True)
         os.mkfifo(self.path, 0o600)
         # Read and write: opening a FIFO so never waits for the other end.
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
 
     def open(self) -> None:
-        """Let the process through. The FIFO stays open until :meth:`close`: a byte left
-        in a FIFO that nobody holds open is lost."""
+        """Let the process through: a file that outlives this worker first, then a byte
+        that wakes the process (lost if this worker dies before the process reads it)."""
         assert self._fd is not None
+        self._go.touch()
         os.write(self._fd, b"1")
 
     def close(self) -> None:
@@ -67,6 +70,7 @@ class Gate:
             os.close(self._fd)
             self._fd = None
             self.path.unlink(missing_ok=True)
+            self._go.unlink(missing_ok=True)
 
 
 _STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
