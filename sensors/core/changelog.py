@@ -84,6 +84,8 @@ class PartitionLog:
         self.epoch = 0
         self.seq = 0
         self.offset: int | None = None
+        """The offers offset the state covers up to: of the last batch replayed, or, for
+        its owner, of the last batch it handled, whether or not it changed anything."""
         self.ignored = 0
         """Records a replay did not apply: an older owner's, repeats, and orphans."""
         self._batch: list[StateChange] = []
@@ -91,8 +93,6 @@ class PartitionLog:
         """This ownership's claim in the run store, under which its snapshots are saved."""
         self.unsaved = 0
         """Bytes of changelog records this owner wrote since its last snapshot."""
-        self.handled: int | None = None
-        """The offers offset the last batch covered, whether or not it changed anything."""
         self.landed: tuple[int, int] | None = None
         """The number of this owner's last changelog record known to have landed, and an
         offset past it and every record before it, before any record written after it."""
@@ -162,8 +162,7 @@ class PartitionLog:
         last batch :meth:`write` was given: its offers offset and marks, and the number of
         the last record this owner wrote."""
         self.unsaved = 0
-        offset = self.offset if self.handled is None else self.handled
-        return Snapshot(self.epoch, self.seq, offset, dict(self.clock.marks), changes)
+        return Snapshot(self.epoch, self.seq, self.offset, dict(self.clock.marks), changes)
 
     def fence(self, generation: int) -> bytes:
         """The record that opens this owner's epoch, once it has read the changelog to its
@@ -182,11 +181,10 @@ class PartitionLog:
         """The changelog records of a batch that covered the offers up to ``offset``:
         ``changes`` in records of at most ``limit`` bytes (or one change each, when
         bigger), numbered on from the last."""
-        self.handled = offset
+        self.offset = offset
         if not changes:
             return []
         records = self._records(list(changes), offset, limit, last=True)
-        self.offset = offset
         self.unsaved += sum(map(len, records))
         return records
 

@@ -14,6 +14,7 @@ the new claim, and the new claim before the new fence.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -36,21 +37,29 @@ class Claimed:
     saved_at: datetime | None = None
 
 
-async def claim(store: RunStore, topic: str, partition: int, owner: str) -> Claimed:
-    """Take changelog ``partition`` of ``topic`` over for ``owner``: no snapshot of an earlier
-    owner is saved from now on. Return the claim and the latest snapshot."""
+async def claim(
+    store: RunStore, topic: str, partitions: Iterable[int], owner: str
+) -> dict[int, Claimed]:
+    """Take changelog ``partitions`` of ``topic`` over for ``owner``, in one transaction: no
+    snapshot of an earlier owner is saved from now on. Return each one's claim and latest
+    snapshot."""
     t = state_snapshots.c
+    claimed = {}
     async with store.connection(write=True) as conn:
         now = datetime.now(UTC)  # for people reading the table; nothing decides by it
-        insert = dialect_insert(conn)(state_snapshots).values(
-            topic=topic, partition=partition, claim=1, owner=owner, claimed_at=now
-        )
-        upsert = insert.on_conflict_do_update(
-            index_elements=[t.topic, t.partition],
-            set_={"claim": t.claim + 1, "owner": owner, "claimed_at": now},
-        ).returning(t.claim, t.changelog_offset, t.data, t.key_count, t.saved_at)
-        row = (await conn.execute(upsert)).one()
-    return Claimed(row.claim, row.changelog_offset, row.data, row.key_count or 0, row.saved_at)
+        for partition in sorted(partitions):  # in one order: two claimers never deadlock
+            insert = dialect_insert(conn)(state_snapshots).values(
+                topic=topic, partition=partition, claim=1, owner=owner, claimed_at=now
+            )
+            upsert = insert.on_conflict_do_update(
+                index_elements=[t.topic, t.partition],
+                set_={"claim": t.claim + 1, "owner": owner, "claimed_at": now},
+            ).returning(t.claim, t.changelog_offset, t.data, t.key_count, t.saved_at)
+            row = (await conn.execute(upsert)).one()
+            claimed[partition] = Claimed(
+                row.claim, row.changelog_offset, row.data, row.key_count or 0, row.saved_at
+            )
+    return claimed
 
 
 async def save(

@@ -325,7 +325,7 @@ class StateRecovery(ConsumerRebalanceListener):
         stage = self._stage
         logs = {p: PartitionLog(p, stage.sources) for p in partitions}
         # Claimed before the fence, so no earlier owner's snapshot is saved after it.
-        claims = {p: await stage.snapshots.claim(p) for p in partitions} if stage.snapshots else {}
+        claims = await stage.snapshots.claim(partitions) if stage.snapshots else {}
         consumer = self._consumer_factory()
         await consumer.start()
         loaded: set[StateKey] = set()

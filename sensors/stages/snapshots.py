@@ -232,9 +232,9 @@ class Snapshots:
 
     # the new owner's side
 
-    async def claim(self, partition: int) -> stored.Claimed:
-        """Take ``partition`` over in the store, before fencing its changelog."""
-        return await stored.claim(self._store, self.topic, partition, self.owner)
+    async def claim(self, partitions: Iterable[int]) -> dict[int, stored.Claimed]:
+        """Take ``partitions`` over in the store, before fencing their changelog."""
+        return await stored.claim(self._store, self.topic, partitions, self.owner)
 
     async def load(
         self,

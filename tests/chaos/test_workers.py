@@ -18,6 +18,7 @@ from sensors.runs.models import PhaseChange, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
+from tests.fixtures.engine import finished_run
 from tests.fixtures.processes import kill, ready, worker
 from tests.fixtures.waits import eventually
 from triggers import publish
@@ -339,9 +340,8 @@ async def test_a_worker_paused_after_claiming_a_run_and_taken_for_gone_runs_none
             # When the others take it for gone, and a worker on another host runs the run
             with worker([CHAOS_FLOWS], host_b, b_log) as b:
                 await ready(b, b_log)
-                run = await eventually(
-                    lambda: _succeeded(store, event_id), "the run, on host-b", timeout=90
-                )
+                run = await finished_run(store, event_id, timeout=90)
+                assert run.phase == WorkflowPhase.SUCCEEDED
                 # and then the stopped worker goes on from its claim
                 a.send_signal(signal.SIGCONT)
                 await eventually(
@@ -361,10 +361,3 @@ async def test_a_worker_paused_after_claiming_a_run_and_taken_for_gone_runs_none
 def _stopped(pid: int) -> bool:
     """Whether process ``pid`` is stopped (by a signal)."""
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
-
-
-async def _succeeded(store: RunStore, event_id: str) -> RunRecord | None:
-    for run in await store.list_runs(phase=(WorkflowPhase.SUCCEEDED,), limit=100):
-        if any(e["id"] == event_id for e in run.events):
-            return run
-    return None

@@ -44,21 +44,21 @@ async def test_a_new_claim_refuses_the_snapshots_of_the_owner_before_it(
     run_store: RunStore,
 ) -> None:
     # Given an owner that claimed changelog partition 3 and saved a snapshot
-    first = await stored.claim(run_store, "state", 3, "worker-a")
+    first = (await stored.claim(run_store, "state", [3], "worker-a"))[3]
     assert first == stored.Claimed(1)
     assert await stored.save(run_store, "state", 3, first.claim, 10, b"a", 1)
     # When another worker claims it
-    second = await stored.claim(run_store, "state", 3, "worker-b")
+    second = (await stored.claim(run_store, "state", [3], "worker-b"))[3]
     # Then it gets that snapshot, and the first owner can save no more
     assert (second.claim, second.changelog_offset, second.data) == (2, 10, b"a")
     assert not await stored.save(run_store, "state", 3, first.claim, 20, b"zombie", 1)
     # And its own snapshots are saved, but never one older than the one saved
     assert await stored.save(run_store, "state", 3, second.claim, 30, b"b", 2)
     assert not await stored.save(run_store, "state", 3, second.claim, 25, b"older", 2)
-    third = await stored.claim(run_store, "state", 3, "worker-c")
+    third = (await stored.claim(run_store, "state", [3], "worker-c"))[3]
     assert (third.claim, third.changelog_offset, third.data, third.keys) == (3, 30, b"b", 2)
     # And other partitions are claimed apart
-    assert (await stored.claim(run_store, "state", 4, "worker-c")).claim == 1
+    assert ((await stored.claim(run_store, "state", [4], "worker-c"))[4]).claim == 1
 
 
 # the stage, on the real broker
@@ -189,7 +189,7 @@ async def test_snapshots_are_taken_as_the_interval_passes_and_saved_once_their_b
     # When its saves are done
     await owner.snapshots.close()
     # Then the second batch's snapshot is saved, covering the changelog to its end
-    claimed = await stored.claim(parts.store, settings.topic_sensor_state, 0, "reader")
+    claimed = (await stored.claim(parts.store, settings.topic_sensor_state, [0], "reader"))[0]
     assert owner.snapshots.saved == 1
     assert claimed.keys == 2
     tp = TopicPartition(settings.topic_sensor_state, 0)
@@ -223,7 +223,7 @@ async def test_a_snapshot_past_what_the_changelog_holds_is_not_loaded_and_is_for
     # without storage restarted, and the topic was made again)
     store = parts.store
     topic = settings.topic_sensor_state
-    claimed = await stored.claim(store, topic, 0, "worker-gone")
+    claimed = (await stored.claim(store, topic, [0], "worker-gone"))[0]
     lost = Snapshot(5, 9, 1000, {}, [])
     assert await stored.save(
         store, topic, 0, claimed.claim, 5000, zlib.compress(encode_snapshot(lost)), 0
