@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from sensors.core.correlator import Correlator
 from sensors.core.router import Router
@@ -32,7 +33,7 @@ from sensors.launchers.base import Launcher, family_of
 from sensors.runs import workers
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
 from sensors.runs.objects import ObjectStore
-from sensors.runs.outages import log_failure
+from sensors.runs.outages import log_failure, persistently
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
@@ -133,12 +134,15 @@ class Engine:
 
     async def start(self) -> None:
         """Connect to the store and the broker, deploy the sensors and start consuming."""
+        # A worker started while its database is down (restarted during an outage, or
+        # started before the database) waits for it, saying so once per try.
+        waiting = "this worker is starting"
         try:
-            self.store = await RunStore.open(self.settings.store_url)
-            await self._beat(self.store, datetime.now(UTC))
+            self.store = await persistently(waiting, RunStore.open, self.settings.store_url)
+            await persistently(waiting, self._beat, self.store, datetime.now(UTC))
             self._spawn(self._heartbeat(self.store), "tripwire heartbeat")
-            await self._adopt()
-            deployed = await self._deploy(self.store)
+            await persistently(waiting, self._adopt)
+            deployed = await persistently(waiting, self._deploy, self.store)
             await self._make_topics()
             producer = await self._start_producer()
             self._start_relay(self.store, producer)
@@ -172,19 +176,34 @@ class Engine:
         return await deployed_sensors(store, project=s.project, domain=s.domain)
 
     async def _make_topics(self) -> None:
+        """Create the topics that are missing: the worker's first word with the broker, so
+        a broker that does not answer yet (down, restarting, starting after the worker) is
+        waited for, with backoff, one line per try."""
         s = self.settings
-        await ensure_topics(
-            s,
-            [
-                s.topic_events,
-                s.topic_run_requests,
-                s.topic_run_events,
-                s.topic_sensor_offers,
-                s.topic_sensor_state,
-                s.topic_dead_letter,
-            ],
-            configs={s.topic_sensor_state: _CHANGELOG_CONFIG},
-        )
+        topics = [
+            s.topic_events,
+            s.topic_run_requests,
+            s.topic_run_events,
+            s.topic_sensor_offers,
+            s.topic_sensor_state,
+            s.topic_dead_letter,
+        ]
+        delay = 0.5
+        while True:
+            try:
+                await ensure_topics(s, topics, configs={s.topic_sensor_state: _CHANGELOG_CONFIG})
+                return
+            except KafkaConnectionError as exc:
+                log.warning(
+                    "this worker is starting: the Kafka broker at %s does not answer (%s), "
+                    "trying again in %.1fs; check that it is running and that "
+                    "TRIPWIRE_KAFKA_BOOTSTRAP is right",
+                    s.kafka_bootstrap,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def _start_producer(self) -> AIOKafkaProducer:
         # Kept before it starts, so that stop() closes it when starting fails.
@@ -318,7 +337,7 @@ class Engine:
                 self.serve(await deployed_sensors(self.store, project=s.project, domain=s.domain))
                 mark = latest
             except Exception:
-                log.exception("reading the deployed flows failed; retrying")
+                log_failure(log, "reading the deployed flows failed; retrying")
 
     async def _heartbeat(self, store: RunStore) -> None:
         """Write this worker's heartbeat every ``worker_heartbeat`` seconds; when another

@@ -54,6 +54,7 @@ WORKFLOW_EVENT = RUN_EVENT_TYPE
 TASK_EVENT = "com.tripwire.resource.task"
 _RELAY_EVERY = 0.2  # seconds between looks at the outbox while it is empty
 _BATCH = 500
+_RETRY_FIRST, _RETRY_LAST = 0.5, 10.0  # seconds between tries while publishing fails
 
 
 def lifecycle_data(change: PhaseChange, settings: Settings) -> dict[str, Any]:
@@ -101,19 +102,23 @@ class LifecycleRelay:
         self.published = 0
 
     async def run(self, stop: asyncio.Event) -> None:
+        wait = _RELAY_EVERY
         while not stop.is_set():
             try:
                 sent = await self.relay_once()
+                wait = _RELAY_EVERY
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log_failure(log, "publishing run lifecycle events failed; retrying")
+                # An outage (of the store or the broker) is said once per try, with backoff.
+                wait = min(max(wait * 2, _RETRY_FIRST), _RETRY_LAST)
+                log_failure(log, "publishing run lifecycle events failed; retrying in %.1fs", wait)
                 sent = 0
             # A pass sends a run's changes one at a time while earlier ones of that run go
             # out (relay_changes), so it looks again at once whenever it sent something.
             if not sent:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), _RELAY_EVERY)
+                    await asyncio.wait_for(stop.wait(), wait)
 
     async def relay_once(self) -> int:
         """Publish one batch of unpublished changes; return how many went out."""

@@ -15,6 +15,7 @@ from sensors.core.correlator import Correlator
 from sensors.core.trigger_kinds import next_absence_deadline
 from sensors.core.types import Rejection, StateKey
 from sensors.runs.models import FilterCount, Hold, KeyProgress
+from sensors.runs.outages import log_failure
 from sensors.runs.status import add_filter_counts, replace_holds, replace_progress
 from sensors.runs.store import RunStore
 from triggers.settings import Settings
@@ -69,7 +70,7 @@ class StatusReporter:
                 await replace_progress(self._store, project, domain, progress)
                 self._dirty = set()
         except Exception:
-            log.exception("could not report sensor status; will try again")
+            log_failure(log, "could not report sensor status; will try again")
 
 
 def count_filtered(

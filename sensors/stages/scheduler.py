@@ -29,6 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sensors.core.schedule import Plan, next_tick, plan, tick_run_name
 from sensors.core.sensor import Sensor, run_policy, slug, target_fields
 from sensors.runs.models import NewRun, TriggerFailure
+from sensors.runs.outages import log_failure
 from sensors.runs.sensor_records import record_trigger_failure
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore, utc
@@ -92,7 +93,7 @@ class Scheduler:
                 # The store or the broker is down: the cursor did not move, the next
                 # pass decides these ticks again.
                 self._rows.pop(sensor.id, None)
-                log.exception("schedule %s: this pass failed; retrying", sensor.id)
+                log_failure(log, "schedule %s: this pass failed; retrying", sensor.id)
 
     async def _advance(self, sensor: Sensor, now: datetime) -> None:
         # The row is read when the trigger becomes ours and after a lost compare-and-set;
