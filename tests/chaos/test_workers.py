@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from sensors.runs import history as runs_history
 from sensors.runs.models import PhaseChange, RunRecord
@@ -19,6 +18,7 @@ from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
 from tests.fixtures.engine import finished_run
+from tests.fixtures.kafka import whole_topic
 from tests.fixtures.processes import kill, ready, worker
 from tests.fixtures.waits import eventually
 from triggers import publish
@@ -211,7 +211,7 @@ async def test_three_workers_on_postgresql_publish_each_lifecycle_event_once(
             changes = await _all_changes(store)
     assert "this worker stands by for them" in log.read_text()
     # Then each phase change is on the topic once, and each run's changes in order
-    records = await _whole_topic(env["TRIPWIRE_KAFKA_BOOTSTRAP"], env["TRIPWIRE_TOPIC_RUN_EVENTS"])
+    records = await whole_topic(env["TRIPWIRE_KAFKA_BOOTSTRAP"], env["TRIPWIRE_TOPIC_RUN_EVENTS"])
     ids = [dict(r.headers)["ce_id"].decode() for r in records]
     repeated = sorted(i for i, n in Counter(ids).items() if n > 1)
     assert not repeated, f"published more than once: {repeated[:10]}"
@@ -230,28 +230,6 @@ async def _all_changes(store: RunStore) -> list[PhaseChange]:
 
 async def _all_published(store: RunStore) -> bool:
     return not await runs_history.unpublished_changes(store, limit=1)
-
-
-async def _whole_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record of ``topic``, from its start to its end as of now."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            await consumer.topics()
-            partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        while [p for p in partitions if await consumer.position(p) < ends[p]]:
-            batches = await consumer.getmany(timeout_ms=1000)
-            for batch in batches.values():
-                records.extend(batch)
-        return records
-    finally:
-        await consumer.stop()
 
 
 # Two hosts: workers that cannot see each other's processes, only their heartbeats
