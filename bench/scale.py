@@ -70,6 +70,7 @@ from bench.e2e import drain_raw, percentile
 from sensors.runs.phases import TERMINAL_PHASES
 from sensors.runs.store import RunStore
 from sensors.runs.tables import runs
+from tests.fixtures.kafka import topics_named
 from triggers.envelope import encode, make_envelope
 
 FLOWS = '''"""The flows bench/scale.py deploys."""
@@ -308,17 +309,7 @@ async def cluster(args: argparse.Namespace, bootstrap: str, workers: int) -> Asy
                 "TRIPWIRE_DATABASE_URL": url,
                 "TRIPWIRE_TOPIC_PARTITIONS": str(args.partitions),
                 "TRIPWIRE_SOURCES": "false",
-                **{
-                    f"TRIPWIRE_TOPIC_{topic.upper().replace('-', '_')}": f"{name}.{topic}"
-                    for topic in (
-                        "events",
-                        "run-requests",
-                        "run-events",
-                        "sensor-offers",
-                        "sensor-state",
-                        "dead-letter",
-                    )
-                },
+                **topics_named(name),
             }
             running = Cluster(bootstrap, name, home, env, store, admin, args.partitions)
             try:

@@ -333,7 +333,7 @@ class StateRecovery(ConsumerRebalanceListener):
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             firsts = await consumer.beginning_offsets(tps)
-            ends = await consumer.end_offsets(tps)
+            ends = await _ends(consumer, tps, claims)
             for tp in tps:
                 consumer.seek(tp, firsts[tp])
                 if tp.partition in claims:
@@ -423,3 +423,22 @@ class StateRecovery(ConsumerRebalanceListener):
                 if records and records[-1].offset + 1 >= until[tp]:
                     remaining.discard(tp)
         return count
+
+
+async def _ends(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], claims: dict[int, Claimed]
+) -> dict[TopicPartition, int]:
+    """Where each changelog partition ends. A broker may answer ListOffsets short of what
+    it acknowledged (Tansu keeping its data in S3 does, until the partition's next write),
+    which would make a snapshot at the very end look past it; so where a claimed
+    snapshot lies past the listed end, the end is the high watermark of a fetch instead,
+    which that broker gets right."""
+    ends = await consumer.end_offsets(tps)
+    for tp in tps:
+        claimed = claims.get(tp.partition)
+        at = claimed.changelog_offset if claimed is not None else None
+        if at is not None and at > ends[tp]:
+            consumer.seek(tp, at)  # a fetch past the end starts over from the first record
+            await consumer.getmany(tp, timeout_ms=500, max_records=1)
+            ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
+    return ends

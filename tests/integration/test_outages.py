@@ -7,8 +7,10 @@ outages of about 4 s gave three workers 128 relay warnings and 41 tracebacks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -87,28 +89,15 @@ async def test_a_worker_started_while_the_database_is_down_waits_for_it(
 ) -> None:
     # Found by the nemesis: a worker restarted during an outage of PostgreSQL exited (1)
     monkeypatch.setenv("TRIPWIRE_DATABASE_URL", private_postgres.url)
-    monkeypatch.setenv("TICKS_DIR", str(tmp_path))
-    caplog.set_level(logging.WARNING, logger="sensors")
     private_postgres.stop()
-    engine = Engine(Settings(), discover_flows([SCHEDULED]))
-    starting = asyncio.create_task(engine.start())
-    try:
-        # Given a worker that starts while its database is down, it waits and says so
-        await eventually(
-            lambda: [r for r in caplog.records if "trying again in" in r.getMessage()],
-            "the worker to say it waits for the store",
-        )
-        assert not starting.done()
-        [said, *_] = [r.getMessage() for r in caplog.records if "trying again" in r.getMessage()]
-        assert said.startswith("this worker is starting: the run store is unavailable"), said
-        assert "Check that the database is running" in said
-        # When the database comes up, then the worker starts and serves its flows
-        private_postgres.start()
-        await asyncio.wait_for(starting, 60)
-        await engine.wait_ready(timeout=30)
-    finally:
-        starting.cancel()
-        await engine.stop()
+    said = await _starts_once_it_answers(
+        "this worker is starting: the run store is unavailable",
+        private_postgres.start,
+        monkeypatch,
+        caplog,
+        tmp_path,
+    )
+    assert "Check that the database is running" in said
 
 
 async def test_a_worker_started_while_the_broker_is_down_waits_for_it(
@@ -121,25 +110,44 @@ async def test_a_worker_started_while_the_broker_is_down_waits_for_it(
     # aiokafka's traceback
     port = free_port()
     monkeypatch.setenv("TRIPWIRE_KAFKA_BOOTSTRAP", f"127.0.0.1:{port}")
+    with contextlib.ExitStack() as broker:
+        said = await _starts_once_it_answers(
+            f"this worker is starting: the Kafka broker at 127.0.0.1:{port} does not answer",
+            lambda: broker.enter_context(
+                EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log")
+            ),
+            monkeypatch,
+            caplog,
+            tmp_path,
+        )
+    assert "TRIPWIRE_KAFKA_BOOTSTRAP is right" in said
+
+
+async def _starts_once_it_answers(
+    says: str,
+    bring_up: Callable[[], object],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> str:
+    """Start a worker while what it needs is down: check that it waits, saying ``says``;
+    then ``bring_up`` what it needs, and check that the worker starts and serves its
+    flows. Return the line it said."""
     monkeypatch.setenv("TICKS_DIR", str(tmp_path))
     caplog.set_level(logging.WARNING, logger="sensors")
     engine = Engine(Settings(), discover_flows([SCHEDULED]))
     starting = asyncio.create_task(engine.start())
     try:
-        # Given a worker that starts while its broker is down, it waits and says so
-        await eventually(
-            lambda: [r for r in caplog.records if "does not answer" in r.getMessage()],
-            "the worker to say it waits for the broker",
+        said = await eventually(
+            lambda: next((r.getMessage() for r in caplog.records if says in r.getMessage()), None),
+            f"the worker to say {says!r}",
         )
         assert not starting.done()
-        said = next(r.getMessage() for r in caplog.records if "does not answer" in r.getMessage())
-        assert said.startswith(f"this worker is starting: the Kafka broker at 127.0.0.1:{port}")
-        assert "TRIPWIRE_KAFKA_BOOTSTRAP" in said
-        # When the broker comes up, then the worker starts and serves its flows
-        with EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log"):
-            await asyncio.wait_for(starting, 60)
-            await engine.wait_ready(timeout=30)
-            await engine.stop()
+        assert said.startswith(says), said
+        bring_up()
+        await asyncio.wait_for(starting, 60)
+        await engine.wait_ready(timeout=30)
+        return str(said)
     finally:
         starting.cancel()
         await engine.stop()

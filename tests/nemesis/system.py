@@ -15,6 +15,7 @@ from typing import Self
 from sensors.broker import EmbeddedBroker
 from tests.fixtures.chaos import s3_tansu
 from tests.fixtures.db import PrivatePostgres, started_postgres
+from tests.fixtures.kafka import topics_named
 from tests.fixtures.processes import ready, tripwire_process
 from tests.fixtures.s3 import moto_process
 
@@ -136,19 +137,8 @@ class System:
 
     def _environment(self) -> dict[str, str]:
         """The workers' settings, which this process takes too (to publish and to wait)."""
-        topics = {
-            f"TRIPWIRE_TOPIC_{topic.upper().replace('-', '_')}": f"{self.name}.{topic}"
-            for topic in (
-                "events",
-                "run-requests",
-                "run-events",
-                "sensor-offers",
-                "sensor-state",
-                "dead-letter",
-            )
-        }
         settings = {
-            **topics,
+            **topics_named(self.name),
             "TRIPWIRE_KAFKA_BOOTSTRAP": self.broker.bootstrap,
             "TRIPWIRE_DATABASE_URL": self.postgres.url,
             "TRIPWIRE_HOME": str(self.folder / "home"),
