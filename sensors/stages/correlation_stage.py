@@ -59,6 +59,7 @@ from triggers.settings import Settings
 __all__ = ["CorrelationStage", "StateRecovery", "mark_sources"]
 
 log = logging.getLogger(__name__)
+_FETCH_END_WITHIN = 10.0  # seconds a restore waits for a fetch to say where the changelog ends
 
 _RESTORE_RETRY = (0.5, 30.0)  # first and longest wait between attempts at a failed replay
 _HANDOVER_WAIT = 10.0  # seconds a revoke waits for changelog records in flight, to snapshot
@@ -333,6 +334,8 @@ class StateRecovery(ConsumerRebalanceListener):
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             consumer.assign(tps)
             firsts = await consumer.beginning_offsets(tps)
+            for tp in tps:
+                consumer.seek(tp, firsts[tp])
             ends = await _ends(consumer, tps, claims)
             for tp in tps:
                 consumer.seek(tp, firsts[tp])
@@ -432,13 +435,27 @@ async def _ends(
     it acknowledged (Tansu keeping its data in S3 does, until the partition's next write),
     which would make a snapshot at the very end look past it; so where a claimed
     snapshot lies past the listed end, the end is the high watermark of a fetch instead,
-    which that broker gets right."""
+    which that broker gets right. A fetch past the real end (the broker lost the records)
+    starts over from the first record, the consumer's ``auto_offset_reset``."""
     ends = await consumer.end_offsets(tps)
     for tp in tps:
         claimed = claims.get(tp.partition)
         at = claimed.changelog_offset if claimed is not None else None
-        if at is not None and at > ends[tp]:
-            consumer.seek(tp, at)  # a fetch past the end starts over from the first record
-            await consumer.getmany(tp, timeout_ms=500, max_records=1)
-            ends[tp] = max(ends[tp], consumer.highwater(tp) or 0)
+        if at is None or at <= ends[tp]:
+            continue
+        consumer.seek(tp, at)
+        deadline = asyncio.get_running_loop().time() + _FETCH_END_WITHIN
+        while consumer.highwater(tp) is None and asyncio.get_running_loop().time() < deadline:
+            await consumer.getmany(tp, timeout_ms=100, max_records=1)
+        highwater = consumer.highwater(tp)
+        if highwater is None:
+            log.warning(
+                "partition %d: the broker lists its changelog's end as %d, short of the "
+                "snapshot at %d, and no fetch answered in %gs to say more",
+                tp.partition,
+                ends[tp],
+                at,
+                _FETCH_END_WITHIN,
+            )
+        ends[tp] = max(ends[tp], highwater or 0)
     return ends

@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,9 +22,9 @@ from sensors.runs.phases import TERMINAL_PHASES
 from sensors.runs.store import RunStore
 from tests.fixtures.kafka import whole_topic
 from tests.fixtures.waits import caught_up
-from tests.nemesis.checker import Observed, Report, check, read_ledger
-from tests.nemesis.faults import Nemesis, Schedule
-from tests.nemesis.model import DEBOUNCE, Event, expected_runs
+from tests.nemesis.checker import Observed, Report, check, missing_runs, read_ledger
+from tests.nemesis.faults import MAX_SKEW, Nemesis, Schedule
+from tests.nemesis.model import LANDING_SLACK, Event, Expected, expected_runs
 from tests.nemesis.system import System
 from tests.nemesis.workload import Workload
 from triggers.envelope import decode
@@ -87,25 +87,38 @@ async def run_schedule(
     async with System(folder, name, workers, schedule.skews) as system:
         nemesis = Nemesis(system, schedule)
         say(f"seed {seed}: the system is up after {time.monotonic() - began:.0f}s")
-        start, zero = datetime.now(UTC), time.monotonic()
-        published, _ = await asyncio.gather(workload.run(start, result.record), nemesis.run(zero))
-        result.retried = published
+        # Begun a skew's worth later than now: the flows' deployment time came from a
+        # worker's clock, and an event that arrived before it would not count.
+        lead = MAX_SKEW + 1
+        start, zero = datetime.now(UTC) + timedelta(seconds=lead), time.monotonic() + lead
+        try:
+            async with asyncio.TaskGroup() as both:
+                publishing = both.create_task(workload.run(start, result.record))
+                both.create_task(nemesis.run(zero))
+            result.retried = publishing.result()
+        except* Exception as failed:  # the nemesis could not inject or heal a fault
+            result.crashed += [f"the nemesis failed: {e!r}" for e in failed.exceptions]
         until = datetime.now(UTC)
-        for worker in system.workers:  # heal: every worker runs again
-            if worker.exited is not None:
-                result.crashed.append(f"worker {worker.number}, code {worker.exited}")
-                worker.start()
+        for worker in system.workers:  # every worker runs again
+            worker.heal()
+            result.crashed += [f"worker {worker.number}, code {c}" for c in worker.crashes]
         result.record += sorted(nemesis.record)  # each line begins with its start time
         say(f"seed {seed}: workload and faults done after {time.monotonic() - began:.0f}s")
         result.injected = nemesis.injected
+        bootstrap, settings = system.broker.bootstrap, Settings()
+        events = [
+            _event(record, workload.delays)
+            for record in await whole_topic(bootstrap, settings.topic_events)
+        ]
+        expected = expected_runs(events, start, until)
         async with await RunStore.open(system.postgres.url) as store:
-            result.quiesced = await _quiesce(store, start, until, say)
+            result.quiesced = await _quiesce(store, expected, start, until, say)
             say(f"seed {seed}: quiesced after {time.monotonic() - began:.0f}s")
             # Stopped first: idle workers keep Tansu's S3 busy, and reading it is slow then.
             await asyncio.to_thread(system.stop_workers)
-            observed, events = await _observe(store, system, start, until)
+            observed = await _observe(store, bootstrap, system.ledger, start, until)
     result.events = len(events)
-    result.report = check(expected_runs(events, start, until), observed)
+    result.report = check(expected, observed)
     result.seconds = time.monotonic() - began
     return result
 
@@ -118,16 +131,19 @@ def _in_range(run: RunRecord, start: datetime, until: datetime) -> bool:
 
 
 async def _quiesce(
-    store: RunStore, start: datetime, until: datetime, say: Callable[[str], None]
+    store: RunStore,
+    expected: list[Expected],
+    start: datetime,
+    until: datetime,
+    say: Callable[[str], None],
 ) -> str:
-    """Wait until every stage has handled everything, each run the model speaks of has
-    ended and its phase changes are published, and nothing new came of it for a round.
-    Return what was still going if that took longer than ``QUIESCE``, else ''."""
-    grace = Settings().absence_grace
-    await asyncio.sleep(DEBOUNCE.total_seconds() + grace + 2)  # debounced fires are decided
+    """Wait until the system is quiet twice in a row, a look at the topics apart: every
+    stage has handled everything, every run the model speaks of exists, has ended and had
+    its phase changes published. Return what was still going if that took longer than
+    ``QUIESCE``, else ''. (A run that must exist and never does is lost: it is only
+    waited for until the deadline.)"""
     deadline = time.monotonic() + QUIESCE
-    before: set[str] = set()
-    going, said = "never looked", time.monotonic()
+    quiet, going, said = 0, "never looked", time.monotonic()
     while time.monotonic() < deadline:
         if time.monotonic() - said > 30:
             say(f"still settling: {going}")
@@ -136,38 +152,50 @@ async def _quiesce(
             await caught_up(timeout=max(1.0, deadline - time.monotonic()))
             runs = [r for r in await store.list_runs(limit=100_000) if _in_range(r, start, until)]
             names = {r.name for r in runs}
-            unended = [f"{r.name} {r.phase}" for r in runs if r.phase not in TERMINAL_PHASES]
             unpublished = [
                 c for c in await runs_history.unpublished_changes(store, 1000) if c.name in names
             ]
         except (Exception, pytest.fail.Exception) as error:  # caught_up fails as tests do
-            going = f"{type(error).__name__}: {error}"
+            going, quiet = f"{type(error).__name__}: {error}", 0
             await asyncio.sleep(2)
             continue
-        if not unended and not unpublished and names == before:
-            return ""
-        going = f"runs not ended {unended[:10]}, unpublished changes {len(unpublished)}"
-        before = names
+        unended = [f"{r.name} {r.phase}" for r in runs if r.phase not in TERMINAL_PHASES]
+        missing = missing_runs(expected, runs)
+        if not unended and not unpublished and not missing:
+            quiet += 1
+            if quiet == 2:
+                return ""
+        else:
+            quiet = 0
+            going = (
+                f"runs not ended {unended[:5]}, unpublished changes {len(unpublished)}, "
+                f"runs the model expects that do not exist yet {len(missing)} {missing[:3]}"
+            )
         await asyncio.sleep(2)
     return going
 
 
 async def _observe(
-    store: RunStore, system: System, start: datetime, until: datetime
-) -> tuple[Observed, list[Event]]:
-    """What the store, the topics and the ledger hold, for the runs the model speaks of."""
-    runs = [r for r in await store.list_runs(limit=100_000) if _in_range(r, start, until)]
-    changes = [c for run in runs for c in await runs_history.history(store, *run.key)]
-    settings = Settings()
-    bootstrap = system.broker.bootstrap
-    lifecycle = await whole_topic(bootstrap, settings.topic_run_events)
+    store: RunStore, bootstrap: str, ledger: Path, start: datetime, until: datetime
+) -> Observed:
+    """What the store, the run-events topic and the ledger hold."""
+    every = await store.list_runs(limit=100_000)
+    runs = [r for r in every if _in_range(r, start, until)]
+    changes = {run.name: await runs_history.history(store, *run.key) for run in every}
+    lifecycle = await whole_topic(bootstrap, Settings().topic_run_events)
     published = [dict(r.headers)["ce_id"].decode() for r in lifecycle]
-    events = [_event(record) for record in await whole_topic(bootstrap, settings.topic_events)]
-    return Observed(runs, changes, published, read_ledger(system.ledger)), events
+    return Observed(
+        runs,
+        [c for run in runs for c in changes[run.name]],
+        published,
+        read_ledger(ledger),
+        {f"{c.project}.{c.domain}.phase-{c.id}" for cs in changes.values() for c in cs},
+    )
 
 
-def _event(record: ConsumerRecord[bytes, bytes]) -> Event:
-    """An event of the events topic, with the broker's timestamp as its arrival."""
+def _event(record: ConsumerRecord[bytes, bytes], delays: dict[str, float]) -> Event:
+    """An event of the events topic, with the broker's timestamp as its arrival, and
+    whether its publish took so long that it may have landed after the grace."""
     envelope = decode(record.value, record.headers)
     arrived = datetime.fromtimestamp(record.timestamp / 1000, UTC)
     return Event(
@@ -178,4 +206,5 @@ def _event(record: ConsumerRecord[bytes, bytes]) -> Event:
         envelope.payload,
         record.partition,
         record.offset,
+        landed_late=delays.get(envelope.id, 0.0) > LANDING_SLACK,
     )

@@ -41,6 +41,7 @@ class Worker:
     skew: float = 0.0
     process: subprocess.Popen[bytes] | None = None
     started: int = 0  # how many times it was started, so `ready` counts its lines
+    crashes: list[int] = field(default_factory=list)  # exit codes of exits on its own
     _stack: ExitStack = field(default_factory=ExitStack)
 
     def start(self) -> None:
@@ -61,8 +62,11 @@ class Worker:
         await ready(self.process, self.log, times=self.started)
 
     def kill(self) -> None:
-        """SIGKILL, no goodbye; the process is reaped."""
+        """SIGKILL, no goodbye; the process is reaped. If it had exited on its own, that
+        is noted in ``crashes``."""
         assert self.process is not None
+        if self.process.poll() is not None:
+            self.crashes.append(self.process.returncode)
         self.process.send_signal(signal.SIGKILL)
         self.process.wait(10)
         self._stack.close()
@@ -81,10 +85,12 @@ class Worker:
             self.process.send_signal(signal.SIGCONT)
         self._stack.close()
 
-    @property
-    def exited(self) -> int | None:
-        """Its exit code, if it exited on its own (the nemesis reaps what it kills)."""
-        return None if self.process is None else self.process.poll()
+    def heal(self) -> None:
+        """Start it again if it exited on its own, noting that in ``crashes``."""
+        if self.process is not None and self.process.poll() is not None:
+            self.crashes.append(self.process.returncode)
+            self._stack.close()
+            self.start()
 
 
 class System:

@@ -43,10 +43,14 @@ def test_a_pair_fires_once_with_both_events_and_never_with_a_stale_half() -> Non
 
 
 def test_either_fires_on_x_alone_or_on_y_and_z_together() -> None:
-    assert set(_runs(_event("nm_x", "x", 1, x=1))) == {Identity("nm_either", frozenset({"x"}))}
+    assert _runs(_event("nm_x", "x", 1, x=1)) == {
+        Identity("nm_either", frozenset({"x"})): {"k": "key", "x": 1, "y": -1, "z": -1}
+    }
     assert _runs(_event("nm_y", "y", 1)) == {}
     both = _runs(_event("nm_y", "y", 1, y=2), _event("nm_z", "z", 2, z=3))
-    assert both == {Identity("nm_either", frozenset({"y", "z"})): {"k": "key", "y": 2, "z": 3}}
+    assert both == {
+        Identity("nm_either", frozenset({"y", "z"})): {"k": "key", "x": -1, "y": 2, "z": 3}
+    }
 
 
 def test_a_threshold_of_three_counts_distinct_ids() -> None:
@@ -211,3 +215,54 @@ def test_each_succeeded_pair_run_must_be_followed_by_one_after_run() -> None:
     after.events.append({"payload": {"execution_id": {"name": "pair-1"}}})
     ledger["after-1"] = ["start", "done"]
     assert check(expected, Observed([pair, after], [], [], ledger)).passed
+
+
+def test_a_late_landing_may_split_a_debounced_key_but_not_lose_or_share_its_ids() -> None:
+    late = Event("nm_burst", "b1", T0, T0, {"k": "key", "n": 1}, 0, 1, landed_late=True)
+    expected = expected_runs([_event("nm_burst", "b0", 0, n=0), late], T0, T0)
+    assert [e.loose for e in expected] == [True]
+    ledger = {"r1": ["start", "done"], "r2": ["start", "done"]}
+
+    def settled(*groups: list[str]) -> Observed:
+        runs = [
+            _run(f"r{n}", "nm_settle", [], k="key", n=0).model_copy(
+                update={"trigger_info": {"debounce": {"coalesced_event_ids": ids}}}
+            )
+            for n, ids in enumerate(groups, start=1)
+        ]
+        return Observed(runs, [], [], ledger)
+
+    assert check(expected, settled(["b0", "b1"])).passed
+    assert check(expected, settled(["b0"], ["b1"])).passed
+    assert check(expected, settled(["b0"])).lost
+    assert check(expected, settled(["b0", "b1"], ["b1"])).duplicated
+
+
+def test_the_checker_reports_a_phase_entered_twice_and_an_event_the_store_never_made() -> None:
+    expected = [Expected(Identity("nm_either", frozenset({"x1"})), {"k": "a"})]
+    changes = [
+        _change(1, "r1", "QUEUED"),
+        _change(2, "r1", "SUCCEEDED"),
+        _change(3, "r1", "SUCCEEDED"),
+    ]
+    published = ["p.d.phase-1", "p.d.phase-2", "p.d.phase-3", "p.d.phase-9"]
+    observed = Observed(
+        [_run("r1", "nm_either", ["x1"], k="a")],
+        changes,
+        published,
+        {"r1": ["start", "done"]},
+        {f"p.d.phase-{n}" for n in (1, 2, 3)},
+    )
+    report = check(expected, observed)
+    assert report.history_repeated == ["r1: its run entered ['SUCCEEDED'] more than once"]
+    assert report.lifecycle_phantom == ["p.d.phase-9"]
+
+
+def test_a_flow_that_ran_to_the_end_twice_is_allowed_only_when_its_run_had_two_attempts() -> None:
+    expected = [Expected(Identity("nm_either", frozenset({"x1"})), {"k": "a"})]
+    twice = {"r1": ["start", "done", "start", "done"]}
+    run = _run("r1", "nm_either", ["x1"], k="a").model_copy(update={"attempts": 1})
+    assert check(expected, Observed([run], [], [], twice)).ran
+    # the first attempt was killed after the flow ended, before it reported
+    run = run.model_copy(update={"attempts": 2})
+    assert check(expected, Observed([run], [], [], twice)).passed

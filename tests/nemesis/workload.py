@@ -2,7 +2,7 @@
 and its publisher.
 
 The stream is built so that what must run does not depend on the order in which the
-engine happens to read it (each event name has its own partition, so two names
+engine happens to read it (events of different names are keyed apart, so they
 interleave differently on every run): each correlation key gets one way to fire, or
 none. What varies is everything else a real stream does:
 
@@ -48,11 +48,15 @@ class Workload:
     seed: int
     duration: float
     publishes: list[Publish] = field(default_factory=list)
+    delays: dict[str, float] = field(default_factory=dict)
+    """Per event id, the longest a publish of it took, retries included: a record that
+    waited for a restarted broker lands later than its timestamp says."""
 
     @classmethod
     def generate(cls, seed: int, duration: float, keys_per_minute: float = 20.0) -> Workload:
-        """``keys_per_minute`` correlation keys per trigger kind, spread over ``duration``
-        seconds (the last 15 s stay quiet, so every key completes inside it)."""
+        """``keys_per_minute`` correlation keys per trigger kind, their first events spread
+        over ``duration`` seconds less 15 (a key's last events and duplicates may come up
+        to 20 s after its first)."""
         rng = random.Random(seed)
         made = cls(seed, duration)
         keys = max(2, round(keys_per_minute * duration / 60))
@@ -161,9 +165,12 @@ class Workload:
         for item in self.publishes:
             await asyncio.sleep(max(0.0, zero + item.at - loop.time()))
             when = start + timedelta(seconds=item.time)
+            began = loop.time()
             while True:
                 try:
                     await publish.aio(item.name, item.payload, id=item.id, time=when)
+                    took = loop.time() - began
+                    self.delays[item.id] = max(self.delays.get(item.id, 0.0), took)
                     break
                 except PublishError as error:
                     retried += 1
