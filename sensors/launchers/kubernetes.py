@@ -7,7 +7,7 @@ project and domain: a replayed request gets 409 and watches the Job that
 exists. Status, as the Job and its pod report it:
 
 - pod Pending -> INITIALIZING; not schedulable -> WAITING_FOR_RESOURCES;
-  Running -> RUNNING;
+  Running -> RUNNING (and a pod that ended while its Job has not concluded yet);
 - Job Complete -> SUCCEEDED; Failed -> FAILED: USER when the flow raised (the
   run process exits 1), SYSTEM otherwise (OOMKilled, evicted, an image that
   cannot be pulled, a Job deleted by someone else).
@@ -154,7 +154,9 @@ class KubernetesLauncher(ClusterLauncher):
             if waiting is not None and waiting.reason in _STUCK:
                 message = f"pod {pod.metadata.name}: {waiting.reason}: {waiting.message or ''}"
                 return self.failed(waiting.reason, message.strip())
-        if pod.status.phase == "Running":
+        if pod.status.phase in ("Running", "Succeeded", "Failed"):
+            # A pod that ended before its Job concluded (the Job controller is a moment
+            # behind, or starts another pod) is still the attempt running, not a new one.
             return Observation(AttemptPhase.RUNNING)
         scheduled = [c for c in pod.status.conditions or [] if c.type == "PodScheduled"]
         if scheduled and scheduled[0].status == "False" and scheduled[0].reason == "Unschedulable":

@@ -412,3 +412,31 @@ async def test_a_retry_whose_worker_on_another_host_stopped_during_its_backoff_i
     attempts = await runs_history.attempts(store, *run.key)
     assert [a.number for a in attempts] == [1, 2]
     assert attempts[1].worker == launcher.worker
+
+
+async def test_a_pod_that_ended_before_its_job_concluded_is_still_the_attempt_running(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    # Found by the full suite under load: the attempt went RUNNING -> INITIALIZING when the
+    # launcher looked between the pod's end and the Job controller's conclusion
+    k8s, api = cluster
+    core = client.CoreV1Api(api)
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}")
+    try:
+        await running(launcher, run)
+        await eventually(lambda: attempt_phase(store, run), "the first attempt (its Job)")
+        pod = {
+            "metadata": {"name": f"{run.name}-x1", "labels": {"job-name": run.name}},
+            "spec": {"containers": [{"name": "run", "image": "flows:1"}]},
+        }
+        await core.create_namespaced_pod(NS, pod)
+        for phase in ("Running", "Succeeded"):
+            await core.patch_namespaced_pod_status(
+                pod["metadata"]["name"], NS, {"status": {"phase": phase}}
+            )
+            # Then, until the Job says how it ended, the attempt is running
+            seen = await launcher.observe(run, run.name)
+            assert seen.phase == AttemptPhase.RUNNING, (phase, seen)
+    finally:
+        await launcher.close()
