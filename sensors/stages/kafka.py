@@ -57,6 +57,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_STALLED = 60.0  # seconds a batch may take to land before the stage says where it waits
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
@@ -228,7 +229,7 @@ async def consume_batches(
             if batch:
                 offsets = {tp: records[-1].offset + 1 for tp, records in batch.items()}
                 if landing is not None:
-                    await landing
+                    await _until_done(landing, name)
                 landing = asyncio.create_task(_commit_after(consumer, output, offsets, name))
             if tick is not None:  # after the batch: a tick sees what was handled
                 await tick()
@@ -238,6 +239,39 @@ async def consume_batches(
         if landing is not None:
             landing.cancel()
         raise
+
+
+async def _until_done(landing: asyncio.Task[None], name: str) -> None:
+    """Await the previous batch's landing and commit, saying where it waits whenever that
+    takes longer than ``_STALLED`` seconds: a stage that waits there handles nothing."""
+    waited = 0.0
+    while True:
+        done, _ = await asyncio.wait({landing}, timeout=_STALLED)
+        if done:
+            landing.result()
+            return
+        waited += _STALLED
+        log.warning(
+            "%s: the previous batch has not landed and been committed after %.0fs, and this "
+            "stage handles nothing until it has; it waits in %s",
+            name,
+            waited,
+            awaiting(landing),
+        )
+
+
+def awaiting(task: asyncio.Task[Any]) -> str:
+    """Where ``task`` waits: its chain of awaits, innermost last."""
+    steps: list[str] = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and len(steps) < 30:
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            steps.append(repr(awaited)[:200])  # a future, or a coroutine that ended
+            break
+        steps.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    return " -> ".join(steps)
 
 
 def _defer_unready(

@@ -14,6 +14,7 @@ from aiokafka.errors import CommitFailedError
 
 from sensors.stages.kafka import Batch, consume_batches, send_records
 from tests.fixtures.stub_kafka import StubConsumer, StubKafka, settle
+from tests.fixtures.waits import eventually
 
 
 class Handler:
@@ -242,3 +243,28 @@ async def test_send_records_sends_a_batch_per_partition_and_another_when_one_is_
     ]
     # And the futures returned are those of the batches' acknowledgements
     assert acks == [s.ack for s in producer.sent]
+
+
+async def test_a_stage_waiting_long_for_a_batch_to_land_says_where_it_waits(
+    kafka: StubKafka,
+    consumer: StubConsumer,
+    handle: Handler,
+    loop: asyncio.Event,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The nemesis saw stages stop handling anything for minutes after a worker was paused
+    # or the broker restarted, and said nothing: this line tells where they wait
+    monkeypatch.setattr("sensors.stages.kafka._STALLED", 0.05)
+    # Given a batch whose output never lands, and a next batch behind it
+    kafka.append(IN, b"first")
+    await consumer.polled(2)
+    kafka.append(IN, b"second")
+    # Then the stage says, again and again, that it waits, and where
+    said = await eventually(
+        lambda: [r.getMessage() for r in caplog.records if "has not landed" in r.getMessage()][1:],
+        "two lines about the stalled batch",
+        timeout=5,
+    )
+    assert "it waits in _commit_after (" in said[0], said
+    assert "test: the previous batch has not landed" in said[0]
