@@ -12,7 +12,7 @@ from tests.fixtures.servers import server_missing
 from tests.nemesis.runner import run_schedule
 from tests.nemesis.system import skewable
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.nemesis]
 
 
 @pytest.mark.timeout(900)
