@@ -148,7 +148,7 @@ class Nemesis:
     async def _runs(self, fault: Fault) -> str:
         """Kill up to two running runs' process groups (none when the store is down)."""
         try:
-            async with await RunStore.open(self.system.postgres.url) as store:
+            async with await RunStore.open(self.system.postgres.url, migrate=False) as store:
                 running = await store.list_runs(phase=WorkflowPhase.RUNNING, limit=100)
         except Exception as error:  # the store may be down: that is another fault
             return f"none (the store did not answer: {type(error).__name__})"
