@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine, Sequence
@@ -28,11 +29,14 @@ from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
 from sensors.registry import discover
 from sensors.runs.outages import shown_url
+from sensors.stages.kafka import awaiting
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings, read_dev_file
 from triggers.spec import FlowSpec
 
 __all__ = ["DevInfo", "run_dev", "serve", "serve_until_signal"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,15 +53,24 @@ class DevInfo:
 
 
 async def serve(engine: Engine) -> None:
-    """Run ``engine`` until SIGINT or SIGTERM (Ctrl-C stops cleanly, not with a traceback)."""
+    """Run ``engine`` until SIGINT or SIGTERM (Ctrl-C stops cleanly, not with a traceback).
+    SIGUSR1 logs where each of its tasks waits, for a worker that seems stuck."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.request_stop)
+    loop.add_signal_handler(signal.SIGUSR1, log_tasks)
     try:
         await engine.run_forever()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
+
+
+def log_tasks() -> None:
+    """Log every task of the running loop with its chain of awaits (``kill -USR1 PID``)."""
+    tasks = sorted(asyncio.all_tasks(), key=lambda task: task.get_name())
+    lines = "".join(f"\n  {task.get_name()}: {awaiting(task)}" for task in tasks)
+    log.warning("%d tasks, and where each waits (SIGUSR1):%s", len(tasks), lines)
 
 
 async def serve_until_signal(

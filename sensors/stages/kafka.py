@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -57,7 +58,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-_STALLED = 60.0  # seconds a batch may take to land before the stage says where it waits
+_STALLED = 60.0  # seconds a batch may take to land (or reads stay empty) before a stage says so
+_LOOK_TIMEOUT = 5.0  # seconds the idle check waits for the broker
 
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
 
@@ -204,13 +206,16 @@ async def consume_batches(
     not committed.
     """
     landing: asyncio.Task[None] | None = None
+    idle = _Idle(consumer, name)
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=200, max_records=max_records)
             if not batch:
+                await idle.check()
                 if tick is not None:
                     await tick()
                 continue
+            idle.since = None
             while True:
                 if ready is not None:
                     batch = _defer_unready(consumer, batch, ready, name)
@@ -239,6 +244,58 @@ async def consume_batches(
         if landing is not None:
             landing.cancel()
         raise
+
+
+class _Idle:
+    """Says so when a stage has read nothing for ``_STALLED`` seconds while partitions it
+    owns have records it has not read: a consumer that stopped fetching, which would
+    otherwise leave those records unhandled without a word."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, name: str) -> None:
+        self.consumer, self.name = consumer, name
+        self.since: float | None = None  # when reads started coming back empty
+        self.said = 0.0
+
+    async def check(self) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        if now - max(self.since, self.said) < _STALLED:
+            return
+        self.said = now
+        behind = await _behind(self.consumer)
+        if behind:
+            log.warning(
+                "%s: read nothing for %.0fs, though %s; check the broker, and the worker's "
+                "other warnings",
+                self.name,
+                now - self.since,
+                "; ".join(behind),
+            )
+
+
+async def _behind(consumer: AIOKafkaConsumer) -> list[str]:
+    """The assigned partitions whose end is past the consumer's position, each with where
+    the consumer stands."""
+    assigned = sorted(consumer.assignment())
+    try:
+        ends = await asyncio.wait_for(consumer.end_offsets(assigned), _LOOK_TIMEOUT)
+    except (TimeoutError, KafkaError) as exc:
+        return [f"the broker did not tell the ends of {assigned} ({type(exc).__name__})"]
+    paused = consumer.paused()
+    behind = []
+    for tp in assigned:
+        try:
+            position: int | None = await asyncio.wait_for(consumer.position(tp), _LOOK_TIMEOUT)
+        except (TimeoutError, IllegalStateError):
+            position = None  # it waits for its committed offset, or was revoked meanwhile
+        # Some brokers (Tansu on S3) answer ListOffsets short: the last fetch knew better.
+        end = max(ends.get(tp, 0), consumer.highwater(tp) or 0)
+        if position is None or position < end:
+            state = " (paused)" if tp in paused else ""
+            where = "no position" if position is None else f"offset {position}"
+            behind.append(f"{tp.topic}[{tp.partition}]{state} is at {where} of {end}")
+    return behind
 
 
 async def _until_done(landing: asyncio.Task[None], name: str) -> None:

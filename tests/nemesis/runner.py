@@ -114,6 +114,8 @@ async def run_schedule(
         async with await RunStore.open(system.postgres.url) as store:
             result.quiesced = await _quiesce(store, expected, start, until, say)
             say(f"seed {seed}: quiesced after {time.monotonic() - began:.0f}s")
+            if result.quiesced:  # where each worker's tasks wait, in its log
+                await asyncio.gather(*(w.dump_tasks() for w in system.workers))
             # Stopped first: idle workers keep Tansu's S3 busy, and reading it is slow then.
             await asyncio.to_thread(system.stop_workers)
             observed = await _observe(store, bootstrap, system.ledger, start, until)

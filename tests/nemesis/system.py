@@ -7,6 +7,7 @@ import asyncio
 import os
 import signal
 import subprocess
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,9 @@ def skewable() -> bool:
     constant, which changes no duration (libfaketime breaks ``time.sleep`` when told to
     leave the monotonic clock alone)."""
     return FAKETIME.exists()
+
+
+_TASKS_LOGGED = "tasks, and where each waits"  # what a worker logs on SIGUSR1
 
 
 @dataclass
@@ -78,6 +82,19 @@ class Worker:
     def resume(self) -> None:
         assert self.process is not None
         self.process.send_signal(signal.SIGCONT)
+
+    async def dump_tasks(self, timeout: float = 10.0) -> None:
+        """Have the worker log where each of its tasks waits (SIGUSR1), and wait until it
+        has: what a schedule that did not quiesce leaves to read in its log."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        before = self.log.read_text(errors="replace").count(_TASKS_LOGGED)
+        self.process.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.log.read_text(errors="replace").count(_TASKS_LOGGED) > before:
+                return
+            await asyncio.sleep(0.2)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after 20 s (see ``tripwire_process``)."""
@@ -150,6 +167,9 @@ class System:
             "TRIPWIRE_HOME": str(self.folder / "home"),
             "TRIPWIRE_PROJECT": self.name,
             "TRIPWIRE_TOPIC_PARTITIONS": "1",  # Tansu on moto lists a partition per fetch: keep few
+            # and fetch less often: at 100 ms, 6 consumers' fetches (each an S3 listing of a
+            # partition's objects, hundreds of them) saturate moto, and every stage stalls
+            "TRIPWIRE_KAFKA_FETCH_MAX_WAIT_MS": "1000",
             "TRIPWIRE_SYSTEM_RETRIES": "3",  # a run whose process the nemesis killed runs again
             "TRIPWIRE_SNAPSHOT_INTERVAL": "5",  # takeovers start from snapshots, too
             "NEMESIS_LEDGER": str(self.ledger),

@@ -394,14 +394,14 @@ async def test_a_failed_restore_is_retried_and_the_partitions_offers_wait_for_it
     recovery.attach(offers)
     await recovery.on_partitions_assigned([tp])  # aiokafka would only log a raise here
     # Then the partition waits, paused, and its offers are not handled on an empty state
-    assert (second.ready(tp), tp in offers.paused, held(second)) == (False, True, {})
+    assert (second.ready(tp), tp in offers.paused(), held(second)) == (False, True, {})
     stop = asyncio.Event()
     loop = await _consuming(offers, second, stop)
     await offers.polled(2)
     assert second.offers == 0
     # And the replay is tried again until it succeeds, then c3 meets o3
     await eventually(lambda: second.ready(tp), "the restore, tried again")
-    assert len(readers) == 3 and tp not in offers.paused and not recovery.retrying
+    assert len(readers) == 3 and tp not in offers.paused() and not recovery.retrying
     await eventually(lambda: requests(kafka, settings), "the run of c3 and o3")
     [request] = requests(kafka, settings)
     assert sorted(e["id"] for e in request.events) == ["c3", "o3"]

@@ -268,3 +268,48 @@ async def test_a_stage_waiting_long_for_a_batch_to_land_says_where_it_waits(
     )
     assert "it waits in _commit_after (" in said[0], said
     assert "test: the previous batch has not landed" in said[0]
+
+
+async def test_a_stage_that_reads_nothing_while_its_partitions_have_records_says_so(
+    kafka: StubKafka,
+    consumer: StubConsumer,
+    handle: Handler,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A nemesis schedule saw a stage read nothing for minutes while its partition had
+    # records, and say nothing: this line tells which partition lags, and where it stands
+    monkeypatch.setattr("sensors.stages.kafka._STALLED", 0.05)
+    # Given a stage whose consumer stopped fetching one partition that has records
+    kafka.append(IN, b"first", partition=1)
+    consumer.pause(P1)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consume_batches(consumer, handle, stop=stop, name="test"))
+    # Then it says which partition lags, and where the consumer stands in it
+    said = await eventually(
+        lambda: [r.getMessage() for r in caplog.records if "read nothing" in r.getMessage()],
+        "a line about the partition it does not read",
+        timeout=5,
+    )
+    assert "in[1] (paused) is at offset 0 of 1" in said[0], said
+    assert "in[0]" not in said[0]  # caught up: nothing to say of it
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    assert handle.batches == []
+
+
+async def test_a_stage_that_is_caught_up_reads_nothing_without_a_word(
+    kafka: StubKafka,
+    consumer: StubConsumer,
+    handle: Handler,
+    loop: asyncio.Event,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sensors.stages.kafka._STALLED", 0.01)
+    # Given a stage that handled everything there is
+    kafka.append(IN, b"only")
+    await consumer.polled(20)  # many empty reads, each past the idle limit
+    assert len(handle.batches) == 1
+    # Then it says nothing about reading nothing
+    assert not [r for r in caplog.records if "read nothing" in r.getMessage()]
