@@ -275,6 +275,35 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds between looks at the Jobs and Workflows of k8s:// and argo:// runs.",
     )
+    remote_poll_interval: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "Seconds between looks at the remote runs of prefect://, airflow://, dagster:// "
+            "and flyte:// targets."
+        ),
+    )
+    prefect_url: str | None = Field(
+        None,
+        description=(
+            "Prefect API of `prefect:///FLOW/DEPLOYMENT` targets, which name no server, e.g. "
+            "http://prefect:4200/api. Unset: Prefect's own PREFECT_API_URL."
+        ),
+    )
+    airflow_url: str | None = Field(
+        None,
+        description=(
+            "Airflow of `airflow:///DAG_ID` targets, which name no server, e.g. "
+            "https://airflow.example (the API is under /api/v2)."
+        ),
+    )
+    dagster_url: str | None = Field(
+        None,
+        description=(
+            "Dagster webserver of `dagster:///JOB` targets, which name no server, e.g. "
+            "http://dagster:3000 (the GraphQL API is under /graphql)."
+        ),
+    )
     signal_poll_interval: float = Field(
         0.5,
         gt=0,

@@ -18,7 +18,7 @@ import re
 import string
 from datetime import timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -34,10 +34,14 @@ from triggers.spec import parse_duration
 
 __all__ = [
     "CONTEXT_FIELDS",
+    "AirflowTarget",
     "ArgoTarget",
     "CommandTarget",
+    "DagsterTarget",
+    "FlyteTarget",
     "HttpTarget",
     "KubernetesTarget",
+    "PrefectTarget",
     "TargetSpec",
     "as_text",
     "parse_target",
@@ -144,6 +148,120 @@ class ArgoTarget(_Options):
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels.")
 
 
+_TLS = Field(
+    None,
+    description="https (True) or http (False) to the server; None: https, except to "
+    "localhost and loopback addresses.",
+)
+
+
+class PrefectTarget(_Options):
+    """``prefect://[SERVER]/FLOW/DEPLOYMENT``: each attempt is a flow run of a Prefect 3
+    deployment, created through Prefect's REST API."""
+
+    parameters: dict[str, Any] | None = Field(
+        None,
+        description="The flow run's parameters, a JSON template; None passes the flow's "
+        "parameters as they are.",
+    )
+    tags: tuple[str, ...] = Field((), description="Extra tags of the flow run.")
+    api_key_env: str | None = Field(
+        None,
+        description="Name of the worker's environment variable that holds the Prefect API key "
+        "(Prefect Cloud), sent as a bearer token. The key itself never enters a spec.",
+    )
+    auth_string_env: str | None = Field(
+        None,
+        description="Name of the worker's environment variable that holds a self-hosted "
+        "server's 'user:password' (its PREFECT_SERVER_API_AUTH_STRING), sent as basic auth.",
+    )
+    ui_url: str | None = Field(
+        None, description="Base of the links to flow runs; default the API's server."
+    )
+    tls: bool | None = _TLS
+
+
+class AirflowTarget(_Options):
+    """``airflow://[SERVER]/DAG_ID``: each attempt is a DAG run, triggered through Airflow
+    3's REST API."""
+
+    conf: dict[str, Any] | None = Field(
+        None,
+        description="The DAG run's conf, a JSON template; None passes the flow's parameters "
+        "as they are.",
+    )
+    username_env: str | None = Field(
+        None,
+        description="Name of the worker's environment variable that holds the user to get an "
+        "API token with (POST /auth/token).",
+    )
+    password_env: str | None = Field(
+        None, description="Name of the worker's environment variable that holds its password."
+    )
+    token_env: str | None = Field(
+        None,
+        description="Name of the worker's environment variable that holds a ready API token "
+        "(JWT), instead of a user and password.",
+    )
+    tls: bool | None = _TLS
+
+
+class DagsterTarget(_Options):
+    """``dagster://[SERVER]/[LOCATION/]JOB``: each attempt is a run of a Dagster job,
+    launched through Dagster's GraphQL API."""
+
+    run_config: dict[str, Any] | None = Field(
+        None,
+        description="The run config, a JSON template that says where the parameters go, e.g. "
+        '{"ops": {"load": {"config": {"day": "{day}"}}}}; None: an empty run config.',
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="Extra tags of the run (templates allowed)."
+    )
+    repository: str = Field(
+        "__repository__",
+        description="The repository in the code location; the default is that of a "
+        "Definitions object.",
+    )
+    token_env: str | None = Field(
+        None,
+        description="Name of the worker's environment variable that holds a Dagster+ user "
+        "token (sent as Dagster-Cloud-Api-Token).",
+    )
+    tls: bool | None = _TLS
+
+
+class FlyteTarget(_Options):
+    """``flyte://[PROJECT/DOMAIN/]ENV.TASK``: each attempt is a run of a Flyte 2 task,
+    started with the ``flyte`` SDK."""
+
+    inputs: dict[str, Any] | None = Field(
+        None,
+        description="The task's inputs, a JSON template; None passes the flow's parameters "
+        "as they are.",
+    )
+    mode: Literal["remote", "local"] = Field(
+        "remote",
+        description="remote: on the Flyte backend the worker's Flyte config names; local: in "
+        "Flyte's local mode, in a process on the worker's machine.",
+    )
+    module: str | None = Field(
+        None,
+        description="Local mode: the module or .py file that defines the task's TaskEnvironment.",
+    )
+    python: str | None = Field(
+        None,
+        description="Local mode: the interpreter with the flyte SDK and the task's code; "
+        "default the worker's.",
+    )
+    version: str | None = Field(
+        None, description="Remote mode: the task's version; default latest."
+    )
+    config: str | None = Field(
+        None, description="Remote mode: a Flyte config file; default Flyte's own look-up."
+    )
+
+
 _OPTIONS: dict[str, type[_Options] | None] = {
     "local": None,
     "command": CommandTarget,
@@ -151,6 +269,10 @@ _OPTIONS: dict[str, type[_Options] | None] = {
     "https": HttpTarget,
     "k8s": KubernetesTarget,
     "argo": ArgoTarget,
+    "prefect": PrefectTarget,
+    "airflow": AirflowTarget,
+    "dagster": DagsterTarget,
+    "flyte": FlyteTarget,
 }
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -189,6 +311,8 @@ def parse_target(url: str, options: dict[str, Any], parameters: list[str]) -> Ta
         raise DeclarationError(f"target {url!r} has no host; write e.g. 'https://ci.example/run'.")
     if scheme in ("k8s", "argo"):
         _cluster_url(url, scheme)
+    if scheme in _ORCHESTRATOR_URLS:
+        _orchestrator_url(url, scheme)
     kind = _OPTIONS[scheme]
     if kind is None:
         if options:
@@ -222,6 +346,30 @@ def _cluster_url(url: str, scheme: str) -> None:
             f"{' and WorkflowTemplate' if scheme == 'argo' else ''}: lowercase letters, digits "
             "and '-')."
         )
+
+
+_ORCHESTRATOR_URLS = {  # scheme -> (names the path takes, the form, an example)
+    "prefect": ((2,), "prefect://[SERVER]/FLOW/DEPLOYMENT", "prefect://prefect:4200/etl/nightly"),
+    "airflow": ((1,), "airflow://[SERVER]/DAG_ID", "airflow://airflow:8080/nightly_etl"),
+    "dagster": ((1, 2), "dagster://[SERVER]/[LOCATION/]JOB", "dagster://dagster:3000/etl/load"),
+    "flyte": (
+        (1, 3),
+        "flyte://[PROJECT/DOMAIN/]ENV.TASK",
+        "flyte://flytesnacks/development/etl.load",
+    ),
+}
+
+
+def _orchestrator_url(url: str, scheme: str) -> None:
+    counts, form, example = _ORCHESTRATOR_URLS[scheme]
+    parts = urlsplit(url)
+    names = [unquote(p) for p in parts.path.split("/") if p]
+    if scheme == "flyte":  # no server: the Flyte config names it
+        names = [unquote(parts.netloc), *names] if parts.netloc else names
+    task = names[-1] if names else ""
+    wrong = len(names) not in counts or (scheme == "flyte" and "." not in task.strip("."))
+    if wrong or parts.query or parts.fragment:
+        raise DeclarationError(f"target {url!r}: write {form}, e.g. {example!r}.")
 
 
 def placeholders(template: Any) -> set[str]:

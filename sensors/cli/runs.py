@@ -267,10 +267,19 @@ def runs_logs(
     domain: DomainOption = None,
 ) -> None:
     """Print a run's log (its process output, or its HTTP calls) from this machine."""
-    from sensors.queries.runs import run_logs
+    from sensors.launchers.base import REMOTE_FAMILIES, family_of
+    from sensors.queries.runs import run_detail
 
-    run = run_sync(with_store(lambda store: store.get_run(name, **scope(project, domain))))
-    for entry in run_logs(run):
+    detail = run_sync(with_store(lambda store: run_detail(store, name, **scope(project, domain))))
+    run = detail.run
+    if family_of(run.target) in REMOTE_FAMILIES:
+        pages = "".join(f"\n  {entry.name}: {entry.uri}" for entry in detail.logs)
+        err.print(
+            f"run {name} ran on {run.target}; its logs are in that system"
+            + (f":{pages}" if pages else " (no attempt has started there yet)")
+        )
+        raise typer.Exit(1)
+    for entry in detail.logs:
         where = urlsplit(entry.uri)
         if where.scheme != "file":
             namespace = where.netloc

@@ -18,8 +18,9 @@ from urllib.parse import urlsplit
 from sensors.core.sensor import slug
 from sensors.launchers.attempts import system_error
 from sensors.launchers.base import template_values
-from sensors.launchers.cluster import ClusterLauncher, Observation
+from sensors.launchers.cluster import ClusterLauncher
 from sensors.launchers.kubernetes import RUN_LABEL
+from sensors.launchers.remote import Observation
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
 from triggers.targets import ArgoTarget, TargetSpec, render

@@ -10,7 +10,14 @@ from urllib.parse import urlsplit
 from sensors.runs.models import RunRecord
 from triggers.errors import ConfigurationError
 
-__all__ = ["Launcher", "Unbounded", "family_of", "scheme_of", "template_values"]
+__all__ = [
+    "REMOTE_FAMILIES",
+    "Launcher",
+    "Unbounded",
+    "family_of",
+    "scheme_of",
+    "template_values",
+]
 
 _FAMILIES = {
     "local": "local",
@@ -19,7 +26,13 @@ _FAMILIES = {
     "https": "http",
     "k8s": "k8s",
     "argo": "argo",
+    "prefect": "prefect",
+    "airflow": "airflow",
+    "dagster": "dagster",
+    "flyte": "flyte",
 }
+REMOTE_FAMILIES = frozenset({"prefect", "airflow", "dagster", "flyte"})
+"""The families whose runs another orchestrator runs, each attempt linked to its page there."""
 
 
 class Launcher(Protocol):

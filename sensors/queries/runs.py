@@ -5,11 +5,12 @@ Plain queries that return data; :mod:`sensors.cli.render` and the web templates 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from sensors.launchers.base import scheme_of
+from sensors.launchers.base import REMOTE_FAMILIES, family_of, scheme_of
 from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, PhaseChange, RunRecord
@@ -37,26 +38,34 @@ class RunDetail(BaseModel):
     logs: list[TaskLog] = Field(default_factory=list, description="Where its logs are.")
 
 
-def run_logs(run: RunRecord) -> list[TaskLog]:
+def run_logs(run: RunRecord, attempts: Sequence[Attempt] = ()) -> list[TaskLog]:
     """Where a run's logs are: the run folder's log for the targets a worker runs itself,
-    the Job's pods or the Workflow in the cluster for the others."""
+    the Job's pods or the Workflow in the cluster, or each attempt's page in the system
+    that ran it (Prefect, Airflow, Dagster, Flyte)."""
     scheme = scheme_of(run.target)
     if scheme == "k8s":
         return [TaskLog(name="Kubernetes Job", uri=f"{run.target.rstrip('/')}/jobs/{run.name}")]
     if scheme == "argo":
         namespace = run.target.split("/")[2]
         return [TaskLog(name="Argo Workflow", uri=f"argo://{namespace}/workflows/{run.name}")]
+    if family_of(run.target) in REMOTE_FAMILIES:
+        return [
+            TaskLog(name=f"{scheme} run of attempt {a.number}", uri=a.link)
+            for a in attempts
+            if a.link
+        ]
     path = run_dir(get_settings(), run.name) / "run.log"
     return [TaskLog(name="run.log", uri=path.as_uri())]
 
 
 async def run_detail(store: RunStore, name: str, *, project: str, domain: str) -> RunDetail:
     run = await store.get_run(name, project=project, domain=domain)
+    attempts = await runs_history.attempts(store, run.project, run.domain, run.name)
     return RunDetail(
         run=run,
-        attempts=await runs_history.attempts(store, run.project, run.domain, run.name),
+        attempts=attempts,
         history=await runs_history.history(store, run.project, run.domain, run.name),
-        logs=run_logs(run),
+        logs=run_logs(run, attempts),
     )
 
 

@@ -211,6 +211,19 @@ async def heartbeat(
         return bool((await conn.execute(update)).rowcount == 1)
 
 
+async def link_attempt(
+    store: RunStore, project: str, domain: str, name: str, number: int, link: str
+) -> None:
+    """Record where attempt ``number``'s remote run is seen (its page in the system's UI)."""
+    update = (
+        run_attempts.update()
+        .where(*named(run_attempts, project, domain, name), run_attempts.c.number == number)
+        .values(link=link)
+    )
+    async with store.connection(write=True) as conn:
+        await conn.execute(update)
+
+
 async def adopt_attempt(
     store: RunStore, project: str, domain: str, name: str, number: int, old: str, new: str
 ) -> bool:

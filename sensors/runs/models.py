@@ -236,6 +236,9 @@ class Attempt(BaseModel):
     error: RunError | None = None
     pid: int | None = None
     worker: str | None = None
+    link: str | None = Field(
+        None, description="Where the attempt's remote run is seen, e.g. its Prefect UI page."
+    )
 
 
 class PhaseChange(BaseModel):

@@ -201,6 +201,7 @@ run_attempts = sa.Table(
     sa.Column("error", sa.JSON),
     sa.Column("pid", sa.Integer),
     sa.Column("worker", sa.String(300)),
+    sa.Column("link", sa.String(2000)),
 )
 
 # Every phase change of a run or of one of its attempts, in order. Also the outbox of

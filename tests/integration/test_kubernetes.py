@@ -20,8 +20,9 @@ from kubernetes.aio import client
 
 from sensors.launchers.argo import ArgoLauncher
 from sensors.launchers.attempts import run_error
-from sensors.launchers.cluster import ClusterLauncher, attempt_name
+from sensors.launchers.cluster import ClusterLauncher
 from sensors.launchers.kubernetes import RUN_LABEL, KubernetesLauncher
+from sensors.launchers.remote import attempt_name
 from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -241,6 +242,73 @@ async def test_a_dead_workers_job_is_watched_again_by_another(
     assert done.phase == WorkflowPhase.SUCCEEDED
     [attempt] = await runs_history.attempts(store, *run.key)
     assert attempt.worker == second.worker
+
+
+# what every remote launcher shares (sensors.launchers.remote)
+
+
+async def test_a_system_failure_is_retried_as_a_new_attempt_while_system_retries_allow(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    patient = settings(k8s, tmp_path).model_copy(update={"system_retries": 1})
+    launcher = KubernetesLauncher(settings=patient, store=store)
+    run = await claimed(store, f"k8s://{NS}", retries=0, retry_backoff_seconds=0.01)
+    try:
+        await running(launcher, run)
+        await _fail_job(api, run.name, exit_code=137, reason="OOMKilled")
+        retry = f"{run.name[:58]}-a2"
+        await eventually(lambda: _job_exists(api, retry), "the retry's Job")
+        complete = {"type": "Complete", "status": "True"}
+        await client.BatchV1Api(api).patch_namespaced_job_status(
+            retry, NS, {"status": {"conditions": [complete]}}
+        )
+        done = await ended(store, run)
+    finally:
+        await launcher.close()
+    assert done.phase == WorkflowPhase.SUCCEEDED
+    first, second = await runs_history.attempts(store, *run.key)
+    assert first.phase == AttemptPhase.RETRYABLE_FAILED and first.error is not None
+    assert (first.error.kind, first.error.code) == (ErrorKind.SYSTEM, "OOMKilled")
+    assert second.phase == AttemptPhase.SUCCEEDED
+
+
+async def test_a_target_that_cannot_work_fails_at_once_and_is_not_retried(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, _ = cluster
+    # Given a worker with no image for k8s:// runs, and retries of both kinds to spare
+    imageless = settings(k8s, tmp_path).model_copy(update={"kube_image": None, "system_retries": 3})
+    launcher = KubernetesLauncher(settings=imageless, store=store)
+    run = await claimed(store, f"k8s://{NS}", retries=3)
+    try:
+        await running(launcher, run)
+        done = await ended(store, run)
+    finally:
+        await launcher.close()
+    # Then the run fails with what to change, after one attempt: another would fail alike
+    assert done.phase == WorkflowPhase.FAILED and done.error is not None
+    assert (done.error.kind, done.error.code) == (ErrorKind.SYSTEM, "TargetMisconfigured")
+    assert "TRIPWIRE_KUBE_IMAGE" in done.error.message
+    assert len(await runs_history.attempts(store, *run.key)) == 1
+    assert not [r for r in k8s if r.method == kmock.method.POST]  # no Job was asked for
+
+
+async def test_a_timed_out_run_is_stopped_and_not_retried(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path
+) -> None:
+    k8s, api = cluster
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}", retries=2, timeout_seconds=0.5)
+    try:
+        await running(launcher, run)
+        done = await ended(store, run)  # the Job never ends
+    finally:
+        await launcher.close()
+    assert done.phase == WorkflowPhase.TIMED_OUT and done.error is not None
+    assert done.error.code == "Timeout"
+    assert len(await runs_history.attempts(store, *run.key)) == 1
+    assert not await _job_exists(api, run.name)  # stopped: deleted with its pods
 
 
 # argo://
