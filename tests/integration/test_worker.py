@@ -47,6 +47,13 @@ async def test_a_worker_runs_flows_until_sigterm_then_exits_cleanly(
                 run = await finished_run(store, event_id)
             assert run.phase == WorkflowPhase.SUCCEEDED
             assert run.parameters["rows"] == 3
+            # And SIGUSR1 logs where each of its tasks waits, and it goes on
+            worker.send_signal(signal.SIGUSR1)
+            dump = await eventually(
+                lambda: b"tasks, and where each waits" in log.read_bytes(), "the task dump"
+            )
+            assert dump and b"tripwire sensors: consume_batches (" in log.read_bytes()
+            assert worker.poll() is None
             # And SIGTERM stops it cleanly
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(20) == 0, log.read_text()
