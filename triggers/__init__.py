@@ -5,7 +5,7 @@ Flow authors use :func:`trigger`, :func:`trigger_on_finish` and :func:`schedule`
 publishers use :func:`publish` and :func:`safe_publish` (each with an ``.aio``
 form), and :class:`EventSource` turns other buses' messages into events; a running
 flow reads :data:`current` and can pause for a signal with :func:`wait_for_event`,
-which :class:`Event` gives from outside.
+which :class:`Event` (Flyte 2's :class:`Condition`) gives from outside.
 """
 
 from typing import TYPE_CHECKING
@@ -23,7 +23,7 @@ from triggers.errors import (
 )
 from triggers.placement import resources, target
 from triggers.publish import publish, safe_publish
-from triggers.signals import Event, wait_for_event
+from triggers.signals import Condition, Event, wait_for_event
 from triggers.sources import EventSource
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     # signals: runs that wait for an event
     "wait_for_event",
     "Event",
+    "Condition",
     # configuration
     "Settings",
     # errors

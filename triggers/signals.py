@@ -31,7 +31,7 @@ from triggers.waits import SIGNAL_TYPES, Signal, SignalBackend, SignalPhase, che
 if TYPE_CHECKING:
     from triggers.settings import Settings
 
-__all__ = ["Event", "wait_for_event"]
+__all__ = ["Condition", "Event", "wait_for_event"]
 
 _TYPES = {kind: name for name, kind in SIGNAL_TYPES.items()}
 
@@ -237,6 +237,11 @@ class Event:
     get = _Dual(_get)
     listall = _Dual(_listall)
     signal = _Dual(_signal)
+
+
+Condition = Event
+"""Flyte 2's name for an :class:`Event` a run waits for (``flyte.remote.Condition``, once
+``flyte.remote.Event``): the same class, so code written with either name works."""
 
 
 async def _wait_for_event(

@@ -27,6 +27,7 @@ from pydantic import (
     ValidationError,
     field_serializer,
     field_validator,
+    model_validator,
 )
 
 from triggers.errors import DeclarationError
@@ -260,6 +261,15 @@ class FlyteTarget(_Options):
     config: str | None = Field(
         None, description="Remote mode: a Flyte config file; default Flyte's own look-up."
     )
+
+    @model_validator(mode="after")
+    def _local_needs_code(self) -> FlyteTarget:
+        if self.mode == "local" and not self.module:
+            raise ValueError(
+                'mode="local" runs the task on the worker: give module= (the module or .py '
+                "file that defines its TaskEnvironment)"
+            )
+        return self
 
 
 _OPTIONS: dict[str, type[_Options] | None] = {

@@ -17,7 +17,7 @@ from tests.fixtures.engine import FLOWS, finished_run, tripwire_cli
 from tests.fixtures.signals import use_api, waiting_run
 from tests.fixtures.waits import eventually
 from tests.integration.flows.signal_flows import signal_note
-from triggers import Event, SignalError, publish
+from triggers import Condition, Event, SignalError, publish
 
 pytestmark = pytest.mark.integration
 
@@ -40,6 +40,9 @@ async def test_a_run_waits_for_a_typed_signal_and_gets_its_value(store: RunStore
         event.signal("yes")
     with pytest.raises(TypeError, match="bool, int, float or str, not list"):
         event.signal([True])  # type: ignore[arg-type]
+    # And Flyte 2's name for it finds the same: code written for Flyte's Condition reads it
+    condition = Condition.get("approval", run.name)
+    assert condition is not None and condition.to_dict() == event.to_dict()
     # When it is signalled True
     assert event.signal(True).phase == "SUCCEEDED"
     # Then the run gets True and succeeds
