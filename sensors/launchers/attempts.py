@@ -29,6 +29,7 @@ __all__ = [
     "abandoned_retries",
     "backoff_left",
     "begin_attempt",
+    "cancel_watchers",
     "end_attempt",
     "finish_run",
     "keep_adopting",
@@ -332,3 +333,16 @@ async def keep_adopting(adopt: Callable[[], Awaitable[Any]], every: float = ADOP
             await adopt()
         except Exception:
             log_failure(log, "looking for unwatched attempts failed; will try again")
+
+
+async def cancel_watchers(
+    adopter: asyncio.Task[None] | None, tasks: set[asyncio.Task[None]]
+) -> None:
+    """Stop a launcher's adopter and the tasks that follow its runs, as the worker stops;
+    wait a moment for them to end (a run that ends meanwhile records its phase)."""
+    if adopter is not None:
+        adopter.cancel()
+    for task in list(tasks):
+        task.cancel()
+    if tasks:
+        await asyncio.wait(set(tasks), timeout=5)

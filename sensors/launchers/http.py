@@ -35,6 +35,7 @@ from sensors.launchers.attempts import (
     abandoned_retries,
     backoff_left,
     begin_attempt,
+    cancel_watchers,
     end_attempt,
     finish_run,
     keep_adopting,
@@ -126,12 +127,7 @@ class HttpLauncher(Unbounded):
         return taken_over + [run.name for run in claimed]
 
     async def close(self) -> None:
-        if self._adopter is not None:
-            self._adopter.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5)
+        await cancel_watchers(self._adopter, self._tasks)
         await self._client.aclose()
 
     async def _execute(self, run: RunRecord, after: float = 0.0) -> None:

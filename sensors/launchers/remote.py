@@ -41,6 +41,7 @@ from sensors.launchers.attempts import (
     abandoned_retries,
     backoff_left,
     begin_attempt,
+    cancel_watchers,
     end_attempt,
     finish_run,
     keep_adopting,
@@ -192,12 +193,7 @@ class RemoteLauncher(Unbounded, ABC):
 
     async def close(self) -> None:
         """Stop watching; the remote runs go on, and a worker takes them over."""
-        if self._adopter is not None:
-            self._adopter.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=5)
+        await cancel_watchers(self._adopter, self._tasks)
         await self.disconnect()
 
     # the attempt loop

@@ -40,6 +40,11 @@ def test_the_examples_declare_the_flows_the_readme_shows() -> None:
         "ci_rebuild",
         "train_model",
         "nightly_etl",
+        # examples/orchestrators/: one flow per orchestrator
+        "load_day_on_prefect",
+        "load_day_on_airflow",
+        "load_day_on_dagster",
+        "load_orders_on_flyte",
         # examples/sources/: one flow per bus
         "pack_order",
         "cool_down",
