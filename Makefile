@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # benchmark's baseline runs there, and so do the faust apps of the tests (tests/integration/test_faust_app.py).
 FAUST_VENV := .venv-faust
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean orchestrators
 
 # What the demo needs: tripwire itself (`pip install -e .`).
 $(VENV)/.runtime: pyproject.toml
@@ -31,7 +31,12 @@ $(FAUST_VENV)/bin/python: pyproject.toml
 demo: $(VENV)/.runtime  ## start tripwire dev examples/, publish data_updated, show the run
 	$(BIN)/python examples/demo.py
 
-test: $(VENV)/.dev $(FAUST_VENV)/bin/python  ## the whole test suite (what CI runs, after `make lint`)
+# The orchestrators the target tests start for real (Prefect, Airflow, Dagster) and Flyte's SDK,
+# each in a virtualenv of its own, .venv-NAME (tests/fixtures/venvs.py): tripwire needs none.
+orchestrators: $(VENV)/.dev
+	$(BIN)/python -m tests.fixtures.venvs
+
+test: $(VENV)/.dev $(FAUST_VENV)/bin/python orchestrators  ## the whole test suite (what CI runs, after `make lint`)
 	$(BIN)/pytest -n 2 --dist loadfile --durations=15 -m "not nemesis"
 	$(BIN)/pytest -m nemesis --durations=5  # alone: its broker on moto's S3 slows under load
 
@@ -46,4 +51,4 @@ bench: $(VENV)/.dev $(FAUST_VENV)/bin/python
 	$(BIN)/python bench/sensors.py --faust-python $(FAUST_VENV)/bin/python
 
 clean:
-	rm -rf $(VENV) $(FAUST_VENV) .tripwire .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
+	rm -rf $(VENV) $(FAUST_VENV) .venv-prefect .venv-airflow .venv-dagster .venv-flyte .tripwire .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

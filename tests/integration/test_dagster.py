@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from sensors.launchers.dagster import RUN_TAG, DagsterLauncher
+from sensors.launchers.dagster import DagsterLauncher
+from sensors.launchers.dagster_api import RUN_TAG
 from sensors.launchers.remote import Refused
 from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sensors.launchers.dagster import (
+from sensors.launchers.dagster_api import (
     RUN_TAG,
     DagsterServer,
     attempt_runs,
