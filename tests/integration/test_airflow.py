@@ -33,7 +33,7 @@ from tests.fixtures.airflow import (  # noqa: F401  (the fixture airflow_server)
     AirflowServer,
     started_airflow,
 )
-from tests.fixtures.runs import new_run
+from tests.fixtures.runs import claimed_run, new_run, run_ended
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -100,23 +100,11 @@ async def claimed(
             **fields,
         }
     )
-    await store.create_run(request)
-    return await store.transition(
-        "p", "d", name, WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
-    )
+    return await claimed_run(store, request)
 
 
 def options_without_conf(example: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in example[1].items() if k != "conf"}
-
-
-async def ended(store: RunStore, run: RunRecord) -> RunRecord:
-    async def probe() -> RunRecord | None:
-        now = await store.get_run(run.name, project="p", domain="d")
-        return now if now.finished_at is not None else None
-
-    result: RunRecord = await eventually(probe, f"run {run.name} to end", timeout=120)
-    return result
 
 
 async def attempt_is(store: RunStore, run: RunRecord, phase: AttemptPhase) -> bool:
@@ -149,7 +137,7 @@ async def test_a_run_triggers_a_dag_run_with_its_conf_and_follows_it_to_success(
     # When a worker launches it
     await launcher.launch(run)
     await eventually(lambda: attempt_is(store, run, AttemptPhase.RUNNING), "a RUNNING attempt")
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=120)
     # Then the run succeeded as its DAG run did, which ran with the mapped conf
     assert done.phase == WorkflowPhase.SUCCEEDED, done.error
     dag_run = (await dag_runs(airflow))[run.name]
@@ -176,7 +164,7 @@ async def test_a_replayed_create_finds_the_dag_run_it_made_and_makes_no_second(
     # When it is created again, by a replay and then by the worker that launches the run
     again = await launcher.create(run, run.name)
     await launcher.launch(run)
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=120)
     # Then there is one DAG run of that id, and the run followed it to its end
     assert first == again
     ids = [i for i in await dag_runs(airflow) if i.startswith(run.name)]
@@ -195,7 +183,7 @@ async def test_a_task_that_fails_fails_the_run_as_user_naming_the_task(
     # Given a run whose conf makes the DAG's task `check` raise
     run = await claimed(store, example, {"day": "2026-11-25", "rows": -1})
     await launcher.launch(run)
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=120)
     # Then the run failed as a USER failure that names the task, and was not retried
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
     assert (done.error.kind, done.error.code) == (ErrorKind.USER, "DagRunFailed")
@@ -224,7 +212,7 @@ async def test_abort_marks_the_dag_run_failed_with_a_note_that_says_why(
     await eventually(loading, "task load to run", timeout=60)
     # When it is aborted
     await store.request_abort("p", "d", run.name, "wrong day")
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=120)
     # Then the run is ABORTED, and Airflow has the DAG run failed, with a note saying why
     assert done.phase == WorkflowPhase.ABORTED
     dag_run = (await dag_runs(airflow))[run.name]
@@ -255,7 +243,7 @@ async def test_a_paused_dag_refuses_the_attempt_and_gets_no_dag_run(
     try:
         # When a run of it is launched
         await launcher.launch(run)
-        done = await ended(store, run)
+        done = await run_ended(store, run, timeout=120)
     finally:
         (await airflow.patch(f"dags/{DAG_ID}", json={"is_paused": False})).raise_for_status()
     # Then it fails at once (SYSTEM, not retried), saying how to unpause the DAG, and

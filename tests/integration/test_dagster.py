@@ -23,6 +23,7 @@ from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.dagster import CRASHES, LOCATION, Dagster, dagster  # noqa: F401  (a fixture)
+from tests.fixtures.runs import claimed_run, run_ended
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -77,19 +78,7 @@ async def claimed(store: RunStore, target: str, **fields: Any) -> RunRecord:
         events=[],
         **fields,
     )
-    await store.create_run(request)
-    return await store.transition(
-        "p", "d", request.name, WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
-    )
-
-
-async def ended(store: RunStore, run: RunRecord, timeout: float = 90) -> RunRecord:
-    async def probe() -> RunRecord | None:
-        now = await store.get_run(run.name, project="p", domain="d")
-        return now if now.finished_at is not None else None
-
-    result: RunRecord = await eventually(probe, f"run {run.name} to end", timeout=timeout)
-    return result
+    return await claimed_run(store, request)
 
 
 async def the_link(store: RunStore, run: RunRecord) -> str:
@@ -123,7 +112,7 @@ async def test_a_run_launches_the_job_with_its_parameters_as_run_config_and_succ
     run = await claimed(store, target(dagster, "load_day"), target_options=options)
     # When the run is launched and followed to its end
     await launcher.launch(run)
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=90)
     # Then it succeeded, its attempt linked to the Dagster run's page
     assert done.phase == WorkflowPhase.SUCCEEDED, done.error
     link = await the_link(store, run)
@@ -155,7 +144,7 @@ async def test_a_job_whose_op_raised_fails_the_run_as_user_with_the_error(
         target_options={"run_config": run_config},
     )
     await launcher.launch(run)
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=90)
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
     assert (done.error.kind, done.error.code) == (ErrorKind.USER, "StepFailed")
     assert "op load_or_fail: ValueError: no data landed for 2026-11-23" in done.error.message
@@ -169,7 +158,7 @@ async def test_a_run_worker_stopped_by_a_signal_fails_the_run_as_system(
 ) -> None:
     run = await claimed(store, target(dagster, f"{CRASHES}/crash"))
     await launcher.launch(run)
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=90)
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
     assert (done.error.kind, done.error.code) == (ErrorKind.SYSTEM, "RunInterrupted")
     assert "UNEXPECTED_TERMINATION" in done.error.message
@@ -189,7 +178,7 @@ async def test_abort_terminates_the_dagster_run(
 
     await eventually(running, "the Dagster run to start", timeout=60)
     await store.request_abort("p", "d", run.name, "wrong day")
-    done = await ended(store, run)
+    done = await run_ended(store, run, timeout=90)
     assert done.phase == WorkflowPhase.ABORTED
     link = await the_link(store, run)
 

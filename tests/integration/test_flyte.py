@@ -16,6 +16,7 @@ from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.flyte import flyte_python
+from tests.fixtures.runs import claimed_run, run_ended
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 from triggers.targets import parse_target
@@ -60,20 +61,7 @@ async def claimed(launcher: FlyteLauncher, task: str, **parameters: Any) -> RunR
         parameters=parameters,
         events=[],
     )
-    store = launcher._store
-    await store.create_run(request)
-    return await store.transition(
-        "p", "d", request.name, WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
-    )
-
-
-async def ended(launcher: FlyteLauncher, run: RunRecord) -> RunRecord:
-    async def probe() -> RunRecord | None:
-        now = await launcher._store.get_run(run.name, project="p", domain="d")
-        return now if now.finished_at is not None else None
-
-    done: RunRecord = await eventually(probe, f"run {run.name} to end", timeout=60)
-    return done
+    return await claimed_run(launcher._store, request)
 
 
 async def test_a_run_is_a_local_flyte_run_of_the_task_with_the_parameters_as_inputs(
@@ -81,7 +69,7 @@ async def test_a_run_is_a_local_flyte_run_of_the_task_with_the_parameters_as_inp
 ) -> None:
     run = await claimed(launcher, "load_day", day="2026-12-01", rows=5)
     await launcher.launch(run)
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=60)
     assert done.phase == WorkflowPhase.SUCCEEDED, done.error
     report = {"run": run.name, "task": "tests.load_day", "outputs": ["loaded 5 rows of 2026-12-01"]}
     assert done.outputs == {"flyte": report}
@@ -96,7 +84,7 @@ async def test_an_exception_in_the_task_is_a_user_failure(
 ) -> None:
     run = await claimed(launcher, "load_day", day="2026-12-01", rows=-1)
     await launcher.launch(run)
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=60)
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
     assert (done.error.kind, done.error.code) == (ErrorKind.USER, "ValueError")
     assert "rows must not be negative, got -1" in done.error.message
@@ -118,7 +106,7 @@ async def test_abort_stops_the_local_flyte_run(launcher: FlyteLauncher, ledger: 
         lambda: _phase(launcher, run, AttemptPhase.RUNNING), "the attempt to be running"
     )
     await launcher._store.request_abort("p", "d", run.name, "wrong day")
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=60)
     assert done.phase == WorkflowPhase.ABORTED
     assert not pid_alive(child) or _zombie(child)
 

@@ -28,6 +28,7 @@ from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.runs.tables import workers
+from tests.fixtures.runs import claimed_run, run_ended
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -73,24 +74,12 @@ async def claimed(store: RunStore, target: str, **fields: Any) -> RunRecord:
         events=[],
         **fields,
     )
-    await store.create_run(request)
-    return await store.transition(
-        "p", "d", request.name, WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
-    )
+    return await claimed_run(store, request)
 
 
 async def attempt_phase(store: RunStore, run: RunRecord) -> AttemptPhase | None:
     found = await runs_history.attempts(store, *run.key)
     return found[-1].phase if found else None
-
-
-async def ended(store: RunStore, run: RunRecord) -> RunRecord:
-    async def probe() -> RunRecord | None:
-        now = await store.get_run(run.name, project="p", domain="d")
-        return now if now.finished_at is not None else None
-
-    result: RunRecord = await eventually(probe, f"run {run.name} to end", timeout=20)
-    return result
 
 
 async def running(launcher: ClusterLauncher, run: RunRecord) -> None:
@@ -168,7 +157,7 @@ async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
         await batch.patch_namespaced_job_status(
             run.name, NS, {"status": {"succeeded": 1, "conditions": [complete]}}
         )
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.SUCCEEDED
@@ -188,7 +177,7 @@ async def test_a_flow_that_raised_in_its_pod_fails_as_user_and_is_retried_in_a_n
         await _fail_job(api, run.name, exit_code=1, reason="Error")
         await eventually(lambda: _job_exists(api, f"{run.name[:58]}-a2"), "the retry's Job")
         await _fail_job(api, f"{run.name[:58]}-a2", exit_code=137, reason="OOMKilled")
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
@@ -208,7 +197,7 @@ async def test_abort_deletes_the_job_with_its_pods(
         await running(launcher, run)
         await eventually(lambda: _job_exists(api, run.name), "the Job")
         await store.request_abort("p", "d", run.name, "wrong day")
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.ABORTED
@@ -235,7 +224,7 @@ async def test_a_dead_workers_job_is_watched_again_by_another(
         await client.BatchV1Api(api).patch_namespaced_job_status(
             run.name, NS, {"status": {"conditions": [complete]}}
         )
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await second.close()
         await first.close()
@@ -263,7 +252,7 @@ async def test_a_system_failure_is_retried_as_a_new_attempt_while_system_retries
         await client.BatchV1Api(api).patch_namespaced_job_status(
             retry, NS, {"status": {"conditions": [complete]}}
         )
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.SUCCEEDED
@@ -283,7 +272,7 @@ async def test_a_target_that_cannot_work_fails_at_once_and_is_not_retried(
     run = await claimed(store, f"k8s://{NS}", retries=3)
     try:
         await running(launcher, run)
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await launcher.close()
     # Then the run fails with what to change, after one attempt: another would fail alike
@@ -302,7 +291,7 @@ async def test_a_timed_out_run_is_stopped_and_not_retried(
     run = await claimed(store, f"k8s://{NS}", retries=2, timeout_seconds=0.5)
     try:
         await running(launcher, run)
-        done = await ended(store, run)  # the Job never ends
+        done = await run_ended(store, run)  # the Job never ends
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.TIMED_OUT and done.error is not None
@@ -335,7 +324,7 @@ async def test_a_run_becomes_a_workflow_of_its_template_that_follows_argo_to_the
             await _argo_status(custom, run.name, phase)
             await eventually(lambda a=attempt: _is(store, run, AttemptPhase(a)), attempt)
         await _argo_status(custom, run.name, "Failed", "child 'load' failed")
-        done = await ended(store, run)
+        done = await run_ended(store, run)
     finally:
         await launcher.close()
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
@@ -357,7 +346,7 @@ async def test_abort_shuts_the_workflow_down_and_an_argo_error_is_system(
         await store.request_abort("p", "d", aborted.name, "stop")
         await eventually(lambda: _workflow(api, broken.name), "the other Workflow")
         await _argo_status(custom, broken.name, "Error", "pod deleted")
-        results = [await ended(store, aborted), await ended(store, broken)]
+        results = [await run_ended(store, aborted), await run_ended(store, broken)]
     finally:
         await launcher.close()
     assert results[0].phase == WorkflowPhase.ABORTED

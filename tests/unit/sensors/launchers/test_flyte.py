@@ -19,6 +19,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from tests.fixtures.runs import claimed_run, run_ended
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 from triggers.targets import parse_target
@@ -97,19 +98,7 @@ async def claimed(launcher: FlyteLauncher, url: str, **options: Any) -> RunRecor
         parameters={"day": "2026-12-01", "rows": 5},
         events=[],
     )
-    await launcher._store.create_run(request)
-    return await launcher._store.transition(
-        "p", "d", request.name, WorkflowPhase.RUNNING, expected=WorkflowPhase.QUEUED
-    )
-
-
-async def ended(launcher: FlyteLauncher, run: RunRecord) -> RunRecord:
-    async def probe() -> RunRecord | None:
-        now = await launcher._store.get_run(run.name, project="p", domain="d")
-        return now if now.finished_at is not None else None
-
-    done: RunRecord = await eventually(probe, f"run {run.name} to end", timeout=10)
-    return done
+    return await claimed_run(launcher._store, request)
 
 
 def test_a_flyte_run_name_fits_flytes_thirty_characters_and_is_the_same_for_a_replay() -> None:
@@ -143,7 +132,7 @@ async def test_a_run_follows_the_flyte_runs_phases_to_success(
     backend.runs[key].phase = "running"
     await eventually(lambda: _attempt_is(launcher, run, AttemptPhase.RUNNING), "running")
     backend.runs[key].phase = "succeeded"
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=10)
     assert done.phase == WorkflowPhase.SUCCEEDED
     assert backend.started == [(name, {"day": "2026-12-01", "rows": 5}, None)]
     [attempt] = await runs_history.attempts(launcher._store, *run.key)
@@ -164,7 +153,7 @@ async def test_abort_aborts_the_flyte_run(launcher: FlyteLauncher, backend: Back
     await launcher.launch(run)
     await eventually(lambda: backend.started, "the Flyte run")
     await launcher._store.request_abort("p", "d", run.name, "wrong day")
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=10)
     assert done.phase == WorkflowPhase.ABORTED
     assert backend.aborted == [flyte_name(run.name)]
     assert backend.started[0][2] == "v7"
@@ -181,7 +170,7 @@ async def test_a_failure_of_the_system_is_retried_and_one_of_the_task_is_not(
     second = (None, None, flyte_name(f"{run.name[:58]}-a2"))
     await eventually(lambda: second in backend.runs, "the retry's Flyte run")
     backend.runs[second] = Run(phase="failed", error="ValueError: bad day")
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=10)
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
     assert done.error.kind == ErrorKind.USER and "bad day" in done.error.message
     one, two = await runs_history.attempts(launcher._store, *run.key)
@@ -194,7 +183,7 @@ async def test_a_task_the_backend_does_not_have_fails_at_once(
 ) -> None:
     run = await claimed(launcher, "flyte://orders.load_nothing")
     await launcher.launch(run)
-    done = await ended(launcher, run)
+    done = await run_ended(launcher._store, run, timeout=10)
     assert done.phase == WorkflowPhase.FAILED and done.error is not None
     assert (done.error.kind, done.error.code) == (ErrorKind.SYSTEM, "TaskNotFound")
     assert len(await runs_history.attempts(launcher._store, *run.key)) == 1
