@@ -33,7 +33,7 @@ from tests.fixtures.airflow import (  # noqa: F401  (the fixture airflow_server)
     AirflowServer,
     started_airflow,
 )
-from tests.fixtures.runs import claimed_run, new_run, run_ended
+from tests.fixtures.runs import attempt_is, claimed_run, new_run, run_ended
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -105,11 +105,6 @@ async def claimed(
 
 def options_without_conf(example: tuple[str, dict[str, Any]]) -> dict[str, Any]:
     return {k: v for k, v in example[1].items() if k != "conf"}
-
-
-async def attempt_is(store: RunStore, run: RunRecord, phase: AttemptPhase) -> bool:
-    found = await runs_history.attempts(store, *run.key)
-    return bool(found) and found[-1].phase == phase
 
 
 async def dag_runs(airflow: httpx.AsyncClient) -> dict[str, dict[str, Any]]:
