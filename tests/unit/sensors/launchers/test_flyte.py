@@ -15,6 +15,7 @@ import pytest
 
 from sensors.launchers.flyte import FlyteLauncher, flyte_name, flyte_task
 from sensors.launchers.remote import Refused
+from sensors.queries.runs import run_detail
 from sensors.runs import history as runs_history
 from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -137,6 +138,11 @@ async def test_a_run_follows_the_flyte_runs_phases_to_success(
     assert backend.started == [(name, {"day": "2026-12-01", "rows": 5}, None)]
     [attempt] = await runs_history.attempts(launcher._store, *run.key)
     assert attempt.link == backend.runs[key].url
+    # and `runs get` lists it where a run's logs are
+    detail = await run_detail(launcher._store, run.name, project="p", domain="d")
+    assert [(log.name, log.uri) for log in detail.logs] == [
+        ("flyte run of attempt 1", backend.runs[key].url)
+    ]
 
 
 async def test_a_replayed_create_starts_no_second_flyte_run(
