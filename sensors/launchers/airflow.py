@@ -33,14 +33,8 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 
 from sensors.launchers.base import template_values
-from sensors.launchers.remote import (
-    Observation,
-    Refused,
-    RemoteLauncher,
-    api_call,
-    secret,
-    server_url,
-)
+from sensors.launchers.remote import Observation, Refused, RemoteLauncher
+from sensors.launchers.remote_http import api_call, secret, server_url
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from triggers.targets import AirflowTarget, TargetSpec, render

@@ -49,13 +49,8 @@ from sensors.launchers.dagster_api import (
     termination_error,
     why_failed,
 )
-from sensors.launchers.remote import (
-    Observation,
-    Refused,
-    RemoteLauncher,
-    Unreachable,
-    api_call,
-)
+from sensors.launchers.remote import Observation, Refused, RemoteLauncher, Unreachable
+from sensors.launchers.remote_http import api_call
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase
 from sensors.runs.store import RunStore

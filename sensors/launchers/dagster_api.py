@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 from sensors.launchers.base import template_values
-from sensors.launchers.remote import Refused, Unreachable, secret, server_url
+from sensors.launchers.remote import Refused, Unreachable
+from sensors.launchers.remote_http import secret, server_url
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
 from triggers.targets import DagsterTarget, render

@@ -17,25 +17,19 @@ every look. A worker that starts, or any watching worker once a minute, takes ov
 attempts whose lease is older than ten looks: a worker died, and its remote runs,
 which outlive it, are watched again.
 
-For HTTP APIs, :func:`api_call` sorts answers into what to retry
-(:class:`Unreachable`), what the system refuses for good (:class:`Refused`) and
-the rest; :func:`server_url` and :func:`secret` read a target's server and
-credentials.
+A subclass raises :class:`Refused` for what the system refuses for good, and
+anything else (:class:`Unreachable`, its client's errors) for what may pass;
+:mod:`sensors.launchers.remote_http` does that sorting for HTTP APIs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
-
-import httpx
 
 from sensors.launchers.attempts import (
     abandoned_retries,
@@ -65,10 +59,7 @@ __all__ = [
     "Refused",
     "RemoteLauncher",
     "Unreachable",
-    "api_call",
     "attempt_name",
-    "secret",
-    "server_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -270,7 +261,13 @@ class RemoteLauncher(Unbounded, ABC):
         current, failures = attempt.phase, 0
         started = run.started_at or datetime.now(UTC)
         while True:
-            record = await self._store.get_run(run.name, project=run.project, domain=run.domain)
+            record = await persistently(
+                f"run {run.name}: its phase",
+                self._store.get_run,
+                run.name,
+                project=run.project,
+                domain=run.domain,
+            )
             try:
                 if record.phase == WorkflowPhase.ABORTING:
                     if created:
@@ -298,6 +295,8 @@ class RemoteLauncher(Unbounded, ABC):
                     message = f"cannot reach {run.target} for {name} any more: {exc}"
                     return self.failed("TargetUnreachable", message, retryable=False)
                 log.warning("run %s: cannot reach %s (%s); will try again", run.name, name, exc)
+                if not await self._renew(run, attempt):
+                    return None
                 await asyncio.sleep(self._poll)
                 continue
             if seen.link and seen.link != attempt.link:
@@ -305,17 +304,41 @@ class RemoteLauncher(Unbounded, ABC):
             if seen.phase in _FINAL:
                 return seen
             if seen.phase != current:
-                await runs_history.move_attempt(self._store, *run.key, attempt.number, seen.phase)
+                await persistently(
+                    f"run {run.name}: recording phase {seen.phase}",
+                    runs_history.move_attempt,
+                    self._store,
+                    *run.key,
+                    attempt.number,
+                    seen.phase,
+                )
                 current = seen.phase
-            elif not await runs_history.heartbeat(
-                self._store, *run.key, attempt.number, self.worker
-            ):
+            elif not await self._renew(run, attempt):
                 return None
             await asyncio.sleep(self._poll)
 
+    async def _renew(self, run: RunRecord, attempt: Attempt) -> bool:
+        """Renew this worker's lease on the attempt, also while the target does not answer;
+        False if another worker took the attempt over."""
+        return await persistently(
+            f"run {run.name}: renewing its lease",
+            runs_history.heartbeat,
+            self._store,
+            *run.key,
+            attempt.number,
+            self.worker,
+        )
+
     async def _link(self, run: RunRecord, attempt: Attempt, name: str, link: str) -> Attempt:
         """Record where the attempt's remote run can be seen; return the attempt with it."""
-        await runs_history.link_attempt(self._store, *run.key, attempt.number, link)
+        await persistently(
+            f"run {run.name}: recording its link",
+            runs_history.link_attempt,
+            self._store,
+            *run.key,
+            attempt.number,
+            link,
+        )
         log.info("run %s: attempt %d is %s, at %s", run.name, attempt.number, name, link)
         return attempt.model_copy(update={"link": link})
 
@@ -340,92 +363,3 @@ def _run_phase(ended: Observation) -> tuple[WorkflowPhase, RunError | None]:
     if ended.error is not None and ended.error.code == "Timeout":
         return WorkflowPhase.TIMED_OUT, ended.error
     return WorkflowPhase.FAILED, ended.error
-
-
-async def api_call(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    what: str,
-    accept: tuple[int, ...] = (),
-    **kwargs: Any,
-) -> httpx.Response:
-    """Send a request to a remote system's API; ``what`` names it in errors ("Prefect").
-
-    Returns the response when it is a 2xx or its status is in ``accept``.
-
-    Raises:
-        Unreachable: no answer, or a 5xx or 429: the caller's next look asks again.
-        Refused: any other status: the system rejects the request for good.
-    """
-    try:
-        response = await client.request(method, url, **kwargs)
-    except httpx.HTTPError as exc:
-        detail = str(exc) or type(exc).__name__
-        raise Unreachable(f"{what} at {url} does not answer: {detail}") from exc
-    status = response.status_code
-    if 200 <= status < 300 or status in accept:
-        return response
-    text = response.text[:500]
-    if status >= 500 or status == 429:
-        raise Unreachable(f"{what} answered {status} to {method} {url}: {text}")
-    hint = {
-        401: f"; check the credentials the target names for {what}",
-        403: f"; the credentials may not do this in {what}",
-    }.get(status, "")
-    raise Refused(f"{what}{status}", f"{method} {url} answered {status}: {text}{hint}")
-
-
-def server_url(
-    run: RunRecord, *, tls: bool | None, default: str | None, setting: str, what: str
-) -> str:
-    """The base URL of the server a target URL names (``SCHEME://HOST[:PORT]/...``):
-    ``https://HOST[:PORT]``, or ``http://`` for a loopback host unless ``tls`` says;
-    ``default``, the worker's ``setting`` (an environment variable), when the target names
-    no host.
-
-    Raises:
-        Refused: no host in the target, and no ``default``.
-    """
-    netloc = urlsplit(run.target).netloc
-    if not netloc:
-        if not default:
-            scheme = urlsplit(run.target).scheme
-            raise Refused(
-                "ServerMissing",
-                f"the target names no {what} server and ${setting} is not set on this worker: "
-                f"write {scheme}://HOST:PORT/... or set {setting}",
-            )
-        return default.rstrip("/")
-    host = urlsplit(f"//{netloc}").hostname or ""
-    secure = tls if tls is not None else not _loopback(host)
-    return f"{'https' if secure else 'http'}://{netloc}"
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def secret(name: str | None, what: str) -> str | None:
-    """The value of the worker's environment variable ``name`` (None when no name is given),
-    which holds a credential that the target names but never carries.
-
-    Raises:
-        Refused: the variable is not set on this worker.
-    """
-    if name is None:
-        return None
-    value = os.environ.get(name)
-    if not value:
-        raise Refused(
-            "SecretMissing",
-            f"the target takes {what} from ${name}, which is not set on this worker; set it, "
-            "then `tripwire runs recover` the run",
-        )
-    return value
