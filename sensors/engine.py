@@ -16,10 +16,10 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
 from sensors.core.correlator import Correlator
 from sensors.core.router import Router
@@ -60,6 +60,7 @@ _STOP_WAIT = 5.0  # seconds a stopping worker waits for its changelog records, t
 _CHANGELOG_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class _Stage(NamedTuple):
@@ -143,14 +144,21 @@ class Engine:
             self._spawn(self._heartbeat(self.store), "tripwire heartbeat")
             await persistently(waiting, self._adopt)
             deployed = await persistently(waiting, self._deploy, self.store)
-            await self._make_topics()
-            producer = await self._start_producer()
+            # And so does one whose broker does not answer, at any step that talks to it:
+            # the broker may go away between two of them (restarted meanwhile).
+            await self._while_the_broker_is_down(self._make_topics)
+            producer = await self._while_the_broker_is_down(
+                self._start_producer, undo=self._stop_producer
+            )
             self._start_relay(self.store, producer)
-            await self._make_sensor_stages(self.store, producer, deployed)
+            store = self.store
+            await self._while_the_broker_is_down(
+                lambda: self._make_sensor_stages(store, producer, deployed)
+            )
             await self._make_launch_stages(self.store, producer, deployed)
             _freeze_long_lived_objects()
             self._spawn(self._follow_deployments(), "tripwire deployments")
-            await self._start_consumers()
+            await self._while_the_broker_is_down(self._start_consumers, undo=self._stop_consumers)
             self._start_scheduler()
             self._start_sources(self.store, producer)
         except BaseException:
@@ -176,9 +184,7 @@ class Engine:
         return await deployed_sensors(store, project=s.project, domain=s.domain)
 
     async def _make_topics(self) -> None:
-        """Create the topics that are missing: the worker's first word with the broker, so
-        a broker that does not answer yet (down, restarting, starting after the worker) is
-        waited for, with backoff, one line per try."""
+        """Create the topics that are missing."""
         s = self.settings
         topics = [
             s.topic_events,
@@ -188,28 +194,51 @@ class Engine:
             s.topic_sensor_state,
             s.topic_dead_letter,
         ]
+        await ensure_topics(s, topics, configs={s.topic_sensor_state: _CHANGELOG_CONFIG})
+
+    async def _while_the_broker_is_down(
+        self,
+        step: Callable[[], Awaitable[T]],
+        undo: Callable[[], Awaitable[None]] | None = None,
+    ) -> T:
+        """``step()``, tried again with backoff while the broker does not answer (down,
+        restarting, starting after the worker), one line per try; ``undo()`` first clears
+        what a failed try left half made."""
         delay = 0.5
         while True:
             try:
-                await ensure_topics(s, topics, configs={s.topic_sensor_state: _CHANGELOG_CONFIG})
-                return
-            except KafkaConnectionError as exc:
+                return await step()
+            except (KafkaConnectionError, KafkaTimeoutError) as exc:
                 log.warning(
                     "this worker is starting: the Kafka broker at %s does not answer (%s), "
                     "trying again in %.1fs; check that it is running and that "
                     "TRIPWIRE_KAFKA_BOOTSTRAP is right",
-                    s.kafka_bootstrap,
-                    exc,
+                    self.settings.kafka_bootstrap,
+                    str(exc) or type(exc).__name__,
                     delay,
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            if undo is not None:
+                await undo()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
     async def _start_producer(self) -> AIOKafkaProducer:
         # Kept before it starts, so that stop() closes it when starting fails.
         self._producer = new_producer(self.settings)
         await self._producer.start()
         return self._producer
+
+    async def _stop_producer(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                await self._producer.stop()
+            self._producer = None
+
+    async def _stop_consumers(self) -> None:
+        for consumer in self._consumers:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+        self._consumers = []
 
     def _start_relay(self, store: RunStore, producer: AIOKafkaProducer) -> None:
         """Publish the lifecycle events the store records, until stopped."""
@@ -509,16 +538,10 @@ class Engine:
                 assert self.relay is not None
                 await asyncio.wait_for(self.relay.relay_once(), 5)
             self._relay_task = None
-        for consumer in self._consumers:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-        self._consumers = []
+        await self._stop_consumers()
         if self._recovery is not None:
             await self._recovery.close()
-        if self._producer is not None:
-            with contextlib.suppress(Exception):
-                await self._producer.stop()
-            self._producer = None
+        await self._stop_producer()
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -18,7 +18,9 @@ import pytest
 from sensors.broker import EmbeddedBroker, free_port
 from sensors.engine import Engine
 from sensors.registry import discover_flows
+from tests.fixtures.chaos import s3_tansu
 from tests.fixtures.db import PrivatePostgres
+from tests.fixtures.s3 import moto_server
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -116,6 +118,37 @@ async def test_a_worker_started_while_the_broker_is_down_waits_for_it(
             lambda: broker.enter_context(
                 EmbeddedBroker(port=port, log_path=tmp_path / "tansu.log")
             ),
+            monkeypatch,
+            caplog,
+            tmp_path,
+        )
+    assert "TRIPWIRE_KAFKA_BOOTSTRAP is right" in said
+
+
+async def test_a_worker_whose_broker_goes_away_while_it_starts_waits_for_it(
+    engine_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    # Found by the nemesis (seed 17 of the 30-schedule run): the broker restarted after a
+    # starting worker had made its topics and before its consumers joined their groups, and
+    # the worker exited (1) with "Unable to bootstrap"
+    with (
+        moto_server() as moto,
+        s3_tansu(moto, tmp_path / "tansu.log") as broker,
+    ):
+        monkeypatch.setenv("TRIPWIRE_KAFKA_BOOTSTRAP", broker.bootstrap)
+        made = Engine._make_topics
+
+        async def then_the_broker_goes(engine: Engine) -> None:
+            await made(engine)
+            await asyncio.to_thread(broker.stop)
+
+        monkeypatch.setattr(Engine, "_make_topics", then_the_broker_goes)
+        said = await _starts_once_it_answers(
+            f"this worker is starting: the Kafka broker at {broker.bootstrap} does not answer",
+            lambda: broker.start(timeout=30),
             monkeypatch,
             caplog,
             tmp_path,
