@@ -40,8 +40,8 @@ from urllib.parse import unquote, urlsplit
 from sensors.launchers.base import template_values
 from sensors.launchers.process import (
     exit_reason,
-    is_run_process,
     note_forked,
+    noted_run_process,
     read_result,
     run_dir,
     stop_group,
@@ -236,12 +236,7 @@ class FlyteLauncher(RemoteLauncher):
         waiting = self._children.get(name)
         if waiting is not None:
             return not waiting.done()
-        folder = run_dir(self._settings, name)
-        try:
-            pid = int((folder / "run.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return False
-        return is_run_process(pid, folder)
+        return noted_run_process(run_dir(self._settings, name)) is not None
 
     def _observe_local(self, name: str) -> Observation:
         folder = run_dir(self._settings, name)
@@ -265,12 +260,8 @@ class FlyteLauncher(RemoteLauncher):
         if waiting is not None:
             await stop_group(self._pids[name], waiting)
             return
-        folder = run_dir(self._settings, name)
-        try:
-            pid = int((folder / "run.pid").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return
-        if is_run_process(pid, folder):
+        pid = noted_run_process(run_dir(self._settings, name))
+        if pid is not None:
             await stop_group(pid)
 
 

@@ -145,6 +145,15 @@ def note_forked(pid: int, folder: Path) -> None:
     (folder / "run.pid").write_text(f"{pid} {process_started(pid)}")
 
 
+def noted_run_process(folder: Path) -> int | None:
+    """The pid :func:`note_forked` noted in ``folder``, if that process still runs."""
+    try:
+        pid = int((folder / "run.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if is_run_process(pid, folder) else None
+
+
 async def wait_pid(pid: int) -> None:
     """Return once process ``pid``, which is not our child, is gone."""
     try:
