@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from sensors.cli import render
+from sensors.cli import banner
 from sensors.cli.base import (
     FlowPaths,
     VerboseOption,
@@ -35,7 +35,7 @@ def dev(
     from sensors.dev import run_dev
 
     configure_logging(verbose)
-    run_sync(run_dev(paths or [Path(".")], cli_settings(), on_ready=render.print_dev_banner))
+    run_sync(run_dev(paths or [Path(".")], cli_settings(), on_ready=banner.print_dev_banner))
 
 
 def worker(

@@ -18,7 +18,6 @@ from rich.table import Table
 from sensors.queries.times import when
 
 if TYPE_CHECKING:
-    from sensors.dev import DevInfo
     from sensors.queries.runs import RunDetail
     from sensors.queries.sensors import SensorStatus
     from sensors.runs.deploy import Deployment
@@ -30,7 +29,6 @@ __all__ = [
     "dump",
     "styled_phase",
     "print_deployment",
-    "print_dev_banner",
     "print_projects",
     "print_run",
     "print_runs",
@@ -61,25 +59,6 @@ def styled_phase(phase: WorkflowPhase) -> str:
 
 def dump(console: Console, data: Any) -> None:
     console.print_json(json.dumps(data, default=str))
-
-
-def print_dev_banner(info: DevInfo) -> None:
-    console = Console(stderr=True, highlight=False)
-    console.print(
-        f"[bold green]tripwire dev ready[/bold green] in {info.startup_seconds:.1f}s\n"
-        f"  broker  {info.bootstrap}\n  store   {info.store_url}\n  home    {info.home}\n"
-        f"  api     {info.api_url}  (web page: {info.api_url}/)\n"
-        f"  token   {info.api_token}  (local admin token for the API and the page)"
-    )
-    for flow in info.flows:
-        for trig in flow.triggers:
-            names = ", ".join(d.name for d in trig.dependencies)
-            if trig.schedule is not None:
-                names = trig.schedule.describe()
-            console.print(f"  flow [bold]{flow.name}[/bold] <- {names}")
-    if not info.flows:
-        console.print("  [yellow]no flows found[/yellow]: pass the files or folders of your flows")
-    console.print("Publish from another terminal: tripwire publish data_updated -p rows=42")
 
 
 def print_runs(console: Console, runs: Sequence[RunRecord], *, as_json: bool) -> None:
