@@ -135,7 +135,7 @@ def _parse(text: str) -> tuple[Condition, frozenset[str]]:
     return tree, frozenset(names)
 
 
-def parse_condition(text: str, known: Iterable[str], *, where: str = "conditions") -> Condition:
+def parse_condition(text: str, known: Iterable[str]) -> Condition:
     """Parse ``text`` and check that it names only ``known`` dependencies.
 
     Raises:
@@ -146,13 +146,13 @@ def parse_condition(text: str, known: Iterable[str], *, where: str = "conditions
         tree, names = _parse(text)
     except ValueError as exc:
         raise DeclarationError(
-            f"{where}: cannot parse conditions={text!r}: {exc}. Write e.g. 'a && (b || c)' "
+            f"cannot parse conditions={text!r}: {exc}. Write e.g. 'a && (b || c)' "
             f"over the dependency names {known_names}."
         ) from None
     unknown = sorted(names - set(known_names))
     if unknown:
         raise DeclarationError(
-            f"{where}: conditions={text!r} names {unknown[0]!r}, which is not a dependency; "
+            f"conditions={text!r} names {unknown[0]!r}, which is not a dependency; "
             f"the dependencies are {known_names} (set 'dep' on an event to rename it)."
         )
     return tree

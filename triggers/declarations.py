@@ -89,17 +89,12 @@ def class_target(cls: type, parameters: list[str]) -> tuple[str, dict[str, Any]]
     placement = cls.__dict__.get(_PLACEMENT) or Placement()
     if placement.url is None:
         return TargetSpec().url, _sized(TargetSpec().url, {}, placement.resources)
-    where = f"@target on {cls.__qualname__!r}"
-    try:
-        target = parse_target(placement.url, placement.options, parameters)
-    except DeclarationError as exc:
-        raise DeclarationError(f"{where}: {exc}") from None
+    target = parse_target(placement.url, placement.options, parameters)
     return target.url, _sized(target.url, target.options, placement.resources)
 
 
 def add_trigger(
     decl: Declaration,
-    where: str,
     name: str | None,
     *,
     base: str = "trigger",
@@ -109,19 +104,18 @@ def add_trigger(
     """Add a trigger named ``name`` (default ``base``, ``base_2``...) to the flow."""
     trigger_name = name or _next_trigger_name(decl, base)
     if any(t.name == trigger_name for t in decl.triggers):
-        raise DeclarationError(f"{where}: a trigger named {trigger_name!r} already exists.")
+        raise DeclarationError(
+            f"the flow has a trigger named {trigger_name!r} already; give this one another name=..."
+        )
     if target is not None:
         options = dict(target) if isinstance(target, dict) else {"url": target}
         url = options.pop("url", "")
-        try:
-            spec_target = parse_target(str(url), options, [p.name for p in decl.parameters])
-        except DeclarationError as exc:
-            raise DeclarationError(f"{where}: {exc}") from None
+        spec_target = parse_target(str(url), options, [p.name for p in decl.parameters])
         fields |= {"target": spec_target.url, "target_options": spec_target.options}
     try:
         spec = TriggerSpec(name=trigger_name, **fields)
     except ValidationError as exc:
-        raise DeclarationError(f"{where}: {first_error(exc)}.") from None
+        raise DeclarationError(f"{first_error(exc)}.") from None
     # Decorators apply bottom-up; insert first so specs follow source order.
     decl.triggers.insert(0, spec)
 

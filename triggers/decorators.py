@@ -1,8 +1,10 @@
 """The decorators that say when a flow runs: ``@trigger``, ``@trigger_on_finish`` and ``@schedule``.
 
-A decorator validates its arguments at once, records a :class:`TriggerSpec` on
-the function (:mod:`triggers.declarations`), and returns the function
-unchanged, so a flow still runs as plain Python.
+A decorator validates its arguments when it is applied, records a
+:class:`TriggerSpec` on the function (:mod:`triggers.declarations`), and returns the
+function unchanged, so a flow still runs as plain Python. A bad declaration raises a
+DeclarationError located at the decorator (:mod:`triggers.locations`):
+``flows/orders.py:12: flow 'load': <what is wrong; what to write>``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from triggers.conditions import parse_condition
 from triggers.declarations import add_trigger, declaration_of, first_error, run_policy
 from triggers.errors import DeclarationError
 from triggers.filters import Filter
-from triggers.normalize import normalize_correlation, normalize_dependencies
+from triggers.locations import at_caller, flow_subject
+from triggers.normalize import did_you_mean, normalize_correlation, normalize_dependencies
 from triggers.params import ParamSpec
 from triggers.spec import (
     CATCHUP,
@@ -103,40 +106,42 @@ def trigger(
     is a JSONPath over the payload).
 
     Raises:
-        DeclarationError: when the declaration is invalid; the message says what to write.
+        DeclarationError: located at the decorator; the message says what to write.
     """
     if callable(event) and not isinstance(event, str | dict):
-        raise DeclarationError(
-            f"@trigger on {getattr(event, '__qualname__', event)!r} needs an event: write "
-            "@trigger(event='data_updated') or @trigger(events=[...], within='1h')."
-        )
-    _check_waits(event, events, sequence, absent, after=after, tz=tz, within=within)
-    window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    policy = run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency, debounce)
-    if threshold is not None:
-        policy["threshold"] = _checked_threshold(threshold)
+        with at_caller(flow_subject(event)):
+            raise DeclarationError(
+                "@trigger needs an event: write @trigger(event='data_updated') or "
+                "@trigger(events=[...], within='1h')."
+            )
 
     def decorate(func: F) -> F:
-        where = f"@trigger on {getattr(func, '__qualname__', func)!r}"
-        decl = declaration_of(func, where)
-        if absent is not None:
-            deps, fields = _absence_dependencies(decl.parameters, absent, after, tz, where)
-        else:
-            deps, fields = _arrival_dependencies(decl.parameters, event, events, sequence, where)
-        if conditions is not None:
-            _check_conditions(conditions, deps, where)
-        add_trigger(
-            decl,
-            where,
-            name,
-            dependencies=deps,
-            within=window,
-            conditions=conditions,
-            correlate_by=normalize_correlation(correlate_by, deps, where=where),
-            target=target,
-            **fields,
-            **policy,
-        )
+        with at_caller(flow_subject(func)):
+            _check_waits(event, events, sequence, absent, after=after, tz=tz, within=within)
+            window = parse_duration(within) if within is not None else DEFAULT_WINDOW
+            policy = run_policy(
+                retries, retry_backoff, timeout, rate_limit, max_concurrency, debounce
+            )
+            if threshold is not None:
+                policy["threshold"] = _checked_threshold(threshold)
+            decl = declaration_of(func, "@trigger")
+            if absent is not None:
+                deps, fields = _absence_dependencies(decl.parameters, absent, after, tz)
+            else:
+                deps, fields = _arrival_dependencies(decl.parameters, event, events, sequence)
+            if conditions is not None:
+                _check_conditions(conditions, deps)
+            add_trigger(
+                decl,
+                name,
+                dependencies=deps,
+                within=window,
+                conditions=conditions,
+                correlate_by=normalize_correlation(correlate_by, deps),
+                target=target,
+                **fields,
+                **policy,
+            )
         return func
 
     return decorate
@@ -161,17 +166,17 @@ def _check_waits(
             f"absent='name'{f', not {given}' if given else ''}."
         )
     if (after is not None or tz is not None) and absent is None:
-        raise DeclarationError("@trigger: after= and tz= go with absent='event_name'.")
+        raise DeclarationError("after= and tz= go with absent='event_name'; drop them or add it.")
     if absent is not None and within is None:
         raise DeclarationError(
-            "@trigger: absent= needs within=..., the window in which the event is expected, "
+            "absent= needs within=..., the window in which the event is expected, "
             "e.g. within='24h'."
         )
 
 
 def _checked_threshold(threshold: object) -> int:
     if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
-        raise DeclarationError(f"@trigger: threshold={threshold!r} must be a whole number ≥ 1.")
+        raise DeclarationError(f"threshold={threshold!r} must be a whole number ≥ 1.")
     return threshold
 
 
@@ -180,25 +185,21 @@ def _absence_dependencies(
     absent: str | dict[str, Any],
     after: str | dict[str, Any] | None,
     tz: str | None,
-    where: str,
 ) -> tuple[tuple[EventDependency, ...], dict[str, Any]]:
     """The dependencies of ``absent=`` (after those of ``after=``), and its AbsenceSpec."""
     params = [p.name for p in parameters]
-    deps = normalize_dependencies(absent, None, parameter_names=params, where=where)
+    deps = normalize_dependencies(absent, None, parameter_names=params)
     if after is not None:
-        deps = (
-            *normalize_dependencies(after, None, parameter_names=params, where=where),
-            *deps,
-        )
+        deps = (*normalize_dependencies(after, None, parameter_names=params), *deps)
         if deps[0].dep == deps[1].dep:
             raise DeclarationError(
-                f"{where}: after= and absent= are both {deps[0].dep!r}; give one "
+                f"after= and absent= are both {deps[0].dep!r}; give one "
                 "of them another name with {'name': ..., 'dep': 'other_name'}."
             )
     missing = [p.name for p in parameters if p.required]
     if after is None and missing:
         raise DeclarationError(
-            f"{where}: parameters {missing} have no default, and an absence has no "
+            f"parameters {missing} have no default, and an absence has no "
             "event to fill them; give them defaults, or use after=... to map them "
             "from the event that opens the window."
         )
@@ -211,18 +212,19 @@ def _arrival_dependencies(
     event: str | dict[str, Any] | None,
     events: list[str | dict[str, Any]] | None,
     sequence: list[str | dict[str, Any]] | None,
-    where: str,
 ) -> tuple[tuple[EventDependency, ...], dict[str, Any]]:
     """The dependencies of ``event=``, ``events=`` or ``sequence=``, and whether in order."""
     params = [p.name for p in parameters]
-    deps = normalize_dependencies(event, events or sequence, parameter_names=params, where=where)
+    deps = normalize_dependencies(event, events or sequence, parameter_names=params)
     return deps, {"sequence": sequence is not None}
 
 
-def _check_conditions(conditions: object, deps: tuple[EventDependency, ...], where: str) -> None:
+def _check_conditions(conditions: object, deps: tuple[EventDependency, ...]) -> None:
     if not isinstance(conditions, str):
-        raise DeclarationError(f"{where}: conditions must be a string like 'a && b'.")
-    parse_condition(conditions, [d.dep for d in deps], where=where)
+        raise DeclarationError(
+            f"conditions must be a string like 'a && b', not {type(conditions).__name__}."
+        )
+    parse_condition(conditions, [d.dep for d in deps])
 
 
 def trigger_on_finish(
@@ -255,31 +257,46 @@ def trigger_on_finish(
     b on a) are refused when the flows are deployed.
 
     Raises:
-        DeclarationError: when the declaration is invalid; the message says what to write.
+        DeclarationError: located at the decorator; the message says what to write.
     """
     if callable(flow) and not isinstance(flow, str):
-        raise DeclarationError(
-            f"@trigger_on_finish on {getattr(flow, '__qualname__', flow)!r} needs the upstream "
-            "flow: write @trigger_on_finish(flow='upstream_flow')."
-        )
+        with at_caller(flow_subject(flow)):
+            raise DeclarationError(
+                "@trigger_on_finish needs the upstream flow: write "
+                "@trigger_on_finish(flow='upstream_flow')."
+            )
+
+    def decorate(func: F) -> F:
+        with at_caller(flow_subject(func)):
+            deps = _upstreams(flow, flows, on)
+            window = parse_duration(within) if within is not None else DEFAULT_WINDOW
+            policy = run_policy(
+                retries, retry_backoff, timeout, rate_limit, max_concurrency, debounce
+            )
+            decl = declaration_of(func, "@trigger_on_finish")
+            add_trigger(decl, name, dependencies=deps, within=window, target=target, **policy)
+        return func
+
+    return decorate
+
+
+def _upstreams(
+    flow: str | None, flows: list[str] | None, on: list[str] | tuple[str, ...]
+) -> tuple[EventDependency, ...]:
+    """The dependencies of ``@trigger_on_finish``: the lifecycle event of each upstream flow,
+    filtered to the phases of ``on``."""
     if (flow is None) == (flows is None):
         raise DeclarationError(
             "@trigger_on_finish takes flow='name' or flows=['a', 'b'], exactly one of them."
         )
     upstream = [flow] if flow is not None else list(flows or [])
     if not upstream or not all(isinstance(f, str) and f.isidentifier() for f in upstream):
-        raise DeclarationError(
-            f"@trigger_on_finish: upstream flows must be flow names, not {upstream!r}."
-        )
+        raise DeclarationError(f"upstream flows must be flow names, not {upstream!r}.")
     phases = [on] if isinstance(on, str) else list(on)
     bad = [p for p in phases if p not in FINAL_PHASES]
     if bad or not phases:
-        raise DeclarationError(
-            f"@trigger_on_finish: on={phases!r} must name final phases: {', '.join(FINAL_PHASES)}."
-        )
-    window = parse_duration(within) if within is not None else DEFAULT_WINDOW
-    policy = run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency, debounce)
-    deps = tuple(
+        raise DeclarationError(f"on={phases!r} must name final phases: {', '.join(FINAL_PHASES)}.")
+    return tuple(
         EventDependency(
             name=finished_event(up),
             dep=up,
@@ -288,14 +305,6 @@ def trigger_on_finish(
         )
         for up in dict.fromkeys(upstream)
     )
-
-    def decorate(func: F) -> F:
-        where = f"@trigger_on_finish on {getattr(func, '__qualname__', func)!r}"
-        decl = declaration_of(func, where)
-        add_trigger(decl, where, name, dependencies=deps, within=window, target=target, **policy)
-        return func
-
-    return decorate
 
 
 def schedule(
@@ -334,52 +343,76 @@ def schedule(
             (default name "schedule").
 
     Raises:
-        DeclarationError: when the declaration is invalid; the message says what to write.
+        DeclarationError: located at the decorator; the message says what to write.
     """
     if callable(cron) and not isinstance(cron, str):
-        raise DeclarationError(
-            f"@schedule on {getattr(cron, '__qualname__', cron)!r} needs a clock: write "
-            "@schedule(cron='0 0 * * *') or @schedule(rate='5m')."
-        )
-    if catchup not in CATCHUP:
-        raise DeclarationError(
-            f"@schedule: catchup={catchup!r} must be one of {', '.join(map(repr, CATCHUP))}."
-        )
-    fields: dict[str, Any] = {"cron": cron, "tz": tz, "catchup": catchup}
-    fields |= {"max_catchup": max_catchup, "parameters": dict(parameters or {})}
-    if rate is not None:
-        fields["rate"] = parse_duration(rate, what="rate")
-    try:
-        spec = ScheduleSpec(**fields)
-    except ValidationError as exc:
-        raise DeclarationError(f"@schedule: {first_error(exc)}.") from None
-    bad = {p: v for p, v in spec.parameters.items() if v != SCHEDULE_TIME}
-    if bad:
-        raise DeclarationError(
-            f"@schedule: parameters {bad!r} must map to {SCHEDULE_TIME!r}, the tick's time; "
-            "other parameters take their defaults."
-        )
-    policy = run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency)
+        with at_caller(flow_subject(cron)):
+            raise DeclarationError(
+                "@schedule needs a clock: write @schedule(cron='0 0 * * *') or "
+                "@schedule(rate='5m')."
+            )
 
     def decorate(func: F) -> F:
-        where = f"@schedule on {getattr(func, '__qualname__', func)!r}"
-        decl = declaration_of(func, where)
-        known = {p.name: p for p in decl.parameters}
-        for param in spec.parameters:
-            if param not in known:
-                raise DeclarationError(
-                    f"{where}: {param!r} is not a parameter of the flow; parameters are "
-                    f"{list(known)}."
-                )
-        given = set(spec.parameters) | ({SCHEDULED_AT} & set(known))
-        missing = [p.name for p in decl.parameters if p.required and p.name not in given]
-        if missing:
-            raise DeclarationError(
-                f"{where}: parameters {missing} have no default, and a scheduled run has no "
-                "event to fill them; give them defaults, or map the tick to one with "
-                f"parameters={{'{missing[0]}': '{SCHEDULE_TIME}'}}."
-            )
-        add_trigger(decl, where, name, base="schedule", schedule=spec, target=target, **policy)
+        with at_caller(flow_subject(func)):
+            spec = _clock(cron, rate, tz, catchup, max_catchup, parameters)
+            policy = run_policy(retries, retry_backoff, timeout, rate_limit, max_concurrency)
+            decl = declaration_of(func, "@schedule")
+            _check_ticked(spec, decl.parameters)
+            add_trigger(decl, name, base="schedule", schedule=spec, target=target, **policy)
         return func
 
     return decorate
+
+
+def _clock(
+    cron: str | None,
+    rate: str | float | timedelta | None,
+    tz: str,
+    catchup: Literal["latest", "all", "none"],
+    max_catchup: int,
+    parameters: dict[str, str] | None,
+) -> ScheduleSpec:
+    """The validated clock of ``@schedule``'s arguments."""
+    if catchup not in CATCHUP:
+        raise DeclarationError(
+            f"catchup={catchup!r} must be one of {', '.join(map(repr, CATCHUP))}."
+        )
+    every = parse_duration(rate, what="rate") if rate is not None else None
+    try:
+        spec = ScheduleSpec(
+            cron=cron,
+            rate=every,
+            tz=tz,
+            catchup=catchup,
+            max_catchup=max_catchup,
+            parameters=dict(parameters or {}),
+        )
+    except ValidationError as exc:
+        raise DeclarationError(f"{first_error(exc)}.") from None
+    bad = {p: v for p, v in spec.parameters.items() if v != SCHEDULE_TIME}
+    if bad:
+        raise DeclarationError(
+            f"parameters {bad!r} must map to {SCHEDULE_TIME!r}, the tick's time; "
+            "other parameters take their defaults."
+        )
+    return spec
+
+
+def _check_ticked(spec: ScheduleSpec, parameters: tuple[ParamSpec, ...]) -> None:
+    """Refuse a schedule that maps the tick to an unknown parameter, or leaves a required
+    one without a value."""
+    known = [p.name for p in parameters]
+    for param in spec.parameters:
+        if param not in known:
+            raise DeclarationError(
+                f"{param!r} is not a parameter of the flow{did_you_mean(param, known)}; "
+                f"parameters are {known}."
+            )
+    given = set(spec.parameters) | ({SCHEDULED_AT} & set(known))
+    missing = [p.name for p in parameters if p.required and p.name not in given]
+    if missing:
+        raise DeclarationError(
+            f"parameters {missing} have no default, and a scheduled run has no "
+            "event to fill them; give them defaults, or map the tick to one with "
+            f"parameters={{'{missing[0]}': '{SCHEDULE_TIME}'}}."
+        )

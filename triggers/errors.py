@@ -40,7 +40,27 @@ class KafkaSecurityError(ConfigurationError):
 
 
 class DeclarationError(TripwireError):
-    """Raised when a decorator, a flow or a trigger is declared wrongly."""
+    """Raised when a decorator, a flow or a trigger is declared wrongly.
+
+    Raised while a flow or a source is declared, it is located there
+    (:mod:`triggers.locations`): its message starts ``path:line: flow 'NAME': ``.
+    """
+
+    path: str | None = None
+    """The file of the declaration, once located (relative to the current folder when
+    under it)."""
+    line: int | None = None
+    """The line of the declaration in ``path``: its decorator's, when known."""
+    reason: str | None = None
+    """The message without its location, once located."""
+
+    def locate(self, path: str, line: int | None, subject: str) -> None:
+        """Put ``path:line: subject: `` before the message, unless it is located already."""
+        if self.path is not None:
+            return
+        self.path, self.line, self.reason = path, line, str(self)
+        at = f"{path}:{line}" if line is not None else path
+        self.args = (f"{at}: {subject}: {self}", *self.args[1:])
 
 
 class PublishError(TripwireError):

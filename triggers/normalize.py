@@ -27,57 +27,59 @@ _EVENT_KEYS = ("name", "parameters", "dep", "filters", "filters_operator")
 
 
 def normalize_dependencies(
-    event: Any, events: Any, *, parameter_names: Iterable[str], where: str
+    event: Any, events: Any, *, parameter_names: Iterable[str]
 ) -> tuple[EventDependency, ...]:
     """Accept every Metaflow argument form and return validated dependencies."""
     if (event is None) == (events is None):
         raise DeclarationError(
-            f"{where}: pass exactly one of event=... (one event) or events=[...] (several)."
+            "pass exactly one of event=... (one event) or events=[...] (several)."
         )
     if event is not None:
         items = [event]
     elif isinstance(events, list | tuple) and events:
         items = list(events)
     else:
-        raise DeclarationError(f"{where}: events= must be a non-empty list of names or dicts.")
+        raise DeclarationError("events= must be a non-empty list of names or dicts.")
     names = list(parameter_names)
-    deps = tuple(_dependency(item, names, where) for item in items)
+    deps = tuple(_dependency(item, names) for item in items)
     seen: set[str] = set()
     for dep in deps:
         if dep.dep in seen:
             raise DeclarationError(
-                f"{where}: dependency name {dep.dep!r} is used twice; give one of them "
+                f"dependency name {dep.dep!r} is used twice; give one of them "
                 "another name with {'name': ..., 'dep': 'other_name'}."
             )
         seen.add(dep.dep)
     return deps
 
 
-def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDependency:
+def _dependency(item: Any, parameter_names: list[str]) -> EventDependency:
     if isinstance(item, str):
-        return EventDependency(name=event_name(item, where), dep=item)
+        return EventDependency(name=event_name(item), dep=item)
     if not isinstance(item, dict):
         raise DeclarationError(
-            f"{where}: an event must be a name or a dict like "
+            "an event must be a name or a dict like "
             f"{{'name': 'data_updated', 'parameters': {{...}}}}, not {type(item).__name__}."
         )
     unknown = set(item) - set(_EVENT_KEYS)
     if unknown:
         key = sorted(unknown)[0]
         raise DeclarationError(
-            f"{where}: unknown key {key!r} in event declaration"
+            f"unknown key {key!r} in event declaration"
             f"{did_you_mean(key, _EVENT_KEYS)}; the keys are {list(_EVENT_KEYS)}."
         )
     if "name" not in item:
-        raise DeclarationError(f"{where}: event dict {item!r} has no 'name'.")
-    name = event_name(item["name"], where)
+        raise DeclarationError(
+            f"event dict {item!r} has no 'name'; write {{'name': 'data_updated', ...}}."
+        )
+    name = event_name(item["name"])
     dep = item.get("dep", name)
     if "dep" in item and (not isinstance(dep, str) or not _IDENTIFIER.match(dep)):
         raise DeclarationError(
-            f"{where}: dep={dep!r} must be an identifier (letters, digits and _, not "
+            f"dep={dep!r} must be an identifier (letters, digits and _, not "
             "starting with a digit), because conditions refer to it."
         )
-    here = f"{where}, event {name!r}"
+    here = f"event {name!r}"
     mapping = _mapping(item.get("parameters"), parameter_names, here)
     raw_filters = item.get("filters") or []
     if not isinstance(raw_filters, list | tuple):
@@ -94,13 +96,13 @@ def _dependency(item: Any, parameter_names: list[str], where: str) -> EventDepen
     )
 
 
-def event_name(name: object, where: str) -> str:
+def event_name(name: object) -> str:
     """An event name, or a prefix ending in ``*`` that matches every name starting with it."""
     if isinstance(name, str) and name.endswith("*"):
         prefix = name[:-1]
         if not prefix or "*" in prefix:
             raise DeclarationError(
-                f"{where}: {name!r} is not a wildcard; write a prefix followed by one '*' at "
+                f"{name!r} is not a wildcard; write a prefix followed by one '*' at "
                 "the end, e.g. 'orders.*'."
             )
         validate_event_name(prefix, error=DeclarationError)
@@ -144,13 +146,16 @@ def _mapping(raw: Any, parameter_names: list[str], where: str) -> dict[str, str]
                 f"JSONPath string, not {source!r}."
             )
         if source.startswith("$") and source not in EVENT_ATTRIBUTES:
-            compile_jsonpath(source)
+            try:
+                compile_jsonpath(source)
+            except DeclarationError as exc:
+                raise DeclarationError(f"{where}: parameter {param!r}: {exc}") from None
         mapping[param] = source
     return mapping
 
 
 def normalize_correlation(
-    correlate_by: Any, dependencies: tuple[EventDependency, ...], *, where: str
+    correlate_by: Any, dependencies: tuple[EventDependency, ...]
 ) -> dict[str, str] | None:
     """``"$.date"`` (every dependency) or ``{dep: "$.path"}`` into one JSONPath per dependency.
 
@@ -164,23 +169,21 @@ def normalize_correlation(
         correlate_by = dict.fromkeys(names, correlate_by)
     if not isinstance(correlate_by, dict):
         raise DeclarationError(
-            f"{where}: correlate_by is a JSONPath like '$.date', or a dict "
+            "correlate_by is a JSONPath like '$.date', or a dict "
             f"{{dependency: JSONPath}}, not {type(correlate_by).__name__}."
         )
     missing = [n for n in names if n not in correlate_by]
     unknown = [n for n in correlate_by if n not in names]
     if missing or unknown:
         raise DeclarationError(
-            f"{where}: correlate_by must give a JSONPath for each dependency {names}"
+            f"correlate_by must give a JSONPath for each dependency {names}"
             + (f"; missing {missing}" if missing else "")
             + (f"; unknown {unknown}" if unknown else "")
             + "."
         )
     for path in correlate_by.values():
         if not isinstance(path, str) or not path.startswith("$"):
-            raise DeclarationError(
-                f"{where}: correlate_by path {path!r} must be a JSONPath ($...)."
-            )
+            raise DeclarationError(f"correlate_by path {path!r} must be a JSONPath ($...).")
         compile_jsonpath(path)
     return dict(correlate_by)
 

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from triggers.declarations import declaration_of, placement_of
 from triggers.errors import DeclarationError
+from triggers.locations import at_caller, flow_subject
 from triggers.targets import parse_target
 
 __all__ = ["resources", "target"]
@@ -28,24 +29,22 @@ def target(url: str, **options: Any) -> Callable[[F], F]:
     runs (``python flow.py run``) the same way; its options are checked when it is deployed.
 
     Raises:
-        DeclarationError: an unknown scheme, a bad option or an unknown placeholder.
+        DeclarationError: an unknown scheme, a bad option or an unknown placeholder,
+            located at the decorator.
     """
 
     def decorate(func: F) -> F:
-        where = f"@target on {getattr(func, '__qualname__', func)!r}"
-        if inspect.isclass(func):
-            placement = placement_of(func)
-            if placement.url is not None:
-                raise DeclarationError(f"{where}: the flow has a target already.")
-            placement.url, placement.options = url, options
-            return func
-        decl = declaration_of(func, where)
-        if decl.target is not None:
-            raise DeclarationError(f"{where}: the flow has a target already.")
-        try:
+        with at_caller(flow_subject(func)):
+            if inspect.isclass(func):
+                placement = placement_of(func)
+                if placement.url is not None:
+                    raise DeclarationError("the flow has a target already; keep one @target.")
+                placement.url, placement.options = url, options
+                return func
+            decl = declaration_of(func, "@target")
+            if decl.target is not None:
+                raise DeclarationError("the flow has a target already; keep one @target.")
             decl.target = parse_target(url, options, [p.name for p in decl.parameters])
-        except DeclarationError as exc:
-            raise DeclarationError(f"{where}: {exc}") from None
         return func
 
     return decorate
@@ -65,25 +64,25 @@ def resources(
         gpu: whole GPUs.
 
     Raises:
-        DeclarationError: a value that is not a number or a quantity.
+        DeclarationError: a value that is not a number or a quantity, located at the
+            decorator.
     """
-    given: dict[str, Any] = {}
-    if cpu is not None:
-        given["cpu"] = _quantity(cpu, "cpu", "")
-    if memory is not None:
-        given["memory"] = _quantity(memory, "memory", "Mi")
-    if gpu is not None:
-        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 1:
-            raise DeclarationError(f"@resources: gpu={gpu!r} must be a whole number ≥ 1.")
-        given["gpu"] = gpu
 
     def decorate(func: F) -> F:
-        where = f"@resources on {getattr(func, '__qualname__', func)!r}"
-        if inspect.isclass(func):
-            placement_of(func).resources = given
-            return func
-        decl = declaration_of(func, where)
-        decl.resources = given
+        with at_caller(flow_subject(func)):
+            given: dict[str, Any] = {}
+            if cpu is not None:
+                given["cpu"] = _quantity(cpu, "cpu", "")
+            if memory is not None:
+                given["memory"] = _quantity(memory, "memory", "Mi")
+            if gpu is not None:
+                if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 1:
+                    raise DeclarationError(f"gpu={gpu!r} must be a whole number ≥ 1.")
+                given["gpu"] = gpu
+            if inspect.isclass(func):
+                placement_of(func).resources = given
+            else:
+                declaration_of(func, "@resources").resources = given
         return func
 
     return decorate
@@ -98,6 +97,6 @@ def _quantity(value: object, what: str, unit: str) -> str:
     if isinstance(value, str) and _QUANTITY.match(value):
         return value
     raise DeclarationError(
-        f"@resources: {what}={value!r} must be a number or a Kubernetes quantity like "
+        f"{what}={value!r} must be a number or a Kubernetes quantity like "
         f"{'500m' if what == 'cpu' else '4Gi'}."
     )

@@ -23,12 +23,18 @@ and ``{subject}``, ``{id}``, ``{key}`` or ``{headers.NAME}`` from the message
 (:data:`MESSAGE_FIELDS`). ``${NAME}`` (or ``${NAME:-default}``) in the URL is read from
 the environment of the process that runs the source, so secrets never reach the run
 store. ``kafka://`` without brokers reads tripwire's own cluster.
+
+A wrong declaration raises a DeclarationError located at it
+(:mod:`triggers.locations`): ``flows/orders.py:7: source 'orders_nats': <what is
+wrong>``, or with the YAML file and the line of the list item.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -48,6 +54,7 @@ from triggers.errors import ConfigurationError, DeclarationError
 from triggers.filters import Filter, TimeOfDay, parse_filter
 from triggers.jsonpath import compile_jsonpath
 from triggers.kafka_security import KafkaSecurity
+from triggers.locations import at_caller, located
 
 __all__ = [
     "ADDRESS",
@@ -219,12 +226,16 @@ class EventSource(BaseModel):
     )
 
     def __init__(self, **data: Any) -> None:
-        """As pydantic's, but a wrong declaration raises DeclarationError naming the fields,
-        as the decorators do."""
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise DeclarationError(f"source {data.get('name')!r}: {_problems(exc)}") from None
+        """As pydantic's, but a wrong declaration raises DeclarationError naming the fields;
+        written in Python, located at its line, as the decorators' are."""
+        # model_validate calls this too: data read from YAML or a store is located by
+        # whoever read it.
+        written = not sys._getframe(1).f_globals.get("__name__", "").startswith("pydantic")
+        with at_caller(_subject(data.get("name"))) if written else nullcontext():
+            try:
+                super().__init__(**data)
+            except ValidationError as exc:
+                raise DeclarationError(_problems(exc)) from None
 
     @field_validator("name")
     @classmethod
@@ -249,7 +260,6 @@ class EventSource(BaseModel):
     @model_validator(mode="after")
     def _valid(self) -> EventSource:
         kind = self.kind
-        where = f"source {self.name!r}"
         address = ADDRESS[kind]
         if not getattr(self, address):
             raise ValueError(f"a {kind} source needs {address!r} (where to read)")
@@ -275,8 +285,8 @@ class EventSource(BaseModel):
         for field in ("id", "time"):
             value = getattr(self, field)
             if value is not None:
-                parse_expression(value, where=f"{where}, {field}")
-        if parse_expression(self.event, where=f"{where}, event").kind == "literal":
+                parse_expression(value, where=field)
+        if parse_expression(self.event, where="event").kind == "literal":
             validate_event_name(self.event, error=DeclarationError)
             compile_jsonpath(self.payload)
         return self
@@ -400,7 +410,9 @@ def load_sources_file(path: Path) -> list[EventSource]:
     import yaml
 
     try:
-        document = yaml.safe_load(path.read_text())
+        text = path.read_text()
+        document = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)  # the nodes: where each item is
     except (OSError, yaml.YAMLError) as exc:
         raise DeclarationError(f"{path}: cannot read it as YAML: {exc}") from None
     if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
@@ -408,16 +420,24 @@ def load_sources_file(path: Path) -> list[EventSource]:
             f"{path}: expected a top-level 'sources:' list of sources, each with name, url, "
             "event and where to read (subject, topic, queue, stream or channel)."
         )
+    lines = _item_lines(root)
     found: list[EventSource] = []
     for index, item in enumerate(document["sources"]):
-        where = f"{path}: sources[{index}]"
-        if isinstance(item, dict) and isinstance(item.get("name"), str):
-            where = f"{path}: source {item['name']!r}"
-        found.append(declared(item, where=where))
+        name = item.get("name") if isinstance(item, dict) else None
+        subject = _subject(name) if isinstance(name, str) else f"sources[{index}]"
+        with located(path, lines[index] if index < len(lines) else None, subject):
+            found.append(declared(item))
     return found
 
 
-def declared(item: Any, *, where: str) -> EventSource:
+def _item_lines(root: Any) -> list[int]:
+    """The line of each item of the top-level ``sources:`` list, from the YAML node tree
+    of a mapping that has it (none when a merge key brought it)."""
+    found = [value.value for key, value in root.value if key.value == "sources"]
+    return [item.start_mark.line + 1 for item in found[-1]] if found else []
+
+
+def declared(item: Any) -> EventSource:
     """Validate one source declaration (a mapping), naming the field that is wrong.
 
     Raises:
@@ -427,15 +447,20 @@ def declared(item: Any, *, where: str) -> EventSource:
         return item
     try:
         return EventSource.model_validate(item)
-    except DeclarationError as exc:
-        raise DeclarationError(f"{where}: {exc}") from None
     except ValidationError as exc:
-        raise DeclarationError(f"{where}: {_problems(exc)}") from None
+        raise DeclarationError(_problems(exc)) from None
+
+
+def _subject(name: object) -> str:
+    """What the errors of a source's declaration name: the source."""
+    return f"source {name!r}" if isinstance(name, str) else "source without a name"
 
 
 def _problems(exc: ValidationError) -> str:
-    """pydantic's errors as one line: ``field: what is wrong; ...``."""
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or 'source'}: {e['msg'].removeprefix('Value error, ')}"
-        for e in exc.errors()
-    )
+    """pydantic's errors as one line: ``field: what is wrong; ...`` (without a field for a
+    problem of the whole source)."""
+    problems = []
+    for error in exc.errors():
+        what = error["msg"].removeprefix("Value error, ")
+        problems.append(f"{'.'.join(map(str, error['loc']))}: {what}" if error["loc"] else what)
+    return "; ".join(problems)

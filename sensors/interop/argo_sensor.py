@@ -33,6 +33,7 @@ from sensors.interop.kube_yaml import check_json, load_all
 from sensors.interop.pysource import identifier
 from triggers.conditions import parse_condition
 from triggers.envelope import validate_event_name
+from triggers.error_text import exception_text
 from triggers.errors import DeclarationError, PublishError
 from triggers.normalize import did_you_mean
 from triggers.spec import FlowSpec, parse_duration
@@ -276,15 +277,15 @@ class _Reader:
             try:
                 load_flows(render([plan], [], plan.doc, ""))
                 kept.append(plan)
-            except DeclarationError as exc:
-                self.findings.append(Finding("refused", plan.where, str(exc)))
+            except DeclarationError as exc:  # located in a temporary file: say where in the Sensor
+                self.findings.append(Finding("refused", plan.where, exc.reason or str(exc)))
             except Exception as exc:  # the file is ours: report the bug, write the others
                 self.findings.append(
                     Finding(
                         "refused",
                         plan.where,
-                        f"its flow does not load ({type(exc).__name__}: "
-                        f"{exc}); this is a bug in tripwire import, please report it",
+                        f"its flow does not load ({exception_text(exc)}); this is a bug in "
+                        "tripwire import, please report it",
                     )
                 )
         return kept

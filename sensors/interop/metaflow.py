@@ -18,11 +18,13 @@ by parsing source, and given the meaning Metaflow's Argo Workflows integration g
   Metaflow does on Argo.
 
 A run is ``python flow.py run --PARAM VALUE ...`` (:mod:`triggers.run`), so Metaflow
-parses its own parameters.
+parses its own parameters. A flow declared wrongly raises a DeclarationError located at
+its class, as a tripwire flow's is at its decorator: ``flows/load.py:4: flow 'LoadFlow': ...``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import re
@@ -38,8 +40,10 @@ from pydantic import ValidationError
 from sensors.runs.models import RunRecord
 from triggers.declarations import class_target, first_error
 from triggers.envelope import validate_event_name
+from triggers.error_text import exception_text
 from triggers.errors import DeclarationError
 from triggers.filters import Filter
+from triggers.locations import flow_subject, shown_path
 from triggers.params import ParamSpec
 from triggers.spec import (
     Entrypoint,
@@ -87,6 +91,23 @@ def metaflow_flows(module: ModuleType, path: Path) -> list[FlowSpec]:
 
 
 def _spec(cls: type, path: Path) -> FlowSpec:
+    try:
+        return _read(cls, path)
+    except DeclarationError as exc:
+        exc.locate(shown_path(path), _line(cls), flow_subject(cls))
+        raise
+
+
+def _line(cls: type) -> int | None:
+    """The line of a flow class's first decorator (else of its ``class``), if its source
+    can be read."""
+    try:
+        return inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        return None
+
+
+def _read(cls: type, path: Path) -> FlowSpec:
     from metaflow.exception import MetaflowException
 
     name = cls.__name__
@@ -104,9 +125,8 @@ def _spec(cls: type, path: Path) -> FlowSpec:
             )
             if dependencies
         ]
-    except (MetaflowException, DeclarationError) as exc:
-        reason = exc.message if isinstance(exc, MetaflowException) else str(exc)
-        raise DeclarationError(f"Metaflow flow {name} in {path}: {reason}") from None
+    except MetaflowException as exc:
+        raise DeclarationError(exc.message) from None
     upstreams = [t for t in triggers if t.name == "trigger_on_finish"]
     run = MetaflowRun(
         flow=name,
@@ -116,9 +136,7 @@ def _spec(cls: type, path: Path) -> FlowSpec:
     try:
         validate_event_name(run.end_event, error=DeclarationError)
     except DeclarationError as exc:
-        raise DeclarationError(
-            f"Metaflow flow {name} in {path}: its end event cannot be published: {exc}"
-        ) from None
+        raise DeclarationError(f"its end event cannot be published: {exc}") from None
     return FlowSpec(
         name=name,
         entrypoint=Entrypoint(function=name, path=str(path.resolve()), metaflow=run),
@@ -183,7 +201,7 @@ def _initialised(flow: Any) -> dict[str, list[Any]]:
             except (DeclarationError, MetaflowException):
                 raise
             except Exception as exc:
-                raise DeclarationError(f"{where}: {type(exc).__name__}: {exc}") from None
+                raise DeclarationError(f"{where}: {exception_text(exc)}") from None
     return decorators
 
 

@@ -46,7 +46,9 @@ def test_several_upstream_flows_must_all_finish_within_the_window() -> None:
 )
 def test_bad_declarations_say_what_to_write(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(DeclarationError, match=message):
-        trigger_on_finish(**kwargs)  # type: ignore[arg-type]
+
+        @trigger_on_finish(**kwargs)  # type: ignore[arg-type]
+        def flow() -> None: ...
 
 
 def test_the_bare_decorator_is_refused_with_the_called_form() -> None:

@@ -64,7 +64,9 @@ def test_a_rate_is_a_duration() -> None:
 )
 def test_a_bad_schedule_is_refused_at_decoration(kwargs: dict, message: str) -> None:
     with pytest.raises(DeclarationError, match=message.replace("(", r"\(").replace("$", r"\$")):
-        schedule(**kwargs)
+
+        @schedule(**kwargs)
+        def job() -> None: ...
 
 
 def test_a_required_parameter_without_a_source_is_refused() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 from pathlib import Path
 
 import pytest
@@ -64,17 +64,25 @@ def test_the_url_scheme_names_the_bus(url: str, address: dict[str, str], kind: s
         ({"url": "mqtt://h", "topic": "t", "event": "e", "qos": 3}, "qos"),
     ],
 )
-def test_a_wrong_declaration_says_what_is_wrong(fields: dict[str, object], says: str) -> None:
-    with pytest.raises(DeclarationError, match=re.escape("orders.yaml: source 's'")) as caught:
-        declared({"name": "s", **fields}, where="orders.yaml: source 's'")
+def test_a_wrong_declaration_says_where_and_what_is_wrong(
+    tmp_path: Path, fields: dict[str, object], says: str
+) -> None:
+    # Given a YAML file whose second source is wrong (JSON is YAML)
+    file = tmp_path / "orders.yaml"
+    good = {"name": "ok", "url": "nats://h", "subject": "s", "event": "e"}
+    bad = {"name": "s", **fields}
+    file.write_text(f"sources:\n  - {json.dumps(good)}\n  - {json.dumps(bad)}\n")
+    # Then its error names the file, the line of the list item and the source
+    with pytest.raises(DeclarationError) as caught:
+        load_sources_file(file)
+    assert str(caught.value).startswith(f"{file}:3: source 's': ")
     assert says in str(caught.value)
+    assert (caught.value.path, caught.value.line) == (str(file), 3)
 
 
 def test_a_source_name_is_an_identifier() -> None:
     with pytest.raises(DeclarationError, match="invalid source name 'Orders NATS'"):
-        declared(
-            {"name": "Orders NATS", "url": "nats://h", "subject": "s", "event": "e"}, where="x"
-        )
+        declared({"name": "Orders NATS", "url": "nats://h", "subject": "s", "event": "e"})
 
 
 def test_a_file_without_a_sources_list_is_refused(tmp_path: Path) -> None:
@@ -140,12 +148,15 @@ def test_shown_urls_keep_variable_names_and_hide_passwords(url: str, shown: str)
     assert shown_url(url) == shown
 
 
-def test_a_wrong_python_declaration_raises_declaration_error_naming_the_field() -> None:
-    with pytest.raises(
-        DeclarationError, match="source 'orders': source: a redis source needs 'stream'"
-    ):
+def test_a_wrong_python_declaration_raises_declaration_error_naming_its_line_and_field() -> None:
+    here = f"{Path(__file__).relative_to(Path.cwd())}"
+    with pytest.raises(DeclarationError) as caught:
         EventSource(name="orders", url="redis://h", event="e")  # no stream
-    with pytest.raises(DeclarationError, match="source 'orders': prefetch"):
+    line = caught.traceback[0].lineno + 1  # pytest counts lines from 0
+    assert str(caught.value) == (
+        f"{here}:{line}: source 'orders': a redis source needs 'stream' (where to read)"
+    )
+    with pytest.raises(DeclarationError, match="source 'orders': prefetch: Input should be"):
         EventSource(name="orders", url="amqp://h", queue="q", event="e", prefetch=0)
 
 

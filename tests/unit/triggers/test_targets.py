@@ -100,7 +100,7 @@ def test_resources_size_a_kubernetes_pod_as_metaflow_says_them() -> None:
         "image": "flows:1",
     }
     with pytest.raises(DeclarationError, match="memory='lots' must be a number or a Kubernetes"):
-        resources(memory="lots")
+        resources(memory="lots")(train)
 
 
 @pytest.mark.parametrize(

@@ -121,9 +121,13 @@ def test_the_dict_and_the_list_of_strings_and_pairs_forms(tmp_path: Path) -> Non
 def test_what_metaflow_refuses_is_a_deploy_error_that_names_the_problem(
     tmp_path: Path, decorators: str, problem: str
 ) -> None:
-    with pytest.raises(DeclarationError, match="LoadFlow") as caught:
+    with pytest.raises(DeclarationError) as caught:
         flows(tmp_path, decorators)
-    assert problem in str(caught.value)
+    # Located as a tripwire flow's errors are: the file, the class's first decorator, the flow
+    refused = caught.value
+    assert refused.path is not None and Path(refused.path).parent == tmp_path.resolve()
+    assert str(refused).startswith(f"{refused.path}:4: flow 'LoadFlow': ")
+    assert problem in str(refused)
 
 
 def test_reset_at_is_a_cron_in_its_time_zone(tmp_path: Path) -> None:
