@@ -5,6 +5,10 @@ HTTP API with its web page, and a SQLite store under ``$TRIPWIRE_HOME``, and
 records the broker's and the API's addresses and a local API token in
 ``$TRIPWIRE_HOME/dev.json`` so that ``publish()`` and the CLI in another
 terminal find them. The file is removed on exit.
+
+A flow file that fails to import leaves the others served: it is reported, and recorded
+for the web page and ``tripwire sensors list``. While it runs, edits of the flow files are
+followed (:mod:`sensors.reloader`).
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ from sensors.api.auth import new_token
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
-from sensors.registry import discover
+from sensors.registry import load_declarations
+from sensors.reloader import FlowReloader
+from sensors.runs.import_problems import ImportProblem
 from sensors.runs.outages import shown_url
 from sensors.stages.kafka import awaiting
 from triggers.errors import ConfigurationError
@@ -50,18 +56,27 @@ class DevInfo:
     home: Path
     flows: tuple[FlowSpec, ...]
     startup_seconds: float
+    problems: tuple[ImportProblem, ...] = ()
+    """The flow files left out because they failed to import."""
+    busy_port: int | None = None
+    """The API port asked for, when it was taken (``api_url`` has the one used)."""
 
 
-async def serve(engine: Engine) -> None:
-    """Run ``engine`` until SIGINT or SIGTERM (Ctrl-C stops cleanly, not with a traceback).
-    SIGUSR1 logs where each of its tasks waits, for a worker that seems stuck."""
+async def serve(engine: Engine, *, beside: Coroutine[Any, Any, None] | None = None) -> None:
+    """Run ``engine`` until SIGINT or SIGTERM (Ctrl-C stops cleanly, not with a traceback),
+    and ``beside`` with it. SIGUSR1 logs where each of its tasks waits, for a worker that
+    seems stuck."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, engine.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, log_tasks)
+    companion = None if beside is None else asyncio.create_task(beside, name="tripwire dev reload")
     try:
         await engine.run_forever()
     finally:
+        if companion is not None:
+            companion.cancel()
+            await asyncio.gather(companion, return_exceptions=True)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             loop.remove_signal_handler(sig)
 
@@ -98,16 +113,20 @@ async def run_dev(
     settings: Settings,
     *,
     on_ready: Callable[[DevInfo], None] | None = None,
+    say: Callable[[str, str], None] = lambda what, text: print(what, text),
+    any_port_if_taken: bool = True,
 ) -> None:
-    """Load the flows under ``paths``, start broker, engine and store, and serve until stopped.
+    """Load the flows under ``paths``, start broker, engine and store, and serve until
+    stopped, following edits of the files; ``say(what, text)`` tells each reload.
 
     Raises:
-        DeclarationError: a flow is declared wrongly (before anything starts).
-        ConfigurationError: another ``tripwire dev`` uses the same home.
+        DeclarationError: a path does not exist (before anything starts).
+        ConfigurationError: another ``tripwire dev`` uses the same home, or the API port
+            is taken and ``any_port_if_taken`` is false.
         BrokerError: the embedded broker did not start.
     """
     started = asyncio.get_running_loop().time()
-    flows, sources = discover(paths)
+    found = load_declarations(paths)
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     _refuse_second_dev(home)
@@ -119,9 +138,15 @@ async def run_dev(
         dev_settings = settings.model_copy(
             update={"kafka_bootstrap": broker.bootstrap, "home": home, "api_token": token}
         )
-        api = ApiServer(dev_settings, any_port_if_taken=True)
-        async with Engine(dev_settings, flows, sources=sources, prune=True) as engine:
+        api = ApiServer(dev_settings, any_port_if_taken=any_port_if_taken)
+        engine = Engine(dev_settings, found.flows, sources=found.sources, prune=True)
+        async with engine:
             await engine.wait_ready()
+            assert engine.store is not None
+            reloader = FlowReloader(
+                paths, dev_settings, engine.store, found, serve=engine.serve, say=say
+            )
+            await reloader.record()
             dev_settings.api_url = await api.start()
             _write_dev_file(dev_settings, broker)
             try:
@@ -133,11 +158,13 @@ async def run_dev(
                             api_url=dev_settings.api_url,
                             api_token=token.get_secret_value(),
                             home=home,
-                            flows=tuple(flows),
+                            flows=tuple(found.flows),
                             startup_seconds=asyncio.get_running_loop().time() - started,
+                            problems=tuple(found.problems),
+                            busy_port=api.busy_port,
                         )
                     )
-                await serve(engine)
+                await serve(engine, beside=reloader.watch())
             finally:
                 dev_settings.dev_file.unlink(missing_ok=True)
                 await api.stop()

@@ -175,7 +175,7 @@ class Engine:
     async def _deploy(self, store: RunStore) -> list[Sensor]:
         """Record the flows and sources given (``prune``: retire others); return the sensors."""
         s = self.settings
-        if self.flows:
+        if self.flows or self._prune:
             await deploy(store, self.flows, project=s.project, domain=s.domain, prune=self._prune)
         if self.sources or self._prune:
             await deploy_sources(

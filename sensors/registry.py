@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import sysconfig
+import traceback
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
+import triggers
 from sensors.interop.metaflow import metaflow_flows
+from sensors.runs.import_problems import ImportProblem
 from triggers.declarations import flow_spec, is_flow
+from triggers.error_text import exception_text
 from triggers.errors import DeclarationError
 from triggers.loader import load_file
+from triggers.locations import shown_path
 from triggers.sources import EventSource, load_sources_file
 from triggers.spec import FlowSpec
 
-__all__ = ["discover", "discover_flows", "discover_sources", "flow_files"]
+__all__ = [
+    "Declarations",
+    "FlowImportError",
+    "discover",
+    "discover_flows",
+    "discover_sources",
+    "flow_files",
+    "import_problem",
+    "load_declarations",
+]
 
 
 _YAML = (".yaml", ".yml")
@@ -67,33 +85,10 @@ def discover_sources(paths: Iterable[str | Path]) -> list[EventSource]:
     list) and as :class:`EventSource` objects at the top level of Python files.
 
     Raises:
-        DeclarationError: a source is invalid, or two different sources share a name.
+        DeclarationError: a path is missing; :class:`FlowImportError`: a file failed to
+            load, or two different sources share a name.
     """
-    return _sources_in(_declaration_files(paths))
-
-
-def discover(paths: Iterable[str | Path]) -> tuple[list[FlowSpec], list[EventSource]]:
-    """The flows and the event sources declared under ``paths``, walking them once."""
-    files = _declaration_files(paths)
-    return _flows_in([f for f in files if f.suffix == ".py"]), _sources_in(files)
-
-
-def _sources_in(files: list[Path]) -> list[EventSource]:
-    found: dict[str, tuple[EventSource, Path]] = {}
-    for file in files:
-        if file.suffix == ".py":
-            declared = [v for v in vars(load_file(file)).values() if isinstance(v, EventSource)]
-        else:
-            declared = load_sources_file(file)
-        for spec in declared:
-            other = found.get(spec.name)
-            if other is not None and other[0] != spec:
-                raise DeclarationError(
-                    f"two sources are named {spec.name!r}: in {other[1]} and in {file}; "
-                    "rename one (source names identify consumers and their status)."
-                )
-            found[spec.name] = (spec, file)
-    return [spec for spec, _ in found.values()]
+    return discover(paths)[1]
 
 
 def discover_flows(paths: Iterable[str | Path]) -> list[FlowSpec]:
@@ -105,27 +100,166 @@ def discover_flows(paths: Iterable[str | Path]) -> list[FlowSpec]:
     declares it once.
 
     Raises:
-        DeclarationError: two different flows share a name (flow names identify runs
-            and sensors), or a path is missing.
+        DeclarationError: a path is missing; :class:`FlowImportError`: a file failed to
+            load, or two different flows share a name (names identify sensors and runs).
     """
-    return _flows_in(flow_files(paths))
+    return discover(flow_files(paths))[0]
 
 
-def _flows_in(files: list[Path]) -> list[FlowSpec]:
-    specs: dict[str, FlowSpec] = {}
-    for file in files:
-        module = load_file(file)
-        found = [
-            flow_spec(value, path=file)
-            for value in vars(module).values()
-            if is_flow(value) and value.__module__ == module.__name__
+def discover(
+    paths: Iterable[str | Path], *, outcome: str = "nothing was loaded"
+) -> tuple[list[FlowSpec], list[EventSource]]:
+    """The flows and the event sources declared under ``paths``, all or nothing.
+
+    Raises:
+        DeclarationError: a path is missing; :class:`FlowImportError`: any file failed to
+            load (every one is named, in one pass, and the message says ``outcome``).
+    """
+    found = load_declarations(paths)
+    if found.problems:
+        raise FlowImportError(found.problems, outcome)
+    return found.flows, found.sources
+
+
+class FlowImportError(DeclarationError):
+    """Raised when flow or sources files fail to load; ``problems`` names each."""
+
+    def __init__(self, problems: Sequence[ImportProblem], outcome: str) -> None:
+        self.problems = list(problems)
+        what = "a file" if len(problems) == 1 else f"{len(problems)} files"
+        them = "it" if len(problems) == 1 else "them"
+        lines = "".join(f"\n  {problem.short()}" for problem in self.problems)
+        super().__init__(f"{what} failed to load, so {outcome}; fix {them} and try again:{lines}")
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """What the files under some paths declare, and the files that failed to load."""
+
+    flows: list[FlowSpec]
+    sources: list[EventSource]
+    problems: list[ImportProblem]
+    loaded: dict[str, list[str]]
+    """The flow names each file that loaded declares, by its :func:`shown_path`."""
+
+
+def load_declarations(paths: Iterable[str | Path]) -> Declarations:
+    """Load every file under ``paths`` on its own: one that raises, or declares a flow or
+    source whose name another file took first, becomes an :class:`ImportProblem`, and
+    the others load.
+
+    Raises:
+        DeclarationError: a path does not exist or is neither Python nor YAML.
+    """
+    flows: dict[str, FlowSpec] = {}
+    sources: dict[str, tuple[EventSource, Path]] = {}
+    problems: list[ImportProblem] = []
+    loaded: dict[str, list[str]] = {}
+    for file in _declaration_files(paths):
+        try:
+            found, declared = _declared_in(file)
+            _refuse_taken_names(found, declared, flows, sources)
+        except Exception as exc:  # a flow file may raise anything while it is imported
+            problems.append(import_problem(file, exc))
+            continue
+        except SystemExit as exc:  # and may call sys.exit()
+            problems.append(import_problem(file, exc))
+            continue
+        flows.update((spec.name, spec) for spec in found)
+        sources.update((source.name, (source, file)) for source in declared)
+        loaded[shown_path(file)] = [spec.name for spec in found]
+    return Declarations(
+        list(flows.values()), [source for source, _ in sources.values()], problems, loaded
+    )
+
+
+def _declared_in(file: Path) -> tuple[list[FlowSpec], list[EventSource]]:
+    if file.suffix != ".py":
+        return [], load_sources_file(file)
+    module = load_file(file)
+    found = {
+        spec.name: spec
+        for spec in [
+            *(
+                flow_spec(value, path=file)
+                for value in vars(module).values()
+                if is_flow(value) and value.__module__ == module.__name__
+            ),
+            *metaflow_flows(module, file),
         ]
-        for spec in [*found, *metaflow_flows(module, file)]:
-            other = specs.get(spec.name)
-            if other is not None and other.entrypoint != spec.entrypoint:
-                raise DeclarationError(
-                    f"two flows are named {spec.name!r}: in {other.entrypoint.path} and in "
-                    f"{spec.entrypoint.path}; rename one (flow names identify sensors and runs)."
-                )
-            specs[spec.name] = spec
-    return list(specs.values())
+    }
+    declared = [v for v in vars(module).values() if isinstance(v, EventSource)]
+    return list(found.values()), declared
+
+
+def _refuse_taken_names(
+    found: list[FlowSpec],
+    declared: list[EventSource],
+    flows: dict[str, FlowSpec],
+    sources: dict[str, tuple[EventSource, Path]],
+) -> None:
+    for spec in found:
+        other = flows.get(spec.name)
+        if other is not None and other.entrypoint != spec.entrypoint:
+            raise DeclarationError(
+                f"flow {spec.name!r} is declared in {shown_path(other.entrypoint.path or '')} "
+                "already; rename one (flow names identify sensors and runs)."
+            )
+    for source in declared:
+        taken = sources.get(source.name)
+        if taken is not None and taken[0] != source:
+            raise DeclarationError(
+                f"source {source.name!r} is declared in {shown_path(taken[1])} already; rename "
+                "one (source names identify consumers and their status)."
+            )
+
+
+def import_problem(file: Path, exc: BaseException) -> ImportProblem:
+    """What went wrong in ``file``, pointing at the user's own code: the last frame of the
+    traceback that is neither tripwire's, nor the standard library's, nor an installed
+    package's."""
+    path = shown_path(file)
+    # A declaration error is tripwire's own: its type adds nothing
+    text = str(exc) if isinstance(exc, DeclarationError) else exception_text(exc)
+    error = " ".join(text.split())
+    here = file.resolve()
+    line, where = None, ""
+    if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == here:
+        line, where = exc.lineno, (exc.text or "").strip()
+        error = f"SyntaxError: {exc.msg}"
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        ours = [f for f in frames if Path(f.filename).resolve() == here]
+        users = [f for f in frames if _users(f.filename)]
+        if ours:
+            line = ours[-1].lineno
+        if users:
+            last = users[-1]
+            code = (last.line or "").strip()
+            same = Path(last.filename).resolve() == here
+            where = code if same else f"{shown_path(last.filename)}:{last.lineno}: {code}"
+    return ImportProblem(
+        path=path,
+        line=line,
+        error=error,
+        traceback="".join(traceback.format_exception(exc)),
+        seen_at=datetime.now(UTC),
+        where=where,
+    )
+
+
+_NOT_USERS = tuple(
+    str(Path(p).resolve()) + os.sep
+    for p in {
+        *(sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")),
+        triggers.__path__[0],
+        os.path.dirname(__file__),
+    }
+)
+
+
+def _users(filename: str) -> bool:
+    """Whether a traceback's frame is in the user's code."""
+    if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
+        return False
+    return not str(Path(filename).resolve()).startswith(_NOT_USERS)

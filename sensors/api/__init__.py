@@ -39,6 +39,8 @@ class ApiServer:
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
         self.url = ""
+        self.busy_port: int | None = None
+        """The port asked for, when it was taken and any free one was used instead."""
 
     async def start(self) -> str:
         """Listen and connect; return the base URL.
@@ -75,9 +77,10 @@ class ApiServer:
             if exc.errno != errno.EADDRINUSE or not self._any_port:
                 sock.close()
                 raise ConfigurationError(
-                    f"the API cannot listen on {host}:{port}: {exc.strerror}; set "
-                    "TRIPWIRE_API_PORT to a free port (0: any)"
+                    f"the API cannot listen on {host}:{port}: {exc.strerror}; choose a free "
+                    "port with --port (0: any), or TRIPWIRE_API_PORT"
                 ) from None
+            self.busy_port = port
             sock.bind((host, 0))
         sock.set_inheritable(True)
         return sock

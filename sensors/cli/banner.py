@@ -2,30 +2,107 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import json
+import re
+import shlex
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 
 if TYPE_CHECKING:
     from sensors.dev import DevInfo
+    from triggers.spec import EventDependency, FlowSpec
 
-__all__ = ["print_dev_banner"]
+__all__ = ["print_dev_banner", "publish_hint", "say"]
+
+_console = Console(stderr=True, highlight=False, soft_wrap=True)
+_EXAMPLES = {"int": 42, "float": 1.5, "bool": True, "str": "example"}
+_DOTTED = re.compile(r"^\$\.[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
-def print_dev_banner(info: DevInfo) -> None:
-    console = Console(stderr=True, highlight=False)
+_SAID = {"reloaded": "bold", "import error": "red", "reload failed": "red", "not deployed": "red"}
+
+
+def say(what: str, text: str) -> None:
+    """One line of dev's console: what a reload did (``reloaded``, ``import error`` ...)."""
+    style = _SAID.get(what, "bold")
+    _console.print(f"[{style}]{what}[/{style}] {escape(text)}")
+
+
+def print_dev_banner(info: DevInfo, *, verbose: bool = False) -> None:
+    console = _console
     console.print(
         f"[bold green]tripwire dev ready[/bold green] in {info.startup_seconds:.1f}s\n"
         f"  broker  {info.bootstrap}\n  store   {info.store_url}\n  home    {info.home}\n"
         f"  api     {info.api_url}  (web page: {info.api_url}/)\n"
         f"  token   {info.api_token}  (local admin token for the API and the page)"
     )
+    if info.busy_port is not None:
+        console.print(
+            f"  [yellow]port {info.busy_port} is busy[/yellow] (another tripwire dev?), so the "
+            f"API serves on {info.api_url.rsplit(':', 1)[-1]}; dev.json in the home has the URL"
+        )
     for flow in info.flows:
         for trig in flow.triggers:
             names = ", ".join(d.name for d in trig.dependencies)
             if trig.schedule is not None:
                 names = trig.schedule.describe()
-            console.print(f"  flow [bold]{flow.name}[/bold] <- {names}")
-    if not info.flows:
+            console.print(f"  flow [bold]{flow.name}[/bold] <- {escape(names)}")
+    for problem in info.problems:
+        console.print(f"  [red]left out[/red] {escape(problem.short())}")
+        if verbose:
+            console.print(escape(problem.traceback), markup=True)
+    if info.problems and not verbose:
+        console.print("  (--verbose shows their tracebacks; saving a fix loads it)")
+    if not info.flows and not info.problems:
         console.print("  [yellow]no flows found[/yellow]: pass the files or folders of your flows")
-    console.print("Publish from another terminal: tripwire publish data_updated -p rows=42")
+    hint = publish_hint(info.flows)
+    if hint:
+        console.print(f"Publish from another terminal: {escape(hint)}")
+    console.print("Edits of the flow files are followed; Ctrl-C stops.")
+
+
+def publish_hint(flows: tuple[FlowSpec, ...] | list[FlowSpec]) -> str | None:
+    """A ``tripwire publish`` command for an event one of ``flows`` waits for, with the
+    payload fields its parameters are read from; None when no flow waits for an event."""
+    from triggers.spec import RUN_EVENT_TYPE  # here: the SDK costs `tripwire --help` 0.2 s
+
+    for flow in sorted(flows, key=lambda f: f.name):
+        for trig in flow.triggers:
+            for dep in trig.dependencies:
+                if "*" in dep.name or "?" in dep.name or dep.name.startswith(RUN_EVENT_TYPE):
+                    continue  # a wildcard reads badly; another flow's end is not published
+                payload = _example_payload(flow, dep)
+                command = f"tripwire publish {shlex.quote(dep.name)}"
+                if any(isinstance(v, dict) for v in payload.values()):
+                    return f"{command} --payload {shlex.quote(json.dumps(payload))}"
+                pairs = (shlex.quote(f"{k}={_pair_value(v)}") for k, v in payload.items())
+                return " ".join([command, *(f"-p {pair}" for pair in pairs)])
+    return None
+
+
+def _example_payload(flow: FlowSpec, dep: EventDependency) -> dict[str, Any]:
+    params = {p.name: p for p in flow.parameters}
+    sources = dep.parameters if dep.parameters is not None else {n: n for n in params}
+    payload: dict[str, Any] = {}
+    for name, source in sources.items():
+        param = params.get(name)
+        if param is None:
+            continue
+        value = param.default if param.default is not None else _EXAMPLES.get(param.type["t"])
+        if value is None:
+            continue
+        if not source.startswith("$"):
+            payload[source] = value
+        elif _DOTTED.match(source):  # $.cfg.days: a nested field
+            *outer, last = source[2:].split(".")
+            here = payload
+            for key in outer:
+                here = here.setdefault(key, {})
+            here[last] = value
+    return payload
+
+
+def _pair_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)

@@ -28,14 +28,39 @@ api_app = typer.Typer(
 
 def dev(
     paths: FlowPaths = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port",
+            "--api-port",
+            help="Port of the API and web page (default TRIPWIRE_API_PORT, 8080; if that is "
+            "busy, any free one, written to dev.json). 0: any free port.",
+        ),
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run everything on this machine: embedded broker, one worker, SQLite store."""
+    """Run everything on this machine: embedded broker, one worker, SQLite store.
+
+    Edits of the flow files are followed: a saved, new or deleted file is loaded again and
+    deployed, and each change is told in one line. A file that fails to import is reported
+    and left out; the others are served.
+    """
     # Each command imports the engine it runs, so that `tripwire --help` starts fast.
     from sensors.dev import run_dev
 
     configure_logging(verbose)
-    run_sync(run_dev(paths or [Path(".")], cli_settings(), on_ready=banner.print_dev_banner))
+    settings = cli_settings()
+    if port is not None:
+        settings = settings.model_copy(update={"api_port": port})
+    run_sync(
+        run_dev(
+            paths or [Path(".")],
+            settings,
+            on_ready=lambda info: banner.print_dev_banner(info, verbose=verbose),
+            say=banner.say,
+            any_port_if_taken=port is None,
+        )
+    )
 
 
 def worker(
@@ -52,7 +77,7 @@ def worker(
 
     async def main() -> None:
         settings.require_bootstrap()
-        flows, sources = discover(paths or [Path(".")])
+        flows, sources = discover(paths or [Path(".")], outcome="the worker did not start")
         async with Engine(settings, flows, sources=sources) as engine:
             await engine.wait_ready()
             err.print(
@@ -68,7 +93,9 @@ def worker(
 def api(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address (default TRIPWIRE_API_HOST).")] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default TRIPWIRE_API_PORT).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", "--api-port", help="Port (default TRIPWIRE_API_PORT).")
+    ] = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Serve the HTTP API and web page against TRIPWIRE_KAFKA_BOOTSTRAP and the run store."""
@@ -108,7 +135,9 @@ def api_token(
     from triggers.settings import ApiToken
 
     if scope not in ("publish", "read", "admin"):
-        raise typer.BadParameter(f"scope must be publish, read or admin, not {scope!r}")
+        raise typer.BadParameter(
+            f"{scope!r} is not a scope; use publish, read or admin", param_hint="--scope"
+        )
     token = new_token()
     entry = ApiToken(
         name=name,
@@ -128,14 +157,8 @@ def broker(
 ) -> None:
     """Run the embedded Kafka-compatible broker (Tansu, in memory) in the foreground."""
     from sensors.broker import run_broker
-    from triggers.errors import TripwireError
 
     def ready(bootstrap: str) -> None:
         err.print(f"[green]broker ready[/green] at {bootstrap} (in memory; Ctrl-C stops it)")
 
-    try:
-        code = run_broker(host=host, port=port, ready=ready)
-    except TripwireError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    raise typer.Exit(code)
+    raise typer.Exit(run_broker(host=host, port=port, ready=ready))

@@ -206,10 +206,12 @@ class Zygotes:
         """Fork a run of ``entrypoint`` at ``revision`` from its zygote; None when runs of
         this revision start cold (a warning says why, once).
 
-        Flows of one module share its zygote (the module is what it imports), per revision.
+        Flows of one module share its zygote (the module is what it imports), per revision
+        and per version of the module's file: an edit of a flow's code that changes none of
+        its declarations keeps the revision, and must still reach the next run.
         """
         flow = json.dumps({k: v for k, v in entrypoint.items() if k != "function"}, sort_keys=True)
-        key = f"{flow}@{revision}"
+        key = f"{flow}@{revision}@{_modified(entrypoint)}"
         if key in self._cold:
             return None
         lock = self._starting.setdefault(flow, asyncio.Lock())
@@ -277,3 +279,12 @@ class Zygotes:
         for zygote in self._by_flow.values():
             await zygote.close()
         self._by_flow = {}
+
+
+def _modified(entrypoint: dict[str, Any]) -> int:
+    """When the flow's file last changed (ns), or 0 for a module imported by name."""
+    path = entrypoint.get("path")
+    try:
+        return Path(path).stat().st_mtime_ns if path else 0
+    except OSError:
+        return 0  # gone: the zygote's start says so

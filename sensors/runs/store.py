@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -65,6 +65,10 @@ T = TypeVar("T")
 CAS_ATTEMPTS = 20
 
 
+@overload
+def utc(value: datetime) -> datetime: ...
+@overload
+def utc(value: None) -> None: ...
 def utc(value: datetime | None) -> datetime | None:
     # SQLite gives naive datetimes back; everything the store writes is UTC.
     if value is not None and value.tzinfo is None:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +93,48 @@ async def test_workers_deploying_together_create_one_revision(run_store: RunStor
 def test_project_and_domain_names_are_validated(name: str) -> None:
     with pytest.raises(ConfigurationError, match="lowercase letters, digits and '-'"):
         validate_name(name, "project")
+
+
+def test_deploy_refuses_everything_when_any_file_fails_naming_each_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # Given a folder with a good flow file and two that fail to import
+    flows = tmp_path / "flows"
+    flows.mkdir()
+    (flows / "good.py").write_text(
+        "from triggers import trigger\n\n@trigger(event='e')\ndef good() -> None: ...\n"
+    )
+    (flows / "env.py").write_text("import os\n\nTOKEN = os.environ['NO_SUCH_VARIABLE']\n")
+    (flows / "typo.py").write_text(
+        "from triggers import trigger\n\n"
+        "@trigger(event='e', within='2x')\ndef typo() -> None: ...\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIPWIRE_")} | {
+        "TRIPWIRE_HOME": str(tmp_path / "home"),
+        "TRIPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'store.db'}",
+    }
+
+    def tripwire(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sensors", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    # When it is deployed
+    done = tripwire("deploy", "flows")
+    # Then nothing is, and each bad file is one line with its line and the user's code
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: 2 files failed to load, so nothing was deployed; fix them and try again:",
+        "  flows/env.py:3: KeyError: 'NO_SUCH_VARIABLE' (TOKEN = os.environ['NO_SUCH_VARIABLE'])",
+        "  flows/typo.py:3: flow 'typo': within='2x' is not a duration; write e.g. '90s', '15m', "
+        "'1h', '2d' or a datetime.timedelta. (@trigger(event='e', within='2x'))",
+    ]
+    assert "no sensors" in tripwire("sensors", "list").stdout
+    # And --verbose adds each file's traceback
+    verbose = tripwire("deploy", "flows", "--verbose")
+    assert verbose.stderr.count("Traceback (most recent call last)") == 2

@@ -93,3 +93,19 @@ async def test_past_its_limit_the_least_recently_used_zygote_ends_and_comes_back
     # And when alpha runs again, it gets a new one
     assert await _run(zygotes, tmp_path, alpha, 3) not in (first, os.getpid())
     assert zygotes.warm == 1
+
+
+async def test_an_edit_of_a_flow_file_reaches_the_next_run_though_its_revision_is_the_same(
+    zygotes: Zygotes, tmp_path: Path
+) -> None:
+    # Given a run of alpha, forked from its zygote
+    alpha = _flow(tmp_path, "alpha")
+    first = await _run(zygotes, tmp_path, alpha, 1)
+    # When the file's code changes (its declarations do not: the revision stays 1)
+    path = Path(alpha["path"])
+    path.write_text(path.read_text().replace('print("ran', 'print("edited; ran'))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    # Then the next run is forked by a new zygote, which imported the new code
+    second = await _run(zygotes, tmp_path, alpha, 2)
+    assert second != first and not pid_alive(first)
+    assert "edited; ran alpha" in (tmp_path / "run2" / "run.log").read_text()
