@@ -1,9 +1,9 @@
-"""The API's run routes: list runs, one run's detail, abort and recover."""
+"""The API's run routes: list runs, one run's detail, create, abort and recover."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from pydantic import BaseModel, Field
@@ -26,6 +26,25 @@ class AbortRequest(BaseModel):
 class AbortResult(BaseModel):
     run: RunRecord
     changed: bool = Field(description="False when the run had ended or was aborting already.")
+
+
+class CreateRequest(BaseModel):
+    project: str = Field(pattern=SCOPE)
+    domain: str = Field(pattern=SCOPE)
+    flow: str = Field(max_length=200, description="A deployed flow's name.")
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="By the flow's parameter names; a name the flow does not have is refused "
+        "(422), listing its parameters.",
+    )
+    name: str | None = Field(
+        None, max_length=63, description="Run name (default: generated); the same name is one run."
+    )
+
+
+class CreateResult(BaseModel):
+    run: RunRecord
+    created: bool = Field(description="False when a run of that name existed: nothing started.")
 
 
 class RecoverRequest(BaseModel):
@@ -101,6 +120,23 @@ async def abort_run(
     cause = (body or AbortRequest()).cause
     run, changed = await state.store.request_abort(project, domain, name, cause)
     return AbortResult(run=run, changed=changed)
+
+
+@router.post(
+    "/api/v1/runs",
+    tags=["runs"],
+    summary="Start a run of a deployed flow by hand, as `tripwire runs create` does.",
+    status_code=201,
+    responses=error_responses(403, 404, 422, 503),
+)
+async def create_run(request: Request, body: CreateRequest) -> CreateResult:
+    state = state_of(request)
+    state.authorize(request, "admin").require_project(body.project)
+    service = await state.runs()
+    run, created = await service.create(
+        body.flow, body.parameters, name=body.name, project=body.project, domain=body.domain
+    )
+    return CreateResult(run=run, created=created)
 
 
 @router.post(

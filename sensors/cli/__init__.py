@@ -11,14 +11,15 @@ from __future__ import annotations
 import typer
 
 from sensors.cli import engine, events, imports, runs, sensors, sources
+from sensors.cli.base import OneLineErrors
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="tripwire",
     help="Event-driven workflow triggers: publish events, correlate them, launch runs.",
+    cls=OneLineErrors,
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 for command in (engine.dev, engine.worker, engine.broker, events.publish, runs.deploy):

@@ -18,7 +18,9 @@ from sensors.cli.base import (
     JsonOption,
     ProjectOption,
     cli_settings,
-    err,
+    complete_event,
+    complete_run,
+    fail,
     out,
     parse_pairs,
     run_sync,
@@ -33,7 +35,9 @@ if TYPE_CHECKING:
 
 
 def publish(
-    name: Annotated[str, typer.Argument(help="Event name, e.g. data_updated.")],
+    name: Annotated[
+        str, typer.Argument(help="Event name, e.g. data_updated.", autocompletion=complete_event)
+    ],
     payload: Annotated[
         str | None, typer.Option("--payload", help="Payload as a JSON object.")
     ] = None,
@@ -53,7 +57,6 @@ def publish(
     """Publish an event and print its id."""
     # Imported in each command, not at the top: the run store, the dead letters' Kafka
     # client and even the SDK cost start-up time that `tripwire --help` should not pay.
-    from triggers.errors import TripwireError
     from triggers.publish import publish as publish_event
 
     body: dict[str, Any] = {}
@@ -61,17 +64,16 @@ def publish(
         try:
             body = json.loads(payload)
         except ValueError as exc:
-            raise typer.BadParameter(f"not JSON: {exc}", param_hint="--payload") from None
+            raise typer.BadParameter(
+                f"not JSON ({exc}); give a JSON object, e.g. '{{\"rows\": 42}}'",
+                param_hint="--payload",
+            ) from None
         if not isinstance(body, dict):
             raise typer.BadParameter(
-                "the payload must be a JSON object, e.g. '{\"rows\": 42}'", param_hint="--payload"
+                "not a JSON object; give one, e.g. '{\"rows\": 42}'", param_hint="--payload"
             )
     body.update(parse_pairs(param or []))
-    try:
-        event = publish_event(name, body, id=event_id, time=time, source=source)
-    except TripwireError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    event = publish_event(name, body, id=event_id, time=time, source=source)
     if as_json:
         out.print_json(json.dumps({"id": event, "name": name}))
     else:
@@ -83,7 +85,12 @@ events_app = typer.Typer(
     no_args_is_help=True,
 )
 
-RunOption = Annotated[str, typer.Option("--run", help="The run's name (`tripwire runs list`).")]
+RunOption = Annotated[
+    str,
+    typer.Option(
+        "--run", help="The run's name (`tripwire runs list`).", autocompletion=complete_run
+    ),
+]
 ActionOption = Annotated[
     str | None, typer.Option("--action", help="The part of the run that waits, if it named one.")
 ]
@@ -168,12 +175,7 @@ def _parse(text: str, expected_type: str, name: str) -> bool | int | float | str
         return parse_value(text, expected_type)
     except ValueError as exc:
         example = EXAMPLES[expected_type]
-        err.print(
-            f"[red]error:[/red] event {name!r} {exc}".replace(
-                f"e.g. {example}", f"e.g. --value {example}"
-            )
-        )
-        raise typer.Exit(2) from None
+        fail(f"event {name!r} {exc}".replace(f"e.g. {example}", f"e.g. --value {example}"), code=2)
 
 
 dead_app = typer.Typer(
@@ -229,15 +231,18 @@ def dead_letter_replay(
     from sensors.stages.deadletter import read_dead_letters, replay
 
     if not offsets and not replay_all:
-        err.print("[red]error:[/red] name dead letters with --offset N (repeatable), or --all.")
-        raise typer.Exit(2)
+        fail(
+            "no dead letters named", "name them with --offset N (repeatable), or pass --all", code=2
+        )
     settings = cli_settings()
     letters = run_sync(read_dead_letters(settings, limit if replay_all else 100_000))
     chosen = letters if replay_all else [d for d in letters if d.offset in set(offsets or ())]
     missing = sorted(set(offsets or ()) - {d.offset for d in chosen})
     if missing:
-        err.print(f"[red]error:[/red] no dead letter at offset(s) {missing}; see `list`.")
-        raise typer.Exit(1)
+        fail(
+            f"no dead letter at offset(s) {missing}",
+            "`tripwire events dead-letter list` shows their offsets",
+        )
     sent = run_sync(replay(settings, chosen))
     sourced = sum(1 for d in chosen if d.topic.startswith("source:"))
     cut = len(chosen) - sent - sourced

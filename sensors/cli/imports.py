@@ -11,12 +11,11 @@ from __future__ import annotations
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.markup import escape
 
-from sensors.cli.base import VerboseOption, err
+from sensors.cli.base import VerboseOption, described, err, fail
 
 __all__ = ["REFUSED", "import_app"]
 
@@ -82,47 +81,42 @@ def argo_sensor(
 
     origin = "standard input" if str(manifest) == "-" else str(manifest)
     if output is not None and output.exists() and not force:
-        _fail(f"{output} exists; pass --force to overwrite it, or choose another --output.")
+        fail(f"{output} exists; pass --force to overwrite it, or choose another --output.")
     try:
         text = sys.stdin.read() if str(manifest) == "-" else manifest.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        _fail(f"cannot read {origin}: {exc}.")
+        fail(f"cannot read {origin}: {exc}.")
     options = Options(
         prefix_source=prefix_source, payload_root=payload_root, within=within, namespace=namespace
     )
     try:
         done = translate(read_manifest(text, origin), origin=origin, options=options)
     except DeclarationError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except Exception as exc:  # whatever the manifest holds, a crash is the importer's
         if verbose:
             err.print(traceback.format_exc(), markup=False, highlight=False)
-        _fail(
-            f"an importer bug: {type(exc).__name__}: {' '.join(str(exc).split())}; please "
-            "report it with the manifest" + ("." if verbose else " (--verbose shows where).")
+        fail(
+            f"an importer bug: {described(exc)}",
+            "please report it with the manifest"
+            + ("." if verbose else " (--verbose shows where)."),
         )
     for finding in done.ordered():
         err.print(f"{finding.kind}: {finding.line()}", markup=False, highlight=False)
     if done.refused and not partial:
-        _fail(
+        fail(
             f"{len(done.refused)} trigger(s) cannot be translated exactly, so nothing was "
             "written; change them, or pass --partial to write the others.",
             code=REFUSED,
         )
     if done.source is None:
-        _fail("no trigger could be translated, so nothing was written.", code=REFUSED)
+        fail("no trigger could be translated, so nothing was written.", code=REFUSED)
     if output is None:
         sys.stdout.write(done.source)
     else:
         try:
             output.write_text(done.source, encoding="utf-8")
         except OSError as exc:
-            _fail(f"cannot write {output}: {exc}.")
+            fail(f"cannot write {output}: {exc}.")
         names = ", ".join(f.name for f in done.flows)
         err.print(f"wrote {len(done.flows)} flow(s) to {output}: {names}", markup=False)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    # Escaped: manifests are full of brackets, which rich would read as markup.
-    err.print(f"[red]error:[/red] {escape(message)}")
-    raise typer.Exit(code)

@@ -22,8 +22,11 @@ from sensors.cli.base import (
     ProjectOption,
     RunName,
     T,
+    VerboseOption,
     cli_settings,
+    complete_flow,
     err,
+    fail,
     out,
     parse_pairs,
     run_sync,
@@ -52,22 +55,30 @@ def deploy(
         typer.Option("--prune", help="Retire deployed flows and sources that are not in PATHS."),
     ] = False,
     as_json: JsonOption = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Register the flows and event sources in PATHS, and the flows' triggers.
 
     The same content again changes nothing; a changed flow or source gets a new
-    revision and the old one is retired. Running workers pick the changes up.
+    revision and the old one is retired. Running workers pick the changes up. If any
+    file fails to load, nothing is deployed, and each such file is named.
     """
     # Each command imports the store and the SDK it uses, so that `tripwire --help` starts fast.
     import dataclasses
 
-    from sensors.registry import discover
+    from sensors.registry import FlowImportError, discover
     from sensors.runs.deploy import deploy as deploy_flows
     from sensors.sources.store import deploy_sources
-    from triggers.errors import TripwireError
+
+    try:
+        specs, sources = discover(paths, outcome="nothing was deployed")
+    except FlowImportError as exc:
+        if verbose:
+            for problem in exc.problems:
+                err.print(problem.traceback, markup=False, highlight=False)
+        raise
 
     async def main(store: Any) -> Any:
-        specs, sources = discover(paths)
         done = await deploy_flows(store, specs, **scope(project, domain), prune=prune)
         if sources or prune:
             deployed = await deploy_sources(store, sources, **scope(project, domain), prune=prune)
@@ -75,11 +86,7 @@ def deploy(
         render.warn_unidentified(err, sources)
         return done
 
-    try:
-        done = run_sync(with_store(main))
-    except TripwireError as exc:  # a bad declaration, raised while importing the files
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
+    done = run_sync(with_store(main))
     render.print_deployment(out, done, as_json=as_json)
 
 
@@ -148,7 +155,9 @@ Params = Annotated[
 
 @runs_app.command("create")
 def runs_create(
-    flow: Annotated[str, typer.Argument(help="A deployed flow's name.")],
+    flow: Annotated[
+        str, typer.Argument(help="A deployed flow's name.", autocompletion=complete_flow)
+    ],
     param: Params = None,
     name: Annotated[
         str | None, typer.Option(help="Run name (default: generated); the same name is one run.")
@@ -204,7 +213,9 @@ def runs_recover(
 def runs_list(
     project: ProjectOption = None,
     domain: DomainOption = None,
-    flow: Annotated[str | None, typer.Option(help="Only runs of this flow.")] = None,
+    flow: Annotated[
+        str | None, typer.Option(help="Only runs of this flow.", autocompletion=complete_flow)
+    ] = None,
     phase: Annotated[
         str | None, typer.Option(help="Only runs in these phases, e.g. FAILED,TIMED_OUT.")
     ] = None,
@@ -273,30 +284,28 @@ def runs_logs(
     detail = run_sync(with_store(lambda store: run_detail(store, name, **scope(project, domain))))
     run = detail.run
     if family_of(run.target) in REMOTE_FAMILIES:
-        pages = "".join(f"\n  {entry.name}: {entry.uri}" for entry in detail.logs)
-        err.print(
-            f"run {name} ran on {run.target}; its logs are in that system"
-            + (f":{pages}" if pages else " (no attempt has started there yet)")
+        pages = ", ".join(f"{entry.name} {entry.uri}" for entry in detail.logs)
+        fail(
+            f"run {name} ran on {run.target}, not on this machine",
+            f"read its logs there: {pages}" if pages else "no attempt has started there yet",
         )
-        raise typer.Exit(1)
     for entry in detail.logs:
         where = urlsplit(entry.uri)
         if where.scheme != "file":
             namespace = where.netloc
             tool = "kubectl logs -n" if where.scheme == "k8s" else "argo logs -n"
             kind = "job/" if where.scheme == "k8s" else ""
-            err.print(
-                f"run {name} ran in the cluster ({entry.name} {entry.uri}); its logs: "
-                f"{tool} {namespace} {kind}{run.name} (later attempts: {run.name}-a2 ...)"
+            fail(
+                f"run {name} ran in the cluster ({entry.name} {entry.uri})",
+                f"read its logs with `{tool} {namespace} {kind}{run.name}` (later attempts: "
+                f"{run.name}-a2 ...)",
             )
-            raise typer.Exit(1)
         path = Path(where.path)
         if not path.exists():
-            err.print(
-                f"[red]error:[/red] no log at {path}: the run has not started, or ran on "
-                "another machine (set TRIPWIRE_HOME to the worker's)."
+            fail(
+                f"no log at {path}: the run has not started, or ran on another machine",
+                "wait for it to start, or set TRIPWIRE_HOME to the worker's",
             )
-            raise typer.Exit(1)
         lines = path.read_text(errors="replace").splitlines()
         for line in lines[-tail:] if tail else lines:
             out.print(line, markup=False, highlight=False)
@@ -335,5 +344,7 @@ def parse_phase(text: str) -> list[WorkflowPhase]:
             phases.append(WorkflowPhase(part.strip().upper()))
         except ValueError:
             valid = ", ".join(p.value for p in WorkflowPhase)
-            raise typer.BadParameter(f"unknown phase {part!r}; use one of {valid}") from None
+            raise typer.BadParameter(
+                f"unknown phase {part!r}; use one of {valid}", param_hint="--phase"
+            ) from None
     return phases

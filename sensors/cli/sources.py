@@ -19,6 +19,7 @@ from sensors.cli.base import (
     cli_settings,
     configure_logging,
     err,
+    fail,
     out,
     run_sync,
     with_store,
@@ -106,8 +107,7 @@ def sources_status(
     if source is not None:
         if source not in {spec.name for spec, _ in deployed}:
             names = ", ".join(spec.name for spec, _ in deployed) or "none"
-            err.print(f"[red]error:[/red] no deployed source {source!r}; deployed: {names}")
-            raise typer.Exit(1)
+            fail(f"no deployed source {source!r}", f"the deployed ones are: {names}")
         deployed = [(spec, rev) for spec, rev in deployed if spec.name == source]
     print_status(out, deployed, reports, as_json=as_json, now=datetime.now(UTC))
 

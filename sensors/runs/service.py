@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -26,7 +26,8 @@ from sensors.runs.models import NewRun, RunRecord
 from sensors.runs.objects import ObjectStore
 from sensors.runs.phases import WorkflowPhase, is_terminal
 from sensors.runs.store import RunStore
-from triggers.errors import ConfigurationError, ConsumedError, RunNotFoundError
+from triggers.errors import ConfigurationError, ConsumedError, RunNotFoundError, TriggerError
+from triggers.normalize import did_you_mean
 from triggers.params import ParameterSchema
 from triggers.settings import Settings
 
@@ -66,11 +67,13 @@ class RunService:
 
         Raises:
             RunNotFoundError: the flow is not deployed in the project and domain.
-            TriggerError: a parameter does not fit the flow's types, or a required
-                one is missing; the message names each and the fix.
+            TriggerError: the flow has no parameter of a given name, a parameter does not
+                fit the flow's types, or a required one is missing; the message names each
+                and the fix.
             ConfigurationError: the name is not a valid run name.
         """
         spec, revision = await flow_revision(self._store, flow, project=project, domain=domain)
+        _refuse_unknown(spec.name, parameters, [param.name for param in spec.parameters])
         values = ParameterSchema(spec.parameters).coerce(parameters)
         if name is None:
             name = f"{slug(spec.name)}-{uuid.uuid4().hex[:12]}"
@@ -162,6 +165,7 @@ class RunService:
 
         Raises:
             RunNotFoundError: no such run.
+            TriggerError: the flow has no parameter of a name in ``parameters``.
             ConfigurationError: the run has not finished, ``parameters`` differ from its
                 inputs (create a new run for that), or its inputs are not kept.
         """
@@ -177,6 +181,9 @@ class RunService:
                 f"with `tripwire runs create {original.flow} -p ...`."
             )
         inputs = await self._objects.get_json(original.inputs_uri)
+        if parameters is not None:
+            # A run's inputs hold every parameter of its flow revision, defaults included.
+            _refuse_unknown(original.flow, parameters, list(inputs["parameters"]))
         if parameters is not None and parameters != inputs["parameters"]:
             raise ConfigurationError(
                 f"recover reruns run {name!r} with its own inputs, and these differ; create a "
@@ -216,6 +223,21 @@ class RunService:
         await self._producer.send_and_wait(
             topic, value.encode(), key=key, partition=key_partition(key, partitions)
         )
+
+
+def _refuse_unknown(flow: str, parameters: Iterable[str], known: list[str]) -> None:
+    """Raise TriggerError naming each of ``parameters`` the flow does not have, and its own.
+
+    Events may carry fields no parameter takes; a run asked for by name may not: a
+    misspelt parameter would silently run with its default.
+    """
+    unknown = [key for key in parameters if key not in known]
+    if not unknown:
+        return
+    names = ", ".join(f"{key!r}{did_you_mean(key, known)}" for key in unknown)
+    its = f"its parameters are: {', '.join(known)}" if known else "it takes none"
+    plural = "s" if len(unknown) > 1 else ""
+    raise TriggerError(f"flow {flow!r} has no parameter{plural} {names}; {its}")
 
 
 _NEW_RUN = set(NewRun.model_fields)

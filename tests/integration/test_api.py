@@ -239,6 +239,34 @@ async def test_runs_can_be_listed_read_aborted_and_recovered(
     assert again.json()["recovered_from"] == run.name
 
 
+async def test_a_run_is_created_by_hand_and_an_unknown_parameter_is_refused_naming_the_real_ones(
+    api: Api, client: httpx.AsyncClient, store: RunStore
+) -> None:
+    where = {"project": api.settings.project, "domain": api.settings.domain}
+    typo = await client.post(
+        "/api/v1/runs",
+        json={**where, "flow": "refresh", "parameters": {"rowz": 5}},
+        headers=api.headers(),
+    )
+    assert typo.status_code == 422, typo.text
+    assert typo.json()["error"] == "invalid_parameters"
+    assert "flow 'refresh' has no parameter 'rowz' (did you mean 'rows'?)" in typo.json()["message"]
+    made = await client.post(
+        "/api/v1/runs",
+        json={**where, "flow": "refresh", "parameters": {"rows": 5}, "name": "by-hand-1"},
+        headers=api.headers(),
+    )
+    assert made.status_code == 201 and made.json()["created"] is True, made.text
+    assert made.json()["run"]["parameters"]["rows"] == 5
+    same = {**where, "flow": "refresh", "name": "by-hand-1"}
+    again = await client.post("/api/v1/runs", json=same, headers=api.headers())
+    assert again.json()["created"] is False
+    reader = await client.post(
+        "/api/v1/runs", json={**where, "flow": "refresh"}, headers=api.headers("read")
+    )
+    assert reader.status_code == 403
+
+
 async def test_a_waiting_run_is_signalled_over_http_with_type_checks(
     api: Api, client: httpx.AsyncClient, store: RunStore
 ) -> None:
@@ -372,6 +400,7 @@ async def test_the_openapi_document_describes_every_route(client: httpx.AsyncCli
         "/metrics",
     }
     assert set(paths["/api/v1/runs/{project}/{domain}/{name}"]) == {"get", "delete"}
+    assert set(paths["/api/v1/runs"]) == {"get", "post"}
     publish = paths["/api/v1/events/{name}"]["post"]
     assert set(publish["requestBody"]["content"]) == {
         "application/json",
