@@ -5,19 +5,21 @@ name fills it. An explicit mapping turns default matching off and maps each
 parameter from a top-level field, a JSONPath over the payload (``$...``), or
 an event attribute (``$event.id``, ``$event.name``, ``$event.time``,
 ``$event.source``). A JSONPath with one match gives that value, with several
-the list of them, with none it leaves the parameter to its default.
+the list of them, with none it leaves the parameter to its default: a mapping
+that matched nothing (:func:`unmatched`) is most often a misspelt field, and the
+run says so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from triggers.envelope import Envelope
 from triggers.jsonpath import values_at
 from triggers.spec import EVENT_ATTRIBUTES, EventDependency
 
-__all__ = ["extract_parameters"]
+__all__ = ["extract_parameters", "unmatched"]
 
 _MISSING = object()
 
@@ -35,6 +37,19 @@ def extract_parameters(
         if value is not _MISSING:
             values[param] = value
     return values
+
+
+def unmatched(dependency: EventDependency, values: Mapping[str, Any]) -> dict[str, str]:
+    """The explicitly mapped parameters that ``values`` (what :func:`extract_parameters`
+    read from one event) lacks, each with its source: the mappings that matched nothing.
+
+    Default matching maps nothing explicitly: an event without a field named like a
+    parameter is normal there, and counts for nothing.
+    """
+    mapping = dependency.parameters
+    if mapping is None or len(values) == len(mapping):
+        return {}
+    return {param: source for param, source in mapping.items() if param not in values}
 
 
 def _read(source: str, envelope: Envelope) -> Any:

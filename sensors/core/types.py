@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from sensors.core.mapping import extract_parameters
+from sensors.core.mapping import extract_parameters, unmatched
 from sensors.core.sensor import Sensor
 from triggers.envelope import Envelope
 from triggers.errors import TriggerError
@@ -106,7 +106,8 @@ class Fire(msgspec.Struct, frozen=True, gc=False):
     parameters: dict[str, Any]
     events: tuple[RunEvent, ...]  # oldest first
     info: dict[str, Any] | None = None
-    """How a threshold, absence or debounce fired: the run's ``trigger_info``."""
+    """How a threshold, absence or debounce fired, and under ``unmatched`` the mapped
+    parameters that kept their defaults (:func:`make_fire`): the run's ``trigger_info``."""
     consumes: tuple[str, ...] = ()
     """The events (:func:`event_key`) the run is named from: the store lets one run
     consume each."""
@@ -234,15 +235,21 @@ def make_fire(
 ) -> None:
     """Map and coerce the parameters of a satisfied sensor into a Fire, or a Failure.
 
-    The run is named from ``ids``, or else from the ids of the ``used`` events.
+    The run is named from ``ids``, or else from the ids of the ``used`` events. A mapped
+    parameter that kept its default because its source matched nothing in any event
+    (a misspelt field) is listed in the Fire's ``info["unmatched"]``, so the run says so.
     """
     contributing = [(dep, used[dep.dep]) for dep in sensor.dependencies if dep.dep in used]
     raw: dict[str, Any] = {}
+    missed: list[tuple[str, str, Envelope]] = []  # parameter, source, event
     # Declaration order: a later dependency's value wins for the same parameter. A
     # dependency that did not contribute (an OR condition) leaves its parameters to defaults.
     names = sensor.parameter_names
     for dep, arrival in contributing:
-        raw.update(extract_parameters(dep, arrival.envelope, names))
+        found = extract_parameters(dep, arrival.envelope, names)
+        raw.update(found)
+        for param, source in unmatched(dep, found).items():
+            missed.append((param, source, arrival.envelope))
     if len(contributing) > 1:
         contributing.sort(key=_oldest_first)
     try:
@@ -261,9 +268,30 @@ def make_fire(
     for dep, arrival in contributing:
         e = arrival.envelope
         events.append(RunEvent(e.name, e.id, e.source, e.time, e.payload, dep.dep))
+    kept = _kept_defaults(missed, raw, parameters) if missed else None
+    if kept:
+        info = {**(info or {}), "unmatched": kept}
     consumes = tuple(ids) if ids is not None else tuple(a.key for _, a in contributing)
     run_name = sensor.run_name(consumes)
     decisions.fires.append(Fire(sensor, run_name, parameters, tuple(events), info, consumes))
+
+
+def _kept_defaults(
+    missed: list[tuple[str, str, Envelope]], raw: dict[str, Any], parameters: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The mappings that matched nothing, of the parameters that no other event filled
+    either and so kept their defaults, as ``trigger_info["unmatched"]`` lists them."""
+    return [
+        {
+            "parameter": param,
+            "default": parameters[param],
+            "source": source,
+            "event": event.name,
+            "event_id": event.id,
+        }
+        for param, source, event in missed
+        if param not in raw and param in parameters
+    ]
 
 
 def _oldest_first(pair: tuple[EventDependency, Arrival]) -> tuple[datetime, str]:

@@ -13,8 +13,9 @@ from pydantic import BaseModel, Field
 from sensors.launchers.base import REMOTE_FAMILIES, family_of, scheme_of
 from sensors.launchers.process import run_dir
 from sensors.runs import history as runs_history
-from sensors.runs.models import Attempt, PhaseChange, RunRecord
+from sensors.runs.models import Attempt, PhaseChange, RunRecord, UnmatchedMapping
 from sensors.runs.store import RunStore
+from sensors.runs.unmatched import kept_defaults
 from triggers.errors import DeclarationError
 from triggers.settings import get_settings
 from triggers.spec import parse_duration
@@ -36,6 +37,12 @@ class RunDetail(BaseModel):
     attempts: list[Attempt]
     history: list[PhaseChange]
     logs: list[TaskLog] = Field(default_factory=list, description="Where its logs are.")
+
+    @property
+    def unmatched(self) -> list[UnmatchedMapping]:
+        """The mapped parameters that kept their defaults because their source matched
+        nothing (kept in the run's ``trigger_info``, which the JSON carries)."""
+        return kept_defaults(self.run.trigger_info)
 
 
 def run_logs(run: RunRecord, attempts: Sequence[Attempt] = ()) -> list[TaskLog]:

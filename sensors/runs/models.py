@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,8 @@ __all__ = [
     "RunError",
     "RunRecord",
     "TriggerFailure",
+    "UnmatchedCount",
+    "UnmatchedMapping",
 ]
 
 
@@ -105,7 +108,9 @@ class NewRun(BaseModel):
     trigger_info: dict[str, Any] | None = Field(
         None,
         description="How a threshold (count, event_ids), absence (window_start, window_end) "
-        "or debounce (fires, coalesced_event_ids) fired; None for other triggers.",
+        "or debounce (fires, coalesced_event_ids) fired, and under `unmatched` the mapped "
+        "parameters that kept their defaults because their source matched nothing "
+        "(UnmatchedMapping); None when there is neither.",
     )
 
     @property
@@ -152,6 +157,34 @@ class TriggerFailure(BaseModel):
     )
     reason: str = Field(description="What was wrong and what to change, e.g. a bad parameter.")
     created_at: UtcDatetime
+
+
+class UnmatchedMapping(BaseModel):
+    """A mapped parameter that kept its default: its source matched nothing in the event,
+    most often because a field is misspelt."""
+
+    parameter: str
+    default: Any = Field(description="The value the run got instead: the parameter's default.")
+    source: str = Field(description="The field, JSONPath or event attribute it maps from.")
+    event: str = Field(description="Name of the event it was read from.")
+    event_id: str
+
+    def describe(self) -> str:
+        """One line: ``window: default 3, $.cfg.dayz matched nothing in event e (id 1)``."""
+        return (
+            f"{self.parameter}: default {json.dumps(self.default, default=str)}, "
+            f"{self.source} matched nothing in event {self.event} (id {self.event_id})"
+        )
+
+
+class UnmatchedCount(BaseModel):
+    """How many mapped parameters of a sensor's runs kept their defaults, with the last."""
+
+    sensor_id: str
+    count: int
+    last: str = Field(description="The last one, as UnmatchedMapping.describe() says it.")
+    last_run: str = Field(description="The run that kept that default.")
+    last_at: datetime
 
 
 class DeployedSensor(BaseModel):

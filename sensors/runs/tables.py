@@ -21,6 +21,7 @@ __all__ = [
     "dialect_insert",
     "end_all_waits",
     "filter_counts",
+    "flow_import_problems",
     "flows",
     "live",
     "metadata",
@@ -42,6 +43,7 @@ __all__ = [
     "sources",
     "state_snapshots",
     "trigger_failures",
+    "unmatched_mappings",
     "workers",
 ]
 
@@ -369,6 +371,35 @@ source_leases = sa.Table(
     sa.Column("holder", sa.String(300), nullable=False),
     sa.Column("expires_at", _TS, nullable=False),
 )
+
+# The flow files that failed to import where they were last loaded, until they are fixed
+# (sensors/runs/import_problems.py).
+flow_import_problems = sa.Table(
+    "flow_import_problems",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("line", sa.Integer),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("traceback", sa.Text, nullable=False),
+    sa.Column("where", sa.Text),
+    sa.Column("seen_at", _TS, nullable=False),
+)
+
+# Per sensor: the mapped parameters of its runs that kept their defaults, and the last one.
+unmatched_mappings = sa.Table(
+    "unmatched_mappings",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("last", sa.Text, nullable=False),
+    sa.Column("last_run", sa.String(253), nullable=False),
+    sa.Column("last_at", _TS, nullable=False),
+)
+
 
 # Each worker's heartbeat: how a worker on another host learns that one stopped.
 workers = sa.Table(

@@ -20,9 +20,11 @@ from aiokafka import AIOKafkaProducer
 from sensors.core.types import Decisions, Failure, Fire
 from sensors.core.wire import key_partition, run_request
 from sensors.faults import crash_point
-from sensors.runs.models import TriggerFailure
+from sensors.runs.models import TriggerFailure, UnmatchedCount
+from sensors.runs.outages import log_failure
 from sensors.runs.sensor_records import record_trigger_failure
 from sensors.runs.store import RunStore
+from sensors.runs.unmatched import add_unmatched_counts, kept_defaults
 from sensors.stages.deadletter import DeadRecord
 from sensors.stages.kafka import Superseded, send_records
 from triggers.settings import Settings
@@ -107,6 +109,7 @@ class Emitter:
         resent, _ = await self._until_landed(acks, owner, decisions.fires, offers, (), dead)
         for fire in decisions.fires:
             log.info("sensor %s fired: run %s", fire.sensor.id, fire.run_name)
+        await self._count_unmatched(decisions.fires)
         for failure in decisions.failures:
             await self._record(failure)
         if not changes:
@@ -143,6 +146,33 @@ class Emitter:
             resent = True
         assert acks is not None
         return resent, acks
+
+    async def _count_unmatched(self, fires: list[Fire]) -> None:
+        """Say which runs kept a default because a mapping matched nothing: in the log, and
+        counted per sensor for `tripwire sensors status` (best effort, as the workers'
+        other status reports are)."""
+        counts: dict[str, UnmatchedCount] = {}
+        now = datetime.now(UTC)
+        for fire in fires:
+            for mapping in kept_defaults(fire.info):
+                line = mapping.describe()
+                log.warning(
+                    "sensor %s: run %s kept a default: %s", fire.sensor.id, fire.run_name, line
+                )
+                entry = counts.get(fire.sensor.id)
+                if entry is None:
+                    entry = counts[fire.sensor.id] = UnmatchedCount(
+                        sensor_id=fire.sensor.id, count=0, last=line, last_run="", last_at=now
+                    )
+                entry.count += 1
+                entry.last, entry.last_run = line, fire.run_name
+        s = self.settings
+        if not counts or s.sensor_status_interval <= 0:
+            return
+        try:
+            await add_unmatched_counts(self._store, s.project, s.domain, counts.values())
+        except Exception:
+            log_failure(log, "could not count the mappings that matched nothing")
 
     async def _record(self, failure: Failure) -> None:
         log.warning("sensor %s: no run: %s", failure.sensor.id, failure.reason)
