@@ -28,6 +28,7 @@ import msgspec
 from aiokafka.errors import KafkaError
 
 from triggers.envelope import Envelope, decode, encode, make_envelope
+from triggers.error_text import exception_text
 from triggers.errors import ConfigurationError, EventDecodeError, PublishError
 from triggers.settings import get_settings
 from triggers.spec import FINAL_PHASES
@@ -154,7 +155,7 @@ class RunEventSchema(faust.Schema):
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueDecodeError(
                 f"event {envelope.id!r} ({envelope.name}) is not a run lifecycle event: "
-                f"{type(exc).__name__}: {exc}"
+                f"{exception_text(exc)}"
             ) from None
 
     def dumps_value(

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from aiokafka.abc import AbstractTokenProvider
 
+from triggers.error_text import exception_text
 from triggers.errors import ConfigurationError, KafkaSecurityError, TripwireError
 from triggers.kafka_security import KafkaSecurity, Naming, setting_name
 
@@ -122,7 +123,7 @@ class TokenProvider(AbstractTokenProvider):
         except Exception as exc:
             raise ConfigurationError(
                 f"the OAUTHBEARER token provider {self.function} ({self._where}) raised "
-                f"{type(exc).__name__}: {exc}"
+                f"{exception_text(exc)}"
             ) from exc
         if not isinstance(value, str) or not value:
             raise ConfigurationError(

@@ -23,6 +23,7 @@ from typing import Any, Literal, Union
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
+from triggers.error_text import exception_text, shown_value
 from triggers.errors import DeclarationError, TriggerError
 
 __all__ = ["ParamSpec", "ParameterSchema", "TypeRef", "describe_type", "rebuild_type"]
@@ -113,20 +114,22 @@ class ParamSpec(BaseModel):
     @classmethod
     def of(cls, func: Callable[..., Any]) -> tuple[ParamSpec, ...]:
         """The parameter specs of a flow function (its keyword-passable arguments)."""
-        where = f"flow {func.__name__!r}"
         try:
             hints = typing.get_type_hints(func, include_extras=True)
         except Exception as exc:
-            raise DeclarationError(f"cannot resolve the annotations of {where}: {exc}") from exc
+            raise DeclarationError(
+                f"cannot resolve the flow's annotations ({exception_text(exc)}); "
+                "import the types they name at the top of the file."
+            ) from exc
         specs = []
         for param in inspect.signature(func).parameters.values():
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD, param.POSITIONAL_ONLY):
                 raise DeclarationError(
-                    f"{where} has parameter {param.name!r} of kind {param.kind.description}; "
+                    f"parameter {param.name!r} is {param.kind.description}; "
                     "flow parameters must be plain keyword-passable arguments."
                 )
             annotation = hints.get(param.name, inspect.Parameter.empty)
-            ref = describe_type(annotation, where=f"parameter {param.name!r} of {where}")
+            ref = describe_type(annotation, where=f"parameter {param.name!r}")
             required = param.default is inspect.Parameter.empty
             default = None
             if not required:
@@ -134,7 +137,8 @@ class ParamSpec(BaseModel):
                     default = pydantic_core.to_jsonable_python(param.default)
                 except pydantic_core.PydanticSerializationError as exc:
                     raise DeclarationError(
-                        f"default of parameter {param.name!r} of {where} is not JSON: {exc}"
+                        f"default of parameter {param.name!r} is not JSON ({exc}); give it "
+                        "a default JSON can carry, e.g. a string, a number or None."
                     ) from exc
             specs.append(cls(name=param.name, type=ref, required=required, default=default))
         return tuple(specs)
@@ -200,7 +204,7 @@ class ParameterSchema:
                 reason = "; ".join(err["msg"] for err in exc.errors())
                 problems.append(
                     f"parameter {name!r} expects {_type_text(spec.type)}, got "
-                    f"{_short(values[name])}: {reason}"
+                    f"{shown_value(values[name])}: {reason}"
                 )
         if problems:
             raise TriggerError("; ".join(problems))
@@ -215,10 +219,5 @@ def _type_text(ref: TypeRef) -> str:
             f"{kind}[{inner}]" if kind != "union" else " | ".join(_type_text(r) for r in ref["of"])
         )
     if kind == "literal":
-        return f"one of {ref['values']!r}"
+        return f"one of {json.dumps(ref['values'], default=str)}"
     return str(kind)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from triggers.current import RunContext, current
+from triggers.error_text import exception_text
 from triggers.loader import load_entrypoint
 from triggers.outcome import (
     EXIT_OK,
@@ -119,7 +120,7 @@ def run(context_file: Path, result_file: Path) -> int:
         arguments = _call_arguments(func, context.parameters)
     except Exception as exc:
         # The flow never started: its code moved or changed since it was deployed.
-        message = f"cannot start flow {context.flow!r}: {type(exc).__name__}: {exc}"
+        message = f"cannot start flow {context.flow!r}: {exception_text(exc)}"
         if isinstance(exc, ValidationError):
             message = f"the run's parameters no longer fit flow {context.flow!r}: {exc}"
         write(
@@ -148,7 +149,7 @@ def run(context_file: Path, result_file: Path) -> int:
                 "ok": False,
                 "kind": "USER",
                 "code": type(exc).__name__,
-                "message": f"{type(exc).__name__}: {exc}",
+                "message": exception_text(exc),
                 "traceback": traceback.format_exc(),
             },
         )

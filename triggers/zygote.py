@@ -34,6 +34,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from triggers.error_text import exception_text
+
 __all__ = ["main"]
 
 
@@ -53,7 +55,7 @@ def main() -> int:
     try:
         triggers.run.prepare(load_entrypoint(Entrypoint.model_validate_json(sys.argv[1])))
     except BaseException as exc:  # the cold path reports it, with the run's own log
-        _report({"unsafe": f"its module did not import here: {type(exc).__name__}: {exc}"})
+        _report({"unsafe": f"its module did not import here: {exception_text(exc)}"})
         return 0
     others = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if others:

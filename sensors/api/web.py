@@ -8,6 +8,8 @@ from this page's origin.
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -18,16 +20,46 @@ from fastapi.templating import Jinja2Templates
 
 from sensors.api.auth import AuthError
 from sensors.api.state import TOKEN_COOKIE, ApiState, state_of
-from sensors.queries.runs import RunDetail, run_detail
-from sensors.queries.sensors import progress_lines, sensor_statuses
+from sensors.api.timeline import marks, segments
+from sensors.queries.runs import run_detail
+from sensors.queries.sensors import dependency_state, key_line, progress_lines, sensor_statuses
+from sensors.runs.import_problems import import_problems
+from sensors.runs.models import RunRecord
 from sensors.runs.signals import give_signal, list_signals, waiting_for
+from triggers.error_text import with_code
 from triggers.errors import TripwireError
 from triggers.waits import parse_value
 
-__all__ = ["router"]
+__all__ = ["router", "triggered_by"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def _json(value: Any) -> str:
+    """A value as JSON (``true``, ``null``), not as Python shows it (``True``, ``None``)."""
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def triggered_by(run: RunRecord) -> list[str]:
+    """What made the run, in lines: its events, its schedule's tick, or a person."""
+    if run.events:
+        return [f"{e.get('name')} {e.get('id')}" for e in run.events]
+    if run.scheduled_at is not None:
+        return [f"by schedule, tick {run.scheduled_at.isoformat(timespec='seconds')}"]
+    info = run.trigger_info or {}
+    if info.get("kind") == "absence":
+        return [f"by absence: none in {info['window_start']} .. {info['window_end']}"]
+    return ["created by hand"]
+
+
+templates.env.filters["json"] = _json
+templates.env.globals.update(
+    with_code=with_code,
+    triggered_by=triggered_by,
+    dependency_state=dependency_state,
+    key_line=key_line,
+)
 
 
 def _page_auth(request: Request) -> ApiState | RedirectResponse:
@@ -81,12 +113,14 @@ async def index(request: Request) -> Response:
     s = state.settings
     sensors = await sensor_statuses(state.store, project=s.project, domain=s.domain)
     runs = await state.store.list_runs(project=s.project, domain=s.domain, limit=50)
+    problems = await import_problems(state.store, project=s.project, domain=s.domain)
     return templates.TemplateResponse(
         request,
         "index.html",
         {
             "project": s.project,
             "domain": s.domain,
+            "problems": problems,
             "sensors": sensors,
             "progress": {s.sensor.sensor_id: progress_lines(s.sensor, s.progress) for s in sensors},
             "events": state.recent.latest(50),
@@ -107,6 +141,7 @@ async def run_page(request: Request, project: str, domain: str, name: str) -> Re
             request, "missing.html", {"message": str(exc)}, status_code=404
         )
     signals = await list_signals(state.store, project=project, domain=domain, run_name=name)
+    now = datetime.now(UTC)
     return templates.TemplateResponse(
         request,
         "run.html",
@@ -115,8 +150,8 @@ async def run_page(request: Request, project: str, domain: str, name: str) -> Re
             "run": detail.run,
             "signals": signals,
             "message": request.query_params.get("message"),
-            "timeline": _timeline(detail),
-            "segments": _segments(detail),
+            "timeline": marks(detail, now),
+            "segments": segments(detail, now),
         },
     )
 
@@ -137,8 +172,9 @@ async def signal_form(
     where = {"project": project, "domain": domain, "run_name": name, "name": event}
     try:
         waiting = await waiting_for(state.store, **where)
-        await give_signal(state.store, **where, value=parse_value(value, waiting.expected_type))
-        message = f"signalled {event} = {value}"
+        parsed = parse_value(value, waiting.expected_type)
+        await give_signal(state.store, **where, value=parsed)
+        message = f"signalled {event} = {_json(parsed)}"
     except (ValueError, TypeError, TripwireError) as exc:
         message = f"not signalled: {exc}"
     return RedirectResponse(f"{back}?message={quote(message)}", status_code=303)
@@ -148,40 +184,3 @@ def _same_origin(request: Request) -> None:
     origin = request.headers.get("origin")
     if origin and urlsplit(origin).netloc != request.url.netloc:
         raise AuthError(403, "forbidden", "this form posts only from the tripwire page itself")
-
-
-def _timeline(detail: RunDetail) -> list[dict[str, Any]]:
-    """The run's phase changes with the time since the first, for the timeline bar."""
-    if not detail.history:
-        return []
-    start = detail.history[0].at
-    last = detail.history[-1].at
-    span = max((last - start).total_seconds(), 0.001)
-    return [
-        {
-            "what": "run" if change.attempt is None else f"attempt #{change.attempt}",
-            "phase": change.phase,
-            "at": change.at,
-            "offset": (change.at - start).total_seconds(),
-            "left": round(100 * (change.at - start).total_seconds() / span, 2),
-        }
-        for change in detail.history
-    ]
-
-
-def _segments(detail: RunDetail) -> list[dict[str, Any]]:
-    """The run's own phases as bar segments: where each starts and how wide, in percent."""
-    changes = [c for c in detail.history if c.attempt is None]
-    if not changes:
-        return []
-    start, end = changes[0].at, changes[-1].at
-    span = max((end - start).total_seconds(), 0.001)
-    shown = []
-    for change, following in zip(changes, [*changes[1:], None], strict=True):
-        until = following.at if following is not None else end
-        width = max(100 * (until - change.at).total_seconds() / span, 0.5)
-        if following is None:
-            width = 3.0  # a final phase has no end: a short cap at the right edge
-        left = min(100 * (change.at - start).total_seconds() / span, 100 - width)
-        shown.append({"phase": change.phase, "left": round(left, 2), "width": round(width, 2)})
-    return shown

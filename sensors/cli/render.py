@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sensors.queries.times import when
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
     from sensors.queries.runs import RunDetail
     from sensors.queries.sensors import SensorStatus
     from sensors.runs.deploy import Deployment
-    from sensors.runs.models import DeployedSensor, Project, RunRecord
+    from sensors.runs.import_problems import ImportProblem
+    from sensors.runs.models import DeployedSensor, Hold, Project, RunRecord
     from sensors.runs.phases import WorkflowPhase
     from triggers.sources import EventSource
 
@@ -29,6 +31,7 @@ __all__ = [
     "dump",
     "styled_phase",
     "print_deployment",
+    "print_import_problems",
     "print_projects",
     "print_run",
     "print_runs",
@@ -78,6 +81,8 @@ def print_runs(console: Console, runs: Sequence[RunRecord], *, as_json: bool) ->
 
 
 def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
+    from triggers.error_text import with_code  # here: the SDK costs start-up time
+
     if as_json:
         # The run's own fields at the top, as `runs list --json` gives them, plus its story.
         data = detail.model_dump(mode="json")
@@ -104,6 +109,7 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     if run.abort_cause:
         rows.append(("aborted", run.abort_cause))
     rows += _trigger_info_rows(run.trigger_info or {})
+    rows += [("unmatched", escape(u.describe())) for u in detail.unmatched]
     metaflow = (run.outputs or {}).get("metaflow") or {}
     if metaflow.get("pathspec"):
         rows.append(("metaflow", str(metaflow["pathspec"])))
@@ -115,7 +121,9 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
         console.print(f"    {key} = {json.dumps(value, default=str)}")
     console.print("  events")
     for event in run.events:
-        console.print(f"    {event.get('name')}  id={event.get('id')}  time={event.get('time')}")
+        console.print(
+            f"    {event.get('name')}  id={event.get('id')}  time={event.get('time') or '-'}"
+        )
     console.print("  attempts")
     for attempt in detail.attempts:
         took = (attempt.finished_at - attempt.started_at) if attempt.finished_at else None
@@ -124,10 +132,7 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
             f"  took {_took(took)}  worker {attempt.worker or '-'}  pid {attempt.pid or '-'}"
         )
         if attempt.error is not None:
-            error = attempt.error
-            shown = error.message
-            if not shown.startswith(error.code):
-                shown = f"{error.code}: {shown}"
+            shown = with_code(attempt.error.code, attempt.error.message)
             console.print(f"        {shown}", markup=False)
     console.print("  history")
     for change in detail.history:
@@ -136,8 +141,8 @@ def print_run(console: Console, detail: RunDetail, *, as_json: bool) -> None:
     if run.error is not None:
         error = run.error
         console.print(
-            f"  [red]error {error.kind.value} {error.code}[/red] at {when(error.timestamp)} "
-            f"on {error.worker or '-'}: {error.message}"
+            f"  [red]error {error.kind.value}[/red] at {when(error.timestamp)} "
+            f"on {error.worker or '-'}: {escape(with_code(error.code, error.message))}"
         )
         if error.traceback:
             console.print(error.traceback.rstrip(), markup=False)
@@ -210,6 +215,18 @@ def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_jso
     console.print(table if sensors else "no sensors deployed")
 
 
+def print_import_problems(console: Console, problems: Sequence[ImportProblem]) -> None:
+    """The flow files that failed to import, as the workers last loaded them."""
+    if not problems:
+        return
+    console.print(
+        "[red]import errors[/red] (until these files are fixed, their new and changed flows "
+        "are not served):"
+    )
+    for problem in problems:
+        console.print(f"  {problem.short()}", markup=False)
+
+
 def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_json: bool) -> None:
     from sensors.queries.sensors import describe, limits, progress_lines
 
@@ -221,24 +238,7 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
     for status in statuses:
         s = status.sensor
         console.print(f"[bold]{s.sensor_id}[/bold]  fires on {describe(s)}")
-        for dep in status.dependencies:
-            style = "green" if dep.state == "satisfied" else "yellow"
-            label = dep.dep if dep.dep == dep.event else f"{dep.dep} ({dep.event})"
-            console.print(f"  {label:<24} [{style}]{dep.state}[/{style}]")
-            for hold in dep.held[:_SHOWN_HOLDS]:
-                key = f" key {hold.key}" if hold.key else ""
-                console.print(
-                    f"    holds {hold.event_id}{key} from {when(hold.event_time)}, "
-                    f"expires {when(hold.expires_at)}"
-                )
-            if len(dep.held) > _SHOWN_HOLDS:
-                console.print(f"    ... and {len(dep.held) - _SHOWN_HOLDS} more keys (--json)")
-            if dep.filtered is not None:
-                f = dep.filtered
-                console.print(
-                    f"    filtered out {f.count}, last {when(f.last_at)} "
-                    f"(event {f.last_event_id}): {f.last_reason}"
-                )
+        _print_dependencies(console, status)
         for line in progress_lines(s, status.progress[:_SHOWN_HOLDS]):
             console.print(f"  {line}")
         if len(status.progress) > _SHOWN_HOLDS:
@@ -260,6 +260,45 @@ def print_statuses(console: Console, statuses: Sequence[SensorStatus], *, as_jso
                 f"  [red]last failure[/red] {when(failure.created_at)} event "
                 f"{failure.event_name} (id {failure.event_id}): {failure.reason}"
             )
+        if status.unmatched is not None:
+            u = status.unmatched
+            console.print(
+                f"  [yellow]unmatched[/yellow]  {u.count} mapping(s) kept their default; last "
+                f"{when(u.last_at)}, run {u.last_run}: {escape(u.last)}"
+            )
+
+
+def _print_dependencies(console: Console, status: SensorStatus) -> None:
+    """Each dependency's state and what it filtered out; what is held, by key under
+    correlate_by (an event held for one key does not satisfy another)."""
+    from sensors.queries.sensors import dependency_state, key_line
+
+    for dep in status.dependencies:
+        label = dep.dep if dep.dep == dep.event else f"{dep.dep} ({dep.event})"
+        state = dependency_state(status, dep)
+        style = "green" if state == "satisfied" else "yellow"
+        console.print(f"  {label:<24} [{style}]{state}[/{style}]")
+        if not status.keys:
+            for hold in dep.held[:_SHOWN_HOLDS]:
+                console.print(f"    {_held(hold)}")
+            if len(dep.held) > _SHOWN_HOLDS:
+                console.print(f"    ... and {len(dep.held) - _SHOWN_HOLDS} more keys (--json)")
+        if dep.filtered is not None:
+            f = dep.filtered
+            console.print(
+                f"    filtered out {f.count}, last {when(f.last_at)} "
+                f"(event {f.last_event_id}): {f.last_reason}"
+            )
+    for key in status.keys[:_SHOWN_HOLDS]:
+        console.print(f"  {key_line(key)}", markup=False)
+        for hold in key.held:
+            console.print(f"    {hold.dep} {_held(hold)}")
+    if len(status.keys) > _SHOWN_HOLDS:
+        console.print(f"  ... and {len(status.keys) - _SHOWN_HOLDS} more keys (--json)")
+
+
+def _held(hold: Hold) -> str:
+    return f"holds {hold.event_id} from {when(hold.event_time)}, expires {when(hold.expires_at)}"
 
 
 def warn_unidentified(console: Console, sources: Sequence[EventSource]) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from triggers.envelope import Envelope
+from triggers.error_text import shown_value
 from triggers.filters import Filter, TimeOfDay
 from triggers.jsonpath import values_at
 from triggers.spec import EventDependency
@@ -79,7 +80,9 @@ def _fails(item: Filter, payload: dict[str, Any]) -> str | None:
             return None
     shown = values[0] if len(values) == 1 else values
     strictly = " (strict)" if item.strict else ""
-    return f"{item.path} = {_short(shown)} is not {item.op} {_short(item.value)}{strictly}"
+    return (
+        f"{item.path} = {shown_value(shown)} is not {item.op} {shown_value(item.value)}{strictly}"
+    )
 
 
 _ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -231,8 +234,3 @@ def _outside_hours(item: TimeOfDay, event_time: datetime) -> str | None:
         f"event time {local.strftime('%H:%M')} {item.tz} is outside "
         f"{item.start.strftime('%H:%M')}-{item.stop.strftime('%H:%M')}"
     )
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -52,6 +52,7 @@ from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
+from triggers.error_text import exception_text
 from triggers.errors import ClaimLostError
 from triggers.settings import Settings
 from triggers.targets import CONTEXT_FIELDS, HttpTarget, TargetSpec, render
@@ -213,7 +214,7 @@ class HttpLauncher(Unbounded):
             try:
                 response = await self._until_ended(run, request, deadline)
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                last = exception_text(exc)
                 wait = _backoff(options, tried)
             else:
                 status, text = response.status_code, response.text[:500]

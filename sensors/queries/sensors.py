@@ -6,6 +6,7 @@ what the workers last reported (:mod:`sensors.stages.reporter`) and print or ret
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -21,17 +22,23 @@ from sensors.runs.models import (
     KeyProgress,
     RunRecord,
     TriggerFailure,
+    UnmatchedCount,
 )
 from sensors.runs.sensor_records import last_runs_by_sensor, list_sensors, list_trigger_failures
 from sensors.runs.status import list_filter_counts, list_holds, list_progress
 from sensors.runs.store import RunStore
+from sensors.runs.unmatched import list_unmatched_counts
 from triggers.errors import StoreError
+from triggers.normalize import did_you_mean
 from triggers.spec import ScheduleSpec
 
 __all__ = [
     "DependencyStatus",
+    "KeyStatus",
     "SensorStatus",
+    "dependency_state",
     "describe",
+    "key_line",
     "limits",
     "progress_lines",
     "sensor_statuses",
@@ -44,10 +51,19 @@ class DependencyStatus(BaseModel):
     dep: str
     event: str
     state: str = Field(
-        description="`satisfied` while it holds an event for some key, else `awaited`."
+        description="`satisfied` while it holds an event for some key, else `awaited`. Under "
+        "correlate_by only the events of one key fire together: `keys` says which key holds what."
     )
     held: list[Hold]
     filtered: FilterCount | None
+
+
+class KeyStatus(BaseModel):
+    """One correlation key of a sensor with correlate_by: what it holds, what it awaits."""
+
+    key: str = Field(description="Correlation key value as JSON.")
+    held: list[Hold] = Field(description="The events held for this key, one per dependency.")
+    awaited: list[str] = Field(description="The dependencies with no event for this key yet.")
 
 
 class SensorStatus(BaseModel):
@@ -62,24 +78,40 @@ class SensorStatus(BaseModel):
         description="Per key: a threshold's count, a sequence's position, an absence's "
         "deadline, a debounced fire's launch time.",
     )
+    keys: list[KeyStatus] = Field(
+        default_factory=list,
+        description="Under correlate_by: per key, newest first, which dependencies hold an "
+        "event and which await one.",
+    )
     last_run: RunRecord | None
     failures: list[TriggerFailure]
+    unmatched: UnmatchedCount | None = Field(
+        None,
+        description="Mapped parameters of its runs that kept their defaults because their "
+        "source matched nothing (a misspelt field), with the last one.",
+    )
 
 
 async def sensor_statuses(
     store: RunStore, *, project: str, domain: str, only: str | None = None
 ) -> list[SensorStatus]:
-    """Each deployed sensor with what it holds, what it filtered, its last run and failures."""
+    """Each deployed sensor with what it holds, what it filtered, its last run and failures.
+
+    ``only``: one sensor id (``flow.trigger``), or a flow's name for all its sensors.
+
+    Raises:
+        StoreError: ``only`` names no deployed sensor or flow.
+    """
     sensors = await list_sensors(store, project=project, domain=domain)
     if only is not None:
-        sensors = [s for s in sensors if s.sensor_id == only]
-        if not sensors:
-            raise StoreError(f"no sensor {only!r}; see `tripwire sensors list` for their ids.")
+        sensors = _named(sensors, only)
+    one = sensors[0].sensor_id if only is not None and len(sensors) == 1 else None
     last = await last_runs_by_sensor(store)
-    holds = await list_holds(store, project=project, domain=domain, sensor_id=only)
-    progress = await list_progress(store, project=project, domain=domain, sensor_id=only)
+    holds = await list_holds(store, project=project, domain=domain, sensor_id=one)
+    progress = await list_progress(store, project=project, domain=domain, sensor_id=one)
     queued = await queued_counts(store, project=project, domain=domain)
-    counts = await list_filter_counts(store, project=project, domain=domain, sensor_id=only)
+    counts = await list_filter_counts(store, project=project, domain=domain, sensor_id=one)
+    unmatched = await list_unmatched_counts(store, project=project, domain=domain, sensor_id=one)
     statuses = []
     for sensor in sensors:
         deps = []
@@ -106,11 +138,60 @@ async def sensor_statuses(
                 next_tick=next_tick(schedule, datetime.now(UTC)) if schedule else None,
                 progress=[p for p in progress if p.sensor_id == sensor.sensor_id],
                 queued=queued.get(sensor.sensor_id, 0),
+                keys=_keys(sensor, [h for h in holds if h.sensor_id == sensor.sensor_id]),
                 last_run=last.get(sensor.sensor_id),
                 failures=failures,
+                unmatched=next((u for u in unmatched if u.sensor_id == sensor.sensor_id), None),
             )
         )
     return statuses
+
+
+def _named(sensors: list[DeployedSensor], name: str) -> list[DeployedSensor]:
+    """The sensor ``name`` (``flow.trigger``), or all those of the flow ``name``.
+
+    Raises:
+        StoreError: neither is deployed; the message suggests a close id.
+    """
+    found = [s for s in sensors if s.sensor_id == name] or [s for s in sensors if s.flow == name]
+    if not found:
+        known = [s.sensor_id for s in sensors] + sorted({s.flow for s in sensors})
+        raise StoreError(
+            f"no sensor {name!r}{did_you_mean(name, known)}; `tripwire sensors list` shows their "
+            "ids (flow.trigger), and a flow's name shows all its sensors"
+        )
+    return found
+
+
+def _keys(sensor: DeployedSensor, holds: Sequence[Hold]) -> list[KeyStatus]:
+    """The holds of a sensor with correlate_by, by key: newest key first (``holds`` are)."""
+    if not sensor.correlate_by:
+        return []
+    by_key: dict[str, list[Hold]] = {}
+    for hold in holds:
+        by_key.setdefault(hold.key, []).append(hold)
+    deps = [d["dep"] for d in sensor.dependencies]
+    keys = []
+    for key, held in by_key.items():
+        held.sort(key=lambda h: deps.index(h.dep) if h.dep in deps else len(deps))
+        present = {h.dep for h in held}
+        keys.append(KeyStatus(key=key, held=held, awaited=[d for d in deps if d not in present]))
+    return keys
+
+
+def dependency_state(status: SensorStatus, dep: DependencyStatus) -> str:
+    """A dependency's state in words: under correlate_by, holding an event for one key does
+    not satisfy it for another, so it says for how many keys it holds one."""
+    if not status.sensor.correlate_by or not dep.held:
+        return dep.state
+    keys = len({h.key for h in dep.held})
+    return f"held for {keys} key{'s' if keys != 1 else ''}"
+
+
+def key_line(key: KeyStatus) -> str:
+    """``key 7: payment_received ✓, parcel_packed awaited``."""
+    parts = [f"{h.dep} ✓" for h in key.held] + [f"{dep} awaited" for dep in key.awaited]
+    return f"key {key.key}: {', '.join(parts)}"
 
 
 def _schedule(s: DeployedSensor) -> ScheduleSpec | None:
@@ -142,7 +223,7 @@ def describe(s: DeployedSensor) -> str:
         text += f", debounced {timedelta(seconds=options['debounce'])}"
     if s.correlate_by:
         paths = set(s.correlate_by.values())
-        text += f", by {paths.pop() if len(paths) == 1 else s.correlate_by}"
+        text += f", by {paths.pop() if len(paths) == 1 else json.dumps(s.correlate_by)}"
     return text
 
 

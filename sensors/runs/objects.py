@@ -15,6 +15,7 @@ from typing import Any
 
 import fsspec
 
+from triggers.error_text import exception_text
 from triggers.errors import ConfigurationError, StoreError
 
 __all__ = ["ObjectStore"]
@@ -66,7 +67,7 @@ class ObjectStore:
                 out.write(body)
         except Exception as exc:
             raise StoreError(
-                f"cannot write run inputs to {uri}: {type(exc).__name__}: {exc}. Check "
+                f"cannot write run inputs to {uri}: {exception_text(exc)}. Check "
                 "TRIPWIRE_OBJECTS_URL and the credentials for it."
             ) from exc
 
@@ -77,6 +78,4 @@ class ObjectStore:
                 data: bytes = source.read()
                 return data
         except Exception as exc:
-            raise StoreError(
-                f"cannot read run inputs from {uri}: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise StoreError(f"cannot read run inputs from {uri}: {exception_text(exc)}") from exc

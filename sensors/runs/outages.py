@@ -15,6 +15,7 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from triggers.error_text import exception_text
 from triggers.errors import StoreError, StoreUnavailableError
 
 __all__ = ["log_failure", "persistently", "shown_url", "store_error"]
@@ -24,7 +25,7 @@ T = TypeVar("T")
 
 
 def store_error(what: str, exc: BaseException) -> StoreError:
-    reason = f"{type(exc).__name__}: {exc}"
+    reason = exception_text(exc)
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         reason = f"{type(exc.orig).__name__}: {exc.orig}".strip()
     kind = StoreUnavailableError if _unavailable(exc) else StoreError

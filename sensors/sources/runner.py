@@ -36,6 +36,7 @@ from sensors.sources.convert import Converter, Filtered, Invalid
 from sensors.sources.store import SourceStatus, release_lease, take_lease
 from sensors.stages.deadletter import source_letter
 from triggers.envelope import encode
+from triggers.error_text import exception_text
 from triggers.errors import ConfigurationError, StoreError
 from triggers.settings import Settings
 from triggers.sources import EventSource, resolve_url, shown_url
@@ -365,4 +366,4 @@ def _describe(exc: BaseException) -> str:
     """An error as the status shows it: the library's words and the kind of failure."""
     if isinstance(exc, ConfigurationError):
         return str(exc)
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return exception_text(exc)

@@ -80,7 +80,7 @@ async def test_a_value_of_the_wrong_type_records_a_failure_and_starts_no_run(
     )
     assert failures[0].event_id == bad
     assert "rows" in failures[0].reason and "int" in failures[0].reason
-    assert "'many'" in failures[0].reason
+    assert '"many"' in failures[0].reason
     # And the worker keeps going: a good event after it still runs
     good = await publish.aio("data_updated", {"rows": 1})
     await finished_run(store, good)

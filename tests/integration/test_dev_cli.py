@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -155,7 +156,7 @@ def test_sensors_status_shows_why_an_event_started_no_run(dev: Dev) -> None:
         return None
 
     found = _wait(failure, "the trigger failure", 30)
-    assert "rows" in found["reason"] and "'lots'" in found["reason"]
+    assert "rows" in found["reason"] and '"lots"' in found["reason"]
     assert event_id in dev.cli("sensors", "status", "refresh.trigger").stdout
 
 
@@ -249,3 +250,45 @@ def test_ctrl_c_stops_dev_its_broker_and_removes_dev_json(dev: Dev) -> None:
     assert dev.process.wait(20) == 0
     assert not (dev.home / "dev.json").exists()
     _wait(lambda: not pid_alive(broker_pid), "the broker to exit", 10)
+
+
+def test_a_busy_default_port_moves_the_api_and_says_so_and_a_busy_port_asked_for_is_refused(
+    tmp_path: Path,
+) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        # Asked for with --port: refused, saying what to do
+        asked = Dev(tmp_path / "asked")
+        refused = asked.cli("dev", str(FLOWS), "--port", str(port), check=False)
+        assert refused.returncode == 1
+        assert refused.stderr.strip().splitlines()[-1] == (
+            f"error: the API cannot listen on 127.0.0.1:{port}: Address already in use; "
+            "choose a free port with --port (0: any), or TRIPWIRE_API_PORT"
+        )
+        # As the default (TRIPWIRE_API_PORT, like 8080 taken by another dev): moved
+        moved = Dev(tmp_path / "moved")
+        moved.env["TRIPWIRE_API_PORT"] = str(port)
+        log = (tmp_path / "moved.log").open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "sensors", "dev", str(FLOWS)],
+            env=moved.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            dev_json = moved.home / "dev.json"
+            _wait(lambda: dev_json.exists() or process.poll() is not None, "dev.json", 60)
+            url = json.loads(dev_json.read_text())["api_url"]
+            assert not url.endswith(f":{port}")
+            said = (tmp_path / "moved.log").read_text()
+            assert f"port {port} is busy (another tripwire dev?), so the API serves on " in said
+            assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(20)
+            log.close()
+    finally:
+        taken.close()

@@ -42,7 +42,7 @@ def test_a_supported_type_survives_the_trip_to_the_engine(annotation: Any) -> No
 @pytest.mark.parametrize("annotation", [set, tuple[int, str], bytes, type, Literal[1.5]])
 def test_an_unsupported_type_is_refused_listing_what_is_supported(annotation: Any) -> None:
     with pytest.raises(DeclarationError, match=r"cannot carry.*use one of: str, int"):
-        describe_type(annotation, where="parameter 'x' of flow 'f'")
+        describe_type(annotation, where="parameter 'x'")
 
 
 def flow(table: str, rows: int = 0, day: date | None = None, tags: list[str] = ["a"]) -> None:  # noqa: B006
@@ -83,7 +83,7 @@ def test_a_value_that_does_not_fit_names_the_parameter_type_and_value() -> None:
     schema = ParameterSchema(ParamSpec.of(flow))
     with pytest.raises(TriggerError) as caught:
         schema.coerce({"table": "t", "rows": "many"})
-    assert "parameter 'rows' expects int, got 'many'" in str(caught.value)
+    assert '''parameter 'rows' expects int, got "many"''' in str(caught.value)
 
 
 def test_a_required_parameter_that_nothing_fills_is_a_failure_with_the_fix() -> None:

@@ -83,7 +83,7 @@ def test_strict_filters_compare_json_values_of_the_same_type_only(
 
 def test_a_strict_filters_reason_says_it_is_strict() -> None:
     flt = {"path": "$.n", "op": ">", "value": 5, "strict": True}
-    assert check([flt], {"n": "7"}) == "$.n = '7' is not > 5 (strict)"
+    assert check([flt], {"n": "7"}) == '$.n = "7" is not > 5 (strict)'
 
 
 def test_an_integer_beyond_the_float_range_compares_as_infinite() -> None:
