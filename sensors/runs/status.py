@@ -14,7 +14,12 @@ import sqlalchemy as sa
 
 from sensors.runs.models import FilterCount, Hold, KeyProgress
 from sensors.runs.store import RunStore, utc
-from sensors.runs.tables import dialect_insert, filter_counts, sensor_holds, sensor_progress
+from sensors.runs.tables import (
+    add_count,
+    filter_counts,
+    sensor_holds,
+    sensor_progress,
+)
 
 __all__ = [
     "add_filter_counts",
@@ -132,22 +137,9 @@ async def add_filter_counts(
 ) -> None:
     """Add filtered-out counts (deltas since the last report) and keep the latest reason."""
     async with store.engine.begin() as conn:
-        insert = dialect_insert(conn)
         for delta in deltas:
-            statement = insert(filter_counts).values(
-                project=project, domain=domain, **delta.model_dump()
-            )
-            await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["project", "domain", "sensor_id", "dep"],
-                    set_={
-                        "count": filter_counts.c.count + statement.excluded.count,
-                        "last_reason": statement.excluded.last_reason,
-                        "last_event_id": statement.excluded.last_event_id,
-                        "last_at": statement.excluded.last_at,
-                    },
-                )
-            )
+            row = {"project": project, "domain": domain, **delta.model_dump()}
+            await add_count(conn, filter_counts, ["project", "domain", "sensor_id", "dep"], row)
 
 
 async def list_filter_counts(

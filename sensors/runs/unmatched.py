@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from sensors.runs.models import UnmatchedCount, UnmatchedMapping
 from sensors.runs.store import RunStore, utc
-from sensors.runs.tables import dialect_insert, unmatched_mappings
+from sensors.runs.tables import add_count, unmatched_mappings
 
 __all__ = ["add_unmatched_counts", "kept_defaults", "list_unmatched_counts"]
 
@@ -31,22 +31,9 @@ async def add_unmatched_counts(
 ) -> None:
     """Add counts (since the last call) and keep the latest mapping that matched nothing."""
     async with store.connection(write=True) as conn:
-        insert = dialect_insert(conn)
         for delta in deltas:
-            statement = insert(unmatched_mappings).values(
-                project=project, domain=domain, **delta.model_dump()
-            )
-            await conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["project", "domain", "sensor_id"],
-                    set_={
-                        "count": unmatched_mappings.c.count + statement.excluded.count,
-                        "last": statement.excluded.last,
-                        "last_run": statement.excluded.last_run,
-                        "last_at": statement.excluded.last_at,
-                    },
-                )
-            )
+            row = {"project": project, "domain": domain, **delta.model_dump()}
+            await add_count(conn, unmatched_mappings, ["project", "domain", "sensor_id"], row)
 
 
 async def list_unmatched_counts(
