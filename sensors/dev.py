@@ -31,8 +31,7 @@ from sensors.api.auth import new_token
 from sensors.broker import EmbeddedBroker
 from sensors.engine import Engine
 from sensors.launchers.process import pid_alive
-from sensors.registry import load_declarations
-from sensors.reloader import FlowReloader
+from sensors.reloader import FlowReloader, load_tracked
 from sensors.runs.import_problems import ImportProblem
 from sensors.runs.outages import shown_url
 from sensors.stages.kafka import awaiting
@@ -126,7 +125,8 @@ async def run_dev(
         BrokerError: the embedded broker did not start.
     """
     started = asyncio.get_running_loop().time()
-    found = load_declarations(paths)
+    loaded = load_tracked(paths)
+    found = loaded[0]
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     _refuse_second_dev(home)
@@ -144,7 +144,13 @@ async def run_dev(
             await engine.wait_ready()
             assert engine.store is not None
             reloader = FlowReloader(
-                paths, dev_settings, engine.store, found, serve=engine.serve, say=say
+                paths,
+                dev_settings,
+                engine.store,
+                loaded,
+                serve=engine.follow_deployments,
+                code_changed=engine.code_changed,
+                say=say,
             )
             await reloader.record()
             dev_settings.api_url = await api.start()

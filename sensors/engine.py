@@ -30,6 +30,7 @@ from sensors.egress.stage import EgressStage
 from sensors.launchers import by_url
 from sensors.launchers.attempts import this_host, worker_name
 from sensors.launchers.base import Launcher, family_of
+from sensors.launchers.local import LocalLauncher
 from sensors.runs import workers
 from sensors.runs.deploy import deploy, deployed_sensors, deployment_mark
 from sensors.runs.objects import ObjectStore
@@ -132,6 +133,7 @@ class Engine:
         self.source_supervisor: SourceSupervisor | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._relay_stop = asyncio.Event()
+        self._mark: tuple[Any, ...] = ()  # the deployment served (deployment_mark)
 
     async def start(self) -> None:
         """Connect to the store and the broker, deploy the sensors and start consuming."""
@@ -353,20 +355,33 @@ class Engine:
         """Serve new, changed and retired flows as `tripwire deploy` records them."""
         s = self.settings
         assert self.store is not None
-        mark = await deployment_mark(self.store, project=s.project, domain=s.domain)
+        self._mark = await deployment_mark(self.store, project=s.project, domain=s.domain)
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), s.deploy_poll_interval)
             if self._stop.is_set():
                 return
             try:
-                latest = await deployment_mark(self.store, project=s.project, domain=s.domain)
-                if latest == mark:
-                    continue
-                self.serve(await deployed_sensors(self.store, project=s.project, domain=s.domain))
-                mark = latest
+                await self.follow_deployments()
             except Exception:
                 log_failure(log, "reading the deployed flows failed; retrying")
+
+    async def follow_deployments(self) -> None:
+        """Serve what is deployed now, if a deploy changed it since the last look (one that
+        just deployed need not wait for the next poll)."""
+        s = self.settings
+        assert self.store is not None
+        latest = await deployment_mark(self.store, project=s.project, domain=s.domain)
+        if latest != self._mark:
+            self.serve(await deployed_sensors(self.store, project=s.project, domain=s.domain))
+            self._mark = latest
+
+    def code_changed(self) -> None:
+        """The flows' code changed on disk (``tripwire dev``): local runs from now on start
+        from it, warm starts too, though no flow's declarations changed."""
+        for launcher in self._launchers.values():
+            if isinstance(launcher, LocalLauncher):
+                launcher.code_changed()
 
     async def _heartbeat(self, store: RunStore) -> None:
         """Write this worker's heartbeat every ``worker_heartbeat`` seconds; when another

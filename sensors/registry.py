@@ -26,10 +26,12 @@ __all__ = [
     "FlowImportError",
     "discover",
     "discover_flows",
+    "declaration_files",
     "discover_sources",
     "flow_files",
     "import_problem",
     "load_declarations",
+    "users_file",
 ]
 
 
@@ -41,7 +43,7 @@ def _is_sources_yaml(file: Path) -> bool:
     return file.suffix in _YAML and (file.stem == "sources" or file.stem.endswith(".sources"))
 
 
-def _declaration_files(paths: Iterable[str | Path]) -> list[Path]:
+def declaration_files(paths: Iterable[str | Path]) -> list[Path]:
     """The files that ``paths`` name: files as given, folders searched recursively for
     Python files and sources YAML files.
 
@@ -76,8 +78,8 @@ def _declaration_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def flow_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The Python files that ``paths`` name (see :func:`_declaration_files`)."""
-    return [file for file in _declaration_files(paths) if file.suffix == ".py"]
+    """The Python files that ``paths`` name (see :func:`declaration_files`)."""
+    return [file for file in declaration_files(paths) if file.suffix == ".py"]
 
 
 def discover_sources(paths: Iterable[str | Path]) -> list[EventSource]:
@@ -136,11 +138,20 @@ class FlowImportError(DeclarationError):
 class Declarations:
     """What the files under some paths declare, and the files that failed to load."""
 
-    flows: list[FlowSpec]
-    sources: list[EventSource]
+    by_file: dict[str, tuple[list[FlowSpec], list[EventSource]]]
+    """The flows and sources of each file that loaded, by its :func:`shown_path`."""
     problems: list[ImportProblem]
-    loaded: dict[str, list[str]]
-    """The flow names each file that loaded declares, by its :func:`shown_path`."""
+
+    @property
+    def flows(self) -> list[FlowSpec]:
+        # One function imported by two files is one flow.
+        return list(
+            {spec.name: spec for flows, _ in self.by_file.values() for spec in flows}.values()
+        )
+
+    @property
+    def sources(self) -> list[EventSource]:
+        return list({s.name: s for _, sources in self.by_file.values() for s in sources}.values())
 
 
 def load_declarations(paths: Iterable[str | Path]) -> Declarations:
@@ -154,8 +165,8 @@ def load_declarations(paths: Iterable[str | Path]) -> Declarations:
     flows: dict[str, FlowSpec] = {}
     sources: dict[str, tuple[EventSource, Path]] = {}
     problems: list[ImportProblem] = []
-    loaded: dict[str, list[str]] = {}
-    for file in _declaration_files(paths):
+    by_file: dict[str, tuple[list[FlowSpec], list[EventSource]]] = {}
+    for file in declaration_files(paths):
         try:
             found, declared = _declared_in(file)
             _refuse_taken_names(found, declared, flows, sources)
@@ -167,10 +178,8 @@ def load_declarations(paths: Iterable[str | Path]) -> Declarations:
             continue
         flows.update((spec.name, spec) for spec in found)
         sources.update((source.name, (source, file)) for source in declared)
-        loaded[shown_path(file)] = [spec.name for spec in found]
-    return Declarations(
-        list(flows.values()), [source for source, _ in sources.values()], problems, loaded
-    )
+        by_file[shown_path(file)] = (found, declared)
+    return Declarations(by_file, problems)
 
 
 def _declared_in(file: Path) -> tuple[list[FlowSpec], list[EventSource]]:
@@ -224,13 +233,15 @@ def import_problem(file: Path, exc: BaseException) -> ImportProblem:
     error = " ".join(text.split())
     here = file.resolve()
     line, where = None, ""
+    if isinstance(exc, DeclarationError) and exc.path == path:
+        line = exc.line  # a YAML file's, which no frame of the traceback names
     if isinstance(exc, SyntaxError) and exc.filename and Path(exc.filename).resolve() == here:
         line, where = exc.lineno, (exc.text or "").strip()
         error = f"SyntaxError: {exc.msg}"
     else:
         frames = traceback.extract_tb(exc.__traceback__)
         ours = [f for f in frames if Path(f.filename).resolve() == here]
-        users = [f for f in frames if _users(f.filename)]
+        users = [f for f in frames if users_file(f.filename)]
         if ours:
             line = ours[-1].lineno
         if users:
@@ -258,7 +269,7 @@ _NOT_USERS = tuple(
 )
 
 
-def _users(filename: str) -> bool:
+def users_file(filename: str) -> bool:
     """Whether a traceback's frame is in the user's code."""
     if filename.startswith("<"):  # <frozen importlib._bootstrap>, <string>
         return False

@@ -1,55 +1,70 @@
-"""``tripwire dev`` follows edits: a flow file saved, added or deleted is loaded again and
-deployed, and each change of a flow is told in one line.
+"""``tripwire dev`` follows edits: a flow file saved, added or deleted, or a module of the
+user's that one imports, is loaded again and deployed, and each change is told in one line.
 
 The files are watched with watchfiles (the OS's notifications, not polling). A reload
-imports the user's modules afresh: every module loaded from under the watched folders is
-dropped first, so that an edited helper module is read again too. A file that fails to
-load keeps its flows as they last loaded (a typo mid-edit does not retire a sensor and
-its held events); a deleted file's flows are retired. What failed is recorded in the
-store (:mod:`sensors.runs.import_problems`) until it is fixed.
+imports the user's code afresh: the modules that the last load of the flow files added
+and that are the user's own (neither tripwire's, nor the standard library's, nor an
+installed package's, wherever those live) are dropped first, so an edited helper module
+is read again too; local runs then start from the new code (:meth:`Engine.code_changed`).
+Files load in the event loop's thread, as at start: a flow file may set signal handlers.
+
+A file that fails to load keeps what it declared when it last loaded, flows and sources
+(a typo mid-edit does not retire a sensor and the events it holds); a deleted file's are
+retired. What failed is recorded in the store (:mod:`sensors.runs.import_problems`)
+until it is fixed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from watchfiles import Change, DefaultFilter, awatch
 
-from sensors.registry import Declarations, load_declarations
-from sensors.runs.deploy import deploy, deployed_sensors
+from sensors.registry import Declarations, declaration_files, load_declarations, users_file
+from sensors.runs.deploy import deploy
 from sensors.runs.import_problems import record_import_problems
 from sensors.runs.store import RunStore
 from sensors.sources.store import deploy_sources
 from triggers.errors import DeclarationError
 from triggers.locations import shown_path
 from triggers.settings import Settings
+from triggers.sources import EventSource
 from triggers.spec import FlowSpec
 
-__all__ = ["FlowReloader", "flow_changes"]
+__all__ = ["FlowReloader", "flow_changes", "load_tracked", "source_changes"]
 
 log = logging.getLogger(__name__)
 
 _SHOWN_CHANGES = 4  # field changes a line shows of one flow; then "and N more"
 
 
-class _FlowFiles(DefaultFilter):
-    """Python files and sources YAML files, as the registry reads them."""
+class _Code(DefaultFilter):
+    """Python and YAML files (DefaultFilter leaves out .git, caches and virtualenvs)."""
 
     def __call__(self, change: Change, path: str) -> bool:
-        name = Path(path).name
-        return (
-            super().__call__(change, path)
-            and name.endswith((".py", ".yaml", ".yml"))
-            and not name.startswith(("_", ".", "test_"))
-        )
+        return super().__call__(change, path) and path.endswith((".py", ".yaml", ".yml"))
+
+
+def load_tracked(paths: Sequence[str | Path]) -> tuple[Declarations, set[str]]:
+    """Load the declarations under ``paths``; return them and the names of the modules of
+    the user's own that the load imported (the flow files and the helpers they import)."""
+    before = set(sys.modules)
+    found = load_declarations(paths)
+    added = {
+        name
+        for name in set(sys.modules) - before
+        if users_file(getattr(sys.modules[name], "__file__", None) or "<none>")
+    }
+    return found, added
 
 
 class FlowReloader:
@@ -60,33 +75,56 @@ class FlowReloader:
         paths: Sequence[str | Path],
         settings: Settings,
         store: RunStore,
-        found: Declarations,
+        loaded: tuple[Declarations, set[str]],
         *,
-        serve: Callable[[list[Any]], None],
+        serve: Callable[[], Awaitable[None]],
+        code_changed: Callable[[], None],
         say: Callable[[str, str], None],
     ) -> None:
         self.paths = [Path(p) for p in paths]
         self.settings = settings
         self.store = store
-        self.found = found
+        self.found, self._modules = loaded
         self._serve = serve
+        self._code_changed = code_changed
         self._say = say
         self.roots = sorted({(p if p.is_dir() else p.parent).resolve() for p in self.paths})
+        self.watching = asyncio.Event()
+        """Set once the watcher runs: a change made after it is seen."""
 
     async def watch(self) -> None:
-        """Reload on every change under the watched paths, until cancelled."""
+        """Reload on every change of the files loaded (or to load), until cancelled."""
         stop = asyncio.Event()  # ends the watcher's thread when this task is cancelled
         try:
             async for changes in awatch(
-                *self.roots, watch_filter=_FlowFiles(), stop_event=stop, debounce=300, step=50
+                *self.roots,
+                watch_filter=_Code(),
+                stop_event=stop,
+                debounce=300,
+                step=50,
+                yield_on_timeout=True,  # an empty set: the watcher runs
+                rust_timeout=1000,
             ):
-                changed = sorted({path for _, path in changes})
+                self.watching.set()
+                changed = self._relevant({path for _, path in changes})
+                if not changed:
+                    continue
                 try:
                     await self.reload(changed)
                 except Exception:  # a reload must never stop dev: the next save tries again
                     log.exception("reloading after %s changed failed", ", ".join(changed))
         finally:
             stop.set()
+
+    def _relevant(self, changed: set[str]) -> list[str]:
+        """Of ``changed``, the files the last load read, and the ones the next would."""
+        read = {getattr(sys.modules.get(name), "__file__", None) for name in self._modules}
+        known = {str(Path(f).resolve()) for f in read if f}
+        with contextlib.suppress(DeclarationError):  # a watched path is gone: reload says so
+            known |= {str(file.resolve()) for file in declaration_files(self.paths)}
+        known |= {str(Path(path).resolve()) for path in self.found.by_file}
+        known |= {str(Path(problem.path).resolve()) for problem in self.found.problems}
+        return sorted(path for path in changed if str(Path(path).resolve()) in known)
 
     async def record(self) -> None:
         """Record the import problems of the last load in the store."""
@@ -100,9 +138,9 @@ class FlowReloader:
         s = self.settings
         changed = sorted({shown_path(path) for path in changed})
         before = self.found
-        _forget_modules(self.roots)
+        _forget(self._modules)
         try:
-            found = await asyncio.to_thread(load_declarations, self.paths)
+            found, self._modules = load_tracked(self.paths)
         except DeclarationError as exc:  # a watched path itself was removed
             self._say("reload failed", str(exc))
             return
@@ -117,54 +155,68 @@ class FlowReloader:
             return
         self.found = found
         await self.record()
-        self._serve(await deployed_sensors(self.store, project=s.project, domain=s.domain))
-        lines = flow_changes(before.flows, found.flows)
-        failed = {problem.path for problem in found.problems}
-        if not lines and not failed.issuperset(changed):
+        await self._serve()
+        if any(path.endswith(".py") for path in changed):
+            self._code_changed()
+        self._tell(before, found, changed)
+
+    def _tell(self, before: Declarations, found: Declarations, changed: list[str]) -> None:
+        lines = flow_changes(before.flows, found.flows) + source_changes(
+            before.sources, found.sources
+        )
+        failing = {problem.path for problem in found.problems}
+        for path in sorted({p.path for p in before.problems} - failing):
+            lines.append(f"{path} loads now" if Path(path).exists() else f"{path} is gone")
+        if not lines and any(
+            path.endswith(".py") and path not in failing and Path(path).exists() for path in changed
+        ):
             lines = ["no trigger changed; the next runs use the new code"]
         if lines:
             self._say("reloaded", f"{', '.join(changed)}: " + "; ".join(lines))
         for problem in found.problems:
-            kept = before.loaded.get(problem.path, [])
+            kept = [spec.name for spec in found.by_file.get(problem.path, ([], []))[0]]
             also = f" (still serving its last good flows: {', '.join(kept)})" if kept else ""
             self._say("import error", f"{problem.short()}{also}")
 
 
-def _forget_modules(roots: Iterable[Path]) -> None:
-    """Drop the modules loaded from under ``roots``, so that the next import reads them."""
-    prefixes = tuple(f"{root}/" for root in roots)
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if file and str(Path(file).resolve()).startswith(prefixes):
-            del sys.modules[name]
+def _forget(modules: Iterable[str]) -> None:
+    """Drop ``modules``, so that the next import reads their files again."""
+    for name in modules:
+        sys.modules.pop(name, None)
     importlib.invalidate_caches()  # a new file in a folder is found
 
 
 def _keep_last_good(before: Declarations, now: Declarations) -> Declarations:
-    """``now``, plus the flows of files that loaded before and fail now."""
-    failing = {problem.path for problem in now.problems}
-    declared = {spec.name for spec in now.flows}
-    loaded = dict(now.loaded)
-    kept = []
-    for path, names in before.loaded.items():
-        if path in failing:
-            loaded[path] = [name for name in names if name not in declared]
-            kept += [spec for spec in before.flows if spec.name in loaded[path]]
-    return Declarations([*now.flows, *kept], now.sources, now.problems, loaded)
+    """``now``, plus what files that loaded before and fail now declared then (less what
+    another file declares now)."""
+    flows = {spec.name for spec in now.flows}
+    sources = {source.name for source in now.sources}
+    by_file = dict(now.by_file)
+    for problem in now.problems:
+        if problem.path in before.by_file:
+            was_flows, was_sources = before.by_file[problem.path]
+            by_file[problem.path] = (
+                [spec for spec in was_flows if spec.name not in flows],
+                [source for source in was_sources if source.name not in sources],
+            )
+    return Declarations(by_file, now.problems)
 
 
 def flow_changes(before: Iterable[FlowSpec], after: Iterable[FlowSpec]) -> list[str]:
-    """One line per flow added, retired or changed: ``~ etl: within 3600 → 7200``."""
+    """One line per flow added, retired or changed: ``~ etl: within 1h → 2h``."""
     old = {spec.name: spec for spec in before}
     new = {spec.name: spec for spec in after}
-    lines = []
-    for name in sorted(new.keys() - old.keys()):
-        lines.append(f"+ {name} <- {_waits_for(new[name])}")
-    for name in sorted(old.keys() - new.keys()):
-        lines.append(f"- {name} (retired)")
+    lines = [f"+ {name} <- {_waits_for(new[name])}" for name in sorted(new.keys() - old.keys())]
+    lines += [f"- {name} (retired)" for name in sorted(old.keys() - new.keys())]
     for name in sorted(old.keys() & new.keys()):
         was, now = _flat(old[name]), _flat(new[name])
-        changed = [
+        changed = []
+        if _waits_for(old[name]) != _waits_for(new[name]):
+            # Another event: its fields all differ, and say nothing the names do not
+            changed.append(f"waits for {_waits_for(old[name])} → {_waits_for(new[name])}")
+            was = {k: v for k, v in was.items() if "dependencies[" not in k}
+            now = {k: v for k, v in now.items() if "dependencies[" not in k}
+        changed += [
             f"{key} {_shown(was.get(key))} → {_shown(now.get(key))}"
             for key in sorted(was.keys() | now.keys())
             if was.get(key) != now.get(key)
@@ -173,6 +225,18 @@ def flow_changes(before: Iterable[FlowSpec], after: Iterable[FlowSpec]) -> list[
             more = len(changed) - _SHOWN_CHANGES
             tail = f", and {more} more" if more > 0 else ""
             lines.append(f"~ {name}: {', '.join(changed[:_SHOWN_CHANGES])}{tail}")
+    return lines
+
+
+def source_changes(before: Iterable[EventSource], after: Iterable[EventSource]) -> list[str]:
+    """One line per event source added, retired or changed."""
+    old = {source.name: source for source in before}
+    new = {source.name: source for source in after}
+    lines = [f"+ source {name}" for name in sorted(new.keys() - old.keys())]
+    lines += [f"- source {name} (retired)" for name in sorted(old.keys() - new.keys())]
+    lines += [
+        f"~ source {name}" for name in sorted(old.keys() & new.keys()) if old[name] != new[name]
+    ]
     return lines
 
 
@@ -188,7 +252,7 @@ def _waits_for(spec: FlowSpec) -> str:
 
 def _flat(spec: FlowSpec) -> dict[str, Any]:
     """A flow's declaration as ``dotted.key: value``: triggers, dependencies and parameters
-    keyed by name, so that a change reads as ``data_updated.parameters.window``."""
+    keyed by name, so that a change reads as ``dependencies[data_updated].parameters``."""
     data = spec.model_dump(exclude={"entrypoint"})
     if len(spec.triggers) == 1:  # its one trigger's fields read as the flow's own
         data = {**data, **{"triggers": None}, **data["triggers"][0]}

@@ -54,7 +54,7 @@ from triggers.errors import ConfigurationError, DeclarationError
 from triggers.filters import Filter, TimeOfDay, parse_filter
 from triggers.jsonpath import compile_jsonpath
 from triggers.kafka_security import KafkaSecurity
-from triggers.locations import at_caller, located
+from triggers.locations import at_caller, located, shown_path
 
 __all__ = [
     "ADDRESS",
@@ -411,10 +411,16 @@ def load_sources_file(path: Path) -> list[EventSource]:
 
     try:
         text = path.read_text()
+    except OSError as exc:
+        raise DeclarationError(f"{shown_path(path)}: cannot read it: {exc.strerror}") from None
+    try:
         document = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)  # the nodes: where each item is
-    except (OSError, yaml.YAMLError) as exc:
-        raise DeclarationError(f"{path}: cannot read it as YAML: {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
+        with located(path, mark.line + 1 if mark is not None else None, "sources file"):
+            raise DeclarationError(f"it is not valid YAML: {problem}; fix its syntax") from None
     if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
         raise DeclarationError(
             f"{path}: expected a top-level 'sources:' list of sources, each with name, url, "

@@ -38,7 +38,10 @@ class CreateRequest(BaseModel):
         "(422), listing its parameters.",
     )
     name: str | None = Field(
-        None, max_length=63, description="Run name (default: generated); the same name is one run."
+        None,
+        pattern=SCOPE,  # run names follow the same rule as project and domain names
+        description="Run name (default: generated): lowercase letters, digits and '-', up to "
+        "63; the same name is one run.",
     )
 
 

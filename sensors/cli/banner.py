@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+
+from sensors.cli.base import publishable
 
 if TYPE_CHECKING:
     from sensors.dev import DevInfo
@@ -64,44 +67,66 @@ def print_dev_banner(info: DevInfo, *, verbose: bool = False) -> None:
 
 
 def publish_hint(flows: tuple[FlowSpec, ...] | list[FlowSpec]) -> str | None:
-    """A ``tripwire publish`` command for an event one of ``flows`` waits for, with the
-    payload fields its parameters are read from; None when no flow waits for an event."""
-    from triggers.spec import RUN_EVENT_TYPE  # here: the SDK costs `tripwire --help` 0.2 s
-
+    """A ``tripwire publish`` command that starts a run of one of ``flows``: an event it
+    waits for alone, with no filter, and a payload that fills its required parameters;
+    None when no flow waits for such an event."""
     for flow in sorted(flows, key=lambda f: f.name):
         for trig in flow.triggers:
-            for dep in trig.dependencies:
-                if "*" in dep.name or "?" in dep.name or dep.name.startswith(RUN_EVENT_TYPE):
-                    continue  # a wildcard reads badly; another flow's end is not published
-                payload = _example_payload(flow, dep)
-                command = f"tripwire publish {shlex.quote(dep.name)}"
-                if any(isinstance(v, dict) for v in payload.values()):
-                    return f"{command} --payload {shlex.quote(json.dumps(payload))}"
-                pairs = (shlex.quote(f"{k}={_pair_value(v)}") for k, v in payload.items())
-                return " ".join([command, *(f"-p {pair}" for pair in pairs)])
+            alone = len(trig.dependencies) == 1 and not (trig.conditions or trig.threshold)
+            if not alone or trig.schedule is not None or trig.absence is not None:
+                continue  # it needs more than one event, or a time
+            [dep] = trig.dependencies
+            if dep.filters or not publishable(dep.name):
+                continue
+            payload = _example_payload(flow, dep)
+            if payload is None:
+                continue
+            command = f"tripwire publish {shlex.quote(dep.name)}"
+            if any(isinstance(v, dict) for v in payload.values()):
+                return f"{command} --payload {shlex.quote(json.dumps(payload))}"
+            pairs = (shlex.quote(f"{k}={_pair_value(v)}") for k, v in payload.items())
+            return " ".join([command, *(f"-p {pair}" for pair in pairs)])
     return None
 
 
-def _example_payload(flow: FlowSpec, dep: EventDependency) -> dict[str, Any]:
+def _example_payload(flow: FlowSpec, dep: EventDependency) -> dict[str, Any] | None:
+    """Fields for the parameters ``dep`` fills, with their defaults or an example of their
+    type; None when a required one cannot be filled."""
     params = {p.name: p for p in flow.parameters}
     sources = dep.parameters if dep.parameters is not None else {n: n for n in params}
     payload: dict[str, Any] = {}
-    for name, source in sources.items():
-        param = params.get(name)
-        if param is None:
-            continue
-        value = param.default if param.default is not None else _EXAMPLES.get(param.type["t"])
-        if value is None:
-            continue
-        if not source.startswith("$"):
-            payload[source] = value
-        elif _DOTTED.match(source):  # $.cfg.days: a nested field
-            *outer, last = source[2:].split(".")
-            here = payload
-            for key in outer:
-                here = here.setdefault(key, {})
-            here[last] = value
+    for param in params.values():
+        source = sources.get(param.name)
+        value = param.default if param.default is not None else _example(param.type["t"])
+        placed = source is not None and value is not None and _place(payload, source, value)
+        if not placed and param.required:
+            return None
     return payload
+
+
+def _example(kind: str) -> Any:
+    examples = {**_EXAMPLES, "date": date.today().isoformat(), "datetime": _now()}
+    return examples.get(kind)
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def _place(payload: dict[str, Any], source: str, value: Any) -> bool:
+    """Put ``value`` where ``source`` reads it: a field, or a dotted JSONPath
+    (``$.cfg.days``); False for any other source."""
+    if not source.startswith("$"):
+        payload[source] = value
+        return True
+    if not _DOTTED.match(source):
+        return False
+    *outer, last = source[2:].split(".")
+    here = payload
+    for key in outer:
+        here = here.setdefault(key, {})
+    here[last] = value
+    return True
 
 
 def _pair_value(value: Any) -> str:

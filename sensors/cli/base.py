@@ -56,6 +56,7 @@ __all__ = [
     "fail",
     "out",
     "parse_pairs",
+    "publishable",
     "run_sync",
     "scope",
     "with_store",
@@ -319,9 +320,18 @@ async def _sensors(store: Any, project: str, domain: str) -> list[str]:
     return [spec.name for spec in flows] + [f"{s.name}.{t.name}" for s in flows for t in s.triggers]
 
 
+def publishable(event: str) -> bool:
+    """Whether a user would publish ``event``: not a wildcard, nor a run's end (which
+    tripwire publishes itself, for ``@trigger_on_finish``)."""
+    from triggers.spec import RUN_EVENT_TYPE  # here: the SDK costs `tripwire --help` 0.2 s
+
+    return not any(c in event for c in "*?[") and not event.startswith(RUN_EVENT_TYPE)
+
+
 async def _event_names(store: Any, project: str, domain: str) -> list[str]:
     flows = await _flows(store, project, domain)
-    return [d.name for spec in flows for t in spec.triggers for d in t.dependencies]
+    names = {d.name for spec in flows for t in spec.triggers for d in t.dependencies}
+    return sorted(name for name in names if publishable(name))
 
 
 async def _run_names(store: Any, project: str, domain: str) -> list[str]:

@@ -33,6 +33,8 @@ def dev(
         typer.Option(
             "--port",
             "--api-port",
+            min=0,
+            max=65535,
             help="Port of the API and web page (default TRIPWIRE_API_PORT, 8080; if that is "
             "busy, any free one, written to dev.json). 0: any free port.",
         ),
@@ -94,7 +96,10 @@ def api(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Address (default TRIPWIRE_API_HOST).")] = None,
     port: Annotated[
-        int | None, typer.Option("--port", "--api-port", help="Port (default TRIPWIRE_API_PORT).")
+        int | None,
+        typer.Option(
+            "--port", "--api-port", min=0, max=65535, help="Port (default TRIPWIRE_API_PORT)."
+        ),
     ] = None,
     verbose: VerboseOption = False,
 ) -> None:

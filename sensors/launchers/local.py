@@ -544,6 +544,11 @@ class LocalLauncher:
             self._store, run, phase, error, outputs if isinstance(outputs, dict) else None
         )
 
+    def code_changed(self) -> None:
+        """The flows' code changed on disk: the next runs start from it, warm starts too."""
+        if self._zygotes is not None:
+            self._zygotes.renew()
+
     async def close(self, timeout: float = 5.0) -> None:
         """Terminate runs still going (they end FAILED, SYSTEM) and wait for their watchers."""
         self._closing = True

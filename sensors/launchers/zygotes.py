@@ -199,6 +199,7 @@ class Zygotes:
         self._by_flow: dict[str, Zygote] = {}
         self._starting: dict[str, asyncio.Lock] = {}
         self._cold: dict[str, str] = {}  # key -> why its runs start cold
+        self._generation = 0  # moves on when code the flows import changed (renew)
 
     async def fork(
         self, entrypoint: dict[str, Any], revision: int, *, retry: bool = True, **request: Any
@@ -211,7 +212,7 @@ class Zygotes:
         its declarations keeps the revision, and must still reach the next run.
         """
         flow = json.dumps({k: v for k, v in entrypoint.items() if k != "function"}, sort_keys=True)
-        key = f"{flow}@{revision}@{_modified(entrypoint)}"
+        key = f"{flow}@{revision}@{_modified(entrypoint)}@{self._generation}"
         if key in self._cold:
             return None
         lock = self._starting.setdefault(flow, asyncio.Lock())
@@ -274,6 +275,11 @@ class Zygotes:
     def warm(self) -> int:
         """How many zygotes there are now."""
         return len(self._by_flow)
+
+    def renew(self) -> None:
+        """The code the flows import changed (a helper module, not only their own file): each
+        flow's next run starts a new zygote, which imports it afresh; the old one then ends."""
+        self._generation += 1
 
     async def close(self) -> None:
         for zygote in self._by_flow.values():

@@ -54,7 +54,7 @@ def validate_name(value: str, what: str) -> str:
     """Return ``value`` if it is a valid project or domain name, else raise saying why."""
     if not _NAME.match(value):
         raise ConfigurationError(
-            f"invalid {what} name {value!r}: use lowercase letters, digits and '-', at most 63 "
+            f"invalid {what} name {value!r}; use lowercase letters, digits and '-', at most 63 "
             "characters, starting and ending with a letter or digit (e.g. 'data-platform')."
         )
     return value

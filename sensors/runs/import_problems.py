@@ -1,8 +1,8 @@
 """The flow files that failed to import, kept in the store until they are fixed.
 
-``tripwire dev`` and ``tripwire worker`` record what each load of their flow files found
-(:func:`record_import_problems`), so that the web page and ``tripwire sensors list``, in any
-process, show them as Airflow shows its DAG import errors.
+``tripwire dev`` records what each load of its flow files found (:func:`record_import_problems`),
+so that the web page and ``tripwire sensors list``, in any process, show them as Airflow
+shows its DAG import errors. (``deploy`` and ``worker`` refuse such files instead.)
 """
 
 from __future__ import annotations

@@ -7,21 +7,24 @@ sensor from any terminal without talking to the workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from sensors.runs.models import FilterCount, Hold, KeyProgress
 from sensors.runs.store import RunStore, utc
 from sensors.runs.tables import (
-    add_count,
+    dialect_insert,
     filter_counts,
     sensor_holds,
     sensor_progress,
 )
 
 __all__ = [
+    "add_count",
     "add_filter_counts",
     "list_filter_counts",
     "list_holds",
@@ -153,3 +156,18 @@ async def list_filter_counts(
     async with store.engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     return [FilterCount.model_validate({**r, "last_at": utc(r["last_at"])}) for r in rows]
+
+
+async def add_count(
+    conn: AsyncConnection, table: sa.Table, keys: Sequence[str], row: dict[str, Any]
+) -> None:
+    """Insert ``row``, or add its ``count`` to the row of the same ``keys`` and take its
+    other columns (the latest of what is counted)."""
+    statement = dialect_insert(conn)(table).values(**row)
+    latest = {column: statement.excluded[column] for column in row if column not in keys}
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=list(keys),
+            set_={**latest, "count": table.c.count + statement.excluded.count},
+        )
+    )

@@ -30,7 +30,7 @@ from typing import Any, TypeVar, overload
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, create_engine, make_url
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from sensors.runs.consumed import claim_consumed
@@ -51,6 +51,7 @@ from sensors.runs.tables import (
 )
 from sensors.runs.together import GroupCommit, Transaction, Write, write_all
 from triggers.errors import (
+    ConfigurationError,
     IllegalTransitionError,
     RunNotFoundError,
     StoreError,
@@ -105,10 +106,21 @@ class RunStore:
         """Connect to ``url`` and bring its schema up to date.
 
         Raises:
+            ConfigurationError: the URL is not one of SQLite or PostgreSQL, with its driver.
             StoreError: the database cannot be reached or migrated; the message names
                 the URL (password hidden) and what to check.
         """
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+            supported = parsed.get_backend_name() in ("sqlite", "postgresql")
+        except ArgumentError:
+            supported = False
+        if not supported or parsed.get_driver_name() not in ("aiosqlite", "asyncpg"):
+            raise ConfigurationError(
+                f"the run store's URL {shown_url(url)!r} (TRIPWIRE_DATABASE_URL) is not one "
+                "tripwire can use; write sqlite+aiosqlite:///PATH or "
+                "postgresql+asyncpg://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            )
         shown = shown_url(url)
         options: dict[str, Any] = {}
         if parsed.get_backend_name() == "sqlite":

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROWS",
-    "add_count",
     "consumed_events",
     "dialect_insert",
     "end_all_waits",
@@ -459,18 +458,3 @@ def named(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
 def dialect_insert(conn: AsyncConnection | Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
-async def add_count(
-    conn: AsyncConnection, table: sa.Table, keys: Sequence[str], row: dict[str, Any]
-) -> None:
-    """Insert ``row``, or add its ``count`` to the row of the same ``keys`` and take its
-    other columns (the latest of what is counted)."""
-    statement = dialect_insert(conn)(table).values(**row)
-    latest = {column: statement.excluded[column] for column in row if column not in keys}
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=list(keys),
-            set_={**latest, "count": table.c.count + statement.excluded.count},
-        )
-    )

@@ -13,8 +13,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from sensors.runs.models import UnmatchedCount, UnmatchedMapping
+from sensors.runs.status import add_count
 from sensors.runs.store import RunStore, utc
-from sensors.runs.tables import add_count, unmatched_mappings
+from sensors.runs.tables import unmatched_mappings
 
 __all__ = ["add_unmatched_counts", "kept_defaults", "list_unmatched_counts"]
 

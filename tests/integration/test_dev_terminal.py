@@ -22,11 +22,12 @@ pytestmark = pytest.mark.integration
 
 FLOW = """\
 from triggers import trigger
+from words import GREETING
 
 
 @trigger(event={"name": "data_updated", "parameters": {"days": "$.cfg.days"}})
 def etl(days: int = 3) -> None:
-    print("etl ran with days", days)
+    print(GREETING, "etl ran with days", days)
 """
 
 
@@ -105,6 +106,7 @@ def terminal(tmp_path: Path) -> Iterator[Terminal]:
     }
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows" / "etl.py").write_text(FLOW)
+    (tmp_path / "flows" / "words.py").write_text("GREETING = 'hello'\n")
     made = Terminal(tmp_path, env)
     try:
         yield made
@@ -154,7 +156,14 @@ def test_the_dev_loop_follows_edits_and_a_broken_file_leaves_the_others_running(
     terminal.run("shell", """tripwire publish data_updated --payload '{"cfg": {"window": 9}}'""")
     name = _ended_runs(terminal, 1)
     shown = terminal.run("shell", f"tripwire runs get {name}; tripwire runs logs {name}")
-    assert re.search(r"(?m)^\s+days = 9$", shown) and "etl now runs with days 9" in shown, shown
+    assert re.search(r"(?m)^\s+days = 9$", shown) and "hello etl now runs with days 9" in shown
+
+    # When a helper module the flow imports is edited, the next run uses it
+    (tmp_path / "flows" / "words.py").write_text("GREETING = 'bonjour'\n")
+    terminal.wait_for("dev", r"reloaded flows/words\.py: no trigger changed; the next runs use")
+    terminal.run("shell", """tripwire publish data_updated --payload '{"cfg": {"window": 5}}'""")
+    name = _ended_runs(terminal, 2)
+    assert "bonjour etl now runs with days 5" in terminal.run("shell", f"tripwire runs logs {name}")
 
     # When a broken file is dropped into the folder
     (tmp_path / "flows" / "broken.py").write_text("import os\n\nKEY = os.environ['NO_SUCH_KEY']\n")
@@ -169,7 +178,7 @@ def test_the_dev_loop_follows_edits_and_a_broken_file_leaves_the_others_running(
     assert "flows/broken.py:3: KeyError: 'NO_SUCH_KEY'" in listed, listed
     # And the good flow keeps running
     terminal.run("shell", """tripwire publish data_updated --payload '{"cfg": {"window": 4}}'""")
-    _ended_runs(terminal, 2)
+    _ended_runs(terminal, 3)
     assert "Traceback" not in terminal.screen("dev")
 
     # And Ctrl-C stops dev cleanly

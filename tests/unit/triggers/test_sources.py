@@ -91,7 +91,9 @@ def test_a_file_without_a_sources_list_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DeclarationError, match="top-level 'sources:' list"):
         load_sources_file(file)
     file.write_text("sources: [\n")
-    with pytest.raises(DeclarationError, match="cannot read it as YAML"):
+    with pytest.raises(
+        DeclarationError, match=r"sources\.yaml:2: sources file: it is not valid YAML"
+    ):
         load_sources_file(file)
 
 
