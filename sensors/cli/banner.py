@@ -70,8 +70,17 @@ def publish_hint(flows: tuple[FlowSpec, ...] | list[FlowSpec]) -> str | None:
     """A ``tripwire publish`` command that starts a run of one of ``flows``: an event it
     waits for alone, with no filter, and a payload that fills its required parameters;
     None when no flow waits for such an event."""
-    for flow in sorted(flows, key=lambda f: f.name):
+
+    # A local run first: it needs nothing else running (a web hook or a cluster does); and
+    # a flow whose parameters all have defaults: its example needs no made-up values
+    def first(flow: FlowSpec) -> tuple[bool, bool, str]:
+        required = any(p.required for p in flow.parameters)
+        return flow.target != "local://", required, flow.name
+
+    for flow in sorted(flows, key=first):
         for trig in flow.triggers:
+            if (trig.target or flow.target) != "local://":
+                continue
             alone = len(trig.dependencies) == 1 and not (trig.conditions or trig.threshold)
             if not alone or trig.schedule is not None or trig.absence is not None:
                 continue  # it needs more than one event, or a time
