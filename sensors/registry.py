@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 import traceback
 from collections.abc import Iterable, Sequence
@@ -185,7 +186,13 @@ def load_declarations(paths: Iterable[str | Path]) -> Declarations:
 def _declared_in(file: Path) -> tuple[list[FlowSpec], list[EventSource]]:
     if file.suffix != ".py":
         return [], load_sources_file(file)
-    module = load_file(file)
+    # As the run process will: with only this file's own folders on sys.path (another flow
+    # file's folder must not make an import work here that fails there)
+    path = list(sys.path)
+    try:
+        module = load_file(file)
+    finally:
+        sys.path[:] = path
     found = {
         spec.name: spec
         for spec in [

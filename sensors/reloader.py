@@ -22,6 +22,7 @@ import importlib
 import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -45,13 +46,18 @@ __all__ = ["FlowReloader", "flow_changes", "load_tracked", "source_changes"]
 log = logging.getLogger(__name__)
 
 _SHOWN_CHANGES = 4  # field changes a line shows of one flow; then "and N more"
+_SLOW_LOAD = 2.0  # seconds of loading the flow files that are worth a warning
+
+
+_CODE = (".py", ".yaml", ".yml")
 
 
 class _Code(DefaultFilter):
-    """Python and YAML files (DefaultFilter leaves out .git, caches and virtualenvs)."""
+    """Python and YAML files, and folders (one moved in or out brings or takes files);
+    DefaultFilter leaves out .git, caches and virtualenvs."""
 
     def __call__(self, change: Change, path: str) -> bool:
-        return super().__call__(change, path) and path.endswith((".py", ".yaml", ".yml"))
+        return super().__call__(change, path) and (path.endswith(_CODE) or not Path(path).is_file())
 
 
 def load_tracked(paths: Sequence[str | Path]) -> tuple[Declarations, set[str]]:
@@ -117,7 +123,11 @@ class FlowReloader:
             stop.set()
 
     def _relevant(self, changed: set[str]) -> list[str]:
-        """Of ``changed``, the files the last load read, and the ones the next would."""
+        """Of ``changed``, the files the last load read, and the ones the next would; all of
+        them while a file fails (the fix may be in any file it imports, which did not load)
+        or when a folder moved."""
+        if self.found.problems or any(not path.endswith(_CODE) for path in changed):
+            return sorted(changed)
         read = {getattr(sys.modules.get(name), "__file__", None) for name in self._modules}
         known = {str(Path(f).resolve()) for f in read if f}
         with contextlib.suppress(DeclarationError):  # a watched path is gone: reload says so
@@ -139,11 +149,15 @@ class FlowReloader:
         changed = sorted({shown_path(path) for path in changed})
         before = self.found
         _forget(self._modules)
+        started = time.monotonic()
         try:
             found, self._modules = load_tracked(self.paths)
         except DeclarationError as exc:  # a watched path itself was removed
             self._say("reload failed", str(exc))
             return
+        took = time.monotonic() - started
+        if took > _SLOW_LOAD:  # the engine waited: files load in its thread (see above)
+            log.warning("loading the flow files took %.1fs, and the engine waited meanwhile", took)
         found = _keep_last_good(before, found)
         try:
             await deploy(self.store, found.flows, project=s.project, domain=s.domain, prune=True)
@@ -165,17 +179,27 @@ class FlowReloader:
             before.sources, found.sources
         )
         failing = {problem.path for problem in found.problems}
-        for path in sorted({p.path for p in before.problems} - failing):
+        was_failing = {problem.path for problem in before.problems}
+        for path in sorted(was_failing - failing):
             lines.append(f"{path} loads now" if Path(path).exists() else f"{path} is gone")
-        if not lines and any(
-            path.endswith(".py") and path not in failing and Path(path).exists() for path in changed
+        if (
+            not lines
+            and failing <= was_failing
+            and any(
+                path.endswith(".py") and path not in failing and Path(path).exists()
+                for path in changed
+            )
         ):
             lines = ["no trigger changed; the next runs use the new code"]
         if lines:
             self._say("reloaded", f"{', '.join(changed)}: " + "; ".join(lines))
         for problem in found.problems:
             kept = [spec.name for spec in found.by_file.get(problem.path, ([], []))[0]]
-            also = f" (still serving its last good flows: {', '.join(kept)})" if kept else ""
+            also = (
+                f" (its flows {', '.join(kept)} stay deployed, and their runs fail until it loads)"
+                if kept
+                else ""
+            )
             self._say("import error", f"{problem.short()}{also}")
 
 
@@ -216,6 +240,7 @@ def flow_changes(before: Iterable[FlowSpec], after: Iterable[FlowSpec]) -> list[
             changed.append(f"waits for {_waits_for(old[name])} → {_waits_for(new[name])}")
             was = {k: v for k, v in was.items() if "dependencies[" not in k}
             now = {k: v for k, v in now.items() if "dependencies[" not in k}
+        changed += _whole_items(was, now)
         changed += [
             f"{key} {_shown(was.get(key))} → {_shown(now.get(key))}"
             for key in sorted(was.keys() | now.keys())
@@ -226,6 +251,23 @@ def flow_changes(before: Iterable[FlowSpec], after: Iterable[FlowSpec]) -> list[
             tail = f", and {more} more" if more > 0 else ""
             lines.append(f"~ {name}: {', '.join(changed[:_SHOWN_CHANGES])}{tail}")
     return lines
+
+
+def _whole_items(was: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """A named item (``parameters[n]``) on one side only, as one change (``+ parameters[n]``);
+    its fields, and the empty list it was added to or emptied, are taken out of both."""
+    old, new = _items(was), _items(now)
+    said = [f"+ {item}" for item in sorted(new - old)] + [f"- {item}" for item in sorted(old - new)]
+    gone = tuple(f"{item}." for item in (old ^ new))
+    lists = {item[: item.rindex("[")] for item in old | new}  # e.g. "parameters"
+    for flat in (was, now):
+        for key in [k for k in flat if k.startswith(gone) or (k in lists and not flat[k])]:
+            del flat[key]
+    return said
+
+
+def _items(flat: dict[str, Any]) -> set[str]:
+    return {key[: i + 1] for key in flat for i, c in enumerate(key) if c == "]"}
 
 
 def source_changes(before: Iterable[EventSource], after: Iterable[EventSource]) -> list[str]:

@@ -98,7 +98,7 @@ async def test_a_file_broken_mid_edit_keeps_its_last_good_flows_and_is_recorded_
     assert problem.error == "NameError: name 'triger' is not defined" and problem.line == 4
     [said] = dev.said  # and no "reloaded" line: nothing of it reloaded
     assert said.startswith("import error: flows/etl.py:4: NameError: name 'triger' is not defined")
-    assert said.endswith("(still serving its last good flows: etl)")
+    assert said.endswith("(its flows etl stay deployed, and their runs fail until it loads)")
     # And once it is fixed, the problem is gone
     etl.write_text(FLOW.format(within="1h"))
     await dev.reloader.reload(["flows/etl.py"])
@@ -219,3 +219,29 @@ async def test_a_flow_file_that_sets_a_signal_handler_reloads(dev: _Dev, tmp_pat
     (tmp_path / "flows" / "etl.py").write_text(text)
     await dev.reloader.reload(["flows/etl.py"])
     assert dev.reloader.found.problems == []
+
+
+async def test_a_broken_helper_says_no_new_code_and_its_fix_is_seen(
+    dev: _Dev, tmp_path: Path
+) -> None:
+    # Given a flow whose helper module is saved broken: the flow's file fails to import
+    helper = f"_words_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "flows" / f"{helper}.py").write_text("MESSAGE = 'v1'\n")
+    (tmp_path / "flows" / "helped.py").write_text(HELPED.format(helper=helper))
+    await dev.reloader.reload(["flows/helped.py"])
+    (tmp_path / "flows" / f"{helper}.py").write_text("MESSAGE = (\n")
+    await dev.reloader.reload([f"flows/{helper}.py"])
+    # Then it is an import error of the flow's file, and nothing says the new code runs
+    assert [line.split(":")[0] for line in dev.said[1:]] == ["import error"]
+    watching = asyncio.create_task(dev.reloader.watch())
+    try:
+        await asyncio.wait_for(dev.reloader.watching.wait(), 30)
+        # When the helper is fixed (it did not load, so only the failure makes it watched)
+        (tmp_path / "flows" / f"{helper}.py").write_text("MESSAGE = 'v2'\n")
+        # Then the flow's file loads again
+        await eventually(lambda: "loads now" in dev.said[-1], "the fix to be seen")
+        assert dev.said[-1] == f"reloaded: flows/{helper}.py: flows/helped.py loads now"
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        sys.modules.pop(helper, None)

@@ -158,3 +158,19 @@ def test_a_file_that_declares_a_taken_flow_name_is_a_problem_of_that_file(
     [problem] = found.problems
     assert problem.path == str(second.resolve())
     assert f"flow 'same' is declared in {first.resolve()} already" in problem.error
+
+
+def test_a_module_of_a_package_in_the_folder_loads_with_its_relative_imports(
+    tmp_path: Path,
+) -> None:
+    # Given a flow folder with a package of the user's, whose modules import each other
+    folder = tmp_path / "flows"
+    write(folder / "good.py", "good")
+    package = folder / "mylib_for_this_test"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "core.py").write_text("VALUE = 1\n")
+    (package / "extra.py").write_text("from .core import VALUE\n\nDOUBLE = VALUE * 2\n")
+    # When it is loaded, every file loads: the package's modules under their own names
+    found = load_declarations([folder])
+    assert found.problems == [] and [f.name for f in found.flows] == ["good"]
