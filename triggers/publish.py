@@ -154,8 +154,8 @@ async def _send(
         raise PublishError(f"cannot publish event {name!r}: {exc}") from exc
     except (KafkaError, OSError) as exc:
         raise PublishError(
-            f"cannot publish event {name!r} to the Kafka broker at {bootstrap}: {exc}. "
-            "Check that the broker is running (`tripwire dev` or TRIPWIRE_KAFKA_BOOTSTRAP)."
+            f"cannot publish event {name!r} to the Kafka broker at {bootstrap}: {exc}; "
+            "check that the broker is running (`tripwire dev` or TRIPWIRE_KAFKA_BOOTSTRAP)."
         ) from exc
     return envelope.id
 

@@ -8,6 +8,8 @@ another by being imported.
 
 from __future__ import annotations
 
+import logging
+
 import typer
 
 from sensors.cli import engine, events, imports, runs, sensors, sources
@@ -34,4 +36,7 @@ app.add_typer(imports.import_app, name="import")
 
 
 def main() -> None:
+    # A client's own retries are not the user's business: the error says what failed.
+    # The commands that run the engine log them again (base.configure_logging).
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     app()

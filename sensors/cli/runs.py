@@ -223,7 +223,7 @@ def runs_list(
         str | None,
         typer.Option(help="Only runs created since: an ISO 8601 time, or a duration (90m, 1d)."),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
     as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
