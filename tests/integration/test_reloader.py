@@ -142,15 +142,21 @@ def helped() -> None:
 """
 
 
-async def test_a_helper_module_the_flows_import_is_followed_even_named_with_an_underscore(
-    dev: _Dev, tmp_path: Path
-) -> None:
-    # Given a flow that imports a helper module of the user's (named for this test alone:
-    # modules stay imported in this process)
-    helper = f"_common_{uuid.uuid4().hex[:8]}"
+async def _helped_flow(dev: _Dev, tmp_path: Path, prefix: str) -> str:
+    """A flow that imports a helper module of the user's, loaded; the helper's name (this
+    test's own: modules stay imported in this process)."""
+    helper = f"{prefix}_{uuid.uuid4().hex[:8]}"
     (tmp_path / "flows" / f"{helper}.py").write_text("MESSAGE = 'v1'\n")
     (tmp_path / "flows" / "helped.py").write_text(HELPED.format(helper=helper))
     await dev.reloader.reload(["flows/helped.py"])
+    return helper
+
+
+async def test_a_helper_module_the_flows_import_is_followed_even_named_with_an_underscore(
+    dev: _Dev, tmp_path: Path
+) -> None:
+    # Given a flow that imports a helper module of the user's
+    helper = await _helped_flow(dev, tmp_path, "_common")
     watching = asyncio.create_task(dev.reloader.watch())
     try:
         await asyncio.wait_for(dev.reloader.watching.wait(), 30)
@@ -225,10 +231,7 @@ async def test_a_broken_helper_says_no_new_code_and_its_fix_is_seen(
     dev: _Dev, tmp_path: Path
 ) -> None:
     # Given a flow whose helper module is saved broken: the flow's file fails to import
-    helper = f"_words_{uuid.uuid4().hex[:8]}"
-    (tmp_path / "flows" / f"{helper}.py").write_text("MESSAGE = 'v1'\n")
-    (tmp_path / "flows" / "helped.py").write_text(HELPED.format(helper=helper))
-    await dev.reloader.reload(["flows/helped.py"])
+    helper = await _helped_flow(dev, tmp_path, "_words")
     (tmp_path / "flows" / f"{helper}.py").write_text("MESSAGE = (\n")
     await dev.reloader.reload([f"flows/{helper}.py"])
     # Then it is an import error of the flow's file, and nothing says the new code runs
