@@ -283,7 +283,12 @@ def test_a_busy_default_port_moves_the_api_and_says_so_and_a_busy_port_asked_for
             _wait(lambda: dev_json.exists() or process.poll() is not None, "dev.json", 60)
             url = json.loads(dev_json.read_text())["api_url"]
             assert not url.endswith(f":{port}")
-            said = (tmp_path / "moved.log").read_text()
+            # dev.json is written just before the banner is printed: wait for the banner
+            said = _wait(
+                lambda: "Ctrl-C stops" in (text := (tmp_path / "moved.log").read_text()) and text,
+                "the banner",
+                30,
+            )
             assert f"port {port} is busy (another tripwire dev?), so the API serves on " in said
             assert httpx.get(f"{url}/readyz", timeout=10).status_code == 200
         finally:
