@@ -55,7 +55,7 @@ def print_dev_banner(info: DevInfo, *, verbose: bool = False) -> None:
     for problem in info.problems:
         console.print(f"  [red]left out[/red] {escape(problem.short())}")
         if verbose:
-            console.print(escape(problem.traceback), markup=True)
+            console.print(problem.traceback, markup=False)
     if info.problems and not verbose:
         console.print("  (--verbose shows their tracebacks; saving a fix loads it)")
     if not info.flows and not info.problems:

@@ -216,7 +216,7 @@ def print_sensors(console: Console, sensors: Sequence[DeployedSensor], *, as_jso
 
 
 def print_import_problems(console: Console, problems: Sequence[ImportProblem]) -> None:
-    """The flow files that failed to import, as the workers last loaded them."""
+    """The flow files that failed to import, as `tripwire dev` last loaded them."""
     if not problems:
         return
     console.print(
