@@ -123,18 +123,20 @@ class FlowReloader:
             stop.set()
 
     def _relevant(self, changed: set[str]) -> list[str]:
-        """Of ``changed``, the files the last load read, and the ones the next would; all of
-        them while a file fails (the fix may be in any file it imports, which did not load)
-        or when a folder moved."""
-        if self.found.problems or any(not path.endswith(_CODE) for path in changed):
-            return sorted(changed)
+        """Of ``changed``, the files the last load read, and the ones the next would; every
+        code file while a file fails (the fix may be in one it imports, which did not load);
+        all of them when a folder moved in or out. An editor's temporary file is none."""
         read = {getattr(sys.modules.get(name), "__file__", None) for name in self._modules}
         known = {str(Path(f).resolve()) for f in read if f}
         with contextlib.suppress(DeclarationError):  # a watched path is gone: reload says so
             known |= {str(file.resolve()) for file in declaration_files(self.paths)}
         known |= {str(Path(path).resolve()) for path in self.found.by_file}
         known |= {str(Path(problem.path).resolve()) for problem in self.found.problems}
-        return sorted(path for path in changed if str(Path(path).resolve()) in known)
+        code = {path for path in changed if path.endswith(_CODE)}
+        folders = {path for path in changed - code if _held(path, known)}
+        if self.found.problems or folders:
+            return sorted(code | folders)
+        return sorted(path for path in code if str(Path(path).resolve()) in known)
 
     async def record(self) -> None:
         """Record the import problems of the last load in the store."""
@@ -201,6 +203,12 @@ class FlowReloader:
                 else ""
             )
             self._say("import error", f"{problem.short()}{also}")
+
+
+def _held(path: str, known: set[str]) -> bool:
+    """Whether ``path`` is a folder, or was one that held files the loads read."""
+    inside = f"{Path(path).resolve()}/"
+    return Path(path).is_dir() or any(file.startswith(inside) for file in known)
 
 
 def _forget(modules: Iterable[str]) -> None:

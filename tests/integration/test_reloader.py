@@ -248,3 +248,20 @@ async def test_a_broken_helper_says_no_new_code_and_its_fix_is_seen(
         watching.cancel()
         await asyncio.gather(watching, return_exceptions=True)
         sys.modules.pop(helper, None)
+
+
+async def test_a_save_through_a_temporary_file_names_only_the_flow_file(
+    dev: _Dev, tmp_path: Path
+) -> None:
+    watching = asyncio.create_task(dev.reloader.watch())
+    try:
+        await asyncio.wait_for(dev.reloader.watching.wait(), 30)
+        # As `sed -i` and many editors save: a temporary file, renamed over the flow file
+        temporary = tmp_path / "flows" / "sedAb12Cd"
+        temporary.write_text(FLOW.format(within="2h"))
+        temporary.replace(tmp_path / "flows" / "etl.py")
+        await eventually(lambda: dev.said, "the reload line")
+        assert dev.said == ["reloaded: flows/etl.py: ~ etl: within 1h → 2h"]
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
