@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -28,11 +29,13 @@ async def test_a_run_waits_for_a_typed_signal_and_gets_its_value(store: RunStore
     run = await waiting_run(store, event_id, "approval")
     # Then the run stays RUNNING and the event is listed as RUNNING, with its type
     assert (await store.get_run(run.name)).phase == WorkflowPhase.RUNNING
-    event = Event.get("approval", run.name)
+    # (The synchronous calls go to a thread: blocking this loop, which runs the engine too,
+    # could leave the engine holding a write of the SQLite store that they wait for.)
+    event = await asyncio.to_thread(Event.get, "approval", run.name)
     assert event is not None
     assert (event.name, event.run_name, event.action_name) == ("approval", run.name, None)
     assert (event.phase, event.expected_type, event.value) == ("RUNNING", bool, None)
-    assert [e.name for e in Event.listall(run.name)] == ["approval"]
+    assert [e.name for e in await asyncio.to_thread(Event.listall, run.name)] == ["approval"]
     assert json.loads(event.to_json()) == event.to_dict()
     assert event.to_dict()["expected_type"] == "bool"
     # When it is signalled with the wrong type, nothing changes
@@ -41,18 +44,20 @@ async def test_a_run_waits_for_a_typed_signal_and_gets_its_value(store: RunStore
     with pytest.raises(TypeError, match="bool, int, float or str, not list"):
         event.signal([True])  # type: ignore[arg-type]
     # And Flyte 2's name for it finds the same: code written for Flyte's Condition reads it
-    condition = Condition.get("approval", run.name)
+    condition = await asyncio.to_thread(Condition.get, "approval", run.name)
     assert condition is not None and condition.to_dict() == event.to_dict()
     # When it is signalled True
-    assert event.signal(True).phase == "SUCCEEDED"
+    assert (await asyncio.to_thread(event.signal, True)).phase == "SUCCEEDED"
     # Then the run gets True and succeeds
     done = await finished_run(store, event_id)
     assert done.phase == WorkflowPhase.SUCCEEDED
     assert signal_note(run.name).read_text() == "True"
     # And a second signal is refused, naming the first
+    again = await asyncio.to_thread(Event.get, "approval", run.name)
+    assert again is not None
     with pytest.raises(SignalError, match="was signalled already, with True"):
-        Event.get("approval", run.name).signal(False)  # type: ignore[union-attr]
-    assert Event.get("no_such_event", run.name) is None
+        await asyncio.to_thread(again.signal, False)
+    assert await asyncio.to_thread(Event.get, "no_such_event", run.name) is None
 
 
 @pytest.fixture(params=["store", "api"])
@@ -85,10 +90,10 @@ async def test_a_wait_that_times_out_fails_the_run_as_user(store: RunStore) -> N
     assert run.phase == WorkflowPhase.FAILED and run.error is not None
     assert (run.error.kind, run.error.code) == (ErrorKind.USER, "SignalTimeoutError")
     assert "no signal for event 'count'" in run.error.message
-    event = Event.get("count", run.name)
+    event = await asyncio.to_thread(Event.get, "count", run.name)
     assert event is not None and event.phase == "TIMED_OUT"
     with pytest.raises(SignalError, match="TIMED_OUT"):
-        event.signal(3)
+        await asyncio.to_thread(event.signal, 3)
 
 
 async def test_aborting_a_waiting_run_ends_the_wait_and_the_run_as_aborted(
@@ -100,10 +105,10 @@ async def test_aborting_a_waiting_run_ends_the_wait_and_the_run_as_aborted(
     assert done.returncode == 0, done.stderr
     ended = await finished_run(store, event_id)
     assert ended.phase == WorkflowPhase.ABORTED
-    event = Event.get("approval", run.name)
+    event = await asyncio.to_thread(Event.get, "approval", run.name)
     assert event is not None and event.phase == "ABORTED"
     with pytest.raises(SignalError, match="ABORTED"):
-        event.signal(True)
+        await asyncio.to_thread(event.signal, True)
 
 
 async def test_the_cli_lists_and_signals_a_waiting_run(
