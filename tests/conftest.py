@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.buses",
     "tests.fixtures.tls",
+    "tests.fixtures.web",
 ]

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from sensors.api import routes, runs, signals, web
+from sensors.api import flow_page, live, routes, runs, sensor_page, signals, web
 from sensors.api.auth import Authenticator, AuthError, RateLimiter
 from sensors.api.ingest import BadRequest
 from sensors.api.metrics import Metrics
@@ -93,6 +93,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(runs.router)
     app.include_router(signals.router)
     app.include_router(web.router)
+    app.include_router(flow_page.router)
+    app.include_router(sensor_page.router)
+    app.include_router(live.router)
     return app
 
 

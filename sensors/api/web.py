@@ -30,7 +30,7 @@ from triggers.error_text import with_code
 from triggers.errors import TripwireError
 from triggers.waits import parse_value
 
-__all__ = ["router", "triggered_by"]
+__all__ = ["page_auth", "router", "templates", "triggered_by"]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -62,7 +62,7 @@ templates.env.globals.update(
 )
 
 
-def _page_auth(request: Request) -> ApiState | RedirectResponse:
+def page_auth(request: Request) -> ApiState | RedirectResponse:
     state = state_of(request)
     try:
         state.authorize(request, "read")
@@ -107,7 +107,7 @@ async def logout(request: Request) -> Response:
 
 @router.get("/", response_class=HTMLResponse)
 async def index(request: Request) -> Response:
-    state = _page_auth(request)
+    state = page_auth(request)
     if isinstance(state, RedirectResponse):
         return state
     s = state.settings
@@ -131,7 +131,7 @@ async def index(request: Request) -> Response:
 
 @router.get("/runs/{project}/{domain}/{name}", response_class=HTMLResponse)
 async def run_page(request: Request, project: str, domain: str, name: str) -> Response:
-    state = _page_auth(request)
+    state = page_auth(request)
     if isinstance(state, RedirectResponse):
         return state
     try:

@@ -6,11 +6,7 @@ Screenshots go to ``$TRIPWIRE_TEST_ARTIFACTS`` (default ``artifacts/`` in the re
 
 from __future__ import annotations
 
-import os
-import shutil
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,46 +18,11 @@ from sensors.runs.import_problems import ImportProblem, record_import_problems
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.engine import Api, finished_run
-from tests.fixtures.servers import server_missing
 from tests.fixtures.signals import waiting_run
 from tests.fixtures.waits import eventually
+from tests.fixtures.web import ARTIFACTS, logged_in, publish
 
 pytestmark = pytest.mark.integration
-
-ARTIFACTS = Path(
-    os.environ.get("TRIPWIRE_TEST_ARTIFACTS", Path(__file__).resolve().parents[2] / "artifacts")
-)
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Any]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        server_missing("no Chromium: `apt-get install chromium` (Debian)")
-    from playwright.async_api import async_playwright
-
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-async def publish(api: Api, name: str, payload: dict[str, Any]) -> str:
-    async with httpx.AsyncClient(base_url=api.url) as client:
-        answer = await client.post(f"/api/v1/events/{name}", json=payload, headers=api.headers())
-    assert answer.status_code == 202, answer.text
-    return str(answer.json()["id"])
-
-
-async def logged_in(browser: Any, api: Api, scope: str = "read") -> Any:
-    """A page of ``browser`` logged in with a token of ``scope``."""
-    page = await browser.new_page(viewport={"width": 1400, "height": 1000})
-    await page.goto(f"{api.url}/login")
-    await page.fill("#token", api.tokens[scope])
-    await page.click("#login")
-    return page
 
 
 async def test_the_page_shows_a_run_an_event_triggered_and_its_timeline(
