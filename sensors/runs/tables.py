@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ROWS",
+    "activity_events",
+    "activity_marks",
+    "activity_offers",
     "consumed_events",
     "dialect_insert",
     "end_all_waits",
@@ -458,3 +461,47 @@ def named(table: sa.Table, project: str, domain: str, name: str) -> list[Any]:
 def dialect_insert(conn: AsyncConnection | Connection) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL alike)."""
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+# What the sensor stage saw, by the minute, for the event-flow graph's rates and the sensor
+# page (sensors/runs/activity.py): events per CloudEvent source and name...
+activity_events = sa.Table(
+    "activity_events",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("minute", _TS, primary_key=True),
+    sa.Column("source", sa.String(500), primary_key=True),
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+# ...and events offered to each dependency of each sensor (the filtered ones not counted).
+activity_offers = sa.Table(
+    "activity_offers",
+    metadata,
+    sa.Column("project", sa.String(200), primary_key=True),
+    sa.Column("domain", sa.String(200), primary_key=True),
+    sa.Column("minute", _TS, primary_key=True),
+    sa.Column("sensor_id", sa.String(400), primary_key=True),
+    sa.Column("dep", sa.String(255), primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+)
+
+# The latest events offered to or filtered out by each sensor's dependencies, for its
+# timeline: one per dependency and batch of the sensor stage, the last event of the batch.
+activity_marks = sa.Table(
+    "activity_marks",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("project", sa.String(200), nullable=False),
+    sa.Column("domain", sa.String(200), nullable=False),
+    sa.Column("sensor_id", sa.String(400), nullable=False),
+    sa.Column("dep", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(20), nullable=False),  # offered | filtered
+    sa.Column("event_id", sa.String(255), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("at", _TS, nullable=False),
+    sa.Index("ix_activity_marks_sensor", "project", "domain", "sensor_id", "at"),
+    sa.Index("ix_activity_marks_at", "at"),
+)

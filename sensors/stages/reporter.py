@@ -1,4 +1,5 @@
-"""Workers' reports for `tripwire sensors status`: held events and filter counts.
+"""Workers' reports for `tripwire sensors status`, the sensor page and the event-flow graph:
+held events, filter counts, and what the sensor stage saw (:class:`Activity`).
 
 Best effort and rate-limited: a report that fails is logged and retried with
 the next one, and never holds up the stages.
@@ -8,21 +9,27 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from sensors.core.correlator import Correlator
+from sensors.core.router import Routed, Router
 from sensors.core.trigger_kinds import next_absence_deadline
-from sensors.core.types import Rejection, StateKey
+from sensors.core.types import Arrival, Rejection, StateKey
+from sensors.runs.activity import KEPT, add_activity, minute_of, prune_activity
 from sensors.runs.models import FilterCount, Hold, KeyProgress
 from sensors.runs.outages import log_failure
 from sensors.runs.status import add_filter_counts, replace_holds, replace_progress
 from sensors.runs.store import RunStore
+from sensors.stages.activity import Activity
 from triggers.settings import Settings
 
 __all__ = ["StatusReporter", "count_filtered", "key_progress"]
 
 log = logging.getLogger(__name__)
+
+_SMALL_REPORT = 200  # counts written at every report; more wait for their minute to end
+_PRUNE_EVERY = 60.0  # seconds between deletes of what is older than KEPT
 
 
 class StatusReporter:
@@ -34,6 +41,9 @@ class StatusReporter:
         self._interval = settings.sensor_status_interval
         self._dirty: set[StateKey] = set()
         self._filtered: dict[tuple[str, str], FilterCount] = {}
+        self._activity = Activity()
+        self._marked: set[str] = set()  # sensors given marks since the last prune
+        self._pruned: float | None = None  # monotonic time of the last prune; None: never
         self._last = 0.0
 
     @property
@@ -48,6 +58,14 @@ class StatusReporter:
         if self.enabled:
             count_filtered(self._filtered, rejections, at)
 
+    def routed(
+        self, arrivals: Sequence[Arrival], routed: Routed, router: Router, at: datetime
+    ) -> None:
+        """Count what the sensor stage read in one batch, and what ``router`` made of it at
+        ``at`` (:class:`~sensors.stages.activity.Activity`)."""
+        if self.enabled:
+            self._activity.add(arrivals, routed, router, at)
+
     async def flush(self, correlator: Correlator | None = None, *, force: bool = False) -> None:
         """Write what changed since the last report, if the interval has passed."""
         now = time.monotonic()
@@ -55,6 +73,10 @@ class StatusReporter:
             return
         self._last = now
         project, domain = self._settings.project, self._settings.domain
+        try:
+            await self._write_activity(project, domain, now)
+        except Exception:
+            log_failure(log, "could not report what the sensor stage saw; will try again")
         try:
             if self._filtered:
                 await add_filter_counts(self._store, project, domain, self._filtered.values())
@@ -71,6 +93,36 @@ class StatusReporter:
                 self._dirty = set()
         except Exception:
             log_failure(log, "could not report sensor status; will try again")
+
+    async def _write_activity(self, project: str, domain: str, now: float) -> None:
+        """Add what the sensor stage saw to the store: its marks, and its counts. A few
+        counts are written at every report; many (they grow with the event names and
+        dependencies seen, not with the events) once per minute that has ended, each once.
+        Once a minute, delete what the sensor page and the graph no longer show
+        (:data:`sensors.runs.activity.KEPT`), and all but the newest marks of the sensors
+        marked meanwhile."""
+        activity = self._activity
+        kept_since = datetime.now(UTC) - KEPT
+        activity.forget(kept_since)  # bounded while the store is down
+        if activity:
+            busy = activity.rows() > _SMALL_REPORT
+            before = minute_of(datetime.now(UTC)) if busy else None
+            if activity.counted_before(before):
+                activity.settle()
+            events, offers = activity.counts(before)
+            marks = activity.marks()
+            if events or offers or marks:
+                await add_activity(
+                    self._store, project, domain, events=events, offers=offers, marks=marks
+                )
+                activity.written(before)
+                self._marked.update(m.sensor_id for m in marks)
+                if self._pruned is None:
+                    self._pruned = now  # this worker counts: prune from now on
+        if self._pruned is not None and now - self._pruned >= _PRUNE_EVERY:
+            await prune_activity(self._store, project, domain, kept_since, sorted(self._marked))
+            self._marked = set()
+            self._pruned = now
 
 
 def count_filtered(

@@ -179,9 +179,14 @@ class SensorStage:
         stats.failures += len(routed.failures)
         stats.offers += len(routed.offers)
         stats.ignored_before_deploy += routed.ignored_before_deploy
-        if routed.rejections:
+        reporter = self._reporter
+        if reporter is not None and not reporter.enabled:
+            reporter = None
+        if routed.rejections or reporter is not None:
             now = datetime.now(UTC)
-            count_filtered(stats.filtered, routed.rejections, now)
-            if self._reporter is not None:
-                self._reporter.filtered(routed.rejections, now)
+            if routed.rejections:
+                count_filtered(stats.filtered, routed.rejections, now)
+            if reporter is not None:
+                reporter.filtered(routed.rejections, now)
+                reporter.routed(arrivals, routed, self.router, now)  # the sensor page, the graph
         return landed
