@@ -12,6 +12,10 @@ COPY sensors/ sensors/
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[aws,gcp,k8s,sources]"
 
 FROM python:${PYTHON}-slim
+# Graphviz's dot draws the event-flow page (/flow); without it the page shows a table.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends graphviz \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin tripwire
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index --find-links /wheels "tripwire[aws,gcp,k8s,sources]" \

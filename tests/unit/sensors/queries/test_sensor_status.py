@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from sensors.queries.sensors import dependency_state, describe, key_line, sensor_statuses
 from sensors.runs.deploy import deploy
-from sensors.runs.models import Hold
 from sensors.runs.status import replace_holds
 from sensors.runs.store import RunStore
+from tests.fixtures.records import hold
 from triggers import trigger
 from triggers.declarations import flow_spec
 from triggers.errors import StoreError
-
-AT = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
 @trigger(events=["payment_received", "parcel_packed"], correlate_by="$.order")
@@ -33,18 +30,6 @@ async def store(tmp_path: Path) -> AsyncIterator[RunStore]:
     async with await RunStore.open(f"sqlite+aiosqlite:///{tmp_path / 's.db'}") as opened:
         await deploy(opened, [flow_spec(ship), flow_spec(join)], project="p", domain="d")
         yield opened
-
-
-def hold(sensor: str, key: str, dep: str, event_id: str, minutes: int = 0) -> Hold:
-    time = AT + timedelta(minutes=minutes)
-    return Hold(
-        sensor_id=sensor,
-        key=key,
-        dep=dep,
-        event_id=event_id,
-        event_time=time,
-        expires_at=time + timedelta(hours=1),
-    )
 
 
 async def test_a_correlated_sensor_shows_what_each_key_holds_and_awaits(store: RunStore) -> None:
