@@ -14,8 +14,10 @@ import socket
 from collections.abc import Iterator
 
 import uvicorn
+from fastapi import FastAPI
 
 from sensors.api.app import create_app
+from sensors.api.live import close_streams
 from triggers.errors import ConfigurationError
 from triggers.settings import Settings
 
@@ -38,6 +40,7 @@ class ApiServer:
         self._any_port = any_port_if_taken
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._app: FastAPI | None = None
         self.url = ""
         self.busy_port: int | None = None
         """The port asked for, when it was taken and any free one was used instead."""
@@ -52,9 +55,8 @@ class ApiServer:
         sock = self._bind()
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        config = uvicorn.Config(
-            create_app(self._settings), lifespan="on", log_level="warning", access_log=False
-        )
+        self._app = create_app(self._settings)
+        config = uvicorn.Config(self._app, lifespan="on", log_level="warning", access_log=False)
         self._server = _Server(config)
         self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="tripwire api")
         while not self._server.started:
@@ -93,6 +95,8 @@ class ApiServer:
     async def stop(self) -> None:
         if self._server is None or self._task is None:
             return
+        if self._app is not None:
+            close_streams(self._app)  # uvicorn would wait for the open /live streams to end
         self._server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._task, 10)
