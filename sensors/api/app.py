@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(flow_page.router)
     app.include_router(sensor_page.router)
     app.include_router(live.router)
+    app.add_middleware(web.PageSecurity)
     return app
 
 

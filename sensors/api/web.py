@@ -1,14 +1,18 @@
 """The web page: sensors, recent events and runs, a run's timeline, and signal forms.
 
-Server-rendered with Jinja2, no build step and no script. It needs a token, like
-the API: the login form keeps it in an HttpOnly, SameSite=Strict cookie, which
-the API routes accept in place of the Authorization header. Forms post only
-from this page's origin.
+Server-rendered with Jinja2, no build step. The one script, inline in base.html,
+only keeps a page current (:mod:`sensors.api.live`); every page works without it.
+It needs a token, like the API: the login form keeps it in an HttpOnly,
+SameSite=Strict cookie, which the API routes accept in place of the Authorization
+header. Forms post only from this page's origin.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,6 +21,7 @@ from urllib.parse import quote, urlsplit
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sensors.api.auth import AuthError
 from sensors.api.state import TOKEN_COOKIE, ApiState, state_of
@@ -30,10 +35,63 @@ from triggers.error_text import with_code
 from triggers.errors import TripwireError
 from triggers.waits import parse_value
 
-__all__ = ["page_auth", "router", "templates", "triggered_by"]
+__all__ = [
+    "PageSecurity",
+    "content_security_policy",
+    "page_auth",
+    "router",
+    "templates",
+    "triggered_by",
+]
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def content_security_policy() -> str:
+    """What the pages may load and run: their own origin, and of scripts only the one in
+    base.html, by its hash. So markup that reached a page by mistake (a name in the graph,
+    a payload) cannot run script, and no page can be framed by another site."""
+    base = (Path(__file__).parent / "templates" / "base.html").read_text()
+    scripts = re.findall(r"<script>(.*?)</script>", base, re.DOTALL)
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(s.encode()).digest()).decode()}'"
+        for s in scripts
+    )
+    scripts_allowed = hashes or "'none'"
+    return (
+        f"default-src 'self'; script-src {scripts_allowed}; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    )
+
+
+class PageSecurity:
+    """ASGI middleware: the pages' Content-Security-Policy on every HTML response.
+
+    Pure ASGI rather than Starlette's BaseHTTPMiddleware, which would buffer the
+    server-sent events of ``/live`` and miss their client going away."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self._policy = content_security_policy().encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+
+        async def secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", ()))
+                kind = next((v for k, v in headers if k.lower() == b"content-type"), b"")
+                if kind.startswith(b"text/html"):
+                    headers.append((b"content-security-policy", self._policy))
+                    headers.append((b"x-content-type-options", b"nosniff"))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self._app(scope, receive, secured)
 
 
 def _json(value: Any) -> str:

@@ -185,3 +185,35 @@ async def test_a_failed_runs_page_names_its_error_type_once(api: Api, store: Run
         page = await client.get(f"/runs/{run.project}/{run.domain}/{run.name}")
     assert "USER RuntimeError: flow failed on purpose: no disk" in page.text
     assert "RuntimeError: RuntimeError" not in page.text
+
+
+async def test_the_pages_run_their_own_script_and_no_other(api: Api, browser: Any) -> None:
+    # Given the overview, whose one script keeps it current
+    page = await logged_in(browser, api)
+    await page.wait_for_selector("#live-status.live-live", timeout=15_000)
+    # When markup that reached the page tries to run script, inline or as an attribute
+    # (each refusal is a securitypolicyviolation event: the barrier to wait for)
+    ran = await page.evaluate(
+        """() => new Promise((done) => {
+            const refused = [];
+            document.addEventListener("securitypolicyviolation", (e) => {
+                refused.push(e.violatedDirective);
+                if (refused.length === 2) done([window.__injected ?? null, refused]);
+            });
+            const s = document.createElement("script");
+            s.textContent = "window.__injected = 1";
+            document.body.appendChild(s);
+            const img = document.createElement("img");
+            img.setAttribute("onerror", "window.__injected = 2");
+            img.src = "data:,";
+            document.body.appendChild(img);
+        })"""
+    )
+    # Then the policy stopped it, and the page cannot be framed by another site
+    injected, refused = ran
+    assert injected is None and all(d.startswith("script-src") for d in refused), refused
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        answer = await client.get("/login")
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'sha256-" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
