@@ -168,6 +168,7 @@ def dot_text(graph: FlowGraph) -> str:
 
 
 _cache: OrderedDict[str, str] = OrderedDict()
+_running: dict[str, asyncio.Future[str]] = {}  # layouts under way, by DOT text hash
 
 
 async def draw(graph: FlowGraph) -> str:
@@ -200,6 +201,21 @@ async def render_svg(dot: str, *, program: str = "dot", timeout: float = TIMEOUT
     path = shutil.which(program)
     if path is None:
         raise GraphvizMissing(f"Graphviz's {program!r} is not installed")
+    # Pages that refresh on the same change ask for the same layout at once: one dot runs,
+    # and they all wait for it. (Shielded: one page going away does not stop the others';
+    # the timeout still bounds it.)
+    running = _running.get(key)
+    if running is None:
+        running = _running[key] = asyncio.ensure_future(_layout(path, data, timeout))
+        running.add_done_callback(lambda _: _running.pop(key, None))
+    svg = await asyncio.shield(running)
+    _cache[key] = svg
+    while len(_cache) > _CACHED:
+        _cache.popitem(last=False)
+    return svg
+
+
+async def _layout(path: str, data: bytes, timeout: float) -> str:
     process = await asyncio.create_subprocess_exec(
         path,
         "-Tsvg",
@@ -212,18 +228,14 @@ async def render_svg(dot: str, *, program: str = "dot", timeout: float = TIMEOUT
     except TimeoutError:
         raise LayoutUnavailable(f"dot took longer than {timeout:g} s and was stopped") from None
     finally:
-        if process.returncode is None:  # timed out, or the request was cancelled
+        if process.returncode is None:  # timed out, or the server is stopping
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
     if process.returncode != 0:
         why = err.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
         raise LayoutUnavailable(f"dot failed (exit {process.returncode}): {why[0]}")
-    svg = inline_svg(out.decode("utf-8", "replace"))
-    _cache[key] = svg
-    while len(_cache) > _CACHED:
-        _cache.popitem(last=False)
-    return svg
+    return inline_svg(out.decode("utf-8", "replace"))
 
 
 _SVG = "{http://www.w3.org/2000/svg}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel, Field, computed_field
 
 from sensors.queries.sensors import SensorStatus, describe, progress_lines, sensor_statuses
@@ -24,6 +25,7 @@ from sensors.queries.times import when
 from sensors.runs.activity import WINDOW_MINUTES, event_counts, offer_counts
 from sensors.runs.phases import TERMINAL_PHASES
 from sensors.runs.store import RunStore
+from sensors.runs.tables import runs
 from sensors.sources.store import deployed_sources
 from triggers.sources import ADDRESS, EventSource, parse_expression
 from triggers.spec import finished_event
@@ -56,7 +58,6 @@ _SOURCE_ORIGIN = "tripwire://sources/"  # CloudEvent source of a deployed source
 _NAMES_PER_SOURCE = 12  # names seen from one computed-name source drawn; the rest are counted
 _KEYS_SHOWN = 2  # correlation keys a sensor node lists
 _WIDTH = 52  # characters per line of a node
-_RUNS_READ = 5_000  # runs read to count fires and finishes in the window
 _LONGEST_RUN = timedelta(days=1)  # finishes are counted among runs created this long before
 
 
@@ -131,24 +132,36 @@ async def flow_graph(
     sources = [spec for spec, _ in await deployed_sources(store, project=project, domain=domain)]
     events = await event_counts(store, project=project, domain=domain, since=since)
     offers = await offer_counts(store, project=project, domain=domain, since=since)
-    created = await store.list_runs(project=project, domain=domain, since=since, limit=_RUNS_READ)
-    ended = await store.list_runs(
-        project=project,
-        domain=domain,
-        phase=list(TERMINAL_PHASES),
-        since=since - _LONGEST_RUN,
-        limit=_RUNS_READ,
-    )
-    fires: dict[str, int] = {}
-    for run in created:
-        if run.sensor_id is not None:
-            fires[run.sensor_id] = fires.get(run.sensor_id, 0) + 1
-    finishes: dict[str, int] = {}
-    for run in ended:
-        if run.finished_at is not None and run.finished_at >= since:
-            finishes[run.flow] = finishes.get(run.flow, 0) + 1
+    fires, finishes = await _run_counts(store, project=project, domain=domain, since=since)
     activity = Activity(minutes, events, offers, fires, finishes)
     return build_graph(statuses, sources, activity, project=project, domain=domain, at=now)
+
+
+async def _run_counts(
+    store: RunStore, *, project: str, domain: str, since: datetime
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Runs fired since ``since`` by sensor, and runs finished since then by flow (among
+    those created up to :data:`_LONGEST_RUN` before), counted by the database."""
+    scope = (runs.c.project == project, runs.c.domain == domain)
+    fired = (
+        sa.select(runs.c.sensor_id, sa.func.count(type_=sa.Integer))
+        .where(*scope, runs.c.created_at >= since, runs.c.sensor_id.is_not(None))
+        .group_by(runs.c.sensor_id)
+    )
+    ended = (
+        sa.select(runs.c.flow, sa.func.count(type_=sa.Integer))
+        .where(
+            *scope,
+            runs.c.created_at >= since - _LONGEST_RUN,
+            runs.c.finished_at >= since,
+            runs.c.phase.in_([p.value for p in TERMINAL_PHASES]),
+        )
+        .group_by(runs.c.flow)
+    )
+    async with store.connection() as conn:
+        fires = {str(row[0]): int(row[1]) for row in (await conn.execute(fired)).all()}
+        finishes = {str(row[0]): int(row[1]) for row in (await conn.execute(ended)).all()}
+    return fires, finishes
 
 
 def build_graph(

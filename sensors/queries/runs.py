@@ -113,16 +113,24 @@ def parse_since(text: str, now: datetime) -> datetime:
         ValueError: neither; the message shows both forms.
     """
     try:
-        moment = datetime.fromisoformat(text)
+        moment: datetime | None = datetime.fromisoformat(text)
     except ValueError:
-        try:
-            return (now - parse_duration(text, what="since")).astimezone(UTC)
-        except DeclarationError:
-            raise ValueError(
-                f"{text!r} is neither an ISO 8601 time (2026-11-23T08:00:00Z) nor a "
-                "duration back from now (90m, 1d)"
-            ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)).astimezone(UTC)
+        moment = None
+    try:
+        if moment is None:
+            try:
+                back = parse_duration(text, what="since")
+            except DeclarationError:
+                raise ValueError(
+                    f"{text!r} is neither an ISO 8601 time (2026-11-23T08:00:00Z) nor a "
+                    "duration back from now (90m, 1d)"
+                ) from None
+            return (now - back).astimezone(UTC)
+        return (moment if moment.tzinfo else moment.replace(tzinfo=now.tzinfo)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{text!r} is out of range: the time it names must fall in the years 1 to 9999"
+        ) from None
 
 
 # The runs list (``/runs``): filters, and pages by a keyset cursor.
@@ -152,12 +160,13 @@ class RunKey:
             text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
             moment, name = text.split(" ", 1)
             at = datetime.fromisoformat(moment)
-        except (ValueError, binascii.Error, UnicodeDecodeError):
+            at = (at if at.tzinfo else at.replace(tzinfo=UTC)).astimezone(UTC)
+        except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
             raise ValueError(
                 f"{what}={token!r} is not a cursor of the runs list; follow the list's own "
                 "newer and older links, or leave it out for the newest runs"
             ) from None
-        return cls(at if at.tzinfo else at.replace(tzinfo=UTC), name)
+        return cls(at, name)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ deletes, once a minute, what is older than :data:`KEPT` and all but the newest
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple
@@ -110,16 +111,14 @@ async def _add_counts(
     if not counts:
         return
     first, second = (_length(table.c[name]) for name in names)
+    # Merged once cut: two long names that share their start are one row, and PostgreSQL
+    # refuses an upsert that would write one row twice.
+    cut: collections.Counter[tuple[datetime, str, str]] = collections.Counter()
+    for (minute, a, b), n in counts.items():
+        cut[minute, a[:first], b[:second]] += n
     rows = [
-        {
-            "project": project,
-            "domain": domain,
-            "minute": minute,
-            names[0]: a[:first],
-            names[1]: b[:second],
-            "count": n,
-        }
-        for (minute, a, b), n in sorted(counts.items())
+        {"project": project, "domain": domain, "minute": at, names[0]: a, names[1]: b, "count": n}
+        for (at, a, b), n in sorted(cut.items())
     ]
     insert = dialect_insert(conn)(table)
     upsert = insert.on_conflict_do_update(

@@ -172,9 +172,9 @@ async def test_a_source_or_event_id_longer_than_the_columns_is_cut_not_refused(
     source, event_id = "s" * 600, "e" * 300
     long = ActivityMark("s.t", "dep", OFFERED, event_id, None, EARLIER)
     # When it is reported, then it is kept, cut to fit
-    await add_activity(
-        run_store, "p", "d", events={(MINUTE, source, "a"): 1}, offers={}, marks=[long]
-    )
-    assert await event_counts(run_store, **HERE, since=MINUTE) == {(source[:500], "a"): 1}
+    # (and another that only differs past what the column holds: the same row once cut)
+    events = {(MINUTE, source, "a"): 1, (MINUTE, source + "-other", "a"): 2}
+    await add_activity(run_store, "p", "d", events=events, offers={}, marks=[long])
+    assert await event_counts(run_store, **HERE, since=MINUTE) == {(source[:500], "a"): 3}
     [mark] = await list_marks(run_store, **HERE, sensor_id="s.t", since=EARLIER)
     assert mark.event_id == event_id[:255]

@@ -3,6 +3,7 @@ without a shell and stopped when it hangs, its SVG checked and kept by the DOT t
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +185,20 @@ async def test_the_same_dot_text_is_laid_out_once(tmp_path: Path, dot: str) -> N
     # Then dot ran for the two different texts only
     assert first == again
     assert calls.read_text().count("x") == 2
+
+
+async def test_pages_asking_for_the_same_layout_at_once_share_one_dot(
+    tmp_path: Path, dot: str
+) -> None:
+    # Given a dot that counts its calls
+    calls = tmp_path / "calls"
+    program = script(tmp_path, f'echo x >> "{calls}"\nexec "{dot}" "$@"')
+    text = dot_text(two_nodes(count=7))
+    # When ten pages refresh on the same change together
+    drawn = await asyncio.gather(*(render_svg(text, program=program) for _ in range(10)))
+    # Then they all got the drawing, from one run of dot
+    assert len(set(drawn)) == 1 and "<svg" in drawn[0]
+    assert calls.read_text().count("x") == 1
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import parse_qsl, urlsplit
 
@@ -13,6 +14,8 @@ from sensors.queries.runs import MAX_PAGE, PAGE_SIZE, RunKey, RunQuery, parse_ru
 from sensors.runs.phases import WorkflowPhase
 
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+OUT_OF_RANGE = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+01:00 x").decode().rstrip("=")
 
 
 def parse(query: str) -> RunQuery:
@@ -62,6 +65,11 @@ def test_times_are_durations_back_from_now_or_iso_times_compared_in_utc() -> Non
         ("limit=ten", "limit='ten'", f"the default is {PAGE_SIZE}"),
         ("phases=RUNNING", "no filter 'phases'", "did you mean 'phase'?"),
         ("older=%21%21", "older='!!' is not a cursor", "follow the list's own newer and older"),
+        # Times beyond what a datetime holds, once moved to UTC or back from now
+        ("after=99999999d", "after='99999999d' is not a time", "2026-11-23T08:00:00Z"),
+        ("after=0001-01-01T00:00:00%2B01:00", "after='0001-01-01T00:00:00+01:00'", "is not a time"),
+        ("before=9999-12-31T23:59:59-01:00", "before='9999-12-31T23:59:59-01:00'", "is not a time"),
+        (f"older={OUT_OF_RANGE}", "is not a cursor", "follow the list's own newer and older"),
     ],
 )
 def test_a_bad_filter_is_named_with_the_forms_the_list_takes(
