@@ -331,6 +331,11 @@ class EventSource(BaseModel):
         return f"security.{field}"
 
     @property
+    def origin(self) -> str:
+        """The CloudEvent ``source`` of the events it publishes."""
+        return f"tripwire://sources/{self.name}"
+
+    @property
     def kind(self) -> Kind:
         """The bus, from the URL's scheme."""
         scheme = urlsplit(self.url).scheme.lower()

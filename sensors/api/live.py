@@ -164,8 +164,9 @@ def _since(text: str | None) -> dict[str, str] | None:
 
 
 def _message(event: str, marks: dict[str, str], **data: Any) -> str:
-    text = json.dumps({"version": _version(marks), **data}, separators=(",", ":"))
-    return f"id: {_version(marks)}\nevent: {event}\ndata: {text}\n\n"
+    version = _version(marks)
+    text = json.dumps({"version": version, **data}, separators=(",", ":"))
+    return f"id: {version}\nevent: {event}\ndata: {text}\n\n"
 
 
 async def _stream(

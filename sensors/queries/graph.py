@@ -54,7 +54,6 @@ _ORDER: tuple[NodeKind, ...] = (
     "sensor",
     "flow",
 )
-_SOURCE_ORIGIN = "tripwire://sources/"  # CloudEvent source of a deployed source's events
 _NAMES_PER_SOURCE = 12  # names seen from one computed-name source drawn; the rest are counted
 _KEYS_SHOWN = 2  # correlation keys a sensor node lists
 _WIDTH = 52  # characters per line of a node
@@ -300,9 +299,12 @@ class _Builder:
             lines=[f"{spec.kind} {where}", *_wrap(f"event {spec.event}")],
             tooltip=f"source {spec.name}: {spec.kind} {where}, event {spec.event}",
         )
-        origin = _SOURCE_ORIGIN + spec.name
         seen = sorted(
-            ((name, n) for (source, name), n in self.activity.events.items() if source == origin),
+            (
+                (name, n)
+                for (source, name), n in self.activity.events.items()
+                if source == spec.origin
+            ),
             key=lambda item: (-item[1], item[0]),
         )
         expression = parse_expression(spec.event, where="event")

@@ -40,7 +40,7 @@ class Converter:
 
     def __init__(self, spec: EventSource, max_payload_bytes: int) -> None:
         self.spec = spec
-        self.origin = f"tripwire://sources/{spec.name}"
+        self.origin = spec.origin
         self._max = max_payload_bytes
         where = f"source {spec.name!r}"
         self._event = parse_expression(spec.event, where=where)

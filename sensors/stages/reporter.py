@@ -102,11 +102,12 @@ class StatusReporter:
         (:data:`sensors.runs.activity.KEPT`), and all but the newest marks of the sensors
         marked meanwhile."""
         activity = self._activity
-        kept_since = datetime.now(UTC) - KEPT
+        at = datetime.now(UTC)
+        kept_since = at - KEPT
         activity.forget(kept_since)  # bounded while the store is down
         if activity:
             busy = activity.rows() > _SMALL_REPORT
-            before = minute_of(datetime.now(UTC)) if busy else None
+            before = minute_of(at) if busy else None
             if activity.counted_before(before):
                 activity.settle()
             events, offers = activity.counts(before)
