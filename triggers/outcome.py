@@ -22,6 +22,7 @@ __all__ = [
     "TERMINATION_LOG",
     "passed_gate",
     "process_outcome",
+    "refused_marker",
     "run_process",
     "write",
 ]
@@ -44,11 +45,26 @@ def passed_gate() -> bool:
     So the process waits here, before it loads the flow, on the FIFO that
     ``TRIPWIRE_RUN_GATE`` names, until the worker writes a byte to it or closes it (or
     dies). Once the attempt is recorded, the worker also creates the file ``GATE.go``,
-    which outlives it: the flow runs if either says so, and not otherwise.
+    which outlives it: the flow runs if either says so, and not otherwise. A process not
+    let through leaves :func:`refused_marker` behind, so that whoever settles its attempt
+    knows that nothing of the flow ran, even if its worker died.
     """
     path = os.environ.pop(GATE, None)  # the flow's own child processes have none
     if not path:
         return True
+    if _let_through(path):
+        return True
+    refused_marker(path, os.getpid()).touch()
+    return False
+
+
+def refused_marker(gate: str | Path, pid: int) -> Path:
+    """The file that run process ``pid`` leaves next to its ``gate`` when it was not let
+    through: named by the pid, so that no other attempt's process can stand for it."""
+    return Path(f"{gate}.refused.{pid}")
+
+
+def _let_through(path: str) -> bool:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # no writer left: no wait to open
     except OSError:

@@ -336,6 +336,7 @@ class LocalLauncher:
                 gate.close()  # an end of file: the process ends, none of the flow ran
                 await stop_group(pid, ended)  # nothing may run that the store does not know of
                 raise
+            crash_point("launch.attempt_recorded")
             gate.open()
         self._running[run.name] = pid
         try:
@@ -350,6 +351,16 @@ class LocalLauncher:
             self._running.pop(run.name, None)
             if gate is not None:
                 gate.close()
+        if adopted is not None and Gate.refused(folder, pid):
+            # Its worker died after it recorded the attempt and before it let the process
+            # through: the flow never ran, so it starts now whatever the retries say.
+            message = (
+                f"the worker {attempt.worker} stopped before it let the run's process start; "
+                "nothing of the flow ran"
+            )
+            return await self._unstarted(
+                run, attempt, system_error("NotStarted", message, self.worker)
+            )
         failed = (
             await self._failures(run, attempt)
             if attempt.number > 1
@@ -366,10 +377,17 @@ class LocalLauncher:
     async def _not_started(
         self, run: RunRecord, error: RunError
     ) -> tuple[WorkflowPhase, RunError | None, bool]:
-        """Record an attempt whose process could not start, a SYSTEM failure; return as
-        :meth:`_attempt` does. Nothing of the flow ran, so it is retried whatever
-        ``settings.system_retries`` says, up to ``_START_RETRIES`` times."""
+        """Record an attempt whose process could not start, a SYSTEM failure, and end it
+        as :meth:`_unstarted` does."""
         attempt = await begin_attempt(self._store, run, self.worker)
+        return await self._unstarted(run, attempt, error)
+
+    async def _unstarted(
+        self, run: RunRecord, attempt: Attempt, error: RunError
+    ) -> tuple[WorkflowPhase, RunError | None, bool]:
+        """End ``attempt``, whose process never ran any of the flow (``error`` says why),
+        and return as :meth:`_attempt` does: retried up to ``_START_RETRIES`` times for
+        the same reason, whatever ``settings.system_retries`` says."""
         earlier = await self._errors_before(run, attempt)
         unstarted = sum(1 for failure in earlier if failure.code == error.code)
         retry = unstarted < _START_RETRIES and not self._closing

@@ -17,6 +17,7 @@ from typing import Any
 
 from sensors.launchers.base import template_values
 from sensors.runs.models import RunRecord
+from triggers.outcome import refused_marker
 from triggers.settings import Settings
 from triggers.targets import CommandTarget, TargetSpec, render
 
@@ -46,7 +47,7 @@ class Gate:
     ``passed_gate``): a FIFO in the run's folder, held open here for writing from before
     the process starts until the attempt ends. :meth:`open` lets the process through;
     :meth:`close` without it (or this worker dying before it) sends it an end of file,
-    and nothing of the flow runs."""
+    and nothing of the flow runs: the process says so in a file (:meth:`refused`)."""
 
     def __init__(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -54,6 +55,9 @@ class Gate:
         self._go = folder / "start.gate.go"
         self.path.unlink(missing_ok=True)  # an earlier attempt's
         self._go.unlink(missing_ok=True)
+        # Earlier attempts' too: a later process given the same pid must not stand for one.
+        for marker in folder.glob(f"{self.path.name}.refused.*"):
+            marker.unlink(missing_ok=True)
         os.mkfifo(self.path, 0o600)
         # Read and write: opening a FIFO so never waits for the other end.
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
@@ -64,6 +68,12 @@ class Gate:
         assert self._fd is not None
         self._go.touch()
         os.write(self._fd, b"1")
+
+    @staticmethod
+    def refused(folder: Path, pid: int) -> bool:
+        """Whether run process ``pid`` in ``folder`` ended at its gate, not let through:
+        nothing of its flow ran."""
+        return refused_marker(folder / "start.gate", pid).exists()
 
     def close(self) -> None:
         if self._fd is not None:

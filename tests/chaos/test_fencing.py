@@ -11,10 +11,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import make_url
 
 from sensors.runs.store import RunStore
 from tests.fixtures.chaos import CHAOS_FLOWS, Expected, runs_at_least
-from tests.fixtures.processes import kill, ready, worker
+from tests.fixtures.processes import kill, pause_between_writes, ready, worker
 from tests.fixtures.waits import eventually
 from triggers.settings import Settings
 
@@ -97,7 +98,9 @@ async def test_a_worker_paused_past_its_session_timeout_comes_back_as_a_fenced_z
             # after a burst of pairs, so that it likely holds work in flight
             for n in range(4):
                 await expected.pair(f"zombie{n}-{uuid.uuid4().hex[:6]}")
-            a.send_signal(signal.SIGSTOP)
+            # (between two of its writes: stopped inside one, it would hold SQLite's one
+            # write lock, and no one could take over from it until it ran again)
+            await pause_between_writes(a, _database(chaos_env))
             paused = time.monotonic()
             try:
                 # (the other one takes its partitions over, fencing them)
@@ -157,3 +160,10 @@ async def _stream_until(expected: Expected, done: asyncio.Event) -> None:
     """Publish ticks and pairs, a few a second, until ``done``."""
     while not done.is_set():
         await expected.stream(ticks=5, pairs=1, pause=0.2)
+
+
+def _database(env: dict[str, str]) -> Path:
+    """The SQLite file of the run store in ``env``."""
+    database = make_url(env["TRIPWIRE_DATABASE_URL"]).database
+    assert database, env["TRIPWIRE_DATABASE_URL"]
+    return Path(database)

@@ -108,6 +108,25 @@ async def test_the_worker_killed_after_an_attempt_ended_and_before_its_run_did(
     assert "stopped; ending it" in log.read_text()
 
 
+async def test_the_worker_killed_after_recording_an_attempt_and_before_letting_it_start(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given a worker that dies once it recorded a run's attempt, before it let the run's
+    # process through its gate (in a burst of runs, a SIGKILL from outside lands there
+    # too), and runs with no system retries
+    log, expected = tmp_path / "worker.log", Expected()
+    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
+        await _crashed_at("launch.attempt_recorded", chaos_env, log, lambda: expected.tick(0))
+        with worker([CHAOS_FLOWS], chaos_env, log) as second:
+            await ready(second, log, times=2)
+            # Then the next worker learns that nothing of the flow ran, and starts it, once
+            [run] = await expected.exactly_once(store, timeout=60)
+            attempts = await runs_history.attempts(store, *run.key)
+    assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
+    assert attempts[0].error is not None and attempts[0].error.code == "NotStarted"
+    assert "nothing of the flow ran" in attempts[0].error.message
+
+
 @pytest.mark.parametrize("elsewhere", [False, True], ids=["same host", "another host"])
 async def test_the_worker_killed_while_a_run_waited_for_its_retry(
     chaos_env: dict[str, str], tmp_path: Path, pg_url: str, elsewhere: bool

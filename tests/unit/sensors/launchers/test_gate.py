@@ -38,6 +38,24 @@ def test_a_process_whose_attempt_was_refused_does_not_go(
     monkeypatch.setenv(GATE, str(gate.path))
     gate.close()
     assert not passed_gate()
+    # and says so, by its pid, for whoever settles the attempt
+    assert Gate.refused(tmp_path, os.getpid())
+    assert not Gate.refused(tmp_path, os.getpid() + 1)
+
+
+def test_a_new_attempts_gate_clears_what_earlier_processes_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a process that an earlier attempt's gate refused
+    gate = Gate(tmp_path)
+    monkeypatch.setenv(GATE, str(gate.path))
+    gate.close()
+    assert not passed_gate()
+    assert Gate.refused(tmp_path, os.getpid())
+    # When the next attempt makes its gate, its process may get the same pid
+    Gate(tmp_path).close()
+    # Then that pid says nothing of it
+    assert not Gate.refused(tmp_path, os.getpid())
 
 
 @pytest.mark.parametrize("let_through", [False, True])
@@ -59,3 +77,4 @@ def test_a_process_whose_worker_died_goes_only_if_the_worker_let_it_through(
     monkeypatch.setenv(GATE, str(tmp_path / "start.gate"))
     # Then the process reads an end of file, and goes only if its attempt was recorded
     assert passed_gate() is let_through
+    assert Gate.refused(tmp_path, os.getpid()) is not let_through
