@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.buses",
     "tests.fixtures.tls",
     "tests.fixtures.web",
+    "tests.fixtures.tracing",
 ]

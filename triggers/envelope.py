@@ -16,6 +16,12 @@ exact). Tests check it against the SDK.
 
 :class:`Envelope` is a msgspec ``Struct`` so that the engine's internal records
 (offers, changelog) encode and decode it in C, without copying it field by field.
+Its fields are an array there: new ones go at the end, with defaults, so that the
+records written before them still decode.
+
+An event joins a trace with the CloudEvents distributed-tracing extension: the
+``traceparent`` and ``tracestate`` attributes (``ce_traceparent``, ``ce_tracestate``
+in binary mode), which :mod:`triggers.tracing` fills in and decoding passes along.
 """
 
 from __future__ import annotations
@@ -59,6 +65,8 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True, gc=False):
 
     ``time`` is the event time (CloudEvent ``time``); it is None when the
     producer did not set one, and the engine then uses arrival time.
+    ``traceparent`` and ``tracestate`` are the W3C trace context the event joins
+    (None: none), as the producer wrote them.
     """
 
     name: str
@@ -66,6 +74,8 @@ class Envelope(msgspec.Struct, frozen=True, array_like=True, gc=False):
     source: str
     time: datetime | None
     payload: dict[str, Any] = msgspec.field(default_factory=dict)
+    traceparent: str | None = None
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able view, as runs and the CLI show it."""
@@ -96,6 +106,8 @@ def make_envelope(
     source: str = "tripwire://publish",
     time: datetime | str | None = None,
     max_payload_bytes: int = 1024 * 1024,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> tuple[Envelope, bytes]:
     """Validate a publish request and return the envelope and its JSON payload bytes.
 
@@ -129,6 +141,8 @@ def make_envelope(
         time=event_time,
         # Round-trip so the envelope holds exactly what consumers will see.
         payload=json.loads(body),
+        traceparent=traceparent,
+        tracestate=tracestate,
     )
     return envelope, body
 
@@ -157,6 +171,10 @@ def encode(envelope: Envelope) -> KafkaRecord:
     }
     if envelope.time is not None:
         attributes["time"] = envelope.time
+    if envelope.traceparent is not None:
+        attributes["traceparent"] = envelope.traceparent
+        if envelope.tracestate:
+            attributes["tracestate"] = envelope.tracestate
     message = ce_kafka.to_binary_event(
         CloudEvent(attributes=attributes, data=envelope.payload),
         key_mapper=lambda event: event.get_type(),
@@ -221,7 +239,13 @@ def decode(value: bytes | None, headers: Headers | tuple[tuple[str, bytes], ...]
         raise EventDecodeError(
             f"event {event_id!r} has a {type(payload).__name__} payload; it must be a JSON object"
         )
-    return Envelope(name=name, id=event_id, source=source, time=event_time, payload=payload)
+    traceparent = attrs.get("ce_traceparent")
+    if not traceparent:  # the common case: one lookup
+        return Envelope(name, event_id, source, event_time, payload)
+    raw_state = attrs.get("ce_tracestate")
+    state = raw_state.decode(errors="replace") if raw_state else None
+    trace = traceparent.decode(errors="replace")
+    return Envelope(name, event_id, source, event_time, payload, trace, state)
 
 
 def _decode_structured(value: bytes | None, content_type: bytes) -> Envelope:
@@ -271,7 +295,12 @@ def _decode_structured(value: bytes | None, content_type: bytes) -> Envelope:
     if raw_time is not None and not isinstance(raw_time, str):
         raise EventDecodeError(f"event {event_id!r} has a time that is not RFC 3339: {raw_time!r}")
     event_time = _event_time(raw_time, event_id) if raw_time else None
-    return Envelope(name=name, id=event_id, source=source, time=event_time, payload=payload)
+    traceparent = event.get("traceparent")
+    if not traceparent or not isinstance(traceparent, str):  # absent, or not one: dropped
+        return Envelope(name, event_id, source, event_time, payload)
+    raw_state = event.get("tracestate")
+    state = raw_state if isinstance(raw_state, str) and raw_state else None
+    return Envelope(name, event_id, source, event_time, payload, traceparent, state)
 
 
 def _refuse_nulls(attrs: dict[str, bytes]) -> None:

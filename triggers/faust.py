@@ -58,9 +58,11 @@ __all__ = [
 # isodates: a record sent on as JSON (value_type=TripwireEvent) reads its times back as datetimes.
 # mypy runs where faust is not installed, and then checks these options against object's.
 class TripwireEvent(faust.Record, serializer="json", isodates=True):  # type: ignore[call-arg]
-    """A tripwire event: its name (also the record key), id, source, time and payload.
+    """A tripwire event: its name (also the record key), id, source, time and payload,
+    and the W3C trace context it joins (docs/tracing.md).
 
-    ``time`` is None when the publisher set none.
+    ``time`` is None when the publisher set none; ``traceparent`` and ``tracestate``
+    when the event carries no trace context.
     """
 
     name: str
@@ -68,6 +70,8 @@ class TripwireEvent(faust.Record, serializer="json", isodates=True):  # type: ig
     source: str
     time: datetime | None
     payload: dict[str, Any]
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 class RunEvent(faust.Record, serializer="json", isodates=True):  # type: ignore[call-arg]

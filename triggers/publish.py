@@ -5,6 +5,9 @@ runs on a private event loop in a daemon thread. The sync form blocks on it
 and the async form awaits it, so neither depends on the caller's loop (a
 producer bound to a caller's loop would leak when that loop closes), and a
 script that publishes in a loop reuses one connection.
+
+An event joins the caller's trace: its trace context is taken in the caller's
+thread, where the current span is (:mod:`triggers.tracing`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Coroutine
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from triggers import tracing
 from triggers.envelope import KafkaRecord, encode, make_envelope
 from triggers.errors import ConfigurationError, KafkaSecurityError, PublishError
 
@@ -129,6 +133,7 @@ async def _send(
     source: str | None,
     time: datetime | str | None,
     settings: Settings,
+    trace: tracing.TraceContext | None,
 ) -> str:
     envelope, _ = make_envelope(
         name,
@@ -138,7 +143,7 @@ async def _send(
         time=time,
         max_payload_bytes=settings.max_payload_bytes,
     )
-    record = encode(envelope)
+    record = encode(tracing.stamp(envelope, trace, settings.topic_events))
     bootstrap = settings.require_bootstrap()
     from aiokafka.errors import KafkaError
 
@@ -180,8 +185,9 @@ def _submit(
     time: datetime | str | None,
 ) -> concurrent.futures.Future[str]:
     settings = _settings_or_error()
+    trace = tracing.current()
     return _PRODUCERS.submit(
-        _send(name, payload, id=id, source=source, time=time, settings=settings)
+        _send(name, payload, id=id, source=source, time=time, settings=settings, trace=trace)
     )
 
 

@@ -7,8 +7,9 @@
 - ``application/cloudevents-batch+json``: a JSON array of them.
 
 The ``cloudevents`` SDK parses CloudEvents; a CloudEvent's ``type`` is the
-event name and must be the path's. Every problem is a :class:`BadRequest` that
-says what was wrong and what to send.
+event name and must be the path's, and its ``traceparent`` and ``tracestate``
+(``ce-traceparent`` in binary mode) are kept: the event stays in its own trace.
+Every problem is a :class:`BadRequest` that says what was wrong and what to send.
 """
 
 from __future__ import annotations
@@ -191,6 +192,7 @@ def _cloudevent(
             f"the data of {where} must be a JSON object, not {type(data).__name__}",
         )
     time = event.get_time()
+    traceparent, tracestate = event.get_extension("traceparent"), event.get_extension("tracestate")
     return _envelope(
         name,
         data or {},
@@ -198,6 +200,8 @@ def _cloudevent(
         source=event.get_source(),
         time=time.isoformat() if time is not None else None,
         max_payload_bytes=max_payload_bytes,
+        traceparent=traceparent if isinstance(traceparent, str) else None,
+        tracestate=tracestate if isinstance(tracestate, str) and tracestate else None,
     )
 
 
@@ -209,6 +213,8 @@ def _envelope(
     source: str,
     time: str | None,
     max_payload_bytes: int,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Envelope:
     if id is not None and not (0 < len(id) <= 255):
         raise BadRequest(422, "invalid_event", f"id must be 1-255 characters, not {len(id)}")
@@ -220,6 +226,8 @@ def _envelope(
             source=source,
             time=time,
             max_payload_bytes=max_payload_bytes,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
     except PublishError as exc:
         status = 413 if "over the limit" in str(exc) else 422

@@ -17,6 +17,7 @@ from sensors.api.auth import SIGNATURE_HEADER, Principal
 from sensors.api.ingest import BATCH, STRUCTURED, BadRequest, argo_event, parse_events
 from sensors.api.state import SCOPE, ApiState, BrokerUnavailable, error_responses, state_of
 from sensors.queries.sensors import SensorStatus, sensor_statuses
+from triggers import tracing
 from triggers.envelope import encode, validate_event_name
 from triggers.errors import PublishError, RunNotFoundError
 
@@ -225,8 +226,10 @@ async def _publish(
     state.metrics.received.labels(via).inc(len(events))
     producer = await state.producer()
     topic = state.settings.topic_events
+    # Events that carry no trace context of their own join the request's trace.
+    trace = tracing.current(request.headers)
     try:
-        records = [encode(e) for e in events]
+        records = [encode(tracing.stamp(e, trace, topic)) for e in events]
         sent = [await producer.send(topic, r.value, key=r.key, headers=r.headers) for r in records]
         await asyncio.wait_for(asyncio.gather(*sent), state.settings.publish_timeout)
     except (KafkaError, OSError, TimeoutError) as exc:

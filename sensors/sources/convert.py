@@ -5,6 +5,10 @@ anything else (other JSON, plain text) is wrapped as ``{"body": ...}``; bytes th
 are not UTF-8 become ``{"body_base64": ...}``. The ``event``, ``id`` and ``time``
 expressions and the filters read that whole document; ``payload`` selects what the
 event carries (all of it by default).
+
+The event keeps the W3C trace context the message carries: a ``traceparent`` header,
+a CloudEvent's ``ce_traceparent`` or ``ce-traceparent`` header, or the
+``traceparent`` of a structured CloudEvent in the body.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import msgspec
 
 from sensors.core.filters import failed_filters
 from sensors.sources.base import Message
+from triggers import tracing
 from triggers.envelope import Envelope, make_envelope, validate_event_name
 from triggers.errors import PublishError
 from triggers.jsonpath import values_at
@@ -79,6 +84,7 @@ class Converter:
             event_id = str(uuid.uuid4())
         if len(event_id) > 255:
             raise Invalid(f"id: {event_id[:40]!r}... is {len(event_id)} characters; at most 255")
+        trace = _carried(message, document)
         try:
             envelope, _ = make_envelope(
                 name,
@@ -87,6 +93,8 @@ class Converter:
                 source=self.origin,
                 time=event_time,
                 max_payload_bytes=self._max,
+                traceparent=trace.traceparent if trace else None,
+                tracestate=trace.tracestate if trace else None,
             )
         except PublishError as exc:
             raise Invalid(str(exc)) from None
@@ -149,6 +157,15 @@ class Converter:
                 f"time: {text!r} is neither ISO 8601 (2026-11-23T12:00:00Z) nor epoch seconds"
             ) from None
         return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _carried(message: Message, document: dict[str, Any]) -> tracing.TraceContext | None:
+    """The trace context ``message`` carries, if any (see the module docs)."""
+    if message.headers:
+        for prefix in ("", "ce_", "ce-"):
+            if (found := tracing.carried(message.headers, prefix)) is not None:
+                return found
+    return tracing.carried(document) if "specversion" in document else None
 
 
 def _value(name: str, document: dict[str, Any], message: Message) -> str | None:

@@ -35,6 +35,7 @@ from sensors.sources.base import Message, Upstream
 from sensors.sources.convert import Converter, Filtered, Invalid
 from sensors.sources.store import SourceStatus, release_lease, take_lease
 from sensors.stages.deadletter import source_letter
+from triggers import tracing
 from triggers.envelope import encode
 from triggers.error_text import exception_text
 from triggers.errors import ConfigurationError, StoreError
@@ -269,9 +270,12 @@ class SourceRunner:
         records: list[_Record] = []
         events = 0
         self.stats.messages_in += len(batch)
+        trace = tracing.current()  # for the events whose messages carry no trace context
         for message in batch:
             try:
-                record = encode(self.converter.convert(message))
+                record = encode(
+                    tracing.stamp(self.converter.convert(message), trace, s.topic_events)
+                )
             except Filtered as why:
                 self.stats.filtered += 1
                 log.debug("source %s filtered a message out: %s", self.spec.name, why)

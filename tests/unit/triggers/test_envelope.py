@@ -6,13 +6,14 @@ import json
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import msgspec
 import pytest
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.v1.event import CloudEvent
 from hypothesis import given
 
 from tests.strategies import event_names, payloads
-from triggers.envelope import decode, encode, make_envelope
+from triggers.envelope import Envelope, decode, encode, make_envelope
 from triggers.errors import EventDecodeError, PublishError
 
 names = event_names
@@ -232,3 +233,51 @@ def test_a_bad_structured_mode_record_is_refused_with_the_reason(
 ) -> None:
     with pytest.raises(EventDecodeError, match=reason):
         decode(value, [("content-type", content_type)])
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_trace_context_goes_out_as_ce_traceparent_and_ce_tracestate_headers_and_back() -> None:
+    envelope, _ = make_envelope("e", {"rows": 1}, traceparent=TRACEPARENT, tracestate="congo=t61")
+    record = encode(envelope)
+    headers = dict(record.headers)
+    assert headers["ce_traceparent"] == TRACEPARENT.encode()
+    assert headers["ce_tracestate"] == b"congo=t61"
+    assert decode(record.value, record.headers) == envelope
+
+
+def test_an_event_without_a_trace_context_has_no_trace_headers() -> None:
+    envelope, _ = make_envelope("e", {"rows": 1})
+    record = encode(envelope)
+    assert not {"ce_traceparent", "ce_tracestate"} & dict(record.headers).keys()
+    decoded = decode(record.value, record.headers)
+    assert decoded.traceparent is None and decoded.tracestate is None
+
+
+def test_binary_mode_trace_headers_of_another_producer_are_read() -> None:
+    envelope = decode(b"{}", _headers(ce_traceparent=TRACEPARENT.encode()))
+    assert (envelope.traceparent, envelope.tracestate) == (TRACEPARENT, None)
+
+
+def test_a_structured_mode_event_keeps_its_traceparent_and_tracestate() -> None:
+    envelope = decode(_structured(traceparent=TRACEPARENT, tracestate="congo=t61"), STRUCTURED)
+    assert (envelope.traceparent, envelope.tracestate) == (TRACEPARENT, "congo=t61")
+
+
+def test_a_structured_mode_traceparent_that_is_not_text_is_dropped_not_refused() -> None:
+    envelope = decode(_structured(traceparent=5, tracestate="congo=t61"), STRUCTURED)
+    assert (envelope.traceparent, envelope.tracestate) == (None, None)
+    assert envelope.payload == {"rows": 1}
+
+
+def test_an_internal_record_written_before_the_trace_fields_still_decodes() -> None:
+    # Given an envelope as the engine's offers and changelog held it, five fields in an array
+    old = b'["e","1","s","2026-05-01T12:00:00Z",{"rows":1}]'
+    # When this version reads it
+    envelope = msgspec.json.decode(old, type=Envelope)
+    # Then the new trailing fields take their defaults
+    assert envelope == Envelope("e", "1", "s", datetime(2026, 5, 1, 12, tzinfo=UTC), {"rows": 1})
+    assert envelope.traceparent is None and envelope.tracestate is None
+    traced = Envelope("e", "1", "s", None, {}, TRACEPARENT, "congo=t61")
+    assert msgspec.json.decode(msgspec.json.encode(traced), type=Envelope) == traced

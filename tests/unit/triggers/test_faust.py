@@ -94,6 +94,8 @@ def test_faust_reads_events_and_run_events_typed_and_writes_events_as_publish_do
         "source": "s",
         "time": AT.isoformat(),
         "payload": {"table": "sales", "rows": 10**20},
+        "traceparent": None,
+        "tracestate": None,
     }
     # And sent back through the schema it is the very record publish() wrote
     assert event["sent"] == _wire(published)

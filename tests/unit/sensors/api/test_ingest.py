@@ -68,3 +68,31 @@ def test_bad_bodies_say_what_is_wrong(
     with pytest.raises(BadRequest, match=says) as caught:
         parse(body, content_type)
     assert caught.value.status == status
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def test_a_cloudevent_keeps_its_own_trace_context_in_each_mode() -> None:
+    traced = {**CE, "traceparent": TRACEPARENT, "tracestate": "congo=t61"}
+    [one] = parse(json.dumps(traced).encode(), STRUCTURED)
+    assert (one.traceparent, one.tracestate) == (TRACEPARENT, "congo=t61")
+    [first, second] = parse(json.dumps([traced, {**CE, "id": "c2"}]).encode(), BATCH)
+    assert (first.traceparent, second.traceparent) == (TRACEPARENT, None)
+    [binary] = parse(
+        b'{"n": 3}',
+        **{
+            "ce-specversion": "1.0",
+            "ce-id": "b1",
+            "ce-source": "/s",
+            "ce-type": "orders",
+            "ce-traceparent": TRACEPARENT,
+        },
+    )
+    assert (binary.traceparent, binary.tracestate) == (TRACEPARENT, None)
+
+
+def test_a_json_payload_has_no_trace_context_of_its_own() -> None:
+    # The request's `traceparent` header is the route's to apply (triggers.tracing.current)
+    [event] = parse(b'{"n": 1}', traceparent=TRACEPARENT)
+    assert event.traceparent is None

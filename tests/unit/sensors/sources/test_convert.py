@@ -112,3 +112,35 @@ def test_filters_drop_messages_with_the_reason() -> None:
 def test_a_payload_over_the_limit_is_invalid_with_the_fix() -> None:
     with pytest.raises(Invalid, match="over the limit of 1024 bytes"):
         converter().convert(message({"blob": "x" * 2000}), NOW)
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.mark.parametrize("prefix", ["", "ce_", "ce-"])
+def test_the_event_keeps_the_trace_context_the_message_headers_carry(prefix: str) -> None:
+    # W3C headers as a traced producer writes them, or a CloudEvent's in binary mode
+    headers = {f"{prefix}traceparent": TRACEPARENT, f"{prefix}tracestate": "congo=t61"}
+    event = converter().convert(message({"order": "o-1"}, headers=headers), NOW)
+    assert (event.traceparent, event.tracestate) == (TRACEPARENT, "congo=t61")
+
+
+def test_a_structured_cloudevent_in_the_body_keeps_its_traceparent() -> None:
+    body = {"specversion": "1.0", "type": "t", "id": "1", "traceparent": TRACEPARENT}
+    event = converter().convert(message(body), NOW)
+    assert (event.traceparent, event.tracestate) == (TRACEPARENT, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        ({"order": "o-1"}, {}),
+        ({"order": "o-1"}, {"traceparent": "not a trace context"}),
+        ({"traceparent": TRACEPARENT}, {}),  # a field of the user's, not a CloudEvent's
+    ],
+)
+def test_a_message_without_a_well_formed_trace_context_gives_an_event_without_one(
+    body: dict[str, Any], headers: dict[str, str]
+) -> None:
+    event = converter().convert(message(body, headers=headers), NOW)
+    assert event.traceparent is None and event.tracestate is None
