@@ -21,7 +21,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
@@ -31,7 +31,18 @@ from triggers.errors import ConfigurationError
 if TYPE_CHECKING:
     from triggers.envelope import Envelope
 
-__all__ = ["TraceContext", "carried", "configure", "configured", "current", "stamp"]
+__all__ = [
+    "TraceContext",
+    "carried",
+    "configure",
+    "configured",
+    "current",
+    "enabled",
+    "span",
+    "spans",
+    "stamp",
+    "traceparent",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,10 @@ _trace: Any = None  # opentelemetry.trace, once on
 _propagator: Any = None  # the W3C propagator, once on
 _tracer: Any = None
 _context: Any = None  # opentelemetry.context.get_current, once on
+
+spans = False
+"""Whether this process records spans (a tracer provider is set up): the engine makes its
+own spans only then, and checks this first, on the hot path."""
 
 
 def current(headers: Mapping[str, str] | None = None) -> TraceContext | None:
@@ -172,7 +187,7 @@ def _exporters(environ: Mapping[str, str]) -> list[Any]:
 
 def _decide() -> None:
     """Turn tracing on or off for this process (see the module docs)."""
-    global _on, _trace, _propagator, _tracer, _context
+    global _on, _trace, _propagator, _tracer, _context, spans
     with _lock:
         if _on is not None:
             return
@@ -198,7 +213,62 @@ def _decide() -> None:
                 log.warning("traces are not exported: %s", exc)
         _trace, _propagator, _context = trace, TraceContextTextMapPropagator(), context.get_current
         _tracer = trace.get_tracer("tripwire")
+        provider = trace.get_tracer_provider()
+        spans = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
         _on = True
+
+
+def enabled() -> bool:
+    """Decide now, rather than at the first event, whether tracing is on here (see the
+    module docs); the engine does as it starts. Return whether it is."""
+    if _on is None:
+        _decide()
+    return bool(_on)
+
+
+def span(
+    name: str,
+    parent: str | None,
+    *,
+    kind: str = "INTERNAL",
+    links: Sequence[str | None] = (),
+    attributes: Mapping[str, Any] | None = None,
+    start_time: int | None = None,
+) -> Any:
+    """Start a span (only while :data:`spans`): a child of the span whose W3C
+    ``traceparent`` is ``parent``, or the root of a new trace when that is None or
+    malformed, linked to the span of each traceparent in ``links``. ``kind`` names a
+    ``SpanKind``; ``start_time`` is in nanoseconds since the epoch. The caller ends it."""
+    context = _extract(parent) if parent else None
+    linked = [_trace.Link(c) for c in (_span_context(p) for p in links if p) if c is not None]
+    return _tracer.start_span(
+        name,
+        context=context,
+        kind=_trace.SpanKind[kind],
+        attributes=attributes,
+        links=linked,
+        start_time=start_time,
+    )
+
+
+def traceparent(of: Any) -> TraceContext:
+    """The W3C trace context of span ``of``, to carry onward."""
+    carrier: dict[str, str] = {}
+    _propagator.inject(carrier, context=_trace.set_span_in_context(of))
+    return TraceContext(carrier.get("traceparent", ""), carrier.get("tracestate"))
+
+
+def _extract(traceparent: str, tracestate: str | None = None) -> Any:
+    carrier = {"traceparent": traceparent}
+    if tracestate:
+        carrier["tracestate"] = tracestate
+    return _propagator.extract(carrier)
+
+
+def _span_context(traceparent: str) -> Any:
+    """The span context a traceparent names, or None when it is malformed."""
+    found = _trace.get_current_span(_extract(traceparent)).get_span_context()
+    return found if found.is_valid else None
 
 
 def _child(parent: TraceContext, envelope: Envelope, topic: str) -> TraceContext:
@@ -206,7 +276,7 @@ def _child(parent: TraceContext, envelope: Envelope, topic: str) -> TraceContext
     ``parent`` itself when no tracer provider is set up: the no-op span is the parent's)."""
     context = parent.context
     if context is None:
-        context = _propagator.extract({"traceparent": parent.traceparent, **_state(parent)})
+        context = _extract(parent.traceparent, parent.tracestate)
     span = _tracer.start_span(
         f"create {topic}",
         context=context,
@@ -232,7 +302,3 @@ def _child(parent: TraceContext, envelope: Envelope, topic: str) -> TraceContext
     if "traceparent" not in carrier:
         return parent
     return TraceContext(carrier["traceparent"], carrier.get("tracestate"))
-
-
-def _state(parent: TraceContext) -> dict[str, str]:
-    return {"tracestate": parent.tracestate} if parent.tracestate else {}

@@ -238,3 +238,42 @@ def test_an_unknown_exporter_is_refused_naming_it(tmp_path: Path) -> None:
     )
     found = run_python(code, tmp_path, OTEL_TRACES_EXPORTER="zipkin_json")
     assert "'zipkin_json', which is not installed here" in str(found["message"])
+
+
+def test_a_span_continues_the_trace_a_traceparent_names_and_links_to_others(
+    spans: InMemorySpanExporter,
+) -> None:
+    # Given two events' trace contexts, one of them malformed, and no current span
+    first = tracing.span("first", None)
+    carried = tracing.traceparent(first)
+    first.end()
+    # When a span starts from the first, linked to both and to none
+    second = tracing.span("second", carried.traceparent, links=[carried.traceparent, "00-x", None])
+    second.end()
+    # Then it is the first's child, in its trace, with one link: malformed ones are dropped
+    done = {s.name: s for s in spans.get_finished_spans()}
+    parent, child = done["first"].context, done["second"]
+    assert child.parent is not None and child.parent.span_id == parent.span_id
+    assert child.context.trace_id == parent.trace_id
+    assert [link.context.span_id for link in child.links] == [parent.span_id]
+    assert carried.traceparent.startswith(f"00-{parent.trace_id:032x}-{parent.span_id:016x}-")
+
+
+def test_a_span_from_a_malformed_parent_starts_a_trace_of_its_own(
+    spans: InMemorySpanExporter,
+) -> None:
+    tracing.span("alone", "not a traceparent").end()
+    [alone] = spans.get_finished_spans()
+    assert alone.parent is None
+
+
+def test_the_engine_records_spans_only_with_a_tracer_provider_set_up() -> None:
+    # A process that imported OpenTelemetry but set up no provider: on, recording nothing
+    code = (
+        "import opentelemetry.trace\n"
+        "from triggers import tracing\n"
+        "print(tracing.enabled(), tracing.spans)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["True", "False"], out.stderr
