@@ -13,6 +13,16 @@ from sensors.broker import EmbeddedBroker
 from tests.fixtures.chaos import s3_tansu
 from tests.fixtures.engine import engine_env  # noqa: F401 (a fixture)
 
+CHAOS_TIMEOUT = 300
+"""Seconds a scenario may take: past the suite's 120 s, so that its own waits (up to
+180 s for every run to finish) fail first, with what they waited for."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.get_closest_marker("chaos") and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(CHAOS_TIMEOUT))
+
 
 @pytest.fixture
 def chaos_env(engine_env: dict[str, str], tmp_path: Path) -> dict[str, str]:  # noqa: F811

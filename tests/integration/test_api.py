@@ -355,7 +355,8 @@ async def test_with_the_broker_down_readiness_says_so_and_publish_answers_503(
 
 
 async def test_each_token_is_rate_limited_with_retry_after(engine: object) -> None:
-    settings, tokens = api_settings(api_rate_limit=1, api_rate_burst=3)
+    # A token every 4 s: the burst is spent before one comes back, however slow the machine
+    settings, tokens = api_settings(api_rate_limit=0.25, api_rate_burst=3)
     server = ApiServer(settings)
     url = await server.start()
     try:
@@ -371,7 +372,7 @@ async def test_each_token_is_rate_limited_with_retry_after(engine: object) -> No
             # Another token has its own bucket
             admin = {"Authorization": f"Bearer {tokens['admin']}"}
             assert (await client.get("/api/v1/sensors", headers=admin)).status_code == 200
-            await asyncio.sleep(1.1)
+            await asyncio.sleep(4.1)  # the time a token takes to come back
             assert (await client.get("/api/v1/sensors", headers=read)).status_code == 200
     finally:
         await server.stop()

@@ -23,7 +23,6 @@ from tests.fixtures.servers import pid_alive
 pytestmark = pytest.mark.integration
 
 FLOWS = Path(__file__).parent / "flows"
-STARTUP_BOUND = 10.0  # seconds; the promise of `tripwire dev` (issue #2)
 
 
 def _wait(predicate: Any, what: str, timeout: float) -> Any:
@@ -43,7 +42,6 @@ class Dev:
             "TRIPWIRE_HOME": str(home)
         }
         self.process: subprocess.Popen[bytes] | None = None
-        self.startup = 0.0
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
@@ -72,7 +70,6 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
     home = tmp_path_factory.mktemp("dev-home")
     running = Dev(home)
     log = (home / "dev.log").open("wb")
-    started = time.monotonic()
     running.process = subprocess.Popen(
         [sys.executable, "-m", "sensors", "dev", str(FLOWS)],
         env=running.env,
@@ -85,7 +82,6 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
             "dev.json",
             60,
         )
-        running.startup = time.monotonic() - started
         if running.process.poll() is not None:
             pytest.fail(f"tripwire dev exited:\n{(home / 'dev.log').read_text()}")
         yield running
@@ -96,9 +92,9 @@ def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dev]:
         log.close()
 
 
-def test_dev_accepts_events_within_ten_seconds_of_start(dev: Dev) -> None:
-    # dev.json is written once both stages own their partitions (Engine.wait_ready)
-    assert dev.startup < STARTUP_BOUND, (dev.home / "dev.log").read_text()
+def test_dev_writes_where_it_listens_once_it_accepts_events(dev: Dev) -> None:
+    # dev.json is written once both stages own their partitions (Engine.wait_ready); how
+    # soon that is (the promise: 10 s) is measured by bench/startup.py, not here
     info = json.loads((dev.home / "dev.json").read_text())
     assert info["kafka_bootstrap"].startswith("127.0.0.1:")
     assert info["database_url"].startswith("sqlite+aiosqlite:///")

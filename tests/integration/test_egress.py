@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -15,7 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from moto.server import ThreadedMotoServer
 
 from sensors.engine import Engine
@@ -36,14 +35,16 @@ AWS = {
 }
 
 
-async def run_once(config: dict[str, Any]) -> RunRecord:
-    """A worker with egress on; one event, one run of `refresh`, to its end."""
+async def run_once(config: dict[str, Any], sent: int) -> RunRecord:
+    """A worker with egress on; one event, one run of `refresh`, to its end, and until
+    its egress sent ``sent`` lifecycle events (the relay and egress lag the run's end)."""
     async with Engine(Settings(cloud_events=config), discover_flows([FLOWS])) as engine:
         await engine.wait_ready(timeout=30)
-        assert engine.store is not None
+        assert engine.store is not None and engine.egress is not None
+        egress = engine.egress
         event = await publish.aio("data_updated", {"rows": 1})
         run = await finished_run(engine.store, event)
-        await asyncio.sleep(1)  # the lifecycle relay and the egress stage catch up
+        await eventually(lambda: egress.sent >= sent, f"{sent} lifecycle events sent", timeout=60)
         return run
 
 
@@ -66,15 +67,16 @@ async def test_lifecycle_events_go_to_a_kafka_topic_as_cloudevents(
         "eventsPublisher": {"topicName": topic, "eventTypes": ["workflow"]},
         "source": "tripwire://prod-eu",
     }
-    run = await run_once(config)
+    run = await run_once(config, sent=3)
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
-        records = []
-        while len(records) < 3:
-            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 30)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + 30
+        while len(records) < 3 and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=1000)
             records += [r for rs in batch.values() for r in rs]
     finally:
         await consumer.stop()
@@ -135,7 +137,7 @@ async def test_lifecycle_events_fan_out_from_sns_to_sqs_as_cloudevents(
 ) -> None:
     topic, sqs, queue = fan_out()
     config = {"enable": True, "type": "aws", "region": "us-east-1", "topicName": topic}
-    run = await run_once(config)
+    run = await run_once(config, sent=5)
     events = drain(sqs, queue, 5)
     assert phases(events, run) == [
         ("WorkflowExecutionEvent", "QUEUED"),
@@ -164,7 +166,7 @@ async def test_lifecycle_events_go_straight_to_an_sqs_queue_by_its_arn(
             "eventTypes": ["task"],
         },
     }
-    run = await run_once(config)
+    run = await run_once(config, sent=2)
     events = drain(sqs, queue, 2)
     assert phases(events, run) == [
         ("TaskExecutionEvent", "RUNNING"),
@@ -250,7 +252,7 @@ async def test_lifecycle_events_go_to_pubsub_as_cloudevents(
         "gcp": {"projectId": "tripwire-test"},
         "eventsPublisher": {"topicName": "lineage", "eventTypes": ["all"]},
     }
-    run = await run_once(config)
+    run = await run_once(config, sent=5)
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + 30
     while len(events) < 5 and time.monotonic() < deadline:

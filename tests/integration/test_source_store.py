@@ -65,10 +65,11 @@ async def test_status_reports_replace_their_own_row(run_store: RunStore) -> None
 async def test_one_process_holds_a_lease_until_it_lapses_or_is_released(
     run_store: RunStore,
 ) -> None:
-    assert await take_lease(run_store, "p", "d", "mqtt", "a", ttl=0.5)
-    assert not await take_lease(run_store, "p", "d", "mqtt", "b", ttl=0.5)
-    assert await take_lease(run_store, "p", "d", "mqtt", "a", ttl=0.5)  # renewed
-    await asyncio.sleep(0.7)
+    # (a lease of 2 s, long against the three calls that must fit in it)
+    assert await take_lease(run_store, "p", "d", "mqtt", "a", ttl=2)
+    assert not await take_lease(run_store, "p", "d", "mqtt", "b", ttl=2)
+    assert await take_lease(run_store, "p", "d", "mqtt", "a", ttl=2)  # renewed
+    await asyncio.sleep(2.2)  # the lease lapses
     assert await take_lease(run_store, "p", "d", "mqtt", "b", ttl=5)  # lapsed: b takes it
     assert not await take_lease(run_store, "p", "d", "mqtt", "a", ttl=5)
     await release_lease(run_store, "p", "d", "mqtt", "b")
