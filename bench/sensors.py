@@ -89,11 +89,18 @@ def make_sensors(count: int, wildcards: float = 0.0) -> list[Sensor]:
     return build_sensors(flows, project="bench", domain="bench", deployed_at=LONG_AGO)
 
 
-def events(count: int, sensors: int) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+def events(
+    count: int, sensors: int, traced: bool = False
+) -> list[tuple[bytes, bytes, list[tuple[str, bytes]]]]:
+    """The events of a run; ``traced``: each carries a W3C trace context, as from a
+    publisher inside a span."""
     records = []
     for j in range(count):
         pair = (j // 2) % sensors
-        envelope, _ = make_envelope(f"s{pair}.{'ab'[j % 2]}", {"n": j, "label": "x" * 40})
+        trace = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01" if traced else None
+        envelope, _ = make_envelope(
+            f"s{pair}.{'ab'[j % 2]}", {"n": j, "label": "x" * 40}, traceparent=trace
+        )
         record = encode(envelope)
         records.append((record.key, record.value, record.headers))
     return records
@@ -295,10 +302,59 @@ async def measure(args: argparse.Namespace, bootstrap: str) -> None:
                 f"event of {counts[0]:,} sensors{vs_exact})"
             )
         print(f"memory per held event: {memory_per_held_event():,.0f} bytes")
+        await tracing_figures(args, bootstrap, home, counts[0])
         if args.profile:
             await profile_stage(setups[0][2], setups[0][3], args.events)
     finally:
         shutil.rmtree(home, ignore_errors=True)
+
+
+async def tracing_figures(args: argparse.Namespace, bootstrap: str, home: Path, count: int) -> None:
+    """CPU per event with tracing off and on, in the same run (docs/tracing.md): events
+    without trace context, tracing off (the figures above); events that carry one,
+    tracing off (they pass it on); and the same with spans recorded (route, correlate
+    and fire, by the SDK, to an exporter that drops them), rounds interleaved."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from triggers import tracing
+
+    class Dropped(SpanExporter):
+        def export(self, spans):  # type: ignore[no-untyped-def]
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Dropped(), max_queue_size=1 << 16))
+    trace.set_tracer_provider(provider)
+    tracing.enabled()  # a tracer provider is set up: spans on, until a case turns them off
+    plain, carried = (f"bench-events-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    sensors = make_sensors(count)
+    setups = {}
+    for topic, traced in ((plain, False), (carried, True)):
+        settings = Settings(
+            kafka_bootstrap=bootstrap, home=home, topic_events=topic, topic_partitions=1
+        )
+        await ensure_topics(settings, [topic])
+        await fill(bootstrap, topic, events(args.events, count, traced=traced))
+        setups[traced] = settings
+    cases = {
+        "off, no trace context": (False, False),
+        "off, trace context": (True, False),
+        "on, spans recorded": (True, True),
+    }
+    cpu: dict[str, list[float]] = {case: [] for case in cases}
+    for _ in range(args.rounds):
+        for case, (traced, on) in cases.items():
+            tracing.spans = on
+            cpu[case].append((await tripwire_stage(setups[traced], sensors, args.events))[1])
+    provider.shutdown()
+    base = min(cpu["off, no trace context"])
+    rounds = f"best of {args.rounds}"
+    print(f"\ntracing, {count:,} sensors, {os.cpu_count()} cpus (µs CPU/event, {rounds}):")
+    for case, figures in cpu.items():
+        best = min(figures)
+        print(f"  tracing {case:<24} {best:5.1f} µs  ({best - base:+5.1f} µs against no tracing)")
 
 
 def _wild(share: float) -> str:

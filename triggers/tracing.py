@@ -66,6 +66,7 @@ _trace: Any = None  # opentelemetry.trace, once on
 _propagator: Any = None  # the W3C propagator, once on
 _tracer: Any = None
 _context: Any = None  # opentelemetry.context.get_current, once on
+_root: Any = None  # an empty context, whose spans start traces of their own, once on
 
 spans = False
 """Whether this process records spans (a tracer provider is set up): the engine makes its
@@ -187,7 +188,7 @@ def _exporters(environ: Mapping[str, str]) -> list[Any]:
 
 def _decide() -> None:
     """Turn tracing on or off for this process (see the module docs)."""
-    global _on, _trace, _propagator, _tracer, _context, spans
+    global _on, _trace, _propagator, _tracer, _context, _root, spans
     with _lock:
         if _on is not None:
             return
@@ -212,6 +213,7 @@ def _decide() -> None:
             except ConfigurationError as exc:  # events still carry their callers' context
                 log.warning("traces are not exported: %s", exc)
         _trace, _propagator, _context = trace, TraceContextTextMapPropagator(), context.get_current
+        _root = context.Context()
         _tracer = trace.get_tracer("tripwire")
         provider = trace.get_tracer_provider()
         spans = not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider)
@@ -240,6 +242,8 @@ def span(
     malformed, linked to the span of each traceparent in ``links``. ``kind`` names a
     ``SpanKind``; ``start_time`` is in nanoseconds since the epoch. The caller ends it."""
     context = _extract(parent) if parent else None
+    if context is None:
+        context = _root  # not the current span's: a worker's spans follow their events
     linked = [_trace.Link(c) for c in (_span_context(p) for p in links if p) if c is not None]
     return _tracer.start_span(
         name,
@@ -252,23 +256,38 @@ def span(
 
 
 def traceparent(of: Any) -> TraceContext:
-    """The W3C trace context of span ``of``, to carry onward."""
-    carrier: dict[str, str] = {}
-    _propagator.inject(carrier, context=_trace.set_span_in_context(of))
-    return TraceContext(carrier.get("traceparent", ""), carrier.get("tracestate"))
+    """The W3C trace context of span ``of``, to carry onward ("" for no valid span)."""
+    found = of.get_span_context()
+    if not found.is_valid:
+        return TraceContext("")
+    state = found.trace_state.to_header() if found.trace_state else None
+    return TraceContext(
+        f"00-{found.trace_id:032x}-{found.span_id:016x}-{found.trace_flags:02x}", state or None
+    )
 
 
 def _extract(traceparent: str, tracestate: str | None = None) -> Any:
-    carrier = {"traceparent": traceparent}
-    if tracestate:
-        carrier["tracestate"] = tracestate
-    return _propagator.extract(carrier)
+    """A context whose current span is the remote one ``traceparent`` names (None when
+    that is malformed): what the W3C propagator gives, for a fifth of its cost."""
+    remote = _span_context(traceparent, tracestate)
+    return None if remote is None else _trace.set_span_in_context(_trace.NonRecordingSpan(remote))
 
 
-def _span_context(traceparent: str) -> Any:
-    """The span context a traceparent names, or None when it is malformed."""
-    found = _trace.get_current_span(_extract(traceparent)).get_span_context()
-    return found if found.is_valid else None
+def _span_context(traceparent: str, tracestate: str | None = None) -> Any:
+    """The span context a traceparent names, or None when it is malformed or invalid
+    (version ff, or an id of zeros)."""
+    if not _TRACEPARENT.fullmatch(traceparent) or traceparent.startswith("ff"):
+        return None
+    trace_id, span_id = int(traceparent[3:35], 16), int(traceparent[36:52], 16)
+    if not trace_id or not span_id:
+        return None
+    return _trace.SpanContext(
+        trace_id,
+        span_id,
+        is_remote=True,
+        trace_flags=_trace.TraceFlags(int(traceparent[53:55], 16)),
+        trace_state=_trace.TraceState.from_header([tracestate]) if tracestate else None,
+    )
 
 
 def _child(parent: TraceContext, envelope: Envelope, topic: str) -> TraceContext:

@@ -213,6 +213,8 @@ class Outcome:
     offers: int = 0
     malformed: list[tuple[int, str]] = field(default_factory=list)
     """(offset, reason) of records that could not be read; skipped."""
+    offered: list[Offer] | None = None
+    """The offers decided, kept only when this is a list to begin with (for spans)."""
 
     def add(self, decisions: Decisions, changes: list[StateChange]) -> None:
         self.decisions.fires += decisions.fires
@@ -221,14 +223,19 @@ class Outcome:
 
 
 def correlate(
-    correlator: Correlator, log: PartitionLog, records: Iterable[tuple[int, bytes | None]]
+    correlator: Correlator,
+    log: PartitionLog,
+    records: Iterable[tuple[int, bytes | None]],
+    *,
+    keep_offers: bool = False,
 ) -> Outcome:
     """Correlate (offset, value) records of the offers partition of ``log``, in log order.
 
     Offers are decided at the watermark as of their record; a marks record moves the
     watermark, and with it decides absences and ends of quiet periods, and expires.
+    With ``keep_offers``, the outcome lists the offers too.
     """
-    out = Outcome()
+    out = Outcome(offered=[] if keep_offers else None)
     partition = log.partition
     offers: list[Offer] = []
     for offset, value in records:
@@ -260,5 +267,7 @@ def _offer(correlator: Correlator, log: PartitionLog, offers: list[Offer], out: 
     watermark = log.watermark
     out.add(*correlator.offer(offers, watermark, log.partition))
     out.offers += len(offers)
+    if out.offered is not None:
+        out.offered += offers
     if watermark is not None:
         out.expired |= correlator.expire(watermark, log.partition)

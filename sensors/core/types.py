@@ -87,8 +87,9 @@ class Offer(msgspec.Struct, frozen=True, array_like=True, gc=False):
     arrival: Arrival
 
 
-class RunEvent(msgspec.Struct, frozen=True, gc=False):
-    """An event that contributed to a run, as run requests and run records show it."""
+class RunEvent(msgspec.Struct, frozen=True, omit_defaults=True, gc=False):
+    """An event that contributed to a run, as run requests and run records show it, with
+    the W3C trace context it carried (left out when none)."""
 
     name: str
     id: str
@@ -96,6 +97,8 @@ class RunEvent(msgspec.Struct, frozen=True, gc=False):
     time: datetime | None
     payload: dict[str, Any]
     dependency: str
+    traceparent: str | None = None
+    tracestate: str | None = None
 
 
 class Fire(msgspec.Struct, frozen=True, gc=False):
@@ -111,6 +114,10 @@ class Fire(msgspec.Struct, frozen=True, gc=False):
     consumes: tuple[str, ...] = ()
     """The events (:func:`event_key`) the run is named from: the store lets one run
     consume each."""
+    traceparent: str | None = None
+    tracestate: str | None = None
+    """The W3C trace context the run continues: its fire span's (sensors.stages.spans),
+    else that of the event that completed it."""
 
 
 class Failure(msgspec.Struct, frozen=True, gc=False):
@@ -267,13 +274,21 @@ def make_fire(
     events = []
     for dep, arrival in contributing:
         e = arrival.envelope
-        events.append(RunEvent(e.name, e.id, e.source, e.time, e.payload, dep.dep))
+        events.append(
+            RunEvent(
+                e.name, e.id, e.source, e.time, e.payload, dep.dep, e.traceparent, e.tracestate
+            )
+        )
     kept = _kept_defaults(missed, raw, parameters) if missed else None
     if kept:
         info = {**(info or {}), "unmatched": kept}
     consumes = tuple(ids) if ids is not None else tuple(a.key for _, a in contributing)
     run_name = sensor.run_name(consumes)
-    decisions.fires.append(Fire(sensor, run_name, parameters, tuple(events), info, consumes))
+    # The trace of the event that completed it (an absence has none).
+    trace = (events[-1].traceparent, events[-1].tracestate) if events else (None, None)
+    decisions.fires.append(
+        Fire(sensor, run_name, parameters, tuple(events), info, consumes, *trace)
+    )
 
 
 def _kept_defaults(

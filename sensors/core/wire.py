@@ -193,5 +193,9 @@ def run_request(fire: Fire) -> bytes:
     }
     if fire.info is not None:
         fields["trigger_info"] = fire.info
+    if fire.traceparent is not None:
+        fields["traceparent"] = fire.traceparent
+        if fire.tracestate:
+            fields["tracestate"] = fire.tracestate
     tail = _encode(fields)
     return b"%s,%s" % (fire.sensor.request_head, tail[1:])

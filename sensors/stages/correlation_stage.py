@@ -50,10 +50,12 @@ from sensors.core.wire import decode_entry, partition_of
 from sensors.faults import crash_point
 from sensors.runs.outages import log_failure
 from sensors.runs.snapshots import Claimed
+from sensors.stages import spans
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Batch
 from sensors.stages.reporter import StatusReporter
 from sensors.stages.snapshots import Snapshots, Taken
+from triggers import tracing
 from triggers.settings import Settings
 
 __all__ = ["CorrelationStage", "StateRecovery", "mark_sources"]
@@ -115,13 +117,21 @@ class CorrelationStage:
         due: list[PartitionLog] = []
         taken: list[Taken] = []
         limit = self._settings.max_payload_bytes
+        traced = tracing.spans
+        started = spans.now() if traced else 0
+        parents: dict[tuple[str, str], str] = {}
         for tp, batch_records in batch.items():
             partition_log = self.logs.get(tp.partition)
             if partition_log is None:
                 continue  # revoked since it was read; its new owner reads it again
             out = correlate(
-                self.correlator, partition_log, ((r.offset, r.value) for r in batch_records)
+                self.correlator,
+                partition_log,
+                ((r.offset, r.value) for r in batch_records),
+                keep_offers=traced,
             )
+            if out.offered:
+                parents |= spans.correlated(out.offered, out.changes, started)
             for offset, reason in out.malformed:
                 log.error(
                     "skipped a malformed offers record %s[%d]@%d: %s",
@@ -141,6 +151,8 @@ class CorrelationStage:
                 written[tp.partition] = (partition_log, partition_log.seq)
                 if self.snapshots is not None and self.snapshots.due(partition_log):
                     due.append(partition_log)
+        if traced and decisions.fires:
+            decisions.fires[:] = spans.fired(decisions.fires, parents)
         if due:
             assert self.snapshots is not None
             taken = self.snapshots.take(due, self.correlator)

@@ -38,10 +38,12 @@ from sensors.core.router import Router
 from sensors.core.types import Arrival, Decisions
 from sensors.core.wire import encode_keyed, encode_marks
 from sensors.runs.models import FilterCount
+from sensors.stages import spans
 from sensors.stages.deadletter import DeadRecord, dead_letter
 from sensors.stages.emitter import Emitter
 from sensors.stages.kafka import Batch
 from sensors.stages.reporter import StatusReporter, count_filtered
+from triggers import tracing
 from triggers.envelope import decode
 from triggers.errors import EventDecodeError
 from triggers.spec import RUN_EVENT_TYPE, finished_event
@@ -137,6 +139,8 @@ class SensorStage:
         arrivals: list[Arrival] = []
         dead: list[DeadRecord] = []
         stamp, arrived_at = None, datetime.min
+        traced = tracing.spans
+        started = spans.now() if traced else 0
         for tp, records in batch.items():
             for record in records:
                 try:
@@ -170,7 +174,11 @@ class SensorStage:
                 arrivals.append(Arrival(envelope, arrived_at))
             if records:
                 self._stamps[tp] = records[-1].timestamp
+        if traced:
+            arrivals = spans.routed(arrivals, self._emitter.settings.topic_events, started)
         routed = self.router.route(arrivals)
+        if traced and routed.fires:
+            routed.fires[:] = spans.fired(routed.fires)
         offers = encode_keyed(routed.offers, self._partitions, self._max_bytes)
         landed = self._landing = await self._emitter.submit(routed, offers=offers, dead=dead)
         stats = self.stats
