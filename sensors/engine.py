@@ -49,6 +49,7 @@ from sensors.stages.reporter import StatusReporter
 from sensors.stages.scheduler import Scheduler
 from sensors.stages.sensor_stage import SensorStage
 from sensors.stages.snapshots import Snapshots
+from triggers import tracing
 from triggers.errors import TripwireError
 from triggers.settings import Settings
 from triggers.sources import EventSource
@@ -137,6 +138,7 @@ class Engine:
 
     async def start(self) -> None:
         """Connect to the store and the broker, deploy the sensors and start consuming."""
+        tracing.enabled()  # decided now, not at the first event: the stages' spans need it
         # A worker started while its database is down (restarted during an outage, or
         # started before the database) waits for it, saying so once per try.
         waiting = "this worker is starting"

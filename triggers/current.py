@@ -6,13 +6,15 @@ them, each with its payload) are set; for ``trigger_on_finish``, ``current.run``
 is the upstream run that finished (``current.runs`` all of them); for
 ``@schedule``, ``current.scheduled_at`` is the tick; for thresholds, absences
 and debounce, ``current.count``, ``current.event_ids``, ``current.window`` and
-``current.coalesced_event_ids`` say how it fired. Outside a run
+``current.coalesced_event_ids`` say how it fired; ``current.traceparent`` is the
+W3C trace context the run joins. Outside a run
 they are None or empty, so a flow still runs as plain Python.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 from triggers.errors import ConfigurationError
 from triggers.spec import RUN_EVENT_TYPE
 
-__all__ = ["Current", "RunContext", "TriggerEvent", "UpstreamRun", "current"]
+__all__ = ["Current", "RunContext", "TriggerEvent", "UpstreamRun", "current", "trace_carrier"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +224,18 @@ class Current:
         )
 
     @property
+    def traceparent(self) -> str | None:
+        """The W3C trace context the run joins (``00-TRACEID-SPANID-FLAGS``): its attempt's
+        span when the worker records spans, else the run's own; None outside a run and
+        for a run without one. Pass it on to join the run's trace."""
+        return trace_carrier().get("traceparent") if self._ctx() else None
+
+    @property
+    def tracestate(self) -> str | None:
+        """The W3C tracestate that goes with :attr:`traceparent`, if any."""
+        return trace_carrier().get("tracestate") if self._ctx() else None
+
+    @property
     def runs(self) -> tuple[UpstreamRun, ...]:
         """The upstream runs that triggered this one (``trigger_on_finish``), oldest first."""
         found = (UpstreamRun.from_event(e) for e in self.events)
@@ -238,3 +252,14 @@ class Current:
 
 
 current = Current()
+
+
+def trace_carrier() -> dict[str, str]:
+    """The W3C trace context the engine gave this run's process, in OpenTelemetry's
+    environment-variable carrier (``TRACEPARENT``, ``TRACESTATE``), as the propagator's
+    ``traceparent`` and ``tracestate`` keys; empty when it gave none."""
+    carrier = {}
+    for name in ("TRACEPARENT", "TRACESTATE"):
+        if value := os.environ.get(name):
+            carrier[name.lower()] = value
+    return carrier if "traceparent" in carrier else {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import inspect
 import json
@@ -20,12 +21,14 @@ import os
 import sys
 import tempfile
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from triggers.current import RunContext, current
+from triggers import tracing
+from triggers.current import RunContext, current, trace_carrier
 from triggers.error_text import exception_text
 from triggers.loader import load_entrypoint
 from triggers.outcome import (
@@ -89,10 +92,17 @@ def main(argv: list[str] | None = None) -> int:
 def run(context_file: Path, result_file: Path) -> int:
     """Run the flow that ``context_file`` names, write its outcome to ``result_file``, and
     return the process's exit code (what ``main`` does once it read its arguments)."""
+    try:
+        return _run(context_file, result_file)
+    finally:
+        _flush_spans()  # a zygote's child ends with os._exit, which skips the SDK's atexit
+
+
+def _run(context_file: Path, result_file: Path) -> int:
     if not passed_gate():
         print(
             "tripwire: not started: the store refused this worker the run's attempt (another "
-            "worker took the run over), or the worker stopped before it recorded it; nothing "
+            "worker took the run over), or the worker stopped before it let it start; nothing "
             "of the flow ran",
             file=sys.stderr,
         )
@@ -136,9 +146,10 @@ def run(context_file: Path, result_file: Path) -> int:
         traceback.print_exc()
         return EXIT_SYSTEM
     try:
-        result = func(**arguments)
-        if inspect.isawaitable(result):
-            asyncio.run(_await(result))
+        with _in_trace():
+            result = func(**arguments)
+            if inspect.isawaitable(result):
+                asyncio.run(_await(result))
     except (Exception, SystemExit, KeyboardInterrupt) as exc:
         if isinstance(exc, SystemExit) and exc.code in (0, None):
             write(result_file, {"ok": True})
@@ -168,6 +179,41 @@ def _run_command(command: dict[str, Any], result: Path) -> int:
 
 async def _await(awaitable: Any) -> Any:
     return await awaitable
+
+
+@contextlib.contextmanager
+def _in_trace() -> Iterator[None]:
+    """Run the flow with the trace context the engine gave the process (``TRACEPARENT``)
+    as OpenTelemetry's current context, so that the flow's own spans are children of its
+    attempt; with OpenTelemetry's SDK set up first when ``OTEL_*`` configure it here.
+    Without that variable, or without OpenTelemetry, nothing is imported or attached."""
+    carrier = trace_carrier()
+    if not carrier:
+        yield
+        return
+    try:
+        from opentelemetry import context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        yield
+        return
+    tracing.enabled()
+    token = context.attach(TraceContextTextMapPropagator().extract(carrier))
+    try:
+        yield
+    finally:
+        context.detach(token)
+
+
+def _flush_spans() -> None:
+    """Export the spans the run made (its flow's, its events') before the process ends."""
+    if "opentelemetry.trace" not in sys.modules:
+        return
+    from opentelemetry import trace
+
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if flush is not None:
+        flush()
 
 
 if __name__ == "__main__":

@@ -232,6 +232,7 @@ def span(
     name: str,
     parent: str | None,
     *,
+    tracestate: str | None = None,
     kind: str = "INTERNAL",
     links: Sequence[str | None] = (),
     attributes: Mapping[str, Any] | None = None,
@@ -239,9 +240,10 @@ def span(
 ) -> Any:
     """Start a span (only while :data:`spans`): a child of the span whose W3C
     ``traceparent`` is ``parent``, or the root of a new trace when that is None or
-    malformed, linked to the span of each traceparent in ``links``. ``kind`` names a
+    malformed (``tracestate``: the parent's vendor state, which the span keeps), linked
+    to the span of each traceparent in ``links``. ``kind`` names a
     ``SpanKind``; ``start_time`` is in nanoseconds since the epoch. The caller ends it."""
-    context = _extract(parent) if parent else None
+    context = _extract(parent, tracestate) if parent else None
     if context is None:
         context = _root  # not the current span's: a worker's spans follow their events
     linked = [_trace.Link(c) for c in (_span_context(p) for p in links if p) if c is not None]

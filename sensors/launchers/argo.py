@@ -6,7 +6,9 @@ under its name, or the target's ``parameters`` templates). Its name is the
 run's, so a replay gets 409. Its ``status.phase`` maps: Pending ->
 INITIALIZING, Running -> RUNNING, Succeeded -> SUCCEEDED, Failed -> FAILED
 (USER: a step of the workflow failed), Error -> FAILED (SYSTEM). Abort sets
-``spec.shutdown: Terminate``, which Argo's controller carries out.
+``spec.shutdown: Terminate``, which Argo's controller carries out. A run that
+joins a trace gives every container step its ``TRACEPARENT`` and ``TRACESTATE``
+(the Workflow's ``templateDefaults``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sensors.launchers.base import template_values
 from sensors.launchers.cluster import ClusterLauncher
 from sensors.launchers.kubernetes import RUN_LABEL
 from sensors.launchers.remote import Observation
+from sensors.launchers.spans import trace_env
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
 from triggers.targets import ArgoTarget, TargetSpec, render
@@ -50,7 +53,7 @@ class ArgoLauncher(ClusterLauncher):
             arguments = {k: _text(v) for k, v in run.parameters.items()}
         else:
             arguments = render(options.parameters, values, typed=False)
-        workflow = {
+        workflow: dict[str, Any] = {
             "apiVersion": f"{_GROUP}/{_VERSION}",
             "kind": "Workflow",
             "metadata": {
@@ -70,6 +73,12 @@ class ArgoLauncher(ClusterLauncher):
                 },
             },
         }
+        env = trace_env(run)
+        if env:
+            # Every container step gets it, merged by name with the template's own env.
+            workflow["spec"]["templateDefaults"] = {
+                "container": {"env": [{"name": k, "value": v} for k, v in env.items()]}
+            }
         try:
             await custom.create_namespaced_custom_object(
                 _GROUP, _VERSION, namespace, _PLURAL, workflow

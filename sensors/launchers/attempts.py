@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from sensors.launchers.base import family_of
 from sensors.launchers.process import pid_alive, pid_namespace, process_started
+from sensors.launchers.spans import end_span, in_attempt, number_span
 from sensors.runs import history as runs_history
 from sensors.runs import workers
 from sensors.runs.models import Attempt, RunError, RunRecord
@@ -157,9 +158,13 @@ async def begin_attempt(
     *,
     pid: int | None = None,
     phase: AttemptPhase = AttemptPhase.RUNNING,
+    span: Any = None,
 ) -> Attempt:
-    """Record the run's next attempt, waiting out an outage of the store."""
-    return await persistently(
+    """Record the run's next attempt, waiting out an outage of the store; ``span``, the
+    attempt's (:mod:`sensors.launchers.spans`), is named after its number, and the store
+    keeps its trace context, which the attempt's lifecycle events carry."""
+    traced = in_attempt(run, span) if span is not None else None
+    attempt = await persistently(
         f"run {run.name}: recording its attempt",
         runs_history.start_attempt,
         store,
@@ -167,13 +172,24 @@ async def begin_attempt(
         pid=pid,
         worker=worker,
         phase=phase,
+        traceparent=traced.traceparent if traced else None,
+        tracestate=traced.tracestate if traced else None,
     )
+    number_span(span, attempt.number)
+    return attempt
 
 
 async def end_attempt(
-    store: RunStore, run: RunRecord, number: int, phase: AttemptPhase, error: RunError | None
+    store: RunStore,
+    run: RunRecord,
+    number: int,
+    phase: AttemptPhase,
+    error: RunError | None,
+    span: Any = None,
 ) -> None:
-    """Record how attempt ``number`` ended, waiting out an outage of the store."""
+    """Record how attempt ``number`` ended, waiting out an outage of the store, and end its
+    ``span`` (:mod:`sensors.launchers.spans`) with that phase and error."""
+    end_span(span, phase, error)
     await persistently(
         f"run {run.name}: recording the end of attempt {number}",
         runs_history.finish_attempt,

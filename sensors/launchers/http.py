@@ -48,6 +48,13 @@ from sensors.launchers.attempts import (
 )
 from sensors.launchers.base import Unbounded, template_values
 from sensors.launchers.process import run_dir
+from sensors.launchers.spans import (
+    attempt_span,
+    end_span,
+    in_attempt,
+    launch_span,
+    trace_headers,
+)
 from sensors.runs import history as runs_history
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
@@ -141,21 +148,25 @@ class HttpLauncher(Unbounded):
         log_path.parent.mkdir(parents=True, exist_ok=True)
         phase: WorkflowPhase | None = WorkflowPhase.FAILED
         error: RunError | None = None
+        launch, span = launch_span(run, self.worker), None
         try:
             for number in range(1, run.retries + 2):
-                attempt = await begin_attempt(self._store, run, self.worker)
+                span = attempt_span(run, launch, self.worker)
+                attempt = await begin_attempt(self._store, run, self.worker, span=span)
                 self._attempts[run.name] = (attempt.number, time.monotonic())
                 try:
-                    phase, error = await self._call(run, options, log_path, deadline)
+                    phase, error = await self._call(
+                        in_attempt(run, span), options, log_path, deadline
+                    )
                 except _Ended as ended:
                     await end_attempt(
-                        self._store, run, attempt.number, _attempt_phase(ended.phase), None
+                        self._store, run, attempt.number, _attempt_phase(ended.phase), None, span
                     )
                     phase, error = ended.phase, ended.error
                     return
                 retry = error is not None and error.kind == ErrorKind.USER and number <= run.retries
                 done = AttemptPhase.RETRYABLE_FAILED if retry else _attempt_phase(phase)
-                await end_attempt(self._store, run, attempt.number, done, error)
+                await end_attempt(self._store, run, attempt.number, done, error, span)
                 if not retry:
                     return
                 try:
@@ -175,6 +186,8 @@ class HttpLauncher(Unbounded):
             phase = WorkflowPhase.FAILED
             error = system_error("LauncherFailed", f"the launcher failed: {exc}", self.worker)
         finally:
+            end_span(span)  # an attempt cut short (the worker stops): no phase
+            end_span(launch, phase, error)
             self._attempts.pop(run.name, None)
             if phase is not None:
                 await asyncio.shield(finish_run(self._store, run, phase, error))
@@ -191,6 +204,7 @@ class HttpLauncher(Unbounded):
         headers = {
             "Content-Type": "application/json",
             "Idempotency-Key": run.name,
+            **trace_headers(run),  # the receiver joins the run's trace
             **render(options.headers, values, typed=False),
         }
         if options.hmac_secret_env:

@@ -28,6 +28,7 @@ from sensors.launchers.base import template_values
 from sensors.launchers.cluster import ClusterLauncher
 from sensors.launchers.process import run_context
 from sensors.launchers.remote import Observation
+from sensors.launchers.spans import trace_env
 from sensors.runs.models import RunRecord
 from sensors.runs.phases import AttemptPhase, ErrorKind
 from triggers.errors import ConfigurationError
@@ -92,6 +93,7 @@ class KubernetesLauncher(ClusterLauncher):
             "TRIPWIRE_DOMAIN": run.domain,
             "PYTHONUNBUFFERED": "1",
             TERMINATION_LOG: _REPORT,
+            **trace_env(run),  # the run joins its attempt's trace
             **render(options.env, template_values(run), typed=False),
         }
         if self._settings.kafka_bootstrap:

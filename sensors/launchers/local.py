@@ -55,6 +55,14 @@ from sensors.launchers.process import (
     stop_group,
     wait_pid,
 )
+from sensors.launchers.spans import (
+    CARRIER,
+    attempt_span,
+    end_span,
+    in_attempt,
+    launch_span,
+    trace_env,
+)
 from sensors.launchers.zygotes import WarmProcess, Zygotes
 from sensors.runs import history as runs_history
 from sensors.runs import workers
@@ -273,19 +281,20 @@ class LocalLauncher:
         if run.timeout_seconds:
             left = run.timeout_seconds - (datetime.now(UTC) - started).total_seconds()
             deadline = _now() + left
+        launch = launch_span(run, self.worker)
         try:
             for retried in itertools.count():
-                phase, error, retry = await self._attempt(run, deadline, adopted, held)
+                phase, error, retry = await self._attempt(run, deadline, adopted, held, launch)
                 adopted = None
                 crash_point("launch.attempt_ended")
                 if not retry:
-                    await self._finish(run, phase, error)
+                    await self._finish(run, phase, error, launch)
                     return
                 backoff = run.retry_backoff_seconds * 2**retried
                 log.info("run %s: retrying in %.1fs (%s)", run.name, backoff, error)
                 ended = await self._pause(run, backoff, deadline)
                 if ended is not None:
-                    await self._finish(run, *ended)
+                    await self._finish(run, *ended, launch)
                     return
         except ClaimLostError as exc:
             log.error("run %s: not started here: %s", run.name, exc)  # its process was stopped
@@ -297,18 +306,40 @@ class LocalLauncher:
                 system_error(
                     "LauncherFailed", "the launcher failed; see the worker log", self.worker
                 ),
+                launch,
             )
         finally:
+            end_span(launch)  # cut short (the worker stops, the claim was lost): no phase
             self._active.pop(run.name, None)
             self._aborted.discard(run.name)
             held.release()
 
     async def _attempt(
-        self, run: RunRecord, deadline: float | None, adopted: Attempt | None, slot: _Slot
+        self,
+        run: RunRecord,
+        deadline: float | None,
+        adopted: Attempt | None,
+        slot: _Slot,
+        launch: Any,
     ) -> tuple[WorkflowPhase, RunError | None, bool]:
-        """Run one attempt (or watch an adopted one to its end); return the run's phase,
-        its error, and whether to retry. The run's ``slot`` is released as soon as its
-        process ended for good, before the store records it: the slots count processes."""
+        """Run one attempt (or watch an adopted one to its end), as a span of the ``launch``
+        span when there is one; return the run's phase, its error, and whether to retry."""
+        span = attempt_span(run, launch, self.worker, adopted.number if adopted else None)
+        try:
+            return await self._follow(in_attempt(run, span), deadline, adopted, slot, span)
+        finally:
+            end_span(span)  # cut short by an exception: no phase
+
+    async def _follow(
+        self,
+        run: RunRecord,
+        deadline: float | None,
+        adopted: Attempt | None,
+        slot: _Slot,
+        span: Any,
+    ) -> tuple[WorkflowPhase, RunError | None, bool]:
+        """:meth:`_attempt`'s work. The run's ``slot`` is released as soon as its process
+        ended for good, before the store records it: the slots count processes."""
         folder = run_dir(self._settings, run.name)
         gate: Gate | None = None
         if adopted is not None:
@@ -327,11 +358,11 @@ class LocalLauncher:
                 log.exception("run %s: could not start its process", run.name)
                 message = f"could not start the run's process: {exc}"
                 return await self._not_started(
-                    run, system_error("SpawnFailed", message, self.worker)
+                    run, system_error("SpawnFailed", message, self.worker), span
                 )
             pid, ended = process.pid, asyncio.ensure_future(process.wait())
             try:
-                attempt = await begin_attempt(self._store, run, self.worker, pid=pid)
+                attempt = await begin_attempt(self._store, run, self.worker, pid=pid, span=span)
             except BaseException:
                 gate.close()  # an end of file: the process ends, none of the flow ran
                 await stop_group(pid, ended)  # nothing may run that the store does not know of
@@ -359,7 +390,7 @@ class LocalLauncher:
                 "nothing of the flow ran"
             )
             return await self._unstarted(
-                run, attempt, system_error("NotStarted", message, self.worker)
+                run, attempt, system_error("NotStarted", message, self.worker), span
             )
         failed = (
             await self._failures(run, attempt)
@@ -371,19 +402,19 @@ class LocalLauncher:
         )
         if not retry:
             slot.release()
-        await end_attempt(self._store, run, attempt.number, attempt_phase, error)
+        await end_attempt(self._store, run, attempt.number, attempt_phase, error, span)
         return phase, error, retry
 
     async def _not_started(
-        self, run: RunRecord, error: RunError
+        self, run: RunRecord, error: RunError, span: Any
     ) -> tuple[WorkflowPhase, RunError | None, bool]:
         """Record an attempt whose process could not start, a SYSTEM failure, and end it
         as :meth:`_unstarted` does."""
-        attempt = await begin_attempt(self._store, run, self.worker)
-        return await self._unstarted(run, attempt, error)
+        attempt = await begin_attempt(self._store, run, self.worker, span=span)
+        return await self._unstarted(run, attempt, error, span)
 
     async def _unstarted(
-        self, run: RunRecord, attempt: Attempt, error: RunError
+        self, run: RunRecord, attempt: Attempt, error: RunError, span: Any
     ) -> tuple[WorkflowPhase, RunError | None, bool]:
         """End ``attempt``, whose process never ran any of the flow (``error`` says why),
         and return as :meth:`_attempt` does: retried up to ``_START_RETRIES`` times for
@@ -392,14 +423,16 @@ class LocalLauncher:
         unstarted = sum(1 for failure in earlier if failure.code == error.code)
         retry = unstarted < _START_RETRIES and not self._closing
         phase = AttemptPhase.RETRYABLE_FAILED if retry else AttemptPhase.FAILED
-        await end_attempt(self._store, run, attempt.number, phase, error)
+        await end_attempt(self._store, run, attempt.number, phase, error, span)
         return (WorkflowPhase.RUNNING if retry else WorkflowPhase.FAILED), error, retry
 
     async def _failures(self, run: RunRecord, attempt: Attempt) -> dict[ErrorKind, int]:
-        """How many attempts before ``attempt`` failed, by kind of error."""
+        """How many attempts before ``attempt`` failed, by kind of error; not those whose
+        process never ran the flow, which :meth:`_unstarted` counts apart."""
         failed = dict.fromkeys(ErrorKind, 0)
         for error in await self._errors_before(run, attempt):
-            failed[error.kind] += 1
+            if error.code not in _UNSTARTED:
+                failed[error.kind] += 1
         return failed
 
     async def _errors_before(self, run: RunRecord, attempt: Attempt) -> list[RunError]:
@@ -510,10 +543,11 @@ class LocalLauncher:
     ) -> asyncio.subprocess.Process | WarmProcess:
         """Start the run's process, which waits at ``gate``: forked from its flow's zygote
         with ``TRIPWIRE_RUN_START=fork`` (sensors.launchers.zygotes), else a new
-        interpreter."""
+        interpreter. It joins the run's trace (``TRACEPARENT``), and no other."""
         context, result = prepare(run, folder)
         env = {
-            **os.environ,
+            **{name: value for name, value in os.environ.items() if name not in CARRIER},
+            **trace_env(run),
             "TRIPWIRE_RUN_CONTEXT": str(context),
             "TRIPWIRE_HOME": str(self._settings.home.resolve()),
             "TRIPWIRE_PROJECT": run.project,
@@ -555,7 +589,10 @@ class LocalLauncher:
                 start_new_session=True,  # its own process group: abort stops all it started
             )
 
-    async def _finish(self, run: RunRecord, phase: WorkflowPhase, error: RunError | None) -> None:
+    async def _finish(
+        self, run: RunRecord, phase: WorkflowPhase, error: RunError | None, launch: Any = None
+    ) -> None:
+        end_span(launch, phase, error)
         # What the last attempt reported about itself, e.g. the Metaflow run it made.
         outputs = read_result(run_dir(self._settings, run.name) / "result.json").get("outputs")
         await finish_run(
@@ -601,6 +638,8 @@ class _Slot:
 
 _ABORT_POLL = 0.5  # seconds between looks for aborted runs
 _START_RETRIES = 2  # times a run whose process could not start is tried again
+_UNSTARTED = frozenset({"SpawnFailed", "NotStarted"})
+"""The codes of attempts that ran none of the flow: no retries of the run's are spent."""
 _ADOPT_EVERY = 10.0  # seconds between looks for runs of workers on this host that died
 
 

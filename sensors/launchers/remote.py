@@ -46,6 +46,7 @@ from sensors.launchers.attempts import (
     worker_name,
 )
 from sensors.launchers.base import Unbounded
+from sensors.launchers.spans import attempt_span, end_span, in_attempt, launch_span
 from sensors.runs import history as runs_history
 from sensors.runs.models import Attempt, RunError, RunRecord
 from sensors.runs.outages import persistently
@@ -199,15 +200,17 @@ class RemoteLauncher(Unbounded, ABC):
 
     async def _execute(self, run: RunRecord, adopted: Attempt | None, after: float = 0.0) -> None:
         phase, error, outputs = WorkflowPhase.FAILED, None, None
+        launch, span = launch_span(run, self.worker), None
         try:
             await asyncio.sleep(after)  # a retry taken over from a worker that died waits on
             while True:
+                span = attempt_span(run, launch, self.worker, adopted.number if adopted else None)
                 if adopted is None:
                     adopted = await begin_attempt(
-                        self._store, run, self.worker, phase=AttemptPhase.INITIALIZING
+                        self._store, run, self.worker, phase=AttemptPhase.INITIALIZING, span=span
                     )
                 attempt, adopted = adopted, None
-                ended = await self._follow(run, attempt)
+                ended = await self._follow(in_attempt(run, span), attempt)
                 if ended is None:
                     phase = WorkflowPhase.RUNNING  # another worker watches it now
                     return
@@ -215,7 +218,7 @@ class RemoteLauncher(Unbounded, ABC):
                     run, attempt, ended
                 )
                 done = AttemptPhase.RETRYABLE_FAILED if retry else ended.phase
-                await end_attempt(self._store, run, attempt.number, done, ended.error)
+                await end_attempt(self._store, run, attempt.number, done, ended.error, span)
                 phase, error = _run_phase(ended)
                 outputs = ended.outputs
                 if not retry:
@@ -233,7 +236,10 @@ class RemoteLauncher(Unbounded, ABC):
                 "LauncherFailed", ErrorKind.SYSTEM, f"the launcher failed: {exc}", self.worker
             )
         finally:
-            if phase != WorkflowPhase.RUNNING:
+            end_span(span)  # an attempt this worker stopped watching: no phase
+            ending = phase != WorkflowPhase.RUNNING
+            end_span(launch, phase if ending else None, error)
+            if ending:
                 await asyncio.shield(finish_run(self._store, run, phase, error, outputs))
 
     async def _retries(self, run: RunRecord, attempt: Attempt, ended: Observation) -> bool:

@@ -46,6 +46,28 @@ __all__ = [
     "unpublished_changes",
 ]
 
+_RUN_KEY = ("project", "domain", "name")
+
+
+def _trace_of_change(column: str) -> Any:
+    """The trace context (``column``) a change's lifecycle event carries: its attempt span's,
+    for a change of an attempt that has one; else its run's."""
+    of_run = [getattr(runs.c, key) == getattr(run_phases.c, key) for key in _RUN_KEY]
+    of_attempt = [getattr(run_attempts.c, key) == getattr(run_phases.c, key) for key in _RUN_KEY]
+    of_attempt.append(run_attempts.c.number == run_phases.c.attempt)
+    attempt_span = sa.select(run_attempts.c.traceparent).where(*of_attempt).scalar_subquery()
+    return sa.case(
+        (
+            attempt_span.is_not(None),
+            sa.select(run_attempts.c[column]).where(*of_attempt).scalar_subquery(),
+        ),
+        else_=sa.select(runs.c[column]).where(*of_run).scalar_subquery(),
+    ).label(column)
+
+
+# A change with the trace context its lifecycle event carries.
+_CHANGES = sa.select(run_phases, _trace_of_change("traceparent"), _trace_of_change("tracestate"))
+
 _LIVE_ATTEMPT = (
     AttemptPhase.INITIALIZING,
     AttemptPhase.WAITING_FOR_RESOURCES,
@@ -62,9 +84,11 @@ async def start_attempt(
     pid: int | None,
     worker: str,
     phase: AttemptPhase = AttemptPhase.RUNNING,
+    traceparent: str | None = None,
+    tracestate: str | None = None,
 ) -> Attempt:
     """Record the run's next attempt as ``phase`` (RUNNING, or INITIALIZING for a target that
-    must first schedule it) and return it.
+    must first schedule it), with the trace context of its span if it has one, and return it.
 
     With no read before it: the run's count of attempts goes up by one in the statement
     that says which number this attempt has. Attempts that start at once are recorded
@@ -103,6 +127,8 @@ async def start_attempt(
             updated_at=now,
             pid=pid,
             worker=worker,
+            traceparent=traceparent,
+            tracestate=tracestate,
         )
         transaction.attempts.append(attempt.model_dump())
         run = RunRef(project, domain, name, row.flow)
@@ -323,10 +349,7 @@ async def _of_run(
 async def unpublished_changes(store: RunStore, limit: int = 500) -> list[PhaseChange]:
     """Phase changes whose lifecycle event has not gone out yet, oldest first."""
     query = (
-        sa.select(run_phases)
-        .where(run_phases.c.published_at.is_(None))
-        .order_by(run_phases.c.id)
-        .limit(limit)
+        _CHANGES.where(run_phases.c.published_at.is_(None)).order_by(run_phases.c.id).limit(limit)
     )
     async with store.connection() as conn:
         rows = (await conn.execute(query)).mappings().all()
@@ -356,8 +379,7 @@ async def relay_changes(
         return len(changes)
     earlier = run_phases.alias("earlier")
     query = (
-        sa.select(run_phases)
-        .where(
+        _CHANGES.where(
             run_phases.c.published_at.is_(None),
             ~sa.exists().where(
                 earlier.c.project == run_phases.c.project,

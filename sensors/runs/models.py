@@ -112,6 +112,15 @@ class NewRun(BaseModel):
         "parameters that kept their defaults because their source matched nothing "
         "(UnmatchedMapping); None when there is neither.",
     )
+    traceparent: str | None = Field(
+        None,
+        description="The W3C trace context the run joins (a fire's span, for a sensor's run): "
+        "its admission, launch and attempts are spans of that trace, its process gets it as "
+        "TRACEPARENT, and its lifecycle events carry it. None when there is no trace.",
+    )
+    tracestate: str | None = Field(
+        None, description="The W3C tracestate that goes with ``traceparent``, if any."
+    )
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -272,6 +281,12 @@ class Attempt(BaseModel):
     link: str | None = Field(
         None, description="Where the attempt's remote run is seen, e.g. its Prefect UI page."
     )
+    traceparent: str | None = Field(
+        None,
+        description="The W3C trace context of the attempt's span, which its process got and "
+        "its lifecycle events carry; None when the worker recorded no span for it.",
+    )
+    tracestate: str | None = None
 
 
 class PhaseChange(BaseModel):
@@ -286,6 +301,12 @@ class PhaseChange(BaseModel):
     phase: str = Field(description="A WorkflowPhase, or an AttemptPhase for an attempt.")
     at: UtcDatetime
     error: RunError | None = None
+    traceparent: str | None = Field(
+        None,
+        description="The W3C trace context its lifecycle event carries: its attempt's span's "
+        "for an attempt's change, where the worker recorded one; else its run's.",
+    )
+    tracestate: str | None = None
 
 
 class Project(BaseModel):

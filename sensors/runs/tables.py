@@ -92,6 +92,8 @@ runs = sa.Table(
     sa.Column("max_concurrency", sa.Integer),
     sa.Column("claimed_by", sa.String(300)),
     sa.Column("outputs", sa.JSON),
+    sa.Column("traceparent", sa.Text),
+    sa.Column("tracestate", sa.Text),
     # The exactly-once guarantee: one run per deterministic name.
     sa.UniqueConstraint("project", "domain", "name", name="uq_runs_name"),
     sa.Index("ix_runs_sensor_created", "sensor_id", "created_at"),
@@ -207,6 +209,8 @@ run_attempts = sa.Table(
     sa.Column("pid", sa.Integer),
     sa.Column("worker", sa.String(300)),
     sa.Column("link", sa.String(2000)),
+    sa.Column("traceparent", sa.Text),
+    sa.Column("tracestate", sa.Text),
 )
 
 # Every phase change of a run or of one of its attempts, in order. Also the outbox of

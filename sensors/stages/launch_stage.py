@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -40,6 +41,7 @@ from sensors.runs.outages import log_failure
 from sensors.runs.service import RunService
 from sensors.runs.store import RunStore
 from sensors.stages.kafka import Batch
+from triggers import tracing
 from triggers.errors import ConfigurationError, ConsumedError
 
 __all__ = ["LaunchStage"]
@@ -89,9 +91,12 @@ class LaunchStage:
                     self.duplicates += 1
                 requests[request.key] = request
         if requests:
+            began = time.time_ns() if tracing.spans else 0
             answers = await self._service.admit_many(list(requests.values()))
             for request, answer in zip(requests.values(), answers, strict=True):
                 self._admitted(request, answer)
+                if began and request.traceparent is not None:
+                    _admission_span(request, answer, began)
         self._wake.set()
 
     def start(self) -> None:
@@ -193,3 +198,30 @@ class LaunchStage:
         """Claim a QUEUED run of a limited trigger for this worker; None if the limit or
         another worker came first."""
         return await limits.claim(self._store, run, datetime.now(UTC), self.worker)
+
+
+def _admission_span(
+    request: NewRun, answer: tuple[RunRecord, bool] | ConsumedError, began: int
+) -> None:
+    """The span ``admit FLOW`` of a request's admission, begun at ``began`` (ns), in the
+    trace of the request: created, a duplicate (the name exists), or refused."""
+    if isinstance(answer, ConsumedError):
+        outcome = "refused"
+    else:
+        outcome = "created" if answer[1] else "duplicate"
+    span = tracing.span(
+        f"admit {request.flow}",
+        request.traceparent,
+        tracestate=request.tracestate,
+        attributes={
+            "tripwire.run.name": request.name,
+            "tripwire.flow": request.flow,
+            "tripwire.sensor.id": request.sensor_id or "",
+            "tripwire.project": request.project,
+            "tripwire.domain": request.domain,
+            "tripwire.admission": outcome,
+            "tripwire.run.created": outcome == "created",
+        },
+        start_time=began,
+    )
+    span.end()

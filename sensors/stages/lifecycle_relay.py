@@ -15,7 +15,9 @@ Metaflow's Argo integration would (``metaflow.[PROJECT.BRANCH.]FLOW.end``, see
 Event shape, after Flyte's cloud events: type ``com.tripwire.resource.workflow``
 with subject ``WorkflowExecutionEvent`` for a run, ``com.tripwire.resource.task``
 with subject ``TaskExecutionEvent`` for an attempt; the key is the run name, so
-the events of one run stay in order on one partition.
+the events of one run stay in order on one partition. The events of a run in a trace
+(``traceparent``, see docs/tracing.md) carry its context (an attempt's change, its
+attempt span's), so that a ``trigger_on_finish`` sensor downstream continues the trace.
 """
 
 from __future__ import annotations
@@ -74,19 +76,22 @@ def lifecycle_data(change: PhaseChange, settings: Settings) -> dict[str, Any]:
 
 
 def lifecycle_record(change: PhaseChange, settings: Settings) -> KafkaRecord:
-    """One phase change as a binary-mode CloudEvent for Kafka."""
+    """One phase change as a binary-mode CloudEvent for Kafka, in its run's trace (the
+    distributed-tracing extension: ``ce_traceparent``, ``ce_tracestate``) when it has one."""
     run_level = change.attempt is None
-    event = CloudEvent(
-        attributes={
-            "type": WORKFLOW_EVENT if run_level else TASK_EVENT,
-            "source": f"tripwire://runs/{change.project}/{change.domain}",
-            "id": f"{change.project}.{change.domain}.phase-{change.id}",
-            "subject": "WorkflowExecutionEvent" if run_level else "TaskExecutionEvent",
-            "time": change.at,
-            "datacontenttype": "application/json",
-        },
-        data=lifecycle_data(change, settings),
-    )
+    attributes: dict[str, Any] = {
+        "type": WORKFLOW_EVENT if run_level else TASK_EVENT,
+        "source": f"tripwire://runs/{change.project}/{change.domain}",
+        "id": f"{change.project}.{change.domain}.phase-{change.id}",
+        "subject": "WorkflowExecutionEvent" if run_level else "TaskExecutionEvent",
+        "time": change.at,
+        "datacontenttype": "application/json",
+    }
+    if change.traceparent is not None:
+        attributes["traceparent"] = change.traceparent
+        if change.tracestate:
+            attributes["tracestate"] = change.tracestate
+    event = CloudEvent(attributes=attributes, data=lifecycle_data(change, settings))
     message = ce_kafka.to_binary_event(event, key_mapper=lambda _: change.name)
     key = message.key.encode() if isinstance(message.key, str) else (message.key or b"")
     return KafkaRecord(key=key, value=message.value, headers=list(message.headers.items()))

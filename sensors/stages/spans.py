@@ -42,6 +42,7 @@ def routed(arrivals: list[Arrival], topic: str, started: int) -> list[Arrival]:
         span = tracing.span(
             f"route {envelope.name}",
             envelope.traceparent,
+            tracestate=envelope.tracestate,
             kind="CONSUMER",
             start_time=started,
             attributes={
@@ -75,6 +76,7 @@ def correlated(
         span = tracing.span(
             f"correlate {offer.sensor_id}",
             envelope.traceparent,
+            tracestate=envelope.tracestate,
             start_time=started,
             attributes={
                 "tripwire.sensor.id": offer.sensor_id,
@@ -85,7 +87,7 @@ def correlated(
             },
         )
         span.end()
-        parents[offer.sensor_id, envelope.id] = tracing.traceparent(span).traceparent
+        parents[offer.sensor_id, envelope.id] = tracing.traceparent(span).traceparent  # same state
     return parents
 
 
@@ -101,6 +103,7 @@ def fired(fires: list[Fire], parents: Mapping[tuple[str, str], str] | None = Non
         span = tracing.span(
             f"fire {fire.sensor.id}",
             parent,
+            tracestate=last.tracestate if last else None,
             links=[e.traceparent for e in fire.events],
             attributes=_fire_attributes(fire),
         )

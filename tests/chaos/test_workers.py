@@ -7,7 +7,8 @@ import contextlib
 import os
 import signal
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -98,12 +99,10 @@ async def test_the_worker_killed_after_an_attempt_ended_and_before_its_run_did(
     # Given a worker that dies once a run's attempt is recorded as ended, before the run
     # is (a warm run takes milliseconds, so a SIGKILL from outside lands there too)
     log, expected = tmp_path / "worker.log", Expected()
-    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        await _crashed_at("launch.attempt_ended", chaos_env, log, lambda: expected.tick(0))
-        with worker([CHAOS_FLOWS], chaos_env, log) as second:
-            await ready(second, log, times=2)
-            # Then the next worker ends the run as its attempt did, once
-            [run] = await expected.exactly_once(store, timeout=60)
+    crash = _crash("launch.attempt_ended", chaos_env, chaos_env, log, lambda: expected.tick(0))
+    async with crash as store:
+        # Then the next worker ends the run as its attempt did, once
+        [run] = await expected.exactly_once(store, timeout=60)
     assert run.attempts == 1
     assert "stopped; ending it" in log.read_text()
 
@@ -115,16 +114,38 @@ async def test_the_worker_killed_after_recording_an_attempt_and_before_letting_i
     # process through its gate (in a burst of runs, a SIGKILL from outside lands there
     # too), and runs with no system retries
     log, expected = tmp_path / "worker.log", Expected()
-    async with await RunStore.open(chaos_env["TRIPWIRE_DATABASE_URL"]) as store:
-        await _crashed_at("launch.attempt_recorded", chaos_env, log, lambda: expected.tick(0))
-        with worker([CHAOS_FLOWS], chaos_env, log) as second:
-            await ready(second, log, times=2)
-            # Then the next worker learns that nothing of the flow ran, and starts it, once
-            [run] = await expected.exactly_once(store, timeout=60)
-            attempts = await runs_history.attempts(store, *run.key)
+    crash = _crash("launch.attempt_recorded", chaos_env, chaos_env, log, lambda: expected.tick(0))
+    async with crash as store:
+        # Then the next worker learns that nothing of the flow ran, and starts it, once
+        [run] = await expected.exactly_once(store, timeout=60)
+        attempts = await runs_history.attempts(store, *run.key)
     assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
     assert attempts[0].error is not None and attempts[0].error.code == "NotStarted"
     assert "nothing of the flow ran" in attempts[0].error.message
+
+
+async def test_an_attempt_that_never_started_spends_none_of_the_runs_system_retries(
+    chaos_env: dict[str, str], tmp_path: Path
+) -> None:
+    # Given runs with one system retry, and a worker that dies before it lets one start
+    env = {**chaos_env, "TRIPWIRE_SYSTEM_RETRIES": "1"}
+    log, expected, marker = tmp_path / "worker.log", Expected(), tmp_path / "slept"
+    payload: dict[str, object] = {"marker": str(marker)}
+    cause = partial(_publish, expected, "chaos_sleeps_once", payload)
+    async with _crash("launch.attempt_recorded", env, env, log, cause) as store:
+        # When the next attempt's process is killed as it runs
+        await eventually(marker.exists, "the next attempt to begin its sleep", timeout=60)
+        running = await eventually(lambda: _with_pid(store), "the run's process")
+        os.killpg(running.pid, signal.SIGKILL)
+        # Then that death is the one the system retry is for: a third attempt succeeds
+        [run] = await expected.exactly_once(store, timeout=90)
+        attempts = await runs_history.attempts(store, *run.key)
+    codes = [(a.phase, a.error.code if a.error else None) for a in attempts]
+    assert codes == [
+        (AttemptPhase.RETRYABLE_FAILED, "NotStarted"),
+        (AttemptPhase.RETRYABLE_FAILED, "ProcessKilled"),
+        (AttemptPhase.SUCCEEDED, None),
+    ]
 
 
 @pytest.mark.parametrize("elsewhere", [False, True], ids=["same host", "another host"])
@@ -136,23 +157,33 @@ async def test_the_worker_killed_while_a_run_waited_for_its_retry(
     first, then = _hosts(chaos_env, pg_url) if elsewhere else (chaos_env, chaos_env)
     log, expected = tmp_path / "worker.log", Expected()
     marker: dict[str, object] = {"marker": str(tmp_path / "failed")}
-    async with await RunStore.open(then["TRIPWIRE_DATABASE_URL"]) as store:
-        await _crashed_at(
-            "launch.attempt_ended",
-            first,
-            log,
-            lambda: _publish(expected, "chaos_fails_once", marker),
-        )
-        with worker([CHAOS_FLOWS], then, log) as second:
-            await ready(second, log, times=2)
-            # Then the next worker runs the retry, once, and the run succeeds
-            [run] = await expected.exactly_once(store, timeout=60)
-            attempts = await runs_history.attempts(store, *run.key)
+    cause = partial(_publish, expected, "chaos_fails_once", marker)
+    async with _crash("launch.attempt_ended", first, then, log, cause) as store:
+        # Then the next worker runs the retry, once, and the run succeeds
+        [run] = await expected.exactly_once(store, timeout=60)
+        attempts = await runs_history.attempts(store, *run.key)
     assert [a.phase for a in attempts] == [AttemptPhase.RETRYABLE_FAILED, AttemptPhase.SUCCEEDED]
     assert attempts[1].worker and attempts[1].worker.startswith("host-b:") == elsewhere
     # the same host tells from the process, another from the heartbeat
     assert ("retrying it here" in log.read_text()) == elsewhere
     assert "stopped; retrying it" in log.read_text()
+
+
+@contextlib.asynccontextmanager
+async def _crash(
+    point: str,
+    first: dict[str, str],
+    then: dict[str, str],
+    log: Path,
+    cause: Callable[[], Awaitable[object]],
+) -> AsyncIterator[RunStore]:
+    """A worker (``first``'s environment) that dies at crash ``point`` once ``cause`` ran,
+    then another one (``then``'s) started: the run store, while the other one runs."""
+    async with await RunStore.open(then["TRIPWIRE_DATABASE_URL"]) as store:
+        await _crashed_at(point, first, log, cause)
+        with worker([CHAOS_FLOWS], then, log) as second:
+            await ready(second, log, times=2)
+            yield store
 
 
 async def _crashed_at(

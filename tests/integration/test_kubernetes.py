@@ -29,7 +29,9 @@ from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.runs.tables import workers
 from tests.fixtures.runs import claimed_run, run_ended
+from tests.fixtures.tracing import Traced
 from tests.fixtures.waits import eventually
+from triggers import tracing
 from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -116,6 +118,7 @@ async def test_a_run_becomes_one_labelled_job_even_when_its_request_is_replayed(
     assert container.args[:2] == ["--context-from-env", "TRIPWIRE_RUN_CONTEXT_JSON"]
     # what the run reports goes to the termination message, a file apart from its result
     assert container.termination_message_path == env["TRIPWIRE_TERMINATION_LOG"]
+    assert "TRACEPARENT" not in env  # a run in no trace
 
 
 async def test_job_and_pod_status_become_the_attempts_phases_up_to_success(
@@ -497,3 +500,69 @@ async def test_a_pod_that_ended_before_its_job_concluded_is_still_the_attempt_ru
             assert seen.phase == AttemptPhase.RUNNING, (phase, seen)
     finally:
         await launcher.close()
+
+
+# the trace context a run's pods get
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_a_traced_runs_pod_gets_its_attempts_trace_context_in_its_env(
+    cluster: tuple[kmock.KubernetesEmulator, Any], store: RunStore, tmp_path: Path, traced: Traced
+) -> None:
+    # Given a run in a trace, on a worker that records spans
+    k8s, api = cluster
+    launcher = KubernetesLauncher(settings=settings(k8s, tmp_path), store=store)
+    run = await claimed(store, f"k8s://{NS}", traceparent=TRACE, tracestate="rojo=1")
+    # When its first attempt's Job is created
+    try:
+        await running(launcher, run)
+        job = await eventually(lambda: _job(api, run.name), "the Job")
+    finally:
+        await launcher.close()
+    # Then its pod joins the trace under the attempt's span, which is the launch's child
+    [container] = job.spec.template.spec.containers
+    env = {e.name: e.value for e in container.env}
+    spans = {s.name: s for s in traced.spans.get_finished_spans()}
+    attempt, launch = spans["attempt 1"], spans["run nightly_etl"]
+    assert attempt.parent is not None and attempt.parent.span_id == launch.context.span_id
+    assert env["TRACEPARENT"].split("-")[1:3] == [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        format(attempt.context.span_id, "016x"),
+    ]
+    assert env["TRACESTATE"] == "rojo=1"
+
+
+async def test_an_argo_workflow_of_a_traced_run_gives_each_step_the_runs_trace_context(
+    cluster: tuple[kmock.KubernetesEmulator, Any],
+    store: RunStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a run in a trace, on a worker that records no spans, and one in none
+    monkeypatch.setattr(tracing, "spans", False)
+    k8s, api = cluster
+    launcher = ArgoLauncher(settings=settings(k8s, tmp_path), store=store)
+    traced_run = await claimed(store, f"argo://{NS}/nightly-etl", name="a", traceparent=TRACE)
+    plain_run = await claimed(store, f"argo://{NS}/nightly-etl", name="b")
+    # When their Workflows are created
+    try:
+        await launcher.create(traced_run, traced_run.name)
+        await launcher.create(plain_run, plain_run.name)
+        traced_flow = await eventually(lambda: _workflow(api, "a"), "the first Workflow")
+        plain_flow = await eventually(lambda: _workflow(api, "b"), "the second Workflow")
+    finally:
+        await launcher.close()
+    # Then every container step of the first gets the run's context, and the other's none
+    defaults = traced_flow["spec"]["templateDefaults"]["container"]
+    assert defaults == {"env": [{"name": "TRACEPARENT", "value": TRACE}]}
+    assert "templateDefaults" not in plain_flow["spec"]
+
+
+async def _job(api: Any, name: str) -> Any:
+    try:
+        return await client.BatchV1Api(api).read_namespaced_job(name, NS)
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise

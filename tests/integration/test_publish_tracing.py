@@ -4,6 +4,9 @@ reads carries the trace in its ``ce_traceparent`` header (publish() and the HTTP
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -74,3 +77,31 @@ async def test_the_api_keeps_a_cloudevents_trace_context_and_else_takes_the_requ
     assert found["plain-1"]["ce_tracestate"] == b"rojo=1"
     assert found["ce-1"]["ce_traceparent"] == own_trace.encode()
     assert "ce_tracestate" not in found["ce-1"]
+
+
+async def test_the_readmes_traced_publisher_joins_its_span_and_exports_it(
+    kafka_bootstrap: str, unique_name: str, tmp_path: Path
+) -> None:
+    # Given the README's example, with spans printed rather than sent to a collector
+    topic = f"{unique_name}.events"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "TRIPWIRE_"))} | {
+        "OTEL_TRACES_EXPORTER": "console",
+        "OTEL_SERVICE_NAME": "nightly-etl",
+        "TRIPWIRE_HOME": str(tmp_path),
+        "TRIPWIRE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "TRIPWIRE_TOPIC_EVENTS": topic,
+    }
+    example = Path(__file__).parents[2] / "examples" / "traced_publish.py"
+    # When it runs
+    done = subprocess.run(
+        [sys.executable, str(example)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    # Then it exported its span and the event's producer span, and the event is in its trace
+    *_, event_id, _, _, trace_id = done.stdout.split()
+    assert '"name": "load sales"' in done.stdout
+    assert f'"name": "create {topic}"' in done.stdout
+    [record] = await whole_topic(kafka_bootstrap, topic)
+    event = decode(record.value, record.headers)
+    assert event.id == event_id
+    assert event.traceparent is not None and event.traceparent.split("-")[1] == trace_id

@@ -183,3 +183,30 @@ async def test_a_run_by_hand_takes_the_retries_and_timeout_of_the_flows_trigger(
     await deploy(run_store, [flow_spec(guarded)], project="p", domain="d")
     run, _ = await service.create("guarded", {}, project="p", domain="d")
     assert (run.retries, run.retry_backoff_seconds, run.timeout_seconds) == (2, 30.0, 300.0)
+
+
+async def test_a_recovered_run_keeps_the_trace_context_of_the_one_it_recovers(
+    service: RunService, run_store: RunStore
+) -> None:
+    # Given a traced run (a sensor's) that failed
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    request = NewRun(
+        project="p",
+        domain="d",
+        name="traced",
+        flow="load_report",
+        entrypoint={"function": "load_report", "module": "m"},
+        parameters={"day": "2026-11-23", "rows": 0},
+        events=[],
+        traceparent=trace,
+        tracestate="rojo=1",
+    )
+    await service.submit(request)
+    await run_store.transition("p", "d", "traced", WorkflowPhase.RUNNING)
+    await run_store.transition("p", "d", "traced", WorkflowPhase.FAILED)
+    # When it is recovered
+    recovered = await service.recover("traced", project="p", domain="d")
+    # Then the new run is the same story: the same trace, and its request says so too
+    assert (recovered.traceparent, recovered.tracestate) == (trace, "rojo=1")
+    [*_, enqueued_again] = await enqueued(service)
+    assert (enqueued_again.name, enqueued_again.traceparent) == ("traced-r1", trace)

@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from sensors.runs.models import RunError, TriggerFailure
+from sensors.runs import history as runs_history
+from sensors.runs.models import PhaseChange, RunError, TriggerFailure
 from sensors.runs.phases import ErrorKind, WorkflowPhase
 from sensors.runs.sensor_records import (
     last_runs_by_sensor,
@@ -16,6 +17,7 @@ from sensors.runs.sensor_records import (
     record_trigger_failure,
 )
 from sensors.runs.store import RunStore
+from sensors.runs.tables import run_attempts, runs
 from tests.fixtures.runs import new_run
 from triggers.errors import IllegalTransitionError, RunNotFoundError, StoreError
 
@@ -204,3 +206,55 @@ async def test_workers_opening_a_new_store_together_all_succeed(store_url: str) 
     stores = await asyncio.gather(*(RunStore.open(store_url) for _ in range(4)))
     for opened in stores:
         await opened.close()
+
+
+async def test_the_migrations_make_the_columns_the_schema_declares_for_runs_and_attempts(
+    run_store: RunStore,
+) -> None:
+    def columns(conn: sa.Connection) -> dict[str, list[str]]:
+        inspector = sa.inspect(conn)
+        return {
+            t.name: sorted(c["name"] for c in inspector.get_columns(t.name))
+            for t in (runs, run_attempts)
+        }
+
+    async with run_store.connection() as conn:
+        found = await conn.run_sync(columns)
+    assert found == {t.name: sorted(t.c.keys()) for t in (runs, run_attempts)}
+
+
+async def test_a_run_keeps_its_trace_context_and_its_changes_go_out_with_it(
+    run_store: RunStore,
+) -> None:
+    # Given a run in a trace (its tracestate as long as W3C allows) and one in none
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    state = ",".join(f"v{n:02}=" + "x" * 10 for n in range(32))[:512]
+    traced = new_run("traced").model_copy(update={"traceparent": trace, "tracestate": state})
+    await run_store.create_run(traced)
+    await run_store.create_run(new_run("plain"))
+    # Then the store gives it back
+    run = await run_store.get_run("traced")
+    assert (run.traceparent, run.tracestate) == (trace, state)
+    assert (await run_store.get_run("plain")).traceparent is None
+    # And an attempt of it with a span, and one without
+    attempt_trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
+    for traceparent in (attempt_trace, None):
+        await runs_history.start_attempt(
+            run_store, *traced.key, pid=None, worker="w", traceparent=traceparent
+        )
+    # Then the lifecycle relay gets each change with the trace context of its attempt's
+    # span where there is one, else of its run
+    sent: list[PhaseChange] = []
+
+    async def send(changes: list[PhaseChange]) -> None:
+        sent.extend(changes)
+
+    while await runs_history.relay_changes(run_store, send):
+        pass  # on PostgreSQL, a pass sends a run's changes one at a time
+    found = [(c.name, c.attempt, c.traceparent, c.tracestate) for c in sent]
+    assert found == [
+        ("traced", None, trace, state),
+        ("plain", None, None, None),
+        ("traced", 1, attempt_trace, None),
+        ("traced", 2, trace, state),
+    ]

@@ -26,9 +26,10 @@ from sensors.runs.phases import AttemptPhase, ErrorKind, WorkflowPhase
 from sensors.runs.store import RunStore
 from sensors.runs.tables import run_attempts
 from tests.fixtures.engine import finished_run, tripwire_cli
-from tests.fixtures.runs import new_run
+from tests.fixtures.runs import claimed_run, new_run
+from tests.fixtures.tracing import Traced
 from tests.fixtures.waits import eventually
-from triggers import publish
+from triggers import publish, tracing
 from triggers.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -311,3 +312,45 @@ async def test_a_call_whose_worker_died_is_made_again_by_another_worker(
 async def _finished(store: RunStore, name: str) -> RunRecord | None:
     run = await store.get_run(name, project="p", domain="d")
     return run if run.finished_at else None
+
+
+@pytest.mark.parametrize("spans", [True, False], ids=["spans", "no-spans"])
+async def test_a_traced_runs_call_carries_its_trace_context_in_w3c_headers(
+    hook: Hook, tmp_path: Path, spans: bool, request: pytest.FixtureRequest
+) -> None:
+    # Given a web hook run in a trace, on a worker that records spans or not
+    traced: Traced | None = request.getfixturevalue("traced") if spans else None
+    if not spans:
+        request.getfixturevalue("monkeypatch").setattr(tracing, "spans", False)
+    stored = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    async with await RunStore.open(f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}") as store:
+        run = await claimed_run(
+            store,
+            new_run("call-traced").model_copy(
+                update={
+                    "target": f"{hook.url}/ok",
+                    "target_options": {},
+                    "traceparent": stored,
+                    "tracestate": "rojo=1",
+                }
+            ),
+        )
+        # When it is called
+        launcher = HttpLauncher(settings=Settings(home=tmp_path), store=store)
+        try:
+            await launcher.launch(run)
+            await eventually(lambda: _finished(store, run.name), "the call", timeout=20)
+        finally:
+            await launcher.close()
+    [(_, headers, _)] = hook.requests
+    # Then the receiver gets the trace context: its attempt's span, else the run's own
+    if traced is None:
+        assert (headers["traceparent"], headers["tracestate"]) == (stored, "rojo=1")
+        return
+    [attempt] = [s for s in traced.spans.get_finished_spans() if s.name == "attempt 1"]
+    assert headers["traceparent"].split("-")[1:3] == [
+        "4bf92f3577b34da6a3ce929d0e0e4736",
+        format(attempt.context.span_id, "016x"),
+    ]
+    assert attempt.attributes is not None
+    assert attempt.attributes["tripwire.attempt.phase"] == "SUCCEEDED"

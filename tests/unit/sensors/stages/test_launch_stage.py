@@ -20,7 +20,9 @@ from sensors.stages.kafka import consume_batches
 from sensors.stages.launch_stage import LaunchStage
 from tests.fixtures.runs import new_run
 from tests.fixtures.stub_kafka import StubKafka
+from tests.fixtures.tracing import Traced
 from tests.fixtures.waits import eventually
+from triggers import tracing
 from triggers.settings import Settings
 
 REQUESTS = "run-requests"
@@ -243,3 +245,48 @@ async def test_a_run_that_cannot_start_keeps_its_place_in_the_queue(
         launcher.release()
     # Then they started oldest first
     assert [r.name for r in launcher.launched] == ["flow-a", "flow-b", "flow-c"]
+
+
+TRACE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+async def test_a_traced_requests_admission_is_a_span_of_its_trace_created_or_duplicate(
+    stage: LaunchStage, store: RunStore, kafka: StubKafka, traced: Traced
+) -> None:
+    # Given a request in a trace, delivered twice, and one in no trace
+    traced_run = new_run("flow-a").model_copy(update={"traceparent": TRACE, "tracestate": "a=1"})
+    request(kafka, traced_run)
+    request(kafka, new_run("flow-b"))
+    # When the stage admits the batch, and then the batch again
+    await stage.handle(kafka.batch(REQUESTS))
+    await stage.handle(kafka.batch(REQUESTS))
+    # Then each admission of the traced request is a child of its span, and says how it went
+    spans = traced.spans.get_finished_spans()
+    assert [s.name for s in spans] == ["admit flow", "admit flow"]
+    for span in spans:
+        assert span.parent is not None and format(span.parent.span_id, "016x") == "00f067aa0ba902b7"
+        assert format(span.context.trace_id, "032x") == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert span.attributes is not None
+        assert span.attributes["tripwire.run.name"] == "flow-a"
+        assert span.attributes["tripwire.sensor.id"] == "flow.trigger"
+    assert [s.attributes and s.attributes["tripwire.admission"] for s in spans] == [
+        "created",
+        "duplicate",
+    ]
+    # And the run keeps the trace context it joins
+    run = await store.get_run("flow-a")
+    assert (run.traceparent, run.tracestate) == (TRACE, "a=1")
+
+
+async def test_without_spans_an_admission_starts_none(
+    stage: LaunchStage, kafka: StubKafka, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tracing, "spans", False)
+    monkeypatch.setattr(tracing, "span", _no_span)
+    request(kafka, new_run("flow-a").model_copy(update={"traceparent": TRACE}))
+    await stage.handle(kafka.batch(REQUESTS))
+    assert stage.created == 1
+
+
+def _no_span(*args: object, **kwargs: object) -> None:
+    raise AssertionError("a span was started while tracing is off")
