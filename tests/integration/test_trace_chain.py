@@ -5,9 +5,12 @@ belong to the job's trace, with the parents and links of docs/tracing.md."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
@@ -16,7 +19,8 @@ from sensors.engine import Engine
 from sensors.registry import discover_flows
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from tests.fixtures.tracing import Traced
+from tests.fixtures.processes import ready, worker
+from tests.fixtures.tracing import OtlpSink, Traced
 from tests.fixtures.waits import eventually
 from triggers import publish
 from triggers.settings import Settings
@@ -147,3 +151,46 @@ def _all_ended(traced: Traced, last_run: str) -> list[ReadableSpan] | None:
 
 def _span_id(traceparent: str) -> int:
     return int(traceparent.split("-")[2], 16)
+
+
+async def test_a_worker_configured_by_otel_variables_exports_the_chain_over_otlp(
+    traced: Traced,
+    engine_env: dict[str, str],
+    otlp_sink: OtlpSink,
+    tmp_path: Path,
+) -> None:
+    # Given a `tripwire worker` process set up by the standard variables alone, exporting to
+    # a real OTLP/HTTP receiver
+    env = os.environ | {
+        "TRIPWIRE_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'runs.db'}",
+        "CHAIN_OUT": str(tmp_path / "chain.jsonl"),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_sink.endpoint,
+        "OTEL_SERVICE_NAME": "tripwire-worker",
+        "OTEL_BSP_SCHEDULE_DELAY": "200",  # ms between the exporter's batches
+    }
+    log = tmp_path / "worker.log"
+    with worker([FLOWS], env, log) as process:
+        await ready(process, log)
+        # When a job publishes the two events inside its span
+        with traced.provider.get_tracer("etl").start_as_current_span("nightly load") as job:
+            await publish.aio("chain_orders", {"day": "2031-07-08"})
+            await publish.aio("chain_customers", {"day": "2031-07-08"})
+        # Then the worker exports the spans of both runs, all in the job's trace
+        exported = await eventually(
+            lambda: _exported_through(otlp_sink, "run chain_report"),
+            "the worker's spans at the receiver",
+            timeout=90,
+        )
+    trace_id = base64.b64decode(exported[0]["traceId"]).hex()
+    assert trace_id == f"{job.get_span_context().trace_id:032x}"
+    assert {base64.b64decode(s["traceId"]).hex() for s in exported} == {trace_id}
+    assert {s["service"] for s in exported} == {"tripwire-worker"}
+    names = {s["name"] for s in exported}
+    for flow in ("chain_join", "chain_report"):
+        assert {f"fire {flow}.trigger", f"admit {flow}", f"run {flow}", "attempt 1"} <= names
+
+
+def _exported_through(sink: OtlpSink, name: str) -> list[dict[str, Any]] | None:
+    """The spans received, once one named ``name`` is among them."""
+    spans = sink.spans()
+    return spans if any(s["name"] == name for s in spans) else None
