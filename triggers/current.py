@@ -23,7 +23,15 @@ from typing import Any
 from triggers.errors import ConfigurationError
 from triggers.spec import RUN_EVENT_TYPE
 
-__all__ = ["Current", "RunContext", "TriggerEvent", "UpstreamRun", "current", "trace_carrier"]
+__all__ = [
+    "TRACE_CARRIER",
+    "Current",
+    "RunContext",
+    "TriggerEvent",
+    "UpstreamRun",
+    "current",
+    "trace_carrier",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,12 +262,17 @@ class Current:
 current = Current()
 
 
+TRACE_CARRIER = ("TRACEPARENT", "TRACESTATE")
+"""OpenTelemetry's environment-variable carrier of the W3C trace context: what the engine
+sets for a run's process (sensors.launchers.spans), and what the process reads here."""
+
+
 def trace_carrier() -> dict[str, str]:
     """The W3C trace context the engine gave this run's process, in OpenTelemetry's
     environment-variable carrier (``TRACEPARENT``, ``TRACESTATE``), as the propagator's
     ``traceparent`` and ``tracestate`` keys; empty when it gave none."""
     carrier = {}
-    for name in ("TRACEPARENT", "TRACESTATE"):
+    for name in TRACE_CARRIER:
         if value := os.environ.get(name):
             carrier[name.lower()] = value
     return carrier if "traceparent" in carrier else {}

@@ -40,7 +40,15 @@ from cloudevents.core.v1.event import CloudEvent
 
 from triggers.errors import EventDecodeError, PublishError
 
-__all__ = ["Envelope", "KafkaRecord", "decode", "encode", "make_envelope", "validate_event_name"]
+__all__ = [
+    "Envelope",
+    "KafkaRecord",
+    "decode",
+    "encode",
+    "make_envelope",
+    "trace_attributes",
+    "validate_event_name",
+]
 
 # `@` and `+`: Metaflow's end events name the branch, which names the user (an e-mail).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-:/@+]{0,254}")
@@ -161,6 +169,14 @@ def _parse_time(value: datetime | str, name: str) -> datetime:
     return value
 
 
+def trace_attributes(traceparent: str, tracestate: str | None) -> dict[str, str]:
+    """The CloudEvent extension attributes of a W3C trace context (distributed tracing)."""
+    attributes = {"traceparent": traceparent}
+    if tracestate:
+        attributes["tracestate"] = tracestate
+    return attributes
+
+
 def encode(envelope: Envelope) -> KafkaRecord:
     """Encode an envelope as a Kafka record through the CloudEvents Kafka binding."""
     attributes: dict[str, Any] = {
@@ -172,9 +188,7 @@ def encode(envelope: Envelope) -> KafkaRecord:
     if envelope.time is not None:
         attributes["time"] = envelope.time
     if envelope.traceparent is not None:
-        attributes["traceparent"] = envelope.traceparent
-        if envelope.tracestate:
-            attributes["tracestate"] = envelope.tracestate
+        attributes |= trace_attributes(envelope.traceparent, envelope.tracestate)
     message = ce_kafka.to_binary_event(
         CloudEvent(attributes=attributes, data=envelope.payload),
         key_mapper=lambda event: event.get_type(),

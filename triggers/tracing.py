@@ -63,7 +63,6 @@ class TraceContext(NamedTuple):
 _on: bool | None = None  # None until the first event decides
 _lock = threading.Lock()
 _trace: Any = None  # opentelemetry.trace, once on
-_propagator: Any = None  # the W3C propagator, once on
 _tracer: Any = None
 _context: Any = None  # opentelemetry.context.get_current, once on
 _root: Any = None  # an empty context, whose spans start traces of their own, once on
@@ -79,10 +78,10 @@ def current(headers: Mapping[str, str] | None = None) -> TraceContext | None:
     None, when there is neither (or ``headers`` has a malformed one)."""
     if _on is None:
         _decide()
-    if _on and _trace.get_current_span().get_span_context().is_valid:
-        carrier: dict[str, str] = {}
-        _propagator.inject(carrier)
-        return TraceContext(carrier["traceparent"], carrier.get("tracestate"), _context())
+    if _on:
+        found = traceparent(_trace.get_current_span())
+        if found.traceparent:
+            return found._replace(context=_context())
     return None if headers is None else carried(headers)
 
 
@@ -188,7 +187,7 @@ def _exporters(environ: Mapping[str, str]) -> list[Any]:
 
 def _decide() -> None:
     """Turn tracing on or off for this process (see the module docs)."""
-    global _on, _trace, _propagator, _tracer, _context, _root, spans
+    global _on, _trace, _tracer, _context, _root, spans
     with _lock:
         if _on is not None:
             return
@@ -198,9 +197,6 @@ def _decide() -> None:
             return
         try:
             from opentelemetry import context, trace
-            from opentelemetry.trace.propagation.tracecontext import (
-                TraceContextTextMapPropagator,
-            )
         except ImportError:
             log.warning(
                 "tracing is configured (OTEL_*), but OpenTelemetry is not installed: %s", _EXTRA
@@ -212,7 +208,7 @@ def _decide() -> None:
                 configure()
             except ConfigurationError as exc:  # events still carry their callers' context
                 log.warning("traces are not exported: %s", exc)
-        _trace, _propagator, _context = trace, TraceContextTextMapPropagator(), context.get_current
+        _trace, _context = trace, context.get_current
         _root = context.Context()
         _tracer = trace.get_tracer("tripwire")
         provider = trace.get_tracer_provider()
@@ -315,11 +311,6 @@ def _child(parent: TraceContext, envelope: Envelope, topic: str) -> TraceContext
             "cloudevents.event_type": envelope.name,
         },
     )
-    try:
-        carrier: dict[str, str] = {}
-        _propagator.inject(carrier, context=_trace.set_span_in_context(span))
-    finally:
-        span.end()
-    if "traceparent" not in carrier:
-        return parent
-    return TraceContext(carrier["traceparent"], carrier.get("tracestate"))
+    span.end()
+    found = traceparent(span)
+    return found if found.traceparent else parent

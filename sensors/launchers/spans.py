@@ -20,6 +20,7 @@ from typing import Any
 from sensors.runs.models import RunError, RunRecord
 from sensors.runs.phases import AttemptPhase, WorkflowPhase
 from triggers import tracing
+from triggers.current import TRACE_CARRIER
 
 __all__ = [
     "CARRIER",
@@ -32,8 +33,7 @@ __all__ = [
     "trace_headers",
 ]
 
-CARRIER = ("TRACEPARENT", "TRACESTATE")
-"""OpenTelemetry's environment-variable carrier of the W3C trace context."""
+CARRIER = TRACE_CARRIER
 
 
 def launch_span(run: RunRecord, worker: str) -> Any:
@@ -105,9 +105,10 @@ def trace_env(run: RunRecord) -> dict[str, str]:
     joins no trace."""
     if run.traceparent is None:
         return {}
-    env = {"TRACEPARENT": run.traceparent}
+    parent, state = CARRIER
+    env = {parent: run.traceparent}
     if run.tracestate:
-        env["TRACESTATE"] = run.tracestate
+        env[state] = run.tracestate
     return env
 
 

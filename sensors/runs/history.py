@@ -51,22 +51,28 @@ _RUN_KEY = ("project", "domain", "name")
 
 def _trace_of_change(column: str) -> Any:
     """The trace context (``column``) a change's lifecycle event carries: its attempt span's,
-    for a change of an attempt that has one; else its run's."""
-    of_run = [getattr(runs.c, key) == getattr(run_phases.c, key) for key in _RUN_KEY]
-    of_attempt = [getattr(run_attempts.c, key) == getattr(run_phases.c, key) for key in _RUN_KEY]
-    of_attempt.append(run_attempts.c.number == run_phases.c.attempt)
-    attempt_span = sa.select(run_attempts.c.traceparent).where(*of_attempt).scalar_subquery()
+    for a change of an attempt that has one; else its run's (see ``_CHANGES``)."""
     return sa.case(
-        (
-            attempt_span.is_not(None),
-            sa.select(run_attempts.c[column]).where(*of_attempt).scalar_subquery(),
-        ),
-        else_=sa.select(runs.c[column]).where(*of_run).scalar_subquery(),
+        (run_attempts.c.traceparent.is_not(None), run_attempts.c[column]),
+        else_=runs.c[column],
     ).label(column)
 
 
-# A change with the trace context its lifecycle event carries.
-_CHANGES = sa.select(run_phases, _trace_of_change("traceparent"), _trace_of_change("tracestate"))
+# A change with the trace context its lifecycle event carries: joined to its run and, for
+# an attempt's change, to its attempt (outer joins: a change goes out whatever they hold).
+_CHANGES = sa.select(
+    run_phases, _trace_of_change("traceparent"), _trace_of_change("tracestate")
+).select_from(
+    run_phases.outerjoin(
+        runs, sa.and_(*(getattr(runs.c, k) == getattr(run_phases.c, k) for k in _RUN_KEY))
+    ).outerjoin(
+        run_attempts,
+        sa.and_(
+            *(getattr(run_attempts.c, k) == getattr(run_phases.c, k) for k in _RUN_KEY),
+            run_attempts.c.number == run_phases.c.attempt,
+        ),
+    )
+)
 
 _LIVE_ATTEMPT = (
     AttemptPhase.INITIALIZING,
@@ -391,7 +397,7 @@ async def relay_changes(
         )
         .order_by(run_phases.c.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(of=run_phases, skip_locked=True)  # the changes, not their runs
     )
     async with store.connection(write=True) as conn:
         rows = (await conn.execute(query)).mappings().all()

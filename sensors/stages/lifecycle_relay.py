@@ -37,7 +37,7 @@ from sensors.runs.models import PhaseChange
 from sensors.runs.outages import log_failure
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
-from triggers.envelope import KafkaRecord, encode, make_envelope
+from triggers.envelope import KafkaRecord, encode, make_envelope, trace_attributes
 from triggers.errors import PublishError
 from triggers.settings import Settings
 from triggers.spec import RUN_EVENT_TYPE
@@ -88,9 +88,7 @@ def lifecycle_record(change: PhaseChange, settings: Settings) -> KafkaRecord:
         "datacontenttype": "application/json",
     }
     if change.traceparent is not None:
-        attributes["traceparent"] = change.traceparent
-        if change.tracestate:
-            attributes["tracestate"] = change.tracestate
+        attributes |= trace_attributes(change.traceparent, change.tracestate)
     event = CloudEvent(attributes=attributes, data=lifecycle_data(change, settings))
     message = ce_kafka.to_binary_event(event, key_mapper=lambda _: change.name)
     key = message.key.encode() if isinstance(message.key, str) else (message.key or b"")

@@ -17,6 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from sensors.engine import Engine
 from sensors.registry import discover_flows
+from sensors.runs.models import RunRecord
 from sensors.runs.phases import WorkflowPhase
 from sensors.runs.store import RunStore
 from tests.fixtures.processes import ready, worker
@@ -134,9 +135,10 @@ def _noted(out: Path, count: int) -> dict[str, str] | None:
     return {n["flow"]: n["traceparent"] for n in lines} if len(lines) >= count else None
 
 
-async def _ended(store: RunStore, flow: str):  # type: ignore[no-untyped-def]
-    [run] = await store.list_runs(flow=flow, limit=10) or [None]
-    return run if run is not None and run.finished_at else None
+async def _ended(store: RunStore, flow: str) -> RunRecord | None:
+    """The run of ``flow``, once it ended."""
+    runs = await store.list_runs(flow=flow, limit=10)
+    return runs[0] if runs and runs[0].finished_at else None
 
 
 def _all_ended(traced: Traced, last_run: str) -> list[ReadableSpan] | None:

@@ -34,10 +34,7 @@ def test_a_process_goes_once_its_worker_let_it_through(
 def test_a_process_whose_attempt_was_refused_does_not_go(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    gate = Gate(tmp_path)
-    monkeypatch.setenv(GATE, str(gate.path))
-    gate.close()
-    assert not passed_gate()
+    _refused(tmp_path, monkeypatch)
     # and says so, by its pid, for whoever settles the attempt
     assert Gate.refused(tmp_path, os.getpid())
     assert not Gate.refused(tmp_path, os.getpid() + 1)
@@ -47,10 +44,7 @@ def test_a_new_attempts_gate_clears_what_earlier_processes_said(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a process that an earlier attempt's gate refused
-    gate = Gate(tmp_path)
-    monkeypatch.setenv(GATE, str(gate.path))
-    gate.close()
-    assert not passed_gate()
+    _refused(tmp_path, monkeypatch)
     assert Gate.refused(tmp_path, os.getpid())
     # When the next attempt makes its gate, its process may get the same pid
     Gate(tmp_path).close()
@@ -78,3 +72,11 @@ def test_a_process_whose_worker_died_goes_only_if_the_worker_let_it_through(
     # Then the process reads an end of file, and goes only if its attempt was recorded
     assert passed_gate() is let_through
     assert Gate.refused(tmp_path, os.getpid()) is not let_through
+
+
+def _refused(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """This process at a gate in ``folder`` that its worker closed without letting it go."""
+    gate = Gate(folder)
+    monkeypatch.setenv(GATE, str(gate.path))
+    gate.close()
+    assert not passed_gate()
